@@ -1,0 +1,38 @@
+//! Every limit of the kernel, named in one place, with the relationships between them
+//! checked at compile time.
+
+/// Bytes in a memory segment unless a manager is configured otherwise: 32 KiB, as in Flink.
+/// Large enough that per-segment bookkeeping is negligible next to the bytes it manages,
+/// small enough that a sort buffer or a network buffer pool holds many of them.
+pub const SEGMENT_SIZE_DEFAULT: usize = 32 * 1024;
+
+/// The smallest segment a manager accepts: one page of the operating system.
+pub const SEGMENT_SIZE_MIN: usize = 4 * 1024;
+
+/// The largest segment a manager accepts. Record addresses keep the in-segment offset in the
+/// low `log2(segment size)` bits, so a larger segment would shrink the addressable chain.
+pub const SEGMENT_SIZE_MAX: usize = 1024 * 1024;
+
+/// Alignment of every segment's first byte. 4096 satisfies `O_DIRECT` on every filesystem we
+/// spill to (512-byte or 4096-byte logical blocks) and lets typed `Pod` views of any
+/// primitive start at offset 0.
+pub const SEGMENT_ALIGN: usize = 4096;
+
+/// Segments one manager may hold. Segment indexes are `u32`, and the arena is one mapping.
+pub const SEGMENTS_PER_MANAGER_MAX: usize = u32::MAX as usize;
+
+/// Bytes of a LEB128-encoded `u64`: ceil(64 / 7).
+pub const VARINT_U64_BYTES_MAX: usize = 10;
+
+const _: () = assert!(SEGMENT_SIZE_DEFAULT.is_power_of_two());
+const _: () = assert!(SEGMENT_SIZE_MIN.is_power_of_two());
+const _: () = assert!(SEGMENT_SIZE_MAX.is_power_of_two());
+const _: () = assert!(SEGMENT_SIZE_MIN <= SEGMENT_SIZE_DEFAULT);
+const _: () = assert!(SEGMENT_SIZE_DEFAULT <= SEGMENT_SIZE_MAX);
+// Every segment size is a whole number of alignment units, so segment `i` of an arena that
+// starts aligned starts aligned too.
+const _: () = assert!(SEGMENT_SIZE_MIN.is_multiple_of(SEGMENT_ALIGN));
+// Record addresses and byte positions are u64 and index memory: weir targets 64-bit.
+const _: () = assert!(usize::BITS == 64);
+// A primitive or varint never needs more than one segment boundary to cross.
+const _: () = assert!(VARINT_U64_BYTES_MAX < SEGMENT_SIZE_MIN);

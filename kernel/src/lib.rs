@@ -1,0 +1,28 @@
+//! weir's memory kernel: memory segments under a hard budget, paged views, and (in later
+//! modules) spill I/O, external sort, hash aggregation and hybrid hash join.
+//!
+//! Everything large that weir holds lives in [`memory::MemorySegment`]s handed out by a
+//! [`memory::MemoryManager`]. The kernel works on opaque byte records and byte keys; it
+//! knows nothing of serde or the network.
+//!
+//! ```
+//! use weir_kernel::memory::{MemoryManager, PagedOutputView};
+//!
+//! let manager = MemoryManager::with_budget(1 << 20)?;
+//! let owner = manager.owner("example");
+//! let mut view = PagedOutputView::new(owner.clone());
+//! view.write_u64_le(42)?;
+//! let mut reader = view.reader();
+//! assert_eq!(reader.read_u64_le()?, 42);
+//! drop(view);
+//! manager.leak_check()?;
+//! # Ok::<(), weir_kernel::KernelError>(())
+//! ```
+#![doc(test(attr(deny(warnings))))]
+
+pub mod constants;
+mod error;
+pub mod memory;
+pub mod sys;
+
+pub use error::{KernelError, LeakedOwner, Result};

@@ -1,0 +1,32 @@
+//! Memory: segments under a hard budget, and paged views over them.
+//!
+//! ```text
+//!   MemoryManager (budget, arena, free list)
+//!     ├── owner("sort[3]") ─▶ Owner ─▶ allocate(n) ─▶ MemorySegment (32 KiB, aligned)
+//!     │                         └────▶ reserve(n) ──▶ Reservation (RAII budget)
+//!     └── leak_check / release_all / stats
+//!
+//!   PagedOutputView ──writes──▶ [seg][seg][seg] ──reads──▶ PagedInputView
+//! ```
+//!
+//! Every byte of bulk data in weir lives in a [`MemorySegment`]. Segments return to the
+//! budget when dropped; the manager can name every owner that still holds memory.
+
+mod address;
+mod arena;
+mod manager;
+mod owner;
+mod paged_input;
+mod paged_output;
+mod reservation;
+mod segment;
+pub mod varint;
+
+pub use address::RecordAddress;
+pub use arena::ReleasePolicy;
+pub use manager::{MemoryConfig, MemoryManager, MemoryStats};
+pub use owner::Owner;
+pub use paged_input::PagedInputView;
+pub use paged_output::{PagedOutputView, SegmentSource};
+pub use reservation::Reservation;
+pub use segment::{MemorySegment, SegmentIndex, compare_bytes};

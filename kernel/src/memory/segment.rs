@@ -1,0 +1,454 @@
+//! `MemorySegment`: an owned, aligned block of the arena with bounds-checked access.
+//!
+//! A segment is the unit of memory in weir: sort buffers, hash tables, spill blocks and
+//! network buffers are all segments. It is handed out by its owner's
+//! [`MemoryManager`](super::MemoryManager), is never cloned, and goes home when dropped.
+//!
+//! Every accessor is bounds checked and panics on an out-of-range offset: an offset outside
+//! a segment is a bug in the caller, never a consequence of input. Multi-byte accessors name
+//! their byte order (`_le` / `_be`); there is no native-order access.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use super::owner::OwnerShared;
+
+/// A segment's index in its manager's arena.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SegmentIndex(pub u32);
+
+/// An owned block of `size` bytes, aligned to [`SEGMENT_ALIGN`](crate::constants::SEGMENT_ALIGN).
+///
+/// Invariants:
+/// 1. `ptr .. ptr + size` is segment `index` of the arena kept alive by `owner`, and no
+///    other `MemorySegment` refers to those bytes while this one lives (the manager's free
+///    list hands an index out once until it comes back).
+/// 2. `size` is the arena's segment size, a power of two of at least 4096.
+pub struct MemorySegment {
+    ptr: NonNull<u8>,
+    size: usize,
+    index: SegmentIndex,
+    owner: Arc<OwnerShared>,
+}
+
+// SAFETY: a segment exclusively owns its bytes (invariant 1), so moving it to another
+// thread moves that ownership; the owner handle is an `Arc` of `Sync` state.
+unsafe impl Send for MemorySegment {}
+// SAFETY: `&MemorySegment` only permits reads of bytes nobody else can write (invariant 1);
+// every mutation takes `&mut self`.
+unsafe impl Sync for MemorySegment {}
+
+macro_rules! primitive_accessors {
+    ($($ty:ty: $get_le:ident $get_be:ident $put_le:ident $put_be:ident;)*) => {$(
+        #[doc = concat!("Reads a little-endian `", stringify!($ty), "` at `offset`.")]
+        ///
+        /// # Panics
+        ///
+        /// When the value does not lie within the segment.
+        #[inline]
+        pub fn $get_le(&self, offset: usize) -> $ty {
+            <$ty>::from_le_bytes(self.read_array(offset))
+        }
+
+        #[doc = concat!("Reads a big-endian `", stringify!($ty), "` at `offset`.")]
+        ///
+        /// # Panics
+        ///
+        /// When the value does not lie within the segment.
+        #[inline]
+        pub fn $get_be(&self, offset: usize) -> $ty {
+            <$ty>::from_be_bytes(self.read_array(offset))
+        }
+
+        #[doc = concat!("Writes `value` as a little-endian `", stringify!($ty), "` at `offset`.")]
+        ///
+        /// # Panics
+        ///
+        /// When the value does not fit within the segment.
+        #[inline]
+        pub fn $put_le(&mut self, offset: usize, value: $ty) {
+            self.write_array(offset, value.to_le_bytes());
+        }
+
+        #[doc = concat!("Writes `value` as a big-endian `", stringify!($ty), "` at `offset`.")]
+        ///
+        /// # Panics
+        ///
+        /// When the value does not fit within the segment.
+        #[inline]
+        pub fn $put_be(&mut self, offset: usize, value: $ty) {
+            self.write_array(offset, value.to_be_bytes());
+        }
+    )*};
+}
+
+impl MemorySegment {
+    /// Wraps segment `index` of the arena behind `owner`. Only the owner creates segments.
+    pub(super) fn new(
+        ptr: NonNull<u8>,
+        size: usize,
+        index: SegmentIndex,
+        owner: Arc<OwnerShared>,
+    ) -> Self {
+        assert!(size.is_power_of_two());
+        assert_eq!(ptr.as_ptr() as usize % crate::constants::SEGMENT_ALIGN, 0);
+        MemorySegment {
+            ptr,
+            size,
+            index,
+            owner,
+        }
+    }
+
+    /// Bytes in the segment.
+    #[inline]
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The segment's index in its manager's arena.
+    #[inline]
+    pub fn index(&self) -> SegmentIndex {
+        self.index
+    }
+
+    /// The name of the owner the segment is accounted to.
+    pub fn owner_name(&self) -> &str {
+        self.owner.name()
+    }
+
+    /// The whole segment as bytes.
+    #[inline]
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: invariant 1: `ptr .. ptr + size` is live, initialised (anonymous mappings
+        // are zero-filled) and not mutated through any other handle while `&self` lives.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.size) }
+    }
+
+    /// The whole segment as mutable bytes.
+    #[inline]
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: invariant 1, and `&mut self` makes this the only live access to the bytes.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.size) }
+    }
+
+    #[inline]
+    fn read_array<const N: usize>(&self, offset: usize) -> [u8; N] {
+        self.check_range(offset, N);
+        let mut bytes = [0u8; N];
+        bytes.copy_from_slice(&self.as_slice()[offset..offset + N]);
+        bytes
+    }
+
+    #[inline]
+    fn write_array<const N: usize>(&mut self, offset: usize, bytes: [u8; N]) {
+        self.check_range(offset, N);
+        self.as_mut_slice()[offset..offset + N].copy_from_slice(&bytes);
+    }
+
+    /// Flink's collapsed bounds check: one comparison that cannot overflow, because a
+    /// range longer than the segment fails the first test.
+    #[inline]
+    #[track_caller]
+    fn check_range(&self, offset: usize, len: usize) {
+        assert!(
+            len <= self.size && offset <= self.size - len,
+            "segment access out of bounds: {len} bytes at offset {offset} in a segment of {}",
+            self.size
+        );
+    }
+
+    /// Reads the byte at `offset`.
+    ///
+    /// # Panics
+    ///
+    /// When `offset` is outside the segment.
+    #[inline]
+    pub fn get_u8(&self, offset: usize) -> u8 {
+        self.check_range(offset, 1);
+        self.as_slice()[offset]
+    }
+
+    /// Writes the byte `value` at `offset`.
+    ///
+    /// # Panics
+    ///
+    /// When `offset` is outside the segment.
+    #[inline]
+    pub fn put_u8(&mut self, offset: usize, value: u8) {
+        self.check_range(offset, 1);
+        self.as_mut_slice()[offset] = value;
+    }
+
+    /// Reads the byte at `offset` as an `i8`.
+    ///
+    /// # Panics
+    ///
+    /// When `offset` is outside the segment.
+    #[inline]
+    pub fn get_i8(&self, offset: usize) -> i8 {
+        self.get_u8(offset) as i8
+    }
+
+    /// Writes `value` at `offset`.
+    ///
+    /// # Panics
+    ///
+    /// When `offset` is outside the segment.
+    #[inline]
+    pub fn put_i8(&mut self, offset: usize, value: i8) {
+        self.put_u8(offset, value as u8);
+    }
+
+    primitive_accessors! {
+        u16: get_u16_le get_u16_be put_u16_le put_u16_be;
+        u32: get_u32_le get_u32_be put_u32_le put_u32_be;
+        u64: get_u64_le get_u64_be put_u64_le put_u64_be;
+        i16: get_i16_le get_i16_be put_i16_le put_i16_be;
+        i32: get_i32_le get_i32_be put_i32_le put_i32_be;
+        i64: get_i64_le get_i64_be put_i64_le put_i64_be;
+        f32: get_f32_le get_f32_be put_f32_le put_f32_be;
+        f64: get_f64_le get_f64_be put_f64_le put_f64_be;
+    }
+
+    /// The `len` bytes at `offset`.
+    ///
+    /// # Panics
+    ///
+    /// When the range is not within the segment.
+    #[inline]
+    pub fn bytes(&self, offset: usize, len: usize) -> &[u8] {
+        self.check_range(offset, len);
+        &self.as_slice()[offset..offset + len]
+    }
+
+    /// The `len` bytes at `offset`, mutable.
+    ///
+    /// # Panics
+    ///
+    /// When the range is not within the segment.
+    #[inline]
+    pub fn bytes_mut(&mut self, offset: usize, len: usize) -> &mut [u8] {
+        self.check_range(offset, len);
+        &mut self.as_mut_slice()[offset..offset + len]
+    }
+
+    /// Copies `target.len()` bytes starting at `offset` into `target`.
+    ///
+    /// # Panics
+    ///
+    /// When the range is not within the segment.
+    #[inline]
+    pub fn get_bytes(&self, offset: usize, target: &mut [u8]) {
+        target.copy_from_slice(self.bytes(offset, target.len()));
+    }
+
+    /// Copies `source` into the segment starting at `offset`.
+    ///
+    /// # Panics
+    ///
+    /// When the range is not within the segment.
+    #[inline]
+    pub fn put_bytes(&mut self, offset: usize, source: &[u8]) {
+        self.bytes_mut(offset, source.len()).copy_from_slice(source);
+    }
+
+    /// Copies `len` bytes at `offset` into `target` at `target_offset`.
+    ///
+    /// # Panics
+    ///
+    /// When either range is not within its segment.
+    #[inline]
+    pub fn copy_to(
+        &self,
+        offset: usize,
+        target: &mut MemorySegment,
+        target_offset: usize,
+        len: usize,
+    ) {
+        target
+            .bytes_mut(target_offset, len)
+            .copy_from_slice(self.bytes(offset, len));
+    }
+
+    /// Copies `len` bytes from `source` to `target` within this segment; the ranges may
+    /// overlap.
+    ///
+    /// # Panics
+    ///
+    /// When either range is not within the segment.
+    #[inline]
+    pub fn copy_within(&mut self, source: usize, target: usize, len: usize) {
+        self.check_range(source, len);
+        self.check_range(target, len);
+        self.as_mut_slice()
+            .copy_within(source..source + len, target);
+    }
+
+    /// Compares `len` bytes at `offset` with `len` bytes of `other` at `other_offset` as
+    /// unsigned bytes in lexicographic order: the order of normalized keys.
+    ///
+    /// # Panics
+    ///
+    /// When either range is not within its segment.
+    #[inline]
+    pub fn compare(
+        &self,
+        other: &MemorySegment,
+        offset: usize,
+        other_offset: usize,
+        len: usize,
+    ) -> Ordering {
+        compare_bytes(self.bytes(offset, len), other.bytes(other_offset, len))
+    }
+
+    /// Whether `len` bytes at `offset` equal `len` bytes of `other` at `other_offset`.
+    ///
+    /// # Panics
+    ///
+    /// When either range is not within its segment.
+    #[inline]
+    pub fn equal(
+        &self,
+        other: &MemorySegment,
+        offset: usize,
+        other_offset: usize,
+        len: usize,
+    ) -> bool {
+        self.bytes(offset, len) == other.bytes(other_offset, len)
+    }
+
+    /// Swaps `len` bytes at `offset` with `len` bytes of `other` at `other_offset`.
+    ///
+    /// # Panics
+    ///
+    /// When either range is not within its segment.
+    #[inline]
+    pub fn swap(
+        &mut self,
+        other: &mut MemorySegment,
+        offset: usize,
+        other_offset: usize,
+        len: usize,
+    ) {
+        self.bytes_mut(offset, len)
+            .swap_with_slice(other.bytes_mut(other_offset, len));
+    }
+
+    /// Swaps two non-overlapping ranges of `len` bytes within this segment.
+    ///
+    /// # Panics
+    ///
+    /// When a range is not within the segment, or the ranges overlap.
+    #[inline]
+    pub fn swap_within(&mut self, first: usize, second: usize, len: usize) {
+        self.check_range(first, len);
+        self.check_range(second, len);
+        let (low, high) = (first.min(second), first.max(second));
+        assert!(low + len <= high || len == 0, "swap_within: ranges overlap");
+        let (head, tail) = self.as_mut_slice().split_at_mut(high);
+        head[low..low + len].swap_with_slice(&mut tail[..len]);
+    }
+
+    /// Fills `len` bytes at `offset` with `byte`.
+    ///
+    /// # Panics
+    ///
+    /// When the range is not within the segment.
+    #[inline]
+    pub fn fill(&mut self, offset: usize, len: usize, byte: u8) {
+        self.bytes_mut(offset, len).fill(byte);
+    }
+
+    /// `count` values of `T` starting at `offset`, when `offset` is aligned for `T`;
+    /// `None` when it is not.
+    ///
+    /// # Panics
+    ///
+    /// When the range is not within the segment.
+    pub fn pod_slice<T: bytemuck::Pod>(&self, offset: usize, count: usize) -> Option<&[T]> {
+        let len = count
+            .checked_mul(size_of::<T>())
+            .expect("pod slice length overflows");
+        bytemuck::try_cast_slice(self.bytes(offset, len)).ok()
+    }
+
+    /// `count` mutable values of `T` starting at `offset`, when `offset` is aligned for `T`;
+    /// `None` when it is not.
+    ///
+    /// # Panics
+    ///
+    /// When the range is not within the segment.
+    pub fn pod_slice_mut<T: bytemuck::Pod>(
+        &mut self,
+        offset: usize,
+        count: usize,
+    ) -> Option<&mut [T]> {
+        let len = count
+            .checked_mul(size_of::<T>())
+            .expect("pod slice length overflows");
+        bytemuck::try_cast_slice_mut(self.bytes_mut(offset, len)).ok()
+    }
+
+    /// Reads a `T` at `offset`, aligned or not.
+    ///
+    /// # Panics
+    ///
+    /// When the value does not lie within the segment.
+    #[inline]
+    pub fn read_pod<T: bytemuck::Pod>(&self, offset: usize) -> T {
+        bytemuck::pod_read_unaligned(self.bytes(offset, size_of::<T>()))
+    }
+
+    /// Writes `value` at `offset`, aligned or not.
+    ///
+    /// # Panics
+    ///
+    /// When the value does not fit within the segment.
+    #[inline]
+    pub fn write_pod<T: bytemuck::Pod>(&mut self, offset: usize, value: &T) {
+        self.put_bytes(offset, bytemuck::bytes_of(value));
+    }
+}
+
+/// Unsigned lexicographic comparison, eight bytes at a time.
+///
+/// Words are loaded big-endian so that comparing them as `u64` is comparing their bytes in
+/// order; the first unequal word decides. The tail shorter than a word is compared bytewise.
+/// Keys are short (a 16-byte prefix, a few dozen bytes of normalized key), where this beats
+/// a call to `memcmp`; for long ranges `memcmp` is vectorised and wins, so we hand over.
+#[inline]
+pub fn compare_bytes(left: &[u8], right: &[u8]) -> Ordering {
+    const MEMCMP_FROM: usize = 64;
+    let len = left.len().min(right.len());
+    if len >= MEMCMP_FROM {
+        return left.cmp(right);
+    }
+    let (left_words, left_tail) = left[..len].as_chunks::<8>();
+    let (right_words, right_tail) = right[..len].as_chunks::<8>();
+    for (l, r) in left_words.iter().zip(right_words) {
+        let (l, r) = (u64::from_be_bytes(*l), u64::from_be_bytes(*r));
+        if l != r {
+            return l.cmp(&r);
+        }
+    }
+    left_tail.cmp(right_tail).then(left.len().cmp(&right.len()))
+}
+
+impl Drop for MemorySegment {
+    fn drop(&mut self) {
+        self.owner.take_back(self.index);
+    }
+}
+
+impl fmt::Debug for MemorySegment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemorySegment")
+            .field("index", &self.index.0)
+            .field("size", &self.size)
+            .field("owner", &self.owner.name())
+            .finish()
+    }
+}

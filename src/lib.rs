@@ -1,0 +1,10 @@
+//! weir: a memory-managed dataflow kernel.
+//!
+//! This root crate is where the kernel's crates meet: [`kernel`] (memory, spill, sort,
+//! hash), [`netstack`] (the network stack) and [`serde_fmt`] (record and key formats).
+//! The operator layer, the runtime and the `weir` command line grow here.
+#![forbid(unsafe_code)]
+
+pub use weir_kernel as kernel;
+pub use weir_netstack as netstack;
+pub use weir_serde_fmt as serde_fmt;
