@@ -379,3 +379,149 @@ impl ManagerShared {
         assert!(self.free.push(index).is_ok(), "free segment queue overflow");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manager(segments: usize) -> MemoryManager {
+        MemoryManager::new(MemoryConfig {
+            segment_size: 4096,
+            ..MemoryConfig::with_budget(segments * 4096)
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn config_rejects_bad_sizes() {
+        for size in [0, 1000, 2048, 4097, 2 << 20] {
+            let config = MemoryConfig {
+                segment_size: size,
+                ..MemoryConfig::with_budget(1 << 24)
+            };
+            let error = MemoryManager::new(config).unwrap_err();
+            assert!(error.to_string().contains("segment_size"), "{error}");
+        }
+        let error = MemoryManager::with_budget(1000).unwrap_err();
+        assert!(error.to_string().contains("budget_bytes = 1000"), "{error}");
+    }
+
+    #[test]
+    fn allocation_stops_at_the_budget_with_numbers() {
+        let manager = manager(4);
+        let owner = manager.owner("sort[3]");
+        let held = owner.allocate(3).unwrap();
+        let error = owner.allocate(2).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "memory budget exceeded: sort[3] requested 8192 bytes (2 segments), \
+             4096 bytes (1 segments) available"
+        );
+        assert_eq!(owner.segments(), 3, "a failed request takes nothing");
+        let last = owner.allocate_one().unwrap();
+        assert!(owner.allocate_one().unwrap_err().is_budget_exceeded());
+        assert_eq!(manager.stats().segments_in_use, 4);
+        assert_eq!(manager.stats().free_bytes, 0);
+        drop(held);
+        drop(last);
+        let stats = manager.stats();
+        assert_eq!(stats.used_bytes, 0);
+        assert_eq!(stats.peak_bytes, 4 * 4096);
+        assert_eq!(stats.segments_in_use, 0);
+        manager.leak_check().unwrap();
+    }
+
+    #[test]
+    fn released_segments_are_reused() {
+        let manager = manager(2);
+        let owner = manager.owner("a");
+        let first = owner.allocate_one().unwrap();
+        let index = first.index();
+        manager.release(first);
+        let again = owner.allocate_one().unwrap();
+        let other = owner.allocate_one().unwrap();
+        assert!(again.index() == index || other.index() == index);
+        assert_ne!(again.index(), other.index());
+    }
+
+    #[test]
+    fn leak_check_names_each_owner_holding_memory() {
+        let manager = manager(8);
+        let sort = manager.owner("sort[1]");
+        let join = manager.owner("join[2]");
+        let quiet = manager.owner("map[0]");
+        let segments = sort.allocate(2).unwrap();
+        let reservation = join.reserve_bytes(100).unwrap();
+        drop(quiet.allocate_one().unwrap());
+        let error = manager.leak_check().unwrap_err();
+        let KernelError::MemoryLeak { owners } = &error else {
+            panic!("expected a leak, got {error}");
+        };
+        let names: Vec<&str> = owners.iter().map(|o| o.consumer.as_str()).collect();
+        assert_eq!(names, ["sort[1]", "join[2]"]);
+        assert_eq!(owners[0].segments, 2);
+        assert_eq!(owners[1].reserved_bytes, 100);
+        assert!(
+            error
+                .to_string()
+                .contains("sort[1] (2 segments, 0 reserved bytes)")
+        );
+        drop(segments);
+        drop(reservation);
+        manager.leak_check().unwrap();
+    }
+
+    #[test]
+    fn release_all_closes_the_owner_and_reports_leaks() {
+        let manager = manager(4);
+        let owner = manager.owner("task[7]");
+        let segment = owner.allocate_one().unwrap();
+        let error = manager.release_all(&owner).unwrap_err();
+        assert!(error.to_string().contains("task[7] (1 segments"), "{error}");
+        assert!(matches!(
+            owner.allocate_one(),
+            Err(KernelError::OwnerClosed { .. })
+        ));
+        drop(segment);
+        manager.release_all(&owner).unwrap();
+    }
+
+    #[test]
+    #[should_panic(expected = "memory manager dropped while memory is out")]
+    fn dropping_the_manager_with_live_segments_is_a_bug() {
+        let manager = manager(2);
+        let segment = manager.owner("leaky").allocate_one().unwrap();
+        drop(manager);
+        drop(segment);
+    }
+
+    #[test]
+    #[should_panic(expected = "belongs to another memory manager")]
+    fn owners_are_tied_to_their_manager() {
+        let first = manager(2);
+        let second = manager(2);
+        let owner = first.owner("a");
+        let _ = second.allocate(&owner, 1);
+    }
+
+    #[test]
+    fn return_to_os_zeroes_released_segments() {
+        let manager = MemoryManager::new(MemoryConfig {
+            segment_size: 4096,
+            release_policy: ReleasePolicy::ReturnToOs,
+            ..MemoryConfig::with_budget(4096)
+        })
+        .unwrap();
+        let owner = manager.owner("a");
+        let mut segment = owner.allocate_one().unwrap();
+        segment.fill(0, 4096, 0xab);
+        drop(segment);
+        let segment = owner.allocate_one().unwrap();
+        if cfg!(not(miri)) {
+            assert!(
+                segment.as_slice().iter().all(|&b| b == 0),
+                "pages were discarded"
+            );
+        }
+    }
+}

@@ -193,3 +193,88 @@ impl fmt::Debug for Reservation {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::memory::{MemoryConfig, MemoryManager};
+
+    fn manager(segments: usize) -> MemoryManager {
+        MemoryManager::new(MemoryConfig {
+            segment_size: 4096,
+            ..MemoryConfig::with_budget(segments * 4096)
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn grow_shrink_split_and_drop() {
+        let manager = manager(10);
+        let owner = manager.owner("sort[0]/merge");
+        let mut reservation = owner.reserve(4).unwrap();
+        assert_eq!(reservation.segments(), 4);
+        assert_eq!(manager.stats().used_bytes, 4 * 4096);
+        reservation.try_grow(2).unwrap();
+        let error = reservation.try_grow(5).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("sort[0]/merge requested 20480 bytes"),
+            "{error}"
+        );
+        assert_eq!(reservation.segments(), 6, "a failed grow changes nothing");
+        reservation.shrink(1);
+        let split = reservation.split(2);
+        assert_eq!((reservation.segments(), split.segments()), (3, 2));
+        assert_eq!(owner.reserved_bytes(), 5 * 4096);
+        drop(split);
+        assert_eq!(manager.stats().used_bytes, 3 * 4096);
+        drop(reservation);
+        assert_eq!(manager.stats().used_bytes, 0);
+        manager.leak_check().unwrap();
+    }
+
+    #[test]
+    fn reserved_memory_is_there_when_needed() {
+        let manager = manager(4);
+        let merge_owner = manager.owner("merge");
+        let mut merge = merge_owner.reserve(2).unwrap();
+        let greedy = manager.owner("greedy");
+        let taken = greedy.allocate(2).unwrap();
+        assert!(
+            greedy.allocate_one().is_err(),
+            "the reserved half is not available"
+        );
+        let segments = merge.allocate(2).unwrap();
+        assert_eq!(merge.segments(), 0);
+        assert_eq!(merge_owner.segments(), 2);
+        assert_eq!(merge_owner.reserved_bytes(), 0);
+        assert!(merge.allocate_one().unwrap_err().is_budget_exceeded());
+        drop(segments);
+        drop(taken);
+        manager.leak_check().unwrap();
+    }
+
+    #[test]
+    fn byte_reservations_share_the_budget() {
+        let manager = manager(2);
+        let owner = manager.owner("metadata");
+        let bytes = owner.reserve_bytes(3000).unwrap();
+        assert_eq!(bytes.size_bytes(), 3000);
+        assert_eq!(bytes.segments(), 0);
+        assert!(
+            owner.allocate(2).is_err(),
+            "3000 bytes leave room for one segment"
+        );
+        let one = owner.allocate_one().unwrap();
+        drop((bytes, one));
+        manager.leak_check().unwrap();
+    }
+
+    #[test]
+    #[should_panic(expected = "shrinks by")]
+    fn shrinking_more_than_held_is_a_bug() {
+        let manager = manager(2);
+        let mut reservation = manager.owner("a").reserve(1).unwrap();
+        reservation.shrink(2);
+    }
+}

@@ -452,3 +452,163 @@ impl fmt::Debug for MemorySegment {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::{MemoryConfig, MemoryManager};
+
+    fn manager() -> MemoryManager {
+        MemoryManager::new(MemoryConfig {
+            segment_size: 4096,
+            ..MemoryConfig::with_budget(4 * 4096)
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn primitives_round_trip_in_both_byte_orders() {
+        let manager = manager();
+        let mut segment = manager.owner("test").allocate_one().unwrap();
+        segment.put_u64_le(0, 0x0102_0304_0506_0708);
+        assert_eq!(segment.bytes(0, 8), &[8, 7, 6, 5, 4, 3, 2, 1]);
+        segment.put_u64_be(8, 0x0102_0304_0506_0708);
+        assert_eq!(segment.bytes(8, 8), &[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(segment.get_u64_le(0), segment.get_u64_be(8));
+        segment.put_i32_le(100, -7);
+        assert_eq!(segment.get_i32_le(100), -7);
+        segment.put_i16_be(200, -300);
+        assert_eq!(segment.get_i16_be(200), -300);
+        segment.put_u16_le(4094, 0xbeef);
+        assert_eq!(segment.get_u16_le(4094), 0xbeef);
+        segment.put_f64_be(300, -0.5);
+        assert_eq!(segment.get_f64_be(300), -0.5);
+        segment.put_f32_le(400, f32::INFINITY);
+        assert_eq!(segment.get_f32_le(400), f32::INFINITY);
+        segment.put_i8(4095, -1);
+        assert_eq!(segment.get_i8(4095), -1);
+        assert_eq!(segment.get_u8(4095), 0xff);
+        segment.put_i64_le(500, i64::MIN);
+        assert_eq!(segment.get_i64_le(500), i64::MIN);
+        segment.put_u32_be(600, 1);
+        assert_eq!(segment.get_u32_be(600), 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "out of bounds: 8 bytes at offset 4089")]
+    fn access_past_the_end_panics() {
+        let manager = manager();
+        let segment = manager.owner("test").allocate_one().unwrap();
+        let _ = segment.get_u64_le(4089);
+    }
+
+    #[test]
+    #[should_panic(expected = "out of bounds")]
+    fn huge_offset_does_not_wrap() {
+        let manager = manager();
+        let segment = manager.owner("test").allocate_one().unwrap();
+        let _ = segment.get_u16_le(usize::MAX);
+    }
+
+    #[test]
+    fn copy_compare_equal_swap() {
+        let manager = manager();
+        let owner = manager.owner("test");
+        let mut a = owner.allocate_one().unwrap();
+        let mut b = owner.allocate_one().unwrap();
+        a.put_bytes(10, b"hello world");
+        a.copy_to(10, &mut b, 20, 11);
+        assert_eq!(b.bytes(20, 11), b"hello world");
+        assert!(a.equal(&b, 10, 20, 11));
+        assert_eq!(a.compare(&b, 10, 20, 11), Ordering::Equal);
+        b.put_u8(30, b'e');
+        assert_eq!(a.compare(&b, 10, 20, 11), Ordering::Less);
+        assert!(!a.equal(&b, 10, 20, 11));
+        a.swap(&mut b, 10, 20, 11);
+        assert_eq!(a.bytes(10, 11), b"hello worle");
+        assert_eq!(b.bytes(20, 11), b"hello world");
+        a.put_bytes(0, b"ab");
+        a.put_bytes(100, b"cd");
+        a.swap_within(0, 100, 2);
+        assert_eq!(a.bytes(0, 2), b"cd");
+        assert_eq!(a.bytes(100, 2), b"ab");
+        a.copy_within(0, 1, 2);
+        assert_eq!(a.bytes(0, 3), b"ccd");
+        a.fill(0, 3, 7);
+        assert_eq!(a.bytes(0, 3), &[7, 7, 7]);
+        let mut out = [0; 3];
+        a.get_bytes(0, &mut out);
+        assert_eq!(out, [7, 7, 7]);
+    }
+
+    #[test]
+    #[should_panic(expected = "ranges overlap")]
+    fn swap_within_rejects_overlap() {
+        let manager = manager();
+        let mut segment = manager.owner("test").allocate_one().unwrap();
+        segment.swap_within(0, 4, 8);
+    }
+
+    #[test]
+    fn compare_bytes_is_unsigned_lexicographic() {
+        let cases: &[(&[u8], &[u8])] = &[
+            (b"", b""),
+            (b"", b"a"),
+            (b"abcdefgh", b"abcdefgi"),
+            (b"abcdefghij", b"abcdefghi"),
+            (&[0x80], &[0x7f]),
+            (
+                &[1, 2, 3, 4, 5, 6, 7, 8, 0xff],
+                &[1, 2, 3, 4, 5, 6, 7, 8, 0x00],
+            ),
+            (&[0xff; 70], &[0xff; 71]),
+            (&[3; 100], &[2; 100]),
+        ];
+        for (left, right) in cases {
+            assert_eq!(
+                compare_bytes(left, right),
+                left.cmp(right),
+                "{left:?} vs {right:?}"
+            );
+            assert_eq!(
+                compare_bytes(right, left),
+                right.cmp(left),
+                "{right:?} vs {left:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn pod_views_respect_alignment() {
+        let manager = manager();
+        let mut segment = manager.owner("test").allocate_one().unwrap();
+        let words = segment
+            .pod_slice_mut::<u64>(8, 4)
+            .expect("8 is aligned for u64");
+        words.copy_from_slice(&[1, 2, 3, 4]);
+        assert_eq!(segment.pod_slice::<u64>(8, 4).unwrap(), &[1, 2, 3, 4]);
+        assert!(segment.pod_slice::<u64>(3, 1).is_none());
+        segment.write_pod(3, &0xdead_beef_u32);
+        assert_eq!(segment.read_pod::<u32>(3), 0xdead_beef);
+        assert_eq!(
+            segment.as_slice().as_ptr() as usize % crate::constants::SEGMENT_ALIGN,
+            0
+        );
+    }
+
+    #[test]
+    fn segments_move_across_threads() {
+        let manager = manager();
+        let owner = manager.owner("test");
+        let mut segment = owner.allocate_one().unwrap();
+        segment.put_u32_le(0, 99);
+        let segment = std::thread::spawn(move || {
+            assert_eq!(segment.get_u32_le(0), 99);
+            segment
+        })
+        .join()
+        .unwrap();
+        drop(segment);
+        assert_eq!(owner.segments(), 0);
+    }
+}
