@@ -112,7 +112,6 @@ proptest! {
             reader.seek(*address).unwrap();
             read_and_check(&mut reader, op);
         }
-        drop(reader);
         drop(view);
         manager.leak_check().unwrap();
     }
