@@ -19,6 +19,8 @@
 //! # Ok::<(), weir_kernel::KernelError>(())
 //! ```
 #![doc(test(attr(deny(warnings))))]
+// Unsafe code is confined to the modules that allow it by name (see docs/SAFETY.md).
+#![deny(unsafe_code)]
 
 pub mod constants;
 mod error;
