@@ -128,3 +128,278 @@ pub fn from_slice<'de, T: Deserialize<'de>>(input: &'de [u8]) -> Result<T> {
     }
     Ok(value)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::fmt::Debug;
+
+    use serde::de::DeserializeOwned;
+
+    use super::*;
+    use crate::Descending;
+    use crate::constants::DEPTH_MAX;
+
+    /// Asserts that `values`, given in strictly increasing order, encode to strictly
+    /// increasing keys, and strictly decreasing keys under `Descending`, both when alone
+    /// and when followed by another field; and that every key decodes back.
+    fn assert_strictly_increasing<T>(values: &[T])
+    where
+        T: Serialize + DeserializeOwned + Debug + Clone,
+    {
+        let keys: Vec<Vec<u8>> = values.iter().map(|v| to_vec(v).unwrap()).collect();
+        let down: Vec<Vec<u8>> = values
+            .iter()
+            .map(|v| to_vec(&(Descending(v), 0u8)).unwrap())
+            .collect();
+        let up_then: Vec<Vec<u8>> = values
+            .iter()
+            .rev()
+            .map(|v| to_vec(&(v, 0xffu8)).unwrap())
+            .collect();
+        for i in 1..values.len() {
+            assert!(
+                keys[i - 1] < keys[i],
+                "{:?} !< {:?}",
+                values[i - 1],
+                values[i]
+            );
+            assert!(
+                down[i - 1] > down[i],
+                "descending {:?} !> {:?}",
+                values[i - 1],
+                values[i]
+            );
+            assert!(up_then[i - 1] > up_then[i], "{:?} with a suffix", values[i]);
+        }
+        for (value, key) in values.iter().zip(&keys) {
+            let back: T = from_slice(key).unwrap();
+            assert_eq!(to_vec(&back).unwrap(), *key, "{value:?}");
+            let (back, _): (Descending<T>, u8) =
+                from_slice(&to_vec(&(Descending(value), 0u8)).unwrap()).unwrap();
+            assert_eq!(to_vec(&back.0).unwrap(), *key, "descending {value:?}");
+        }
+    }
+
+    #[test]
+    fn integers_are_big_endian_with_the_sign_flipped() {
+        assert_eq!(to_vec(&-2i32).unwrap(), [0x7f, 0xff, 0xff, 0xfe]);
+        assert_eq!(to_vec(&0x0102u16).unwrap(), [0x01, 0x02]);
+        assert_strictly_increasing(&[i8::MIN, -1, 0, 1, i8::MAX]);
+        assert_strictly_increasing(&[i64::MIN, i64::MIN + 1, -256, -1, 0, 255, i64::MAX]);
+        assert_strictly_increasing(&[i128::MIN, -1, 0, 1 << 64, i128::MAX]);
+        assert_strictly_increasing(&[0u128, 1, 1 << 64, u128::MAX]);
+        assert_strictly_increasing(&[false, true]);
+        assert_strictly_increasing(&['\0', 'a', 'é', '\u{10ffff}']);
+    }
+
+    #[test]
+    fn floats_follow_total_cmp() {
+        let tiny = f64::from_bits(1);
+        let values = [
+            -f64::NAN,
+            f64::NEG_INFINITY,
+            -1.0,
+            -tiny,
+            -0.0,
+            0.0,
+            tiny,
+            1.0,
+            f64::INFINITY,
+            f64::NAN,
+        ];
+        for pair in values.windows(2) {
+            assert!(pair[0].total_cmp(&pair[1]).is_lt(), "{pair:?}");
+        }
+        assert_strictly_increasing(&values);
+        let values32 = [-f32::NAN, f32::NEG_INFINITY, -0.0, 0.0, f32::MAX, f32::NAN];
+        assert_strictly_increasing(&values32);
+        // NaN payloads survive.
+        let payload = f64::from_bits(0x7ff8_0000_dead_beef);
+        assert_eq!(
+            from_slice::<f64>(&to_vec(&payload).unwrap())
+                .unwrap()
+                .to_bits(),
+            payload.to_bits()
+        );
+    }
+
+    #[test]
+    fn strings_escape_zero_and_order_prefixes_first() {
+        assert_eq!(to_vec(&"a\0").unwrap(), [b'a', 0x00, 0xff, 0x00, 0x00]);
+        assert_eq!(to_vec(&Descending("a")).unwrap(), [!b'a', 0xff, 0xff]);
+        let values: Vec<String> = [
+            "",
+            "\0",
+            "\0\0",
+            "\0\u{1}",
+            "\u{1}",
+            "a",
+            "a\0",
+            "a\0b",
+            "ab",
+            "b",
+            "ÿ",
+            "\u{10ffff}",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        assert_strictly_increasing(&values);
+        assert_strictly_increasing(&[None, Some(String::new()), Some("a".to_owned())]);
+        assert_strictly_increasing(&[
+            vec![],
+            vec![String::new()],
+            vec![String::new(), String::new()],
+            vec!["a".to_owned()],
+        ]);
+    }
+
+    #[test]
+    fn sequences_options_and_enums_order_like_rust() {
+        #[derive(Debug, Clone, Serialize, serde::Deserialize)]
+        enum Kind {
+            A,
+            B(u8),
+            C { x: i8 },
+        }
+        assert_strictly_increasing(&[
+            Kind::A,
+            Kind::B(0),
+            Kind::B(9),
+            Kind::C { x: -1 },
+            Kind::C { x: 1 },
+        ]);
+        assert_strictly_increasing(&[None, Some(None), Some(Some(0u8)), Some(Some(1))]);
+        assert_strictly_increasing(&[vec![], vec![0u8], vec![0, 0], vec![0, 1], vec![1]]);
+        assert_strictly_increasing(&[
+            (0u8, "b".to_owned()),
+            (1, String::new()),
+            (1, "a".to_owned()),
+        ]);
+    }
+
+    #[test]
+    fn double_descending_is_ascending() {
+        let value = ("x\0y", -5i16, vec![Some(1u8)]);
+        assert_eq!(
+            to_vec(&Descending(Descending(&value))).unwrap(),
+            to_vec(&value).unwrap()
+        );
+    }
+
+    #[test]
+    fn strings_borrow_only_when_nothing_was_escaped_or_inverted() {
+        let key = to_vec(&("plain", 1u8)).unwrap();
+        assert_eq!(from_slice::<(&str, u8)>(&key).unwrap(), ("plain", 1));
+        let key = to_vec(&"a\0b").unwrap();
+        assert_eq!(from_slice::<String>(&key).unwrap(), "a\0b");
+        assert!(matches!(
+            from_slice::<&str>(&key),
+            Err(Error::Custom { .. })
+        ));
+        let key = to_vec(&Descending("plain")).unwrap();
+        assert_eq!(from_slice::<Descending<String>>(&key).unwrap().0, "plain");
+    }
+
+    #[test]
+    fn maps_are_unsupported() {
+        let error = to_vec(&(1u8, BTreeMap::from([(1u8, 1u8)]))).unwrap_err();
+        assert!(
+            matches!(error, Error::Unsupported { offset: 1, .. }),
+            "{error}"
+        );
+        let error = from_slice::<BTreeMap<u8, u8>>(&[0]).unwrap_err();
+        assert!(
+            matches!(error, Error::Unsupported { offset: 0, .. }),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn malformed_keys_are_errors_with_offsets() {
+        let error = from_slice::<(u8, String)>(&[1, b'a', 0x00, 0x07]).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::InvalidTag {
+                    offset: 3,
+                    what: "key string escape",
+                    tag: 7
+                }
+            ),
+            "{error}"
+        );
+        let error = from_slice::<String>(b"ab").unwrap_err();
+        assert!(
+            matches!(error, Error::UnexpectedEof { offset: 0, .. }),
+            "{error}"
+        );
+        let error = from_slice::<String>(&[b'a', 0x00]).unwrap_err();
+        assert!(matches!(error, Error::UnexpectedEof { .. }), "{error}");
+        let error = from_slice::<Vec<u8>>(&[1, 5, 2]).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::InvalidTag {
+                    offset: 2,
+                    what: "key sequence marker",
+                    tag: 2
+                }
+            ),
+            "{error}"
+        );
+        let error = from_slice::<Option<u8>>(&[2]).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::InvalidTag {
+                    offset: 0,
+                    what: "option tag",
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        let error = from_slice::<u8>(&[1, 2]).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::TrailingBytes {
+                    offset: 1,
+                    trailing: 1
+                }
+            ),
+            "{error}"
+        );
+        let error = from_slice::<String>(&[0xff, 0x00, 0x00]).unwrap_err();
+        assert!(matches!(error, Error::InvalidUtf8 { offset: 0 }), "{error}");
+        #[derive(Debug, serde::Deserialize)]
+        struct Chain(#[expect(dead_code, reason = "only decoded")] Option<Box<Chain>>);
+        let error = from_slice::<Chain>(&[1u8; 1000]).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::DepthLimitExceeded {
+                    limit: DEPTH_MAX,
+                    ..
+                }
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn io_and_append_agree_with_to_vec() {
+        let value = (Descending("k"), Some(3u64));
+        let mut written = Vec::new();
+        to_writer(&mut written, &value).unwrap();
+        let mut appended = vec![1];
+        assert_eq!(append_to_vec(&mut appended, &value).unwrap(), written.len());
+        assert_eq!(appended[1..], written);
+        assert_eq!(to_vec(&value).unwrap(), written);
+        let mut appended = vec![1];
+        append_to_vec(&mut appended, &BTreeMap::<u8, u8>::new()).unwrap_err();
+        assert_eq!(appended, [1]);
+    }
+}
