@@ -24,6 +24,25 @@ pub const SEGMENTS_PER_MANAGER_MAX: usize = u32::MAX as usize;
 /// Bytes of a LEB128-encoded `u64`: ceil(64 / 7).
 pub const VARINT_U64_BYTES_MAX: usize = 10;
 
+/// Bytes at the start of every spill block (and of the segment it is written from): magic,
+/// flags, lengths, sequence number and checksum. The payload follows, so a segment is
+/// written to disk as it is, with no copy. Layout in docs/FORMAT.md.
+pub const SPILL_BLOCK_HEADER_SIZE: usize = 32;
+
+/// Spill blocks are padded on disk to a multiple of this, so every write and read of a
+/// block is valid for `O_DIRECT` (512 would do here; 4096 fits every filesystem).
+pub const SPILL_BLOCK_ALIGN: usize = 4096;
+
+/// Writes a run writer keeps in flight (write-behind) unless told otherwise.
+pub const SPILL_WRITE_BEHIND_DEFAULT: usize = 4;
+
+/// Blocks a run reader reads ahead unless told otherwise.
+pub const SPILL_READ_AHEAD_DEFAULT: usize = 2;
+
+const _: () = assert!(SPILL_BLOCK_HEADER_SIZE.is_multiple_of(8));
+const _: () = assert!(SEGMENT_SIZE_MIN.is_multiple_of(SPILL_BLOCK_ALIGN));
+const _: () = assert!(SPILL_BLOCK_HEADER_SIZE < SEGMENT_SIZE_MIN / 2);
+
 const _: () = assert!(SEGMENT_SIZE_DEFAULT.is_power_of_two());
 const _: () = assert!(SEGMENT_SIZE_MIN.is_power_of_two());
 const _: () = assert!(SEGMENT_SIZE_MAX.is_power_of_two());

@@ -74,6 +74,35 @@ pub enum KernelError {
         /// What was wrong.
         what: &'static str,
     },
+    /// A spill file operation failed in the operating system (including a full disk).
+    SpillIo {
+        /// What was being done ("write block", "read block", "create spill file").
+        operation: &'static str,
+        /// The spill file (its name at creation; files are unlinked once open).
+        path: std::path::PathBuf,
+        /// Byte offset in the file, where one applies.
+        offset: u64,
+        /// The system error.
+        source: io::Error,
+    },
+    /// A spill block read back is not what was written: torn, truncated or corrupted.
+    CorruptSpill {
+        /// The spill file (its name at creation).
+        path: std::path::PathBuf,
+        /// Byte offset of the block in the file.
+        offset: u64,
+        /// What did not match.
+        what: String,
+    },
+    /// Writing a block would take spill files past the configured disk quota.
+    DiskQuotaExceeded {
+        /// The quota in bytes.
+        quota_bytes: u64,
+        /// Bytes spill files hold now.
+        used_bytes: u64,
+        /// Bytes the write needed.
+        requested_bytes: u64,
+    },
     /// The operating system refused to map the segment arena.
     ArenaMap {
         /// Bytes the arena needed.
@@ -143,6 +172,30 @@ impl fmt::Display for KernelError {
             KernelError::Malformed { position, what } => {
                 write!(f, "malformed data at position {position}: {what}")
             }
+            KernelError::SpillIo {
+                operation,
+                path,
+                offset,
+                source,
+            } => write!(
+                f,
+                "spill i/o failed: {operation} at offset {offset} of {}: {source}",
+                path.display()
+            ),
+            KernelError::CorruptSpill { path, offset, what } => write!(
+                f,
+                "corrupt spill block at offset {offset} of {}: {what}",
+                path.display()
+            ),
+            KernelError::DiskQuotaExceeded {
+                quota_bytes,
+                used_bytes,
+                requested_bytes,
+            } => write!(
+                f,
+                "spill disk quota exceeded: {requested_bytes} bytes requested, \
+                 {used_bytes} of {quota_bytes} bytes in use"
+            ),
             KernelError::ArenaMap { bytes, source } => {
                 write!(f, "cannot map a segment arena of {bytes} bytes: {source}")
             }
@@ -153,7 +206,9 @@ impl fmt::Display for KernelError {
 impl std::error::Error for KernelError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            KernelError::ArenaMap { source, .. } => Some(source),
+            KernelError::ArenaMap { source, .. } | KernelError::SpillIo { source, .. } => {
+                Some(source)
+            }
             _ => None,
         }
     }
@@ -168,6 +223,9 @@ impl From<KernelError> for io::Error {
             KernelError::EndOfData { .. } => io::ErrorKind::UnexpectedEof,
             KernelError::Malformed { .. } => io::ErrorKind::InvalidData,
             KernelError::InvalidConfig { .. } => io::ErrorKind::InvalidInput,
+            KernelError::CorruptSpill { .. } => io::ErrorKind::InvalidData,
+            KernelError::DiskQuotaExceeded { .. } => io::ErrorKind::StorageFull,
+            KernelError::SpillIo { source, .. } => source.kind(),
             _ => io::ErrorKind::Other,
         };
         io::Error::new(kind, error)
