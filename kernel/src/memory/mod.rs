@@ -13,14 +13,20 @@
 //! budget when dropped; the manager can name every owner that still holds memory.
 
 mod address;
-#[allow(unsafe_code, reason = "maps the arena and returns pages to the OS; docs/SAFETY.md")]
+#[allow(
+    unsafe_code,
+    reason = "maps the arena and returns pages to the OS; docs/SAFETY.md"
+)]
 mod arena;
 mod manager;
 mod owner;
 mod paged_input;
 mod paged_output;
 mod reservation;
-#[allow(unsafe_code, reason = "segment bytes are a raw range of the arena; docs/SAFETY.md")]
+#[allow(
+    unsafe_code,
+    reason = "segment bytes are a raw range of the arena; docs/SAFETY.md"
+)]
 mod segment;
 pub mod varint;
 

@@ -230,7 +230,7 @@ impl OwnerShared {
 
     /// Called by a segment's `Drop`: the segment goes home and its budget with it.
     #[inline]
-    pub(crate) fn take_back(&self, index: SegmentIndex) {
+    pub(crate) fn take_back(&self, index: SegmentIndex, keep_budget: bool) {
         let before = self.segments.fetch_sub(1, Ordering::Relaxed);
         assert!(
             before > 0,
@@ -238,7 +238,12 @@ impl OwnerShared {
             self.name
         );
         self.manager.put_index(index.0);
-        self.manager.release(self.manager.segment_size());
+        if keep_budget {
+            let size = self.manager.segment_size();
+            self.reserved_bytes.fetch_add(size, Ordering::Relaxed);
+        } else {
+            self.manager.release(self.manager.segment_size());
+        }
     }
 }
 

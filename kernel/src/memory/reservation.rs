@@ -150,6 +150,25 @@ impl Reservation {
         Ok(self.owner.convert_reserved(count))
     }
 
+    /// Frees `segment` and keeps its budget in this reservation: the opposite of
+    /// [`Reservation::allocate_one`]. A spilling operator uses it to move memory between
+    /// its areas without letting another consumer take it in between.
+    ///
+    /// # Panics
+    ///
+    /// When the segment belongs to another owner.
+    pub fn give_back(&mut self, segment: MemorySegment) {
+        assert!(
+            segment.is_owned_by(self.owner.shared()),
+            "segment of {} given back to a reservation of {}",
+            segment.owner_name(),
+            self.consumer()
+        );
+        let size = segment.size();
+        segment.release_into_reservation();
+        self.bytes += size;
+    }
+
     /// Takes one segment out of the reserved budget.
     ///
     /// # Errors
@@ -267,6 +286,30 @@ mod tests {
         );
         let one = owner.allocate_one().unwrap();
         drop((bytes, one));
+        manager.leak_check().unwrap();
+    }
+
+    #[test]
+    fn given_back_segments_stay_reserved() {
+        let manager = manager(3);
+        let owner = manager.owner("sort[0]");
+        let mut reservation = owner.reserve(2).unwrap();
+        let segments = reservation.allocate(2).unwrap();
+        let other = manager.owner("other");
+        let third = other.allocate_one().unwrap();
+        for segment in segments {
+            reservation.give_back(segment);
+        }
+        assert_eq!(reservation.segments(), 2);
+        assert_eq!(owner.segments(), 0);
+        assert_eq!(owner.reserved_bytes(), 2 * 4096);
+        assert!(
+            other.allocate_one().is_err(),
+            "the budget did not go back to the pool"
+        );
+        assert_eq!(manager.stats().segments_in_use, 1);
+        drop((third, reservation));
+        assert_eq!(manager.stats().used_bytes, 0);
         manager.leak_check().unwrap();
     }
 

@@ -31,6 +31,9 @@ pub struct MemorySegment {
     size: usize,
     index: SegmentIndex,
     owner: Arc<OwnerShared>,
+    // Set by `Reservation::give_back`: on drop, the budget stays with the owner's
+    // reservations instead of returning to the manager.
+    keep_budget: bool,
 }
 
 // SAFETY: a segment exclusively owns its bytes (invariant 1), so moving it to another
@@ -99,6 +102,7 @@ impl MemorySegment {
             size,
             index,
             owner,
+            keep_budget: false,
         }
     }
 
@@ -112,6 +116,16 @@ impl MemorySegment {
     #[inline]
     pub fn index(&self) -> SegmentIndex {
         self.index
+    }
+
+    /// Whether `owner` is the owner this segment is accounted to.
+    pub(super) fn is_owned_by(&self, owner: &Arc<OwnerShared>) -> bool {
+        Arc::ptr_eq(&self.owner, owner)
+    }
+
+    /// Drops the segment keeping its budget with its owner's reservations.
+    pub(super) fn release_into_reservation(mut self) {
+        self.keep_budget = true;
     }
 
     /// The name of the owner the segment is accounted to.
@@ -439,7 +453,7 @@ pub fn compare_bytes(left: &[u8], right: &[u8]) -> Ordering {
 
 impl Drop for MemorySegment {
     fn drop(&mut self) {
-        self.owner.take_back(self.index);
+        self.owner.take_back(self.index, self.keep_budget);
     }
 }
 
