@@ -39,6 +39,29 @@ pub const SPILL_WRITE_BEHIND_DEFAULT: usize = 4;
 /// Blocks a run reader reads ahead unless told otherwise.
 pub const SPILL_READ_AHEAD_DEFAULT: usize = 2;
 
+/// The most runs one merge reads at once. Each run needs its read-ahead segments, and a
+/// loser tree deeper than seven levels stops paying for itself against another pass.
+pub const SORT_FAN_IN_MAX: usize = 128;
+
+/// The fewest runs a merge reads at once: below two a merge makes no progress.
+pub const SORT_FAN_IN_MIN: usize = 2;
+
+/// The share of a sorter's memory (1 / this) reserved up front for spilling and merging,
+/// so that neither can fail once sorting has started.
+pub const SORT_MERGE_SHARE_INVERSE: usize = 8;
+
+/// Bytes of a sort index entry: a 16-byte key prefix and the record's address.
+pub const SORT_INDEX_ENTRY_SIZE: usize = 24;
+
+/// Key bytes held in a sort index entry, compared as two big-endian `u64`s.
+pub const SORT_KEY_PREFIX_SIZE: usize = 16;
+
+/// Ranges at most this long are sorted by comparison; longer ones get another radix pass.
+pub const SORT_RADIX_THRESHOLD: usize = 1024;
+
+const _: () = assert!(SORT_FAN_IN_MIN <= SORT_FAN_IN_MAX);
+const _: () = assert!(SORT_KEY_PREFIX_SIZE + 8 == SORT_INDEX_ENTRY_SIZE);
+
 const _: () = assert!(SPILL_BLOCK_HEADER_SIZE.is_multiple_of(8));
 const _: () = assert!(SEGMENT_SIZE_MIN.is_multiple_of(SPILL_BLOCK_ALIGN));
 const _: () = assert!(SPILL_BLOCK_HEADER_SIZE < SEGMENT_SIZE_MIN / 2);

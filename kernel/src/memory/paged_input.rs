@@ -32,7 +32,8 @@ impl<'a> PagedInputView<'a> {
     /// When `end` lies beyond the segments, or the segments differ in size.
     pub fn new(segments: &'a [MemorySegment], end: RecordAddress) -> PagedInputView<'a> {
         let size = segments.first().map_or(1 << 12, MemorySegment::size);
-        assert!(
+        // O(segments): a debug check, since views are created on hot paths.
+        debug_assert!(
             segments.iter().all(|s| s.size() == size),
             "segments differ in size"
         );

@@ -24,6 +24,10 @@
 use std::fmt;
 use std::ops::Range;
 
+mod stream;
+
+pub use stream::{RunInput, RunOutput};
+
 use crate::error::Result;
 use crate::memory::MemorySegment;
 
