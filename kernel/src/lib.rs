@@ -25,6 +25,7 @@
 pub mod constants;
 mod error;
 pub mod memory;
+pub mod sort;
 pub mod spill;
 pub mod sys;
 

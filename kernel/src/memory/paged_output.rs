@@ -131,6 +131,11 @@ impl<S: SegmentSource> PagedOutputView<S> {
         PagedInputView::new(&self.segments, RecordAddress(self.position))
     }
 
+    /// Gives up the source, the segments and the end address.
+    pub fn into_parts(self) -> (S, Vec<MemorySegment>, RecordAddress) {
+        (self.source, self.segments, RecordAddress(self.position))
+    }
+
     /// Gives up the segments and the end address, keeping nothing.
     pub fn into_segments(self) -> (Vec<MemorySegment>, RecordAddress) {
         (self.segments, RecordAddress(self.position))
@@ -148,6 +153,12 @@ impl<S: SegmentSource> PagedOutputView<S> {
             "rewind to {address} past the write position"
         );
         self.position = address.0;
+    }
+
+    /// Clears the view and gives up its segments.
+    pub fn take_segments(&mut self) -> Vec<MemorySegment> {
+        self.position = 0;
+        std::mem::take(&mut self.segments)
     }
 
     /// Clears the view for reuse, keeping its segments.

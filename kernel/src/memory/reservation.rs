@@ -138,6 +138,21 @@ impl Reservation {
         }
     }
 
+    /// Moves everything `other` holds into this reservation.
+    ///
+    /// # Panics
+    ///
+    /// When `other` belongs to another owner.
+    pub fn absorb(&mut self, mut other: Reservation) {
+        assert!(
+            std::sync::Arc::ptr_eq(self.owner.shared(), other.owner.shared()),
+            "reservation of {} absorbed by one of {}",
+            other.consumer(),
+            self.consumer()
+        );
+        self.bytes += std::mem::take(&mut other.bytes);
+    }
+
     /// Takes `count` segments out of the reserved budget. The segments carry their budget
     /// with them; the reservation shrinks by as much.
     ///

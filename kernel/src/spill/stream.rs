@@ -53,6 +53,11 @@ impl RunOutput {
     /// # Errors
     ///
     /// The writer's error when a full block cannot be written.
+    ///
+    /// # Panics
+    ///
+    /// When the run writer keeps more segments than it was given minus one (its
+    /// write-behind is too deep for this output).
     #[inline]
     pub fn write_bytes(&mut self, mut bytes: &[u8]) -> Result<()> {
         while !bytes.is_empty() {
@@ -144,10 +149,10 @@ impl RunInput {
     /// Makes sure the current block has unread bytes; `false` at the end of the run.
     #[inline]
     fn fill(&mut self) -> Result<bool> {
-        if let Some(block) = &self.block {
-            if self.position < block.payload.end {
-                return Ok(true);
-            }
+        if let Some(block) = &self.block
+            && self.position < block.payload.end
+        {
+            return Ok(true);
         }
         loop {
             if let Some(done) = self.block.take() {
@@ -186,6 +191,10 @@ impl RunInput {
     /// # Errors
     ///
     /// The reader's error when the next block cannot be read.
+    ///
+    /// # Panics
+    ///
+    /// Only on a broken internal invariant (a loaded block after a successful fill).
     #[inline]
     pub fn try_take(&mut self, len: usize) -> Result<Option<Range<usize>>> {
         if len == 0 {
@@ -221,6 +230,10 @@ impl RunInput {
     ///
     /// [`KernelError::Malformed`] when the run ends first; the reader's error when a block
     /// cannot be read.
+    ///
+    /// # Panics
+    ///
+    /// Only on a broken internal invariant (a loaded block after a successful fill).
     pub fn read_exact(&mut self, target: &mut [u8]) -> Result<()> {
         let mut filled = 0;
         while filled < target.len() {
