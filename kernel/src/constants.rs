@@ -39,6 +39,25 @@ pub const SPILL_WRITE_BEHIND_DEFAULT: usize = 4;
 /// Blocks a run reader reads ahead unless told otherwise.
 pub const SPILL_READ_AHEAD_DEFAULT: usize = 2;
 
+/// Whether spill files are opened with `O_DIRECT` unless configured otherwise: no. Spilled
+/// runs are read back soon after they are written, and the page cache then serves the reads
+/// from memory. Measured on this machine kind (virtio disk, ext4, 23 GiB RAM) with `dd`:
+/// direct writes 718 MB/s and direct reads 2.3 GB/s at 1 MiB, 526 MB/s and 691 MB/s at
+/// 32 KiB; buffered writes 759 MB/s and buffered reads of cached data 11.4 GB/s. Direct I/O
+/// keeps spill data out of the page cache, which is worth it only when the spill volume
+/// would evict memory other work needs; `SpillConfig::direct_io` turns it on.
+pub const SPILL_DIRECT_IO_DEFAULT: bool = false;
+
+/// Blocks one run writer or reader keeps in flight at most, whatever it is asked for. An
+/// io_uring per run is sized for this many entries (its completion queue for twice that),
+/// so a merge of [`SORT_FAN_IN_MAX`] runs holds at most 128 small rings.
+pub const SPILL_IN_FLIGHT_MAX: usize = 64;
+
+/// Times one block read or write is resubmitted after `EINTR` or `EAGAIN` before it fails.
+/// Each retry makes progress or the kernel is refusing; a bound turns a livelock into an
+/// error that names the file and offset.
+pub const SPILL_IO_RETRIES_MAX: u32 = 64;
+
 /// The most runs one merge reads at once. Each run needs its read-ahead segments, and a
 /// loser tree deeper than seven levels stops paying for itself against another pass.
 pub const SORT_FAN_IN_MAX: usize = 128;
@@ -63,6 +82,10 @@ const _: () = assert!(SORT_FAN_IN_MIN <= SORT_FAN_IN_MAX);
 const _: () = assert!(SORT_KEY_PREFIX_SIZE + 8 == SORT_INDEX_ENTRY_SIZE);
 
 const _: () = assert!(SPILL_BLOCK_HEADER_SIZE.is_multiple_of(8));
+const _: () = assert!(SPILL_WRITE_BEHIND_DEFAULT <= SPILL_IN_FLIGHT_MAX);
+const _: () = assert!(SPILL_READ_AHEAD_DEFAULT < SPILL_IN_FLIGHT_MAX);
+// A block's on-disk length in alignment units fits the u16 a run keeps per block.
+const _: () = assert!(SEGMENT_SIZE_MAX / SPILL_BLOCK_ALIGN <= u16::MAX as usize);
 const _: () = assert!(SEGMENT_SIZE_MIN.is_multiple_of(SPILL_BLOCK_ALIGN));
 const _: () = assert!(SPILL_BLOCK_HEADER_SIZE < SEGMENT_SIZE_MIN / 2);
 

@@ -24,10 +24,25 @@
 use std::fmt;
 use std::ops::Range;
 
+mod block;
+pub mod fault;
+mod file;
+mod lz4;
+mod run;
+mod store;
 mod stream;
+mod sync;
+#[allow(
+    unsafe_code,
+    reason = "io_uring submission lends segment bytes to the kernel; docs/SAFETY.md"
+)]
+mod uring;
 
+pub use fault::FaultyStore;
+pub use store::{SpillConfig, WEIR_IO_ENV, open_store};
 pub use stream::{RunInput, RunOutput};
 
+use crate::constants::SPILL_WRITE_BEHIND_DEFAULT;
 use crate::error::Result;
 use crate::memory::MemorySegment;
 
@@ -57,6 +72,16 @@ pub struct RunOptions {
     pub compress: bool,
     /// Writes in flight before `write_block` waits for the oldest.
     pub write_behind: usize,
+}
+
+impl Default for RunOptions {
+    /// Uncompressed, [`SPILL_WRITE_BEHIND_DEFAULT`] writes in flight.
+    fn default() -> RunOptions {
+        RunOptions {
+            compress: false,
+            write_behind: SPILL_WRITE_BEHIND_DEFAULT,
+        }
+    }
 }
 
 /// Counters of a spill store, over its lifetime.
@@ -133,21 +158,35 @@ pub trait SpillStore: Send + Sync + fmt::Debug {
     /// The backend in use.
     fn backend(&self) -> IoBackend;
 
+    /// One line saying which backend runs and why (the probe's verdict, `WEIR_IO=sync`, a
+    /// configured choice), whether `O_DIRECT` is on, and where files go: for logs and the
+    /// CLI's metrics summary.
+    fn describe(&self) -> String {
+        self.backend().to_string()
+    }
+
     /// Starts a new run.
     ///
     /// # Errors
     ///
-    /// [`KernelError::SpillIo`](crate::KernelError::SpillIo) when the file cannot be created.
+    /// [`KernelError::SpillIo`](crate::KernelError::SpillIo) when the file cannot be
+    /// created; [`KernelError::InvalidConfig`](crate::KernelError::InvalidConfig) for a
+    /// compressed run on a store without a scratch owner.
     fn create_run(&self, options: RunOptions) -> Result<Box<dyn RunWriter>>;
 
     /// Opens `run` for a sequential read, reading ahead into `buffers` (at least one
     /// segment; one more than the read-ahead depth is typical). The reader lends the
     /// segments out block by block and gives them all back from
-    /// [`RunReader::into_segments`].
+    /// [`RunReader::into_segments`]. A run with compressed blocks needs two segments in the
+    /// reader's hands to produce a block (one read, one decompressed into), so give it at
+    /// least two, and recycle each block before asking for the next. `buffers` are dropped
+    /// on error.
     ///
     /// # Errors
     ///
-    /// [`KernelError::SpillIo`](crate::KernelError::SpillIo) when the read cannot start.
+    /// [`KernelError::SpillIo`](crate::KernelError::SpillIo) when the read cannot start;
+    /// [`KernelError::InvalidConfig`](crate::KernelError::InvalidConfig) for too few or too
+    /// small buffers, or a run from another kind of store.
     fn open_run(&self, run: &SpillRun, buffers: Vec<MemorySegment>) -> Result<Box<dyn RunReader>>;
 
     /// The store's counters.
