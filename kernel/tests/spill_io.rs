@@ -518,3 +518,34 @@ fn a_block_corrupted_on_disk_at_every_position_is_caught() {
         }
     }
 }
+
+#[test]
+fn threads_share_a_store_and_its_quota() {
+    let dir = SpillDir::new("threads");
+    for backend in BACKENDS {
+        let world = World::new(&dir, backend, |config| {
+            config.quota_bytes = Some(64 * SEGMENT_SIZE as u64);
+        });
+        std::thread::scope(|scope| {
+            for seed in 0..4 {
+                let (store, owner) = (&world.store, &world.owner);
+                scope.spawn(move || {
+                    let payloads = Rng(0x5EED_0100 + seed).payloads(12);
+                    for round in 0..3 {
+                        let compress = (seed + round) % 2 == 0;
+                        let run =
+                            write_run(&**store, owner, &payloads, options(compress, 2)).unwrap();
+                        assert!(read_run(&**store, owner, &run, 3).unwrap() == payloads);
+                    }
+                });
+            }
+        });
+        let stats = world.store.stats();
+        assert_eq!((stats.runs_created, stats.blocks_written), (12, 144));
+        assert!(
+            stats.bytes_on_disk_peak <= 64 * SEGMENT_SIZE as u64,
+            "{stats:?}"
+        );
+        world.finish(&dir);
+    }
+}

@@ -13,7 +13,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::SpillStats;
@@ -27,7 +27,9 @@ static FILES_CREATED: AtomicU64 = AtomicU64::new(0);
 #[derive(Debug)]
 pub(super) struct Disk {
     dir: PathBuf,
-    direct_io: bool,
+    /// Whether to ask for `O_DIRECT`; cleared when the filesystem refuses it, so later
+    /// files do not ask again.
+    direct_io: AtomicBool,
     quota_bytes: Option<u64>,
     /// Disk bytes claimed by live files; checked against the quota under this lock so two
     /// writers cannot both take the last bytes.
@@ -51,11 +53,16 @@ impl Disk {
     pub(super) fn new(dir: PathBuf, direct_io: bool, quota_bytes: Option<u64>) -> Disk {
         Disk {
             dir,
-            direct_io,
+            direct_io: AtomicBool::new(direct_io),
             quota_bytes,
             claimed: Mutex::new(0),
             stats: Counters::default(),
         }
+    }
+
+    /// Counts a run started.
+    pub(super) fn count_run(&self) {
+        self.stats.runs_created.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(super) fn stats(&self) -> SpillStats {
@@ -146,20 +153,22 @@ impl SpillFile {
         let n = FILES_CREATED.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
         let path = disk.dir.join(format!("weir-spill-{pid}-{n}"));
-        let (file, direct) =
-            open_new(&path, disk.direct_io).map_err(|source| KernelError::SpillIo {
-                operation: "create spill file",
-                path: path.clone(),
-                offset: 0,
-                source,
-            })?;
+        let asked = disk.direct_io.load(Ordering::Relaxed);
+        let (file, direct) = open_new(&path, asked).map_err(|source| KernelError::SpillIo {
+            operation: "create spill file",
+            path: path.clone(),
+            offset: 0,
+            source,
+        })?;
+        if asked && !direct {
+            disk.direct_io.store(false, Ordering::Relaxed);
+        }
         std::fs::remove_file(&path).map_err(|source| KernelError::SpillIo {
             operation: "unlink spill file",
             path: path.clone(),
             offset: 0,
             source,
         })?;
-        disk.stats.runs_created.fetch_add(1, Ordering::Relaxed);
         Ok(SpillFile {
             file,
             path,
@@ -286,7 +295,6 @@ mod tests {
         drop(second);
         let stats = disk.stats();
         assert_eq!((stats.bytes_on_disk, stats.bytes_on_disk_peak), (0, 8192));
-        assert_eq!(stats.runs_created, 2);
         std::fs::remove_dir(&dir).unwrap();
     }
 

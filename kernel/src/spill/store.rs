@@ -108,10 +108,9 @@ pub fn open_store(config: &SpillConfig) -> Result<Arc<dyn SpillStore>> {
         config.direct_io,
         config.quota_bytes,
     ));
-    let probe = SpillFile::create(&disk)?;
-    let direct = probe.is_direct();
-    drop(probe);
-    let disk = Arc::new(Disk::new(config.dir.clone(), direct, config.quota_bytes));
+    // A probe file proves the directory writable and tells whether O_DIRECT is accepted
+    // (the disk remembers a refusal); it is unlinked at once and is not a run.
+    let direct = SpillFile::create(&disk)?.is_direct();
     let (backend, why) = choose_backend(config, std::env::var(WEIR_IO_ENV).ok().as_deref())?;
     let io = match (config.direct_io, direct) {
         (false, _) => "buffered I/O",
@@ -183,6 +182,7 @@ impl SpillStore for FileStore {
         };
         let file = SpillFile::create(&self.disk)?;
         let builder = RunBuilder::new(file, options, self.scratch.as_ref())?;
+        self.disk.count_run();
         Ok(match self.backend {
             IoBackend::Sync => Box::new(SyncWriter::new(builder)),
             IoBackend::IoUring => Box::new(UringWriter::new(builder, options.write_behind)?),

@@ -562,13 +562,60 @@ impl RunReader for UringReader {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::memory::{MemoryConfig, MemoryManager};
+    use crate::spill::file::Disk;
+
     #[test]
     fn the_probe_runs_here() {
         // This machine kind has io_uring (shared/research/rust-peers.md §4); a container
         // without it reports why instead, which is what the probe is for.
-        match super::probe() {
+        match probe() {
             Ok(()) => {}
             Err(why) => assert!(why.contains("io_uring"), "{why}"),
         }
+    }
+
+    /// Feeds CQE results to a transfer: retries, short transfers, failures, end of file.
+    #[test]
+    fn completions_retry_resume_and_fail_as_they_should() {
+        let dir = std::env::temp_dir().join(format!("weir-uring-cqe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let disk = Arc::new(Disk::new(dir.clone(), false, None));
+        let file = SpillFile::create(&disk).unwrap();
+        let manager = MemoryManager::new(MemoryConfig {
+            segment_size: 8192,
+            ..MemoryConfig::with_budget(8192)
+        })
+        .unwrap();
+        let segment = manager.owner("t").allocate_one().unwrap();
+        let mut write = Transfer::new(segment, Direction::Write, 4096, 8192);
+        assert!(write.complete(-libc::EINTR, &file), "EINTR is retried");
+        assert!(write.complete(-libc::EAGAIN, &file), "EAGAIN is retried");
+        assert!(write.complete(3000, &file), "a short write resumes");
+        assert_eq!(write.done, 3000);
+        let entry = format!("{:?}", write.entry(types::Fd(0), 5));
+        assert!(entry.contains("user_data: 5"), "{entry}");
+        assert!(!write.complete(5192, &file));
+        assert!(matches!(write.state, State::Done) && write.done == 8192);
+        write.state = State::InKernel;
+        assert!(!write.complete(0, &file), "a write of nothing fails");
+        assert!(matches!(&write.state, State::Failed(e) if e.kind() == io::ErrorKind::WriteZero));
+        let mut read = Transfer::new(write.segment, Direction::Read, 0, 8192);
+        assert!(
+            !read.complete(0, &file),
+            "a read of nothing is the end of the file"
+        );
+        assert!(matches!(read.state, State::Done) && read.done == 0);
+        read.state = State::InKernel;
+        read.retries = SPILL_IO_RETRIES_MAX;
+        assert!(!read.complete(-libc::EINTR, &file), "retries are bounded");
+        assert!(matches!(&read.state, State::Failed(e) if e.raw_os_error() == Some(libc::EINTR)));
+        read.state = State::InKernel;
+        assert!(!read.complete(-libc::EIO, &file));
+        assert!(matches!(&read.state, State::Failed(e) if e.raw_os_error() == Some(libc::EIO)));
+        drop((read, file));
+        manager.leak_check().unwrap();
+        std::fs::remove_dir(&dir).unwrap();
     }
 }
