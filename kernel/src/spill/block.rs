@@ -358,4 +358,28 @@ mod tests {
         drop(segment);
         manager.leak_check().unwrap();
     }
+
+    /// The worked example of docs/FORMAT.md, "Spill block".
+    #[test]
+    fn format_doc_example() {
+        let manager = manager();
+        let mut segment = manager.owner("t").allocate_one().unwrap();
+        segment.put_bytes(SPILL_BLOCK_HEADER_SIZE, b"hello, spill!");
+        let header = BlockHeader {
+            flags: 0,
+            stored_len: 13,
+            payload_len: 13,
+            sequence: 2,
+            run_id: 0x0000_3039_0000_0007,
+        };
+        assert_eq!(header.seal(&mut segment), 4096);
+        let hex: Vec<String> = segment.bytes(0, 45).iter().map(|b| format!("{b:02x}")).collect();
+        let expected = "57 53 50 42 01 00 00 00 0d 00 00 00 0d 00 00 00 02 00 00 00 d7 1c 04 e6 \
+                        07 00 00 00 39 30 00 00 68 65 6c 6c 6f 2c 20 73 70 69 6c 6c 21";
+        assert_eq!(hex.join(" "), expected.split_whitespace().collect::<Vec<_>>().join(" "));
+        let doc = include_str!("../../../docs/FORMAT.md");
+        assert!(doc.contains(&hex[..32].join(" ")), "docs/FORMAT.md shows the header bytes");
+        drop(segment);
+        manager.leak_check().unwrap();
+    }
 }
