@@ -111,7 +111,12 @@ fn segment_compare(c: &mut Criterion) {
             b.iter(|| black_box(left.bytes(0, len)).cmp(black_box(right.bytes(0, len))))
         });
         group.bench_with_input(BenchmarkId::new("compare_bytes", len), &len, |b, &len| {
-            b.iter(|| compare_bytes(black_box(left.bytes(0, len)), black_box(right.bytes(0, len))))
+            b.iter(|| {
+                compare_bytes(
+                    black_box(left.bytes(0, len)),
+                    black_box(right.bytes(0, len)),
+                )
+            })
         });
         right.put_u8(len - 1, 7);
     }
@@ -120,7 +125,10 @@ fn segment_compare(c: &mut Criterion) {
 
 fn manager_allocate_release(c: &mut Criterion) {
     let mut group = c.benchmark_group("manager_allocate_release");
-    for (name, policy) in [("reuse", ReleasePolicy::Reuse), ("return_to_os", ReleasePolicy::ReturnToOs)] {
+    for (name, policy) in [
+        ("reuse", ReleasePolicy::Reuse),
+        ("return_to_os", ReleasePolicy::ReturnToOs),
+    ] {
         let manager = manager(policy);
         let owner = manager.owner("bench");
         // Keep some segments out so the free queue is not trivially empty.

@@ -5,6 +5,11 @@
 //! The operator layer, the runtime and the `weir` command line grow here.
 #![forbid(unsafe_code)]
 
+pub mod error;
+pub mod size;
+pub mod sort_job;
+pub mod w1;
+
 pub use weir_kernel as kernel;
 pub use weir_netstack as netstack;
 pub use weir_serde_fmt as serde_fmt;

@@ -173,9 +173,13 @@ impl<'a> PagedInputView<'a> {
     /// [`KernelError::EndOfData`] at the end of the data.
     #[inline]
     pub fn read_u8(&mut self) -> Result<u8> {
-        let mut byte = [0];
-        self.read_bytes(&mut byte)?;
-        Ok(byte[0])
+        let byte = *self.current_chunk().first().ok_or(KernelError::EndOfData {
+            position: self.position,
+            requested: 1,
+            available: 0,
+        })?;
+        self.position += 1;
+        Ok(byte)
     }
 
     /// Reads an unsigned LEB128 varint.
@@ -185,6 +189,27 @@ impl<'a> PagedInputView<'a> {
     /// [`KernelError::EndOfData`] when the data ends inside the varint,
     /// [`KernelError::Malformed`] when it is longer than ten bytes or overflows `u64`.
     pub fn read_varint_u64(&mut self) -> Result<u64> {
+        // Fast path: the whole varint lies in the current segment.
+        let chunk = self.current_chunk();
+        let mut value = 0;
+        for (i, &byte) in chunk
+            .iter()
+            .take(crate::constants::VARINT_U64_BYTES_MAX)
+            .enumerate()
+        {
+            match varint::decode_step(byte, 7 * i as u32, &mut value) {
+                Ok(Some(done)) => {
+                    self.position += i as u64 + 1;
+                    return Ok(done);
+                }
+                Ok(None) => {}
+                Err(_) => break,
+            }
+        }
+        self.read_varint_slow()
+    }
+
+    fn read_varint_slow(&mut self) -> Result<u64> {
         let start = self.position;
         let mut value = 0;
         let mut shift = 0;

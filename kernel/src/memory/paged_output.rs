@@ -196,6 +196,21 @@ impl<S: SegmentSource> PagedOutputView<S> {
         Ok(())
     }
 
+    /// `len` bytes to write into directly, when they fit in the current segment (or a
+    /// reused one after a rewind); the position moves past them. `None` when they would
+    /// cross a segment boundary or need a new segment: write them with
+    /// [`PagedOutputView::write_bytes`] then.
+    #[inline]
+    pub fn try_reserve_contiguous(&mut self, len: usize) -> Option<&mut [u8]> {
+        if len > self.room() {
+            return None;
+        }
+        let index = (self.position >> self.log2) as usize;
+        let offset = (self.position as usize) & (self.segment_size() - 1);
+        self.position += len as u64;
+        Some(self.segments[index].bytes_mut(offset, len))
+    }
+
     /// Writes all of `bytes`, spanning segments as needed.
     ///
     /// # Errors

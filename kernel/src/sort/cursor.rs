@@ -7,6 +7,7 @@
 use std::ops::Range;
 
 use super::in_memory::{EntryBytes, EntryRef, InMemorySorter};
+use super::record::RecordHeader;
 use crate::error::{KernelError, Result};
 use crate::spill::RunInput;
 
@@ -33,8 +34,7 @@ enum Current {
 pub(crate) struct Cursor {
     source: Source,
     current: Current,
-    key_len: usize,
-    len: usize,
+    header: RecordHeader,
     scratch: Vec<u8>,
 }
 
@@ -56,8 +56,7 @@ impl Cursor {
         Cursor {
             source,
             current: Current::Exhausted,
-            key_len: 0,
-            len: 0,
+            header: RecordHeader::default(),
             scratch: Vec::new(),
         }
     }
@@ -68,7 +67,7 @@ impl Cursor {
         matches!(self.current, Current::Exhausted)
     }
 
-    /// The current record's key and value bytes, together (`key_len` of them are the key).
+    /// The current record's body: key, then value.
     #[inline]
     pub(crate) fn bytes<'a>(&'a self, buffer: &'a InMemorySorter) -> &'a [u8] {
         match &self.current {
@@ -78,20 +77,29 @@ impl Cursor {
                 Source::Run { input, .. } => input.block_bytes(range.clone()),
                 Source::Memory { .. } => unreachable!("block bytes come from a run"),
             },
-            Current::Scratch => &self.scratch[..self.len],
+            Current::Scratch => &self.scratch[..self.header.body_len()],
         }
     }
 
     /// The current record's key.
     #[inline]
     pub(crate) fn key<'a>(&'a self, buffer: &'a InMemorySorter) -> &'a [u8] {
-        &self.bytes(buffer)[..self.key_len]
+        &self.bytes(buffer)[..self.header.key_len]
     }
 
-    /// Bytes of the current record that are key.
+    /// The current record's header.
     #[inline]
-    pub(crate) fn key_len(&self) -> usize {
-        self.key_len
+    pub(crate) fn header(&self) -> &RecordHeader {
+        &self.header
+    }
+
+    /// The current record's header and body as one slice, when it is at hand in one piece.
+    #[inline]
+    pub(crate) fn raw<'a>(&'a self, buffer: &'a InMemorySorter) -> Option<&'a [u8]> {
+        match &self.current {
+            Current::Memory(entry) => buffer.entry_raw(entry),
+            _ => None,
+        }
     }
 
     /// Moves to the next record.
@@ -106,10 +114,10 @@ impl Cursor {
                     self.current = Current::Exhausted;
                     return Ok(());
                 }
+                buffer.prefetch(*next + super::external::PREFETCH_DISTANCE);
                 let entry = buffer.entry(*next, &mut self.scratch)?;
                 *next += 1;
-                self.key_len = entry.key_len;
-                self.len = entry.len;
+                self.header = entry.header;
                 self.current = match entry.bytes {
                     EntryBytes::Scratch => Current::Scratch,
                     EntryBytes::Segment(..) => Current::Memory(entry),
@@ -123,9 +131,8 @@ impl Cursor {
                 let limit = *payload_bytes;
                 advance_run(input, limit, &mut self.scratch).map(|next| match next {
                     None => self.current = Current::Exhausted,
-                    Some((key_len, len, current)) => {
-                        self.key_len = key_len;
-                        self.len = len;
+                    Some((header, current)) => {
+                        self.header = header;
                         self.current = current;
                     }
                 })
@@ -147,27 +154,31 @@ fn advance_run(
     input: &mut RunInput,
     limit: u64,
     scratch: &mut Vec<u8>,
-) -> Result<Option<(usize, usize, Current)>> {
+) -> Result<Option<(RecordHeader, Current)>> {
     if input.is_at_end()? {
         return Ok(None);
     }
-    let key_len = input.read_varint()?;
-    let record_len = input.read_varint()?;
+    let key_word = input.read_varint()?;
+    let value_len = input.read_varint()?;
     // Blocks are checksummed, so a bad length means a bug or an undetected corruption;
     // either way it must not turn into a huge allocation.
-    let len = key_len
-        .checked_add(record_len)
-        .filter(|&len| len <= limit)
+    let header = RecordHeader::from_words(key_word, value_len)
+        .filter(|header| {
+            header
+                .key_len
+                .checked_add(header.value_len)
+                .is_some_and(|len| len as u64 <= limit)
+        })
         .ok_or(KernelError::Malformed {
             position: input.bytes_read(),
             what: "record length beyond the run",
         })?;
-    let (key_len, len) = (key_len as usize, len as usize);
+    let len = header.body_len();
     if let Some(range) = input.try_take(len)? {
-        return Ok(Some((key_len, len, Current::Block(range))));
+        return Ok(Some((header, Current::Block(range))));
     }
     scratch.clear();
     scratch.resize(len, 0);
     input.read_exact(scratch)?;
-    Ok(Some((key_len, len, Current::Scratch)))
+    Ok(Some((header, Current::Scratch)))
 }

@@ -1,8 +1,8 @@
 //! `InMemorySorter`: records in segments, an index of fixed-size entries, sorted in place.
 //!
 //! ```text
-//!   record area (segments, from the sorter's reservation):
-//!     [varint key_len][varint record_len][key][record] [varint..][..] ...   (spans segments)
+//!   record area (segments, from the sorter's reservation), records as in `record`:
+//!     [header][key][value] [header][key][value] ...   (records span segments)
 //!   index (one allocation, its bytes reserved from the same budget):
 //!     [prefix 16 B | address+key_len 8 B] × n   ── sorted by radix + comparison
 //! ```
@@ -16,24 +16,26 @@
 use std::cmp::Ordering;
 
 use super::index::{IndexEntry, sort_entries};
-use crate::constants::{SORT_INDEX_ENTRY_SIZE, VARINT_U64_BYTES_MAX};
+use super::record::{HEADER_LEN_MAX, RecordHeader};
+use crate::constants::SORT_INDEX_ENTRY_SIZE;
 use crate::error::Result;
-use crate::memory::{PagedInputView, PagedOutputView, Reservation, varint};
+use crate::memory::{PagedInputView, PagedOutputView, Reservation};
 
-/// Where the bytes of an entry's key and record lie.
+/// Where the body (key and value) of an entry lies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum EntryBytes {
     /// Within one segment of the record area: `(segment, offset)`.
     Segment(usize, usize),
-    /// Copied into the caller's scratch buffer (they cross a segment boundary).
+    /// Copied into the caller's scratch buffer (it crosses a segment boundary).
     Scratch,
 }
 
-/// A located entry: its key is the first `key_len` of `len` bytes.
+/// A located entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct EntryRef {
-    pub(crate) key_len: usize,
-    pub(crate) len: usize,
+    pub(crate) header: RecordHeader,
+    /// Bytes of the encoded header, just before the body.
+    pub(crate) header_len: usize,
     pub(crate) bytes: EntryBytes,
 }
 
@@ -76,20 +78,50 @@ impl InMemorySorter {
         self.records.bytes_written()
     }
 
-    /// Adds a record; `Ok(false)` when it does not fit (nothing was added).
+    /// Adds a (key, record) pair; `Ok(false)` when it does not fit (nothing was added).
     ///
     /// # Errors
     ///
     /// Only errors other than the sorter's own memory running out.
     pub fn push(&mut self, key: &[u8], record: &[u8]) -> Result<bool> {
+        let header = RecordHeader {
+            key_len: key.len(),
+            value_len: record.len(),
+            embedded: false,
+        };
+        self.push_parts(header, key, record)
+    }
+
+    /// Adds a record whose key is its first `key_len` bytes, storing those bytes once;
+    /// `Ok(false)` when it does not fit (nothing was added).
+    ///
+    /// # Errors
+    ///
+    /// Only errors other than the sorter's own memory running out.
+    ///
+    /// # Panics
+    ///
+    /// When `key_len` exceeds the record's length.
+    pub fn push_keyed(&mut self, record: &[u8], key_len: usize) -> Result<bool> {
+        let (key, value) = record.split_at(key_len);
+        let header = RecordHeader {
+            key_len,
+            value_len: value.len(),
+            embedded: true,
+        };
+        self.push_parts(header, key, value)
+    }
+
+    #[inline]
+    fn push_parts(&mut self, header: RecordHeader, key: &[u8], value: &[u8]) -> Result<bool> {
         if self.index.capacity() == 0 {
-            self.split_memory(footprint(key.len(), record.len()));
+            self.split_memory(footprint(header.body_len()));
         }
         if self.index.len() == self.index.capacity() {
             return Ok(false);
         }
         let address = self.records.address();
-        match self.write_record(key, record) {
+        match self.write_record(&header, key, value) {
             Ok(()) => {}
             Err(error) if error.is_budget_exceeded() => {
                 self.records.rewind(address);
@@ -111,20 +143,24 @@ impl InMemorySorter {
         Ok(true)
     }
 
+    /// Writes header, key and value: straight into the current segment when they fit,
+    /// across segments otherwise.
     #[inline]
-    fn write_record(&mut self, key: &[u8], record: &[u8]) -> Result<()> {
-        let (mut key_header, mut record_header) =
-            ([0; VARINT_U64_BYTES_MAX], [0; VARINT_U64_BYTES_MAX]);
-        let key_header_len = varint::encode_u64(key.len() as u64, &mut key_header);
-        let record_header_len = varint::encode_u64(record.len() as u64, &mut record_header);
-        let mut header = [0u8; 2 * VARINT_U64_BYTES_MAX];
-        header[..key_header_len].copy_from_slice(&key_header[..key_header_len]);
-        header[key_header_len..key_header_len + record_header_len]
-            .copy_from_slice(&record_header[..record_header_len]);
-        self.records
-            .write_bytes(&header[..key_header_len + record_header_len])?;
+    fn write_record(&mut self, header: &RecordHeader, key: &[u8], value: &[u8]) -> Result<()> {
+        let mut encoded = [0u8; HEADER_LEN_MAX];
+        let header_len = header.encode(&mut encoded);
+        let total = header_len + key.len() + value.len();
+        if let Some(target) = self.records.try_reserve_contiguous(total) {
+            let (head, body) = target.split_at_mut(header_len);
+            head.copy_from_slice(&encoded[..header_len]);
+            let (key_bytes, value_bytes) = body.split_at_mut(key.len());
+            key_bytes.copy_from_slice(key);
+            value_bytes.copy_from_slice(value);
+            return Ok(());
+        }
+        self.records.write_bytes(&encoded[..header_len])?;
         self.records.write_bytes(key)?;
-        self.records.write_bytes(record)
+        self.records.write_bytes(value)
     }
 
     /// Divides the memory between index and records for records of `footprint` bytes.
@@ -165,40 +201,93 @@ impl InMemorySorter {
         self.presorted = true;
     }
 
-    /// Locates entry `i` (in sorted order after [`InMemorySorter::sort`]), copying it into
-    /// `scratch` only when it crosses a segment boundary.
+    /// Calls `visit(key, record)` for every record, in sorted order after
+    /// [`InMemorySorter::sort`] (in arrival order before).
+    ///
+    /// # Errors
+    ///
+    /// The first error `visit` returns.
+    pub fn for_each(&self, mut visit: impl FnMut(&[u8], &[u8]) -> Result<()>) -> Result<()> {
+        let mut scratch = Vec::new();
+        for i in 0..self.index.len() {
+            let entry = self.entry(i, &mut scratch)?;
+            let body = self.entry_bytes(&entry, &scratch);
+            visit(
+                &body[..entry.header.key_len],
+                &body[entry.header.record_range()],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Locates entry `i` (in sorted order after [`InMemorySorter::sort`]), copying its
+    /// body into `scratch` only when it crosses a segment boundary.
     pub(crate) fn entry(&self, i: usize, scratch: &mut Vec<u8>) -> Result<EntryRef> {
         let address = crate::memory::RecordAddress(self.index[i].address());
         let mut reader = self.records.reader();
         reader.seek(address)?;
-        let key_len = usize::try_from(reader.read_varint_u64()?).expect("written from a usize");
-        let record_len = usize::try_from(reader.read_varint_u64()?).expect("written from a usize");
-        let len = key_len + record_len;
+        let key_word = reader.read_varint_u64()?;
+        let value_len = reader.read_varint_u64()?;
+        let header = RecordHeader::from_words(key_word, value_len).expect("written from usizes");
         let start = reader.position();
+        let header_len = (start.as_u64() - address.as_u64()) as usize;
         let log2 = self.records.log2_segment_size();
-        let bytes = if reader.try_slice(len).is_some() {
+        let bytes = if reader.try_slice(header.body_len()).is_some() {
             EntryBytes::Segment(start.segment(log2), start.offset(log2))
         } else {
             scratch.clear();
-            scratch.resize(len, 0);
+            scratch.resize(header.body_len(), 0);
             reader.read_bytes(scratch)?;
             EntryBytes::Scratch
         };
         Ok(EntryRef {
-            key_len,
-            len,
+            header,
+            header_len,
             bytes,
         })
     }
 
-    /// The bytes of a located entry.
+    /// Starts loading entry `i`'s record into the cache (see [`MemorySegment::prefetch`]);
+    /// nothing when `i` is past the end.
+    ///
+    /// [`MemorySegment::prefetch`]: crate::memory::MemorySegment::prefetch
+    #[inline]
+    pub(crate) fn prefetch(&self, i: usize) {
+        let Some(entry) = self.index.get(i) else {
+            return;
+        };
+        let address = crate::memory::RecordAddress(entry.address());
+        let log2 = self.records.log2_segment_size();
+        let (segment, offset) = (address.segment(log2), address.offset(log2));
+        let segment = &self.records.segments()[segment];
+        segment.prefetch(offset);
+        // W1-sized records (about 112 bytes) reach into the next line or two.
+        if offset + 64 < segment.size() {
+            segment.prefetch(offset + 64);
+        }
+    }
+
+    /// The body (key, then value) of a located entry.
     #[inline]
     pub(crate) fn entry_bytes<'a>(&'a self, entry: &EntryRef, scratch: &'a [u8]) -> &'a [u8] {
+        let len = entry.header.body_len();
         match entry.bytes {
             EntryBytes::Segment(segment, offset) => {
-                self.records.segments()[segment].bytes(offset, entry.len)
+                self.records.segments()[segment].bytes(offset, len)
             }
-            EntryBytes::Scratch => &scratch[..entry.len],
+            EntryBytes::Scratch => &scratch[..len],
+        }
+    }
+
+    /// Header and body of a located entry as one slice, when they lie in one segment.
+    #[inline]
+    pub(crate) fn entry_raw(&self, entry: &EntryRef) -> Option<&[u8]> {
+        match entry.bytes {
+            EntryBytes::Segment(segment, offset) if offset >= entry.header_len => {
+                let len = entry.header_len + entry.header.body_len();
+                Some(self.records.segments()[segment].bytes(offset - entry.header_len, len))
+            }
+            _ => None,
         }
     }
 
@@ -235,9 +324,9 @@ impl InMemorySorter {
     }
 }
 
-/// Bytes a record takes in the record area, header included, plus its index entry.
-fn footprint(key_len: usize, record_len: usize) -> usize {
-    key_len + record_len + 2
+/// Bytes a record of `body_len` takes in the record area, header included.
+fn footprint(body_len: usize) -> usize {
+    body_len + 2
 }
 
 /// Compares the full keys of two entries whose prefixes tie.
@@ -262,8 +351,8 @@ fn read_key<'a>(
     reader
         .seek(crate::memory::RecordAddress(address))
         .expect("index address within the record area");
-    let key_len = reader.read_varint_u64().expect("record header");
-    let _record_len = reader.read_varint_u64().expect("record header");
-    let key_len = usize::try_from(key_len).expect("written from a usize");
+    let key_len = usize::try_from(reader.read_varint_u64().expect("record header") >> 1)
+        .expect("written from a usize");
+    let _value_len = reader.read_varint_u64().expect("record header");
     reader.read_record(key_len, scratch).expect("record key")
 }

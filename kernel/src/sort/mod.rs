@@ -11,6 +11,7 @@ mod external;
 mod in_memory;
 mod index;
 mod loser_tree;
+mod record;
 
 pub use external::{ExternalSorter, SortConfig, SortStats, SortedStream};
 pub use in_memory::InMemorySorter;

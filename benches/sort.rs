@@ -1,0 +1,132 @@
+//! Sort benchmarks: `in_memory_sort` (fill and sort a buffer), `external_sort` (push,
+//! spill, merge and stream under a budget that forces runs), and `merge_fan_in` (the same
+//! input split into more and more runs). W1-shaped records: a 10-byte random key in a
+//! 100-byte record.
+//!
+//! Run: `cargo bench --bench sort`.
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use weir::kernel::memory::MemoryManager;
+use weir::kernel::sort::{ExternalSorter, InMemorySorter, SortConfig};
+use weir::kernel::spill::{IoBackend, SpillConfig, SpillStore, open_store};
+use weir::w1;
+
+const RECORDS: u64 = 200_000;
+
+fn records() -> Vec<[u8; w1::RECORD_SIZE]> {
+    (0..RECORDS)
+        .map(|i| {
+            let mut record = [0; w1::RECORD_SIZE];
+            w1::record(42, i, &mut record);
+            record
+        })
+        .collect()
+}
+
+fn spill_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("weir-bench-sort-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("bench spill directory");
+    dir
+}
+
+fn store(dir: &std::path::Path, backend: IoBackend) -> Arc<dyn SpillStore> {
+    let mut config = SpillConfig::new(dir.to_path_buf());
+    config.backend = Some(backend);
+    open_store(&config).expect("spill store")
+}
+
+fn in_memory_sort(c: &mut Criterion) {
+    let input = records();
+    let manager = MemoryManager::with_budget(64 << 20).expect("manager");
+    let owner = manager.owner("bench");
+    let mut group = c.benchmark_group("in_memory_sort");
+    group.throughput(Throughput::Bytes(RECORDS * w1::RECORD_SIZE as u64));
+    group.bench_function("w1_200k", |b| {
+        b.iter(|| {
+            let mut sorter = InMemorySorter::new(owner.reserve(1500).expect("reserve"));
+            for record in &input {
+                assert!(sorter.push(&record[..w1::KEY_SIZE], record).expect("push"));
+            }
+            sorter.sort();
+            black_box(sorter.len())
+        })
+    });
+    group.finish();
+}
+
+fn sort_all(
+    input: &[[u8; w1::RECORD_SIZE]],
+    segments: usize,
+    store: Arc<dyn SpillStore>,
+    config: SortConfig,
+) -> u64 {
+    let manager = MemoryManager::with_budget(segments * 32 * 1024).expect("manager");
+    let owner = manager.owner("bench");
+    let mut sorter = ExternalSorter::new(&owner, segments, store, config).expect("sorter");
+    for record in input {
+        sorter.push(&record[..w1::KEY_SIZE], record).expect("push");
+    }
+    let mut stream = sorter.finish().expect("finish");
+    let mut checksum = 0u64;
+    while let Some((key, _)) = stream.next().expect("next") {
+        checksum = checksum.wrapping_add(u64::from(key[0]));
+    }
+    checksum
+}
+
+fn external_sort(c: &mut Criterion) {
+    let input = records();
+    let dir = spill_dir();
+    let mut group = c.benchmark_group("external_sort");
+    group.sample_size(10);
+    group.throughput(Throughput::Bytes(RECORDS * w1::RECORD_SIZE as u64));
+    for backend in [IoBackend::Sync, IoBackend::IoUring] {
+        for compress in [false, true] {
+            let id = format!("{backend}/{}", if compress { "lz4" } else { "plain" });
+            let config = SortConfig {
+                compress,
+                ..SortConfig::default()
+            };
+            // 4 MiB for 20 MB of records: about six runs.
+            group.bench_function(BenchmarkId::new("w1_200k_4MiB", id), |b| {
+                b.iter(|| sort_all(&input, 128, store(&dir, backend), config))
+            });
+        }
+    }
+    group.finish();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn merge_fan_in(c: &mut Criterion) {
+    let input = records();
+    let dir = spill_dir();
+    let mut group = c.benchmark_group("merge_fan_in");
+    group.sample_size(10);
+    group.throughput(Throughput::Bytes(RECORDS * w1::RECORD_SIZE as u64));
+    // Smaller buffers make more runs for the same input: fan-in 3, 6, 12, 24.
+    for segments in [256usize, 128, 64, 32] {
+        group.bench_with_input(
+            BenchmarkId::new("w1_200k_segments", segments),
+            &segments,
+            |b, &segments| {
+                b.iter(|| {
+                    sort_all(
+                        &input,
+                        segments,
+                        store(&dir, IoBackend::Sync),
+                        SortConfig::default(),
+                    )
+                })
+            },
+        );
+    }
+    group.finish();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, in_memory_sort, external_sort, merge_fan_in);
+criterion_main!(benches);

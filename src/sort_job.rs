@@ -1,0 +1,526 @@
+//! The W1 sort job behind `weir gen sort-records` and `weir sort`: W1 records from a file,
+//! sorted by their 10-byte key within a memory budget, to a file.
+//!
+//! ```text
+//!   input file ──read into a segment──▶ records ──push──▶ ExternalSorter ──spill──▶ disk
+//!   SortedStream ──next──▶ (verify order + checksum) ──▶ segment ──write──▶ output file
+//! ```
+//!
+//! Every byte the job holds is in the budget: the read and write buffers are segments of
+//! the same memory manager as the sorter.
+
+use std::fs::File;
+use std::io::{self, IsTerminal, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use weir_kernel::memory::{MemoryManager, MemorySegment, Owner};
+use weir_kernel::sort::{ExternalSorter, SortConfig, SortStats, SortedStream};
+use weir_kernel::spill::{SpillConfig, SpillStore, open_store};
+
+use crate::error::{Result, WeirError};
+use crate::w1::{self, Checksum, KEY_SIZE, OrderCheck, RECORD_SIZE};
+
+/// Segments each sorting thread keeps to read its input into; the output takes one more.
+const IO_SEGMENTS_PER_THREAD: usize = 1;
+
+/// What `weir sort` was asked to do.
+#[derive(Debug, Clone)]
+pub struct SortJob {
+    /// The W1 input file.
+    pub input: PathBuf,
+    /// Where the sorted records go.
+    pub output: PathBuf,
+    /// The memory budget in bytes, every buffer included.
+    pub memory_bytes: u64,
+    /// Threads: each sorts its share of the input in its share of the memory.
+    pub threads: usize,
+    /// Where spill files go (default: the output's directory).
+    pub spill_dir: Option<PathBuf>,
+    /// Check the output's order and checksum against the input's.
+    pub verify: bool,
+    /// LZ4-compress spilled blocks.
+    pub compress: bool,
+    /// Show progress on stderr (only when it is a terminal).
+    pub progress: bool,
+}
+
+/// What a sort did: the fields of the WORKLOADS.md JSON line.
+#[derive(Debug, Clone)]
+pub struct SortReport {
+    /// Records sorted.
+    pub records: u64,
+    /// Wall time of the whole job.
+    pub wall_s: f64,
+    /// Reading the input and spilling runs.
+    pub sort_phase_s: f64,
+    /// Merging and writing the output.
+    pub merge_phase_s: f64,
+    /// The verification pass (not part of `wall_s`).
+    pub verify_s: f64,
+    /// The process's peak resident set, in bytes.
+    pub peak_rss_bytes: u64,
+    /// The sorter's counters.
+    pub stats: SortStats,
+    /// The spill backend that ran.
+    pub io_backend: String,
+    /// The spill store's own account of its backend and why it was chosen.
+    pub io_description: String,
+    /// Whether the output verified (`None` when not asked).
+    pub valid: Option<bool>,
+}
+
+impl SortReport {
+    /// The one-line JSON summary of WORKLOADS.md.
+    pub fn to_json(&self, job: &SortJob) -> String {
+        let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
+        format!(
+            concat!(
+                "{{\"workload\":\"W1\",\"system\":\"weir\",\"threads\":{},\"budget_mib\":{},",
+                "\"wall_s\":{:.3},\"sort_phase_s\":{:.3},\"merge_phase_s\":{:.3},\"verify_s\":{:.3},",
+                "\"peak_rss_mib\":{:.1},\"spilled_bytes\":{},\"records\":{},\"runs\":{},",
+                "\"merge_passes\":{},\"fan_in\":{},\"io_backend\":\"{}\",\"valid\":{}}}"
+            ),
+            job.threads,
+            mib(job.memory_bytes),
+            self.wall_s,
+            self.sort_phase_s,
+            self.merge_phase_s,
+            self.verify_s,
+            mib(self.peak_rss_bytes),
+            self.stats.spilled_bytes,
+            self.records,
+            self.stats.runs + self.stats.merge_runs,
+            self.stats.merge_passes,
+            self.stats.fan_in,
+            self.io_backend,
+            self.valid.map_or("null".to_owned(), |v| v.to_string()),
+        )
+    }
+}
+
+/// Writes `count` W1 records for `seed` to `path`.
+///
+/// # Errors
+///
+/// A file that cannot be created or written.
+pub fn generate(count: u64, seed: u64, path: &Path) -> Result<()> {
+    let file = File::create(path).map_err(|e| WeirError::file("create", path, e))?;
+    let mut out = io::BufWriter::with_capacity(1 << 20, file);
+    let mut record = [0u8; RECORD_SIZE];
+    for i in 0..count {
+        w1::record(seed, i, &mut record);
+        out.write_all(&record)
+            .map_err(|e| WeirError::file("write", path, e))?;
+    }
+    out.flush().map_err(|e| WeirError::file("write", path, e))
+}
+
+/// Runs the sort job.
+///
+/// # Errors
+///
+/// [`WeirError::Input`] for an input that is not W1 records or a budget below the minimum,
+/// [`WeirError::File`] for files that cannot be read or written, [`WeirError::Kernel`]
+/// for spill failures.
+///
+/// # Panics
+///
+/// When a sorting thread panicked (a bug).
+pub fn run_sort(job: &SortJob) -> Result<SortReport> {
+    let started = Instant::now();
+    let (_, records) = open_input(&job.input)?;
+    if !(1..=64).contains(&job.threads) {
+        return Err(WeirError::Input {
+            message: format!("--threads {}: expected 1 to 64", job.threads),
+        });
+    }
+    let output =
+        File::create(&job.output).map_err(|e| WeirError::file("create output", &job.output, e))?;
+    let manager =
+        MemoryManager::with_budget(usize::try_from(job.memory_bytes).unwrap_or(usize::MAX))?;
+    let sort_segments = sort_memory(&manager, job.threads)?;
+    let store = open_spill_store(job)?;
+    let io_owner = manager.owner("sort/io");
+    let config = SortConfig {
+        compress: job.compress,
+        ..SortConfig::default()
+    };
+    let progress = Progress::new(job.progress, records);
+
+    // Sort phase: each thread reads its share of the input and sorts it within its share of
+    // the memory; the streams it leaves are merged below.
+    let partitions: Vec<Result<(SortedStream, u64)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..job.threads)
+            .map(|t| {
+                let range = (records * t as u64 / job.threads as u64)
+                    ..(records * (t as u64 + 1) / job.threads as u64);
+                let owner = manager.owner(format!("sort[{t}]"));
+                let (store, io_owner, progress) = (Arc::clone(&store), &io_owner, &progress);
+                scope.spawn(move || {
+                    sort_partition(
+                        job,
+                        range,
+                        &owner,
+                        sort_segments,
+                        store,
+                        config,
+                        io_owner,
+                        progress,
+                    )
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("sort thread panicked"))
+            .collect()
+    });
+    let (mut streams, mut records_read) = (Vec::new(), 0);
+    for partition in partitions {
+        let (stream, count) = partition?;
+        streams.push(stream);
+        records_read += count;
+    }
+    let sort_phase_s = started.elapsed().as_secs_f64();
+
+    let mut writer = SegmentWriter::new(output, &job.output, io_owner.allocate_one()?);
+    if let [stream] = streams.as_mut_slice() {
+        while let Some((_, record)) = stream.next()? {
+            writer.write(record)?;
+        }
+    } else {
+        merge_streams(&mut streams, |record| writer.write(record))?;
+    }
+    writer.finish()?;
+    let stats = streams
+        .iter()
+        .map(SortedStream::stats)
+        .fold(SortStats::default(), add_stats);
+    drop(streams);
+    progress.finish();
+    manager.leak_check()?;
+    let wall_s = started.elapsed().as_secs_f64();
+    let peak_rss_bytes = weir_kernel::sys::resident_memory().map_or(0, |rss| rss.peak_bytes);
+    let verify_started = Instant::now();
+    let valid = if job.verify {
+        Some(verify_files(
+            &job.input,
+            &job.output,
+            records_read,
+            &manager,
+        )?)
+    } else {
+        None
+    };
+    Ok(SortReport {
+        records: records_read,
+        wall_s,
+        sort_phase_s,
+        merge_phase_s: wall_s - sort_phase_s,
+        verify_s: verify_started.elapsed().as_secs_f64(),
+        peak_rss_bytes,
+        stats,
+        io_backend: store.backend().to_string(),
+        io_description: store.describe(),
+        valid,
+    })
+}
+
+/// Reads records `range` of the input and sorts them; returns the stream and the count.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site: the per-thread half of run_sort"
+)]
+fn sort_partition(
+    job: &SortJob,
+    range: std::ops::Range<u64>,
+    owner: &Owner,
+    segments: usize,
+    store: Arc<dyn SpillStore>,
+    config: SortConfig,
+    io_owner: &Owner,
+    progress: &Progress,
+) -> Result<(SortedStream, u64)> {
+    let mut file =
+        File::open(&job.input).map_err(|e| WeirError::file("open input", &job.input, e))?;
+    let start = range.start * RECORD_SIZE as u64;
+    file.seek(SeekFrom::Start(start))
+        .map_err(|e| WeirError::file("seek in input", &job.input, e))?;
+    let input = file.take((range.end - range.start) * RECORD_SIZE as u64);
+    let mut sorter = ExternalSorter::new(owner, segments, store, config)?;
+    let count = read_records(input, &job.input, io_owner, |record| {
+        progress.tick();
+        sorter.push_keyed(record, KEY_SIZE).map_err(WeirError::from)
+    })?;
+    Ok((sorter.finish()?, count))
+}
+
+/// Merges several sorted streams, handing each record to `write` in key order. Each
+/// stream's current record is copied out so that all heads can be compared at once.
+fn merge_streams(
+    streams: &mut [SortedStream],
+    mut write: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    let mut heads: Vec<Option<Vec<u8>>> = Vec::with_capacity(streams.len());
+    for stream in streams.iter_mut() {
+        heads.push(stream.next()?.map(|(_, record)| record.to_vec()));
+    }
+    loop {
+        let winner = heads
+            .iter()
+            .enumerate()
+            .filter_map(|(i, head)| head.as_ref().map(|record| (i, &record[..KEY_SIZE])))
+            .min_by(|a, b| a.1.cmp(b.1))
+            .map(|(i, _)| i);
+        let Some(winner) = winner else {
+            return Ok(());
+        };
+        write(heads[winner].as_deref().expect("the winner has a head"))?;
+        match streams[winner].next()? {
+            Some((_, record)) => {
+                let head = heads[winner].as_mut().expect("the winner has a head");
+                head.clear();
+                head.extend_from_slice(record);
+            }
+            None => heads[winner] = None,
+        }
+    }
+}
+
+fn add_stats(total: SortStats, stats: SortStats) -> SortStats {
+    SortStats {
+        records: total.records + stats.records,
+        runs: total.runs + stats.runs,
+        merge_runs: total.merge_runs + stats.merge_runs,
+        spilled_bytes: total.spilled_bytes + stats.spilled_bytes,
+        merge_passes: total.merge_passes.max(stats.merge_passes),
+        fan_in: total.fan_in.max(stats.fan_in),
+    }
+}
+
+/// The verification pass, after the sort and outside its timing: reads the input and the
+/// output files back and checks that the output is in key order, has every record, and has
+/// the input's order-independent checksum.
+fn verify_files(
+    input: &Path,
+    output: &Path,
+    records: u64,
+    manager: &MemoryManager,
+) -> Result<bool> {
+    let owner = manager.owner("sort/verify");
+    let open = |path: &Path| {
+        File::open(path).map_err(|e| WeirError::file("open for verification", path, e))
+    };
+    let mut input_checksum = Checksum::default();
+    read_records(open(input)?, input, &owner, |record| {
+        input_checksum.add(record);
+        Ok(())
+    })?;
+    let (mut order, mut output_checksum) = (OrderCheck::default(), Checksum::default());
+    read_records(open(output)?, output, &owner, |record| {
+        order.check(record);
+        output_checksum.add(record);
+        Ok(())
+    })?;
+    Ok(order.violations == 0
+        && output_checksum == input_checksum
+        && input_checksum.records == records)
+}
+
+fn open_input(path: &Path) -> Result<(File, u64)> {
+    let file = File::open(path).map_err(|e| WeirError::file("open input", path, e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| WeirError::file("read metadata of", path, e))?
+        .len();
+    if len % RECORD_SIZE as u64 != 0 {
+        return Err(WeirError::Input {
+            message: format!(
+                "{} is not a file of W1 records: its size {len} is not a multiple of {RECORD_SIZE}",
+                path.display()
+            ),
+        });
+    }
+    Ok((file, len / RECORD_SIZE as u64))
+}
+
+fn open_spill_store(job: &SortJob) -> Result<Arc<dyn SpillStore>> {
+    let dir = match &job.spill_dir {
+        Some(dir) => dir.clone(),
+        None => match job.output.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        },
+    };
+    Ok(open_store(&SpillConfig::new(dir))?)
+}
+
+/// Segments for the sorter: the budget less the I/O buffers, or an error below the minimum.
+fn sort_memory(manager: &MemoryManager, threads: usize) -> Result<usize> {
+    let segments = manager.budget_bytes() / manager.segment_size();
+    let io = IO_SEGMENTS_PER_THREAD * threads + 1;
+    let minimum = SortConfig::default().memory_segments_min() * threads + io;
+    if segments < minimum {
+        return Err(WeirError::Input {
+            message: format!(
+                "--memory {} bytes is below the minimum of {} bytes for sorting",
+                manager.budget_bytes(),
+                minimum * manager.segment_size()
+            ),
+        });
+    }
+    Ok((segments - io) / threads)
+}
+
+/// Reads W1 records from `file` through one segment, calling `push` for each; returns how
+/// many there were.
+fn read_records(
+    mut file: impl Read,
+    path: &Path,
+    owner: &Owner,
+    mut push: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<u64> {
+    let mut segment = owner.allocate_one()?;
+    let mut count = 0;
+    let mut carry = [0u8; RECORD_SIZE];
+    let mut carried = 0;
+    loop {
+        let n = read_full(&mut file, segment.as_mut_slice())
+            .map_err(|e| WeirError::file("read input", path, e))?;
+        if n == 0 {
+            break;
+        }
+        let mut bytes = &segment.as_slice()[..n];
+        if carried > 0 {
+            let take = (RECORD_SIZE - carried).min(bytes.len());
+            carry[carried..carried + take].copy_from_slice(&bytes[..take]);
+            carried += take;
+            bytes = &bytes[take..];
+            if carried < RECORD_SIZE {
+                continue;
+            }
+            count += 1;
+            push(&carry)?;
+        }
+        let mut records = bytes.chunks_exact(RECORD_SIZE);
+        for record in &mut records {
+            count += 1;
+            push(record)?;
+        }
+        let rest = records.remainder();
+        carry[..rest.len()].copy_from_slice(rest);
+        carried = rest.len();
+    }
+    if carried != 0 {
+        return Err(WeirError::Input {
+            message: format!(
+                "{} changed while it was read: it ends inside a record",
+                path.display()
+            ),
+        });
+    }
+    Ok(count)
+}
+
+/// Reads until `buffer` is full or the file ends.
+fn read_full(file: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match file.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(filled)
+}
+
+/// Buffers output in one segment, written to the file whenever it fills.
+struct SegmentWriter<'p> {
+    file: File,
+    path: &'p Path,
+    segment: MemorySegment,
+    filled: usize,
+}
+
+impl<'p> SegmentWriter<'p> {
+    fn new(file: File, path: &'p Path, segment: MemorySegment) -> SegmentWriter<'p> {
+        SegmentWriter {
+            file,
+            path,
+            segment,
+            filled: 0,
+        }
+    }
+
+    #[inline]
+    fn write(&mut self, mut bytes: &[u8]) -> Result<()> {
+        while !bytes.is_empty() {
+            let n = bytes.len().min(self.segment.size() - self.filled);
+            self.segment.put_bytes(self.filled, &bytes[..n]);
+            self.filled += n;
+            bytes = &bytes[n..];
+            if self.filled == self.segment.size() {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.file
+            .write_all(&self.segment.as_slice()[..self.filled])
+            .map_err(|e| WeirError::file("write output", self.path, e))?;
+        self.filled = 0;
+        Ok(())
+    }
+
+    /// Writes what is buffered. No fsync: like the tools it is compared with, the job ends
+    /// when the output is in the page cache.
+    fn finish(mut self) -> Result<()> {
+        self.flush()
+    }
+}
+
+/// A percentage on stderr, redrawn when it changes, only when stderr is a terminal.
+/// Shared by the sorting threads.
+struct Progress {
+    enabled: bool,
+    total: u64,
+    done: AtomicU64,
+}
+
+impl Progress {
+    fn new(wanted: bool, total: u64) -> Progress {
+        Progress {
+            enabled: wanted && io::stderr().is_terminal() && total > 0,
+            total,
+            done: AtomicU64::new(0),
+        }
+    }
+
+    #[inline]
+    fn tick(&self) {
+        if !self.enabled {
+            return;
+        }
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        if done * 100 / self.total != (done - 1) * 100 / self.total {
+            eprint!(
+                "\rsorting: {:3}% of {} records",
+                done * 100 / self.total,
+                self.total
+            );
+        }
+    }
+
+    fn finish(&self) {
+        if self.enabled {
+            eprintln!();
+        }
+    }
+}
