@@ -41,11 +41,13 @@ pub const SPILL_READ_AHEAD_DEFAULT: usize = 2;
 
 /// Whether spill files are opened with `O_DIRECT` unless configured otherwise: no. Spilled
 /// runs are read back soon after they are written, and the page cache then serves the reads
-/// from memory. Measured on this machine kind (virtio disk, ext4, 23 GiB RAM) with `dd`:
-/// direct writes 718 MB/s and direct reads 2.3 GB/s at 1 MiB, 526 MB/s and 691 MB/s at
-/// 32 KiB; buffered writes 759 MB/s and buffered reads of cached data 11.4 GB/s. Direct I/O
-/// keeps spill data out of the page cache, which is worth it only when the spill volume
-/// would evict memory other work needs; `SpillConfig::direct_io` turns it on.
+/// from memory. Measured on this machine kind (virtio disk, ext4, 23 GiB RAM, 2 cores):
+/// `dd` with `O_DIRECT` writes 718 MB/s and reads 2.3 GB/s at 1 MiB, 526 and 691 MB/s at
+/// 32 KiB; `benches/spill_io.rs` (64 MiB run of 32 KiB blocks, no LZ4) writes 1.7–2.7 GiB/s
+/// and reads 4.9–5.6 GiB/s buffered, against 0.2–0.6 GiB/s and 0.6–1.2 GiB/s with
+/// `O_DIRECT`, on either backend. Direct I/O keeps spill data out of the page cache, which
+/// pays only when the spill volume would evict memory other work needs;
+/// `SpillConfig::direct_io` turns it on.
 pub const SPILL_DIRECT_IO_DEFAULT: bool = false;
 
 /// Blocks one run writer or reader keeps in flight at most, whatever it is asked for. An

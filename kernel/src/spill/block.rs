@@ -373,12 +373,22 @@ mod tests {
             run_id: 0x0000_3039_0000_0007,
         };
         assert_eq!(header.seal(&mut segment), 4096);
-        let hex: Vec<String> = segment.bytes(0, 45).iter().map(|b| format!("{b:02x}")).collect();
+        let hex: Vec<String> = segment
+            .bytes(0, 45)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         let expected = "57 53 50 42 01 00 00 00 0d 00 00 00 0d 00 00 00 02 00 00 00 d7 1c 04 e6 \
                         07 00 00 00 39 30 00 00 68 65 6c 6c 6f 2c 20 73 70 69 6c 6c 21";
-        assert_eq!(hex.join(" "), expected.split_whitespace().collect::<Vec<_>>().join(" "));
+        assert_eq!(
+            hex.join(" "),
+            expected.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
         let doc = include_str!("../../../docs/FORMAT.md");
-        assert!(doc.contains(&hex[..32].join(" ")), "docs/FORMAT.md shows the header bytes");
+        assert!(
+            doc.contains(&hex[..32].join(" ")),
+            "docs/FORMAT.md shows the header bytes"
+        );
         drop(segment);
         manager.leak_check().unwrap();
     }

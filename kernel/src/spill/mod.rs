@@ -18,6 +18,17 @@
 //! and unlinked at once, so none survives the process; a disk quota turns "disk full" into
 //! [`KernelError::DiskQuotaExceeded`](crate::KernelError::DiskQuotaExceeded).
 //!
+//! Memory: writers and readers move only the segments their caller lends them, with two
+//! exceptions, both in the budget. A compressing writer owns an LZ4 output buffer of about
+//! 1.1 segments, reserved from [`SpillConfig::scratch`] (compression is refused without
+//! one); and a run keeps two bytes per block in memory, the blocks' lengths on disk, so a
+//! reader can read ahead without reading headers first.
+//!
+//! Files, by concept: `block` (header, verification), `lz4`, `file` (spill files, disk
+//! quota, counters), `run` (what both backends share), `sync` and `uring` (the backends),
+//! `store` ([`SpillConfig`], [`open_store`]), `fault` (test tools), `stream` (byte streams
+//! over runs).
+//!
 //! [`SPILL_BLOCK_HEADER_SIZE`]: crate::constants::SPILL_BLOCK_HEADER_SIZE
 //! [`SPILL_BLOCK_ALIGN`]: crate::constants::SPILL_BLOCK_ALIGN
 
