@@ -75,6 +75,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn format_doc_example() {
+        let header = RecordHeader {
+            key_len: 10,
+            value_len: 90,
+            embedded: true,
+        };
+        let mut out = [0; HEADER_LEN_MAX];
+        let len = header.encode(&mut out);
+        assert_eq!(&out[..len], &[0x15, 0x5a], "docs/FORMAT.md section 4");
+    }
+
+    #[test]
     fn header_round_trips() {
         for (key_len, value_len, embedded) in [(0, 0, false), (10, 90, true), (300, 1 << 40, false)]
         {
