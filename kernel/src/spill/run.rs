@@ -33,6 +33,7 @@ pub(super) struct RunLayout {
     disk_bytes: u64,
     compressed_blocks: usize,
     disk_len_max: usize,
+    payload_len_max: usize,
 }
 
 /// The [`RunHandle`] of both file backends.
@@ -90,11 +91,14 @@ impl RunLayout {
                 expected: "at least one segment, two for a run with compressed blocks",
             });
         }
-        if let Some(small) = buffers.iter().find(|s| s.size() < self.disk_len_max) {
+        let size_min = self
+            .disk_len_max
+            .max(SPILL_BLOCK_HEADER_SIZE + self.payload_len_max);
+        if let Some(small) = buffers.iter().find(|s| s.size() < size_min) {
             return Err(KernelError::InvalidConfig {
                 field: "open_run buffers",
                 value: format!("a segment of {} bytes", small.size()),
-                expected: "segments at least as large as the run's largest block",
+                expected: "segments at least as large as the run's largest block, decompressed",
             });
         }
         Ok(())
@@ -255,6 +259,7 @@ pub(super) struct RunBuilder {
     payload_bytes: u64,
     compressed_blocks: usize,
     disk_len_max: usize,
+    payload_len_max: usize,
 }
 
 /// A sealed block ready to be written: `segment[..len]` goes to `offset`.
@@ -296,6 +301,7 @@ impl RunBuilder {
             payload_bytes: 0,
             compressed_blocks: 0,
             disk_len_max: 0,
+            payload_len_max: 0,
         })
     }
 
@@ -350,6 +356,7 @@ impl RunBuilder {
         self.payload_bytes += payload_len as u64;
         self.compressed_blocks += usize::from(compressed.is_some());
         self.disk_len_max = self.disk_len_max.max(len);
+        self.payload_len_max = self.payload_len_max.max(payload_len);
         Ok(pending)
     }
 
@@ -374,6 +381,7 @@ impl RunBuilder {
             disk_bytes: self.disk_bytes,
             compressed_blocks: self.compressed_blocks,
             disk_len_max: self.disk_len_max,
+            payload_len_max: self.payload_len_max,
         }))))
     }
 }

@@ -142,10 +142,12 @@ fn choose_backend(config: &SpillConfig, env: Option<&str>) -> Result<(IoBackend,
             });
         }
     }
+    if config.backend == Some(IoBackend::Sync) {
+        return Ok((IoBackend::Sync, "configured".into()));
+    }
     match (config.backend, uring::probe()) {
-        (Some(IoBackend::Sync), _) => Ok((IoBackend::Sync, "configured".into())),
-        (Some(IoBackend::IoUring), Ok(())) => Ok((IoBackend::IoUring, "configured".into())),
-        (Some(IoBackend::IoUring), Err(why)) => Err(KernelError::SpillIo {
+        (Some(_), Ok(())) => Ok((IoBackend::IoUring, "configured".into())),
+        (Some(_), Err(why)) => Err(KernelError::SpillIo {
             operation: "set up io_uring",
             path: config.dir.clone(),
             offset: 0,
