@@ -26,6 +26,9 @@ use crate::w1::{self, Checksum, KEY_SIZE, OrderCheck, RECORD_SIZE};
 /// Segments each sorting thread keeps to read its input into; the output takes one more.
 const IO_SEGMENTS_PER_THREAD: usize = 1;
 
+/// Budget left outside each thread's sorter for its compressing writer's LZ4 buffer.
+const LZ4_SEGMENTS_PER_THREAD: usize = 2;
+
 /// What `weir sort` was asked to do.
 #[derive(Debug, Clone)]
 pub struct SortJob {
@@ -141,8 +144,8 @@ pub fn run_sort(job: &SortJob) -> Result<SortReport> {
         File::create(&job.output).map_err(|e| WeirError::file("create output", &job.output, e))?;
     let manager =
         MemoryManager::with_budget(usize::try_from(job.memory_bytes).unwrap_or(usize::MAX))?;
-    let sort_segments = sort_memory(&manager, job.threads)?;
-    let store = open_spill_store(job)?;
+    let sort_segments = sort_memory(&manager, job.threads, job.compress)?;
+    let store = open_spill_store(job, &manager)?;
     let io_owner = manager.owner("sort/io");
     let config = SortConfig {
         compress: job.compress,
@@ -347,7 +350,8 @@ fn open_input(path: &Path) -> Result<(File, u64)> {
     Ok((file, len / RECORD_SIZE as u64))
 }
 
-fn open_spill_store(job: &SortJob) -> Result<Arc<dyn SpillStore>> {
+/// The spill store; a compressing one charges its LZ4 buffers to the job's budget.
+fn open_spill_store(job: &SortJob, manager: &MemoryManager) -> Result<Arc<dyn SpillStore>> {
     let dir = match &job.spill_dir {
         Some(dir) => dir.clone(),
         None => match job.output.parent() {
@@ -355,13 +359,22 @@ fn open_spill_store(job: &SortJob) -> Result<Arc<dyn SpillStore>> {
             _ => PathBuf::from("."),
         },
     };
-    Ok(open_store(&SpillConfig::new(dir))?)
+    let mut config = SpillConfig::new(dir);
+    config.scratch = job.compress.then(|| manager.owner("sort/lz4"));
+    Ok(open_store(&config)?)
 }
 
 /// Segments for the sorter: the budget less the I/O buffers, or an error below the minimum.
-fn sort_memory(manager: &MemoryManager, threads: usize) -> Result<usize> {
+fn sort_memory(manager: &MemoryManager, threads: usize, compress: bool) -> Result<usize> {
     let segments = manager.budget_bytes() / manager.segment_size();
-    let io = IO_SEGMENTS_PER_THREAD * threads + 1;
+    // A compressing run writer holds an LZ4 output buffer of about 1.1 segments; each
+    // thread has one writer open at a time.
+    let lz4 = if compress {
+        LZ4_SEGMENTS_PER_THREAD * threads
+    } else {
+        0
+    };
+    let io = IO_SEGMENTS_PER_THREAD * threads + 1 + lz4;
     let minimum = SortConfig::default().memory_segments_min() * threads + io;
     if segments < minimum {
         return Err(WeirError::Input {

@@ -86,8 +86,12 @@ fn sort_spills_verifies_and_reports() {
         .status
         .success()
     );
-    for threads in ["1", "2"] {
-        let result = weir(&[
+    for extra in [
+        &["--threads", "1"][..],
+        &["--threads", "2"],
+        &["--compress"],
+    ] {
+        let mut args = vec![
             "sort",
             "--input",
             path(&input),
@@ -95,12 +99,12 @@ fn sort_spills_verifies_and_reports() {
             path(&output),
             "--memory",
             "2MiB",
-            "--threads",
-            threads,
             "--spill-dir",
             path(&spill),
             "--verify",
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        let result = weir(&args);
         let stdout = String::from_utf8_lossy(&result.stdout);
         assert!(
             result.status.success(),
@@ -180,5 +184,8 @@ fn bad_input_is_a_one_line_error_with_exit_code_2() {
     let result = sort(&input, &output, "lots");
     assert_eq!(result.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&result.stderr);
-    assert!(stderr.lines().next().unwrap().contains("invalid size"), "{stderr}");
+    assert!(
+        stderr.lines().next().unwrap().contains("invalid size"),
+        "{stderr}"
+    );
 }
