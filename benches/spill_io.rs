@@ -9,7 +9,7 @@
 //! or to `WEIR_BENCH_SPILL_DIR`; put it on the disk you want to measure, not a tmpfs).
 
 use std::hint::black_box;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -54,7 +54,7 @@ struct Setup {
     store: Arc<dyn SpillStore>,
 }
 
-fn setup(dir: &PathBuf, backend: IoBackend, direct_io: bool) -> Setup {
+fn setup(dir: &Path, backend: IoBackend, direct_io: bool) -> Setup {
     let manager = MemoryManager::new(MemoryConfig::with_budget(64 * SEGMENT)).unwrap();
     let mut config = SpillConfig::new(dir.clone());
     config.backend = Some(backend);
