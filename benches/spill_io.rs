@@ -56,7 +56,7 @@ struct Setup {
 
 fn setup(dir: &Path, backend: IoBackend, direct_io: bool) -> Setup {
     let manager = MemoryManager::new(MemoryConfig::with_budget(64 * SEGMENT)).unwrap();
-    let mut config = SpillConfig::new(dir.clone());
+    let mut config = SpillConfig::new(dir.to_path_buf());
     config.backend = Some(backend);
     config.direct_io = direct_io;
     config.scratch = Some(manager.owner("spill-scratch"));
