@@ -4,8 +4,12 @@
 //! and a failing write or read at every position. Every test ends with every segment home
 //! and no spill file left.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::sync::Arc;
+
+use common::{Rng, SpillDir};
 
 use weir_kernel::memory::{MemoryConfig, MemoryManager, Owner};
 use weir_kernel::sort::{ExternalSorter, SortConfig, SortStats};
@@ -13,54 +17,7 @@ use weir_kernel::spill::{FaultyStore, IoBackend, SpillConfig, SpillStore, open_s
 
 const SEGMENT_SIZE: usize = 4096;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn bytes(&mut self, len: usize, alphabet: u64) -> Vec<u8> {
-        (0..len).map(|_| self.below(alphabet) as u8).collect()
-    }
-}
-
 type Pair = (Vec<u8>, Vec<u8>);
-
-/// A fresh spill directory, removed (and checked empty) by `finish`.
-struct SpillDir(PathBuf);
-
-impl SpillDir {
-    fn new(name: &str) -> SpillDir {
-        let dir = std::env::temp_dir().join(format!("weir-test-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        SpillDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    fn assert_empty(&self) {
-        let left: Vec<_> = std::fs::read_dir(&self.0).unwrap().collect();
-        assert!(left.is_empty(), "spill files left behind: {left:?}");
-    }
-}
-
-impl Drop for SpillDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn store(dir: &Path, backend: IoBackend) -> Arc<dyn SpillStore> {
     store_with(dir, backend, None)
@@ -176,8 +133,8 @@ fn variable_lengths_and_long_keys() {
     let mut rng = Rng(3);
     let input: Vec<Pair> = (0..6000)
         .map(|_| {
-            let key_len = rng.below(40) as usize;
-            let record_len = rng.below(700) as usize;
+            let key_len = rng.below(40);
+            let record_len = rng.below(700);
             (rng.bytes(key_len, 3), rng.bytes(record_len, 256))
         })
         .collect();

@@ -4,8 +4,11 @@
 //! readers at once, and an injected failure at every write and read position. Every test
 //! ends with every segment home and the spill directory empty.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::sync::Arc;
+
+use common::{Rng, SpillDir};
 
 use weir_kernel::KernelError;
 use weir_kernel::constants::SPILL_BLOCK_HEADER_SIZE;
@@ -18,22 +21,13 @@ const SEGMENT_SIZE: usize = 16 * 1024;
 const PAYLOAD_MAX: usize = SEGMENT_SIZE - SPILL_BLOCK_HEADER_SIZE;
 const BACKENDS: [IoBackend; 2] = [IoBackend::Sync, IoBackend::IoUring];
 
-/// splitmix64: small, seeded, good enough to make payloads.
-struct Rng(u64);
+/// Payload generation on top of the shared generator.
+trait Payloads {
+    fn payload(&mut self, len: usize) -> Vec<u8>;
+    fn payloads(&mut self, count: usize) -> Vec<Vec<u8>>;
+}
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
+impl Payloads for Rng {
     /// Either random bytes (incompressible) or W1-like records: a random 10-byte key and
     /// 90 bytes of letter filler (compressible).
     fn payload(&mut self, len: usize) -> Vec<u8> {
@@ -62,33 +56,6 @@ impl Rng {
                 }
             })
             .collect()
-    }
-}
-
-/// A fresh spill directory, removed when dropped.
-struct SpillDir(PathBuf);
-
-impl SpillDir {
-    fn new(name: &str) -> SpillDir {
-        let dir = std::env::temp_dir().join(format!("weir-spill-io-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        SpillDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    fn assert_empty(&self) {
-        let left: Vec<_> = std::fs::read_dir(&self.0).unwrap().collect();
-        assert!(left.is_empty(), "spill files left behind: {left:?}");
-    }
-}
-
-impl Drop for SpillDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
