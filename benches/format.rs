@@ -98,11 +98,26 @@ impl Rng {
     }
 }
 
-const INSTRUCTIONS: [&str; 4] = ["DELIVER IN PERSON", "COLLECT COD", "NONE", "TAKE BACK RETURN"];
+const INSTRUCTIONS: [&str; 4] = [
+    "DELIVER IN PERSON",
+    "COLLECT COD",
+    "NONE",
+    "TAKE BACK RETURN",
+];
 const MODES: [&str; 7] = ["REG AIR", "AIR", "RAIL", "SHIP", "TRUCK", "MAIL", "FOB"];
 const WORDS: [&str; 12] = [
-    "furiously", "slyly", "carefully", "blithely", "quickly", "fluffily", "final", "ironic",
-    "regular", "pending", "deposits", "accounts",
+    "furiously",
+    "slyly",
+    "carefully",
+    "blithely",
+    "quickly",
+    "fluffily",
+    "final",
+    "ironic",
+    "regular",
+    "pending",
+    "deposits",
+    "accounts",
 ];
 
 /// Comments of 10 to 43 characters, like dbgen's `l_comment`.
@@ -200,7 +215,12 @@ fn encode_all(rows: &[LineItem<'_>]) -> Encoded {
         per_row(&postcard),
         per_row(&bitcode),
     );
-    Encoded { weir, bincode, postcard, bitcode }
+    Encoded {
+        weir,
+        bincode,
+        postcard,
+        bitcode,
+    }
 }
 
 fn record_encode(c: &mut Criterion) {
@@ -220,7 +240,11 @@ fn record_encode(c: &mut Criterion) {
         });
     });
     group.bench_function("weir/to_vec_per_row", |b| {
-        b.iter(|| rows.iter().map(|row| weir_serde_fmt::to_vec(row).unwrap().len()).sum::<usize>());
+        b.iter(|| {
+            rows.iter()
+                .map(|row| weir_serde_fmt::to_vec(row).unwrap().len())
+                .sum::<usize>()
+        });
     });
     let mut slice = vec![0u8; encoded.weir.len() * 2];
     group.bench_function("bincode/encode_into_slice", |b| {
@@ -296,7 +320,11 @@ fn record_decode(c: &mut Criterion) {
         });
     });
     group.bench_function("bitcode/deserialize_batch", |b| {
-        b.iter(|| bitcode::deserialize::<Vec<LineItem<'_>>>(&encoded.bitcode).unwrap().len());
+        b.iter(|| {
+            bitcode::deserialize::<Vec<LineItem<'_>>>(&encoded.bitcode)
+                .unwrap()
+                .len()
+        });
     });
     group.finish();
 }
@@ -330,7 +358,10 @@ fn key_encode(c: &mut Criterion) {
     for k in &keys {
         key::append_to_vec(&mut weir, k).unwrap();
     }
-    eprintln!("sort key bytes/row: weir key {:.1}", weir.len() as f64 / ROWS as f64);
+    eprintln!(
+        "sort key bytes/row: weir key {:.1}",
+        weir.len() as f64 / ROWS as f64
+    );
     let mut group = c.benchmark_group("key_encode");
     group.throughput(Throughput::Bytes(weir.len() as u64));
     let mut buffer = Vec::with_capacity(weir.len() * 2);

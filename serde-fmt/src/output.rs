@@ -1,8 +1,9 @@
 //! Where encoders put their bytes.
 //!
 //! Both serializers are generic over [`Output`] so that each destination gets its own
-//! monomorphised, fully inlined copy: appending to a `Vec<u8>` costs one capacity check and
-//! a copy, with no `io::Write` error plumbing; counting the size touches no memory at all.
+//! monomorphised, inlined copy: counting the size touches no memory at all, and filling a
+//! slice sized by that count keeps the bounds in registers with no growth path, which is
+//! how `to_vec` writes; `append_to_vec`, `to_writer` and the key encoder use `io::Write`.
 
 use std::io;
 
@@ -23,39 +24,7 @@ pub(crate) trait Output {
     }
 }
 
-/// Appends to a borrowed vector.
-#[derive(Debug)]
-pub(crate) struct VecOutput<'a> {
-    vec: &'a mut Vec<u8>,
-    start: usize,
-}
-
-impl<'a> VecOutput<'a> {
-    pub(crate) fn new(vec: &'a mut Vec<u8>) -> Self {
-        let start = vec.len();
-        Self { vec, start }
-    }
-}
-
-impl Output for VecOutput<'_> {
-    #[inline(always)]
-    fn put(&mut self, bytes: &[u8]) -> Result<()> {
-        self.vec.extend_from_slice(bytes);
-        Ok(())
-    }
-
-    #[inline(always)]
-    fn put_u8(&mut self, byte: u8) -> Result<()> {
-        self.vec.push(byte);
-        Ok(())
-    }
-
-    fn position(&self) -> usize {
-        self.vec.len() - self.start
-    }
-}
-
-/// Owns its vector: the scratch space of unknown-length sequences, and `to_vec`.
+/// Owns its vector: the scratch space of unknown-length sequences.
 impl Output for Vec<u8> {
     #[inline(always)]
     fn put(&mut self, bytes: &[u8]) -> Result<()> {
@@ -71,6 +40,68 @@ impl Output for Vec<u8> {
 
     fn position(&self) -> usize {
         self.len()
+    }
+}
+
+/// Fills a slice sized in advance by a [`SizeOutput`] pass.
+///
+/// This is the fast path for vectors: the slice's pointer, length and the position stay
+/// in registers for the whole record, whereas every `Vec::push` must reload the vector's
+/// length and capacity after each byte store (a `u8` store may alias them).
+#[derive(Debug)]
+pub(crate) struct SliceOutput<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+}
+
+impl<'a> SliceOutput<'a> {
+    pub(crate) fn new(buf: &'a mut [u8]) -> Self {
+        Self { buf, pos: 0 }
+    }
+
+    /// Whether the slice was filled exactly.
+    pub(crate) fn is_full(&self) -> bool {
+        self.pos == self.buf.len()
+    }
+}
+
+impl Output for SliceOutput<'_> {
+    #[inline(always)]
+    fn put(&mut self, bytes: &[u8]) -> Result<()> {
+        let end = self.pos + bytes.len();
+        match self.buf.get_mut(self.pos..end) {
+            Some(dst) => {
+                dst.copy_from_slice(bytes);
+                self.pos = end;
+                Ok(())
+            }
+            None => Err(size_changed(self.pos)),
+        }
+    }
+
+    #[inline(always)]
+    fn put_u8(&mut self, byte: u8) -> Result<()> {
+        match self.buf.get_mut(self.pos) {
+            Some(dst) => {
+                *dst = byte;
+                self.pos += 1;
+                Ok(())
+            }
+            None => Err(size_changed(self.pos)),
+        }
+    }
+
+    fn position(&self) -> usize {
+        self.pos
+    }
+}
+
+/// A `Serialize` impl wrote a different number of bytes than in its sizing pass.
+#[cold]
+pub(crate) fn size_changed(offset: usize) -> Error {
+    Error::Custom {
+        offset: Some(offset),
+        message: "serialize wrote a different number of bytes than its sizing pass".into(),
     }
 }
 
@@ -148,13 +179,25 @@ mod tests {
     }
 
     #[test]
-    fn vec_output_counts_from_its_start() {
-        let mut vec = vec![9, 9];
-        let mut out = VecOutput::new(&mut vec);
+    fn slice_output_fails_past_its_end() {
+        let mut buf = [0u8; 3];
+        let mut out = SliceOutput::new(&mut buf);
         out.put(&[1, 2]).unwrap();
+        assert!(!out.is_full());
         out.put_u8(3).unwrap();
-        assert_eq!(out.position(), 3);
-        assert_eq!(vec, [9, 9, 1, 2, 3]);
+        assert!(out.is_full());
+        let error = out.put_u8(4).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::Custom {
+                    offset: Some(3),
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        assert_eq!(buf, [1, 2, 3]);
     }
 
     #[test]

@@ -86,11 +86,10 @@ fn read_u64_slow(input: &[u8], offset: usize) -> Result<(u64, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output::VecOutput;
 
     fn encoded(value: u64) -> Vec<u8> {
         let mut vec = Vec::new();
-        write_u64(&mut VecOutput::new(&mut vec), value).unwrap();
+        write_u64(&mut vec, value).unwrap();
         vec
     }
 

@@ -85,9 +85,9 @@ pub fn to_writer<W: io::Write, T: ?Sized + Serialize>(writer: W, value: &T) -> R
 /// [`Error::Unsupported`] for maps anywhere in `value`; [`Error::Custom`] if `value`'s
 /// `Serialize` fails.
 pub fn to_vec<T: ?Sized + Serialize>(value: &T) -> Result<Vec<u8>> {
-    let mut ser = KeySerializer::new(Vec::new());
-    value.serialize(&mut ser)?;
-    Ok(ser.into_output())
+    let mut vec = Vec::new();
+    append_to_vec(&mut vec, value)?;
+    Ok(vec)
 }
 
 /// Appends `value` as a key to `vec`, returning the bytes appended.
@@ -96,8 +96,11 @@ pub fn to_vec<T: ?Sized + Serialize>(value: &T) -> Result<Vec<u8>> {
 ///
 /// As [`to_vec`]; `vec` is then truncated back to its length before the call.
 pub fn append_to_vec<T: ?Sized + Serialize>(vec: &mut Vec<u8>, value: &T) -> Result<usize> {
+    // Keys are short and their sizing pass would scan every string for zero bytes, so
+    // unlike records they are written straight into the growing vector (measured: the
+    // sized path was slower on the lineitem sort key).
     let start = vec.len();
-    let mut ser = KeySerializer::new(crate::output::VecOutput::new(vec));
+    let mut ser = KeySerializer::new(IoOutput::new(&mut *vec));
     match value.serialize(&mut ser) {
         Ok(()) => Ok(vec.len() - start),
         Err(error) => {

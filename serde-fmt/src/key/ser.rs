@@ -31,10 +31,6 @@ impl<O: Output> KeySerializer<O> {
         Self { out, mask: 0 }
     }
 
-    pub(crate) fn into_output(self) -> O {
-        self.out
-    }
-
     #[inline(always)]
     fn put(&mut self, bytes: &[u8]) -> Result<()> {
         if self.mask == 0 {
