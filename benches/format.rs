@@ -247,6 +247,17 @@ fn record_encode(c: &mut Criterion) {
         });
     });
     let mut slice = vec![0u8; encoded.weir.len() * 2];
+    // Into a preallocated buffer, as a record writer fills a segment: the like-for-like
+    // peer of bincode's encode_into_slice below.
+    group.bench_function("weir/to_slice", |b| {
+        b.iter(|| {
+            let mut at = 0;
+            for row in &rows {
+                at += weir_serde_fmt::to_slice(&mut slice[at..], row).unwrap();
+            }
+            black_box(at)
+        });
+    });
     group.bench_function("bincode/encode_into_slice", |b| {
         b.iter(|| {
             let mut at = 0;

@@ -88,6 +88,13 @@ pub enum Error {
         /// What was requested.
         what: &'static str,
     },
+    /// The buffer given to `to_slice` is too small for the record.
+    BufferFull {
+        /// Bytes written when the buffer ran out.
+        offset: usize,
+        /// The buffer's length.
+        capacity: usize,
+    },
     /// The `io::Write` given to `to_writer` failed.
     Io {
         /// Bytes written before the failure.
@@ -121,6 +128,7 @@ impl Error {
             | Self::DepthLimitExceeded { offset, .. }
             | Self::ZeroSizedElementsExceeded { offset, .. }
             | Self::Unsupported { offset, .. }
+            | Self::BufferFull { offset, .. }
             | Self::Io { offset, .. } => Some(offset),
             Self::Custom { offset, .. } => offset,
         }
@@ -186,6 +194,12 @@ impl fmt::Display for Error {
             }
             Self::Unsupported { offset, what } => {
                 write!(f, "unsupported at byte {offset}: {what}")
+            }
+            Self::BufferFull { offset, capacity } => {
+                write!(
+                    f,
+                    "record does not fit: the {capacity}-byte buffer is full at byte {offset}"
+                )
             }
             Self::Io { offset, source } => write!(f, "write failed after {offset} bytes: {source}"),
             Self::Custom {

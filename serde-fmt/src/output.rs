@@ -75,7 +75,7 @@ impl Output for SliceOutput<'_> {
                 self.pos = end;
                 Ok(())
             }
-            None => Err(size_changed(self.pos)),
+            None => Err(buffer_full(self.pos, self.buf.len())),
         }
     }
 
@@ -87,13 +87,19 @@ impl Output for SliceOutput<'_> {
                 self.pos += 1;
                 Ok(())
             }
-            None => Err(size_changed(self.pos)),
+            None => Err(buffer_full(self.pos, self.buf.len())),
         }
     }
 
     fn position(&self) -> usize {
         self.pos
     }
+}
+
+/// A slice output ran out of room.
+#[cold]
+fn buffer_full(offset: usize, capacity: usize) -> Error {
+    Error::BufferFull { offset, capacity }
 }
 
 /// A `Serialize` impl wrote a different number of bytes than in its sizing pass.

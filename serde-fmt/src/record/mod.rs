@@ -27,7 +27,7 @@ use std::io;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::output::{IoOutput, SizeOutput, SliceOutput, size_changed};
+use crate::output::{IoOutput, Output, SizeOutput, SliceOutput, size_changed};
 pub(crate) use de::RecordDeserializer;
 pub use reader::RecordReader;
 use ser::RecordSerializer;
@@ -60,11 +60,29 @@ pub fn to_vec<T: ?Sized + Serialize>(value: &T) -> Result<Vec<u8>> {
     let size = serialized_size(value)?;
     let mut vec = vec![0; size];
     let mut ser = RecordSerializer::new(SliceOutput::new(&mut vec));
-    value.serialize(&mut ser)?;
+    value.serialize(&mut ser).map_err(|error| match error {
+        Error::BufferFull { .. } => size_changed(size),
+        other => other,
+    })?;
     if !ser.into_output().is_full() {
         return Err(size_changed(size));
     }
     Ok(vec)
+}
+
+/// Encodes `value` into the front of `buffer`, returning the bytes written: how a record
+/// goes straight into the free space of a memory segment or network buffer, with no
+/// sizing pass and no growth path.
+///
+/// # Errors
+///
+/// [`Error::BufferFull`] when the record does not fit (the bytes before the failure are
+/// written; the caller moves to a fresh buffer and encodes again), [`Error::Custom`] if
+/// `value`'s `Serialize` fails.
+pub fn to_slice<T: ?Sized + Serialize>(buffer: &mut [u8], value: &T) -> Result<usize> {
+    let mut ser = RecordSerializer::new(SliceOutput::new(buffer));
+    value.serialize(&mut ser)?;
+    Ok(ser.into_output().position())
 }
 
 /// Appends `value` as a record to `vec`, returning the bytes appended: the fastest way
@@ -150,6 +168,25 @@ mod tests {
     use serde::{Deserialize, Serialize, Serializer};
 
     use super::*;
+
+    #[test]
+    fn to_slice_fills_or_reports_full() {
+        let value = (7u32, "hello", vec![1u16, 2, 3]);
+        let expected = to_vec(&value).unwrap();
+        let mut buffer = [0u8; 64];
+        let written = to_slice(&mut buffer, &value).unwrap();
+        assert_eq!(&buffer[..written], &expected[..]);
+        let mut small = [0u8; 6];
+        let error = to_slice(&mut small, &value).unwrap_err();
+        assert!(
+            matches!(error, Error::BufferFull { capacity: 6, .. }),
+            "{error}"
+        );
+        assert!(
+            error.to_string().contains("6-byte buffer is full"),
+            "{error}"
+        );
+    }
     use crate::constants::{DEPTH_MAX, ZERO_SIZED_ELEMENTS_MAX};
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
