@@ -196,9 +196,9 @@ mod tests {
         assert!(
             matches!(
                 error,
-                Error::Custom {
-                    offset: Some(3),
-                    ..
+                Error::BufferFull {
+                    offset: 3,
+                    capacity: 3
                 }
             ),
             "{error}"
