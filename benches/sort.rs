@@ -33,9 +33,15 @@ fn spill_dir() -> PathBuf {
     dir
 }
 
-fn store(dir: &std::path::Path, backend: IoBackend) -> Arc<dyn SpillStore> {
+/// A store on `backend`; compressing writers take their LZ4 buffers from `scratch`.
+fn store(
+    dir: &std::path::Path,
+    backend: IoBackend,
+    scratch: weir::kernel::memory::Owner,
+) -> Arc<dyn SpillStore> {
     let mut config = SpillConfig::new(dir.to_path_buf());
     config.backend = Some(backend);
+    config.scratch = Some(scratch);
     open_store(&config).expect("spill store")
 }
 
@@ -61,14 +67,17 @@ fn in_memory_sort(c: &mut Criterion) {
 fn sort_all(
     input: &[[u8; w1::RECORD_SIZE]],
     segments: usize,
-    store: Arc<dyn SpillStore>,
+    dir: &std::path::Path,
+    backend: IoBackend,
     config: SortConfig,
 ) -> u64 {
-    let manager = MemoryManager::with_budget(segments * 32 * 1024).expect("manager");
+    // Two segments beyond the sorter's for a compressing writer's LZ4 buffer.
+    let manager = MemoryManager::with_budget((segments + 2) * 32 * 1024).expect("manager");
     let owner = manager.owner("bench");
+    let store = store(dir, backend, manager.owner("bench/lz4"));
     let mut sorter = ExternalSorter::new(&owner, segments, store, config).expect("sorter");
     for record in input {
-        sorter.push(&record[..w1::KEY_SIZE], record).expect("push");
+        sorter.push_keyed(record, w1::KEY_SIZE).expect("push");
     }
     let mut stream = sorter.finish().expect("finish");
     let mut checksum = 0u64;
@@ -93,7 +102,7 @@ fn external_sort(c: &mut Criterion) {
             };
             // 4 MiB for 20 MB of records: about six runs.
             group.bench_function(BenchmarkId::new("w1_200k_4MiB", id), |b| {
-                b.iter(|| sort_all(&input, 128, store(&dir, backend), config))
+                b.iter(|| sort_all(&input, 128, &dir, backend, config))
             });
         }
     }
@@ -107,7 +116,7 @@ fn merge_fan_in(c: &mut Criterion) {
     let mut group = c.benchmark_group("merge_fan_in");
     group.sample_size(10);
     group.throughput(Throughput::Bytes(RECORDS * w1::RECORD_SIZE as u64));
-    // Smaller buffers make more runs for the same input: fan-in 3, 6, 12, 24.
+    // Smaller buffers make more runs for the same input: about 3, 6, 12 and 24 runs.
     for segments in [256usize, 128, 64, 32] {
         group.bench_with_input(
             BenchmarkId::new("w1_200k_segments", segments),
@@ -117,7 +126,8 @@ fn merge_fan_in(c: &mut Criterion) {
                     sort_all(
                         &input,
                         segments,
-                        store(&dir, IoBackend::Sync),
+                        &dir,
+                        IoBackend::Sync,
                         SortConfig::default(),
                     )
                 })
