@@ -115,6 +115,9 @@ pub struct ExternalSorter {
     buffer: InMemorySorter,
     merge: Reservation,
     runs: Vec<SpillRun>,
+    // The last run spilled, sealed but maybe still being written: finished (waited for)
+    // only when the next spill or the merge needs it, so its writes overlap the next fill.
+    pending: Option<RunOutput>,
     scratch: Vec<u8>,
     stats: SortStats,
 }
@@ -155,6 +158,7 @@ impl ExternalSorter {
             buffer: InMemorySorter::new(memory),
             merge,
             runs: Vec::new(),
+            pending: None,
             scratch: Vec::new(),
             stats: SortStats {
                 fan_in: fan_in as u64,
@@ -242,8 +246,19 @@ impl ExternalSorter {
         Ok(run)
     }
 
-    /// Sorts the buffer and writes it out as a run.
+    /// Waits for the last run spilled, if any, and adds it to the runs.
+    fn complete_pending(&mut self) -> Result<()> {
+        if let Some(output) = self.pending.take() {
+            let run = self.finish_output(output)?;
+            self.runs.push(run);
+            self.stats.runs += 1;
+        }
+        Ok(())
+    }
+
+    /// Sorts the buffer and writes it out as a run, leaving its last writes in flight.
     fn spill_buffer(&mut self) -> Result<()> {
+        self.complete_pending()?;
         self.buffer.sort();
         let mut output = self.create_output()?;
         for i in 0..self.buffer.len() {
@@ -257,15 +272,15 @@ impl ExternalSorter {
                 }
             }
         }
-        let run = self.finish_output(output)?;
-        self.runs.push(run);
-        self.stats.runs += 1;
+        output.seal()?;
+        self.pending = Some(output);
         self.buffer.clear();
         Ok(())
     }
 
     /// Writes one record too large for the buffer as a run of its own.
     fn spill_single(&mut self, header: &RecordHeader, key: &[u8], value: &[u8]) -> Result<()> {
+        self.complete_pending()?;
         let mut output = self.create_output()?;
         let mut encoded = [0; HEADER_LEN_MAX];
         let len = header.encode(&mut encoded);
@@ -285,6 +300,7 @@ impl ExternalSorter {
     ///
     /// A failed read or write of a run.
     pub fn finish(mut self) -> Result<SortedStream> {
+        self.complete_pending()?;
         self.buffer.sort();
         while self.runs.len() > self.fan_in() {
             self.merge_pass()?;

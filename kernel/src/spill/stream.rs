@@ -107,6 +107,20 @@ impl RunOutput {
         Ok(())
     }
 
+    /// Hands the last partial block to the writer without waiting for any write, so the
+    /// caller can go on (fill its next buffer) while the run's last blocks reach the disk;
+    /// [`RunOutput::finish`] waits for them later. Nothing may be written after this.
+    ///
+    /// # Errors
+    ///
+    /// As [`RunOutput::write_bytes`].
+    pub fn seal(&mut self) -> Result<()> {
+        if self.offset > SPILL_BLOCK_HEADER_SIZE {
+            self.flush_block()?;
+        }
+        Ok(())
+    }
+
     /// Writes the last partial block and finishes the run; returns it with every segment.
     ///
     /// # Errors
