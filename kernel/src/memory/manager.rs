@@ -383,14 +383,7 @@ impl ManagerShared {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn manager(segments: usize) -> MemoryManager {
-        MemoryManager::new(MemoryConfig {
-            segment_size: 4096,
-            ..MemoryConfig::with_budget(segments * 4096)
-        })
-        .unwrap()
-    }
+    use crate::memory::test_manager as manager;
 
     #[test]
     fn config_rejects_bad_sizes() {

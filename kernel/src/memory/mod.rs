@@ -38,3 +38,13 @@ pub use paged_input::PagedInputView;
 pub use paged_output::{PagedOutputView, SegmentSource};
 pub use reservation::Reservation;
 pub use segment::{MemorySegment, SegmentIndex, compare_bytes};
+
+/// A manager of `segments` 4 KiB segments, for the memory layer's unit tests.
+#[cfg(test)]
+pub(crate) fn test_manager(segments: usize) -> MemoryManager {
+    MemoryManager::new(MemoryConfig {
+        segment_size: 4096,
+        ..MemoryConfig::with_budget(segments * 4096)
+    })
+    .expect("a valid test configuration")
+}

@@ -230,15 +230,7 @@ impl fmt::Debug for Reservation {
 
 #[cfg(test)]
 mod tests {
-    use crate::memory::{MemoryConfig, MemoryManager};
-
-    fn manager(segments: usize) -> MemoryManager {
-        MemoryManager::new(MemoryConfig {
-            segment_size: 4096,
-            ..MemoryConfig::with_budget(segments * 4096)
-        })
-        .unwrap()
-    }
+    use crate::memory::test_manager as manager;
 
     #[test]
     fn grow_shrink_split_and_drop() {

@@ -493,14 +493,10 @@ impl fmt::Debug for MemorySegment {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::{MemoryConfig, MemoryManager};
+    use crate::memory::MemoryManager;
 
     fn manager() -> MemoryManager {
-        MemoryManager::new(MemoryConfig {
-            segment_size: 4096,
-            ..MemoryConfig::with_budget(4 * 4096)
-        })
-        .unwrap()
+        crate::memory::test_manager(4)
     }
 
     #[test]
