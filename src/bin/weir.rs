@@ -114,6 +114,7 @@ fn sort(args: SortArgs) -> Result<(), WeirError> {
         progress: true,
     };
     let report = run_sort(&job)?;
+    eprintln!("weir sort: spill i/o: {}", report.io_description);
     println!("{}", report.to_json(&job));
     if report.valid == Some(false) {
         return Err(WeirError::Input {
