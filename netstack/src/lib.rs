@@ -1,8 +1,50 @@
-//! weir's network stack: network buffers and pools over memory segments, result partitions
-//! and subpartitions, input gates and channels, credit-based flow control and buffer
-//! debloating, and the TCP transport.
+//! weir's network stack. Built so far: the buffer layer — network buffers over memory
+//! segments and the lock-free builder/consumer hand-off that fills them. Result partitions,
+//! input gates, buffer pools, credit-based flow control, debloating and the TCP transport
+//! come next (docs: ARCHITECTURE.md §7).
 //!
-//! Not built yet: this crate holds the place of the network layer in the workspace so that
-//! the dependency graph (`netstack` → `kernel`) is fixed from the start.
+//! The data path, and where the buffer layer sits in it:
+//!
+//! ```text
+//!   RecordWriter ──▶ BufferBuilder ═══ one segment ═══ BufferConsumer ──▶ ResultSubpartition
+//!   (task thread)    append + commit    (Arc, atomic     build(): newly     queue
+//!                    (Release store)     position)       committed bytes
+//!                                                         as NetworkBuffer
+//!                                                                │
+//!          ┌─────────────────────── local: same buffer ──────────┤
+//!          ▼                                                     ▼ remote: TCP frame
+//!   InputChannel ──▶ InputGate ──▶ record deserializer      (header + segment bytes)
+//!
+//!   last NetworkBuffer dropped ──▶ Recycler (its pool) or the MemoryManager
+//! ```
+//!
+//! Every byte in flight lives in a [`kernel::memory::MemorySegment`]; a [`NetworkBuffer`]
+//! is a reference-counted view of committed bytes of one, and the segment goes home when
+//! the last view, builder and consumer have dropped. Unsafe code lives in one module, the
+//! builder/consumer hand-off (see docs/SAFETY.md).
+//!
+//! ```
+//! use weir_kernel::memory::MemoryManager;
+//! use weir_netstack::{BufferBuilder, DataType};
+//!
+//! let manager = MemoryManager::with_budget(1 << 20)?;
+//! let owner = manager.owner("netstack-example");
+//! let (mut builder, mut consumer) = BufferBuilder::new(owner.allocate_one()?, DataType::Data);
+//! builder.append_and_commit(b"record");
+//! let buffer = consumer.build();
+//! assert_eq!(buffer.as_bytes(), b"record");
+//! drop((builder, consumer, buffer));
+//! manager.leak_check()?;
+//! # Ok::<(), weir_netstack::NetError>(())
+//! ```
+#![doc(test(attr(deny(warnings))))]
+// Unsafe code is confined to the module that allows it by name (see docs/SAFETY.md).
+#![deny(unsafe_code)]
 
+pub mod buffer;
+pub mod constants;
+mod error;
+
+pub use buffer::{BufferBuilder, BufferConsumer, DataType, NetworkBuffer, Recycler};
+pub use error::{NetError, Result};
 pub use weir_kernel as kernel;

@@ -1,0 +1,85 @@
+//! The network stack's one error type.
+//!
+//! As in the kernel, three kinds of failure are told apart: a broken invariant is a bug and
+//! panics; expected pressure (no buffer free, no credit) is a typed answer such as `None`;
+//! the environment (bad bytes from a peer, memory the kernel cannot grant) is a
+//! [`NetError`] carrying the numbers.
+
+use std::fmt;
+
+use weir_kernel::KernelError;
+
+/// `Result` with [`NetError`] as the default error.
+pub type Result<T, E = NetError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the network stack that is not a bug.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum NetError {
+    /// A buffer's data type code, read from the wire, names no [`DataType`](crate::DataType).
+    UnknownDataType {
+        /// The code as read.
+        code: u8,
+    },
+    /// The memory kernel failed (for example the budget cannot grant network memory).
+    Kernel(KernelError),
+}
+
+impl fmt::Display for NetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NetError::UnknownDataType { code } => write!(
+                f,
+                "unknown buffer data type code {code}: known codes are {} to {}",
+                crate::DataType::CODE_MIN,
+                crate::DataType::CODE_MAX,
+            ),
+            NetError::Kernel(error) => write!(f, "memory kernel: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for NetError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            NetError::Kernel(error) => Some(error),
+            NetError::UnknownDataType { .. } => None,
+        }
+    }
+}
+
+impl From<KernelError> for NetError {
+    fn from(error: KernelError) -> NetError {
+        NetError::Kernel(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn unknown_data_type_names_the_code_and_the_range() {
+        let error = NetError::UnknownDataType { code: 7 };
+        assert_eq!(
+            error.to_string(),
+            "unknown buffer data type code 7: known codes are 1 to 6"
+        );
+        assert!(error.source().is_none());
+    }
+
+    #[test]
+    fn kernel_error_is_wrapped_and_kept_as_source() {
+        let error: NetError = KernelError::OwnerClosed {
+            consumer: "netstack[0]".into(),
+        }
+        .into();
+        assert_eq!(
+            error.to_string(),
+            "memory kernel: memory owner netstack[0] was used after release_all closed it"
+        );
+        assert!(error.source().is_some());
+    }
+}
