@@ -21,6 +21,15 @@ pub enum NetError {
         /// The code as read.
         code: u8,
     },
+    /// A local buffer pool's guaranteed minimum does not fit the network segments free now.
+    InsufficientBuffers {
+        /// Segments the local pool requires (its minimum).
+        required: usize,
+        /// Segments free in the network buffer pool.
+        available: usize,
+        /// Segments in the network buffer pool's grant.
+        total: usize,
+    },
     /// The memory kernel failed (for example the budget cannot grant network memory).
     Kernel(KernelError),
 }
@@ -34,6 +43,15 @@ impl fmt::Display for NetError {
                 crate::DataType::CODE_MIN,
                 crate::DataType::CODE_MAX,
             ),
+            NetError::InsufficientBuffers {
+                required,
+                available,
+                total,
+            } => write!(
+                f,
+                "insufficient network buffers: a local pool requires {required} segments, \
+                 {available} of {total} available"
+            ),
             NetError::Kernel(error) => write!(f, "memory kernel: {error}"),
         }
     }
@@ -43,7 +61,7 @@ impl std::error::Error for NetError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             NetError::Kernel(error) => Some(error),
-            NetError::UnknownDataType { .. } => None,
+            NetError::UnknownDataType { .. } | NetError::InsufficientBuffers { .. } => None,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! weir's network stack. Built so far: the buffer layer — network buffers over memory
-//! segments and the lock-free builder/consumer hand-off that fills them. Result partitions,
-//! input gates, buffer pools, credit-based flow control, debloating and the TCP transport
-//! come next (docs: ARCHITECTURE.md §7).
+//! segments, the lock-free builder/consumer hand-off that fills them ([`buffer`]), and the
+//! buffer pools that lend them ([`pool`]). Result partitions, input gates, credit-based
+//! flow control, debloating and the TCP transport come next (docs: ARCHITECTURE.md §7).
 //!
 //! The data path, and where the buffer layer sits in it:
 //!
@@ -15,7 +15,8 @@
 //!          ▼                                                     ▼ remote: TCP frame
 //!   InputChannel ──▶ InputGate ──▶ record deserializer      (header + segment bytes)
 //!
-//!   last NetworkBuffer dropped ──▶ Recycler (its pool) or the MemoryManager
+//!   NetworkBufferPool (fixed grant) ──▶ LocalBufferPool ──try_request──▶ PooledSegment
+//!   last NetworkBuffer dropped ──▶ Recycler (its LocalBufferPool) or the MemoryManager
 //! ```
 //!
 //! Every byte in flight lives in a [`kernel::memory::MemorySegment`]; a [`NetworkBuffer`]
@@ -44,7 +45,9 @@
 pub mod buffer;
 pub mod constants;
 mod error;
+pub mod pool;
 
 pub use buffer::{BufferBuilder, BufferConsumer, DataType, NetworkBuffer, Recycler};
 pub use error::{NetError, Result};
+pub use pool::{LocalBufferPool, NetworkBufferPool, PooledSegment};
 pub use weir_kernel as kernel;
