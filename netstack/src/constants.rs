@@ -15,3 +15,18 @@ pub const BUFFER_POSITION_MAX: u32 = BUFFER_POSITION_FINISHED_BIT - 1;
 // never confused with the finished bit.
 const _: () = assert!(SEGMENT_SIZE_MAX as u64 <= BUFFER_POSITION_MAX as u64);
 const _: () = assert!(BUFFER_POSITION_FINISHED_BIT & BUFFER_POSITION_MAX == 0);
+
+/// Key groups (the maximum parallelism) of hash partitioning unless a job sets its own:
+/// a key hash picks one of these groups, and each channel owns a contiguous range of them.
+pub const KEY_GROUPS_MAX_DEFAULT: u32 = 128;
+
+/// The most entries (data buffers and events) a result subpartition's queue holds. Data
+/// buffers are bounded far below this by the partition's buffer pool; reaching it means a
+/// producer queued events without end (a bug).
+pub const SUBPARTITION_QUEUE_MAX: usize = 4096;
+
+/// The bytes of a record's length prefix (a little-endian `u32`).
+pub const RECORD_LENGTH_PREFIX_BYTES: usize = 4;
+
+const _: () = assert!(KEY_GROUPS_MAX_DEFAULT >= 1);
+const _: () = assert!(RECORD_LENGTH_PREFIX_BYTES == std::mem::size_of::<u32>());

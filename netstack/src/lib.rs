@@ -1,7 +1,8 @@
 //! weir's network stack. Built so far: the buffer layer — network buffers over memory
-//! segments, the lock-free builder/consumer hand-off that fills them ([`buffer`]), and the
-//! buffer pools that lend them ([`pool`]). Result partitions, input gates, credit-based
-//! flow control, debloating and the TCP transport come next (docs: ARCHITECTURE.md §7).
+//! segments, the lock-free builder/consumer hand-off that fills them ([`buffer`]), the
+//! buffer pools that lend them ([`pool`]), and the producer side: result partitions, their
+//! subpartitions and channel selectors ([`partition`]). Input gates, credit-based flow
+//! control, debloating and the TCP transport come next (docs: ARCHITECTURE.md §7).
 //!
 //! The data path, and where the buffer layer sits in it:
 //!
@@ -45,9 +46,13 @@
 pub mod buffer;
 pub mod constants;
 mod error;
+pub mod partition;
 pub mod pool;
 
 pub use buffer::{BufferBuilder, BufferConsumer, DataType, NetworkBuffer, Recycler};
 pub use error::{NetError, Result};
+pub use partition::{
+    ChannelIndex, ChannelSelector, Emit, ResultPartition, ResultSubpartition, SubpartitionIndex,
+};
 pub use pool::{LocalBufferPool, NetworkBufferPool, PooledSegment};
 pub use weir_kernel as kernel;
