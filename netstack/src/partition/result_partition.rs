@@ -659,6 +659,58 @@ mod tests {
         manager.leak_check().unwrap();
     }
 
+    /// The writer on its own thread, a reader polling every subpartition on this one: on
+    /// NoBuffer the writer yields until the reader has returned buffers.
+    #[test]
+    fn writer_and_reader_on_two_threads() {
+        let mut rng = Rng::new(0x5eed_0002);
+        let count = if cfg!(miri) { 6 } else { 150 };
+        let records: Vec<(Vec<u8>, SubpartitionIndex)> = (0..count)
+            .map(|_| {
+                let len = rng.below(6000);
+                (rng.bytes(len), SubpartitionIndex::from_usize(rng.below(2)))
+            })
+            .collect();
+        let manager = manager(4);
+        let owner = manager.owner("network");
+        let global = NetworkBufferPool::new(&owner, 4).unwrap();
+        let mut partition = ResultPartition::new(global.create_local_pool(3, 4).unwrap(), 2);
+        let subpartitions = [
+            partition.subpartition(SubpartitionIndex(0)),
+            partition.subpartition(SubpartitionIndex(1)),
+        ];
+        let to_write = records.clone();
+        let writer = std::thread::spawn(move || {
+            for (record, target) in &to_write {
+                while partition.try_emit_record(record, *target) == Emit::NoBuffer {
+                    std::thread::yield_now();
+                }
+            }
+            while partition.try_finish() == Emit::NoBuffer {
+                std::thread::yield_now();
+            }
+            partition
+        });
+        let mut readers = [Reader::default(), Reader::default()];
+        while readers.iter().any(|r| r.events.is_empty()) {
+            for (reader, subpartition) in readers.iter_mut().zip(&subpartitions) {
+                reader.poll_all(subpartition);
+            }
+            std::thread::yield_now();
+        }
+        let partition = writer.join().unwrap();
+        for (i, reader) in readers.iter().enumerate() {
+            let expected: Vec<Vec<u8>> = records
+                .iter()
+                .filter(|(_, target)| target.as_usize() == i)
+                .map(|(record, _)| record.clone())
+                .collect();
+            assert_eq!(reader.records(), expected, "subpartition {i}");
+        }
+        drop((subpartitions, partition, global));
+        manager.leak_check().unwrap();
+    }
+
     /// Hash selection end to end: every record lands on the channel its key picks.
     #[test]
     fn records_routed_by_a_hash_selector_land_on_their_channel() {
