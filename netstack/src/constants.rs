@@ -28,5 +28,10 @@ pub const SUBPARTITION_QUEUE_MAX: usize = 4096;
 /// The bytes of a record's length prefix (a little-endian `u32`).
 pub const RECORD_LENGTH_PREFIX_BYTES: usize = 4;
 
+/// The largest record a record reader accepts unless configured otherwise (64 MiB): a
+/// length prefix above it is malformed input, not a reason to allocate.
+pub const RECORD_BYTES_MAX_DEFAULT: usize = 64 << 20;
+
 const _: () = assert!(KEY_GROUPS_MAX_DEFAULT >= 1);
+const _: () = assert!(RECORD_BYTES_MAX_DEFAULT <= u32::MAX as usize);
 const _: () = assert!(RECORD_LENGTH_PREFIX_BYTES == std::mem::size_of::<u32>());

@@ -9,6 +9,8 @@ use std::fmt;
 
 use weir_kernel::KernelError;
 
+use crate::partition::ChannelIndex;
+
 /// `Result` with [`NetError`] as the default error.
 pub type Result<T, E = NetError> = std::result::Result<T, E>;
 
@@ -29,6 +31,24 @@ pub enum NetError {
         available: usize,
         /// Segments in the network buffer pool's grant.
         total: usize,
+    },
+    /// A record's length prefix, read from a channel, exceeds the reader's maximum.
+    RecordTooLarge {
+        /// The channel the record came from.
+        channel: ChannelIndex,
+        /// The length the prefix announced, in bytes.
+        length: usize,
+        /// The largest record the reader accepts, in bytes.
+        max: usize,
+    },
+    /// A channel ended in the middle of a record.
+    TruncatedRecord {
+        /// The channel that ended.
+        channel: ChannelIndex,
+        /// Bytes of the record (length prefix included) the stream announced.
+        expected: usize,
+        /// Bytes of the record (length prefix included) received before the end.
+        received: usize,
     },
     /// The memory kernel failed (for example the budget cannot grant network memory).
     Kernel(KernelError),
@@ -52,6 +72,22 @@ impl fmt::Display for NetError {
                 "insufficient network buffers: a local pool requires {required} segments, \
                  {available} of {total} available"
             ),
+            NetError::RecordTooLarge {
+                channel,
+                length,
+                max,
+            } => write!(
+                f,
+                "record too large: {channel} announced {length} bytes, at most {max} accepted"
+            ),
+            NetError::TruncatedRecord {
+                channel,
+                expected,
+                received,
+            } => write!(
+                f,
+                "truncated record: {channel} ended after {received} of {expected} framed bytes"
+            ),
             NetError::Kernel(error) => write!(f, "memory kernel: {error}"),
         }
     }
@@ -61,7 +97,10 @@ impl std::error::Error for NetError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             NetError::Kernel(error) => Some(error),
-            NetError::UnknownDataType { .. } | NetError::InsufficientBuffers { .. } => None,
+            NetError::UnknownDataType { .. }
+            | NetError::InsufficientBuffers { .. }
+            | NetError::RecordTooLarge { .. }
+            | NetError::TruncatedRecord { .. } => None,
         }
     }
 }

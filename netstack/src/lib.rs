@@ -1,7 +1,8 @@
 //! weir's network stack. Built so far: the buffer layer — network buffers over memory
 //! segments, the lock-free builder/consumer hand-off that fills them ([`buffer`]), the
 //! buffer pools that lend them ([`pool`]), and the producer side: result partitions, their
-//! subpartitions and channel selectors ([`partition`]). Input gates, credit-based flow
+//! subpartitions and channel selectors ([`partition`]), and the local consumer side: input
+//! channels, the input gate and record readers ([`input`]). Remote channels, credit-based flow
 //! control, debloating and the TCP transport come next (docs: ARCHITECTURE.md §7).
 //!
 //! The data path, and where the buffer layer sits in it:
@@ -46,11 +47,13 @@
 pub mod buffer;
 pub mod constants;
 mod error;
+pub mod input;
 pub mod partition;
 pub mod pool;
 
 pub use buffer::{BufferBuilder, BufferConsumer, DataType, NetworkBuffer, Recycler};
 pub use error::{NetError, Result};
+pub use input::{GatePoll, InputGate, LocalInputChannel, RecordReader};
 pub use partition::{
     ChannelIndex, ChannelSelector, Emit, ResultPartition, ResultSubpartition, SubpartitionIndex,
 };

@@ -1,0 +1,262 @@
+//! `InputGate`: one consumer task's view of N input channels, merged into one stream of
+//! buffers.
+//!
+//! ```text
+//!   channel 0 ──poll_next──▶ [lookahead 0] ──┐
+//!   channel 1 ──poll_next──▶ [lookahead 1] ──┼──▶ poll_next: a priority event first,
+//!   channel 2 ──poll_next──▶ [lookahead 2] ──┘    else round robin among channels with data
+//! ```
+//!
+//! Each call fills every empty lookahead slot with one buffer from its channel, then hands
+//! out a priority event if any slot holds one (scanning from the round-robin position), and
+//! otherwise the next slot after the channel served last. Within one channel order is the
+//! subpartition's (priority events overtake there already); across channels a priority
+//! event overtakes the data buffers other channels hold in their slots. A channel's
+//! priority event that arrives behind a buffer already in its slot waits for that one
+//! buffer.
+//!
+//! **Availability: polling, with an optional waker.** `poll_next` answers
+//! [`GatePoll::Pending`] when no channel has anything. A caller that wants to sleep
+//! registers a waker on every live channel with [`InputGate::register_listener`] (the
+//! subpartition listener) and polls once more before sleeping, since data may have arrived
+//! in between; a wake-up may be spurious. Polling every channel per call is O(N) locks,
+//! fine for the fan-ins of local exchanges; a ready-queue fed by listeners comes with the
+//! remote channels.
+//!
+//! EndOfPartition buffers are handed out like any event, so a record reader can check that
+//! its channel ended on a record boundary; once every channel has handed out its
+//! EndOfPartition and every slot is empty the gate answers
+//! [`GatePoll::EndOfPartitions`].
+
+use std::task::Waker;
+
+use super::local_channel::LocalInputChannel;
+use crate::buffer::NetworkBuffer;
+use crate::partition::ChannelIndex;
+
+/// The answer of [`InputGate::poll_next`].
+#[derive(Debug)]
+pub enum GatePoll {
+    /// A buffer (data or an event) of a channel.
+    Buffer(ChannelIndex, NetworkBuffer),
+    /// Nothing available now; more may come.
+    Pending,
+    /// Every channel handed out EndOfPartition: nothing more will come.
+    EndOfPartitions,
+}
+
+/// Merges the buffers of N local input channels: priority events first, then round robin
+/// among the channels with data (see the module docs for the exact order).
+#[derive(Debug)]
+pub struct InputGate {
+    channels: Vec<LocalInputChannel>,
+    // One buffer taken from each channel and not yet handed out.
+    lookahead: Vec<Option<NetworkBuffer>>,
+    // The channel to look at first for the next data buffer.
+    next: usize,
+}
+
+impl InputGate {
+    /// A gate over `channels`; channel `i` must carry index `i`.
+    ///
+    /// # Panics
+    ///
+    /// When there are no channels, or a channel's index is not its position.
+    pub fn new(channels: Vec<LocalInputChannel>) -> InputGate {
+        assert!(!channels.is_empty(), "a gate has at least one channel");
+        for (i, channel) in channels.iter().enumerate() {
+            assert_eq!(
+                channel.index().as_usize(),
+                i,
+                "{} at position {i} of the gate",
+                channel.index()
+            );
+        }
+        let lookahead = channels.iter().map(|_| None).collect();
+        InputGate {
+            channels,
+            lookahead,
+            next: 0,
+        }
+    }
+
+    /// The number of channels.
+    pub fn channel_count(&self) -> usize {
+        self.channels.len()
+    }
+
+    /// Channel `index`.
+    ///
+    /// # Panics
+    ///
+    /// When `index` is out of range.
+    pub fn channel(&self, index: ChannelIndex) -> &LocalInputChannel {
+        &self.channels[index.as_usize()]
+    }
+
+    /// The next buffer: a priority event of any channel first, else the next channel with
+    /// a buffer in round-robin order; [`GatePoll::Pending`] when none has anything, and
+    /// [`GatePoll::EndOfPartitions`] once every channel has ended and been drained.
+    ///
+    /// # Panics
+    ///
+    /// As [`LocalInputChannel::poll_next`].
+    pub fn poll_next(&mut self) -> GatePoll {
+        self.fill_lookahead();
+        let n = self.channels.len();
+        let order = (0..n).map(|k| (self.next + k) % n);
+        let priority = order.clone().find(|&i| {
+            self.lookahead[i]
+                .as_ref()
+                .is_some_and(|buffer| buffer.data_type().is_priority())
+        });
+        let chosen = priority.or_else(|| order.clone().find(|&i| self.lookahead[i].is_some()));
+        match chosen {
+            Some(i) => {
+                let buffer = self.lookahead[i].take().expect("the chosen slot is full");
+                if priority.is_none() {
+                    self.next = (i + 1) % n;
+                }
+                GatePoll::Buffer(channel_index(i), buffer)
+            }
+            None if self.is_finished() => GatePoll::EndOfPartitions,
+            None => GatePoll::Pending,
+        }
+    }
+
+    fn fill_lookahead(&mut self) {
+        for (slot, channel) in self.lookahead.iter_mut().zip(&mut self.channels) {
+            if slot.is_none() {
+                *slot = channel.poll_next();
+            }
+        }
+    }
+
+    /// Registers `waker` with every channel that has not ended: woken when one of them may
+    /// have data. Poll once more after registering (data may have arrived in between).
+    pub fn register_listener(&self, waker: &Waker) {
+        for channel in self.channels.iter().filter(|c| !c.is_ended()) {
+            channel.register_listener(waker);
+        }
+    }
+
+    /// Whether every channel handed out EndOfPartition and the gate handed out everything.
+    pub fn is_finished(&self) -> bool {
+        self.channels.iter().all(LocalInputChannel::is_ended)
+            && self.lookahead.iter().all(Option::is_none)
+    }
+}
+
+/// The index of the channel at position `i` (the gate checked every position in `new`).
+fn channel_index(i: usize) -> ChannelIndex {
+    ChannelIndex(u32::try_from(i).expect("a channel position fits a u32"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::buffer::DataType;
+    use crate::buffer::test_support::{CountingWaker, manager};
+    use crate::partition::{ResultSubpartition, SubpartitionIndex};
+    use crate::pool::{LocalBufferPool, NetworkBufferPool};
+
+    fn event(pool: &LocalBufferPool, data_type: DataType, byte: u8) -> NetworkBuffer {
+        let mut segment = pool.try_request().unwrap();
+        segment.segment_mut().put_bytes(0, &[byte]);
+        segment.into_buffer(1, data_type)
+    }
+
+    fn gate_over(subpartitions: &[Arc<ResultSubpartition>]) -> InputGate {
+        let channels = subpartitions
+            .iter()
+            .enumerate()
+            .map(|(i, s)| LocalInputChannel::new(channel_index(i), Arc::clone(s)))
+            .collect();
+        InputGate::new(channels)
+    }
+
+    fn drain(gate: &mut InputGate) -> Vec<(usize, DataType, u8)> {
+        let mut out = Vec::new();
+        while let GatePoll::Buffer(channel, buffer) = gate.poll_next() {
+            out.push((channel.as_usize(), buffer.data_type(), buffer.as_bytes()[0]));
+        }
+        out
+    }
+
+    /// Round robin among channels with buffers, a priority event ahead of data, in-order
+    /// events in place, and the end once every channel has ended.
+    #[test]
+    fn priority_first_then_round_robin_then_end_of_partitions() {
+        let manager = manager(12);
+        let owner = manager.owner("network");
+        let global = NetworkBufferPool::new(&owner, 12).unwrap();
+        let pool = global.create_local_pool(12, 12).unwrap();
+        let subpartitions: Vec<Arc<ResultSubpartition>> = (0..3)
+            .map(|i| Arc::new(ResultSubpartition::new(SubpartitionIndex(i))))
+            .collect();
+        let mut gate = gate_over(&subpartitions);
+        assert_eq!(gate.channel_count(), 3);
+        assert!(matches!(gate.poll_next(), GatePoll::Pending));
+        let waker = Arc::new(CountingWaker::default());
+        gate.register_listener(&Waker::from(Arc::clone(&waker)));
+
+        subpartitions[0].add_event(event(&pool, DataType::Event, 1));
+        subpartitions[0].add_event(event(&pool, DataType::Event, 2));
+        subpartitions[1].add_event(event(&pool, DataType::Event, 3));
+        subpartitions[2].add_event(event(&pool, DataType::Event, 4));
+        subpartitions[2].add_event(event(&pool, DataType::Event, 5));
+        assert_eq!(waker.wakes(), 3, "each subpartition woke its listener once");
+        // The first poll fills every slot; a priority event arriving now overtakes the
+        // events of the other channels' slots.
+        let first = gate.poll_next();
+        assert!(matches!(first, GatePoll::Buffer(ChannelIndex(0), _)));
+        subpartitions[2].add_event(event(&pool, DataType::PriorityEvent, 9));
+        subpartitions[1].add_event(event(&pool, DataType::PriorityEvent, 8));
+        // Channel 1's priority event overtakes the events held for channels 2 and 0;
+        // channel 2's waits behind the one buffer already in its slot.
+        assert_eq!(
+            drain(&mut gate),
+            [
+                (1, DataType::Event, 3),
+                (1, DataType::PriorityEvent, 8),
+                (2, DataType::Event, 4),
+                (2, DataType::PriorityEvent, 9),
+                (0, DataType::Event, 2),
+                (2, DataType::Event, 5),
+            ]
+        );
+        drop(first);
+        let end = |pool: &LocalBufferPool| {
+            pool.try_request()
+                .unwrap()
+                .into_buffer(0, DataType::EndOfPartition)
+        };
+        subpartitions[0].finish(end(&pool));
+        subpartitions[1].finish(end(&pool));
+        let mut ended = Vec::new();
+        while let GatePoll::Buffer(channel, buffer) = gate.poll_next() {
+            assert_eq!(buffer.data_type(), DataType::EndOfPartition);
+            ended.push(channel.as_usize());
+        }
+        assert!(!gate.is_finished(), "channel 2 is still open");
+        assert!(matches!(gate.poll_next(), GatePoll::Pending));
+        subpartitions[2].finish(end(&pool));
+        loop {
+            match gate.poll_next() {
+                GatePoll::Buffer(channel, buffer) => {
+                    assert_eq!(buffer.data_type(), DataType::EndOfPartition);
+                    ended.push(channel.as_usize());
+                }
+                GatePoll::Pending => panic!("every channel has ended"),
+                GatePoll::EndOfPartitions => break,
+            }
+        }
+        assert_eq!(ended, [0, 1, 2]);
+        assert!(gate.is_finished());
+        assert!(matches!(gate.poll_next(), GatePoll::EndOfPartitions));
+        drop((gate, subpartitions, pool, global));
+        manager.leak_check().unwrap();
+    }
+}
