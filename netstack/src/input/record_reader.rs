@@ -115,23 +115,29 @@ impl RecordReader {
         }
     }
 
-    /// Checks that the channel ended on a record boundary (call at EndOfPartition).
+    /// Checks that the channel ended on a record boundary (call at EndOfPartition, after
+    /// [`next_record`](Self::next_record) answered `Ok(None)`).
     ///
     /// # Errors
     ///
     /// [`NetError::TruncatedRecord`] with the framed bytes announced and received when a
-    /// record was cut off.
+    /// record (or its length prefix) was cut off.
+    ///
+    /// # Panics
+    ///
+    /// When the last buffer pushed was not read to its end (a caller bug).
     pub fn finish(&self) -> Result<()> {
-        let unread = self.current.as_ref().map_or(0, |b| b.len() - self.offset);
+        assert!(
+            self.current.is_none(),
+            "{}: finish before the last buffer was read",
+            self.channel
+        );
         let (expected, received) = match self.spanning {
             Some(len) => (
                 RECORD_LENGTH_PREFIX_BYTES + len,
                 RECORD_LENGTH_PREFIX_BYTES + self.scratch.len(),
             ),
-            None if self.prefix_len > 0 || unread > 0 => (
-                RECORD_LENGTH_PREFIX_BYTES,
-                self.prefix_len + unread.min(RECORD_LENGTH_PREFIX_BYTES),
-            ),
+            None if self.prefix_len > 0 => (RECORD_LENGTH_PREFIX_BYTES, self.prefix_len),
             None => return Ok(()),
         };
         Err(NetError::TruncatedRecord {
