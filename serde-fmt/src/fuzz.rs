@@ -395,12 +395,12 @@ impl FuzzKeyKind {
 /// An `f64` ordered and compared by `total_cmp`: the order the key format promises.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(transparent)]
-struct TotalF64(f64);
+pub struct TotalF64(pub f64);
 
 /// An `f32` ordered and compared by `total_cmp`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(transparent)]
-struct TotalF32(f32);
+pub struct TotalF32(pub f32);
 
 macro_rules! total_order {
     ($($ty:ident),*) => {$(

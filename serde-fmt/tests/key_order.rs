@@ -5,11 +5,10 @@
 //! vectors and enums, reversed by `Descending`, and `total_cmp` for floats (through the
 //! `Total*` wrappers). Seeded, without failure persistence.
 
-use std::cmp::Ordering;
-
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 use serde::{Deserialize, Serialize};
+use weir_serde_fmt::fuzz::{TotalF32, TotalF64};
 use weir_serde_fmt::{Descending, key};
 
 fn config() -> Config {
@@ -20,39 +19,6 @@ fn config() -> Config {
         ..Config::default()
     }
 }
-
-/// An `f64` ordered by `total_cmp`, serialized as a plain `f64`.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-#[serde(transparent)]
-struct TotalF64(f64);
-
-/// An `f32` ordered by `total_cmp`, serialized as a plain `f32`.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-#[serde(transparent)]
-struct TotalF32(f32);
-
-macro_rules! total_order {
-    ($($ty:ident),*) => {$(
-        impl PartialEq for $ty {
-            fn eq(&self, other: &Self) -> bool {
-                self.cmp(other) == Ordering::Equal
-            }
-        }
-        impl Eq for $ty {}
-        impl PartialOrd for $ty {
-            fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-                Some(self.cmp(other))
-            }
-        }
-        impl Ord for $ty {
-            fn cmp(&self, other: &Self) -> Ordering {
-                self.0.total_cmp(&other.0)
-            }
-        }
-    )*};
-}
-
-total_order!(TotalF64, TotalF32);
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 enum Kind {
