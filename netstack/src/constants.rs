@@ -25,6 +25,22 @@ pub const KEY_GROUPS_MAX_DEFAULT: u32 = 128;
 /// producer queued events without end (a bug).
 pub const SUBPARTITION_QUEUE_MAX: usize = 4096;
 
+/// Buffers per channel in Flink's sizing rules: a partition pool's maximum grows by this
+/// many segments per subpartition (and a remote input channel's exclusive buffers).
+pub const BUFFERS_PER_CHANNEL_DEFAULT: usize = 2;
+
+/// Floating buffers per gate in Flink's sizing rules: shared by all channels of a gate, and
+/// the slack of a partition pool's maximum.
+pub const FLOATING_BUFFERS_PER_GATE_DEFAULT: usize = 8;
+
+/// The most segments one subpartition may hold lent at once, so one slow or skewed
+/// channel cannot take a partition's whole pool.
+pub const MAX_BUFFERS_PER_SUBPARTITION_DEFAULT: usize = 10;
+
+/// Segments a writer in the middle of a record may take beyond its pool's size rather
+/// than block mid-record.
+pub const MAX_OVERDRAFT_BUFFERS_DEFAULT: usize = 5;
+
 /// The bytes of a record's length prefix (a little-endian `u32`).
 pub const RECORD_LENGTH_PREFIX_BYTES: usize = 4;
 

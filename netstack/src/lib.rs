@@ -50,6 +50,7 @@ mod error;
 pub mod input;
 pub mod partition;
 pub mod pool;
+mod sync;
 
 pub use buffer::{BufferBuilder, BufferConsumer, DataType, NetworkBuffer, Recycler};
 pub use error::{NetError, Result};
@@ -57,5 +58,5 @@ pub use input::{GatePoll, InputGate, LocalInputChannel, RecordReader};
 pub use partition::{
     ChannelIndex, ChannelSelector, Emit, ResultPartition, ResultSubpartition, SubpartitionIndex,
 };
-pub use pool::{LocalBufferPool, NetworkBufferPool, PooledSegment};
+pub use pool::{LocalBufferPool, LocalPoolSpec, NetworkBufferPool, PooledSegment};
 pub use weir_kernel as kernel;

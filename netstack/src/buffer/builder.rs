@@ -21,10 +21,10 @@
 //! invariants: the writer touches only bytes at or above the committed position, readers
 //! only bytes below it, and no reference ever covers bytes the other side may touch.
 
+use crate::sync::{AtomicU32, Ordering};
 use std::fmt;
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use weir_kernel::memory::MemorySegment;
 
@@ -394,6 +394,22 @@ impl BufferConsumer {
         NetworkBuffer::from_committed(bytes, self.data_type)
     }
 
+    /// Another consumer of the same builder, standing where this one stands: a broadcast
+    /// record is written once and read by every subpartition through its own copy (one
+    /// copy of the bytes, N readers). Each copy keeps the segment alive.
+    pub fn copy(&self) -> BufferConsumer {
+        BufferConsumer {
+            shared: Arc::clone(&self.shared),
+            read: self.read,
+            data_type: self.data_type,
+        }
+    }
+
+    /// Committed bytes not yet built.
+    pub fn unread_bytes(&self) -> usize {
+        self.shared.load().0 - self.read
+    }
+
     /// Whether committed bytes are waiting to be built.
     pub fn is_data_available(&self) -> bool {
         self.shared.load().0 > self.read
@@ -433,7 +449,7 @@ impl fmt::Debug for BufferConsumer {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use crate::buffer::test_support::{KeepingRecycler, Rng, manager};
@@ -540,6 +556,27 @@ mod tests {
         drop(buffer);
         assert_eq!(recycler.count(), 1);
         drop(recycler.take_all());
+        manager.leak_check().unwrap();
+    }
+
+    #[test]
+    fn copies_of_a_consumer_read_the_same_bytes_independently() {
+        let manager = manager(1);
+        let owner = manager.owner("broadcast");
+        let (mut builder, mut first) =
+            BufferBuilder::new(owner.allocate_one().unwrap(), DataType::Data);
+        builder.append_and_commit(b"ab");
+        let mut second = first.copy();
+        assert_eq!(first.build().as_bytes(), b"ab");
+        builder.append_and_commit(b"cd");
+        assert_eq!(first.unread_bytes(), 2);
+        assert_eq!(second.unread_bytes(), 4);
+        assert_eq!(first.build().as_bytes(), b"cd");
+        let whole = second.build();
+        assert_eq!(whole.as_bytes(), b"abcd");
+        drop((builder, first, second));
+        assert_eq!(whole.segment_refs(), 1);
+        drop(whole);
         manager.leak_check().unwrap();
     }
 

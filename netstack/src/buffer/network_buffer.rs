@@ -123,7 +123,7 @@ impl fmt::Debug for NetworkBuffer {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use crate::buffer::test_support::{KeepingRecycler, Rng, manager};

@@ -152,7 +152,7 @@ fn channel_index(i: usize) -> ChannelIndex {
     ChannelIndex(u32::try_from(i).expect("a channel position fits a u32"))
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use std::sync::Arc;
 

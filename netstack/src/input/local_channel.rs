@@ -96,7 +96,7 @@ impl LocalInputChannel {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use crate::buffer::test_support::manager;

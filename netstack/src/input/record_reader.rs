@@ -272,7 +272,7 @@ impl RecordReader {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use crate::buffer::test_support::{Rng, manager};

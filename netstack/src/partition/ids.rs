@@ -62,7 +62,7 @@ impl fmt::Display for ChannelIndex {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

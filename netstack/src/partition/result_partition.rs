@@ -9,7 +9,11 @@
 //! ```
 //!
 //! Records are framed as a 4-byte little-endian length and the bytes, and span buffers
-//! freely: a full builder is finished and the next one comes from the pool.
+//! freely: a full builder is finished and the next one comes from the pool. A broadcast
+//! record is written once, into one broadcast builder whose consumer every subpartition
+//! reads through its own copy (one copy of the bytes, N references); switching between
+//! unicast and broadcast writes finishes the other mode's open builders, so the order of
+//! records per subpartition is the order they were written.
 //!
 //! **No buffer, no blocking.** When the pool has no free segment, the `try_` methods
 //! answer [`Emit::NoBuffer`] instead of waiting (expected pressure is a typed answer). A
@@ -26,6 +30,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::task::Waker;
 
 use super::ids::SubpartitionIndex;
 use super::subpartition::ResultSubpartition;
@@ -48,8 +53,8 @@ pub enum Emit {
 pub struct PartitionMetrics {
     /// Records completely written (a broadcast record counts once).
     pub records_out: u64,
-    /// Bytes written into buffers, length prefixes included (a broadcast record counts
-    /// once per subpartition).
+    /// Bytes written into buffers, length prefixes included (a broadcast record's bytes
+    /// once: they are shared).
     pub bytes_written: u64,
     /// Buffers handed out by the subpartitions (data and events).
     pub buffers_out: u64,
@@ -57,8 +62,21 @@ pub struct PartitionMetrics {
     pub bytes_out: u64,
     /// Finished data buffers queued in all subpartitions now.
     pub backlog: usize,
+    /// Bytes committed and queued in all subpartitions, not yet handed out.
+    pub queued_bytes: u64,
+    /// Segments the partition's pool holds now (free or lent).
+    pub pool_held: usize,
+    /// The pool's current size (its share of the grant).
+    pub pool_size: usize,
     /// Times a write answered [`Emit::NoBuffer`] (backpressure).
     pub no_buffer_answers: u64,
+}
+
+impl PartitionMetrics {
+    /// The pool's usage: segments held over its current size (above 1 in overdraft).
+    pub fn pool_usage(&self) -> f64 {
+        self.pool_held as f64 / self.pool_size.max(1) as f64
+    }
 }
 
 /// Where a write stopped for want of a buffer.
@@ -66,8 +84,7 @@ pub struct PartitionMetrics {
 struct Pending {
     kind: Target,
     record_len: usize,
-    // The subpartition being written and the framed bytes already in it.
-    subpartition: usize,
+    // The framed bytes already written.
     offset: usize,
 }
 
@@ -87,15 +104,21 @@ enum Target {
 /// same record and target (typically after readers returned buffers), which continues where
 /// it stopped, so every byte is written exactly once. Until then any other write panics.
 ///
-/// Each subpartition holds at most one unfinished builder, so the pool must be able to lend
+/// Each subpartition holds at most one unfinished builder, so the pool must be guaranteed
 /// one segment per subpartition plus one, or a writer could wait forever on segments held
 /// by half-full builders.
 pub struct ResultPartition {
     pool: LocalBufferPool,
+    // Whether the pool counts segments per subpartition (its cap).
+    counted: bool,
     subpartitions: Vec<Arc<ResultSubpartition>>,
-    // The unfinished builder of each subpartition, if any.
+    // The unfinished unicast builder of each subpartition, if any.
     builders: Vec<Option<BufferBuilder>>,
+    // The unfinished broadcast builder, read by every subpartition, if any.
+    broadcast: Option<BufferBuilder>,
     pending: Option<Pending>,
+    // Woken when a write that answered NoBuffer may succeed.
+    waker: Option<Waker>,
     finished: bool,
     released: bool,
     records_out: u64,
@@ -108,26 +131,35 @@ impl ResultPartition {
     ///
     /// # Panics
     ///
-    /// When `subpartitions` is 0 or does not fit a `u32`, or the pool may hold no more
-    /// segments than there are subpartitions.
+    /// When `subpartitions` is 0 or does not fit a `u32`, the pool is guaranteed no more
+    /// segments than there are subpartitions, or the pool counts segments for a different
+    /// number of subpartitions.
     pub fn new(pool: LocalBufferPool, subpartitions: usize) -> ResultPartition {
         assert!(
             subpartitions >= 1,
             "a partition has at least one subpartition"
         );
         assert!(
-            pool.max_segments() > subpartitions,
-            "a pool of at most {} segments cannot serve {subpartitions} subpartitions \
+            pool.min_segments() > subpartitions,
+            "a pool guaranteed {} segments cannot serve {subpartitions} subpartitions \
              (needs one each plus one)",
-            pool.max_segments()
+            pool.min_segments()
+        );
+        let counted = pool.spec().subpartitions;
+        assert!(
+            counted == 0 || counted == subpartitions,
+            "a pool counting {counted} subpartitions serves a partition of {subpartitions}"
         );
         ResultPartition {
             pool,
+            counted: counted != 0,
             subpartitions: (0..subpartitions)
                 .map(|i| Arc::new(ResultSubpartition::new(SubpartitionIndex::from_usize(i))))
                 .collect(),
             builders: (0..subpartitions).map(|_| None).collect(),
+            broadcast: None,
             pending: None,
+            waker: None,
             finished: false,
             released: false,
             records_out: 0,
@@ -165,8 +197,8 @@ impl ResultPartition {
         self.emit(record, Target::One(target))
     }
 
-    /// Writes `record`, length prefixed, to every subpartition (each gets its own copy of
-    /// the bytes).
+    /// Writes `record`, length prefixed, to every subpartition: the bytes once, into a
+    /// buffer every subpartition reads.
     ///
     /// # Panics
     ///
@@ -180,15 +212,13 @@ impl ResultPartition {
         let prefix = u32::try_from(record.len())
             .unwrap_or_else(|_| panic!("a record of {} bytes exceeds u32::MAX", record.len()))
             .to_le_bytes();
-        let first = match kind {
-            Target::One(index) => index.as_usize(),
-            Target::All => 0,
-        };
-        let mut pending = self.pending.take().unwrap_or(Pending {
-            kind,
-            record_len: record.len(),
-            subpartition: first,
-            offset: 0,
+        let mut pending = self.pending.take().unwrap_or_else(|| {
+            self.switch_mode(kind);
+            Pending {
+                kind,
+                record_len: record.len(),
+                offset: 0,
+            }
         });
         assert!(
             pending.kind == kind && pending.record_len == record.len(),
@@ -196,40 +226,50 @@ impl ResultPartition {
             pending.record_len,
             pending.kind
         );
-        let last = match kind {
-            Target::One(index) => index.as_usize(),
-            Target::All => self.subpartitions.len() - 1,
-        };
-        while pending.subpartition <= last {
-            match self.write_framed(pending.subpartition, &prefix, record, pending.offset) {
-                Ok(()) => {
-                    pending.subpartition += 1;
-                    pending.offset = 0;
+        match self.write_framed(kind, &prefix, record, pending.offset) {
+            Ok(()) => {
+                self.records_out += 1;
+                Emit::Done
+            }
+            Err(offset) => {
+                pending.offset = offset;
+                self.pending = Some(pending);
+                self.no_buffer_answers += 1;
+                Emit::NoBuffer
+            }
+        }
+    }
+
+    /// Finishes the open builders of the other mode, so a subpartition reads its records
+    /// in the order they were written.
+    fn switch_mode(&mut self, kind: Target) {
+        match kind {
+            Target::One(_) => {
+                if let Some(broadcast) = self.broadcast.take() {
+                    broadcast.finish();
                 }
-                Err(offset) => {
-                    pending.offset = offset;
-                    self.pending = Some(pending);
-                    self.no_buffer_answers += 1;
-                    return Emit::NoBuffer;
+            }
+            Target::All => {
+                for builder in self.builders.iter_mut().filter_map(Option::take) {
+                    builder.finish();
                 }
             }
         }
-        self.records_out += 1;
-        Emit::Done
     }
 
-    /// Writes the framed record (`prefix` then `record`) into subpartition `index` from
-    /// framed offset `offset`. `Err` carries the offset reached when no segment was free.
+    /// Writes the framed record (`prefix` then `record`) for `kind` from framed offset
+    /// `offset`. `Err` carries the offset reached when no segment was free.
     fn write_framed(
         &mut self,
-        index: usize,
+        kind: Target,
         prefix: &[u8; RECORD_LENGTH_PREFIX_BYTES],
         record: &[u8],
         mut offset: usize,
     ) -> Result<(), usize> {
         let framed_len = RECORD_LENGTH_PREFIX_BYTES + record.len();
         while offset < framed_len {
-            let Some(builder) = self.builder(index) else {
+            // A segment asked for after the record's first byte may be an overdraft one.
+            let Some(builder) = self.builder(kind, offset > 0) else {
                 return Err(offset);
             };
             let written = if offset < RECORD_LENGTH_PREFIX_BYTES {
@@ -240,26 +280,53 @@ impl ResultPartition {
             assert!(written > 0, "a builder with room took no bytes");
             offset += written;
             self.bytes_written += written as u64;
-            self.commit_or_finish(index);
+            self.commit_or_finish(kind);
         }
         Ok(())
     }
 
-    /// The builder of subpartition `index`, taking a segment from the pool (and queueing
-    /// its consumer) when it has none; `None` when the pool has none free.
-    fn builder(&mut self, index: usize) -> Option<&mut BufferBuilder> {
-        if self.builders[index].is_none() {
-            let (builder, consumer) = self.pool.try_request()?.into_builder(DataType::Data);
-            self.subpartitions[index].add(consumer);
-            self.builders[index] = Some(builder);
+    /// The open builder for `kind`, taking a segment from the pool (and queueing its
+    /// consumer, or a copy of it in every subpartition for broadcast) when there is none;
+    /// `None` when the pool has none to lend.
+    fn builder(&mut self, kind: Target, mid_record: bool) -> Option<&mut BufferBuilder> {
+        let slot = match kind {
+            Target::One(index) => &mut self.builders[index.as_usize()],
+            Target::All => &mut self.broadcast,
+        };
+        if slot.is_none() {
+            let counted = match kind {
+                Target::One(index) if self.counted => Some(index.as_usize()),
+                _ => None,
+            };
+            let segment = self
+                .pool
+                .request(counted, mid_record, self.waker.as_ref())?;
+            let (builder, consumer) = segment.into_builder(DataType::Data);
+            match kind {
+                Target::One(index) => self.subpartitions[index.as_usize()].add(consumer),
+                Target::All => {
+                    let (last, rest) = self
+                        .subpartitions
+                        .split_last()
+                        .expect("a partition has a subpartition");
+                    for subpartition in rest {
+                        subpartition.add(consumer.copy());
+                    }
+                    last.add(consumer);
+                }
+            }
+            *slot = Some(builder);
         }
-        self.builders[index].as_mut()
+        slot.as_mut()
     }
 
-    /// Publishes the bytes written to subpartition `index`; a full builder is finished, so
-    /// its buffer counts in the backlog and the next write takes a new segment.
-    fn commit_or_finish(&mut self, index: usize) {
-        let slot = &mut self.builders[index];
+    /// Publishes the bytes written for `kind`; a full builder is finished, so its buffer
+    /// counts in the backlog and the next write takes a new segment.
+    fn commit_or_finish(&mut self, kind: Target) {
+        let slot = match kind {
+            Target::One(index) => &mut self.builders[index.as_usize()],
+            Target::All => &mut self.broadcast,
+        };
         match slot.take() {
             Some(builder) if builder.is_full() => {
                 builder.finish();
@@ -273,7 +340,13 @@ impl ResultPartition {
     }
 
     fn finish_builders(&mut self) {
-        for builder in self.builders.iter_mut().filter_map(Option::take) {
+        let broadcast = self.broadcast.take();
+        for builder in self
+            .builders
+            .iter_mut()
+            .filter_map(Option::take)
+            .chain(broadcast)
+        {
             builder.finish();
         }
     }
@@ -304,7 +377,7 @@ impl ResultPartition {
             self.pending.is_none(),
             "an event while a record write is pending"
         );
-        let Some(mut segment) = self.pool.try_request() else {
+        let Some(mut segment) = self.pool.request(None, false, self.waker.as_ref()) else {
             self.no_buffer_answers += 1;
             return Emit::NoBuffer;
         };
@@ -327,6 +400,22 @@ impl ResultPartition {
             }
         }
         Emit::Done
+    }
+
+    /// Sets the waker woken when a write that answered [`Emit::NoBuffer`] may succeed
+    /// (a segment came back to the pool or the pool grew); registered with the pool in the
+    /// same step as the failed request, so a return in between cannot be missed.
+    pub fn set_waker(&mut self, waker: Option<Waker>) {
+        self.waker = waker;
+    }
+
+    /// Makes everything written to subpartition `index` so far available to its reader.
+    ///
+    /// # Panics
+    ///
+    /// When `index` is out of range.
+    pub fn flush(&mut self, index: SubpartitionIndex) {
+        self.subpartitions[index.as_usize()].flush();
     }
 
     /// Makes everything written so far available to the readers, unfinished buffers too.
@@ -354,6 +443,7 @@ impl ResultPartition {
     pub fn release(&mut self) {
         self.released = true;
         self.pending = None;
+        self.broadcast = None;
         self.builders.iter_mut().for_each(|builder| *builder = None);
         for subpartition in &self.subpartitions {
             subpartition.release();
@@ -376,6 +466,8 @@ impl ResultPartition {
             records_out: self.records_out,
             bytes_written: self.bytes_written,
             no_buffer_answers: self.no_buffer_answers,
+            pool_held: self.pool.held_segments(),
+            pool_size: self.pool.size(),
             ..PartitionMetrics::default()
         };
         for subpartition in &self.subpartitions {
@@ -383,6 +475,7 @@ impl ResultPartition {
             metrics.buffers_out += counts.buffers_out;
             metrics.bytes_out += counts.bytes_out;
             metrics.backlog += counts.backlog;
+            metrics.queued_bytes += counts.queued_bytes;
         }
         metrics
     }
@@ -405,12 +498,13 @@ impl fmt::Debug for ResultPartition {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::buffer::NetworkBuffer;
     use crate::buffer::test_support::{Rng, manager};
     use crate::partition::{ChannelSelector, HashSelector};
-    use crate::pool::NetworkBufferPool;
+    use crate::pool::{LocalPoolSpec, NetworkBufferPool};
 
     /// What one subpartition's reader saw: the data byte stream, and the events with the
     /// number of stream bytes read before each.
@@ -579,6 +673,72 @@ mod tests {
         manager.leak_check().unwrap();
     }
 
+    /// A broadcast record is written once: every subpartition reads the same segment.
+    #[test]
+    fn a_broadcast_record_is_one_copy_read_by_every_subpartition() {
+        let manager = manager(4);
+        let owner = manager.owner("network");
+        let global = NetworkBufferPool::new(&owner, 4).unwrap();
+        let mut partition = ResultPartition::new(global.create_local_pool(4, 4).unwrap(), 3);
+        assert_eq!(partition.try_broadcast_record(b"to all"), Emit::Done);
+        partition.flush_all();
+        let buffers: Vec<NetworkBuffer> = (0..3)
+            .map(|i| {
+                let subpartition = partition.subpartition(SubpartitionIndex::from_usize(i));
+                subpartition.poll_buffer().unwrap().buffer
+            })
+            .collect();
+        assert!(buffers.iter().all(|b| b.as_bytes() == b"\x06\0\0\0to all"));
+        assert!(buffers[1].shares_segment_with(&buffers[0]));
+        assert!(buffers[2].shares_segment_with(&buffers[0]));
+        assert_eq!(partition.metrics().bytes_written, 10);
+        assert_eq!(partition.metrics().pool_held, 1);
+        drop((buffers, partition, global));
+        manager.leak_check().unwrap();
+    }
+
+    /// With a pool that counts per subpartition, a subpartition at its cap gets no more
+    /// segments while the others still do.
+    #[test]
+    fn a_subpartition_at_its_cap_waits_while_the_others_write() {
+        let manager = manager(16);
+        let owner = manager.owner("network");
+        let global = NetworkBufferPool::new(&owner, 16).unwrap();
+        let spec = LocalPoolSpec {
+            max_per_subpartition: 2,
+            ..LocalPoolSpec::for_partition(2)
+        };
+        let mut partition = ResultPartition::new(global.create_pool(spec).unwrap(), 2);
+        let mut readers = readers(&partition);
+        let full = vec![3; 4096 - RECORD_LENGTH_PREFIX_BYTES];
+        for _ in 0..2 {
+            assert_eq!(
+                partition.try_emit_record(&full, SubpartitionIndex(0)),
+                Emit::Done
+            );
+        }
+        assert_eq!(
+            partition.try_emit_record(b"x", SubpartitionIndex(0)),
+            Emit::NoBuffer
+        );
+        poll_all(&partition, &mut readers);
+        assert_eq!(
+            partition.try_emit_record(b"x", SubpartitionIndex(0)),
+            Emit::Done,
+            "its buffers were read and came home"
+        );
+        assert_eq!(
+            partition.try_emit_record(b"y", SubpartitionIndex(1)),
+            Emit::Done
+        );
+        until_done(&mut partition, &mut readers, ResultPartition::try_finish);
+        poll_all(&partition, &mut readers);
+        assert_eq!(readers[0].records(), [full.clone(), full, b"x".to_vec()]);
+        assert_eq!(readers[1].records(), [b"y".to_vec()]);
+        drop((partition, global));
+        manager.leak_check().unwrap();
+    }
+
     /// A broadcast stopped half-way for want of a buffer continues where it stopped.
     #[test]
     fn a_pending_broadcast_continues_where_it_stopped() {
@@ -587,7 +747,8 @@ mod tests {
         let global = NetworkBufferPool::new(&owner, 3).unwrap();
         let mut partition = ResultPartition::new(global.create_local_pool(3, 3).unwrap(), 2);
         let mut readers = readers(&partition);
-        let record = Rng::new(9).bytes(6000);
+        // Four segments' worth, written once for both subpartitions.
+        let record = Rng::new(9).bytes(13_000);
         assert_eq!(partition.try_broadcast_record(&record), Emit::NoBuffer);
         assert!(partition.is_write_pending());
         let waits = until_done(&mut partition, &mut readers, |p| {
@@ -649,8 +810,8 @@ mod tests {
         assert!(subpartition.poll_buffer().is_none());
         assert_eq!(
             global.free_segments(),
-            1,
-            "the local pool keeps its min of 3"
+            0,
+            "the local pool keeps what it fetched, up to its size"
         );
         drop(in_hand);
         drop((subpartition, partition));

@@ -184,7 +184,7 @@ impl ChannelSelector for BroadcastSelector {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use crate::buffer::test_support::Rng;

@@ -1,18 +1,28 @@
 //! `NetworkBufferPool`: the network memory of a process, a fixed grant of segments taken
 //! once at startup and lent to [`LocalBufferPool`]s.
 //!
-//! The grant never grows: when it is used up, a local pool gets `None` and waits for a
-//! segment to come back (backpressure), and a new local pool whose minimum does not fit is
-//! refused with [`NetError::InsufficientBuffers`].
+//! The grant never grows. Every local pool is guaranteed its `min`; the grant refuses a new
+//! pool whose `min` does not fit beside the others' ([`NetError::InsufficientBuffers`]).
+//! The excess, the segments no pool is guaranteed, is shared out whenever a pool is created
+//! or dropped (redistribution): each pool's size becomes its `min` plus a share of the
+//! excess proportional to `max - min`, the shares adding up exactly (cumulative rounding).
+//! A pool fetches segments lazily up to its size; a pool above its new size returns its free
+//! segments at once and the lent ones as they come back.
+//!
+//! ```text
+//!   total 16, pools (min 3, max 8) and (min 2, max 2 + 10):  excess 11, capacity 5 + 10
+//!   sizes: 3 + 11·5/15 = 6 (rounded: 3 + 3)   and   2 + 11 − 3 = 10 … exact sum 16
+//! ```
 
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Weak};
 use std::task::Waker;
 
 use weir_kernel::memory::{MemorySegment, Owner};
 
-use super::local_buffer_pool::LocalBufferPool;
+use super::local_buffer_pool::{LocalBufferPool, LocalPoolSpec, LocalShared};
 use crate::error::{NetError, Result};
+use crate::sync::{Mutex, MutexGuard};
 
 /// The fixed grant of network segments. Cheap to clone: clones share the grant.
 #[derive(Clone)]
@@ -25,6 +35,9 @@ pub(crate) struct GlobalShared {
     total: usize,
     segment_size: usize,
     state: Mutex<GlobalState>,
+    // Held while pools are created, dropped and resized, so sizes are computed from one
+    // consistent set of pools. Lock order: factory, then a local pool, then the grant.
+    factory: Mutex<Vec<Weak<LocalShared>>>,
 }
 
 struct GlobalState {
@@ -32,6 +45,8 @@ struct GlobalState {
     free: Vec<MemorySegment>,
     // Local pools waiting for a segment to come back, woken on the next return.
     waiting: Vec<Waker>,
+    // The sum of the live pools' minimums: at most `total`.
+    required: usize,
 }
 
 impl NetworkBufferPool {
@@ -58,41 +73,58 @@ impl NetworkBufferPool {
                 state: Mutex::new(GlobalState {
                     free,
                     waiting: Vec::new(),
+                    required: 0,
                 }),
+                factory: Mutex::new(Vec::new()),
             }),
         })
     }
 
-    /// A local pool that holds `min` segments for its whole life and may borrow more, up
-    /// to `max`, while the grant has them free.
+    /// A local pool guaranteed `min` segments that may grow to `max` while the grant has
+    /// excess: shorthand for [`create_pool`](Self::create_pool) without per-subpartition
+    /// caps or overdraft.
     ///
     /// # Errors
     ///
-    /// [`NetError::InsufficientBuffers`] when fewer than `min` segments are free now.
+    /// As [`create_pool`](Self::create_pool).
     ///
     /// # Panics
     ///
-    /// When `min` is 0 or `max < min` (a sizing bug).
+    /// As [`create_pool`](Self::create_pool).
     pub fn create_local_pool(&self, min: usize, max: usize) -> Result<LocalBufferPool> {
-        assert!(min > 0, "a local buffer pool needs at least one segment");
-        assert!(max >= min, "local buffer pool max {max} below min {min}");
-        let segments = {
+        self.create_pool(LocalPoolSpec::new(min, max))
+    }
+
+    /// A local pool sized and capped by `spec`; the sizes of every pool are then
+    /// redistributed.
+    ///
+    /// # Errors
+    ///
+    /// [`NetError::InsufficientBuffers`] when `spec.min` does not fit beside the minimums
+    /// of the live pools.
+    ///
+    /// # Panics
+    ///
+    /// When the spec is inconsistent (see [`LocalPoolSpec`]): a sizing bug.
+    pub fn create_pool(&self, spec: LocalPoolSpec) -> Result<LocalBufferPool> {
+        spec.assert_consistent();
+        let mut pools = self.shared.lock_factory();
+        {
             let mut state = self.shared.lock();
-            let available = state.free.len();
-            if available < min {
+            let available = self.shared.total - state.required;
+            if available < spec.min {
                 return Err(NetError::InsufficientBuffers {
-                    required: min,
+                    required: spec.min,
                     available,
                     total: self.shared.total,
                 });
             }
-            state.free.split_off(available - min)
-        };
-        Ok(LocalBufferPool::new(
-            Arc::clone(&self.shared),
-            segments,
-            max,
-        ))
+            state.required += spec.min;
+        }
+        let pool = LocalBufferPool::new(Arc::clone(&self.shared), spec);
+        pools.push(pool.downgrade());
+        self.shared.redistribute(&mut pools);
+        Ok(pool)
     }
 
     /// Segments in the grant.
@@ -105,6 +137,11 @@ impl NetworkBufferPool {
         self.shared.lock().free.len()
     }
 
+    /// The sum of the live local pools' guaranteed minimums.
+    pub fn required_segments(&self) -> usize {
+        self.shared.lock().required
+    }
+
     /// Bytes per segment.
     pub fn segment_size(&self) -> usize {
         self.shared.segment_size
@@ -114,6 +151,10 @@ impl NetworkBufferPool {
 impl GlobalShared {
     fn lock(&self) -> MutexGuard<'_, GlobalState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_factory(&self) -> MutexGuard<'_, Vec<Weak<LocalShared>>> {
+        self.factory.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A free segment, or `None` after registering `waker` to be woken when one returns.
@@ -131,7 +172,7 @@ impl GlobalShared {
         segment
     }
 
-    /// Takes `segment` back and wakes every local pool waiting for one.
+    /// Takes `segments` back and wakes every local pool waiting for one.
     pub(crate) fn give_back(&self, segments: Vec<MemorySegment>) {
         if segments.is_empty() {
             return;
@@ -150,6 +191,61 @@ impl GlobalShared {
             waker.wake();
         }
     }
+
+    /// A local pool is gone: its minimum is no longer required, and the others share the
+    /// excess it leaves.
+    pub(crate) fn pool_dropped(&self, min: usize) {
+        let mut pools = self.lock_factory();
+        self.lock().required -= min;
+        self.redistribute(&mut pools);
+    }
+
+    /// Sets every live pool's size: its minimum plus its share of the excess.
+    fn redistribute(&self, pools: &mut Vec<Weak<LocalShared>>) {
+        // A dropped pool may live on in the segments it lent; it no longer counts.
+        let live: Vec<Arc<LocalShared>> = pools
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|pool| !pool.is_destroyed())
+            .collect();
+        *pools = live.iter().map(Arc::downgrade).collect();
+        let required = self.lock().required;
+        let sizes = pool_sizes(
+            self.total - required,
+            live.iter().map(|pool| (pool.min(), pool.max())),
+        );
+        for (pool, size) in live.iter().zip(sizes) {
+            // Each pool returns its free excess to the grant itself (local lock, then the
+            // grant's: the order every request takes).
+            pool.set_size(size);
+        }
+    }
+}
+
+/// The size of each pool `(min, max)` given `excess` segments beyond the minimums: `min`
+/// plus a share proportional to `max - min` (each share capped at `excess`), with
+/// cumulative rounding so that the shares add up to `excess` exactly, or every pool gets
+/// its `max` when the excess covers them all.
+fn pool_sizes(excess: usize, pools: impl Iterator<Item = (usize, usize)> + Clone) -> Vec<usize> {
+    let room = |(min, max): (usize, usize)| (max - min).min(excess);
+    let capacity: u128 = pools.clone().map(|pool| room(pool) as u128).sum();
+    if capacity <= excess as u128 {
+        return pools
+            .map(|(min, max)| min + (max - min).min(excess))
+            .collect();
+    }
+    let mut cumulative = 0u128;
+    let mut given = 0usize;
+    pools
+        .map(|pool| {
+            cumulative += room(pool) as u128;
+            let until_here = usize::try_from(excess as u128 * cumulative / capacity)
+                .expect("a share of the excess fits");
+            let share = until_here - given;
+            given = until_here;
+            pool.0 + share
+        })
+        .collect()
 }
 
 impl fmt::Debug for NetworkBufferPool {
@@ -157,12 +253,13 @@ impl fmt::Debug for NetworkBufferPool {
         f.debug_struct("NetworkBufferPool")
             .field("total_segments", &self.total_segments())
             .field("free_segments", &self.free_segments())
+            .field("required_segments", &self.required_segments())
             .field("segment_size", &self.segment_size())
             .finish()
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use crate::buffer::test_support::manager;
@@ -195,7 +292,7 @@ mod tests {
     }
 
     #[test]
-    fn a_local_pool_whose_minimum_does_not_fit_is_refused() {
+    fn a_local_pool_whose_minimum_does_not_fit_beside_the_others_is_refused() {
         let manager = manager(8);
         let owner = manager.owner("network");
         let pool = NetworkBufferPool::new(&owner, 8).unwrap();
@@ -214,9 +311,51 @@ mod tests {
             "insufficient network buffers: a local pool requires 4 segments, 3 of 8 available"
         );
         drop(first);
-        assert_eq!(pool.free_segments(), 8);
+        assert_eq!(pool.required_segments(), 0);
         let second = pool.create_local_pool(4, 4).unwrap();
         drop((second, pool));
+        manager.leak_check().unwrap();
+    }
+
+    #[test]
+    fn sizes_share_the_excess_in_proportion_and_add_up_exactly() {
+        // Excess 11 over capacities 5 and 10.
+        assert_eq!(pool_sizes(11, [(3, 8), (2, 12)].into_iter()), [6, 10]);
+        // Enough excess for everyone: every pool at its max.
+        assert_eq!(pool_sizes(20, [(3, 8), (2, 12)].into_iter()), [8, 12]);
+        // No excess: every pool at its min.
+        assert_eq!(pool_sizes(0, [(3, 8), (2, 12)].into_iter()), [3, 2]);
+        // Unbounded pools are capped at the excess, and three equal shares of 10 add up.
+        let sizes = pool_sizes(10, [(1, usize::MAX), (1, usize::MAX), (1, 4)].into_iter());
+        assert_eq!(sizes.iter().sum::<usize>(), 13, "{sizes:?}");
+        assert!(sizes[2] <= 4, "{sizes:?}");
+    }
+
+    #[test]
+    fn creating_and_dropping_pools_redistributes_the_excess() {
+        let manager = manager(10);
+        let owner = manager.owner("network");
+        let grant = NetworkBufferPool::new(&owner, 10).unwrap();
+        let first = grant.create_local_pool(2, 10).unwrap();
+        assert_eq!(first.size(), 10, "alone, the pool may use the whole grant");
+        let lent: Vec<_> = (0..8).map(|_| first.try_request().unwrap()).collect();
+        let second = grant.create_local_pool(4, 10).unwrap();
+        // Excess 4, shared 4 : 4 by the room above each minimum (capped at the excess).
+        assert_eq!((first.size(), second.size()), (4, 6));
+        assert_eq!(first.held_segments(), 8, "lent segments come back later");
+        let taken: Vec<_> = (0..2).map(|_| second.try_request().unwrap()).collect();
+        assert!(second.try_request().is_none(), "the grant is empty");
+        drop(lent);
+        assert_eq!(
+            first.held_segments(),
+            4,
+            "four above the new size went back"
+        );
+        assert_eq!(first.free_segments(), 4);
+        let more: Vec<_> = (0..4).map(|_| second.try_request().unwrap()).collect();
+        drop(second);
+        assert_eq!(first.size(), 10, "the dropped pool's share came back");
+        drop((taken, more, first, grant));
         manager.leak_check().unwrap();
     }
 }
