@@ -50,6 +50,8 @@ pub enum NetError {
         /// Bytes of the record (length prefix included) received before the end.
         received: usize,
     },
+    /// The task was cancelled while it waited for the network (a buffer, or data).
+    Cancelled,
     /// The memory kernel failed (for example the budget cannot grant network memory).
     Kernel(KernelError),
 }
@@ -88,6 +90,7 @@ impl fmt::Display for NetError {
                 f,
                 "truncated record: {channel} ended after {received} of {expected} framed bytes"
             ),
+            NetError::Cancelled => write!(f, "cancelled while waiting for the network"),
             NetError::Kernel(error) => write!(f, "memory kernel: {error}"),
         }
     }
@@ -100,7 +103,8 @@ impl std::error::Error for NetError {
             NetError::UnknownDataType { .. }
             | NetError::InsufficientBuffers { .. }
             | NetError::RecordTooLarge { .. }
-            | NetError::TruncatedRecord { .. } => None,
+            | NetError::TruncatedRecord { .. }
+            | NetError::Cancelled => None,
         }
     }
 }

@@ -56,7 +56,8 @@ pub use buffer::{BufferBuilder, BufferConsumer, DataType, NetworkBuffer, Recycle
 pub use error::{NetError, Result};
 pub use input::{GatePoll, InputGate, LocalInputChannel, RecordReader};
 pub use partition::{
-    ChannelIndex, ChannelSelector, Emit, ResultPartition, ResultSubpartition, SubpartitionIndex,
+    ChannelIndex, ChannelSelector, Emit, FlushMode, RecordWriter, ResultPartition,
+    ResultSubpartition, SubpartitionIndex,
 };
 pub use pool::{LocalBufferPool, LocalPoolSpec, NetworkBufferPool, PooledSegment};
 pub use weir_kernel as kernel;

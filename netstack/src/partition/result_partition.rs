@@ -70,6 +70,9 @@ pub struct PartitionMetrics {
     pub pool_size: usize,
     /// Times a write answered [`Emit::NoBuffer`] (backpressure).
     pub no_buffer_answers: u64,
+    /// Time a [`RecordWriter`](super::RecordWriter) spent waiting for a buffer (zero when
+    /// read from the partition itself, which never waits).
+    pub back_pressured: std::time::Duration,
 }
 
 impl PartitionMetrics {

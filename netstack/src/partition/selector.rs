@@ -81,6 +81,49 @@ impl ChannelSelector for RoundRobinSelector {
     }
 }
 
+/// Records in turn to the channels of this producer's partition (rescale). Under a
+/// pointwise wiring ([`rescale_channels`]) a producer's partition reaches only a subset of
+/// the downstream tasks, so rescale balances load locally without an all-to-all exchange.
+/// Starts at channel 0, as Flink's does.
+#[derive(Debug, Default)]
+pub struct RescaleSelector(RoundRobinSelector);
+
+impl ChannelSelector for RescaleSelector {
+    fn setup(&mut self, channels: u32) {
+        self.0.setup(channels);
+    }
+
+    fn select_channel(&mut self, record: &[u8]) -> ChannelIndex {
+        self.0.select_channel(record)
+    }
+}
+
+/// The downstream tasks producer `producer` of `producers` reaches under a pointwise
+/// (rescale or forward) wiring to `consumers` tasks: with at least as many producers as
+/// consumers each producer reaches one consumer (consumers share producers evenly);
+/// otherwise each producer reaches a contiguous range of consumers, the ranges covering
+/// every consumer once.
+///
+/// # Panics
+///
+/// When `producers` or `consumers` is 0, or `producer` is not below `producers`.
+pub fn rescale_channels(producer: u32, producers: u32, consumers: u32) -> std::ops::Range<u32> {
+    assert!(
+        producers >= 1 && consumers >= 1,
+        "a pointwise edge has both ends"
+    );
+    assert!(producer < producers, "producer {producer} of {producers}");
+    let scale = |i: u32, of: u32, to: u32| {
+        u32::try_from(u64::from(i) * u64::from(to) / u64::from(of)).expect("below `to`")
+    };
+    if producers >= consumers {
+        let consumer = scale(producer, producers, consumers);
+        consumer..consumer + 1
+    } else {
+        scale(producer, producers, consumers)..scale(producer + 1, producers, consumers)
+    }
+}
+
 /// Records by key: the key's hash picks a key group, the key group picks the channel.
 pub struct HashSelector<F> {
     key_hash: F,
@@ -209,6 +252,24 @@ mod tests {
         selector.setup(3);
         let picked: Vec<u32> = (0..7).map(|_| selector.select_channel(b"x").0).collect();
         assert_eq!(picked, [2, 0, 1, 2, 0, 1, 2]);
+    }
+
+    #[test]
+    fn rescale_cycles_from_zero_and_pointwise_wiring_covers_every_consumer_once() {
+        let mut selector = RescaleSelector::default();
+        selector.setup(2);
+        let picked: Vec<u32> = (0..3).map(|_| selector.select_channel(b"x").0).collect();
+        assert_eq!(picked, [0, 1, 0]);
+        // 2 producers to 6 consumers: 3 each, contiguous.
+        assert_eq!(rescale_channels(0, 2, 6), 0..3);
+        assert_eq!(rescale_channels(1, 2, 6), 3..6);
+        // 4 producers to 2 consumers: two producers per consumer.
+        let reached: Vec<_> = (0..4).map(|p| rescale_channels(p, 4, 2)).collect();
+        assert_eq!(reached, [0..1, 0..1, 1..2, 1..2]);
+        // Uneven: 3 producers to 7 consumers still cover each consumer exactly once.
+        let mut covered: Vec<u32> = (0..3).flat_map(|p| rescale_channels(p, 3, 7)).collect();
+        covered.sort_unstable();
+        assert_eq!(covered, (0..7).collect::<Vec<_>>());
     }
 
     #[test]
