@@ -52,6 +52,9 @@ pub mod partition;
 pub mod pool;
 mod sync;
 
+#[cfg(all(test, loom))]
+mod loom_tests;
+
 pub use buffer::{BufferBuilder, BufferConsumer, DataType, NetworkBuffer, Recycler};
 pub use error::{NetError, Result};
 pub use input::{GatePoll, InputGate, LocalInputChannel, RecordReader};

@@ -22,4 +22,6 @@ pub use network_buffer::NetworkBuffer;
 pub use recycler::Recycler;
 
 #[cfg(test)]
+// The loom models use only part of it.
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) mod test_support;

@@ -333,6 +333,17 @@ impl ResultPartition {
         match slot.take() {
             Some(builder) if builder.is_full() => {
                 builder.finish();
+                // A finished buffer is readable without a flush: tell the reader, or it
+                // could sleep on it while this writer waits for the buffer to come back.
+                match kind {
+                    Target::One(index) => {
+                        self.subpartitions[index.as_usize()].notify_data_available();
+                    }
+                    Target::All => self
+                        .subpartitions
+                        .iter()
+                        .for_each(|s| s.notify_data_available()),
+                }
             }
             Some(mut builder) => {
                 builder.commit();

@@ -188,6 +188,15 @@ impl ResultSubpartition {
         }
     }
 
+    /// Wakes the listener: a queued buffer's writer finished it, so it is readable. The
+    /// producer calls this after finishing a builder it queued earlier.
+    pub fn notify_data_available(&self) {
+        let listener = self.lock().listener.take();
+        if let Some(listener) = listener {
+            listener.wake();
+        }
+    }
+
     /// Makes the committed bytes of an unfinished head buffer available, so a consumer
     /// need not wait for the buffer to fill. A no-op when nothing is queued or a flush is
     /// already pending (the reader was woken for it).
