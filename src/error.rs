@@ -5,6 +5,7 @@ use std::io;
 use std::path::PathBuf;
 
 use weir_kernel::KernelError;
+use weir_netstack::NetError;
 
 /// `Result` with [`WeirError`] as the default error.
 pub type Result<T, E = WeirError> = std::result::Result<T, E>;
@@ -15,6 +16,8 @@ pub type Result<T, E = WeirError> = std::result::Result<T, E>;
 pub enum WeirError {
     /// The kernel failed (memory budget, spill I/O, corrupt data, configuration).
     Kernel(KernelError),
+    /// The network stack failed (buffers, malformed streams, cancellation).
+    Net(NetError),
     /// A file could not be opened, read or written.
     File {
         /// What was being done ("open input", "write output").
@@ -57,6 +60,7 @@ impl fmt::Display for WeirError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             WeirError::Kernel(error) => error.fmt(f),
+            WeirError::Net(error) => error.fmt(f),
             WeirError::File {
                 operation,
                 path,
@@ -71,9 +75,16 @@ impl std::error::Error for WeirError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             WeirError::Kernel(error) => Some(error),
+            WeirError::Net(error) => Some(error),
             WeirError::File { source, .. } => Some(source),
             WeirError::Input { .. } => None,
         }
+    }
+}
+
+impl From<NetError> for WeirError {
+    fn from(error: NetError) -> WeirError {
+        WeirError::Net(error)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The `weir` command line.
 //!
 //! `weir` with no arguments runs the demo job; `weir gen sort-records` writes W1 input;
-//! `weir sort` sorts it within a memory budget. Usage errors and bad input exit with 2.
+//! `weir sort` sorts it within a memory budget; `weir bench shuffle` runs W4. Usage errors and bad input exit with 2.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -9,6 +9,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use weir::error::WeirError;
+use weir::netstack::FlushMode;
+use weir::shuffle_job::{ShuffleJob, parse_flush, run_shuffle};
 use weir::size::parse_size;
 use weir::sort_job::{SortJob, generate, run_sort};
 
@@ -28,6 +30,11 @@ enum Command {
     },
     /// Sort W1 records by their 10-byte key within a memory budget.
     Sort(SortArgs),
+    /// Run a benchmark workload of WORKLOADS.md; the last line printed is its JSON.
+    Bench {
+        #[command(subcommand)]
+        what: Bench,
+    },
     /// Generate 1M W1 records, sort them under a 16 MiB budget with verification, and report.
     Demo {
         /// Records to generate.
@@ -56,6 +63,32 @@ enum Gen {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum Bench {
+    /// W4: a keyed shuffle of (u64 key, u64 value) records, or larger ones, from 2 source
+    /// tasks to 2 sink tasks.
+    Shuffle(ShuffleArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ShuffleArgs {
+    /// Worker processes (1: local channels in this process).
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Records in total.
+    #[arg(long, default_value_t = 10_000_000)]
+    records: u64,
+    /// Bytes per record (at least 16: the u64 key and the u64 value).
+    #[arg(long, default_value_t = 16)]
+    record_size: usize,
+    /// When records become readable: every, full, or a buffer timeout like 100ms.
+    #[arg(long, default_value = "100ms", value_parser = parse_flush)]
+    flush: FlushMode,
+    /// Seed of the keys.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -92,6 +125,9 @@ fn main() -> ExitCode {
             what: Gen::SortRecords { count, seed, out },
         }) => generate(count, seed, &out),
         Some(Command::Sort(args)) => sort(args),
+        Some(Command::Bench {
+            what: Bench::Shuffle(args),
+        }) => shuffle(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -119,6 +155,43 @@ fn sort(args: SortArgs) -> Result<(), WeirError> {
     if report.valid == Some(false) {
         return Err(WeirError::Input {
             message: "verification failed: the output is not the sorted input".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+fn shuffle(args: ShuffleArgs) -> Result<(), WeirError> {
+    if args.workers != 1 {
+        return Err(WeirError::Input {
+            message: format!(
+                "--workers {}: only 1 worker (local channels) so far; the TCP transport \
+                 between worker processes is not built yet",
+                args.workers
+            ),
+        });
+    }
+    let job = ShuffleJob {
+        records: args.records,
+        record_bytes: args.record_size,
+        flush: args.flush,
+        seed: args.seed,
+        ..ShuffleJob::default()
+    };
+    let report = run_shuffle(&job)?;
+    eprintln!(
+        "weir bench shuffle: {} records of {} bytes in {:.3} s: {:.1} M records/s, {:.2} GB/s; \
+         sources back-pressured {:.3} s",
+        report.records_received,
+        job.record_bytes,
+        report.wall_s,
+        report.records_per_s() / 1e6,
+        report.records_per_s() * job.record_bytes as f64 / 1e9,
+        report.back_pressured_s,
+    );
+    println!("{}", report.to_json(&job));
+    if !report.valid {
+        return Err(WeirError::Input {
+            message: "the shuffle lost, duplicated or misplaced records".to_owned(),
         });
     }
     Ok(())
