@@ -45,6 +45,26 @@ pub enum GatePoll {
     EndOfPartitions,
 }
 
+/// Counters of a gate, read with [`InputGate::metrics`]. Local channels read the
+/// producer's buffers and hold no pool of their own; a gate's input pool usage comes with
+/// remote channels.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GateMetrics {
+    /// Buffers its channels handed out (data and events), including ones not yet taken
+    /// from the gate.
+    pub buffers_in: u64,
+    /// Bytes its channels handed out.
+    pub bytes_in: u64,
+    /// Finished data buffers queued at the producers, as last reported per channel.
+    pub backlog: usize,
+    /// Buffers the gate took from its channels and has not handed out yet.
+    pub queued_buffers: usize,
+    /// Bytes of those buffers.
+    pub queued_bytes: u64,
+    /// Channels that handed out EndOfPartition.
+    pub ended_channels: usize,
+}
+
 /// Merges the buffers of N local input channels: priority events first, then round robin
 /// among the channels with data (see the module docs for the exact order).
 #[derive(Debug)]
@@ -137,6 +157,23 @@ impl InputGate {
     pub fn register_listener(&self, waker: &Waker) {
         for channel in self.channels.iter().filter(|c| !c.is_ended()) {
             channel.register_listener(waker);
+        }
+    }
+
+    /// The counters now.
+    pub fn metrics(&self) -> GateMetrics {
+        let queued = self.lookahead.iter().flatten();
+        GateMetrics {
+            buffers_in: self
+                .channels
+                .iter()
+                .map(LocalInputChannel::buffers_in)
+                .sum(),
+            bytes_in: self.channels.iter().map(LocalInputChannel::bytes_in).sum(),
+            backlog: self.channels.iter().map(LocalInputChannel::backlog).sum(),
+            queued_buffers: queued.clone().count(),
+            queued_bytes: queued.map(|buffer| buffer.len() as u64).sum(),
+            ended_channels: self.channels.iter().filter(|c| c.is_ended()).count(),
         }
     }
 
@@ -255,6 +292,9 @@ mod tests {
         }
         assert_eq!(ended, [0, 1, 2]);
         assert!(gate.is_finished());
+        let metrics = gate.metrics();
+        assert_eq!((metrics.ended_channels, metrics.queued_buffers), (3, 0));
+        assert_eq!(metrics.buffers_in, 10, "7 data and events, 3 ends");
         assert!(matches!(gate.poll_next(), GatePoll::EndOfPartitions));
         drop((gate, subpartitions, pool, global));
         manager.leak_check().unwrap();

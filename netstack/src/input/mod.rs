@@ -11,6 +11,6 @@ mod gate;
 mod local_channel;
 mod record_reader;
 
-pub use gate::{GatePoll, InputGate};
+pub use gate::{GateMetrics, GatePoll, InputGate};
 pub use local_channel::LocalInputChannel;
 pub use record_reader::RecordReader;
