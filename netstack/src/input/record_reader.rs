@@ -104,6 +104,12 @@ impl RecordReader {
     /// [`NetError::RecordTooLarge`] when a length prefix exceeds the maximum; the reader
     /// is then unusable (the stream cannot be re-framed).
     pub fn next_record(&mut self) -> Result<Option<&[u8]>> {
+        // Fast path: a whole record in the current buffer, the common case.
+        if let Some((start, end)) = self.whole_record_in_buffer() {
+            self.offset = end;
+            self.records_in += 1;
+            return Ok(self.current.as_ref().map(|b| &b.as_bytes()[start..end]));
+        }
         match self.step()? {
             None => Ok(None),
             // The buffer holding the record stays current until the next call.
@@ -150,6 +156,20 @@ impl RecordReader {
     /// Records handed out so far.
     pub fn records_in(&self) -> u64 {
         self.records_in
+    }
+
+    /// Where the next record lies when it lies wholly in the current buffer, with no split
+    /// prefix or spanning record pending and a length within the maximum.
+    #[inline]
+    fn whole_record_in_buffer(&self) -> Option<(usize, usize)> {
+        if self.spanning.is_some() || self.prefix_len != 0 {
+            return None;
+        }
+        let bytes = self.current.as_ref()?.as_bytes();
+        let start = self.offset + RECORD_LENGTH_PREFIX_BYTES;
+        let prefix = bytes.get(self.offset..start)?;
+        let len = u32::from_le_bytes(prefix.try_into().expect("four bytes")) as usize;
+        (len <= self.record_bytes_max && len <= bytes.len() - start).then_some((start, start + len))
     }
 
     /// One record's worth of progress; `None` when the current buffer is used up.

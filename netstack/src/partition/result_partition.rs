@@ -211,6 +211,20 @@ impl ResultPartition {
     }
 
     fn emit(&mut self, record: &[u8], kind: Target) -> Emit {
+        // Fast path: the record fits the open unicast builder of its target.
+        if let Target::One(index) = kind
+            && self.pending.is_none()
+            && let Some(builder) = &mut self.builders[index.as_usize()]
+            && builder.try_append_framed(record)
+        {
+            let full = builder.is_full();
+            self.bytes_written += (RECORD_LENGTH_PREFIX_BYTES + record.len()) as u64;
+            self.records_out += 1;
+            if full {
+                self.finish_full(kind);
+            }
+            return Emit::Done;
+        }
         self.assert_writable();
         let prefix = u32::try_from(record.len())
             .unwrap_or_else(|_| panic!("a record of {} bytes exceeds u32::MAX", record.len()))
@@ -330,26 +344,30 @@ impl ResultPartition {
             Target::One(index) => &mut self.builders[index.as_usize()],
             Target::All => &mut self.broadcast,
         };
-        match slot.take() {
-            Some(builder) if builder.is_full() => {
-                builder.finish();
-                // A finished buffer is readable without a flush: tell the reader, or it
-                // could sleep on it while this writer waits for the buffer to come back.
-                match kind {
-                    Target::One(index) => {
-                        self.subpartitions[index.as_usize()].notify_data_available();
-                    }
-                    Target::All => self
-                        .subpartitions
-                        .iter()
-                        .for_each(|s| s.notify_data_available()),
-                }
-            }
-            Some(mut builder) => {
-                builder.commit();
-                *slot = Some(builder);
-            }
+        match slot {
+            Some(builder) if builder.is_full() => self.finish_full(kind),
+            Some(builder) => builder.commit(),
             None => {}
+        }
+    }
+
+    /// Finishes the full open builder for `kind`. A finished buffer is readable without a
+    /// flush: its reader is told, or it could sleep on it while this writer waits for the
+    /// buffer to come back.
+    fn finish_full(&mut self, kind: Target) {
+        let slot = match kind {
+            Target::One(index) => &mut self.builders[index.as_usize()],
+            Target::All => &mut self.broadcast,
+        };
+        if let Some(builder) = slot.take() {
+            builder.finish();
+        }
+        match kind {
+            Target::One(index) => self.subpartitions[index.as_usize()].notify_data_available(),
+            Target::All => self
+                .subpartitions
+                .iter()
+                .for_each(|s| s.notify_data_available()),
         }
     }
 
