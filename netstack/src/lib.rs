@@ -1,9 +1,12 @@
-//! weir's network stack. Built so far: the buffer layer — network buffers over memory
-//! segments, the lock-free builder/consumer hand-off that fills them ([`buffer`]), the
-//! buffer pools that lend them ([`pool`]), and the producer side: result partitions, their
-//! subpartitions and channel selectors ([`partition`]), and the local consumer side: input
-//! channels, the input gate and record readers ([`input`]). Remote channels, credit-based flow
-//! control, debloating and the TCP transport come next (docs: ARCHITECTURE.md §7).
+//! weir's network stack. Built so far, the whole data path inside one process: network
+//! buffers over memory segments and the lock-free builder/consumer hand-off that fills them
+//! ([`buffer`]); the fixed network grant and the local pools that share it, with
+//! redistribution, a per-subpartition cap and a mid-record overdraft ([`pool`]); the
+//! producer side — result partitions, their subpartitions, record writers that wait for
+//! buffers and flush by buffer timeout, and channel selectors ([`partition`]); and the local
+//! consumer side — input channels reading the producer's buffers without a copy, the input
+//! gate and record readers ([`input`]). Remote channels, credit-based flow control,
+//! debloating and the TCP transport come next (docs: ARCHITECTURE.md §7).
 //!
 //! The data path, and where the buffer layer sits in it:
 //!
