@@ -298,8 +298,8 @@ mod tests {
     use crate::buffer::test_support::{Rng, manager};
     use crate::input::{GatePoll, InputGate, LocalInputChannel};
     use crate::partition::{
-        BroadcastSelector, ChannelSelector, ForwardSelector, HashSelector, RoundRobinSelector,
-        SubpartitionIndex,
+        BroadcastSelector, ChannelSelector, ForwardSelector, HashSelector, RescaleSelector,
+        RoundRobinSelector, SubpartitionIndex,
     };
     use crate::pool::NetworkBufferPool;
     use crate::{Emit, ResultPartition};
@@ -587,6 +587,7 @@ mod tests {
         let mut hash = HashSelector::new(|record: &[u8]| u32::try_from(record.len()).unwrap());
         end_to_end(&manager, &mut hash, 0x5eed_0203);
         end_to_end(&manager, &mut BroadcastSelector, 0x5eed_0204);
+        end_to_end(&manager, &mut RescaleSelector::default(), 0x5eed_0205);
         manager.leak_check().unwrap();
     }
 }

@@ -18,6 +18,7 @@ pub use record_writer::{FlushMode, RecordWriter, WriterCanceller};
 pub use result_partition::{Emit, PartitionMetrics, ResultPartition};
 pub use selector::{
     BroadcastSelector, ChannelSelector, ForwardSelector, HashSelector, RescaleSelector,
-    RoundRobinSelector, channel_for_key_group, key_group, rescale_channels,
+    RoundRobinSelector, channel_for_key_group, default_max_parallelism, key_group,
+    rescale_channels,
 };
 pub use subpartition::{PolledBuffer, ResultSubpartition, SubpartitionMetrics};

@@ -457,14 +457,15 @@ mod tests {
             .collect();
         let reader = std::thread::spawn(move || {
             let mut bytes = [0usize; 2];
-            let mut ended = 0;
-            while ended < 2 {
-                ended = 0;
+            let mut ended = [false; 2];
+            while ended != [true; 2] {
                 for (i, subpartition) in subpartitions.iter().enumerate() {
                     while let Some(polled) = subpartition.poll_buffer() {
-                        bytes[i] += polled.buffer.len();
+                        match polled.buffer.data_type() {
+                            DataType::EndOfPartition => ended[i] = true,
+                            _ => bytes[i] += polled.buffer.len(),
+                        }
                     }
-                    ended += usize::from(subpartition.is_finished());
                     std::thread::sleep(Duration::from_micros(200));
                 }
             }

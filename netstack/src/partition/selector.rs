@@ -153,6 +153,17 @@ impl<F: Fn(&[u8]) -> u32> HashSelector<F> {
     }
 }
 
+/// The default number of key groups (maximum parallelism) for a job of `parallelism`, as
+/// Flink computes it: `parallelism × 1.5` rounded up to a power of two, at least
+/// [`KEY_GROUPS_MAX_DEFAULT`] (128) and at most 32 768, so rescaling has room.
+pub fn default_max_parallelism(parallelism: u32) -> u32 {
+    const UPPER: u32 = 1 << 15;
+    let wanted = parallelism.saturating_add(parallelism / 2).min(UPPER);
+    wanted
+        .next_power_of_two()
+        .clamp(KEY_GROUPS_MAX_DEFAULT, UPPER)
+}
+
 /// The key group of a key hash: the hash mixed (Murmur3's 32-bit finalizer, so that
 /// poor hashes such as small integers still spread) modulo `max_parallelism`.
 pub fn key_group(key_hash: u32, max_parallelism: u32) -> u32 {
@@ -293,6 +304,14 @@ mod tests {
             seen[channel.as_usize()] += 1;
         }
         assert!(seen.iter().all(|&count| count > 0), "{seen:?}");
+    }
+
+    #[test]
+    fn default_max_parallelism_follows_flinks_rule() {
+        assert_eq!(default_max_parallelism(1), 128);
+        assert_eq!(default_max_parallelism(100), 256, "150 rounded up");
+        assert_eq!(default_max_parallelism(1000), 2048);
+        assert_eq!(default_max_parallelism(u32::MAX), 32_768);
     }
 
     #[test]
