@@ -52,6 +52,11 @@ pub enum NetError {
     },
     /// The task was cancelled while it waited for the network (a buffer, or data).
     Cancelled,
+    /// Bytes from a peer break the wire protocol; the connection is closed.
+    MalformedFrame {
+        /// What is wrong, with the numbers.
+        detail: String,
+    },
     /// The memory kernel failed (for example the budget cannot grant network memory).
     Kernel(KernelError),
 }
@@ -91,6 +96,7 @@ impl fmt::Display for NetError {
                 "truncated record: {channel} ended after {received} of {expected} framed bytes"
             ),
             NetError::Cancelled => write!(f, "cancelled while waiting for the network"),
+            NetError::MalformedFrame { detail } => write!(f, "malformed frame: {detail}"),
             NetError::Kernel(error) => write!(f, "memory kernel: {error}"),
         }
     }
@@ -104,7 +110,8 @@ impl std::error::Error for NetError {
             | NetError::InsufficientBuffers { .. }
             | NetError::RecordTooLarge { .. }
             | NetError::TruncatedRecord { .. }
-            | NetError::Cancelled => None,
+            | NetError::Cancelled
+            | NetError::MalformedFrame { .. } => None,
         }
     }
 }

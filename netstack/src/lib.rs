@@ -54,6 +54,7 @@ pub mod input;
 pub mod partition;
 pub mod pool;
 mod sync;
+pub mod transport;
 
 #[cfg(all(test, loom))]
 mod loom_tests;
