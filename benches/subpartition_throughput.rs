@@ -89,7 +89,7 @@ fn consume(mut gate: InputGate) -> u64 {
     let mut count = 0u64;
     let mut listening = false;
     loop {
-        match gate.poll_next() {
+        match gate.poll_next().expect("local channels do not fail") {
             GatePoll::Buffer(channel, buffer) => {
                 listening = false;
                 if buffer.data_type() == DataType::Data {

@@ -382,7 +382,7 @@ fn run_sink(mut gate: InputGate, sink: usize, sinks: usize) -> Result<SinkTally>
     let mut buffers = 0;
     let mut listening = false;
     loop {
-        match gate.poll_next() {
+        match gate.poll_next()? {
             GatePoll::Buffer(channel, buffer) => {
                 buffers += 1;
                 listening = false;

@@ -52,6 +52,14 @@ pub enum NetError {
     },
     /// The task was cancelled while it waited for the network (a buffer, or data).
     Cancelled,
+    /// A remote channel failed: the connection to its peer was lost, or the peer reported
+    /// an error.
+    Remote {
+        /// The peer ("worker 1 at 127.0.0.1:40000").
+        peer: String,
+        /// What happened.
+        message: String,
+    },
     /// Bytes from a peer break the wire protocol; the connection is closed.
     MalformedFrame {
         /// What is wrong, with the numbers.
@@ -97,6 +105,7 @@ impl fmt::Display for NetError {
             ),
             NetError::Cancelled => write!(f, "cancelled while waiting for the network"),
             NetError::MalformedFrame { detail } => write!(f, "malformed frame: {detail}"),
+            NetError::Remote { peer, message } => write!(f, "{peer}: {message}"),
             NetError::Kernel(error) => write!(f, "memory kernel: {error}"),
         }
     }
@@ -111,7 +120,8 @@ impl std::error::Error for NetError {
             | NetError::RecordTooLarge { .. }
             | NetError::TruncatedRecord { .. }
             | NetError::Cancelled
-            | NetError::MalformedFrame { .. } => None,
+            | NetError::MalformedFrame { .. }
+            | NetError::Remote { .. } => None,
         }
     }
 }

@@ -74,7 +74,7 @@ fn a_slow_consumer_back_pressures_the_producer_within_the_pools_bounds() {
         let mut buffers = 0u64;
         let mut listening = false;
         loop {
-            match gate.poll_next() {
+            match gate.poll_next().unwrap() {
                 GatePoll::Buffer(_, buffer) => {
                     listening = false;
                     if buffer.data_type() != DataType::Data {

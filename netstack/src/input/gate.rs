@@ -30,8 +30,9 @@
 
 use std::task::Waker;
 
-use super::local_channel::LocalInputChannel;
+use super::channel::InputChannel;
 use crate::buffer::NetworkBuffer;
+use crate::error::Result;
 use crate::partition::ChannelIndex;
 
 /// The answer of [`InputGate::poll_next`].
@@ -69,7 +70,7 @@ pub struct GateMetrics {
 /// among the channels with data (see the module docs for the exact order).
 #[derive(Debug)]
 pub struct InputGate {
-    channels: Vec<LocalInputChannel>,
+    channels: Vec<InputChannel>,
     // One buffer taken from each channel and not yet handed out.
     lookahead: Vec<Option<NetworkBuffer>>,
     // The channel to look at first for the next data buffer.
@@ -82,7 +83,8 @@ impl InputGate {
     /// # Panics
     ///
     /// When there are no channels, or a channel's index is not its position.
-    pub fn new(channels: Vec<LocalInputChannel>) -> InputGate {
+    pub fn new<C: Into<InputChannel>>(channels: Vec<C>) -> InputGate {
+        let channels: Vec<InputChannel> = channels.into_iter().map(Into::into).collect();
         assert!(!channels.is_empty(), "a gate has at least one channel");
         for (i, channel) in channels.iter().enumerate() {
             assert_eq!(
@@ -110,7 +112,7 @@ impl InputGate {
     /// # Panics
     ///
     /// When `index` is out of range.
-    pub fn channel(&self, index: ChannelIndex) -> &LocalInputChannel {
+    pub fn channel(&self, index: ChannelIndex) -> &InputChannel {
         &self.channels[index.as_usize()]
     }
 
@@ -118,11 +120,16 @@ impl InputGate {
     /// a buffer in round-robin order; [`GatePoll::Pending`] when none has anything, and
     /// [`GatePoll::EndOfPartitions`] once every channel has ended and been drained.
     ///
+    /// # Errors
+    ///
+    /// The first failure of a remote channel (a lost peer, an error it reported, a
+    /// protocol violation); the gate is then unusable.
+    ///
     /// # Panics
     ///
-    /// As [`LocalInputChannel::poll_next`].
-    pub fn poll_next(&mut self) -> GatePoll {
-        self.fill_lookahead();
+    /// As [`LocalInputChannel::poll_next`](super::LocalInputChannel::poll_next).
+    pub fn poll_next(&mut self) -> Result<GatePoll> {
+        self.fill_lookahead()?;
         let n = self.channels.len();
         let order = (0..n).map(|k| (self.next + k) % n);
         let priority = order.clone().find(|&i| {
@@ -131,7 +138,7 @@ impl InputGate {
                 .is_some_and(|buffer| buffer.data_type().is_priority())
         });
         let chosen = priority.or_else(|| order.clone().find(|&i| self.lookahead[i].is_some()));
-        match chosen {
+        Ok(match chosen {
             Some(i) => {
                 let buffer = self.lookahead[i].take().expect("the chosen slot is full");
                 if priority.is_none() {
@@ -141,15 +148,16 @@ impl InputGate {
             }
             None if self.is_finished() => GatePoll::EndOfPartitions,
             None => GatePoll::Pending,
-        }
+        })
     }
 
-    fn fill_lookahead(&mut self) {
+    fn fill_lookahead(&mut self) -> Result<()> {
         for (slot, channel) in self.lookahead.iter_mut().zip(&mut self.channels) {
             if slot.is_none() {
-                *slot = channel.poll_next();
+                *slot = channel.poll_next()?;
             }
         }
+        Ok(())
     }
 
     /// Registers `waker` with every channel that has not ended: woken when one of them may
@@ -164,13 +172,9 @@ impl InputGate {
     pub fn metrics(&self) -> GateMetrics {
         let queued = self.lookahead.iter().flatten();
         GateMetrics {
-            buffers_in: self
-                .channels
-                .iter()
-                .map(LocalInputChannel::buffers_in)
-                .sum(),
-            bytes_in: self.channels.iter().map(LocalInputChannel::bytes_in).sum(),
-            backlog: self.channels.iter().map(LocalInputChannel::backlog).sum(),
+            buffers_in: self.channels.iter().map(InputChannel::buffers_in).sum(),
+            bytes_in: self.channels.iter().map(InputChannel::bytes_in).sum(),
+            backlog: self.channels.iter().map(InputChannel::backlog).sum(),
             queued_buffers: queued.clone().count(),
             queued_bytes: queued.map(|buffer| buffer.len() as u64).sum(),
             ended_channels: self.channels.iter().filter(|c| c.is_ended()).count(),
@@ -179,7 +183,7 @@ impl InputGate {
 
     /// Whether every channel handed out EndOfPartition and the gate handed out everything.
     pub fn is_finished(&self) -> bool {
-        self.channels.iter().all(LocalInputChannel::is_ended)
+        self.channels.iter().all(InputChannel::is_ended)
             && self.lookahead.iter().all(Option::is_none)
     }
 }
@@ -196,6 +200,7 @@ mod tests {
     use super::*;
     use crate::buffer::DataType;
     use crate::buffer::test_support::{CountingWaker, manager};
+    use crate::input::LocalInputChannel;
     use crate::partition::{ResultSubpartition, SubpartitionIndex};
     use crate::pool::{LocalBufferPool, NetworkBufferPool};
 
@@ -216,7 +221,7 @@ mod tests {
 
     fn drain(gate: &mut InputGate) -> Vec<(usize, DataType, u8)> {
         let mut out = Vec::new();
-        while let GatePoll::Buffer(channel, buffer) = gate.poll_next() {
+        while let GatePoll::Buffer(channel, buffer) = gate.poll_next().unwrap() {
             out.push((channel.as_usize(), buffer.data_type(), buffer.as_bytes()[0]));
         }
         out
@@ -235,7 +240,7 @@ mod tests {
             .collect();
         let mut gate = gate_over(&subpartitions);
         assert_eq!(gate.channel_count(), 3);
-        assert!(matches!(gate.poll_next(), GatePoll::Pending));
+        assert!(matches!(gate.poll_next().unwrap(), GatePoll::Pending));
         let waker = Arc::new(CountingWaker::default());
         gate.register_listener(&Waker::from(Arc::clone(&waker)));
 
@@ -247,7 +252,7 @@ mod tests {
         assert_eq!(waker.wakes(), 3, "each subpartition woke its listener once");
         // The first poll fills every slot; a priority event arriving now overtakes the
         // events of the other channels' slots.
-        let first = gate.poll_next();
+        let first = gate.poll_next().unwrap();
         assert!(matches!(first, GatePoll::Buffer(ChannelIndex(0), _)));
         subpartitions[2].add_event(event(&pool, DataType::PriorityEvent, 9));
         subpartitions[1].add_event(event(&pool, DataType::PriorityEvent, 8));
@@ -273,15 +278,15 @@ mod tests {
         subpartitions[0].finish(end(&pool));
         subpartitions[1].finish(end(&pool));
         let mut ended = Vec::new();
-        while let GatePoll::Buffer(channel, buffer) = gate.poll_next() {
+        while let GatePoll::Buffer(channel, buffer) = gate.poll_next().unwrap() {
             assert_eq!(buffer.data_type(), DataType::EndOfPartition);
             ended.push(channel.as_usize());
         }
         assert!(!gate.is_finished(), "channel 2 is still open");
-        assert!(matches!(gate.poll_next(), GatePoll::Pending));
+        assert!(matches!(gate.poll_next().unwrap(), GatePoll::Pending));
         subpartitions[2].finish(end(&pool));
         loop {
-            match gate.poll_next() {
+            match gate.poll_next().unwrap() {
                 GatePoll::Buffer(channel, buffer) => {
                     assert_eq!(buffer.data_type(), DataType::EndOfPartition);
                     ended.push(channel.as_usize());
@@ -295,7 +300,10 @@ mod tests {
         let metrics = gate.metrics();
         assert_eq!((metrics.ended_channels, metrics.queued_buffers), (3, 0));
         assert_eq!(metrics.buffers_in, 10, "7 data and events, 3 ends");
-        assert!(matches!(gate.poll_next(), GatePoll::EndOfPartitions));
+        assert!(matches!(
+            gate.poll_next().unwrap(),
+            GatePoll::EndOfPartitions
+        ));
         drop((gate, subpartitions, pool, global));
         manager.leak_check().unwrap();
     }

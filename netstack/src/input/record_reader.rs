@@ -474,7 +474,7 @@ mod tests {
         /// Reads everything available now.
         fn drain(&mut self) {
             loop {
-                match self.gate.poll_next() {
+                match self.gate.poll_next().unwrap() {
                     GatePoll::Buffer(channel, buffer) => {
                         let i = channel.as_usize();
                         let data_type = buffer.data_type();

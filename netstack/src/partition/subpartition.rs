@@ -221,10 +221,25 @@ impl ResultSubpartition {
     ///
     /// When a consumer misbehaves (see [`BufferConsumer::build`]).
     pub fn poll_buffer(&self) -> Option<PolledBuffer> {
+        self.poll(true)
+    }
+
+    /// As [`poll_buffer`](Self::poll_buffer), but without credit (`has_credit` false) only
+    /// an event at the head (or a priority event) is handed out: a remote reader sends a
+    /// data buffer only when its receiver has a buffer for it, and events need no credit.
+    ///
+    /// # Panics
+    ///
+    /// As [`poll_buffer`](Self::poll_buffer).
+    pub fn poll_buffer_with_credit(&self, has_credit: bool) -> Option<PolledBuffer> {
+        self.poll(has_credit)
+    }
+
+    fn poll(&self, data_allowed: bool) -> Option<PolledBuffer> {
         let mut drained = Vec::new();
         let polled = {
             let mut state = self.lock();
-            let buffer = state.poll(&mut drained)?;
+            let buffer = state.poll(&mut drained, data_allowed)?;
             state.buffers_out += 1;
             state.bytes_out += buffer.len() as u64;
             PolledBuffer {
@@ -291,7 +306,11 @@ impl ResultSubpartition {
 
 impl State {
     /// The next buffer; drained consumers are moved to `drained` to be dropped unlocked.
-    fn poll(&mut self, drained: &mut Vec<BufferConsumer>) -> Option<NetworkBuffer> {
+    fn poll(
+        &mut self,
+        drained: &mut Vec<BufferConsumer>,
+        data_allowed: bool,
+    ) -> Option<NetworkBuffer> {
         if let Some(event) = self.priority.pop_front() {
             return Some(event);
         }
@@ -301,6 +320,7 @@ impl State {
                     Some(Entry::Event(event)) => return Some(event),
                     _ => unreachable!("the head is an event"),
                 },
+                Entry::Data(_) if !data_allowed => return None,
                 Entry::Data(consumer) => {
                     let finished = consumer.is_finished();
                     if !finished && !self.flush_requested {

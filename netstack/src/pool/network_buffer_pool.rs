@@ -127,6 +127,74 @@ impl NetworkBufferPool {
         Ok(pool)
     }
 
+    /// Takes `count` segments out of the grant for one owner's exclusive use (a remote
+    /// input channel's exclusive buffers): counted as required, like a pool's minimum, so
+    /// the others are resized around them. Segments lent to pools above their new size may
+    /// have to come back first; this waits for them up to `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`NetError::InsufficientBuffers`] when `count` does not fit beside the required
+    /// segments, or not all came back within `timeout` (nothing is kept then).
+    pub fn take_exclusive(
+        &self,
+        count: usize,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<MemorySegment>> {
+        {
+            let mut pools = self.shared.lock_factory();
+            {
+                let mut state = self.shared.lock();
+                let available = self.shared.total - state.required;
+                if available < count {
+                    return Err(NetError::InsufficientBuffers {
+                        required: count,
+                        available,
+                        total: self.shared.total,
+                    });
+                }
+                state.required += count;
+            }
+            self.shared.redistribute(&mut pools);
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+        let mut taken = Vec::with_capacity(count);
+        while taken.len() < count {
+            match self.shared.take_or_wait(Some(&waker)) {
+                Some(segment) => taken.push(segment),
+                None => {
+                    let now = std::time::Instant::now();
+                    if now >= deadline {
+                        let available = taken.len();
+                        self.give_back_exclusive(taken, count);
+                        return Err(NetError::InsufficientBuffers {
+                            required: count,
+                            available,
+                            total: self.shared.total,
+                        });
+                    }
+                    std::thread::park_timeout(deadline - now);
+                }
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Returns exclusive segments taken with [`take_exclusive`](Self::take_exclusive):
+    /// `segments` now (any number, the rest may follow with
+    /// [`give_back`](Self::give_back)) and `count` off the required total.
+    pub fn give_back_exclusive(&self, segments: Vec<MemorySegment>, count: usize) {
+        self.shared.give_back(segments);
+        self.shared.pool_dropped(count);
+    }
+
+    /// Returns segments to the grant (an exclusive segment that came back after its owner
+    /// gave the rest back).
+    pub fn give_back(&self, segments: Vec<MemorySegment>) {
+        self.shared.give_back(segments);
+    }
+
     /// Segments in the grant.
     pub fn total_segments(&self) -> usize {
         self.shared.total
@@ -248,6 +316,15 @@ fn pool_sizes(excess: usize, pools: impl Iterator<Item = (usize, usize)> + Clone
         .collect()
 }
 
+/// Unparks a thread waiting for exclusive segments.
+struct Unpark(std::thread::Thread);
+
+impl std::task::Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
 impl fmt::Debug for NetworkBufferPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NetworkBufferPool")
@@ -261,6 +338,8 @@ impl fmt::Debug for NetworkBufferPool {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::buffer::test_support::manager;
 
@@ -314,6 +393,40 @@ mod tests {
         assert_eq!(pool.required_segments(), 0);
         let second = pool.create_local_pool(4, 4).unwrap();
         drop((second, pool));
+        manager.leak_check().unwrap();
+    }
+
+    #[test]
+    fn exclusive_segments_are_required_and_shrink_the_pools() {
+        let manager = manager(6);
+        let owner = manager.owner("network");
+        let grant = NetworkBufferPool::new(&owner, 6).unwrap();
+        let pool = grant.create_local_pool(1, 6).unwrap();
+        assert_eq!(pool.size(), 6);
+        let lent: Vec<_> = (0..6).map(|_| pool.try_request().unwrap()).collect();
+        let waiting = {
+            let grant = grant.clone();
+            std::thread::spawn(move || grant.take_exclusive(4, Duration::from_secs(10)))
+        };
+        // The pool shrinks to 2; the exclusive taker waits for 4 segments to come back.
+        std::thread::sleep(Duration::from_millis(20));
+        drop(lent);
+        let exclusive = waiting.join().unwrap().unwrap();
+        assert_eq!(exclusive.len(), 4);
+        assert_eq!(pool.size(), 2);
+        assert_eq!(grant.required_segments(), 5);
+        let error = grant.take_exclusive(2, Duration::ZERO).unwrap_err();
+        assert!(matches!(
+            error,
+            NetError::InsufficientBuffers {
+                required: 2,
+                available: 1,
+                ..
+            }
+        ));
+        grant.give_back_exclusive(exclusive, 4);
+        assert_eq!(pool.size(), 6);
+        drop((pool, grant));
         manager.leak_check().unwrap();
     }
 
