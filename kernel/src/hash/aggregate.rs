@@ -1,0 +1,538 @@
+//! `HashAggregate`: groups (key, value) byte pairs by key within a memory budget.
+//!
+//! ```text
+//!   push(key, value) ──▶ Table (seed 0) ──full──▶ scatter by partition ──▶ one run per
+//!                          │                       (top hash bits)          partition
+//!                          │                                                  │
+//!   finish ──▶ partitions that never spilled: streamed from the table         ▼
+//!              partitions that spilled: their last groups spilled too ──▶ pending stack
+//!                                                                             │
+//!   AggregateStream::next ◀── re-aggregate one partition with the next seed ◀─┤
+//!                         ◀── or, when it does not shrink or is too deep,     │
+//!                             sort it (ExternalSorter) and merge equal keys ◀─┘
+//! ```
+//!
+//! Memory is split once, up front, like the external sorter's: a run writer and a run
+//! reader (enough to re-aggregate a partition while spilling its sub-partitions), and the
+//! table, which holds the rest. A sort fallback borrows the table's memory and gives it
+//! back, so once aggregation has started it never fails for lack of memory: when the table
+//! is full it spills. A group too large for the whole table (a variable-size accumulator
+//! of one hot key) is written as a run of its own, and its partition ends up sorted; merging
+//! such a group's partial accumulators is the one place where memory outside the budget
+//! grows with the data (one accumulator, on the heap).
+//!
+//! A spilled partition is a list of runs holding partial aggregates, `[varint key_len]
+//! [varint acc_len][key][acc]` each (docs/FORMAT.md, section 5), in no order. After an
+//! error the aggregation (or its stream) must be dropped; dropping returns every segment
+//! and deletes every run.
+
+use std::sync::Arc;
+
+use super::aggregator::Aggregator;
+use super::hasher::{hash_bytes, seed_at};
+use super::stream::AggregateStream;
+use super::table::{HEADER_LEN_MAX, Slot, Table, encode_header};
+use crate::constants::{
+    HASH_PARTITIONS_DEFAULT, HASH_PARTITIONS_MAX, HASH_PARTITIONS_MIN,
+    HASH_RECURSION_DEPTH_DEFAULT, HASH_RECURSION_DEPTH_MAX, HASH_SHRINK_PERCENT_MIN,
+    SORT_FAN_IN_MAX, SPILL_READ_AHEAD_DEFAULT, SPILL_WRITE_BEHIND_DEFAULT,
+};
+use crate::error::{KernelError, Result};
+use crate::memory::{Owner, Reservation};
+use crate::sort::SortConfig;
+use crate::spill::{RunInput, RunOptions, RunOutput, SpillRun, SpillStore};
+
+/// Segments a table needs at least: a bucket segment and two of records.
+const TABLE_SEGMENTS_MIN: usize = 3;
+
+/// How a [`HashAggregate`] spills and re-aggregates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AggregateConfig {
+    /// Partitions one spill splits the groups into: a power of two from
+    /// [`HASH_PARTITIONS_MIN`] to [`HASH_PARTITIONS_MAX`].
+    pub partitions: usize,
+    /// Levels of hash re-aggregation before a partition is sorted instead (0: every
+    /// spilled partition is sorted); at most [`HASH_RECURSION_DEPTH_MAX`].
+    pub recursion_depth_max: usize,
+    /// The base of every level's hash seed.
+    pub seed: u64,
+    /// LZ4-compress spilled blocks.
+    pub compress: bool,
+    /// Blocks a run reader reads ahead (at least 1).
+    pub read_ahead: usize,
+    /// Blocks a run writer keeps in flight (at least 1).
+    pub write_behind: usize,
+}
+
+impl Default for AggregateConfig {
+    fn default() -> AggregateConfig {
+        AggregateConfig {
+            partitions: HASH_PARTITIONS_DEFAULT,
+            recursion_depth_max: HASH_RECURSION_DEPTH_DEFAULT,
+            seed: 0x5745_4952_4841_5348,
+            compress: false,
+            read_ahead: SPILL_READ_AHEAD_DEFAULT,
+            write_behind: SPILL_WRITE_BEHIND_DEFAULT,
+        }
+    }
+}
+
+impl AggregateConfig {
+    pub(super) fn segments_per_reader(&self) -> usize {
+        self.read_ahead + 1
+    }
+
+    fn segments_per_writer(&self) -> usize {
+        self.write_behind + 1
+    }
+
+    /// The sorter configuration a partition that falls back to sorting uses.
+    pub(super) fn sort_config(&self) -> SortConfig {
+        SortConfig {
+            compress: self.compress,
+            read_ahead: self.read_ahead,
+            write_behind: self.write_behind,
+            fan_in_max: SORT_FAN_IN_MAX,
+        }
+    }
+
+    pub(super) fn partition_bits(&self) -> u32 {
+        self.partitions.trailing_zeros()
+    }
+
+    /// The smallest memory, in segments, an aggregation with this configuration accepts:
+    /// a run writer, a run reader, and a table large enough to lend to a sort fallback.
+    pub fn memory_segments_min(&self) -> usize {
+        let table = TABLE_SEGMENTS_MIN.max(self.sort_config().memory_segments_min());
+        self.segments_per_writer() + self.segments_per_reader() + table
+    }
+
+    fn validate(&self) -> Result<()> {
+        let invalid = |field, value: usize, expected| KernelError::InvalidConfig {
+            field,
+            value: value.to_string(),
+            expected,
+        };
+        if !self.partitions.is_power_of_two()
+            || !(HASH_PARTITIONS_MIN..=HASH_PARTITIONS_MAX).contains(&self.partitions)
+        {
+            return Err(invalid(
+                "partitions",
+                self.partitions,
+                "a power of two from 2 to 64",
+            ));
+        }
+        if self.recursion_depth_max > HASH_RECURSION_DEPTH_MAX {
+            return Err(invalid(
+                "recursion_depth_max",
+                self.recursion_depth_max,
+                "0 to 16",
+            ));
+        }
+        if !(1..=64).contains(&self.write_behind) {
+            return Err(invalid("write_behind", self.write_behind, "1 to 64"));
+        }
+        if !(1..=64).contains(&self.read_ahead) {
+            return Err(invalid("read_ahead", self.read_ahead, "1 to 64"));
+        }
+        Ok(())
+    }
+}
+
+/// What an aggregation did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AggregateStats {
+    /// Records pushed.
+    pub records: u64,
+    /// Groups streamed out so far.
+    pub groups: u64,
+    /// Bytes written to disk, re-aggregation and sort fallbacks included.
+    pub spilled_bytes: u64,
+    /// Partitions (at every level) that received at least one run.
+    pub partitions_spilled: u64,
+    /// Times a full table was spilled.
+    pub table_spills: u64,
+    /// The deepest level a table re-aggregated at (0: nothing was re-aggregated).
+    pub recursion_depth_max: u64,
+    /// Partitions aggregated by sorting because they did not shrink or were too deep.
+    pub sort_fallbacks: u64,
+}
+
+/// A spilled partition waiting to be aggregated.
+#[derive(Debug, Default)]
+pub(super) struct Partition {
+    pub(super) runs: Vec<SpillRun>,
+    /// Payload bytes of the runs.
+    pub(super) bytes: u64,
+    /// The level its data is re-aggregated at.
+    pub(super) depth: usize,
+    /// Payload bytes of the partition whose re-aggregation spilled it (none for the input).
+    pub(super) parent_bytes: Option<u64>,
+}
+
+impl Partition {
+    /// Whether hashing again is hopeless (or not allowed): sort it instead.
+    pub(super) fn needs_sort(&self, config: &AggregateConfig) -> bool {
+        self.depth > config.recursion_depth_max
+            || self
+                .parent_bytes
+                .is_some_and(|parent| self.bytes * 100 >= parent * HASH_SHRINK_PERCENT_MIN)
+    }
+}
+
+/// What is being folded into a group.
+#[derive(Debug, Clone, Copy)]
+enum Fold<'a> {
+    /// An input value.
+    Value(&'a [u8]),
+    /// A partial accumulator read back from a spill.
+    Partial(&'a [u8]),
+}
+
+/// Aggregates (key, value) byte pairs by key. See the module documentation.
+#[derive(Debug)]
+pub struct HashAggregate {
+    pub(super) store: Arc<dyn SpillStore>,
+    pub(super) config: AggregateConfig,
+    pub(super) aggregator: Box<dyn Aggregator>,
+    /// `None` only while a sort fallback holds the table's memory.
+    pub(super) table: Option<Table>,
+    io: Reservation,
+    /// The level the table aggregates at now, and the bytes of its input partition.
+    depth: usize,
+    input_bytes: Option<u64>,
+    /// This level's partitions.
+    partitions: Vec<Partition>,
+    /// Spilled partitions of every level, the most recent last.
+    pub(super) pending: Vec<Partition>,
+    pub(super) stats: AggregateStats,
+    acc: Vec<u8>,
+    scratch: Vec<u8>,
+}
+
+impl HashAggregate {
+    /// An aggregation by `aggregator` that takes `memory_segments` segments of budget from
+    /// `owner` now and spills to `store`.
+    ///
+    /// # Errors
+    ///
+    /// [`KernelError::InvalidConfig`] for a configuration out of range or fewer segments
+    /// than [`AggregateConfig::memory_segments_min`]; [`KernelError::BudgetExceeded`] when
+    /// the budget cannot grant the memory.
+    pub fn new(
+        owner: &Owner,
+        memory_segments: usize,
+        store: Arc<dyn SpillStore>,
+        aggregator: Box<dyn Aggregator>,
+        config: AggregateConfig,
+    ) -> Result<HashAggregate> {
+        config.validate()?;
+        let min = config.memory_segments_min();
+        if memory_segments < min {
+            return Err(KernelError::InvalidConfig {
+                field: "hash aggregate memory",
+                value: format!("{memory_segments} segments, below the minimum of {min}"),
+                expected: "a run writer, a run reader and a table a sort fallback can use",
+            });
+        }
+        let mut memory = owner.reserve(memory_segments)?;
+        let io = memory.split(config.segments_per_writer() + config.segments_per_reader());
+        let table = Table::new(memory, seed_at(config.seed, 0))?;
+        Ok(HashAggregate {
+            store,
+            config,
+            aggregator,
+            table: Some(table),
+            io,
+            depth: 0,
+            input_bytes: None,
+            partitions: empty_partitions(config.partitions),
+            pending: Vec::new(),
+            stats: AggregateStats::default(),
+            acc: Vec::new(),
+            scratch: Vec::new(),
+        })
+    }
+
+    /// What the aggregation did so far.
+    pub fn stats(&self) -> AggregateStats {
+        self.stats
+    }
+
+    /// Folds `value` into the group of `key`.
+    ///
+    /// # Errors
+    ///
+    /// A spill that fails (disk full, quota, I/O error).
+    ///
+    /// # Panics
+    ///
+    /// When the aggregator panics on the value (a value too short for its offsets).
+    pub fn push(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.stats.records += 1;
+        self.fold(key, Fold::Value(value))
+    }
+
+    /// Ends input. Partitions that never spilled stream from memory; spilled ones are
+    /// re-aggregated one at a time as the stream reaches them.
+    ///
+    /// # Errors
+    ///
+    /// A spill of the last groups that fails.
+    pub fn finish(mut self) -> Result<AggregateStream> {
+        let ranges = self.end_level()?;
+        Ok(AggregateStream::new(self, ranges))
+    }
+
+    pub(super) fn table(&self) -> &Table {
+        self.table.as_ref().expect("the table is home")
+    }
+
+    fn table_mut(&mut self) -> &mut Table {
+        self.table.as_mut().expect("the table is home")
+    }
+
+    fn fold(&mut self, key: &[u8], input: Fold<'_>) -> Result<()> {
+        let fixed = self.aggregator.accumulator_size().is_some();
+        let table = self.table.as_mut().expect("the table is home");
+        let hash = hash_bytes(table.seed(), key);
+        if let Slot::Found { index, address } = table.find(hash, key) {
+            let aggregator = &*self.aggregator;
+            if fixed {
+                table.update_in_place(address, |acc| match input {
+                    Fold::Value(value) => aggregator.update(acc, value),
+                    Fold::Partial(other) => aggregator.merge(acc, other),
+                });
+                return Ok(());
+            }
+            self.acc.clear();
+            let (_, old) = table.record(address, &mut self.scratch);
+            match input {
+                Fold::Value(value) => aggregator.update_into(old, value, &mut self.acc),
+                Fold::Partial(other) => aggregator.merge_into(old, other, &mut self.acc),
+            }
+            if table.replace(index, address, key, &self.acc)? {
+                return Ok(());
+            }
+            // No room for the grown accumulator: the group's partial result goes to disk
+            // with the others, and the input starts the group afresh.
+            self.spill_table()?;
+        }
+        self.acc.clear();
+        match input {
+            Fold::Value(value) => self.aggregator.init(value, &mut self.acc),
+            Fold::Partial(other) => self.acc.extend_from_slice(other),
+        }
+        self.insert(hash, key)
+    }
+
+    /// Inserts `key` with the accumulator in `self.acc`, spilling the table if it is full,
+    /// and writing the group as a run of its own if it does not fit even an empty table.
+    fn insert(&mut self, hash: u64, key: &[u8]) -> Result<()> {
+        loop {
+            let table = self.table.as_mut().expect("the table is home");
+            let Slot::Vacant { index } = table.find(hash, key) else {
+                panic!("insert of a group the table holds");
+            };
+            if table.insert(index, hash, key, &self.acc)? {
+                return Ok(());
+            }
+            if table.groups() == 0 {
+                return self.spill_single(hash, key);
+            }
+            self.spill_table()?;
+        }
+    }
+
+    fn partition_of(&self, hash: u64) -> usize {
+        (hash >> (64 - self.config.partition_bits())) as usize
+    }
+
+    /// Writes every group of the table to its partition's run and empties the table.
+    fn spill_table(&mut self) -> Result<()> {
+        let bits = self.config.partition_bits();
+        let ranges = self.table_mut().scatter(bits);
+        for (partition, range) in ranges.into_iter().enumerate() {
+            if !range.is_empty() {
+                self.spill_range(partition, range)?;
+            }
+        }
+        let table = self.table_mut();
+        table.clear(table.seed());
+        self.stats.table_spills += 1;
+        Ok(())
+    }
+
+    /// Writes the groups of buckets `range` (of a scattered table) as a run of `partition`.
+    fn spill_range(&mut self, partition: usize, range: std::ops::Range<usize>) -> Result<()> {
+        let mut output = self.create_output()?;
+        let table = self.table.as_ref().expect("the table is home");
+        for index in range {
+            let address = table
+                .entry_address(index)
+                .expect("a scattered range holds groups");
+            table.write_record(address, &mut output)?;
+        }
+        self.finish_output(partition, output)
+    }
+
+    /// Writes one group (its accumulator in `self.acc`) as a run of its own.
+    fn spill_single(&mut self, hash: u64, key: &[u8]) -> Result<()> {
+        let mut output = self.create_output()?;
+        let mut header = [0; HEADER_LEN_MAX];
+        let len = encode_header(key.len(), self.acc.len(), &mut header);
+        output.write_bytes(&header[..len])?;
+        output.write_bytes(key)?;
+        output.write_bytes(&self.acc)?;
+        self.finish_output(self.partition_of(hash), output)
+    }
+
+    fn create_output(&mut self) -> Result<RunOutput> {
+        let writer = self.store.create_run(RunOptions {
+            compress: self.config.compress,
+            write_behind: self.config.write_behind,
+        })?;
+        let segments = self.io.allocate(self.config.segments_per_writer())?;
+        Ok(RunOutput::new(writer, segments))
+    }
+
+    fn finish_output(&mut self, partition: usize, output: RunOutput) -> Result<()> {
+        let (run, segments) = output.finish()?;
+        for segment in segments {
+            self.io.give_back(segment);
+        }
+        self.stats.spilled_bytes += run.disk_bytes();
+        let target = &mut self.partitions[partition];
+        if target.runs.is_empty() {
+            self.stats.partitions_spilled += 1;
+        }
+        target.bytes += run.payload_bytes();
+        target.runs.push(run);
+        Ok(())
+    }
+
+    /// Ends the current level: the groups of partitions that spilled join them on disk and
+    /// those partitions go on the pending stack; returns the bucket ranges of the groups
+    /// left to stream from the table.
+    pub(super) fn end_level(&mut self) -> Result<Vec<std::ops::Range<usize>>> {
+        let spilled: Vec<bool> = self.partitions.iter().map(|p| !p.runs.is_empty()).collect();
+        if !spilled.contains(&true) {
+            let all = 0..self.table().buckets_len();
+            return Ok(std::iter::once(all).collect());
+        }
+        let bits = self.config.partition_bits();
+        let ranges = self.table_mut().scatter(bits);
+        let mut keep = Vec::new();
+        for (partition, range) in ranges.into_iter().enumerate() {
+            if !spilled[partition] {
+                keep.push(range);
+            } else if !range.is_empty() {
+                self.spill_range(partition, range)?;
+            }
+        }
+        let depth = self.depth + 1;
+        let parent_bytes = self.input_bytes;
+        let partitions = std::mem::replace(
+            &mut self.partitions,
+            empty_partitions(self.config.partitions),
+        );
+        for partition in partitions.into_iter().rev() {
+            if !partition.runs.is_empty() {
+                self.pending.push(Partition {
+                    depth,
+                    parent_bytes,
+                    ..partition
+                });
+            }
+        }
+        Ok(keep)
+    }
+
+    /// Re-aggregates `partition` in the (emptied) table with its level's seed; returns the
+    /// bucket ranges to stream, as [`HashAggregate::end_level`].
+    ///
+    /// # Errors
+    ///
+    /// A failed read of the partition's runs or write of its sub-partitions.
+    pub(super) fn reaggregate(
+        &mut self,
+        partition: Partition,
+    ) -> Result<Vec<std::ops::Range<usize>>> {
+        let seed = seed_at(self.config.seed, partition.depth);
+        self.table_mut().clear(seed);
+        self.depth = partition.depth;
+        self.input_bytes = Some(partition.bytes);
+        self.stats.recursion_depth_max = self.stats.recursion_depth_max.max(self.depth as u64);
+        for run in partition.runs {
+            self.read_run(&run, |this, key, acc| this.fold(key, Fold::Partial(acc)))?;
+        }
+        self.end_level()
+    }
+
+    /// Calls `sink(self, key, acc)` for every partial aggregate of `run`.
+    ///
+    /// # Errors
+    ///
+    /// A failed or corrupt read; [`KernelError::Malformed`] for a record whose lengths
+    /// do not fit the run or the aggregator; the first error of `sink`.
+    pub(super) fn read_run(
+        &mut self,
+        run: &SpillRun,
+        mut sink: impl FnMut(&mut HashAggregate, &[u8], &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let buffers = self.io.allocate(self.config.segments_per_reader())?;
+        let mut input = RunInput::new(self.store.open_run(run, buffers)?);
+        let mut scratch = Vec::new();
+        let fixed = self.aggregator.accumulator_size();
+        while !input.is_at_end()? {
+            let key_len = input.read_varint()?;
+            let acc_len = input.read_varint()?;
+            let left = run.payload_bytes() - input.bytes_read();
+            if key_len.saturating_add(acc_len) > left || fixed.is_some_and(|n| n as u64 != acc_len)
+            {
+                return Err(KernelError::Malformed {
+                    position: input.bytes_read(),
+                    what: "partial aggregate lengths do not fit the run or the aggregator",
+                });
+            }
+            let (key_len, len) = (key_len as usize, (key_len + acc_len) as usize);
+            match input.try_take(len)? {
+                Some(range) => {
+                    let (key, acc) = input.block_bytes(range).split_at(key_len);
+                    sink(self, key, acc)?;
+                }
+                None => {
+                    scratch.clear();
+                    scratch.resize(len, 0);
+                    input.read_exact(&mut scratch)?;
+                    let (key, acc) = scratch.split_at(key_len);
+                    sink(self, key, acc)?;
+                }
+            }
+        }
+        for segment in input.into_segments() {
+            self.io.give_back(segment);
+        }
+        Ok(())
+    }
+
+    /// Lends the table's memory out (to a sort fallback).
+    pub(super) fn take_memory(&mut self) -> Reservation {
+        self.table.take().expect("the table is home").into_memory()
+    }
+
+    /// Takes the table's memory back.
+    ///
+    /// # Errors
+    ///
+    /// Only on a broken budget (the memory holds less than a segment).
+    pub(super) fn return_memory(&mut self, memory: Reservation) -> Result<()> {
+        assert!(self.table.is_none(), "the table is home already");
+        self.table = Some(Table::new(memory, seed_at(self.config.seed, 0))?);
+        Ok(())
+    }
+}
+
+fn empty_partitions(count: usize) -> Vec<Partition> {
+    (0..count).map(|_| Partition::default()).collect()
+}
