@@ -123,6 +123,11 @@ pub const HASH_LOAD_PERCENT_MAX: usize = 75;
 /// rest holds records.
 pub const HASH_BUCKET_SHARE_INVERSE: usize = 2;
 
+/// The share (percent) of a full record area that must be garbage (records of variable-size
+/// accumulators that moved) for the table to compact it rather than spill. Compaction
+/// copies every live record once, so it pays when it frees a good part of the area.
+pub const HASH_COMPACT_GARBAGE_PERCENT_MIN: u64 = 25;
+
 const _: () = assert!(HASH_PARTITIONS_MIN <= HASH_PARTITIONS_DEFAULT);
 const _: () = assert!(HASH_PARTITIONS_DEFAULT <= HASH_PARTITIONS_MAX);
 const _: () = assert!(HASH_PARTITIONS_MAX.is_power_of_two());
@@ -130,6 +135,8 @@ const _: () = assert!(HASH_PARTITIONS_MAX <= 1 << HASH_TAG_BITS);
 const _: () = assert!(HASH_RECURSION_DEPTH_DEFAULT <= HASH_RECURSION_DEPTH_MAX);
 const _: () = assert!(HASH_BUCKET_SIZE == 8 && HASH_TAG_BITS < 64);
 const _: () = assert!(HASH_LOAD_PERCENT_MAX < 100 && HASH_SHRINK_PERCENT_MIN <= 100);
+const _: () =
+    assert!(HASH_COMPACT_GARBAGE_PERCENT_MIN > 0 && HASH_COMPACT_GARBAGE_PERCENT_MIN < 100);
 // A bucket segment holds a whole number of buckets.
 const _: () = assert!(SEGMENT_SIZE_MIN.is_multiple_of(HASH_BUCKET_SIZE));
 

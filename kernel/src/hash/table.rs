@@ -11,7 +11,9 @@
 //! A lookup walks buckets from `hash & mask`, compares the tag and only then the key in
 //! the record area. A fixed-size accumulator is updated where it lies; a variable-size
 //! one whose length changes is appended again and its bucket repointed, leaving the old
-//! record as garbage until the table is cleared (after a spill or at the end).
+//! record as garbage until the table is cleared (after a spill or at the end) or, when the
+//! area is full and at least [`HASH_COMPACT_GARBAGE_PERCENT_MIN`] percent of it is garbage,
+//! compacted in place.
 //!
 //! Memory: the table holds one [`Reservation`] of its whole budget, and takes bucket and
 //! record segments out of it (and gives them back) as it grows and clears, so no other
@@ -30,8 +32,8 @@ use std::ops::Range;
 
 use super::hasher::hash_bytes;
 use crate::constants::{
-    HASH_BUCKET_SHARE_INVERSE, HASH_BUCKET_SIZE, HASH_LOAD_PERCENT_MAX, HASH_TAG_BITS,
-    VARINT_U64_BYTES_MAX,
+    HASH_BUCKET_SHARE_INVERSE, HASH_BUCKET_SIZE, HASH_COMPACT_GARBAGE_PERCENT_MIN,
+    HASH_LOAD_PERCENT_MAX, HASH_TAG_BITS, VARINT_U64_BYTES_MAX,
 };
 use crate::error::Result;
 use crate::memory::{MemorySegment, Reservation, varint};
@@ -295,6 +297,19 @@ impl Table {
     /// The header of the record at `address`.
     #[inline]
     pub(crate) fn header(&self, address: u64) -> RecordHeader {
+        // Keys and accumulators under 128 bytes, both length bytes in one segment: the
+        // common case, read without a loop.
+        let (segment, offset) = self.locate(address);
+        if offset + 2 <= 1 << self.log2 {
+            let lengths = self.area[segment].bytes(offset, 2);
+            if lengths[0] < 0x80 && lengths[1] < 0x80 {
+                return RecordHeader {
+                    header_len: 2,
+                    key_len: usize::from(lengths[0]),
+                    acc_len: usize::from(lengths[1]),
+                };
+            }
+        }
         let mut position = address;
         let key_len = self.varint(&mut position);
         let acc_len = self.varint(&mut position);
@@ -467,14 +482,10 @@ impl Table {
         let mut header = [0; HEADER_LEN_MAX];
         let header_len = encode_header(key.len(), acc.len(), &mut header);
         let total = (header_len + key.len() + acc.len()) as u64;
-        let end = self.area_end + total;
-        while (self.area.len() as u64) << self.log2 < end {
-            match self.memory.allocate_one() {
-                Ok(segment) => self.area.push(segment),
-                Err(error) if error.is_budget_exceeded() => return Ok(None),
-                Err(error) => return Err(error),
-            }
+        if !self.make_room(total)? {
+            return Ok(None);
         }
+        let end = self.area_end + total;
         let address = self.area_end;
         assert!(end < ADDRESS_MASK, "record area beyond 2^48 bytes");
         self.write_at(address, &header[..header_len]);
@@ -482,6 +493,66 @@ impl Table {
         self.write_at(address + (header_len + key.len()) as u64, acc);
         self.area_end = end;
         Ok(Some(address))
+    }
+
+    /// Makes sure `len` more bytes fit in the record area, taking segments from the budget
+    /// and, when it has none left and enough of the area is garbage, compacting.
+    fn make_room(&mut self, len: u64) -> Result<bool> {
+        let mut compacted = false;
+        loop {
+            if (self.area.len() as u64) << self.log2 >= self.area_end + len {
+                return Ok(true);
+            }
+            match self.memory.allocate_one() {
+                Ok(segment) => self.area.push(segment),
+                Err(error) if !error.is_budget_exceeded() => return Err(error),
+                Err(_) if compacted => return Ok(false),
+                Err(_) => {
+                    if self.garbage_bytes * 100 < self.area_end * HASH_COMPACT_GARBAGE_PERCENT_MIN {
+                        return Ok(false);
+                    }
+                    self.compact();
+                    compacted = true;
+                }
+            }
+        }
+    }
+
+    /// Slides the live records down over the garbage, in address order, repointing their
+    /// buckets; gives surplus record segments back to the budget. A record is live when the
+    /// lookup of its key finds it; it is copied out before it is written lower down, so
+    /// overlapping moves are safe, and every bucket points to intact bytes throughout.
+    fn compact(&mut self) {
+        let mut record = std::mem::take(&mut self.scratch);
+        let (mut source, mut target) = (0u64, 0u64);
+        while source < self.area_end {
+            let header = self.header(source);
+            let len = header.total_len();
+            record.clear();
+            record.resize(len, 0);
+            self.read_at(source, &mut record);
+            let key = &record[header.header_len..header.header_len + header.key_len];
+            let hash = hash_bytes(self.seed, key);
+            if let Slot::Found { index, address } = self.find(hash, key)
+                && address == source
+            {
+                if target != source {
+                    self.write_at(target, &record);
+                    let tag = self.bucket(index) & !ADDRESS_MASK;
+                    self.set_bucket(index, tag | (target + 1));
+                }
+                target += len as u64;
+            }
+            source += len as u64;
+        }
+        self.scratch = record;
+        self.area_end = target;
+        self.garbage_bytes = 0;
+        let keep = target.div_ceil(1 << self.log2) as usize;
+        while self.area.len() > keep {
+            let segment = self.area.pop().expect("a surplus segment");
+            self.memory.give_back(segment);
+        }
     }
 
     #[inline]
@@ -575,6 +646,26 @@ mod tests {
         }
     }
 
+    /// The worked example of docs/FORMAT.md, section 5.
+    #[test]
+    fn format_doc_example() {
+        let manager = test_manager(4);
+        let mut table = Table::new(manager.owner("hash").reserve(4).unwrap(), 3).unwrap();
+        let acc = [1234i64.to_le_bytes(), 3i64.to_le_bytes()].concat();
+        assert!(insert(&mut table, b"AF", &acc));
+        let expected = [
+            0x02, 0x10, 0x41, 0x46, 0xd2, 0x04, 0, 0, 0, 0, 0, 0, 0x03, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        let mut bytes = vec![0; 20];
+        table.read_at(0, &mut bytes);
+        assert_eq!(bytes, expected);
+        assert_eq!(table.record_bytes(), 20);
+        let doc = include_str!("../../../docs/FORMAT.md");
+        assert!(doc.contains("d2 04 00 00 00 00 00 00     sum 1234"));
+        drop(table.into_memory());
+        manager.leak_check().unwrap();
+    }
+
     #[test]
     fn inserts_grow_the_buckets_until_memory_runs_out() {
         let manager = test_manager(16);
@@ -631,6 +722,42 @@ mod tests {
         assert!(table.replace(index, address, b"key", b"xyz").unwrap());
         assert_eq!(table.garbage_bytes(), 2 + 3 + 2);
         assert_eq!(lookup(&table, b"key"), Some(b"xyz".to_vec()));
+        drop(table.into_memory());
+        manager.leak_check().unwrap();
+    }
+
+    /// A growing accumulator leaves garbage behind; when the area is full the table
+    /// compacts instead of reporting no room, and every group survives the move.
+    #[test]
+    fn a_full_area_of_garbage_is_compacted() {
+        let manager = test_manager(6);
+        let mut table = Table::new(manager.owner("hash").reserve(6).unwrap(), 2).unwrap();
+        for i in 0u32..20 {
+            assert!(insert(&mut table, &i.to_le_bytes(), &[i as u8; 3]));
+        }
+        let key = b"growing";
+        let hash = hash_bytes(2, key);
+        assert!(insert(&mut table, key, &[]));
+        let mut acc = Vec::new();
+        for round in 0..400 {
+            acc.push(round as u8);
+            let Slot::Found { index, address } = table.find(hash, key) else {
+                panic!("present");
+            };
+            assert!(
+                table.replace(index, address, key, &acc).unwrap(),
+                "round {round}"
+            );
+        }
+        assert!(
+            table.record_bytes() < 3 * 4096,
+            "compacted: {} bytes",
+            table.record_bytes()
+        );
+        assert_eq!(lookup(&table, key), Some(acc));
+        for i in 0u32..20 {
+            assert_eq!(lookup(&table, &i.to_le_bytes()), Some(vec![i as u8; 3]));
+        }
         drop(table.into_memory());
         manager.leak_check().unwrap();
     }
