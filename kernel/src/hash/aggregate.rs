@@ -195,6 +195,8 @@ pub struct HashAggregate {
     pub(super) store: Arc<dyn SpillStore>,
     pub(super) config: AggregateConfig,
     pub(super) aggregator: Box<dyn Aggregator>,
+    /// Whether the aggregator's accumulators are of fixed size (updated in place).
+    fixed: bool,
     /// `None` only while a sort fallback holds the table's memory.
     pub(super) table: Option<Table>,
     io: Reservation,
@@ -241,6 +243,7 @@ impl HashAggregate {
         Ok(HashAggregate {
             store,
             config,
+            fixed: aggregator.accumulator_size().is_some(),
             aggregator,
             table: Some(table),
             io,
@@ -293,7 +296,7 @@ impl HashAggregate {
     }
 
     fn fold(&mut self, key: &[u8], input: Fold<'_>) -> Result<()> {
-        let fixed = self.aggregator.accumulator_size().is_some();
+        let fixed = self.fixed;
         let table = self.table.as_mut().expect("the table is home");
         let hash = hash_bytes(table.seed(), key);
         if let Slot::Found { index, address } = table.find(hash, key) {
@@ -458,6 +461,7 @@ impl HashAggregate {
         &mut self,
         partition: Partition,
     ) -> Result<Vec<std::ops::Range<usize>>> {
+        self.assert_io_home();
         let seed = seed_at(self.config.seed, partition.depth);
         self.table_mut().clear(seed);
         self.depth = partition.depth;
@@ -516,8 +520,18 @@ impl HashAggregate {
         Ok(())
     }
 
+    /// Checks that every run writer's and reader's segment came back between runs.
+    fn assert_io_home(&self) {
+        assert_eq!(
+            self.io.segments(),
+            self.config.segments_per_writer() + self.config.segments_per_reader(),
+            "a run writer or reader kept segments of the aggregation"
+        );
+    }
+
     /// Lends the table's memory out (to a sort fallback).
     pub(super) fn take_memory(&mut self) -> Reservation {
+        self.assert_io_home();
         self.table.take().expect("the table is home").into_memory()
     }
 
@@ -535,4 +549,71 @@ impl HashAggregate {
 
 fn empty_partitions(count: usize) -> Vec<Partition> {
     (0..count).map(|_| Partition::default()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_that_do_not_shrink_or_go_too_deep_are_sorted() {
+        let config = AggregateConfig {
+            recursion_depth_max: 2,
+            ..AggregateConfig::default()
+        };
+        let partition = |depth, bytes, parent_bytes| Partition {
+            runs: Vec::new(),
+            bytes,
+            depth,
+            parent_bytes,
+        };
+        assert!(!partition(1, 1000, None).needs_sort(&config));
+        assert!(!partition(2, 700, Some(1000)).needs_sort(&config));
+        assert!(partition(2, 750, Some(1000)).needs_sort(&config));
+        assert!(partition(2, 1200, Some(1000)).needs_sort(&config));
+        assert!(partition(3, 10, Some(1000)).needs_sort(&config));
+    }
+
+    #[test]
+    fn the_aggregation_moves_between_threads() {
+        fn assert_send<T: Send>() {}
+        assert_send::<HashAggregate>();
+        assert_send::<AggregateStream>();
+    }
+
+    #[test]
+    fn configurations_out_of_range_name_the_field() {
+        let fields = [
+            AggregateConfig {
+                partitions: 128,
+                ..AggregateConfig::default()
+            },
+            AggregateConfig {
+                recursion_depth_max: 17,
+                ..AggregateConfig::default()
+            },
+            AggregateConfig {
+                read_ahead: 0,
+                ..AggregateConfig::default()
+            },
+            AggregateConfig {
+                write_behind: 0,
+                ..AggregateConfig::default()
+            },
+        ]
+        .map(|config| match config.validate() {
+            Err(KernelError::InvalidConfig { field, .. }) => field,
+            other => panic!("{other:?}"),
+        });
+        assert_eq!(
+            fields,
+            [
+                "partitions",
+                "recursion_depth_max",
+                "read_ahead",
+                "write_behind"
+            ]
+        );
+        assert_eq!(AggregateConfig::default().memory_segments_min(), 5 + 3 + 13);
+    }
 }

@@ -15,6 +15,36 @@
 //! concept: `hasher` (the seeded hash), `aggregator` (what is computed), `table` (the hash
 //! table), `aggregate` ([`HashAggregate`]: input and spilling), `stream`
 //! ([`AggregateStream`]: re-aggregation, sort fallback and output).
+//!
+//! ```
+//! use weir_kernel::hash::{AggregateConfig, Count, HashAggregate};
+//! use weir_kernel::memory::MemoryManager;
+//! use weir_kernel::spill::{SpillConfig, open_store};
+//!
+//! let manager = MemoryManager::with_budget(4 << 20)?;
+//! let dir = std::env::temp_dir().join(format!("weir-doc-hash-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir)?;
+//! let store = open_store(&SpillConfig::new(dir.clone()))?;
+//! let config = AggregateConfig::default();
+//! let owner = manager.owner("count-words");
+//! let segments = config.memory_segments_min();
+//! let mut aggregate = HashAggregate::new(&owner, segments, store, Box::new(Count), config)?;
+//! for word in ["to", "be", "or", "not", "to", "be"] {
+//!     aggregate.push(word.as_bytes(), b"")?;
+//! }
+//! let mut stream = aggregate.finish()?;
+//! let mut counts = Vec::new();
+//! while let Some((word, count)) = stream.next()? {
+//!     counts.push((word.to_vec(), u64::from_le_bytes(count.try_into()?)));
+//! }
+//! counts.sort();
+//! assert_eq!(counts[0], (b"be".to_vec(), 2));
+//! assert_eq!(counts.len(), 4);
+//! drop(stream);
+//! manager.leak_check()?;
+//! std::fs::remove_dir(&dir)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod aggregate;
 mod aggregator;
