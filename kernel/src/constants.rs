@@ -123,6 +123,13 @@ pub const HASH_LOAD_PERCENT_MAX: usize = 75;
 /// rest holds records.
 pub const HASH_BUCKET_SHARE_INVERSE: usize = 2;
 
+/// The share (percent) of a full hash table's record bytes one spill writes out, largest
+/// partitions first. The partitions that stay keep aggregating in memory, and those that
+/// never spill are streamed from memory at the end without touching the disk, so an
+/// input slightly larger than memory spills only part of its groups. Half keeps the
+/// number of spills (each rebuilds the table around the groups that stay) low.
+pub const HASH_SPILL_SHARE_PERCENT: u64 = 50;
+
 /// The share (percent) of a full record area that must be garbage (records of variable-size
 /// accumulators that moved) for the table to compact it rather than spill. Compaction
 /// copies every live record once, so it pays when it frees a good part of the area.
@@ -135,6 +142,7 @@ const _: () = assert!(HASH_PARTITIONS_MAX <= 1 << HASH_TAG_BITS);
 const _: () = assert!(HASH_RECURSION_DEPTH_DEFAULT <= HASH_RECURSION_DEPTH_MAX);
 const _: () = assert!(HASH_BUCKET_SIZE == 8 && HASH_TAG_BITS < 64);
 const _: () = assert!(HASH_LOAD_PERCENT_MAX < 100 && HASH_SHRINK_PERCENT_MIN <= 100);
+const _: () = assert!(HASH_SPILL_SHARE_PERCENT > 0 && HASH_SPILL_SHARE_PERCENT <= 100);
 const _: () =
     assert!(HASH_COMPACT_GARBAGE_PERCENT_MIN > 0 && HASH_COMPACT_GARBAGE_PERCENT_MIN < 100);
 // A bucket segment holds a whole number of buckets.

@@ -462,7 +462,6 @@ fn too_little_memory_is_a_config_error() {
 fn aggregate_with_fault(
     dir: &Path,
     input: &[Pair],
-    aggregator: fn() -> Box<dyn Aggregator>,
     fail_write: Option<u64>,
     fail_read: Option<u64>,
 ) -> bool {
@@ -477,8 +476,14 @@ fn aggregate_with_fault(
         ..AggregateConfig::default()
     };
     let segments = min_segments(&config);
-    match run(dir, faulty, input, segments, aggregator(), config) {
-        Ok(_) => false,
+    match run(dir, faulty, input, segments, numbers(), config) {
+        Ok((_, stats)) => {
+            assert!(
+                stats.recursion_depth_max == 1 && stats.sort_fallbacks > 0,
+                "the faults cover re-aggregation and sorting: {stats:?}"
+            );
+            false
+        }
         Err(error) => {
             assert!(
                 error.to_string().contains("injected fault"),
@@ -492,32 +497,70 @@ fn aggregate_with_fault(
 #[test]
 fn a_failing_write_or_read_at_every_position_is_an_error() {
     let mut rng = Rng(10);
-    // Enough groups to recurse once and then sort (depth limit 1).
-    let input = random(&mut rng, 6000, 5000, 8);
+    // Enough groups that a partition re-aggregated at level 1 spills again, and is
+    // sorted (depth limit 1): every kind of write and read is made to fail.
+    let input = random(&mut rng, 7000, 7000, 8);
     let dir = SpillDir::new("faults");
-    for aggregator in [numbers as fn() -> Box<dyn Aggregator>, || Box::new(Count)] {
-        let mut writes = 0;
-        for n in 1.. {
-            if !aggregate_with_fault(dir.path(), &input, aggregator, Some(n), None) {
-                break;
-            }
-            writes += 1;
+    let mut writes = 0;
+    for n in 1.. {
+        if !aggregate_with_fault(dir.path(), &input, Some(n), None) {
+            break;
         }
-        let mut reads = 0;
-        for n in 1.. {
-            if !aggregate_with_fault(dir.path(), &input, aggregator, None, Some(n)) {
-                break;
-            }
-            reads += 1;
+        writes += 1;
+    }
+    let mut reads = 0;
+    for n in 1.. {
+        if !aggregate_with_fault(dir.path(), &input, None, Some(n)) {
+            break;
         }
-        assert!(writes > 10 && reads > 10, "{writes} writes, {reads} reads");
+        reads += 1;
+    }
+    assert!(writes > 10 && reads > 10, "{writes} writes, {reads} reads");
+}
+
+/// A block corrupted on disk is reported when read back, never aggregated.
+#[test]
+fn a_corrupt_spill_block_is_an_error() {
+    let mut rng = Rng(11);
+    let input = random(&mut rng, 6000, 5000, 8);
+    let dir = SpillDir::new("corrupt");
+    for n in [1, 5, 20] {
+        let faulty: Arc<dyn SpillStore> = Arc::new(
+            FaultyStore::new(store(dir.path(), IoBackend::Sync), None, None).corrupt_write(n),
+        );
+        let config = AggregateConfig {
+            partitions: 4,
+            ..AggregateConfig::default()
+        };
+        let error = run(
+            dir.path(),
+            faulty,
+            &input,
+            min_segments(&config),
+            numbers(),
+            config,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(error, KernelError::CorruptSpill { .. }),
+            "block {n}: {error}"
+        );
     }
 }
 
 fn arbitrary_input() -> impl Strategy<Value = Vec<Pair>> {
-    let key = prop::collection::vec(0u8..4, 0..12);
+    let key = prop::collection::vec(0u8..6, 0..12);
     let value = any::<i64>().prop_map(|n| n.to_le_bytes().to_vec());
-    prop::collection::vec((key, value), 0..3000)
+    prop::collection::vec((key, value), 0..5000)
+}
+
+fn arbitrary_config() -> impl Strategy<Value = AggregateConfig> {
+    (1u32..4, 0usize..3, any::<u64>()).prop_map(|(bits, depth, seed)| AggregateConfig {
+        partitions: 1 << bits,
+        recursion_depth_max: depth,
+        seed,
+        ..AggregateConfig::default()
+    })
 }
 
 proptest! {
@@ -526,15 +569,9 @@ proptest! {
     #[test]
     fn random_streams_and_budgets_match_the_model(
         input in arbitrary_input(),
-        extra in 0usize..40,
-        partition_bits in 1u32..4,
-        depth in 0usize..3,
+        extra in 0usize..12,
+        config in arbitrary_config(),
     ) {
-        let config = AggregateConfig {
-            partitions: 1 << partition_bits,
-            recursion_depth_max: depth,
-            ..AggregateConfig::default()
-        };
         let dir = SpillDir::new("proptest");
         let segments = min_segments(&config) + extra;
         let (groups, stats) = run(
@@ -547,5 +584,30 @@ proptest! {
         )
         .unwrap();
         prop_assert!(groups == numbers_model(&input), "{:?}", stats);
+    }
+
+    /// The same with a variable-size accumulator: lists of 4-byte values, some keys hot.
+    #[test]
+    fn random_lists_match_the_model(
+        input in arbitrary_input(),
+        extra in 0usize..12,
+        config in arbitrary_config(),
+    ) {
+        let input: Vec<Pair> = input
+            .into_iter()
+            .map(|(key, value)| (key, value[..4].to_vec()))
+            .collect();
+        let dir = SpillDir::new("proptest-lists");
+        let segments = min_segments(&config) + extra;
+        let (groups, stats) = run(
+            dir.path(),
+            store(dir.path(), IoBackend::Sync),
+            &input,
+            segments,
+            Box::new(ConcatBytes),
+            config,
+        )
+        .unwrap();
+        prop_assert!(sort_pieces(groups) == concat_model(&input), "{:?}", stats);
     }
 }

@@ -1,16 +1,23 @@
 //! `HashAggregate`: groups (key, value) byte pairs by key within a memory budget.
 //!
 //! ```text
-//!   push(key, value) ──▶ Table (seed 0) ──full──▶ scatter by partition ──▶ one run per
-//!                          │                       (top hash bits)          partition
-//!                          │                                                  │
-//!   finish ──▶ partitions that never spilled: streamed from the table         ▼
+//!   push(key, value) ──▶ Table (seed 0) ──full──▶ largest partitions (top hash bits) ──▶
+//!                          ▲                       one run each, their groups dropped
+//!                          └── rebuilt around the groups that stay ◀──────┘
+//!
+//!   finish ──▶ partitions that never spilled: streamed from the table
 //!              partitions that spilled: their last groups spilled too ──▶ pending stack
 //!                                                                             │
 //!   AggregateStream::next ◀── re-aggregate one partition with the next seed ◀─┤
 //!                         ◀── or, when it does not shrink or is too deep,     │
 //!                             sort it (ExternalSorter) and merge equal keys ◀─┘
 //! ```
+//!
+//! When the table is full, the largest partitions (together at least
+//! [`HASH_SPILL_SHARE_PERCENT`] percent of the table's bytes) are written out as partial
+//! aggregates and dropped; the others stay and keep aggregating. A partition that never
+//! spills never touches the disk, so an input a little larger than memory spills only
+//! part of its groups (the hybrid idea of Flink's hash join, applied to aggregation).
 //!
 //! Memory is split once, up front, like the external sorter's: a run writer and a run
 //! reader (enough to re-aggregate a partition while spilling its sub-partitions), and the
@@ -21,10 +28,10 @@
 //! such a group's partial accumulators is the one place where memory outside the budget
 //! grows with the data (one accumulator, on the heap).
 //!
-//! A spilled partition is a list of runs holding partial aggregates, `[varint key_len]
-//! [varint acc_len][key][acc]` each (docs/FORMAT.md, section 5), in no order. After an
-//! error the aggregation (or its stream) must be dropped; dropping returns every segment
-//! and deletes every run.
+//! A spilled partition is a list of runs holding partial aggregates, `[varint key_len << 1]
+//! [varint acc_len][key][acc]` each (docs/FORMAT.md, section 5), in no order. Each spill
+//! writes one run (one file) per partition it empties. After an error the aggregation (or
+//! its stream) must be dropped; dropping returns every segment and deletes every run.
 
 use std::sync::Arc;
 
@@ -35,7 +42,8 @@ use super::table::{HEADER_LEN_MAX, Slot, Table, encode_header};
 use crate::constants::{
     HASH_PARTITIONS_DEFAULT, HASH_PARTITIONS_MAX, HASH_PARTITIONS_MIN,
     HASH_RECURSION_DEPTH_DEFAULT, HASH_RECURSION_DEPTH_MAX, HASH_SHRINK_PERCENT_MIN,
-    SORT_FAN_IN_MAX, SPILL_READ_AHEAD_DEFAULT, SPILL_WRITE_BEHIND_DEFAULT,
+    HASH_SPILL_SHARE_PERCENT, SORT_FAN_IN_MAX, SPILL_READ_AHEAD_DEFAULT,
+    SPILL_WRITE_BEHIND_DEFAULT,
 };
 use crate::error::{KernelError, Result};
 use crate::memory::{Owner, Reservation};
@@ -239,7 +247,7 @@ impl HashAggregate {
         }
         let mut memory = owner.reserve(memory_segments)?;
         let io = memory.split(config.segments_per_writer() + config.segments_per_reader());
-        let table = Table::new(memory, seed_at(config.seed, 0))?;
+        let table = Table::new(memory, seed_at(config.seed, 0), config.partition_bits())?;
         Ok(HashAggregate {
             store,
             config,
@@ -296,72 +304,66 @@ impl HashAggregate {
     }
 
     fn fold(&mut self, key: &[u8], input: Fold<'_>) -> Result<()> {
-        let fixed = self.fixed;
-        let table = self.table.as_mut().expect("the table is home");
-        let hash = hash_bytes(table.seed(), key);
-        if let Slot::Found { index, address } = table.find(hash, key) {
-            let aggregator = &*self.aggregator;
-            if fixed {
-                table.update_in_place(address, |acc| match input {
-                    Fold::Value(value) => aggregator.update(acc, value),
-                    Fold::Partial(other) => aggregator.merge(acc, other),
-                });
-                return Ok(());
-            }
-            self.acc.clear();
-            let (_, old) = table.record(address, &mut self.scratch);
-            match input {
-                Fold::Value(value) => aggregator.update_into(old, value, &mut self.acc),
-                Fold::Partial(other) => aggregator.merge_into(old, other, &mut self.acc),
-            }
-            if table.replace(index, address, key, &self.acc)? {
-                return Ok(());
-            }
-            // No room for the grown accumulator: the group's partial result goes to disk
-            // with the others, and the input starts the group afresh.
-            self.spill_table()?;
-        }
-        self.acc.clear();
-        match input {
-            Fold::Value(value) => self.aggregator.init(value, &mut self.acc),
-            Fold::Partial(other) => self.acc.extend_from_slice(other),
-        }
-        self.insert(hash, key)
-    }
-
-    /// Inserts `key` with the accumulator in `self.acc`, spilling the table if it is full,
-    /// and writing the group as a run of its own if it does not fit even an empty table.
-    fn insert(&mut self, hash: u64, key: &[u8]) -> Result<()> {
+        let hash = hash_bytes(self.table().seed(), key);
         loop {
             let table = self.table.as_mut().expect("the table is home");
-            let Slot::Vacant { index } = table.find(hash, key) else {
-                panic!("insert of a group the table holds");
-            };
-            if table.insert(index, hash, key, &self.acc)? {
-                return Ok(());
+            let aggregator = &*self.aggregator;
+            match table.find(hash, key) {
+                Slot::Found { address, .. } if self.fixed => {
+                    table.update_in_place(address, |acc| match input {
+                        Fold::Value(value) => aggregator.update(acc, value),
+                        Fold::Partial(other) => aggregator.merge(acc, other),
+                    });
+                    return Ok(());
+                }
+                Slot::Found { address, .. } => {
+                    self.acc.clear();
+                    let (_, old) = table.record(address, &mut self.scratch);
+                    match input {
+                        Fold::Value(value) => aggregator.update_into(old, value, &mut self.acc),
+                        Fold::Partial(other) => aggregator.merge_into(old, other, &mut self.acc),
+                    }
+                    if table.replace(hash, key, &self.acc)? {
+                        return Ok(());
+                    }
+                }
+                Slot::Vacant { .. } => {
+                    self.acc.clear();
+                    match input {
+                        Fold::Value(value) => aggregator.init(value, &mut self.acc),
+                        Fold::Partial(other) => self.acc.extend_from_slice(other),
+                    }
+                    if table.insert(hash, key, &self.acc)? {
+                        return Ok(());
+                    }
+                    if table.groups() == 0 {
+                        // Too large for the whole table: a run of its own.
+                        return self.spill_single(hash, key);
+                    }
+                }
             }
-            if table.groups() == 0 {
-                return self.spill_single(hash, key);
-            }
-            self.spill_table()?;
+            // No room. Spill the largest partitions and try again: the group stays if its
+            // partition stays (and is folded into then), or starts afresh if it went to
+            // disk as a partial result. Each spill empties at least one partition, so the
+            // group's own partition goes at the latest when it is the last one left.
+            self.spill()?;
         }
     }
 
-    fn partition_of(&self, hash: u64) -> usize {
-        (hash >> (64 - self.config.partition_bits())) as usize
-    }
-
-    /// Writes every group of the table to its partition's run and empties the table.
-    fn spill_table(&mut self) -> Result<()> {
-        let bits = self.config.partition_bits();
-        let ranges = self.table_mut().scatter(bits);
-        for (partition, range) in ranges.into_iter().enumerate() {
-            if !range.is_empty() {
-                self.spill_range(partition, range)?;
-            }
-        }
+    /// Writes the largest partitions of the table to their runs, until at least
+    /// [`HASH_SPILL_SHARE_PERCENT`] percent of its record bytes are written, and rebuilds
+    /// the table around the groups that stay.
+    fn spill(&mut self) -> Result<()> {
         let table = self.table_mut();
-        table.clear(table.seed());
+        let chosen = table.largest_partitions(HASH_SPILL_SHARE_PERCENT);
+        assert!(!chosen.is_empty(), "a spill of an empty table");
+        let ranges = table.scatter();
+        for partition in chosen {
+            let range = ranges[partition].clone();
+            self.spill_range(partition, range.clone())?;
+            self.table_mut().drop_partition(partition, range);
+        }
+        self.table_mut().rebuild();
         self.stats.table_spills += 1;
         Ok(())
     }
@@ -387,7 +389,8 @@ impl HashAggregate {
         output.write_bytes(&header[..len])?;
         output.write_bytes(key)?;
         output.write_bytes(&self.acc)?;
-        self.finish_output(self.partition_of(hash), output)
+        let partition = self.table().partition_of(hash);
+        self.finish_output(partition, output)
     }
 
     fn create_output(&mut self) -> Result<RunOutput> {
@@ -423,8 +426,7 @@ impl HashAggregate {
             let all = 0..self.table().buckets_len();
             return Ok(std::iter::once(all).collect());
         }
-        let bits = self.config.partition_bits();
-        let ranges = self.table_mut().scatter(bits);
+        let ranges = self.table_mut().scatter();
         let mut keep = Vec::new();
         for (partition, range) in ranges.into_iter().enumerate() {
             if !spilled[partition] {
@@ -489,14 +491,17 @@ impl HashAggregate {
         let mut scratch = Vec::new();
         let fixed = self.aggregator.accumulator_size();
         while !input.is_at_end()? {
-            let key_len = input.read_varint()?;
+            let key_word = input.read_varint()?;
             let acc_len = input.read_varint()?;
+            let key_len = key_word >> 1;
             let left = run.payload_bytes() - input.bytes_read();
-            if key_len.saturating_add(acc_len) > left || fixed.is_some_and(|n| n as u64 != acc_len)
+            if key_word & 1 == 1
+                || key_len.saturating_add(acc_len) > left
+                || fixed.is_some_and(|n| n as u64 != acc_len)
             {
                 return Err(KernelError::Malformed {
                     position: input.bytes_read(),
-                    what: "partial aggregate lengths do not fit the run or the aggregator",
+                    what: "partial aggregate marked dead, or its lengths do not fit the run or the aggregator",
                 });
             }
             let (key_len, len) = (key_len as usize, (key_len + acc_len) as usize);
@@ -542,7 +547,8 @@ impl HashAggregate {
     /// Only on a broken budget (the memory holds less than a segment).
     pub(super) fn return_memory(&mut self, memory: Reservation) -> Result<()> {
         assert!(self.table.is_none(), "the table is home already");
-        self.table = Some(Table::new(memory, seed_at(self.config.seed, 0))?);
+        let bits = self.config.partition_bits();
+        self.table = Some(Table::new(memory, seed_at(self.config.seed, 0), bits)?);
         Ok(())
     }
 }

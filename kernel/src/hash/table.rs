@@ -5,28 +5,31 @@
 //!     [ tag: top 16 bits of the hash | address + 1: 48 bits ]   (0 = empty)
 //!                                           │
 //!   record area: segments, append only, records span segments freely
-//!     [varint key_len][varint acc_len][key][acc] [varint..][..] ...
+//!     [varint key_len << 1 | dead][varint acc_len][key][acc] [varint..][..] ...
 //! ```
 //!
 //! A lookup walks buckets from `hash & mask`, compares the tag and only then the key in
 //! the record area. A fixed-size accumulator is updated where it lies; a variable-size
-//! one whose length changes is appended again and its bucket repointed, leaving the old
-//! record as garbage until the table is cleared (after a spill or at the end) or, when the
-//! area is full and at least [`HASH_COMPACT_GARBAGE_PERCENT_MIN`] percent of it is garbage,
-//! compacted in place.
+//! one whose length changes is appended again, its bucket repointed and the old record
+//! marked dead. A partition is spilled by writing its records out and marking them dead.
+//! Dead records are garbage until the table is rebuilt: the live records slide down over
+//! them and the buckets are filled again from the records (after a spill, or when the area
+//! is full and at least [`HASH_COMPACT_GARBAGE_PERCENT_MIN`] percent of it is garbage).
 //!
 //! Memory: the table holds one [`Reservation`] of its whole budget, and takes bucket and
-//! record segments out of it (and gives them back) as it grows and clears, so no other
-//! consumer can take its memory in between. The bucket array doubles while the load is
-//! above [`HASH_LOAD_PERCENT_MAX`] and it may take at most `1 /`
+//! record segments out of it (and gives them back) as it grows, rebuilds and clears, so
+//! no other consumer can take its memory in between. The bucket array doubles while the
+//! load is above [`HASH_LOAD_PERCENT_MAX`] and it may take at most `1 /`
 //! [`HASH_BUCKET_SHARE_INVERSE`] of the memory; when neither buckets nor records can grow,
 //! inserting answers "no room" and the caller spills.
 //!
 //! Invariants:
 //! 1. `memory.segments() + buckets.len() + area.len() == segments_total`.
-//! 2. Outside `scatter`ed state, every record reachable from a bucket lies below
-//!    `area_end` and its key hashes (with `seed`) to the bucket's tag.
-//! 3. `groups` counts the non-empty buckets.
+//! 2. Outside `scatter`ed state, every live record is reachable from exactly one bucket,
+//!    whose tag is the top bits of its key's hash under `seed`; no bucket points to a dead
+//!    record.
+//! 3. `groups` counts the live records; `partition_bytes[p]` sums the lengths of the live
+//!    records of partition `p`; `garbage_bytes` sums the lengths of the dead ones.
 
 use std::ops::Range;
 
@@ -46,14 +49,15 @@ const ADDRESS_MASK: u64 = (1 << ADDRESS_BITS) - 1;
 /// Bytes of an encoded record header at most: two varints.
 pub(crate) const HEADER_LEN_MAX: usize = 2 * VARINT_U64_BYTES_MAX;
 
-/// Encodes a record header (`key_len`, `acc_len`) into `out`; returns its length.
+/// Encodes the header of a live record (`key_len`, `acc_len`) into `out`; returns its
+/// length.
 pub(crate) fn encode_header(
     key_len: usize,
     acc_len: usize,
     out: &mut [u8; HEADER_LEN_MAX],
 ) -> usize {
     let mut word = [0; VARINT_U64_BYTES_MAX];
-    let first = varint::encode_u64(key_len as u64, &mut word);
+    let first = varint::encode_u64((key_len as u64) << 1, &mut word);
     out[..first].copy_from_slice(&word[..first]);
     let second = varint::encode_u64(acc_len as u64, &mut word);
     out[first..first + second].copy_from_slice(&word[..second]);
@@ -66,6 +70,8 @@ pub(crate) struct RecordHeader {
     pub(crate) header_len: usize,
     pub(crate) key_len: usize,
     pub(crate) acc_len: usize,
+    /// Written out or moved: no bucket points to it.
+    pub(crate) dead: bool,
 }
 
 impl RecordHeader {
@@ -98,22 +104,25 @@ pub(crate) struct Table {
     area_end: u64,
     /// log2 of the segment size.
     log2: u32,
-    /// Bytes of the record area no bucket points to any more.
     garbage_bytes: u64,
+    /// Partitions are the top `partition_bits` bits of the hash.
+    partition_bits: u32,
+    partition_bytes: Vec<u64>,
     /// Set by [`Table::scatter`]: buckets are grouped by partition, not probed.
     scattered: bool,
     scratch: Vec<u8>,
 }
 
 impl Table {
-    /// A table over the budget `memory` holds, hashing with `seed`: one bucket segment to
-    /// begin with.
+    /// A table over the budget `memory` holds, hashing with `seed`, spilling in
+    /// `1 << partition_bits` partitions: one bucket segment to begin with.
     ///
     /// # Errors
     ///
     /// [`KernelError::BudgetExceeded`](crate::KernelError::BudgetExceeded) when `memory`
     /// holds less than a segment.
-    pub(crate) fn new(mut memory: Reservation, seed: u64) -> Result<Table> {
+    pub(crate) fn new(mut memory: Reservation, seed: u64, partition_bits: u32) -> Result<Table> {
+        assert!((1..=HASH_TAG_BITS).contains(&partition_bits));
         let segments_total = memory.segments();
         let segment_size = memory.owner().segment_size();
         let mut first = memory.allocate_one()?;
@@ -131,6 +140,8 @@ impl Table {
             area_end: 0,
             log2: segment_size.trailing_zeros(),
             garbage_bytes: 0,
+            partition_bits,
+            partition_bytes: vec![0; 1 << partition_bits],
             scattered: false,
             scratch: Vec::new(),
         })
@@ -152,7 +163,7 @@ impl Table {
         self.area_end
     }
 
-    /// Bytes of the record area no bucket points to.
+    /// Bytes of dead records in the record area.
     #[cfg(test)]
     pub(crate) fn garbage_bytes(&self) -> u64 {
         self.garbage_bytes
@@ -161,6 +172,34 @@ impl Table {
     /// The seed keys are hashed with.
     pub(crate) fn seed(&self) -> u64 {
         self.seed
+    }
+
+    /// The partition of a hash (or of a bucket entry, which keeps the hash's top bits).
+    #[inline]
+    pub(crate) fn partition_of(&self, hash: u64) -> usize {
+        (hash >> (64 - self.partition_bits)) as usize
+    }
+
+    /// The partitions holding the most record bytes, largest first, until together they
+    /// hold at least `percent` percent of the live bytes (at least one partition, none when
+    /// the table is empty).
+    pub(crate) fn largest_partitions(&self, percent: u64) -> Vec<usize> {
+        let live: u64 = self.partition_bytes.iter().sum();
+        let mut order: Vec<usize> = (0..self.partition_bytes.len())
+            .filter(|&p| self.partition_bytes[p] > 0)
+            .collect();
+        order.sort_by_key(|&p| std::cmp::Reverse(self.partition_bytes[p]));
+        let mut chosen_bytes = 0;
+        let mut count = 0;
+        for &p in &order {
+            if count > 0 && chosen_bytes * 100 >= live * percent {
+                break;
+            }
+            chosen_bytes += self.partition_bytes[p];
+            count += 1;
+        }
+        order.truncate(count);
+        order
     }
 
     #[inline]
@@ -188,7 +227,7 @@ impl Table {
     ///
     /// # Panics
     ///
-    /// After [`Table::scatter`], before [`Table::clear`].
+    /// After [`Table::scatter`], before [`Table::clear`] or [`Table::rebuild`].
     #[inline]
     pub(crate) fn find(&self, hash: u64, key: &[u8]) -> Slot {
         assert!(!self.scattered, "lookup in a scattered table");
@@ -212,65 +251,67 @@ impl Table {
         }
     }
 
-    /// Adds `key` with accumulator `acc` at the vacant bucket `index` (from
-    /// [`Table::find`]); `Ok(false)` when there is no room (nothing changed but perhaps a
-    /// larger bucket array).
+    /// Adds `key` (absent, with hash `hash`) with accumulator `acc`; `Ok(false)` when there
+    /// is no room (no group changed; the table may have grown or been rebuilt).
     ///
     /// # Errors
     ///
     /// A memory error other than the table's budget running out.
-    pub(crate) fn insert(
-        &mut self,
-        index: usize,
-        hash: u64,
-        key: &[u8],
-        acc: &[u8],
-    ) -> Result<bool> {
-        let mut index = index;
-        if (self.groups + 1) * 100 > self.buckets_len() * HASH_LOAD_PERCENT_MAX {
-            if !self.grow()? {
-                return Ok(false);
-            }
-            match self.find(hash, key) {
-                Slot::Vacant { index: vacant } => index = vacant,
-                Slot::Found { .. } => panic!("insert of a key the table holds"),
-            }
+    ///
+    /// # Panics
+    ///
+    /// When the table holds `key` already.
+    pub(crate) fn insert(&mut self, hash: u64, key: &[u8], acc: &[u8]) -> Result<bool> {
+        if (self.groups + 1) * 100 > self.buckets_len() * HASH_LOAD_PERCENT_MAX && !self.grow()? {
+            return Ok(false);
         }
-        let Some(address) = self.append(key, acc)? else {
+        let Some((address, len)) = self.append(key, acc)? else {
             return Ok(false);
         };
-        debug_assert_eq!(self.bucket(index), 0, "insert into a full bucket");
+        let Slot::Vacant { index } = self.find(hash, key) else {
+            panic!("insert of a key the table holds");
+        };
         self.set_bucket(index, (hash & !ADDRESS_MASK) | (address + 1));
         self.groups += 1;
+        let partition = self.partition_of(hash);
+        self.partition_bytes[partition] += len;
         Ok(true)
     }
 
-    /// Replaces the accumulator of the record at `address` (bucket `index`, key `key`) by
-    /// `acc`: in place when the length is unchanged, appended anew otherwise; `Ok(false)`
-    /// when there is no room for the new record (nothing changed).
+    /// Replaces the accumulator of `key` (present, with hash `hash`) by `acc`: in place
+    /// when the length is unchanged, appended anew otherwise; `Ok(false)` when there is no
+    /// room for the new record (no group changed; the table may have been rebuilt).
     ///
     /// # Errors
     ///
     /// A memory error other than the table's budget running out.
-    pub(crate) fn replace(
-        &mut self,
-        index: usize,
-        address: u64,
-        key: &[u8],
-        acc: &[u8],
-    ) -> Result<bool> {
+    ///
+    /// # Panics
+    ///
+    /// When the table does not hold `key`.
+    pub(crate) fn replace(&mut self, hash: u64, key: &[u8], acc: &[u8]) -> Result<bool> {
+        let Slot::Found { address, .. } = self.find(hash, key) else {
+            panic!("replace of a key the table lacks");
+        };
         let header = self.header(address);
         if header.acc_len == acc.len() {
             let start = address + (header.header_len + header.key_len) as u64;
             self.write_at(start, acc);
             return Ok(true);
         }
-        let Some(moved) = self.append(key, acc)? else {
+        let Some((moved, len)) = self.append(key, acc)? else {
             return Ok(false);
         };
-        let tag = self.bucket(index) & !ADDRESS_MASK;
-        self.set_bucket(index, tag | (moved + 1));
-        self.garbage_bytes += header.total_len() as u64;
+        // Making room may have rebuilt the table and moved the old record.
+        let Slot::Found { index, address } = self.find(hash, key) else {
+            panic!("a rebuild lost a group");
+        };
+        let old_len = header.total_len() as u64;
+        self.mark_dead(address);
+        self.garbage_bytes += old_len;
+        self.set_bucket(index, (hash & !ADDRESS_MASK) | (moved + 1));
+        let partition = self.partition_of(hash);
+        self.partition_bytes[partition] = self.partition_bytes[partition] + len - old_len;
         Ok(true)
     }
 
@@ -297,27 +338,37 @@ impl Table {
     /// The header of the record at `address`.
     #[inline]
     pub(crate) fn header(&self, address: u64) -> RecordHeader {
-        // Keys and accumulators under 128 bytes, both length bytes in one segment: the
-        // common case, read without a loop.
+        // Keys under 64 bytes and accumulators under 128, both length bytes in one
+        // segment: the common case, read without a loop.
         let (segment, offset) = self.locate(address);
         if offset + 2 <= 1 << self.log2 {
             let lengths = self.area[segment].bytes(offset, 2);
             if lengths[0] < 0x80 && lengths[1] < 0x80 {
                 return RecordHeader {
                     header_len: 2,
-                    key_len: usize::from(lengths[0]),
+                    key_len: usize::from(lengths[0] >> 1),
                     acc_len: usize::from(lengths[1]),
+                    dead: lengths[0] & 1 == 1,
                 };
             }
         }
         let mut position = address;
-        let key_len = self.varint(&mut position);
+        let key_word = self.varint(&mut position);
         let acc_len = self.varint(&mut position);
         RecordHeader {
             header_len: (position - address) as usize,
-            key_len,
-            acc_len,
+            key_len: (key_word >> 1) as usize,
+            acc_len: acc_len as usize,
+            dead: key_word & 1 == 1,
         }
+    }
+
+    /// Marks the record at `address` dead: the low bit of its first header byte.
+    fn mark_dead(&mut self, address: u64) {
+        let (segment, offset) = self.locate(address);
+        let first = self.area[segment].get_u8(offset);
+        debug_assert_eq!(first & 1, 0, "a record dies twice");
+        self.area[segment].put_u8(offset, first | 1);
     }
 
     /// The key and accumulator of the record at `address`, copied into `scratch` only when
@@ -342,13 +393,16 @@ impl Table {
         body.split_at(header.key_len)
     }
 
-    /// Writes the record at `address`, header included, to `output`; returns its length.
+    /// Writes the (live) record at `address`, header included, to `output`; returns its
+    /// length.
     ///
     /// # Errors
     ///
     /// The output's error.
     pub(crate) fn write_record(&self, address: u64, output: &mut RunOutput) -> Result<usize> {
-        let len = self.header(address).total_len();
+        let header = self.header(address);
+        assert!(!header.dead, "a dead record is never written out");
+        let len = header.total_len();
         let mut position = address;
         let mut left = len;
         while left > 0 {
@@ -361,13 +415,13 @@ impl Table {
         Ok(len)
     }
 
-    /// Groups the non-empty buckets by partition (the top `bits` bits of their hash) and
-    /// returns each partition's range of bucket indexes. The table is no longer a hash table
-    /// until [`Table::clear`]: it can be read by [`Table::entry_address`] only.
-    pub(crate) fn scatter(&mut self, bits: u32) -> Vec<Range<usize>> {
-        assert!((1..=HASH_TAG_BITS).contains(&bits));
+    /// Groups the non-empty buckets by partition and returns each partition's range of
+    /// bucket indexes. The table is no longer a hash table until [`Table::rebuild`] or
+    /// [`Table::clear`]: it can be read by [`Table::entry_address`] only.
+    pub(crate) fn scatter(&mut self) -> Vec<Range<usize>> {
         self.scattered = true;
-        let partitions = 1usize << bits;
+        let partitions = self.partition_bytes.len();
+        let bits = self.partition_bits;
         // Class `partitions` holds the empty buckets, after every partition.
         let class = |entry: u64| {
             if entry == 0 {
@@ -406,6 +460,88 @@ impl Table {
         ranges
     }
 
+    /// Marks the records of `partition`, whose buckets are `range` of the scattered
+    /// table, dead (they have been written out).
+    ///
+    /// # Panics
+    ///
+    /// When the table is not scattered, or `range` does not hold exactly the partition.
+    pub(crate) fn drop_partition(&mut self, partition: usize, range: Range<usize>) {
+        assert!(
+            self.scattered,
+            "drop of a partition of an unscattered table"
+        );
+        let mut dropped = 0;
+        for index in range {
+            let address = self
+                .entry_address(index)
+                .expect("a scattered range holds groups");
+            dropped += self.header(address).total_len() as u64;
+            self.mark_dead(address);
+            self.set_bucket(index, 0);
+            self.groups -= 1;
+        }
+        assert_eq!(
+            dropped, self.partition_bytes[partition],
+            "partition {partition} dropped other bytes than it held"
+        );
+        self.garbage_bytes += dropped;
+        self.partition_bytes[partition] = 0;
+    }
+
+    /// Slides the live records down over the dead ones, fills the bucket array again from
+    /// them (rehashing their keys), and gives surplus record segments back to the budget.
+    /// Each record is copied out before it is written lower down, so overlapping moves are
+    /// safe.
+    pub(crate) fn rebuild(&mut self) {
+        let segment_size = 1 << self.log2;
+        for segment in &mut self.buckets {
+            segment.fill(0, segment_size, 0);
+        }
+        let groups = self.groups;
+        self.groups = 0;
+        let mut record = std::mem::take(&mut self.scratch);
+        let (mut source, mut target) = (0u64, 0u64);
+        while source < self.area_end {
+            let header = self.header(source);
+            let len = header.total_len() as u64;
+            if !header.dead {
+                let hash = if target == source {
+                    let (key, _) = self.record(source, &mut record);
+                    hash_bytes(self.seed, key)
+                } else {
+                    record.clear();
+                    record.resize(len as usize, 0);
+                    self.read_at(source, &mut record);
+                    self.write_at(target, &record);
+                    let key = &record[header.header_len..header.header_len + header.key_len];
+                    hash_bytes(self.seed, key)
+                };
+                let mut index = hash as usize & self.bucket_mask;
+                while self.bucket(index) != 0 {
+                    index = (index + 1) & self.bucket_mask;
+                }
+                self.set_bucket(index, (hash & !ADDRESS_MASK) | (target + 1));
+                self.groups += 1;
+                target += len;
+            }
+            source += len;
+        }
+        assert_eq!(
+            self.groups, groups,
+            "a rebuild found other groups than it held"
+        );
+        self.scratch = record;
+        self.area_end = target;
+        self.garbage_bytes = 0;
+        self.scattered = false;
+        let keep = target.div_ceil(segment_size as u64) as usize;
+        while self.area.len() > keep {
+            let segment = self.area.pop().expect("a surplus segment");
+            self.memory.give_back(segment);
+        }
+    }
+
     /// Empties the table for reuse with `seed`; record segments go back to the budget.
     pub(crate) fn clear(&mut self, seed: u64) {
         let segment_size = 1 << self.log2;
@@ -419,6 +555,7 @@ impl Table {
         self.groups = 0;
         self.area_end = 0;
         self.garbage_bytes = 0;
+        self.partition_bytes.fill(0);
         self.scattered = false;
         assert_eq!(
             self.memory.segments() + self.buckets.len(),
@@ -476,29 +613,29 @@ impl Table {
         Ok(true)
     }
 
-    /// Appends a record; `Ok(None)` when the budget has no segment for it (the area may
-    /// have grown by the segments it could get, which later records use).
-    fn append(&mut self, key: &[u8], acc: &[u8]) -> Result<Option<u64>> {
+    /// Appends a live record; returns its address and length, or `Ok(None)` when there is
+    /// no room for it.
+    fn append(&mut self, key: &[u8], acc: &[u8]) -> Result<Option<(u64, u64)>> {
         let mut header = [0; HEADER_LEN_MAX];
         let header_len = encode_header(key.len(), acc.len(), &mut header);
         let total = (header_len + key.len() + acc.len()) as u64;
         if !self.make_room(total)? {
             return Ok(None);
         }
-        let end = self.area_end + total;
         let address = self.area_end;
+        let end = address + total;
         assert!(end < ADDRESS_MASK, "record area beyond 2^48 bytes");
         self.write_at(address, &header[..header_len]);
         self.write_at(address + header_len as u64, key);
         self.write_at(address + (header_len + key.len()) as u64, acc);
         self.area_end = end;
-        Ok(Some(address))
+        Ok(Some((address, total)))
     }
 
     /// Makes sure `len` more bytes fit in the record area, taking segments from the budget
-    /// and, when it has none left and enough of the area is garbage, compacting.
+    /// and, when it has none left and enough of the area is garbage, rebuilding.
     fn make_room(&mut self, len: u64) -> Result<bool> {
-        let mut compacted = false;
+        let mut rebuilt = false;
         loop {
             if (self.area.len() as u64) << self.log2 >= self.area_end + len {
                 return Ok(true);
@@ -506,52 +643,15 @@ impl Table {
             match self.memory.allocate_one() {
                 Ok(segment) => self.area.push(segment),
                 Err(error) if !error.is_budget_exceeded() => return Err(error),
-                Err(_) if compacted => return Ok(false),
+                Err(_) if rebuilt => return Ok(false),
                 Err(_) => {
                     if self.garbage_bytes * 100 < self.area_end * HASH_COMPACT_GARBAGE_PERCENT_MIN {
                         return Ok(false);
                     }
-                    self.compact();
-                    compacted = true;
+                    self.rebuild();
+                    rebuilt = true;
                 }
             }
-        }
-    }
-
-    /// Slides the live records down over the garbage, in address order, repointing their
-    /// buckets; gives surplus record segments back to the budget. A record is live when the
-    /// lookup of its key finds it; it is copied out before it is written lower down, so
-    /// overlapping moves are safe, and every bucket points to intact bytes throughout.
-    fn compact(&mut self) {
-        let mut record = std::mem::take(&mut self.scratch);
-        let (mut source, mut target) = (0u64, 0u64);
-        while source < self.area_end {
-            let header = self.header(source);
-            let len = header.total_len();
-            record.clear();
-            record.resize(len, 0);
-            self.read_at(source, &mut record);
-            let key = &record[header.header_len..header.header_len + header.key_len];
-            let hash = hash_bytes(self.seed, key);
-            if let Slot::Found { index, address } = self.find(hash, key)
-                && address == source
-            {
-                if target != source {
-                    self.write_at(target, &record);
-                    let tag = self.bucket(index) & !ADDRESS_MASK;
-                    self.set_bucket(index, tag | (target + 1));
-                }
-                target += len as u64;
-            }
-            source += len as u64;
-        }
-        self.scratch = record;
-        self.area_end = target;
-        self.garbage_bytes = 0;
-        let keep = target.div_ceil(1 << self.log2) as usize;
-        while self.area.len() > keep {
-            let segment = self.area.pop().expect("a surplus segment");
-            self.memory.give_back(segment);
         }
     }
 
@@ -600,7 +700,7 @@ impl Table {
 
     /// Decodes a varint the table wrote at `position`, moving past it.
     #[inline]
-    fn varint(&self, position: &mut u64) -> usize {
+    fn varint(&self, position: &mut u64) -> u64 {
         let mut value = 0;
         let mut shift = 0;
         loop {
@@ -608,7 +708,7 @@ impl Table {
             let byte = self.area[segment].get_u8(offset);
             *position += 1;
             match varint::decode_step(byte, shift, &mut value) {
-                Ok(Some(done)) => return done as usize,
+                Ok(Some(done)) => return done,
                 Ok(None) => shift += 7,
                 Err(what) => panic!("hash table record header at {position}: {what}"),
             }
@@ -628,12 +728,21 @@ mod tests {
     use super::*;
     use crate::memory::test_manager;
 
+    fn table(segments: usize, seed: u64) -> (crate::memory::MemoryManager, Table) {
+        let manager = test_manager(segments);
+        let memory = manager.owner("hash").reserve(segments).unwrap();
+        let table = Table::new(memory, seed, 3).unwrap();
+        (manager, table)
+    }
+
     fn insert(table: &mut Table, key: &[u8], acc: &[u8]) -> bool {
         let hash = hash_bytes(table.seed(), key);
-        match table.find(hash, key) {
-            Slot::Vacant { index } => table.insert(index, hash, key, acc).unwrap(),
-            Slot::Found { .. } => panic!("key present"),
-        }
+        table.insert(hash, key, acc).unwrap()
+    }
+
+    fn replace(table: &mut Table, key: &[u8], acc: &[u8]) -> bool {
+        let hash = hash_bytes(table.seed(), key);
+        table.replace(hash, key, acc).unwrap()
     }
 
     fn lookup(table: &Table, key: &[u8]) -> Option<Vec<u8>> {
@@ -649,18 +758,18 @@ mod tests {
     /// The worked example of docs/FORMAT.md, section 5.
     #[test]
     fn format_doc_example() {
-        let manager = test_manager(4);
-        let mut table = Table::new(manager.owner("hash").reserve(4).unwrap(), 3).unwrap();
+        let (manager, mut table) = table(4, 3);
         let acc = [1234i64.to_le_bytes(), 3i64.to_le_bytes()].concat();
         assert!(insert(&mut table, b"AF", &acc));
         let expected = [
-            0x02, 0x10, 0x41, 0x46, 0xd2, 0x04, 0, 0, 0, 0, 0, 0, 0x03, 0, 0, 0, 0, 0, 0, 0,
+            0x04, 0x10, 0x41, 0x46, 0xd2, 0x04, 0, 0, 0, 0, 0, 0, 0x03, 0, 0, 0, 0, 0, 0, 0,
         ];
         let mut bytes = vec![0; 20];
         table.read_at(0, &mut bytes);
         assert_eq!(bytes, expected);
         assert_eq!(table.record_bytes(), 20);
         let doc = include_str!("../../../docs/FORMAT.md");
+        assert!(doc.contains("04                          varint 4 = 2 << 1 | 0: key_len 2, live"));
         assert!(doc.contains("d2 04 00 00 00 00 00 00     sum 1234"));
         drop(table.into_memory());
         manager.leak_check().unwrap();
@@ -668,9 +777,7 @@ mod tests {
 
     #[test]
     fn inserts_grow_the_buckets_until_memory_runs_out() {
-        let manager = test_manager(16);
-        let table_memory = manager.owner("hash").reserve(16).unwrap();
-        let mut table = Table::new(table_memory, 42).unwrap();
+        let (manager, mut table) = table(16, 42);
         let mut n = 0u32;
         while insert(&mut table, &n.to_be_bytes(), &[n as u8; 8]) {
             n += 1;
@@ -688,8 +795,7 @@ mod tests {
 
     #[test]
     fn records_span_segments_and_update_in_place() {
-        let manager = test_manager(8);
-        let mut table = Table::new(manager.owner("hash").reserve(8).unwrap(), 1).unwrap();
+        let (manager, mut table) = table(8, 1);
         let long_key = vec![7u8; 5000];
         assert!(insert(&mut table, &long_key, &[1; 8]));
         assert!(insert(&mut table, b"", &[2; 8]));
@@ -710,48 +816,37 @@ mod tests {
 
     #[test]
     fn replace_moves_records_whose_length_changes() {
-        let manager = test_manager(4);
-        let mut table = Table::new(manager.owner("hash").reserve(4).unwrap(), 9).unwrap();
+        let (manager, mut table) = table(4, 9);
         assert!(insert(&mut table, b"key", b"ab"));
-        let hash = hash_bytes(9, b"key");
-        let Slot::Found { index, address } = table.find(hash, b"key") else {
-            panic!("present");
-        };
-        assert!(table.replace(index, address, b"key", b"xy").unwrap());
+        assert!(replace(&mut table, b"key", b"xy"));
         assert_eq!(table.garbage_bytes(), 0, "same length: in place");
-        assert!(table.replace(index, address, b"key", b"xyz").unwrap());
+        assert!(replace(&mut table, b"key", b"xyz"));
         assert_eq!(table.garbage_bytes(), 2 + 3 + 2);
         assert_eq!(lookup(&table, b"key"), Some(b"xyz".to_vec()));
+        let partition = table.partition_of(hash_bytes(9, b"key"));
+        assert_eq!(table.partition_bytes[partition], 2 + 3 + 3);
         drop(table.into_memory());
         manager.leak_check().unwrap();
     }
 
     /// A growing accumulator leaves garbage behind; when the area is full the table
-    /// compacts instead of reporting no room, and every group survives the move.
+    /// rebuilds instead of reporting no room, and every group survives the move.
     #[test]
-    fn a_full_area_of_garbage_is_compacted() {
-        let manager = test_manager(6);
-        let mut table = Table::new(manager.owner("hash").reserve(6).unwrap(), 2).unwrap();
+    fn a_full_area_of_garbage_is_rebuilt() {
+        let (manager, mut table) = table(6, 2);
         for i in 0u32..20 {
             assert!(insert(&mut table, &i.to_le_bytes(), &[i as u8; 3]));
         }
         let key = b"growing";
-        let hash = hash_bytes(2, key);
         assert!(insert(&mut table, key, &[]));
         let mut acc = Vec::new();
         for round in 0..400 {
             acc.push(round as u8);
-            let Slot::Found { index, address } = table.find(hash, key) else {
-                panic!("present");
-            };
-            assert!(
-                table.replace(index, address, key, &acc).unwrap(),
-                "round {round}"
-            );
+            assert!(replace(&mut table, key, &acc), "round {round}");
         }
         assert!(
             table.record_bytes() < 3 * 4096,
-            "compacted: {} bytes",
+            "rebuilt: {} bytes",
             table.record_bytes()
         );
         assert_eq!(lookup(&table, key), Some(acc));
@@ -764,12 +859,11 @@ mod tests {
 
     #[test]
     fn scatter_groups_buckets_by_partition() {
-        let manager = test_manager(8);
-        let mut table = Table::new(manager.owner("hash").reserve(8).unwrap(), 5).unwrap();
+        let (manager, mut table) = table(8, 5);
         for i in 0u32..300 {
             assert!(insert(&mut table, &i.to_le_bytes(), &[]));
         }
-        let ranges = table.scatter(3);
+        let ranges = table.scatter();
         assert_eq!(ranges.len(), 8);
         let mut seen = 0;
         let mut scratch = Vec::new();
@@ -785,6 +879,34 @@ mod tests {
         table.clear(6);
         assert_eq!(table.groups(), 0);
         assert!(insert(&mut table, b"again", &[]));
+        drop(table.into_memory());
+        manager.leak_check().unwrap();
+    }
+
+    /// Dropping the largest partitions and rebuilding keeps exactly the other groups,
+    /// findable, in a compacted area.
+    #[test]
+    fn dropped_partitions_leave_the_rest_findable() {
+        let (manager, mut table) = table(16, 11);
+        for i in 0u32..600 {
+            assert!(insert(&mut table, &i.to_le_bytes(), &i.to_be_bytes()));
+        }
+        let before = table.record_bytes();
+        let chosen = table.largest_partitions(50);
+        assert!((1..=4).contains(&chosen.len()), "{chosen:?}");
+        let ranges = table.scatter();
+        for &partition in &chosen {
+            table.drop_partition(partition, ranges[partition].clone());
+        }
+        table.rebuild();
+        for i in 0u32..600 {
+            let partition = table.partition_of(hash_bytes(11, &i.to_le_bytes()));
+            let expected = (!chosen.contains(&partition)).then(|| i.to_be_bytes().to_vec());
+            assert_eq!(lookup(&table, &i.to_le_bytes()), expected, "group {i}");
+        }
+        assert!(table.record_bytes() * 100 <= before * 50 + 50, "compacted");
+        assert_eq!(table.garbage_bytes(), 0);
+        assert!(table.largest_partitions(100).len() <= 8 - chosen.len());
         drop(table.into_memory());
         manager.leak_check().unwrap();
     }
