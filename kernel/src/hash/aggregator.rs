@@ -29,8 +29,9 @@ pub trait Aggregator: Send + fmt::Debug {
     /// vary and updates produce new bytes.
     fn accumulator_size(&self) -> Option<usize>;
 
-    /// Appends the accumulator of a group whose first value is `value` to `out` (empty):
-    /// exactly `n` bytes for a fixed size `n`.
+    /// Appends the accumulator of a group whose first value is `value` to `out`: exactly
+    /// `n` bytes for a fixed size `n`. (`out` may hold other bytes before it: a
+    /// [`Composite`] builds its parts' accumulators side by side.)
     fn init(&self, value: &[u8], out: &mut Vec<u8>);
 
     /// Folds `value` into the fixed-size accumulator `acc`, in place.
@@ -201,10 +202,14 @@ impl Aggregator for Composite {
     }
 
     fn init(&self, value: &[u8], out: &mut Vec<u8>) {
-        for (part, _) in &self.parts {
-            let mut piece = Vec::new();
-            part.init(value, &mut piece);
-            out.append(&mut piece);
+        for (part, size) in &self.parts {
+            let before = out.len();
+            part.init(value, out);
+            assert_eq!(
+                out.len(),
+                before + size,
+                "{part:?} broke its accumulator size"
+            );
         }
     }
 

@@ -3,7 +3,8 @@
 //! ```text
 //!   push(key, value) ──▶ Table in segments: buckets [tag | address] ──▶ records
 //!                          [key_len][acc_len][key][acc], accumulators updated in place
-//!        full ──▶ radix-partition by hash ──▶ partial aggregates, one run per partition
+//!        full ──▶ largest partitions (top hash bits) ──▶ partial aggregates, a run each;
+//!                 the other partitions stay in memory
 //!   finish ──▶ AggregateStream: in-memory groups, then each spilled partition
 //!              re-aggregated with a new seed (recursively), or sorted when it does not
 //!              shrink (one hot key) or is too deep
