@@ -611,3 +611,38 @@ proptest! {
         prop_assert!(sort_pieces(groups) == concat_model(&input), "{:?}", stats);
     }
 }
+
+/// An error from the stream ends it: asking again is a bug in the caller, which panics,
+/// and dropping the stream still returns every segment and deletes every run.
+#[test]
+fn a_stream_that_failed_must_be_dropped() {
+    let mut rng = Rng(12);
+    let input = random(&mut rng, 6000, 5000, 8);
+    let dir = SpillDir::new("failed-stream");
+    let manager = manager(64);
+    let faulty: Arc<dyn SpillStore> =
+        Arc::new(FaultyStore::new(store(dir.path(), IoBackend::Sync), None, None).corrupt_write(1));
+    let config = AggregateConfig::default();
+    let owner = manager.owner("hash");
+    let mut aggregate =
+        HashAggregate::new(&owner, min_segments(&config), faulty, numbers(), config).unwrap();
+    for (key, value) in &input {
+        aggregate.push(key, value).unwrap();
+    }
+    let mut stream = aggregate.finish().unwrap();
+    let error = loop {
+        match stream.next() {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the stream ended without reading the corrupt block"),
+            Err(error) => break error,
+        }
+    };
+    assert!(matches!(error, KernelError::CorruptSpill { .. }), "{error}");
+    let again = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = stream.next();
+    }));
+    assert!(again.is_err(), "next after an error panics");
+    drop(stream);
+    manager.leak_check().unwrap();
+    dir.assert_empty();
+}

@@ -35,6 +35,8 @@ enum Source {
     Sorted(Box<SortedGroups>),
     /// Nothing left.
     Done,
+    /// A read or spill failed; the stream must be dropped.
+    Failed,
 }
 
 /// The groups of a sorted partition: runs of equal keys merged into one accumulator.
@@ -158,20 +160,24 @@ impl AggregateStream {
     ///
     /// # Panics
     ///
-    /// When called again after an error (the stream's state is gone).
+    /// When called again after it returned an error (a bug in the caller: the stream's
+    /// state is gone).
     #[allow(
         clippy::should_implement_trait,
         reason = "a lending iterator: items borrow the stream"
     )]
     pub fn next(&mut self) -> Result<Option<(&[u8], &[u8])>> {
-        loop {
-            if matches!(self.source, Source::Done) {
-                return Ok(None);
+        assert!(
+            !matches!(self.source, Source::Failed),
+            "AggregateStream::next after an error: the stream must be dropped"
+        );
+        match self.seek() {
+            Ok(true) => {}
+            Ok(false) => return Ok(None),
+            Err(error) => {
+                self.source = Source::Failed;
+                return Err(error);
             }
-            if self.advance()? {
-                break;
-            }
-            self.source = self.next_source()?;
         }
         self.aggregate.stats.groups += 1;
         match &self.source {
@@ -181,7 +187,21 @@ impl AggregateStream {
                 Ok(Some(table.record(address, &mut self.scratch)))
             }
             Source::Sorted(groups) => Ok(Some((&groups.key, &groups.acc))),
-            Source::Done => unreachable!("the loop returned at the end"),
+            Source::Done | Source::Failed => unreachable!("seek found a group"),
+        }
+    }
+
+    /// Makes the next group current, moving to the next source as each runs dry; `false`
+    /// after the last group.
+    fn seek(&mut self) -> Result<bool> {
+        loop {
+            if matches!(self.source, Source::Done) {
+                return Ok(false);
+            }
+            if self.advance()? {
+                return Ok(true);
+            }
+            self.source = self.next_source()?;
         }
     }
 
@@ -210,7 +230,7 @@ impl AggregateStream {
                 Ok(false)
             }
             Source::Sorted(groups) => groups.advance(&*self.aggregate.aggregator),
-            Source::Done => Ok(false),
+            Source::Done | Source::Failed => Ok(false),
         }
     }
 
