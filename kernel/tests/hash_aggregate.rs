@@ -646,3 +646,49 @@ fn a_stream_that_failed_must_be_dropped() {
     manager.leak_check().unwrap();
     dir.assert_empty();
 }
+
+/// Two-phase aggregation: two aggregations of halves of the input, their groups merged
+/// as partial accumulators by a third, equal one aggregation of the whole.
+#[test]
+fn partial_accumulators_merge_like_values() {
+    let mut rng = Rng(13);
+    let input = random(&mut rng, 12_000, 4000, 8);
+    let dir = SpillDir::new("two-phase");
+    let manager = manager(200);
+    let config = AggregateConfig {
+        partitions: 4,
+        ..AggregateConfig::default()
+    };
+    let segments = min_segments(&config);
+    let owner = manager.owner("hash");
+    let new_aggregate = || {
+        HashAggregate::new(
+            &owner,
+            segments,
+            store(dir.path(), IoBackend::Sync),
+            numbers(),
+            config,
+        )
+    };
+    let mut last = new_aggregate().unwrap();
+    for half in input.chunks(input.len() / 2) {
+        let mut first = new_aggregate().unwrap();
+        for (key, value) in half {
+            first.push(key, value).unwrap();
+        }
+        let mut stream = first.finish().unwrap();
+        while let Some((key, acc)) = stream.next().unwrap() {
+            last.push_partial(key, acc).unwrap();
+        }
+        assert!(stream.stats().table_spills > 0, "{:?}", stream.stats());
+    }
+    let mut stream = last.finish().unwrap();
+    let mut groups = Groups::new();
+    while let Some((key, acc)) = stream.next().unwrap() {
+        assert!(groups.insert(key.to_vec(), acc.to_vec()).is_none());
+    }
+    drop(stream);
+    assert!(groups == numbers_model(&input));
+    manager.leak_check().unwrap();
+    dir.assert_empty();
+}

@@ -150,7 +150,7 @@ impl AggregateConfig {
 /// What an aggregation did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct AggregateStats {
-    /// Records pushed.
+    /// Records pushed (values and partial accumulators).
     pub records: u64,
     /// Groups streamed out so far.
     pub groups: u64,
@@ -282,6 +282,31 @@ impl HashAggregate {
     pub fn push(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         self.stats.records += 1;
         self.fold(key, Fold::Value(value))
+    }
+
+    /// Merges `acc`, a partial accumulator of the group of `key` (from another
+    /// aggregation by the same aggregator: the local pre-aggregation of a two-phase
+    /// aggregation, or another worker's), into the group.
+    ///
+    /// # Errors
+    ///
+    /// A spill that fails (disk full, quota, I/O error).
+    ///
+    /// # Panics
+    ///
+    /// When the aggregator's accumulators are of fixed size and `acc` is not of that size.
+    pub fn push_partial(&mut self, key: &[u8], acc: &[u8]) -> Result<()> {
+        if let Some(size) = self.aggregator.accumulator_size() {
+            assert_eq!(
+                acc.len(),
+                size,
+                "partial accumulator of {} bytes for {:?}",
+                acc.len(),
+                self.aggregator
+            );
+        }
+        self.stats.records += 1;
+        self.fold(key, Fold::Partial(acc))
     }
 
     /// Ends input. Partitions that never spilled stream from memory; spilled ones are
