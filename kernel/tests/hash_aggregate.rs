@@ -692,3 +692,53 @@ fn partial_accumulators_merge_like_values() {
     manager.leak_check().unwrap();
     dir.assert_empty();
 }
+
+/// Key distributions of the issue: all distinct, all equal, Zipf-like (log-uniform ranks),
+/// and one hot key among uniform ones, each in memory and at the smallest budget.
+#[test]
+fn distinct_equal_zipf_and_hot_keys() {
+    let mut rng = Rng(14);
+    let n = 12_000;
+    let key = |i: u64| i.to_be_bytes().to_vec();
+    let value = |rng: &mut Rng| (rng.next() as i64 >> 16).to_le_bytes().to_vec();
+    let distinct: Vec<Pair> = (0..n).map(|i| (key(i * 7919), value(&mut rng))).collect();
+    let equal: Vec<Pair> = (0..n).map(|_| (key(42), value(&mut rng))).collect();
+    let zipf: Vec<Pair> = (0..n)
+        .map(|_| {
+            let u = (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+            let rank = (50_000f64.powf(u) as u64).saturating_sub(1);
+            (key(rank), value(&mut rng))
+        })
+        .collect();
+    let hot: Vec<Pair> = (0..n)
+        .map(|i| {
+            let k = if i % 4 == 0 {
+                7
+            } else {
+                rng.below(6000) as u64
+            };
+            (key(k), value(&mut rng))
+        })
+        .collect();
+    let config = AggregateConfig {
+        partitions: 4,
+        ..AggregateConfig::default()
+    };
+    let min = min_segments(&config);
+    for (name, input) in [
+        ("distinct", &distinct),
+        ("equal", &equal),
+        ("zipf", &zipf),
+        ("hot", &hot),
+    ] {
+        let stats = check_numbers(name, input, 2000, config, IoBackend::Sync);
+        assert_eq!(stats.table_spills, 0, "{name} fits: {stats:?}");
+        let stats = check_numbers(name, input, min, config, IoBackend::Sync);
+        match name {
+            "equal" => assert_eq!(stats.table_spills, 0, "one group: {stats:?}"),
+            "distinct" => assert!(stats.recursion_depth_max >= 2, "{stats:?}"),
+            _ => assert!(stats.recursion_depth_max >= 1, "{name}: {stats:?}"),
+        }
+        assert_eq!(stats.sort_fallbacks, 0, "{name}: {stats:?}");
+    }
+}
