@@ -13,9 +13,11 @@
 //! The aggregation never looks inside keys or values: keys are compared as bytes, and
 //! values are folded into accumulators by an [`Aggregator`]. Every byte of the table lives
 //! in segments of one reservation taken when the aggregation is created. Files, by
-//! concept: `hasher` (the seeded hash), `aggregator` (what is computed), `table` (the hash
-//! table), `aggregate` ([`HashAggregate`]: input and spilling), `stream`
-//! ([`AggregateStream`]: re-aggregation, sort fallback and output).
+//! concept: `hasher` (the seeded hash), `aggregator` (what is computed), `area` (records
+//! in segments), `table` (buckets over the area: lookup, growth, partitions, rebuild),
+//! `config` ([`AggregateConfig`], [`AggregateStats`]), `aggregate` ([`HashAggregate`]:
+//! input and spilling), `stream` ([`AggregateStream`]: re-aggregation, sort fallback and
+//! output).
 //!
 //! ```
 //! use weir_kernel::hash::{AggregateConfig, Count, HashAggregate};
@@ -49,11 +51,14 @@
 
 mod aggregate;
 mod aggregator;
+mod area;
+mod config;
 mod hasher;
 mod stream;
 mod table;
 
-pub use aggregate::{AggregateConfig, AggregateStats, HashAggregate};
+pub use aggregate::HashAggregate;
 pub use aggregator::{Aggregator, Composite, ConcatBytes, Count, MaxI64, MinI64, SumI64};
+pub use config::{AggregateConfig, AggregateStats};
 pub use hasher::{hash_bytes, seed_at};
 pub use stream::AggregateStream;

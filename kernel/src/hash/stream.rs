@@ -16,8 +16,9 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use super::aggregate::{AggregateStats, HashAggregate, Partition};
+use super::aggregate::{HashAggregate, Partition};
 use super::aggregator::Aggregator;
+use super::config::AggregateStats;
 use crate::error::Result;
 use crate::sort::{ExternalSorter, SortedStream};
 
