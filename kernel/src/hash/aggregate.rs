@@ -73,7 +73,7 @@ impl Partition {
 enum Fold<'a> {
     /// An input value.
     Value(&'a [u8]),
-    /// A partial accumulator read back from a spill.
+    /// A partial accumulator: read back from a spill, or given to `push_partial`.
     Partial(&'a [u8]),
 }
 
