@@ -462,14 +462,12 @@ fn too_little_memory_is_a_config_error() {
 fn aggregate_with_fault(
     dir: &Path,
     input: &[Pair],
+    backend: IoBackend,
     fail_write: Option<u64>,
     fail_read: Option<u64>,
 ) -> bool {
-    let faulty: Arc<dyn SpillStore> = Arc::new(FaultyStore::new(
-        store(dir, IoBackend::Sync),
-        fail_write,
-        fail_read,
-    ));
+    let faulty: Arc<dyn SpillStore> =
+        Arc::new(FaultyStore::new(store(dir, backend), fail_write, fail_read));
     let config = AggregateConfig {
         partitions: 4,
         recursion_depth_max: 1,
@@ -501,21 +499,26 @@ fn a_failing_write_or_read_at_every_position_is_an_error() {
     // sorted (depth limit 1): every kind of write and read is made to fail.
     let input = random(&mut rng, 7000, 7000, 8);
     let dir = SpillDir::new("faults");
-    let mut writes = 0;
-    for n in 1.. {
-        if !aggregate_with_fault(dir.path(), &input, Some(n), None) {
-            break;
+    for backend in [IoBackend::Sync, IoBackend::IoUring] {
+        let mut writes = 0;
+        for n in 1.. {
+            if !aggregate_with_fault(dir.path(), &input, backend, Some(n), None) {
+                break;
+            }
+            writes += 1;
         }
-        writes += 1;
-    }
-    let mut reads = 0;
-    for n in 1.. {
-        if !aggregate_with_fault(dir.path(), &input, None, Some(n)) {
-            break;
+        let mut reads = 0;
+        for n in 1.. {
+            if !aggregate_with_fault(dir.path(), &input, backend, None, Some(n)) {
+                break;
+            }
+            reads += 1;
         }
-        reads += 1;
+        assert!(
+            writes > 10 && reads > 10,
+            "{backend}: {writes} writes, {reads} reads"
+        );
     }
-    assert!(writes > 10 && reads > 10, "{writes} writes, {reads} reads");
 }
 
 /// A block corrupted on disk is reported when read back, never aggregated.
