@@ -80,6 +80,74 @@ pub const SORT_KEY_PREFIX_SIZE: usize = 16;
 /// Ranges at most this long are sorted by comparison; longer ones get another radix pass.
 pub const SORT_RADIX_THRESHOLD: usize = 1024;
 
+/// Partitions a hash aggregation splits its groups into when it spills, unless configured
+/// otherwise: each spill of the table writes up to this many runs, and each spilled
+/// partition is re-aggregated on its own. 32 partitions shrink a level's data 32-fold, so
+/// three levels cover 32 768 times the table's memory, while the runs of one spill stay
+/// few enough to keep their files open.
+pub const HASH_PARTITIONS_DEFAULT: usize = 32;
+
+/// The most partitions a hash aggregation splits into: the partition is the top bits of a
+/// bucket's 16-bit hash tag, and beyond 64 one table spill scatters into tiny runs.
+pub const HASH_PARTITIONS_MAX: usize = 64;
+
+/// The fewest partitions: below two, re-partitioning cannot split anything.
+pub const HASH_PARTITIONS_MIN: usize = 2;
+
+/// Levels of re-aggregation (a spilled partition re-aggregated with a new hash seed, its
+/// own spills re-aggregated again, ...) before a partition falls back to sort-based
+/// aggregation, unless configured otherwise. Flink's hash tables stop at 3 as well.
+pub const HASH_RECURSION_DEPTH_DEFAULT: usize = 3;
+
+/// The deepest recursion a configuration may ask for.
+pub const HASH_RECURSION_DEPTH_MAX: usize = 16;
+
+/// A spilled partition "does not shrink" when it holds at least this share (percent) of
+/// the bytes of the partition whose re-aggregation spilled it: re-partitioning with a new
+/// seed did not split it (one hot key), so it is aggregated by sorting instead.
+pub const HASH_SHRINK_PERCENT_MIN: u64 = 75;
+
+/// Bytes of a bucket of a hash table: a 16-bit hash tag and a 48-bit record address + 1
+/// (0 marks an empty bucket).
+pub const HASH_BUCKET_SIZE: usize = 8;
+
+/// Bits of a bucket's hash tag: the top bits of the key's hash, compared before the key.
+pub const HASH_TAG_BITS: u32 = 16;
+
+/// The fill (percent of buckets in use) at which a hash table's bucket array doubles, or
+/// the table spills when it cannot. Linear probing at 75% needs about 2.5 probes to find a
+/// key and 8.5 to miss; with 8-byte buckets that is one or two cache lines.
+pub const HASH_LOAD_PERCENT_MAX: usize = 75;
+
+/// The share of a hash table's memory (1 / this) its bucket array may take at most; the
+/// rest holds records.
+pub const HASH_BUCKET_SHARE_INVERSE: usize = 2;
+
+/// The share (percent) of a full hash table's record bytes one spill writes out, largest
+/// partitions first. The partitions that stay keep aggregating in memory, and those that
+/// never spill are streamed from memory at the end without touching the disk, so an
+/// input slightly larger than memory spills only part of its groups. Half keeps the
+/// number of spills (each rebuilds the table around the groups that stay) low.
+pub const HASH_SPILL_SHARE_PERCENT: u64 = 50;
+
+/// The share (percent) of a full record area that must be garbage (records of variable-size
+/// accumulators that moved) for the table to compact it rather than spill. Compaction
+/// copies every live record once, so it pays when it frees a good part of the area.
+pub const HASH_COMPACT_GARBAGE_PERCENT_MIN: u64 = 25;
+
+const _: () = assert!(HASH_PARTITIONS_MIN <= HASH_PARTITIONS_DEFAULT);
+const _: () = assert!(HASH_PARTITIONS_DEFAULT <= HASH_PARTITIONS_MAX);
+const _: () = assert!(HASH_PARTITIONS_MAX.is_power_of_two());
+const _: () = assert!(HASH_PARTITIONS_MAX <= 1 << HASH_TAG_BITS);
+const _: () = assert!(HASH_RECURSION_DEPTH_DEFAULT <= HASH_RECURSION_DEPTH_MAX);
+const _: () = assert!(HASH_BUCKET_SIZE == 8 && HASH_TAG_BITS < 64);
+const _: () = assert!(HASH_LOAD_PERCENT_MAX < 100 && HASH_SHRINK_PERCENT_MIN <= 100);
+const _: () = assert!(HASH_SPILL_SHARE_PERCENT > 0 && HASH_SPILL_SHARE_PERCENT <= 100);
+const _: () =
+    assert!(HASH_COMPACT_GARBAGE_PERCENT_MIN > 0 && HASH_COMPACT_GARBAGE_PERCENT_MIN < 100);
+// A bucket segment holds a whole number of buckets.
+const _: () = assert!(SEGMENT_SIZE_MIN.is_multiple_of(HASH_BUCKET_SIZE));
+
 const _: () = assert!(SORT_FAN_IN_MIN <= SORT_FAN_IN_MAX);
 const _: () = assert!(SORT_KEY_PREFIX_SIZE + 8 == SORT_INDEX_ENTRY_SIZE);
 

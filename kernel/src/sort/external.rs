@@ -137,20 +137,32 @@ impl ExternalSorter {
         store: Arc<dyn SpillStore>,
         config: SortConfig,
     ) -> Result<ExternalSorter> {
-        config.validate()?;
-        if memory_segments < config.memory_segments_min() {
-            return Err(KernelError::InvalidConfig {
-                field: "sort memory",
-                value: format!("{memory_segments} segments"),
-                expected: "at least a two-way merge, a run writer and two buffer segments",
-            });
-        }
+        check_memory(&config, memory_segments)?;
+        let memory = owner.reserve(memory_segments)?;
+        ExternalSorter::with_reservation(memory, store, config)
+    }
+
+    /// A sorter over the budget `memory` already holds, spilling to `store`: for an
+    /// operator that hands its own memory to a sort (hash aggregation falling back to
+    /// sort-based aggregation) and takes it back with [`SortedStream::into_reservation`],
+    /// so that no other consumer can take it in between.
+    ///
+    /// # Errors
+    ///
+    /// [`KernelError::InvalidConfig`] for a configuration out of range or fewer segments
+    /// than [`SortConfig::memory_segments_min`]; `memory` is dropped then.
+    pub fn with_reservation(
+        mut memory: Reservation,
+        store: Arc<dyn SpillStore>,
+        config: SortConfig,
+    ) -> Result<ExternalSorter> {
+        let memory_segments = memory.segments();
+        check_memory(&config, memory_segments)?;
         let per_run = config.segments_per_run();
         let writer = config.segments_per_writer();
         let merge_share = (memory_segments / SORT_MERGE_SHARE_INVERSE).saturating_sub(writer);
         let fan_in = (merge_share / per_run).clamp(SORT_FAN_IN_MIN, config.fan_in_max);
         let merge_segments = fan_in * per_run + writer;
-        let mut memory = owner.reserve(memory_segments)?;
         let merge = memory.split(merge_segments);
         Ok(ExternalSorter {
             store,
@@ -355,6 +367,19 @@ impl ExternalSorter {
     }
 }
 
+/// Checks the configuration and that `memory_segments` is at least its minimum.
+fn check_memory(config: &SortConfig, memory_segments: usize) -> Result<()> {
+    config.validate()?;
+    if memory_segments < config.memory_segments_min() {
+        return Err(KernelError::InvalidConfig {
+            field: "sort memory",
+            value: format!("{memory_segments} segments"),
+            expected: "at least a two-way merge, a run writer and two buffer segments",
+        });
+    }
+    Ok(())
+}
+
 fn write_record(output: &mut RunOutput, header: &RecordHeader, body: &[u8]) -> Result<()> {
     let mut encoded = [0; HEADER_LEN_MAX];
     let len = header.encode(&mut encoded);
@@ -434,6 +459,35 @@ impl SortedStream {
     /// What the sort did.
     pub fn stats(&self) -> SortStats {
         self.sorter.stats
+    }
+
+    /// Ends the stream (read or not) and returns the sorter's whole budget in one
+    /// reservation: every segment of the buffer and the readers given back, the runs
+    /// deleted.
+    ///
+    /// # Panics
+    ///
+    /// Only on a broken internal invariant (a run still being written).
+    pub fn into_reservation(self) -> Reservation {
+        let SortedStream {
+            sorter, cursors, ..
+        } = self;
+        let ExternalSorter {
+            buffer,
+            mut merge,
+            pending,
+            ..
+        } = sorter;
+        assert!(pending.is_none(), "a sorted stream has no run in flight");
+        for segment in cursors
+            .into_iter()
+            .filter_map(Cursor::into_input)
+            .flat_map(RunInput::into_segments)
+        {
+            merge.give_back(segment);
+        }
+        merge.absorb(buffer.into_reservation());
+        merge
     }
 
     /// The next record as `(key, record)`, or `None` after the last. The slices are valid

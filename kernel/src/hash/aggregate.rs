@@ -1,0 +1,494 @@
+//! `HashAggregate`: groups (key, value) byte pairs by key within a memory budget.
+//!
+//! ```text
+//!   push(key, value) ──▶ Table (seed 0) ──full──▶ largest partitions (top hash bits) ──▶
+//!                          ▲                       one run each, their groups dropped
+//!                          └── rebuilt around the groups that stay ◀──────┘
+//!
+//!   finish ──▶ partitions that never spilled: streamed from the table
+//!              partitions that spilled: their last groups spilled too ──▶ pending stack
+//!                                                                             │
+//!   AggregateStream::next ◀── re-aggregate one partition with the next seed ◀─┤
+//!                         ◀── or, when it does not shrink or is too deep,     │
+//!                             sort it (ExternalSorter) and merge equal keys ◀─┘
+//! ```
+//!
+//! When the table is full, the largest partitions (together at least
+//! [`HASH_SPILL_SHARE_PERCENT`] percent of the table's bytes) are written out as partial
+//! aggregates and dropped; the others stay and keep aggregating. A partition that never
+//! spills never touches the disk, so an input a little larger than memory spills only
+//! part of its groups (the hybrid idea of Flink's hash join, applied to aggregation).
+//!
+//! Memory is split once, up front, like the external sorter's: a run writer and a run
+//! reader (enough to re-aggregate a partition while spilling its sub-partitions), and the
+//! table, which holds the rest. A sort fallback borrows the table's memory and gives it
+//! back, so once aggregation has started it never fails for lack of memory: when the table
+//! is full it spills. A group too large for the whole table (a variable-size accumulator
+//! of one hot key) is written as a run of its own, and its partition ends up sorted; merging
+//! such a group's partial accumulators is the one place where memory outside the budget
+//! grows with the data (one accumulator, on the heap).
+//!
+//! A spilled partition is a list of runs holding partial aggregates, `[varint key_len << 1]
+//! [varint acc_len][key][acc]` each (docs/FORMAT.md, section 5), in no order. Each spill
+//! writes one run (one file) per partition it empties. After an error the aggregation (or
+//! its stream) must be dropped; dropping returns every segment and deletes every run.
+
+use std::sync::Arc;
+
+use super::aggregator::Aggregator;
+use super::area::{HEADER_LEN_MAX, encode_header};
+use super::config::{AggregateConfig, AggregateStats};
+use super::hasher::{hash_bytes, seed_at};
+use super::stream::AggregateStream;
+use super::table::{Slot, Table};
+use crate::constants::{HASH_SHRINK_PERCENT_MIN, HASH_SPILL_SHARE_PERCENT};
+use crate::error::{KernelError, Result};
+use crate::memory::{Owner, Reservation};
+use crate::spill::{RunInput, RunOptions, RunOutput, SpillRun, SpillStore};
+
+/// A spilled partition waiting to be aggregated.
+#[derive(Debug, Default)]
+pub(super) struct Partition {
+    pub(super) runs: Vec<SpillRun>,
+    /// Payload bytes of the runs.
+    pub(super) bytes: u64,
+    /// The level its data is re-aggregated at.
+    pub(super) depth: usize,
+    /// Payload bytes of the partition whose re-aggregation spilled it (none for the input).
+    pub(super) parent_bytes: Option<u64>,
+}
+
+impl Partition {
+    /// Whether hashing again is hopeless (or not allowed): sort it instead.
+    pub(super) fn needs_sort(&self, config: &AggregateConfig) -> bool {
+        self.depth > config.recursion_depth_max
+            || self
+                .parent_bytes
+                .is_some_and(|parent| self.bytes * 100 >= parent * HASH_SHRINK_PERCENT_MIN)
+    }
+}
+
+/// What is being folded into a group.
+#[derive(Debug, Clone, Copy)]
+enum Fold<'a> {
+    /// An input value.
+    Value(&'a [u8]),
+    /// A partial accumulator: read back from a spill, or given to `push_partial`.
+    Partial(&'a [u8]),
+}
+
+/// Aggregates (key, value) byte pairs by key. See the module documentation.
+#[derive(Debug)]
+pub struct HashAggregate {
+    pub(super) store: Arc<dyn SpillStore>,
+    pub(super) config: AggregateConfig,
+    pub(super) aggregator: Box<dyn Aggregator>,
+    /// Whether the aggregator's accumulators are of fixed size (updated in place).
+    fixed: bool,
+    /// `None` only while a sort fallback holds the table's memory.
+    pub(super) table: Option<Table>,
+    io: Reservation,
+    /// The level the table aggregates at now, and the bytes of its input partition.
+    depth: usize,
+    input_bytes: Option<u64>,
+    /// This level's partitions.
+    partitions: Vec<Partition>,
+    /// Spilled partitions of every level, the most recent last.
+    pub(super) pending: Vec<Partition>,
+    pub(super) stats: AggregateStats,
+    acc: Vec<u8>,
+    scratch: Vec<u8>,
+}
+
+impl HashAggregate {
+    /// An aggregation by `aggregator` that takes `memory_segments` segments of budget from
+    /// `owner` now and spills to `store`.
+    ///
+    /// # Errors
+    ///
+    /// [`KernelError::InvalidConfig`] for a configuration out of range or fewer segments
+    /// than [`AggregateConfig::memory_segments_min`]; [`KernelError::BudgetExceeded`] when
+    /// the budget cannot grant the memory.
+    pub fn new(
+        owner: &Owner,
+        memory_segments: usize,
+        store: Arc<dyn SpillStore>,
+        aggregator: Box<dyn Aggregator>,
+        config: AggregateConfig,
+    ) -> Result<HashAggregate> {
+        config.validate()?;
+        let min = config.memory_segments_min();
+        if memory_segments < min {
+            return Err(KernelError::InvalidConfig {
+                field: "hash aggregate memory",
+                value: format!("{memory_segments} segments, below the minimum of {min}"),
+                expected: "a run writer, a run reader and a table a sort fallback can use",
+            });
+        }
+        let mut memory = owner.reserve(memory_segments)?;
+        let io = memory.split(config.segments_per_writer() + config.segments_per_reader());
+        let table = Table::new(memory, seed_at(config.seed, 0), config.partition_bits())?;
+        Ok(HashAggregate {
+            store,
+            config,
+            fixed: aggregator.accumulator_size().is_some(),
+            aggregator,
+            table: Some(table),
+            io,
+            depth: 0,
+            input_bytes: None,
+            partitions: empty_partitions(config.partitions),
+            pending: Vec::new(),
+            stats: AggregateStats::default(),
+            acc: Vec::new(),
+            scratch: Vec::new(),
+        })
+    }
+
+    /// What the aggregation did so far.
+    pub fn stats(&self) -> AggregateStats {
+        self.stats
+    }
+
+    /// Folds `value` into the group of `key`.
+    ///
+    /// # Errors
+    ///
+    /// A spill that fails (disk full, quota, I/O error).
+    ///
+    /// # Panics
+    ///
+    /// When the aggregator panics on the value (a value too short for its offsets).
+    pub fn push(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.stats.records += 1;
+        self.fold(key, Fold::Value(value))
+    }
+
+    /// Merges `acc`, a partial accumulator of the group of `key` (from another
+    /// aggregation by the same aggregator: the local pre-aggregation of a two-phase
+    /// aggregation, or another worker's), into the group.
+    ///
+    /// # Errors
+    ///
+    /// A spill that fails (disk full, quota, I/O error).
+    ///
+    /// # Panics
+    ///
+    /// When the aggregator's accumulators are of fixed size and `acc` is not of that size.
+    pub fn push_partial(&mut self, key: &[u8], acc: &[u8]) -> Result<()> {
+        if let Some(size) = self.aggregator.accumulator_size() {
+            assert_eq!(
+                acc.len(),
+                size,
+                "partial accumulator of {} bytes for {:?}",
+                acc.len(),
+                self.aggregator
+            );
+        }
+        self.stats.records += 1;
+        self.fold(key, Fold::Partial(acc))
+    }
+
+    /// Ends input. Partitions that never spilled stream from memory; spilled ones are
+    /// re-aggregated one at a time as the stream reaches them.
+    ///
+    /// # Errors
+    ///
+    /// A spill of the last groups that fails.
+    pub fn finish(mut self) -> Result<AggregateStream> {
+        let ranges = self.end_level()?;
+        Ok(AggregateStream::new(self, ranges))
+    }
+
+    pub(super) fn table(&self) -> &Table {
+        self.table.as_ref().expect("the table is home")
+    }
+
+    fn table_mut(&mut self) -> &mut Table {
+        self.table.as_mut().expect("the table is home")
+    }
+
+    fn fold(&mut self, key: &[u8], input: Fold<'_>) -> Result<()> {
+        let hash = hash_bytes(self.table().seed(), key);
+        loop {
+            let table = self.table.as_mut().expect("the table is home");
+            let aggregator = &*self.aggregator;
+            match table.find(hash, key) {
+                Slot::Found { address, .. } if self.fixed => {
+                    table.update_in_place(address, |acc| match input {
+                        Fold::Value(value) => aggregator.update(acc, value),
+                        Fold::Partial(other) => aggregator.merge(acc, other),
+                    });
+                    return Ok(());
+                }
+                Slot::Found { address, .. } => {
+                    self.acc.clear();
+                    let (_, old) = table.record(address, &mut self.scratch);
+                    match input {
+                        Fold::Value(value) => aggregator.update_into(old, value, &mut self.acc),
+                        Fold::Partial(other) => aggregator.merge_into(old, other, &mut self.acc),
+                    }
+                    if table.replace(hash, key, &self.acc)? {
+                        return Ok(());
+                    }
+                }
+                Slot::Vacant { .. } => {
+                    self.acc.clear();
+                    match input {
+                        Fold::Value(value) => aggregator.init(value, &mut self.acc),
+                        Fold::Partial(other) => self.acc.extend_from_slice(other),
+                    }
+                    if table.insert(hash, key, &self.acc)? {
+                        return Ok(());
+                    }
+                    if table.groups() == 0 {
+                        // Too large for the whole table: a run of its own.
+                        return self.spill_single(hash, key);
+                    }
+                }
+            }
+            // No room. Spill the largest partitions and try again: the group stays if its
+            // partition stays (and is folded into then), or starts afresh if it went to
+            // disk as a partial result. Each spill empties at least one partition, so the
+            // group's own partition goes at the latest when it is the last one left.
+            self.spill()?;
+        }
+    }
+
+    /// Writes the largest partitions of the table to their runs, until at least
+    /// [`HASH_SPILL_SHARE_PERCENT`] percent of its record bytes are written, and rebuilds
+    /// the table around the groups that stay.
+    fn spill(&mut self) -> Result<()> {
+        let table = self.table_mut();
+        let chosen = table.largest_partitions(HASH_SPILL_SHARE_PERCENT);
+        assert!(!chosen.is_empty(), "a spill of an empty table");
+        let ranges = table.scatter();
+        for partition in chosen {
+            let range = ranges[partition].clone();
+            self.spill_range(partition, range.clone())?;
+            self.table_mut().drop_partition(partition, range);
+        }
+        self.table_mut().rebuild();
+        self.stats.table_spills += 1;
+        Ok(())
+    }
+
+    /// Writes the groups of buckets `range` (of a scattered table) as a run of `partition`.
+    fn spill_range(&mut self, partition: usize, range: std::ops::Range<usize>) -> Result<()> {
+        let mut output = self.create_output()?;
+        let table = self.table.as_ref().expect("the table is home");
+        for index in range {
+            let address = table
+                .entry_address(index)
+                .expect("a scattered range holds groups");
+            table.write_record(address, &mut output)?;
+        }
+        self.finish_output(partition, output)
+    }
+
+    /// Writes one group (its accumulator in `self.acc`) as a run of its own.
+    fn spill_single(&mut self, hash: u64, key: &[u8]) -> Result<()> {
+        let mut output = self.create_output()?;
+        let mut header = [0; HEADER_LEN_MAX];
+        let len = encode_header(key.len(), self.acc.len(), &mut header);
+        output.write_bytes(&header[..len])?;
+        output.write_bytes(key)?;
+        output.write_bytes(&self.acc)?;
+        let partition = self.table().partition_of(hash);
+        self.finish_output(partition, output)
+    }
+
+    fn create_output(&mut self) -> Result<RunOutput> {
+        let writer = self.store.create_run(RunOptions {
+            compress: self.config.compress,
+            write_behind: self.config.write_behind,
+        })?;
+        let segments = self.io.allocate(self.config.segments_per_writer())?;
+        Ok(RunOutput::new(writer, segments))
+    }
+
+    fn finish_output(&mut self, partition: usize, output: RunOutput) -> Result<()> {
+        let (run, segments) = output.finish()?;
+        for segment in segments {
+            self.io.give_back(segment);
+        }
+        self.stats.spilled_bytes += run.disk_bytes();
+        let target = &mut self.partitions[partition];
+        if target.runs.is_empty() {
+            self.stats.partitions_spilled += 1;
+        }
+        target.bytes += run.payload_bytes();
+        target.runs.push(run);
+        Ok(())
+    }
+
+    /// Ends the current level: the groups of partitions that spilled join them on disk and
+    /// those partitions go on the pending stack; returns the bucket ranges of the groups
+    /// left to stream from the table.
+    pub(super) fn end_level(&mut self) -> Result<Vec<std::ops::Range<usize>>> {
+        let spilled: Vec<bool> = self.partitions.iter().map(|p| !p.runs.is_empty()).collect();
+        if !spilled.contains(&true) {
+            let all = 0..self.table().buckets_len();
+            return Ok(std::iter::once(all).collect());
+        }
+        let ranges = self.table_mut().scatter();
+        let mut keep = Vec::new();
+        for (partition, range) in ranges.into_iter().enumerate() {
+            if !spilled[partition] {
+                keep.push(range);
+            } else if !range.is_empty() {
+                self.spill_range(partition, range)?;
+            }
+        }
+        let depth = self.depth + 1;
+        let parent_bytes = self.input_bytes;
+        let partitions = std::mem::replace(
+            &mut self.partitions,
+            empty_partitions(self.config.partitions),
+        );
+        for partition in partitions.into_iter().rev() {
+            if !partition.runs.is_empty() {
+                self.pending.push(Partition {
+                    depth,
+                    parent_bytes,
+                    ..partition
+                });
+            }
+        }
+        Ok(keep)
+    }
+
+    /// Re-aggregates `partition` in the (emptied) table with its level's seed; returns the
+    /// bucket ranges to stream, as [`HashAggregate::end_level`].
+    ///
+    /// # Errors
+    ///
+    /// A failed read of the partition's runs or write of its sub-partitions.
+    pub(super) fn reaggregate(
+        &mut self,
+        partition: Partition,
+    ) -> Result<Vec<std::ops::Range<usize>>> {
+        self.assert_io_home();
+        let seed = seed_at(self.config.seed, partition.depth);
+        self.table_mut().clear(seed);
+        self.depth = partition.depth;
+        self.input_bytes = Some(partition.bytes);
+        self.stats.recursion_depth_max = self.stats.recursion_depth_max.max(self.depth as u64);
+        for run in partition.runs {
+            self.read_run(&run, |this, key, acc| this.fold(key, Fold::Partial(acc)))?;
+        }
+        self.end_level()
+    }
+
+    /// Calls `sink(self, key, acc)` for every partial aggregate of `run`.
+    ///
+    /// # Errors
+    ///
+    /// A failed or corrupt read; [`KernelError::Malformed`] for a record whose lengths
+    /// do not fit the run or the aggregator; the first error of `sink`.
+    pub(super) fn read_run(
+        &mut self,
+        run: &SpillRun,
+        mut sink: impl FnMut(&mut HashAggregate, &[u8], &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let buffers = self.io.allocate(self.config.segments_per_reader())?;
+        let mut input = RunInput::new(self.store.open_run(run, buffers)?);
+        let mut scratch = Vec::new();
+        let fixed = self.aggregator.accumulator_size();
+        while !input.is_at_end()? {
+            let key_word = input.read_varint()?;
+            let acc_len = input.read_varint()?;
+            let key_len = key_word >> 1;
+            let left = run.payload_bytes() - input.bytes_read();
+            if key_word & 1 == 1
+                || key_len.saturating_add(acc_len) > left
+                || fixed.is_some_and(|n| n as u64 != acc_len)
+            {
+                return Err(KernelError::Malformed {
+                    position: input.bytes_read(),
+                    what: "partial aggregate marked dead, or its lengths do not fit the run or the aggregator",
+                });
+            }
+            let (key_len, len) = (key_len as usize, (key_len + acc_len) as usize);
+            match input.try_take(len)? {
+                Some(range) => {
+                    let (key, acc) = input.block_bytes(range).split_at(key_len);
+                    sink(self, key, acc)?;
+                }
+                None => {
+                    scratch.clear();
+                    scratch.resize(len, 0);
+                    input.read_exact(&mut scratch)?;
+                    let (key, acc) = scratch.split_at(key_len);
+                    sink(self, key, acc)?;
+                }
+            }
+        }
+        for segment in input.into_segments() {
+            self.io.give_back(segment);
+        }
+        Ok(())
+    }
+
+    /// Checks that every run writer's and reader's segment came back between runs.
+    fn assert_io_home(&self) {
+        assert_eq!(
+            self.io.segments(),
+            self.config.segments_per_writer() + self.config.segments_per_reader(),
+            "a run writer or reader kept segments of the aggregation"
+        );
+    }
+
+    /// Lends the table's memory out (to a sort fallback).
+    pub(super) fn take_memory(&mut self) -> Reservation {
+        self.assert_io_home();
+        self.table.take().expect("the table is home").into_memory()
+    }
+
+    /// Takes the table's memory back.
+    ///
+    /// # Errors
+    ///
+    /// Only on a broken budget (the memory holds less than a segment).
+    pub(super) fn return_memory(&mut self, memory: Reservation) -> Result<()> {
+        assert!(self.table.is_none(), "the table is home already");
+        let bits = self.config.partition_bits();
+        self.table = Some(Table::new(memory, seed_at(self.config.seed, 0), bits)?);
+        Ok(())
+    }
+}
+
+fn empty_partitions(count: usize) -> Vec<Partition> {
+    (0..count).map(|_| Partition::default()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_that_do_not_shrink_or_go_too_deep_are_sorted() {
+        let config = AggregateConfig {
+            recursion_depth_max: 2,
+            ..AggregateConfig::default()
+        };
+        let partition = |depth, bytes, parent_bytes| Partition {
+            runs: Vec::new(),
+            bytes,
+            depth,
+            parent_bytes,
+        };
+        assert!(!partition(1, 1000, None).needs_sort(&config));
+        assert!(!partition(2, 700, Some(1000)).needs_sort(&config));
+        assert!(partition(2, 750, Some(1000)).needs_sort(&config));
+        assert!(partition(2, 1200, Some(1000)).needs_sort(&config));
+        assert!(partition(3, 10, Some(1000)).needs_sort(&config));
+    }
+
+    #[test]
+    fn the_aggregation_moves_between_threads() {
+        fn assert_send<T: Send>() {}
+        assert_send::<HashAggregate>();
+        assert_send::<AggregateStream>();
+    }
+}

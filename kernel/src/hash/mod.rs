@@ -1,0 +1,64 @@
+//! Hash aggregation of byte records by byte keys, within a memory budget and beyond it.
+//!
+//! ```text
+//!   push(key, value) ──▶ Table in segments: buckets [tag | address] ──▶ records
+//!                          [key_len][acc_len][key][acc], accumulators updated in place
+//!        full ──▶ largest partitions (top hash bits) ──▶ partial aggregates, a run each;
+//!                 the other partitions stay in memory
+//!   finish ──▶ AggregateStream: in-memory groups, then each spilled partition
+//!              re-aggregated with a new seed (recursively), or sorted when it does not
+//!              shrink (one hot key) or is too deep
+//! ```
+//!
+//! The aggregation never looks inside keys or values: keys are compared as bytes, and
+//! values are folded into accumulators by an [`Aggregator`]. Every byte of the table lives
+//! in segments of one reservation taken when the aggregation is created. Files, by
+//! concept: `hasher` (the seeded hash), `aggregator` (what is computed), `area` (records
+//! in segments), `table` (buckets over the area: lookup, growth, partitions, rebuild),
+//! `config` ([`AggregateConfig`], [`AggregateStats`]), `aggregate` ([`HashAggregate`]:
+//! input and spilling), `stream` ([`AggregateStream`]: re-aggregation, sort fallback and
+//! output).
+//!
+//! ```
+//! use weir_kernel::hash::{AggregateConfig, Count, HashAggregate};
+//! use weir_kernel::memory::MemoryManager;
+//! use weir_kernel::spill::{SpillConfig, open_store};
+//!
+//! let manager = MemoryManager::with_budget(4 << 20)?;
+//! let dir = std::env::temp_dir().join(format!("weir-doc-hash-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir)?;
+//! let store = open_store(&SpillConfig::new(dir.clone()))?;
+//! let config = AggregateConfig::default();
+//! let owner = manager.owner("count-words");
+//! let segments = config.memory_segments_min();
+//! let mut aggregate = HashAggregate::new(&owner, segments, store, Box::new(Count), config)?;
+//! for word in ["to", "be", "or", "not", "to", "be"] {
+//!     aggregate.push(word.as_bytes(), b"")?;
+//! }
+//! let mut stream = aggregate.finish()?;
+//! let mut counts = Vec::new();
+//! while let Some((word, count)) = stream.next()? {
+//!     counts.push((word.to_vec(), u64::from_le_bytes(count.try_into()?)));
+//! }
+//! counts.sort();
+//! assert_eq!(counts[0], (b"be".to_vec(), 2));
+//! assert_eq!(counts.len(), 4);
+//! drop(stream);
+//! manager.leak_check()?;
+//! std::fs::remove_dir(&dir)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod aggregate;
+mod aggregator;
+mod area;
+mod config;
+mod hasher;
+mod stream;
+mod table;
+
+pub use aggregate::HashAggregate;
+pub use aggregator::{Aggregator, Composite, ConcatBytes, Count, MaxI64, MinI64, SumI64};
+pub use config::{AggregateConfig, AggregateStats};
+pub use hasher::{hash_bytes, seed_at};
+pub use stream::AggregateStream;
