@@ -10,6 +10,7 @@ pub mod shuffle_job;
 pub mod size;
 pub mod sort_job;
 pub mod w1;
+pub mod workers;
 
 pub use weir_kernel as kernel;
 pub use weir_netstack as netstack;

@@ -17,20 +17,30 @@
 //! One thread per task; two cores run four tasks, so the figures include the switching.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Wake, Waker};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use weir_kernel::constants::SEGMENT_SIZE_DEFAULT;
 use weir_kernel::memory::{MemoryConfig, MemoryManager};
+use weir_netstack::constants::{BUFFERS_PER_CHANNEL_DEFAULT, FLOATING_BUFFERS_PER_GATE_DEFAULT};
+use weir_netstack::input::{InputChannel, RemoteChannelSpec, RemoteInputChannel};
 use weir_netstack::partition::{HashSelector, channel_for_key_group, key_group};
 use weir_netstack::pool::LocalPoolSpec;
+use weir_netstack::transport::{NetworkConfig, NetworkService, PartitionId};
 use weir_netstack::{
-    ChannelIndex, DataType, FlushMode, GatePoll, InputGate, LocalInputChannel, NetworkBufferPool,
-    RecordReader, RecordWriter, ResultPartition, SubpartitionIndex,
+    ChannelIndex, DataType, FlushMode, GatePoll, InputGate, LocalInputChannel, NetError,
+    NetworkBufferPool, RecordReader, RecordWriter, ResultPartition, SubpartitionIndex,
 };
 
 use crate::error::{Result, WeirError};
+
+/// The record writer of a source: records hash-partitioned by key.
+type KeyedWriter = RecordWriter<HashSelector<fn(&[u8]) -> u32>>;
+
+/// A cancel flag that is never raised (the in-process job fails as a whole).
+static NEVER: AtomicBool = AtomicBool::new(false);
 
 /// The smallest record: a u64 key and a u64 value.
 pub const RECORD_BYTES_MIN: usize = 16;
@@ -53,6 +63,8 @@ pub struct ShuffleJob {
     pub flush: FlushMode,
     /// Seed of the keys.
     pub seed: u64,
+    /// Worker processes (1: every task in this process, over local channels).
+    pub workers: usize,
 }
 
 impl Default for ShuffleJob {
@@ -64,6 +76,7 @@ impl Default for ShuffleJob {
             sinks: 2,
             flush: FlushMode::default(),
             seed: 42,
+            workers: 1,
         }
     }
 }
@@ -83,8 +96,10 @@ pub struct ShuffleReport {
     pub buffers: u64,
     /// The process's peak resident set, in bytes.
     pub peak_rss_bytes: u64,
-    /// The network memory granted, in bytes.
+    /// The network memory granted, in bytes (per worker).
     pub network_bytes: u64,
+    /// Payload bytes sent over TCP between workers.
+    pub remote_bytes: u64,
     /// Counts, checksums, key placement and the leak check all held.
     pub valid: bool,
 }
@@ -100,12 +115,13 @@ impl ShuffleReport {
         let bytes = self.records_received as f64 * job.record_bytes as f64;
         format!(
             concat!(
-                "{{\"workload\":\"W4\",\"system\":\"weir\",\"workers\":1,\"sources\":{},",
+                "{{\"workload\":\"W4\",\"system\":\"weir\",\"workers\":{},\"sources\":{},",
                 "\"sinks\":{},\"records\":{},\"record_bytes\":{},\"flush\":\"{}\",",
                 "\"wall_s\":{:.3},\"records_per_s\":{:.0},\"bytes_per_s\":{:.0},",
                 "\"back_pressured_s\":{:.3},\"buffers\":{},\"network_mib\":{:.1},",
-                "\"peak_rss_mib\":{:.1},\"valid\":{}}}"
+                "\"remote_bytes\":{},\"peak_rss_mib\":{:.1},\"valid\":{}}}"
             ),
+            job.workers,
             job.sources,
             job.sinks,
             self.records_received,
@@ -117,6 +133,7 @@ impl ShuffleReport {
             self.back_pressured_s,
             self.buffers,
             self.network_bytes as f64 / f64::from(1 << 20),
+            self.remote_bytes,
             self.peak_rss_bytes as f64 / f64::from(1 << 20),
             self.valid,
         )
@@ -192,7 +209,7 @@ pub fn run_shuffle(job: &ShuffleJob) -> Result<ShuffleReport> {
                 let sinks = job.sinks;
                 std::thread::Builder::new()
                     .name(format!("weir-sink-{sink}"))
-                    .spawn_scoped(scope, move || run_sink(gate, sink, sinks))
+                    .spawn_scoped(scope, move || run_sink(gate, sink, sinks, &NEVER))
                     .expect("a sink thread starts")
             })
             .collect();
@@ -229,11 +246,266 @@ pub fn run_shuffle(job: &ShuffleJob) -> Result<ShuffleReport> {
         buffers: received.iter().map(|s| s.buffers).sum(),
         peak_rss_bytes: weir_kernel::sys::resident_memory().map_or(0, |rss| rss.peak_bytes),
         network_bytes,
+        remote_bytes: 0,
         valid: total_sent == total_received
             && total_sent.records == job.records
             && placed
             && leak_free,
     })
+}
+
+/// What one worker process of a multi-process shuffle did: its source's and its sink's
+/// tallies, summed by the launcher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerReport {
+    /// This worker's process index.
+    pub process: u32,
+    /// Records its source sent, and their checksum.
+    pub sent: (u64, u64),
+    /// Records its sink received, and their checksum.
+    pub received: (u64, u64),
+    /// Records its sink received whose key belongs to another sink.
+    pub misplaced: u64,
+    /// Time from the connected transport to the sink's end, in microseconds.
+    pub wall_us: u64,
+    /// Time its source waited for buffers, in microseconds.
+    pub back_pressured_us: u64,
+    /// Its peak resident set, in bytes.
+    pub peak_rss_bytes: u64,
+    /// Payload bytes its transport sent.
+    pub bytes_sent: u64,
+    /// AddCredit messages its transport sent.
+    pub credit_messages: u64,
+    /// Every segment of its memory manager came home.
+    pub leak_free: bool,
+}
+
+impl WorkerReport {
+    /// One line of `key=value` pairs, what a worker prints last for its launcher.
+    pub fn to_line(&self) -> String {
+        format!(
+            "worker-report process={} sent={},{} received={},{} misplaced={} wall_us={} \
+             back_pressured_us={} peak_rss_bytes={} bytes_sent={} credit_messages={} leak_free={}",
+            self.process,
+            self.sent.0,
+            self.sent.1,
+            self.received.0,
+            self.received.1,
+            self.misplaced,
+            self.wall_us,
+            self.back_pressured_us,
+            self.peak_rss_bytes,
+            self.bytes_sent,
+            self.credit_messages,
+            self.leak_free
+        )
+    }
+
+    /// Parses [`to_line`](Self::to_line)'s output.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the missing or malformed field.
+    pub fn parse(line: &str) -> std::result::Result<WorkerReport, String> {
+        let rest = line
+            .strip_prefix("worker-report ")
+            .ok_or_else(|| format!("not a worker report: {line:?}"))?;
+        let fields: std::collections::HashMap<&str, &str> = rest
+            .split(' ')
+            .filter_map(|pair| pair.split_once('='))
+            .collect();
+        let get = |name: &str| {
+            fields
+                .get(name)
+                .copied()
+                .ok_or_else(|| format!("worker report without {name}: {line:?}"))
+        };
+        let number = |name: &str| {
+            get(name)?
+                .parse::<u64>()
+                .map_err(|e| format!("worker report field {name}: {e}"))
+        };
+        let pair = |name: &str| {
+            let (a, b) = get(name)?
+                .split_once(',')
+                .ok_or_else(|| format!("worker report field {name} is not a pair"))?;
+            let parse = |v: &str| {
+                v.parse::<u64>()
+                    .map_err(|e| format!("worker report field {name}: {e}"))
+            };
+            Ok::<_, String>((parse(a)?, parse(b)?))
+        };
+        Ok(WorkerReport {
+            process: u32::try_from(number("process")?).map_err(|e| e.to_string())?,
+            sent: pair("sent")?,
+            received: pair("received")?,
+            misplaced: number("misplaced")?,
+            wall_us: number("wall_us")?,
+            back_pressured_us: number("back_pressured_us")?,
+            peak_rss_bytes: number("peak_rss_bytes")?,
+            bytes_sent: number("bytes_sent")?,
+            credit_messages: number("credit_messages")?,
+            leak_free: get("leak_free")? == "true",
+        })
+    }
+}
+
+/// Runs this worker's share of a shuffle across `config.peers.len()` worker processes:
+/// one source task hash-partitioning its records to one sink per worker, and one sink
+/// task reading one channel per worker — local for its own source, remote for the others.
+///
+/// # Errors
+///
+/// An invalid job; the transport's startup and failures (a peer lost mid-stream is an
+/// error naming the peer, reported by the sink within a connection timeout); kernel
+/// errors.
+///
+/// # Panics
+///
+/// When a task thread cannot be started, or a task panicked (a bug).
+pub fn run_shuffle_worker(job: &ShuffleJob, config: NetworkConfig) -> Result<WorkerReport> {
+    let workers = config.peers.len();
+    let job = ShuffleJob {
+        sources: workers,
+        sinks: workers,
+        ..job.clone()
+    };
+    validate(&job)?;
+    let process = config.process;
+    let me = process as usize;
+    let spec = LocalPoolSpec::for_partition(workers);
+    let floating = LocalPoolSpec::new(1, FLOATING_BUFFERS_PER_GATE_DEFAULT);
+    let exclusive = BUFFERS_PER_CHANNEL_DEFAULT * (workers - 1);
+    let segments = spec.max + floating.max + exclusive;
+    // The grant, and a few segments for incoming events (they need no credit).
+    let manager = MemoryManager::new(MemoryConfig::with_budget(
+        (segments + 8) * SEGMENT_SIZE_DEFAULT,
+    ))?;
+    let owner = manager.owner("network");
+    let grant = NetworkBufferPool::new(&owner, segments)?;
+    let service = NetworkService::start(config, manager.owner("network events"))?;
+
+    let partition = ResultPartition::new(grant.create_pool(spec)?, workers);
+    let id = PartitionId {
+        dataset: 0,
+        producer: process,
+    };
+    service.register_partition(id, &partition);
+    let floating_pool = Arc::new(grant.create_pool(floating)?);
+    let mut channels: Vec<InputChannel> = Vec::with_capacity(workers);
+    for producer in 0..workers {
+        if producer == me {
+            let subpartition = partition.subpartition(SubpartitionIndex::from_usize(me));
+            channels.push(LocalInputChannel::new(channel(producer), subpartition).into());
+        } else {
+            let producer = u32::try_from(producer).expect("few workers");
+            let remote = RemoteInputChannel::new(
+                RemoteChannelSpec {
+                    index: channel(producer as usize),
+                    receiver: service.next_receiver(),
+                    partition: PartitionId {
+                        dataset: 0,
+                        producer,
+                    },
+                    subpartition: process,
+                    peer: service.peer_name(producer),
+                },
+                BUFFERS_PER_CHANNEL_DEFAULT,
+                &grant,
+                Arc::clone(&floating_pool),
+                service.channel_events(),
+                Duration::from_secs(10),
+            )?;
+            service.open_channel(producer, remote.shared());
+            channels.push(remote.into());
+        }
+    }
+    let gate = InputGate::new(channels);
+
+    let start = Instant::now();
+    let cancel_sink = AtomicBool::new(false);
+    let selector = HashSelector::with_max_parallelism(key_hash as fn(&[u8]) -> u32, KEY_GROUPS);
+    let writer = RecordWriter::new(partition, selector, job.flush);
+    let cancel_source = writer.canceller();
+    let (sent, received) = std::thread::scope(|scope| {
+        let cancel_sink = &cancel_sink;
+        let sink = std::thread::Builder::new()
+            .name("weir-sink".into())
+            .spawn_scoped(scope, move || {
+                let result = run_sink(gate, me, workers, cancel_sink);
+                if result.is_err() {
+                    cancel_source.cancel();
+                }
+                result
+            })
+            .expect("the sink thread starts");
+        let job = &job;
+        let source = std::thread::Builder::new()
+            .name("weir-source".into())
+            .spawn_scoped(scope, move || {
+                let result = write_records(job, me, writer);
+                if result.is_err() {
+                    cancel_sink.store(true, Ordering::Release);
+                }
+                result
+            })
+            .expect("the source thread starts");
+        (join(source), join(sink))
+    });
+    let wall = start.elapsed();
+    // The sink's error says what went wrong first (a lost peer); the source's is then
+    // only the cancellation.
+    let received = received?;
+    let sent = sent?;
+    let transport = service.metrics();
+    service.stop()?;
+    drop((floating_pool, grant));
+    let leak_free = match manager.leak_check() {
+        Ok(()) => true,
+        Err(error) => {
+            eprintln!("weir: worker {process}: {error}");
+            false
+        }
+    };
+    Ok(WorkerReport {
+        process,
+        sent: (sent.tally.records, sent.tally.sum),
+        received: (received.tally.records, received.tally.sum),
+        misplaced: received.misplaced,
+        wall_us: u64::try_from(wall.as_micros()).unwrap_or(u64::MAX),
+        back_pressured_us: u64::try_from(sent.back_pressured.as_micros()).unwrap_or(u64::MAX),
+        peak_rss_bytes: weir_kernel::sys::resident_memory().map_or(0, |rss| rss.peak_bytes),
+        bytes_sent: transport.bytes_sent,
+        credit_messages: transport.credit_messages,
+        leak_free,
+    })
+}
+
+/// Combines the reports of every worker of a shuffle into the job's report.
+pub fn combine_workers(job: &ShuffleJob, reports: &[WorkerReport]) -> ShuffleReport {
+    let sum = |f: fn(&WorkerReport) -> (u64, u64)| {
+        reports.iter().fold((0u64, 0u64), |(n, s), r| {
+            let (rn, rs) = f(r);
+            (n + rn, s.wrapping_add(rs))
+        })
+    };
+    let sent = sum(|r| r.sent);
+    let received = sum(|r| r.received);
+    let complete = reports.len() == job.workers;
+    ShuffleReport {
+        records_sent: sent.0,
+        records_received: received.0,
+        wall_s: reports.iter().map(|r| r.wall_us).max().unwrap_or(0) as f64 / 1e6,
+        back_pressured_s: reports.iter().map(|r| r.back_pressured_us).sum::<u64>() as f64 / 1e6,
+        buffers: 0,
+        peak_rss_bytes: reports.iter().map(|r| r.peak_rss_bytes).max().unwrap_or(0),
+        network_bytes: 0,
+        remote_bytes: reports.iter().map(|r| r.bytes_sent).sum(),
+        valid: complete
+            && sent == received
+            && sent.0 == job.records
+            && reports.iter().all(|r| r.misplaced == 0 && r.leak_free),
+    }
 }
 
 fn validate(job: &ShuffleJob) -> Result<()> {
@@ -337,7 +609,15 @@ fn key_hash(record: &[u8]) -> u32 {
 
 fn run_source(job: &ShuffleJob, source: usize, partition: ResultPartition) -> Result<SourceTally> {
     let selector = HashSelector::with_max_parallelism(key_hash as fn(&[u8]) -> u32, KEY_GROUPS);
-    let mut writer = RecordWriter::new(partition, selector, job.flush);
+    let writer = RecordWriter::new(partition, selector, job.flush);
+    write_records(job, source, writer)
+}
+
+fn write_records(
+    job: &ShuffleJob,
+    source: usize,
+    mut writer: KeyedWriter,
+) -> Result<SourceTally> {
     let mut record = vec![0u8; job.record_bytes];
     for (i, byte) in record[RECORD_BYTES_MIN..].iter_mut().enumerate() {
         *byte = b'a' + (i % 26) as u8;
@@ -371,7 +651,12 @@ impl Wake for Unpark {
     }
 }
 
-fn run_sink(mut gate: InputGate, sink: usize, sinks: usize) -> Result<SinkTally> {
+fn run_sink(
+    mut gate: InputGate,
+    sink: usize,
+    sinks: usize,
+    cancel: &AtomicBool,
+) -> Result<SinkTally> {
     let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
     let mut readers: Vec<RecordReader> = (0..gate.channel_count())
         .map(|i| RecordReader::new(channel(i)))
@@ -407,7 +692,11 @@ fn run_sink(mut gate: InputGate, sink: usize, sinks: usize) -> Result<SinkTally>
                 listening = true;
             }
             GatePoll::Pending => {
-                std::thread::park();
+                if cancel.load(Ordering::Acquire) {
+                    return Err(NetError::Cancelled.into());
+                }
+                // Bounded, so a cancel is seen even without a wake-up.
+                std::thread::park_timeout(Duration::from_millis(50));
                 listening = false;
             }
             GatePoll::EndOfPartitions => break,

@@ -6,13 +6,19 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use weir::error::WeirError;
 use weir::netstack::FlushMode;
-use weir::shuffle_job::{ShuffleJob, parse_flush, run_shuffle};
+use weir::netstack::transport::NetworkConfig;
+use weir::shuffle_job::{
+    ShuffleJob, WorkerReport, combine_workers, flush_name, parse_flush, run_shuffle,
+    run_shuffle_worker,
+};
 use weir::size::parse_size;
 use weir::sort_job::{SortJob, generate, run_sort};
+use weir::workers::{LocalCluster, read_peers};
 
 #[derive(Debug, Parser)]
 #[command(name = "weir", version, about = "A memory-managed dataflow kernel")]
@@ -30,6 +36,17 @@ enum Command {
     },
     /// Sort W1 records by their 10-byte key within a memory budget.
     Sort(SortArgs),
+    /// Run as worker process I of a multi-process job (peers: one host:port per line).
+    Worker {
+        /// This process's index in the peers file.
+        #[arg(long)]
+        process: u32,
+        /// The peers file: every worker's address, one per line, in process order.
+        #[arg(long)]
+        peers: PathBuf,
+        #[command(subcommand)]
+        job: WorkerJob,
+    },
     /// Run a benchmark workload of WORKLOADS.md; the last line printed is its JSON.
     Bench {
         #[command(subcommand)]
@@ -72,11 +89,24 @@ enum Bench {
     Shuffle(ShuffleArgs),
 }
 
+#[derive(Debug, Subcommand)]
+enum WorkerJob {
+    /// This worker's source and sink of a W4 shuffle.
+    Shuffle(ShuffleJobArgs),
+}
+
 #[derive(Debug, clap::Args)]
 struct ShuffleArgs {
-    /// Worker processes (1: local channels in this process).
+    /// Worker processes (1: local channels in this process; more: started locally on
+    /// loopback, one source and one sink task each).
     #[arg(long, default_value_t = 1)]
     workers: usize,
+    #[command(flatten)]
+    job: ShuffleJobArgs,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct ShuffleJobArgs {
     /// Records in total.
     #[arg(long, default_value_t = 10_000_000)]
     records: u64,
@@ -128,6 +158,11 @@ fn main() -> ExitCode {
         Some(Command::Bench {
             what: Bench::Shuffle(args),
         }) => shuffle(args),
+        Some(Command::Worker {
+            process,
+            peers,
+            job: WorkerJob::Shuffle(args),
+        }) => shuffle_worker(process, &peers, &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -160,29 +195,59 @@ fn sort(args: SortArgs) -> Result<(), WeirError> {
     Ok(())
 }
 
+impl ShuffleJobArgs {
+    fn job(&self, workers: usize) -> ShuffleJob {
+        ShuffleJob {
+            records: self.records,
+            record_bytes: self.record_size,
+            flush: self.flush,
+            seed: self.seed,
+            workers,
+            ..ShuffleJob::default()
+        }
+    }
+
+    /// The arguments as a worker's command line.
+    fn to_args(&self) -> Vec<String> {
+        vec![
+            "shuffle".to_owned(),
+            "--records".to_owned(),
+            self.records.to_string(),
+            "--record-size".to_owned(),
+            self.record_size.to_string(),
+            "--flush".to_owned(),
+            flush_name(self.flush),
+            "--seed".to_owned(),
+            self.seed.to_string(),
+        ]
+    }
+}
+
 fn shuffle(args: ShuffleArgs) -> Result<(), WeirError> {
-    if args.workers != 1 {
+    if !(1..=64).contains(&args.workers) {
         return Err(WeirError::Input {
-            message: format!(
-                "--workers {}: only 1 worker (local channels) so far; the TCP transport \
-                 between worker processes is not built yet",
-                args.workers
-            ),
+            message: format!("--workers {}: 1 to 64", args.workers),
         });
     }
-    let job = ShuffleJob {
-        records: args.records,
-        record_bytes: args.record_size,
-        flush: args.flush,
-        seed: args.seed,
-        ..ShuffleJob::default()
+    let job = args.job.job(args.workers);
+    let report = if args.workers == 1 {
+        run_shuffle(&job)?
+    } else {
+        let cluster = LocalCluster::new(args.workers)?;
+        let exe = std::env::current_exe().map_err(|e| WeirError::file("find", "weir", e))?;
+        let lines = cluster.run(&exe, &args.job.to_args(), Duration::from_secs(3600))?;
+        let reports = lines
+            .iter()
+            .map(|line| WorkerReport::parse(line).map_err(|message| WeirError::Input { message }))
+            .collect::<Result<Vec<_>, _>>()?;
+        combine_workers(&job, &reports)
     };
-    let report = run_shuffle(&job)?;
     eprintln!(
-        "weir bench shuffle: {} records of {} bytes in {:.3} s: {:.1} M records/s, {:.2} GB/s; \
-         sources back-pressured {:.3} s",
+        "weir bench shuffle: {} records of {} bytes across {} worker(s) in {:.3} s: \
+         {:.1} M records/s, {:.2} GB/s; sources back-pressured {:.3} s",
         report.records_received,
         job.record_bytes,
+        job.workers,
         report.wall_s,
         report.records_per_s() / 1e6,
         report.records_per_s() * job.record_bytes as f64 / 1e9,
@@ -194,6 +259,26 @@ fn shuffle(args: ShuffleArgs) -> Result<(), WeirError> {
             message: "the shuffle lost, duplicated or misplaced records".to_owned(),
         });
     }
+    Ok(())
+}
+
+fn shuffle_worker(
+    process: u32,
+    peers: &std::path::Path,
+    args: &ShuffleJobArgs,
+) -> Result<(), WeirError> {
+    let peers = read_peers(peers)?;
+    if process as usize >= peers.len() {
+        return Err(WeirError::Input {
+            message: format!(
+                "--process {process}: the peers file lists {} workers",
+                peers.len()
+            ),
+        });
+    }
+    let job = args.job(peers.len());
+    let report = run_shuffle_worker(&job, NetworkConfig::new(process, peers))?;
+    println!("{}", report.to_line());
     Ok(())
 }
 

@@ -1,0 +1,234 @@
+//! Worker processes: the peer list every worker reads (timely's model: one `host:port` per
+//! line, the line number is the process index), and a local launcher that starts N
+//! workers on loopback and collects what they report.
+//!
+//! ```text
+//!   weir bench shuffle --workers 2
+//!     ├── picks 2 free loopback ports, writes peers file
+//!     ├── spawns: weir worker --process 0 --peers FILE shuffle …   ─┐ one TCP connection,
+//!     ├── spawns: weir worker --process 1 --peers FILE shuffle …   ─┘ every channel on it
+//!     └── reads each worker's last stdout line (its report), waits for every exit
+//! ```
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::error::{Result, WeirError};
+
+/// Reads a peers file: one `host:port` per line (blank lines and `#` comments skipped); the
+/// n-th address is process n's.
+///
+/// # Errors
+///
+/// The file cannot be read, a line is not an address, or there is none.
+pub fn read_peers(path: &Path) -> Result<Vec<SocketAddr>> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| WeirError::file("read peers file", path, e))?;
+    let mut peers = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let address = line
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut addresses| addresses.next())
+            .ok_or_else(|| WeirError::Input {
+                message: format!(
+                    "{} line {}: {line:?} is not a host:port address",
+                    path.display(),
+                    number + 1
+                ),
+            })?;
+        peers.push(address);
+    }
+    if peers.is_empty() {
+        return Err(WeirError::Input {
+            message: format!("{}: no peer addresses", path.display()),
+        });
+    }
+    Ok(peers)
+}
+
+/// `count` loopback addresses whose ports were free a moment ago (bound, read, released:
+/// another process could take one in between, which the workers then report).
+///
+/// # Errors
+///
+/// No port can be bound.
+pub fn free_loopback_addresses(count: usize) -> Result<Vec<SocketAddr>> {
+    let listeners = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(|e| WeirError::Input {
+            message: format!("cannot find a free loopback port: {e}"),
+        })?;
+    listeners
+        .iter()
+        .map(|l| l.local_addr())
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(|e| WeirError::Input {
+            message: format!("cannot read a loopback address: {e}"),
+        })
+}
+
+/// A directory with a peers file for a local launch, removed on drop.
+#[derive(Debug)]
+pub struct LocalCluster {
+    dir: PathBuf,
+    peers: Vec<SocketAddr>,
+}
+
+impl LocalCluster {
+    /// A peers file of `workers` free loopback addresses in a fresh temp directory.
+    ///
+    /// # Errors
+    ///
+    /// The directory or file cannot be written, or no port is free.
+    pub fn new(workers: usize) -> Result<LocalCluster> {
+        let peers = free_loopback_addresses(workers)?;
+        let dir = std::env::temp_dir().join(format!("weir-cluster.{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| WeirError::file("create directory", &dir, e))?;
+        let file = dir.join("peers");
+        let text: String = peers.iter().map(|p| format!("{p}\n")).collect();
+        std::fs::write(&file, text).map_err(|e| WeirError::file("write peers file", &file, e))?;
+        Ok(LocalCluster { dir, peers })
+    }
+
+    /// The peers file.
+    pub fn peers_file(&self) -> PathBuf {
+        self.dir.join("peers")
+    }
+
+    /// The addresses, by process index.
+    pub fn peers(&self) -> &[SocketAddr] {
+        &self.peers
+    }
+
+    /// Starts `weir worker --process I --peers FILE <job_args>` for every process with the
+    /// executable `exe`, waits for all (at most `timeout`; then the stragglers are killed),
+    /// and returns each worker's last stdout line by process index.
+    ///
+    /// # Errors
+    ///
+    /// A worker that cannot start, exits non-zero, is killed at the timeout, or prints
+    /// nothing; the message names the worker and its exit status (its stderr went to ours).
+    ///
+    /// # Panics
+    ///
+    /// Never: a spawned child's stdout is always piped.
+    pub fn run(&self, exe: &Path, job_args: &[String], timeout: Duration) -> Result<Vec<String>> {
+        let mut children: Vec<(usize, Child)> = Vec::new();
+        for process in 0..self.peers.len() {
+            let child = Command::new(exe)
+                .arg("worker")
+                .arg("--process")
+                .arg(process.to_string())
+                .arg("--peers")
+                .arg(self.peers_file())
+                .args(job_args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .map_err(|e| WeirError::file("start worker", exe, e));
+            match child {
+                Ok(child) => children.push((process, child)),
+                Err(error) => {
+                    for (_, mut child) in children {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                    }
+                    return Err(error);
+                }
+            }
+        }
+        let readers: Vec<_> = children
+            .iter_mut()
+            .map(|(_, child)| {
+                let stdout = child.stdout.take().expect("piped");
+                std::thread::spawn(move || {
+                    BufReader::new(stdout)
+                        .lines()
+                        .map_while(std::result::Result::ok)
+                        .last()
+                })
+            })
+            .collect();
+        let deadline = Instant::now() + timeout;
+        let mut failures = Vec::new();
+        for (process, child) in &mut children {
+            let status = loop {
+                match child.try_wait() {
+                    Ok(Some(status)) => break Some(status),
+                    Ok(None) if Instant::now() >= deadline => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break None;
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                    Err(_) => break None,
+                }
+            };
+            match status {
+                Some(status) if status.success() => {}
+                Some(status) => failures.push(format!("worker {process} exited with {status}")),
+                None => failures.push(format!("worker {process} killed after {timeout:?}")),
+            }
+        }
+        let lines: Vec<Option<String>> = readers
+            .into_iter()
+            .map(|reader| reader.join().ok().flatten())
+            .collect();
+        if !failures.is_empty() {
+            return Err(WeirError::Input {
+                message: failures.join("; "),
+            });
+        }
+        lines
+            .into_iter()
+            .enumerate()
+            .map(|(process, line)| {
+                line.ok_or_else(|| WeirError::Input {
+                    message: format!("worker {process} printed no report"),
+                })
+            })
+            .collect()
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peers_file_lists_one_address_per_line() {
+        let dir = std::env::temp_dir().join(format!("weir-peers-test.{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("peers");
+        std::fs::write(&file, "# two workers\n127.0.0.1:4000\n\nlocalhost:4001\n").unwrap();
+        let peers = read_peers(&file).unwrap();
+        assert_eq!(peers.len(), 2);
+        assert_eq!(peers[0], "127.0.0.1:4000".parse().unwrap());
+        std::fs::write(&file, "127.0.0.1:4000\nnot an address\n").unwrap();
+        let error = read_peers(&file).unwrap_err().to_string();
+        assert!(error.contains("line 2"), "{error}");
+        std::fs::write(&file, "# nothing\n").unwrap();
+        assert!(
+            read_peers(&file)
+                .unwrap_err()
+                .to_string()
+                .contains("no peer addresses")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
