@@ -47,7 +47,7 @@ fn bad_arguments_are_usage_errors() {
             &["bench", "shuffle", "--record-size", "8"][..],
             "at least 16",
         ),
-        (&["bench", "shuffle", "--workers", "2"][..], "only 1 worker"),
+        (&["bench", "shuffle", "--workers", "0"][..], "1 to 64"),
         (
             &["bench", "shuffle", "--flush", "soon"][..],
             "expected every, full",

@@ -1158,8 +1158,12 @@ impl EventLoop {
     /// subpartitions it was reading, and closes it.
     fn fail_connection(&mut self, peer: u32, error: &NetError) {
         let name = peer_name(peer, &self.shared.peers);
+        let cause = match error {
+            NetError::Remote { message, .. } => message.clone(),
+            other => other.to_string(),
+        };
         eprintln!(
-            "weir: worker {}: connection to {name} failed: {error}",
+            "weir: worker {}: connection to {name} failed: {cause}",
             self.shared.process
         );
         if let Some(connection) = self.connections.get_mut(&peer)
@@ -1167,8 +1171,12 @@ impl EventLoop {
         {
             // Best effort: tell the peer why before closing.
             let mut bytes = Vec::new();
-            let mut message = error.to_string();
-            message.truncate(super::frame::ERROR_MESSAGE_BYTES_MAX);
+            let mut message = cause.clone();
+            let mut end = message.len().min(super::frame::ERROR_MESSAGE_BYTES_MAX);
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
             Message::ErrorResponse {
                 receiver: None,
                 kind: ErrorKind::Protocol,
@@ -1177,13 +1185,9 @@ impl EventLoop {
             .encode(&mut bytes);
             let _ = connection.stream.write(&bytes);
         }
-        let reason = match error {
-            NetError::Remote { message, .. } => format!("connection lost: {message}"),
-            other => format!("connection failed: {other}"),
-        };
         if let Some(connection) = self.connections.get(&peer) {
             for channel in connection.channels.values() {
-                channel.fail(reason.clone());
+                channel.fail(format!("connection lost: {cause}"));
             }
         }
         self.close_connection(peer);
