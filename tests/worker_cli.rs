@@ -106,3 +106,89 @@ fn bad_worker_arguments_are_usage_errors() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2), "{output:?}");
 }
+
+/// Two network namespaces joined by a veth pair act as two hosts: the workers connect over
+/// a real (virtual) link, not loopback. Needs root and `ip netns`; skipped with a message
+/// otherwise.
+#[test]
+fn two_workers_in_two_network_namespaces() {
+    struct Namespaces(Vec<String>);
+    impl Drop for Namespaces {
+        fn drop(&mut self) {
+            for name in &self.0 {
+                let _ = Command::new("ip").args(["netns", "del", name]).status();
+            }
+        }
+    }
+    let ip = |args: &[&str]| {
+        Command::new("ip")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let id = std::process::id() % 10_000;
+    let (a, b) = (format!("weir-a{id}"), format!("weir-b{id}"));
+    if !ip(&["netns", "add", &a]) {
+        eprintln!("skipped: `ip netns add` is not available here (needs root and iproute2)");
+        return;
+    }
+    let mut namespaces = Namespaces(vec![a.clone()]);
+    assert!(ip(&["netns", "add", &b]));
+    namespaces.0.push(b.clone());
+    let (veth_a, veth_b) = (format!("wa{id}"), format!("wb{id}"));
+    for args in [
+        vec![
+            "link", "add", &veth_a, "type", "veth", "peer", "name", &veth_b,
+        ],
+        vec!["link", "set", &veth_a, "netns", &a],
+        vec!["link", "set", &veth_b, "netns", &b],
+        vec!["-n", &a, "addr", "add", "10.231.0.1/24", "dev", &veth_a],
+        vec!["-n", &b, "addr", "add", "10.231.0.2/24", "dev", &veth_b],
+        vec!["-n", &a, "link", "set", &veth_a, "up"],
+        vec!["-n", &b, "link", "set", &veth_b, "up"],
+        vec!["-n", &a, "link", "set", "lo", "up"],
+        vec!["-n", &b, "link", "set", "lo", "up"],
+    ] {
+        assert!(ip(&args), "ip {args:?}");
+    }
+    let dir = std::env::temp_dir().join(format!("weir-netns.{id}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let peers = dir.join("peers");
+    std::fs::write(&peers, "10.231.0.1:47001\n10.231.0.2:47002\n").unwrap();
+    let start = |namespace: &str, process: &str| {
+        Command::new("ip")
+            .args(["netns", "exec", namespace, env!("CARGO_BIN_EXE_weir")])
+            .args(["worker", "--process", process, "--peers"])
+            .arg(&peers)
+            .args(["shuffle", "--records", "200000", "--record-size", "100"])
+            .output()
+            .unwrap()
+    };
+    let (first, second) = std::thread::scope(|scope| {
+        let first = scope.spawn(|| start(&a, "0"));
+        let second = scope.spawn(|| start(&b, "1"));
+        (first.join().unwrap(), second.join().unwrap())
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+    drop(namespaces);
+    let mut reports = Vec::new();
+    for output in [first, second] {
+        assert!(output.status.success(), "{output:?}");
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        reports
+            .push(weir::shuffle_job::WorkerReport::parse(stdout.lines().last().unwrap()).unwrap());
+    }
+    let job = weir::shuffle_job::ShuffleJob {
+        records: 200_000,
+        record_bytes: 100,
+        workers: 2,
+        sources: 2,
+        sinks: 2,
+        ..weir::shuffle_job::ShuffleJob::default()
+    };
+    let report = weir::shuffle_job::combine_workers(&job, &reports);
+    assert!(report.valid, "{report:?}");
+    assert!(report.remote_bytes > 0);
+}
