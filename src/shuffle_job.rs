@@ -613,11 +613,7 @@ fn run_source(job: &ShuffleJob, source: usize, partition: ResultPartition) -> Re
     write_records(job, source, writer)
 }
 
-fn write_records(
-    job: &ShuffleJob,
-    source: usize,
-    mut writer: KeyedWriter,
-) -> Result<SourceTally> {
+fn write_records(job: &ShuffleJob, source: usize, mut writer: KeyedWriter) -> Result<SourceTally> {
     let mut record = vec![0u8; job.record_bytes];
     for (i, byte) in record[RECORD_BYTES_MIN..].iter_mut().enumerate() {
         *byte = b'a' + (i % 26) as u8;

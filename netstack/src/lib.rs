@@ -50,6 +50,7 @@
 pub mod buffer;
 pub mod constants;
 mod error;
+pub mod fuzz;
 pub mod input;
 pub mod partition;
 pub mod pool;
