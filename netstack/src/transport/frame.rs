@@ -707,6 +707,22 @@ mod tests {
         assert_eq!(bytes[..4], 21u32.to_le_bytes());
     }
 
+    #[test]
+    fn format_doc_example() {
+        let mut bytes = Vec::new();
+        Message::AddCredit {
+            receiver: ReceiverId(7),
+            credit: 2,
+        }
+        .encode(&mut bytes);
+        assert_eq!(
+            bytes,
+            [
+                0x15, 0, 0, 0, b'W', b'E', b'I', b'R', 6, 7, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0
+            ]
+        );
+    }
+
     fn error_of(bytes: &[u8]) -> String {
         decode_all(bytes, &[1000]).unwrap_err().to_string()
     }
