@@ -4,9 +4,12 @@
 //! redistribution, a per-subpartition cap and a mid-record overdraft ([`pool`]); the
 //! producer side — result partitions, their subpartitions, record writers that wait for
 //! buffers and flush by buffer timeout, and channel selectors ([`partition`]); and the local
-//! consumer side — input channels reading the producer's buffers without a copy, the input
-//! gate and record readers ([`input`]). Remote channels, credit-based flow control,
-//! debloating and the TCP transport come next (docs: ARCHITECTURE.md §7).
+//! consumer side — local input channels reading the producer's buffers without a copy,
+//! remote input channels under credit-based flow control, the input gate and record
+//! readers ([`input`]); and the transport between worker processes — the wire protocol
+//! and a mio event loop carrying every channel between two processes over one TCP
+//! connection ([`transport`]). Debloating and barrier alignment come next (docs:
+//! ARCHITECTURE.md §7, docs/FORMAT.md §6).
 //!
 //! The data path, and where the buffer layer sits in it:
 //!
@@ -17,8 +20,10 @@
 //!                                                         as NetworkBuffer
 //!                                                                │
 //!          ┌─────────────────────── local: same buffer ──────────┤
-//!          ▼                                                     ▼ remote: TCP frame
-//!   InputChannel ──▶ InputGate ──▶ record deserializer      (header + segment bytes)
+//!          ▼                                                     ▼ remote: BufferResponse
+//!   LocalInputChannel ──┐                              (writev: header + segment bytes,
+//!   RemoteInputChannel ─┴▶ InputGate ──▶ RecordReader   only with credit; read straight
+//!   (credited segments ◀── payload)                     into the credited segment)
 //!
 //!   NetworkBufferPool (fixed grant) ──▶ LocalBufferPool ──try_request──▶ PooledSegment
 //!   last NetworkBuffer dropped ──▶ Recycler (its LocalBufferPool) or the MemoryManager
