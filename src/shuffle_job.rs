@@ -574,19 +574,29 @@ struct SinkTally {
     buffers: u64,
 }
 
-/// A word-wise hash of a record (fast enough not to dominate a 1 KiB record's cost).
+/// A word-wise hash of a record, four independent lanes of 8-byte words so the
+/// multiplications overlap (fast enough not to dominate a 1 KiB record's cost).
 #[inline]
 fn record_hash(record: &[u8]) -> u64 {
-    let mut chunks = record.chunks_exact(8);
-    let mut hash = 0x9e37_79b9_7f4a_7c15u64 ^ record.len() as u64;
-    for chunk in &mut chunks {
-        let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-        hash = (hash ^ word)
-            .wrapping_mul(0x0000_0100_0000_01b3)
-            .rotate_left(23);
+    const K: u64 = 0x0000_0100_0000_01b3;
+    let mut lanes = [
+        0x9e37_79b9_7f4a_7c15u64 ^ record.len() as u64,
+        0xc2b2_ae3d_27d4_eb4f,
+        0x1656_67b1_9e37_79f9,
+        0x85eb_ca77_c2b2_ae63,
+    ];
+    let mut blocks = record.chunks_exact(32);
+    for block in &mut blocks {
+        for (lane, word) in lanes.iter_mut().zip(block.chunks_exact(8)) {
+            let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+            *lane = (*lane ^ word).wrapping_mul(K).rotate_left(23);
+        }
     }
-    for &byte in chunks.remainder() {
-        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+    let mut hash = lanes
+        .iter()
+        .fold(0u64, |acc, &lane| mix(acc ^ lane).wrapping_add(lane));
+    for &byte in blocks.remainder() {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(K);
     }
     mix(hash)
 }
