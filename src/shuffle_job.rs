@@ -721,21 +721,22 @@ mod tests {
 
     #[test]
     fn a_small_shuffle_is_valid_in_every_flush_mode_and_record_size() {
-        for (flush, record_bytes) in [
-            (FlushMode::default(), 16),
-            (FlushMode::EveryRecord, 100),
-            (FlushMode::WhenFull, 1024),
-            (FlushMode::Timeout(Duration::from_millis(1)), 40_000),
+        // Records larger than a 32 KiB buffer included.
+        for (flush, record_bytes, records) in [
+            (FlushMode::default(), 16, 20_000),
+            (FlushMode::EveryRecord, 100, 5_000),
+            (FlushMode::WhenFull, 1024, 5_000),
+            (FlushMode::Timeout(Duration::from_millis(1)), 40_000, 300),
         ] {
             let job = ShuffleJob {
-                records: 20_000,
+                records,
                 record_bytes,
                 flush,
                 ..ShuffleJob::default()
             };
             let report = run_shuffle(&job).unwrap();
             assert!(report.valid, "{flush:?} {record_bytes}: {report:?}");
-            assert_eq!(report.records_received, 20_000);
+            assert_eq!(report.records_received, records);
             let json = report.to_json(&job);
             assert!(json.contains("\"valid\":true"), "{json}");
         }
