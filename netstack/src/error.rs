@@ -50,6 +50,15 @@ pub enum NetError {
         /// Bytes of the record (length prefix included) received before the end.
         received: usize,
     },
+    /// A configuration value out of its range.
+    InvalidConfig {
+        /// The setting.
+        field: &'static str,
+        /// The value given.
+        value: String,
+        /// The allowed range.
+        expected: &'static str,
+    },
     /// The task was cancelled while it waited for the network (a buffer, or data).
     Cancelled,
     /// A remote channel failed: the connection to its peer was lost, or the peer reported
@@ -104,6 +113,11 @@ impl fmt::Display for NetError {
                 "truncated record: {channel} ended after {received} of {expected} framed bytes"
             ),
             NetError::Cancelled => write!(f, "cancelled while waiting for the network"),
+            NetError::InvalidConfig {
+                field,
+                value,
+                expected,
+            } => write!(f, "invalid {field}: {value}, expected {expected}"),
             NetError::MalformedFrame { detail } => write!(f, "malformed frame: {detail}"),
             NetError::Remote { peer, message } => write!(f, "{peer}: {message}"),
             NetError::Kernel(error) => write!(f, "memory kernel: {error}"),
@@ -120,6 +134,7 @@ impl std::error::Error for NetError {
             | NetError::RecordTooLarge { .. }
             | NetError::TruncatedRecord { .. }
             | NetError::Cancelled
+            | NetError::InvalidConfig { .. }
             | NetError::MalformedFrame { .. }
             | NetError::Remote { .. } => None,
         }

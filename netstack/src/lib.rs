@@ -54,6 +54,7 @@
 
 pub mod buffer;
 pub mod constants;
+pub mod debloat;
 mod error;
 pub mod fuzz;
 pub mod input;
