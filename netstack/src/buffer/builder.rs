@@ -360,6 +360,11 @@ impl BufferBuilder {
         self.limit
     }
 
+    /// The segment's size: the capacity `trim` can raise the builder to.
+    pub fn segment_size(&self) -> usize {
+        self.shared.capacity
+    }
+
     /// Bytes that still fit.
     pub fn writable_bytes(&self) -> usize {
         self.limit - self.written

@@ -296,10 +296,29 @@ impl ResultPartition {
             };
             assert!(written > 0, "a builder with room took no bytes");
             offset += written;
+            // A debloated (trimmed) buffer full in the middle of a record, with no segment
+            // to go on with: grow it rather than block mid-record (Flink's FLINK-33077).
+            let trimmed_full = offset < framed_len
+                && builder.is_full()
+                && builder.capacity() < builder.segment_size();
+            if trimmed_full
+                && !self.pool.may_lend(true)
+                && let Some(builder) = self.open_builder(kind)
+            {
+                builder.trim(builder.segment_size());
+            }
             self.bytes_written += written as u64;
             self.commit_or_finish(kind);
         }
         Ok(())
+    }
+
+    /// The open builder for `kind`, if any.
+    fn open_builder(&mut self, kind: Target) -> Option<&mut BufferBuilder> {
+        match kind {
+            Target::One(index) => self.builders[index.as_usize()].as_mut(),
+            Target::All => self.broadcast.as_mut(),
+        }
     }
 
     /// The open builder for `kind`, taking a segment from the pool (and queueing its
@@ -318,7 +337,21 @@ impl ResultPartition {
             let segment = self
                 .pool
                 .request(counted, mid_record, self.waker.as_ref())?;
-            let (builder, consumer) = segment.into_builder(DataType::Data);
+            let (mut builder, consumer) = segment.into_builder(DataType::Data);
+            // Debloating: the smallest size any reader of the buffer asked for.
+            let size = match kind {
+                Target::One(index) => self.subpartitions[index.as_usize()].buffer_size(),
+                Target::All => self
+                    .subpartitions
+                    .iter()
+                    .map(|s| s.buffer_size())
+                    .filter(|&size| size > 0)
+                    .min()
+                    .unwrap_or(0),
+            };
+            if size > 0 {
+                builder.trim(size);
+            }
             match kind {
                 Target::One(index) => self.subpartitions[index.as_usize()].add(consumer),
                 Target::All => {
@@ -706,6 +739,33 @@ mod tests {
     }
 
     /// A broadcast record is written once: every subpartition reads the same segment.
+    /// A reader asks for 256-byte buffers: new buffers are trimmed, and a record's last
+    /// buffer grows past the hint when the pool has nothing more to lend.
+    #[test]
+    fn debloated_buffers_are_trimmed_and_grow_rather_than_block_mid_record() {
+        let manager = manager(2);
+        let owner = manager.owner("network");
+        let global = NetworkBufferPool::new(&owner, 2).unwrap();
+        let mut partition = ResultPartition::new(global.create_local_pool(2, 2).unwrap(), 1);
+        let subpartition = partition.subpartition(SubpartitionIndex(0));
+        subpartition.set_buffer_size(256);
+        let target = SubpartitionIndex(0);
+        assert_eq!(partition.try_emit_record(&[1; 200], target), Emit::Done);
+        partition.flush_all();
+        let first = subpartition.poll_buffer().unwrap().buffer;
+        assert_eq!(first.len(), 204);
+        // 52 bytes end the first trimmed buffer, 256 fill a second one; the pool has no
+        // third segment, so the second grows to take the framed record's last 696 bytes.
+        assert_eq!(partition.try_emit_record(&[2; 1000], target), Emit::Done);
+        partition.flush_all();
+        let sizes: Vec<usize> = std::iter::from_fn(|| subpartition.poll_buffer())
+            .map(|p| p.buffer.len())
+            .collect();
+        assert_eq!(sizes, [52, 952]);
+        drop((first, partition, subpartition, global));
+        manager.leak_check().unwrap();
+    }
+
     #[test]
     fn a_broadcast_record_is_one_copy_read_by_every_subpartition() {
         let manager = manager(4);

@@ -61,6 +61,8 @@ pub struct SubpartitionMetrics {
 pub struct ResultSubpartition {
     index: SubpartitionIndex,
     state: Mutex<State>,
+    // The buffer size its reader asked for (debloating); 0 for whole segments.
+    buffer_size: std::sync::atomic::AtomicUsize,
 }
 
 enum Entry {
@@ -91,12 +93,27 @@ impl ResultSubpartition {
         ResultSubpartition {
             index,
             state: Mutex::new(State::default()),
+            buffer_size: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
     /// This subpartition's index in its partition.
     pub fn index(&self) -> SubpartitionIndex {
         self.index
+    }
+
+    /// Sets the size of the buffers the writer starts from now on (buffer debloating, from
+    /// the reader's side: a local channel directly, a remote one through NewBufferSize); 0
+    /// for whole segments. A hint: a record's last buffer may grow past it rather than
+    /// block the writer mid-record.
+    pub fn set_buffer_size(&self, bytes: usize) {
+        self.buffer_size
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The buffer size asked for; 0 for whole segments.
+    pub fn buffer_size(&self) -> usize {
+        self.buffer_size.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Queues a data buffer (its builder may still be writing). After

@@ -236,6 +236,21 @@ impl LocalBufferPool {
         segment.map(|segment| PooledSegment::new(segment, recycler))
     }
 
+    /// Whether a request would get a segment now (a hint: another requester may take it
+    /// first), with `overdraft` as in [`request`](Self::request), ignoring the
+    /// per-subpartition cap.
+    pub fn may_lend(&self, overdraft: bool) -> bool {
+        let shared = &self.shared;
+        let state = shared.lock();
+        if !state.free.is_empty() {
+            return true;
+        }
+        let room = state.held < state.size
+            || (overdraft && state.held < state.size + shared.spec.max_overdraft);
+        drop(state);
+        room && shared.global.has_free()
+    }
+
     /// How the pool is sized and capped.
     pub fn spec(&self) -> LocalPoolSpec {
         self.shared.spec

@@ -240,6 +240,11 @@ impl GlobalShared {
         segment
     }
 
+    /// Whether a segment is free now.
+    pub(crate) fn has_free(&self) -> bool {
+        !self.lock().free.is_empty()
+    }
+
     /// Takes `segments` back and wakes every local pool waiting for one.
     pub(crate) fn give_back(&self, segments: Vec<MemorySegment>) {
         if segments.is_empty() {
