@@ -62,6 +62,22 @@ impl InputChannel {
         }
     }
 
+    /// Asks the producer for buffers of `bytes` bytes (debloating).
+    pub fn announce_buffer_size(&self, bytes: usize) {
+        match self {
+            InputChannel::Local(channel) => channel.announce_buffer_size(bytes),
+            InputChannel::Remote(channel) => channel.announce_buffer_size(bytes),
+        }
+    }
+
+    /// Buffers in flight to this channel (see the channel types).
+    pub fn buffers_in_use(&self) -> usize {
+        match self {
+            InputChannel::Local(channel) => channel.buffers_in_use(),
+            InputChannel::Remote(channel) => channel.buffers_in_use(),
+        }
+    }
+
     /// Buffers handed out so far.
     pub fn buffers_in(&self) -> u64 {
         match self {

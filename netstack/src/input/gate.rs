@@ -30,8 +30,12 @@
 
 use std::task::Waker;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use super::channel::InputChannel;
-use crate::buffer::NetworkBuffer;
+use crate::buffer::{DataType, NetworkBuffer};
+use crate::debloat::{BufferDebloater, Clock, DebloatConfig, ThroughputMeter};
 use crate::error::Result;
 use crate::partition::ChannelIndex;
 
@@ -64,6 +68,14 @@ pub struct GateMetrics {
     pub queued_bytes: u64,
     /// Channels that handed out EndOfPartition.
     pub ended_channels: usize,
+    /// The buffer size debloating announced last (0 when debloating is off).
+    pub debloated_buffer_size: usize,
+    /// The throughput last measured, in bytes per second of time with data.
+    pub throughput_bytes_per_s: u64,
+    /// The bytes in flight to the gate: buffers in use × the debloated buffer size.
+    pub in_flight_bytes: u64,
+    /// The estimated time to consume them at the last throughput, in milliseconds.
+    pub time_to_consume_ms: u64,
 }
 
 /// Merges the buffers of N local input channels: priority events first, then round robin
@@ -75,6 +87,19 @@ pub struct InputGate {
     lookahead: Vec<Option<NetworkBuffer>>,
     // The channel to look at first for the next data buffer.
     next: usize,
+    debloat: Option<GateDebloat>,
+}
+
+/// A gate's buffer debloating: its throughput meter and debloater, run every period.
+#[derive(Debug)]
+struct GateDebloat {
+    clock: Arc<dyn Clock>,
+    meter: ThroughputMeter,
+    debloater: BufferDebloater,
+    period: Duration,
+    last_update: Duration,
+    throughput: f64,
+    buffers_in_use: usize,
 }
 
 impl InputGate {
@@ -99,7 +124,34 @@ impl InputGate {
             channels,
             lookahead,
             next: 0,
+            debloat: None,
         }
+    }
+
+    /// Sizes the producers' buffers by this gate's throughput from now on (see
+    /// [`crate::debloat`]), with time from `clock`.
+    ///
+    /// # Errors
+    ///
+    /// [`NetError::InvalidConfig`](crate::NetError::InvalidConfig) for a configuration out
+    /// of range.
+    pub fn enable_debloating(
+        &mut self,
+        config: DebloatConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<()> {
+        let debloater = BufferDebloater::new(config)?;
+        let last_update = clock.now();
+        self.debloat = Some(GateDebloat {
+            meter: ThroughputMeter::new(Arc::clone(&clock)),
+            clock,
+            debloater,
+            period: config.period,
+            last_update,
+            throughput: 0.0,
+            buffers_in_use: 0,
+        });
+        Ok(())
     }
 
     /// The number of channels.
@@ -138,6 +190,9 @@ impl InputGate {
                 .is_some_and(|buffer| buffer.data_type().is_priority())
         });
         let chosen = priority.or_else(|| order.clone().find(|&i| self.lookahead[i].is_some()));
+        if self.debloat.is_some() {
+            self.debloat_step(chosen);
+        }
         Ok(match chosen {
             Some(i) => {
                 let buffer = self.lookahead[i].take().expect("the chosen slot is full");
@@ -149,6 +204,40 @@ impl InputGate {
             None if self.is_finished() => GatePoll::EndOfPartitions,
             None => GatePoll::Pending,
         })
+    }
+
+    /// Feeds the throughput meter, and once a period announces a new buffer size to every
+    /// channel's producer when the debloater says so.
+    fn debloat_step(&mut self, chosen: Option<usize>) {
+        let Some(debloat) = &mut self.debloat else {
+            return;
+        };
+        match chosen.and_then(|i| self.lookahead[i].as_ref()) {
+            Some(buffer) => {
+                debloat.meter.resume();
+                if buffer.data_type() == DataType::Data {
+                    debloat.meter.record(buffer.len());
+                }
+            }
+            None => debloat.meter.pause(),
+        }
+        let now = debloat.clock.now();
+        if now.saturating_sub(debloat.last_update) < debloat.period {
+            return;
+        }
+        debloat.last_update = now;
+        let Some(throughput) = debloat.meter.take_throughput() else {
+            return;
+        };
+        let in_use: usize = self.channels.iter().map(InputChannel::buffers_in_use).sum();
+        debloat.throughput = throughput;
+        debloat.buffers_in_use = in_use;
+        let step = debloat.debloater.update(throughput, in_use.max(1));
+        if step.announce {
+            for channel in &self.channels {
+                channel.announce_buffer_size(step.size);
+            }
+        }
     }
 
     fn fill_lookahead(&mut self) -> Result<()> {
@@ -178,6 +267,27 @@ impl InputGate {
             queued_buffers: queued.clone().count(),
             queued_bytes: queued.map(|buffer| buffer.len() as u64).sum(),
             ended_channels: self.channels.iter().filter(|c| c.is_ended()).count(),
+            ..self.debloat_metrics()
+        }
+    }
+
+    fn debloat_metrics(&self) -> GateMetrics {
+        let Some(debloat) = &self.debloat else {
+            return GateMetrics::default();
+        };
+        let size = debloat.debloater.size();
+        let in_flight = (debloat.buffers_in_use * size) as u64;
+        let time_to_consume_ms = if debloat.throughput > 0.0 {
+            (in_flight as f64 * 1000.0 / debloat.throughput) as u64
+        } else {
+            0
+        };
+        GateMetrics {
+            debloated_buffer_size: size,
+            throughput_bytes_per_s: debloat.throughput as u64,
+            in_flight_bytes: in_flight,
+            time_to_consume_ms,
+            ..GateMetrics::default()
         }
     }
 

@@ -74,6 +74,21 @@ impl LocalInputChannel {
         self.subpartition.register_listener(waker);
     }
 
+    /// Asks the producer for buffers of `bytes` bytes (debloating): set directly on the
+    /// subpartition.
+    pub fn announce_buffer_size(&self, bytes: usize) {
+        self.subpartition.set_buffer_size(bytes);
+    }
+
+    /// Buffers in flight to this channel: the producer's backlog and the one being filled.
+    pub fn buffers_in_use(&self) -> usize {
+        if self.ended {
+            0
+        } else {
+            self.subpartition.backlog() + 1
+        }
+    }
+
     /// Whether EndOfPartition was handed out.
     pub fn is_ended(&self) -> bool {
         self.ended

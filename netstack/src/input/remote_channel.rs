@@ -39,6 +39,9 @@ pub trait ChannelEvents: Send + Sync + fmt::Debug {
 
     /// The channel was released before its end: cancel the subpartition at the producer.
     fn cancelled(&self, receiver: ReceiverId);
+
+    /// The channel's gate wants buffers of `bytes` bytes (debloating): NewBufferSize.
+    fn buffer_size(&self, receiver: ReceiverId, bytes: usize);
 }
 
 /// Where a remote channel reads from and how many exclusive segments it owns.
@@ -192,6 +195,26 @@ impl RemoteInputChannel {
     /// Whether EndOfPartition was handed out.
     pub fn is_ended(&self) -> bool {
         self.ended
+    }
+
+    /// Asks the producer for buffers of `bytes` bytes (debloating): a NewBufferSize
+    /// message through the transport.
+    pub fn announce_buffer_size(&self, bytes: usize) {
+        if !self.ended {
+            self.shared
+                .events
+                .buffer_size(self.shared.spec.receiver, bytes);
+        }
+    }
+
+    /// Buffers in flight to this channel: received and not yet read, and the sender's
+    /// backlog as last reported.
+    pub fn buffers_in_use(&self) -> usize {
+        if self.ended {
+            return 0;
+        }
+        let state = self.shared.lock();
+        state.received.len() + state.backlog
     }
 
     /// The sender's backlog as last reported.

@@ -129,6 +129,10 @@ enum Command {
         receiver: ReceiverId,
     },
     FloatingAvailable(ReceiverId),
+    BufferSize {
+        receiver: ReceiverId,
+        bytes: u32,
+    },
     Stop,
 }
 
@@ -320,6 +324,13 @@ impl ChannelEvents for LoopEvents {
     fn cancelled(&self, receiver: ReceiverId) {
         if let Some(shared) = self.shared.upgrade() {
             shared.post(Command::Cancelled(receiver));
+        }
+    }
+
+    fn buffer_size(&self, receiver: ReceiverId, bytes: usize) {
+        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX).max(1);
+        if let Some(shared) = self.shared.upgrade() {
+            shared.post(Command::BufferSize { receiver, bytes });
         }
     }
 }
@@ -767,6 +778,17 @@ impl EventLoop {
                 }
                 Some(peer)
             }
+            Command::BufferSize { receiver, bytes } => {
+                let peer = *self.channel_peer.get(&receiver)?;
+                self.connections
+                    .get_mut(&peer)?
+                    .control
+                    .push_back(Message::NewBufferSize {
+                        receiver,
+                        size: bytes,
+                    });
+                Some(peer)
+            }
             Command::Stop => {
                 self.stopping.get_or_insert_with(Instant::now);
                 None
@@ -1075,9 +1097,14 @@ impl EventLoop {
                     .retain(|r| !(r.peer == peer && r.receiver == receiver));
             }
             Message::Close => connection.closed = true,
-            // Barrier alignment and debloating (issue 8) act on these; until then they
-            // change nothing.
-            Message::ResumeConsumption { .. } | Message::NewBufferSize { .. } => {}
+            Message::NewBufferSize { receiver, size } => {
+                if let Some(view) = connection.views.get(&receiver) {
+                    view.subpartition.set_buffer_size(size as usize);
+                }
+            }
+            // Barriers block a channel at its reader, which simply stops reading it; the
+            // producer has nothing to resume.
+            Message::ResumeConsumption { .. } => {}
             Message::Hello { .. } => {
                 return Err(protocol(format!("{} said hello twice", connection.name)));
             }
