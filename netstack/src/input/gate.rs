@@ -27,11 +27,17 @@
 //! its channel ended on a record boundary; once every channel has handed out its
 //! EndOfPartition and every slot is empty the gate answers
 //! [`GatePoll::EndOfPartitions`].
-
-use std::task::Waker;
+//!
+//! **Aligned barriers.** A barrier (`DataType::Barrier`) travels in order behind the data
+//! of its channel. When one arrives the gate blocks that channel (reads nothing more from
+//! it; a remote sender then runs out of credit, a local one out of buffers) until the
+//! barrier has arrived on every channel that has not ended; then it hands out one barrier
+//! (the last to arrive) and unblocks them all. The time from the first barrier to the last
+//! is the alignment time ([`GateMetrics::last_alignment`]).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::Waker;
+use std::time::{Duration, Instant};
 
 use super::channel::InputChannel;
 use crate::buffer::{DataType, NetworkBuffer};
@@ -76,6 +82,10 @@ pub struct GateMetrics {
     pub in_flight_bytes: u64,
     /// The estimated time to consume them at the last throughput, in milliseconds.
     pub time_to_consume_ms: u64,
+    /// Barriers aligned (handed out once arrived on every channel).
+    pub barriers_aligned: u64,
+    /// The alignment time of the last aligned barrier: first arrival to last.
+    pub last_alignment: Duration,
 }
 
 /// Merges the buffers of N local input channels: priority events first, then round robin
@@ -88,6 +98,15 @@ pub struct InputGate {
     // The channel to look at first for the next data buffer.
     next: usize,
     debloat: Option<GateDebloat>,
+    // Channels blocked by an aligned barrier, and when the first of them arrived.
+    blocked: Vec<bool>,
+    alignment_started: Option<Instant>,
+    // The last barrier to arrive while aligning; handed out once aligned.
+    pending_barrier: Option<(ChannelIndex, NetworkBuffer)>,
+    // An aligned barrier to hand out before anything else.
+    ready_barrier: Option<(ChannelIndex, NetworkBuffer)>,
+    barriers_aligned: u64,
+    last_alignment: Duration,
 }
 
 /// A gate's buffer debloating: its throughput meter and debloater, run every period.
@@ -120,11 +139,18 @@ impl InputGate {
             );
         }
         let lookahead = channels.iter().map(|_| None).collect();
+        let blocked = vec![false; channels.len()];
         InputGate {
             channels,
             lookahead,
             next: 0,
             debloat: None,
+            blocked,
+            alignment_started: None,
+            pending_barrier: None,
+            ready_barrier: None,
+            barriers_aligned: 0,
+            last_alignment: Duration::ZERO,
         }
     }
 
@@ -181,6 +207,54 @@ impl InputGate {
     ///
     /// As [`LocalInputChannel::poll_next`](super::LocalInputChannel::poll_next).
     pub fn poll_next(&mut self) -> Result<GatePoll> {
+        if let Some((channel, barrier)) = self.ready_barrier.take() {
+            return Ok(GatePoll::Buffer(channel, barrier));
+        }
+        loop {
+            let polled = self.poll_one()?;
+            let GatePoll::Buffer(channel, buffer) = polled else {
+                return Ok(polled);
+            };
+            match buffer.data_type() {
+                DataType::Barrier => {
+                    // Block its channel until every live channel has one.
+                    self.alignment_started.get_or_insert_with(Instant::now);
+                    self.blocked[channel.as_usize()] = true;
+                    self.pending_barrier = Some((channel, buffer));
+                    if let Some((channel, barrier)) = self.complete_alignment() {
+                        return Ok(GatePoll::Buffer(channel, barrier));
+                    }
+                }
+                DataType::EndOfPartition => {
+                    // The last live channel ending completes a pending alignment too.
+                    self.ready_barrier = self.complete_alignment();
+                    return Ok(GatePoll::Buffer(channel, buffer));
+                }
+                _ => return Ok(GatePoll::Buffer(channel, buffer)),
+            }
+        }
+    }
+
+    /// The pending barrier, once every channel is blocked by it or has ended; unblocks them.
+    fn complete_alignment(&mut self) -> Option<(ChannelIndex, NetworkBuffer)> {
+        self.pending_barrier.as_ref()?;
+        let aligned = self
+            .channels
+            .iter()
+            .zip(&self.blocked)
+            .all(|(channel, &blocked)| blocked || channel.is_ended());
+        if !aligned {
+            return None;
+        }
+        self.blocked.iter_mut().for_each(|blocked| *blocked = false);
+        if let Some(started) = self.alignment_started.take() {
+            self.last_alignment = started.elapsed();
+        }
+        self.barriers_aligned += 1;
+        self.pending_barrier.take()
+    }
+
+    fn poll_one(&mut self) -> Result<GatePoll> {
         self.fill_lookahead()?;
         let n = self.channels.len();
         let order = (0..n).map(|k| (self.next + k) % n);
@@ -241,8 +315,9 @@ impl InputGate {
     }
 
     fn fill_lookahead(&mut self) -> Result<()> {
-        for (slot, channel) in self.lookahead.iter_mut().zip(&mut self.channels) {
-            if slot.is_none() {
+        let slots = self.lookahead.iter_mut().zip(&mut self.channels);
+        for ((slot, channel), &blocked) in slots.zip(&self.blocked) {
+            if slot.is_none() && !blocked {
                 *slot = channel.poll_next()?;
             }
         }
@@ -267,6 +342,8 @@ impl InputGate {
             queued_buffers: queued.clone().count(),
             queued_bytes: queued.map(|buffer| buffer.len() as u64).sum(),
             ended_channels: self.channels.iter().filter(|c| c.is_ended()).count(),
+            barriers_aligned: self.barriers_aligned,
+            last_alignment: self.last_alignment,
             ..self.debloat_metrics()
         }
     }
@@ -301,6 +378,106 @@ impl InputGate {
 /// The index of the channel at position `i` (the gate checked every position in `new`).
 fn channel_index(i: usize) -> ChannelIndex {
     ChannelIndex(u32::try_from(i).expect("a channel position fits a u32"))
+}
+
+#[cfg(all(test, not(loom)))]
+mod barrier_tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::buffer::test_support::manager;
+    use crate::input::LocalInputChannel;
+    use crate::partition::{ResultSubpartition, SubpartitionIndex};
+    use crate::pool::{LocalBufferPool, NetworkBufferPool};
+
+    fn buffer(pool: &LocalBufferPool, data_type: DataType, byte: u8) -> NetworkBuffer {
+        let mut segment = pool.try_request().unwrap();
+        segment.segment_mut().put_bytes(0, &[byte]);
+        segment.into_buffer(1, data_type)
+    }
+
+    fn drain(gate: &mut InputGate) -> Vec<(usize, DataType, u8)> {
+        let mut seen = Vec::new();
+        while let GatePoll::Buffer(channel, buffer) = gate.poll_next().unwrap() {
+            seen.push((
+                channel.as_usize(),
+                buffer.data_type(),
+                buffer.as_bytes().first().copied().unwrap_or(0),
+            ));
+        }
+        seen
+    }
+
+    /// A barrier blocks its channel until the barrier arrived on every channel; the data
+    /// behind it waits, the others' data flows; then one barrier comes out.
+    #[test]
+    fn a_barrier_blocks_its_channel_until_aligned() {
+        let manager = manager(16);
+        let owner = manager.owner("network");
+        let global = NetworkBufferPool::new(&owner, 16).unwrap();
+        let pool = global.create_local_pool(16, 16).unwrap();
+        let subpartitions: Vec<Arc<ResultSubpartition>> = (0..2)
+            .map(|i| Arc::new(ResultSubpartition::new(SubpartitionIndex(i))))
+            .collect();
+        let mut gate = InputGate::new(
+            subpartitions
+                .iter()
+                .enumerate()
+                .map(|(i, s)| LocalInputChannel::new(channel_index(i), Arc::clone(s)))
+                .collect(),
+        );
+        // Channel 0: barrier, then data 10. Channel 1: data 1, 2, then the barrier.
+        subpartitions[0].add_event(buffer(&pool, DataType::Barrier, 0xB0));
+        subpartitions[0].add_event(buffer(&pool, DataType::Event, 10));
+        subpartitions[1].add_event(buffer(&pool, DataType::Event, 1));
+        subpartitions[1].add_event(buffer(&pool, DataType::Event, 2));
+        assert_eq!(
+            drain(&mut gate),
+            [(1, DataType::Event, 1), (1, DataType::Event, 2)],
+            "channel 0 is blocked behind its barrier"
+        );
+        subpartitions[1].add_event(buffer(&pool, DataType::Barrier, 0xB1));
+        assert_eq!(
+            drain(&mut gate),
+            [(1, DataType::Barrier, 0xB1), (0, DataType::Event, 10)],
+            "aligned: one barrier, then channel 0 resumes"
+        );
+        let metrics = gate.metrics();
+        assert_eq!(metrics.barriers_aligned, 1);
+        drop((gate, subpartitions, pool, global));
+        manager.leak_check().unwrap();
+    }
+
+    /// A channel that ends counts as aligned: the barrier of the others comes out.
+    #[test]
+    fn an_ending_channel_completes_the_alignment() {
+        let manager = manager(8);
+        let owner = manager.owner("network");
+        let global = NetworkBufferPool::new(&owner, 8).unwrap();
+        let pool = global.create_local_pool(8, 8).unwrap();
+        let subpartitions: Vec<Arc<ResultSubpartition>> = (0..2)
+            .map(|i| Arc::new(ResultSubpartition::new(SubpartitionIndex(i))))
+            .collect();
+        let mut gate = InputGate::new(
+            subpartitions
+                .iter()
+                .enumerate()
+                .map(|(i, s)| LocalInputChannel::new(channel_index(i), Arc::clone(s)))
+                .collect(),
+        );
+        subpartitions[0].add_event(buffer(&pool, DataType::Barrier, 0xB0));
+        assert!(drain(&mut gate).is_empty());
+        subpartitions[1].finish(buffer(&pool, DataType::EndOfPartition, 0));
+        assert_eq!(
+            drain(&mut gate),
+            [
+                (1, DataType::EndOfPartition, 0),
+                (0, DataType::Barrier, 0xB0)
+            ]
+        );
+        drop((gate, subpartitions, pool, global));
+        manager.leak_check().unwrap();
+    }
 }
 
 #[cfg(all(test, not(loom)))]
