@@ -145,11 +145,13 @@ pub fn flush_name(flush: FlushMode) -> String {
     match flush {
         FlushMode::EveryRecord => "every".to_owned(),
         FlushMode::WhenFull => "full".to_owned(),
+        FlushMode::WhenIdle => "idle".to_owned(),
         FlushMode::Timeout(t) => format!("{}ms", t.as_millis()),
     }
 }
 
-/// Parses a flush mode: `every` (or `0`), `full` (or `none`), or a timeout like `100ms`.
+/// Parses a flush mode: `every` (or `0`), `full` (or `none`), `idle`, or a timeout like
+/// `100ms`.
 ///
 /// # Errors
 ///
@@ -158,11 +160,12 @@ pub fn parse_flush(text: &str) -> std::result::Result<FlushMode, String> {
     match text {
         "every" | "0" | "0ms" => Ok(FlushMode::EveryRecord),
         "full" | "none" => Ok(FlushMode::WhenFull),
+        "idle" => Ok(FlushMode::WhenIdle),
         _ => text
             .strip_suffix("ms")
             .and_then(|n| n.parse::<u64>().ok())
             .map(|ms| FlushMode::Timeout(Duration::from_millis(ms)))
-            .ok_or_else(|| format!("flush mode {text:?}: expected every, full, or <N>ms")),
+            .ok_or_else(|| format!("flush mode {text:?}: expected every, full, idle, or <N>ms")),
     }
 }
 
@@ -753,7 +756,7 @@ mod tests {
         assert!(
             parse_flush("fast")
                 .unwrap_err()
-                .contains("expected every, full")
+                .contains("expected every, full, idle")
         );
         assert_eq!(flush_name(FlushMode::default()), "100ms");
     }

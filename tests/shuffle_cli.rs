@@ -50,7 +50,7 @@ fn bad_arguments_are_usage_errors() {
         (&["bench", "shuffle", "--workers", "0"][..], "1 to 64"),
         (
             &["bench", "shuffle", "--flush", "soon"][..],
-            "expected every, full",
+            "expected every, full, idle",
         ),
     ] {
         let output = weir(args);

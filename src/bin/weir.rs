@@ -113,7 +113,7 @@ struct ShuffleJobArgs {
     /// Bytes per record (at least 16: the u64 key and the u64 value).
     #[arg(long, default_value_t = 16)]
     record_size: usize,
-    /// When records become readable: every, full, or a buffer timeout like 100ms.
+    /// When records become readable: every, full, idle, or a buffer timeout like 100ms.
     #[arg(long, default_value = "100ms", value_parser = parse_flush)]
     flush: FlushMode,
     /// Seed of the keys.

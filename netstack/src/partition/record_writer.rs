@@ -8,6 +8,8 @@
 //!                    FlushMode::EveryRecord: flush the target now
 //!                    FlushMode::Timeout(t):  an output flusher thread flushes every t
 //!                    FlushMode::WhenFull:    buffers go out when full (or on flush_all)
+//!                    FlushMode::WhenIdle:    when full, and whenever the task runs out of
+//!                                            input (it calls input_idle)
 //! ```
 //!
 //! A record is serialized by the caller once; the writer frames and copies it into the
@@ -39,8 +41,12 @@ pub enum FlushMode {
     /// Every interval, by an output flusher thread (Flink's buffer timeout).
     Timeout(Duration),
     /// Only when a buffer is full, or the task calls
-    /// [`flush_all`](RecordWriter::flush_all) (flush-when-idle).
+    /// [`flush_all`](RecordWriter::flush_all).
     WhenFull,
+    /// When a buffer is full, and as soon as the task has no more input available
+    /// ([`input_idle`](RecordWriter::input_idle)): low latency without tiny buffers under
+    /// load.
+    WhenIdle,
 }
 
 impl FlushMode {
@@ -209,9 +215,17 @@ impl<S: ChannelSelector> RecordWriter<S> {
         self.blocking(|partition| partition.try_broadcast_event(data_type, bytes))
     }
 
-    /// Makes everything written so far readable (flush-when-idle).
+    /// Makes everything written so far readable.
     pub fn flush_all(&mut self) {
         self.partition.flush_all();
+    }
+
+    /// The task has no more input available for now: with [`FlushMode::WhenIdle`] what
+    /// was written goes out (a no-op in the other modes, which flush on their own terms).
+    pub fn input_idle(&mut self) {
+        if self.flush_mode == FlushMode::WhenIdle {
+            self.partition.flush_all();
+        }
     }
 
     /// Ends the output: every open buffer finished and EndOfPartition queued in every
@@ -405,14 +419,25 @@ mod tests {
         let manager = manager(4);
         let owner = manager.owner("network");
         let global = NetworkBufferPool::new(&owner, 4).unwrap();
-        for (mode, readable) in [(FlushMode::EveryRecord, 5), (FlushMode::WhenFull, 0)] {
+        for (mode, readable, when_idle) in [
+            (FlushMode::EveryRecord, 5, 0),
+            (FlushMode::WhenFull, 0, 0),
+            (FlushMode::WhenIdle, 0, 5),
+        ] {
             let partition = ResultPartition::new(global.create_local_pool(2, 2).unwrap(), 1);
             let subpartition = partition.subpartition(SubpartitionIndex(0));
             let mut writer = RecordWriter::new(partition, ForwardSelector, mode);
             writer.emit(b"a").unwrap();
             assert_eq!(drain(&subpartition).len(), readable, "{mode:?}");
+            writer.input_idle();
+            assert_eq!(drain(&subpartition).len(), when_idle, "{mode:?} when idle");
+            writer.emit(b"b").unwrap();
             writer.flush_all();
-            assert_eq!(drain(&subpartition).len(), 5 - readable, "{mode:?}");
+            assert_eq!(
+                drain(&subpartition).len(),
+                10 - readable - when_idle,
+                "{mode:?}"
+            );
             writer.finish().unwrap();
         }
         drop(global);
