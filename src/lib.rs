@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
+pub mod latency_job;
 pub mod shuffle_job;
 pub mod size;
 pub mod sort_job;

@@ -376,54 +376,14 @@ pub fn run_shuffle_worker(job: &ShuffleJob, config: NetworkConfig) -> Result<Wor
     validate(&job)?;
     let process = config.process;
     let me = process as usize;
-    let spec = LocalPoolSpec::for_partition(workers);
-    let floating = LocalPoolSpec::new(1, FLOATING_BUFFERS_PER_GATE_DEFAULT);
-    let exclusive = BUFFERS_PER_CHANNEL_DEFAULT * (workers - 1);
-    let segments = spec.max + floating.max + exclusive;
-    // The grant, and a few segments for incoming events (they need no credit).
-    let manager = MemoryManager::new(MemoryConfig::with_budget(
-        (segments + 8) * SEGMENT_SIZE_DEFAULT,
-    ))?;
-    let owner = manager.owner("network");
-    let grant = NetworkBufferPool::new(&owner, segments)?;
-    let service = NetworkService::start(config, manager.owner("network events"))?;
-
-    let partition = ResultPartition::new(grant.create_pool(spec)?, workers);
-    let id = PartitionId {
-        dataset: 0,
-        producer: process,
-    };
-    service.register_partition(id, &partition);
-    let floating_pool = Arc::new(grant.create_pool(floating)?);
-    let mut channels: Vec<InputChannel> = Vec::with_capacity(workers);
-    for producer in 0..workers {
-        if producer == me {
-            let subpartition = partition.subpartition(SubpartitionIndex::from_usize(me));
-            channels.push(LocalInputChannel::new(channel(producer), subpartition).into());
-        } else {
-            let producer = u32::try_from(producer).expect("few workers");
-            let remote = RemoteInputChannel::new(
-                RemoteChannelSpec {
-                    index: channel(producer as usize),
-                    receiver: service.next_receiver(),
-                    partition: PartitionId {
-                        dataset: 0,
-                        producer,
-                    },
-                    subpartition: process,
-                    peer: service.peer_name(producer),
-                },
-                BUFFERS_PER_CHANNEL_DEFAULT,
-                &grant,
-                Arc::clone(&floating_pool),
-                service.channel_events(),
-                Duration::from_secs(10),
-            )?;
-            service.open_channel(producer, remote.shared());
-            channels.push(remote.into());
-        }
-    }
-    let gate = InputGate::new(channels);
+    let WorkerExchange {
+        manager,
+        grant,
+        service,
+        partition,
+        floating_pool,
+        gate,
+    } = worker_exchange(config)?;
 
     let start = Instant::now();
     let cancel_sink = AtomicBool::new(false);
@@ -481,6 +441,98 @@ pub fn run_shuffle_worker(job: &ShuffleJob, config: NetworkConfig) -> Result<Wor
         bytes_sent: transport.bytes_sent,
         credit_messages: transport.credit_messages,
         leak_free,
+    })
+}
+
+/// One worker's end of an all-to-all exchange: its memory, network grant and transport,
+/// its output partition (one subpartition per worker, registered as dataset 0) and its
+/// input gate (one channel per worker: local for its own partition, remote for the
+/// others').
+#[derive(Debug)]
+pub struct WorkerExchange {
+    /// The worker's memory manager (network grant and incoming events).
+    pub manager: MemoryManager,
+    /// The network grant.
+    pub grant: NetworkBufferPool,
+    /// The transport.
+    pub service: NetworkService,
+    /// The worker's output.
+    pub partition: ResultPartition,
+    /// The gate's floating buffers.
+    pub floating_pool: Arc<weir_netstack::LocalBufferPool>,
+    /// The worker's input.
+    pub gate: InputGate,
+}
+
+/// Sets up one worker's end of an all-to-all exchange between `config.peers` workers.
+///
+/// # Errors
+///
+/// The transport's startup (peers that cannot be reached); memory the budget cannot
+/// grant.
+///
+/// # Panics
+///
+/// When there are more than `u32::MAX` workers.
+pub fn worker_exchange(config: NetworkConfig) -> Result<WorkerExchange> {
+    let workers = config.peers.len();
+    let process = config.process;
+    let me = process as usize;
+    let spec = LocalPoolSpec::for_partition(workers);
+    let floating = LocalPoolSpec::new(1, FLOATING_BUFFERS_PER_GATE_DEFAULT);
+    let exclusive = BUFFERS_PER_CHANNEL_DEFAULT * (workers - 1);
+    let segments = spec.max + floating.max + exclusive;
+    // The grant, and a few segments for incoming events (they need no credit).
+    let manager = MemoryManager::new(MemoryConfig::with_budget(
+        (segments + 8) * SEGMENT_SIZE_DEFAULT,
+    ))?;
+    let owner = manager.owner("network");
+    let grant = NetworkBufferPool::new(&owner, segments)?;
+    let service = NetworkService::start(config, manager.owner("network events"))?;
+
+    let partition = ResultPartition::new(grant.create_pool(spec)?, workers);
+    let id = PartitionId {
+        dataset: 0,
+        producer: process,
+    };
+    service.register_partition(id, &partition);
+    let floating_pool = Arc::new(grant.create_pool(floating)?);
+    let mut channels: Vec<InputChannel> = Vec::with_capacity(workers);
+    for producer in 0..workers {
+        if producer == me {
+            let subpartition = partition.subpartition(SubpartitionIndex::from_usize(me));
+            channels.push(LocalInputChannel::new(channel(producer), subpartition).into());
+        } else {
+            let producer = u32::try_from(producer).expect("few workers");
+            let remote = RemoteInputChannel::new(
+                RemoteChannelSpec {
+                    index: channel(producer as usize),
+                    receiver: service.next_receiver(),
+                    partition: PartitionId {
+                        dataset: 0,
+                        producer,
+                    },
+                    subpartition: process,
+                    peer: service.peer_name(producer),
+                },
+                BUFFERS_PER_CHANNEL_DEFAULT,
+                &grant,
+                Arc::clone(&floating_pool),
+                service.channel_events(),
+                Duration::from_secs(10),
+            )?;
+            service.open_channel(producer, remote.shared());
+            channels.push(remote.into());
+        }
+    }
+    let gate = InputGate::new(channels);
+    Ok(WorkerExchange {
+        manager,
+        grant,
+        service,
+        partition,
+        floating_pool,
+        gate,
     })
 }
 

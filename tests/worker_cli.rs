@@ -192,3 +192,38 @@ fn two_workers_in_two_network_namespaces() {
     assert!(report.valid, "{report:?}");
     assert!(report.remote_bytes > 0);
 }
+
+#[test]
+fn a_short_latency_run_reports_percentiles() {
+    let output = weir()
+        .args([
+            "bench",
+            "latency",
+            "--rate",
+            "2000",
+            "--seconds",
+            "0.5",
+            "--flush",
+            "idle",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let json = stdout.lines().last().unwrap();
+    for field in [
+        "\"workload\":\"W5\"",
+        "\"records\":1000",
+        "\"latency_p50_ms\":",
+        "\"latency_p99_ms\":",
+        "\"latency_p999_ms\":",
+        "\"valid\":true",
+    ] {
+        assert!(json.contains(field), "{field} in {json}");
+    }
+    let output = weir()
+        .args(["bench", "latency", "--rate", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+}

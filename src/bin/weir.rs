@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use weir::error::WeirError;
+use weir::latency_job::{LatencyJob, LatencyReport, LatencyWorkerReport, run_latency_worker};
 use weir::netstack::FlushMode;
 use weir::netstack::transport::NetworkConfig;
 use weir::shuffle_job::{
@@ -87,12 +88,38 @@ enum Bench {
     /// W4: a keyed shuffle of (u64 key, u64 value) records, or larger ones, from 2 source
     /// tasks to 2 sink tasks.
     Shuffle(ShuffleArgs),
+    /// W5: end-to-end latency across worker processes at a fixed rate.
+    Latency(LatencyArgs),
 }
 
 #[derive(Debug, Subcommand)]
 enum WorkerJob {
     /// This worker's source and sink of a W4 shuffle.
     Shuffle(ShuffleJobArgs),
+    /// This worker's paced source and latency-recording sink of W5.
+    Latency(LatencyJobArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct LatencyArgs {
+    /// Worker processes, started locally on loopback (at least 2).
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    #[command(flatten)]
+    job: LatencyJobArgs,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct LatencyJobArgs {
+    /// Records per second, over all sources.
+    #[arg(long)]
+    rate: u64,
+    /// When records become readable: every, full, idle, or a buffer timeout like 100ms.
+    #[arg(long, default_value = "100ms", value_parser = parse_flush)]
+    flush: FlushMode,
+    /// Seconds the sources emit.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -163,6 +190,14 @@ fn main() -> ExitCode {
             peers,
             job: WorkerJob::Shuffle(args),
         }) => shuffle_worker(process, &peers, &args),
+        Some(Command::Bench {
+            what: Bench::Latency(args),
+        }) => latency(args),
+        Some(Command::Worker {
+            process,
+            peers,
+            job: WorkerJob::Latency(args),
+        }) => latency_worker(process, &peers, &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -278,6 +313,102 @@ fn shuffle_worker(
     }
     let job = args.job(peers.len());
     let report = run_shuffle_worker(&job, NetworkConfig::new(process, peers))?;
+    println!("{}", report.to_line());
+    Ok(())
+}
+
+impl LatencyJobArgs {
+    fn job(&self, workers: usize) -> Result<LatencyJob, WeirError> {
+        if !(self.seconds > 0.0 && self.seconds <= 3600.0) {
+            return Err(WeirError::Input {
+                message: format!("--seconds {}: above 0 and at most 3600", self.seconds),
+            });
+        }
+        Ok(LatencyJob {
+            rate: self.rate,
+            duration: Duration::from_secs_f64(self.seconds),
+            flush: self.flush,
+            workers,
+        })
+    }
+
+    fn to_args(&self) -> Vec<String> {
+        vec![
+            "latency".to_owned(),
+            "--rate".to_owned(),
+            self.rate.to_string(),
+            "--flush".to_owned(),
+            flush_name(self.flush),
+            "--seconds".to_owned(),
+            self.seconds.to_string(),
+        ]
+    }
+}
+
+fn latency(args: LatencyArgs) -> Result<(), WeirError> {
+    if !(2..=64).contains(&args.workers) {
+        return Err(WeirError::Input {
+            message: format!(
+                "--workers {}: 2 to 64 (latency is measured across processes)",
+                args.workers
+            ),
+        });
+    }
+    let job = args.job.job(args.workers)?;
+    if job.rate == 0 {
+        return Err(WeirError::Input {
+            message: "--rate 0: at least 1 record per second".to_owned(),
+        });
+    }
+    let cluster = LocalCluster::new(args.workers)?;
+    let exe = std::env::current_exe().map_err(|e| WeirError::file("find", "weir", e))?;
+    let timeout = job.duration + Duration::from_secs(120);
+    let lines = cluster.run(&exe, &args.job.to_args(), timeout)?;
+    let reports = lines
+        .iter()
+        .map(|line| {
+            LatencyWorkerReport::parse(line).map_err(|message| WeirError::Input { message })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let report = LatencyReport::merge(&reports)?;
+    eprintln!(
+        "weir bench latency: {} records at {}/s, flush {}: p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms",
+        report.latencies.len(),
+        job.rate,
+        flush_name(job.flush),
+        report.quantile_ms(0.5),
+        report.quantile_ms(0.99),
+        report.quantile_ms(0.999),
+    );
+    println!("{}", report.to_json(&job));
+    if report.latencies.len() != report.sent {
+        return Err(WeirError::Input {
+            message: format!(
+                "{} records sent, {} latencies recorded",
+                report.sent,
+                report.latencies.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn latency_worker(
+    process: u32,
+    peers: &std::path::Path,
+    args: &LatencyJobArgs,
+) -> Result<(), WeirError> {
+    let peers = read_peers(peers)?;
+    if process as usize >= peers.len() {
+        return Err(WeirError::Input {
+            message: format!(
+                "--process {process}: the peers file lists {} workers",
+                peers.len()
+            ),
+        });
+    }
+    let job = args.job(peers.len())?;
+    let report = run_latency_worker(&job, NetworkConfig::new(process, peers))?;
     println!("{}", report.to_line());
     Ok(())
 }
