@@ -5,6 +5,7 @@
 //! The operator layer, the runtime and the `weir` command line grow here.
 #![forbid(unsafe_code)]
 
+pub mod barrier_job;
 pub mod error;
 pub mod latency_job;
 pub mod shuffle_job;

@@ -227,3 +227,42 @@ fn a_short_latency_run_reports_percentiles() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2), "{output:?}");
 }
+
+#[test]
+fn a_short_barrier_run_reports_barrier_delays() {
+    let output = weir()
+        .args([
+            "bench",
+            "barrier",
+            "--debloat",
+            "on",
+            "--target-ms",
+            "100",
+            "--busy-us",
+            "20",
+            "--seconds",
+            "2.5",
+            "--barrier-interval",
+            "0.5",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let json = stdout.lines().last().unwrap();
+    for field in [
+        "\"workload\":\"W6\"",
+        "\"debloat\":true",
+        "\"barrier_delay_p50_ms\":",
+        "\"barrier_delay_p99_ms\":",
+        "\"buffer_size_bytes\":",
+        "\"valid\":true",
+    ] {
+        assert!(json.contains(field), "{field} in {json}");
+    }
+    let output = weir()
+        .args(["bench", "barrier", "--debloat", "maybe"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+}

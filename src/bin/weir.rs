@@ -9,6 +9,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use weir::barrier_job::{
+    BarrierJob, BarrierReport, BarrierWorkerReport, epoch_after, run_barrier_worker,
+};
 use weir::error::WeirError;
 use weir::latency_job::{LatencyJob, LatencyReport, LatencyWorkerReport, run_latency_worker};
 use weir::netstack::FlushMode;
@@ -90,6 +93,8 @@ enum Bench {
     Shuffle(ShuffleArgs),
     /// W5: end-to-end latency across worker processes at a fixed rate.
     Latency(LatencyArgs),
+    /// W6: aligned barriers behind back-pressured data, with and without debloating.
+    Barrier(BarrierArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,6 +103,39 @@ enum WorkerJob {
     Shuffle(ShuffleJobArgs),
     /// This worker's paced source and latency-recording sink of W5.
     Latency(LatencyJobArgs),
+    /// This worker's back-pressured source and slow map of W6.
+    Barrier(BarrierJobArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct BarrierArgs {
+    /// Worker processes, started locally on loopback (at least 2).
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    #[command(flatten)]
+    job: BarrierJobArgs,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct BarrierJobArgs {
+    /// Buffer debloating in the maps' gates: on or off.
+    #[arg(long, default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    debloat: bool,
+    /// The debloating target in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    target_ms: u64,
+    /// The slow map's busy time per record, in microseconds.
+    #[arg(long, default_value_t = 100)]
+    busy_us: u64,
+    /// Seconds the sources emit.
+    #[arg(long, default_value_t = 20.0)]
+    seconds: f64,
+    /// Seconds between barriers.
+    #[arg(long, default_value_t = 2.0)]
+    barrier_interval: f64,
+    /// Wall-clock epoch in nanoseconds (the launcher sets it; workers share it).
+    #[arg(long, default_value_t = 0, hide = true)]
+    epoch_ns: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -193,6 +231,14 @@ fn main() -> ExitCode {
         Some(Command::Bench {
             what: Bench::Latency(args),
         }) => latency(args),
+        Some(Command::Bench {
+            what: Bench::Barrier(args),
+        }) => barrier(args),
+        Some(Command::Worker {
+            process,
+            peers,
+            job: WorkerJob::Barrier(args),
+        }) => barrier_worker(process, &peers, &args),
         Some(Command::Worker {
             process,
             peers,
@@ -409,6 +455,139 @@ fn latency_worker(
     }
     let job = args.job(peers.len())?;
     let report = run_latency_worker(&job, NetworkConfig::new(process, peers))?;
+    println!("{}", report.to_line());
+    Ok(())
+}
+
+fn parse_on_off(text: &str) -> Result<bool, String> {
+    match text {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("{text:?}: expected on or off")),
+    }
+}
+
+impl BarrierJobArgs {
+    fn job(&self) -> Result<BarrierJob, WeirError> {
+        let seconds = |name: &str, value: f64| {
+            if value > 0.0 && value <= 3600.0 {
+                Ok(Duration::from_secs_f64(value))
+            } else {
+                Err(WeirError::Input {
+                    message: format!("--{name} {value}: above 0 and at most 3600"),
+                })
+            }
+        };
+        if !(1..=60_000).contains(&self.target_ms) {
+            return Err(WeirError::Input {
+                message: format!("--target-ms {}: 1 to 60000", self.target_ms),
+            });
+        }
+        if self.busy_us > 1_000_000 {
+            return Err(WeirError::Input {
+                message: format!("--busy-us {}: at most 1000000", self.busy_us),
+            });
+        }
+        Ok(BarrierJob {
+            debloat: self.debloat,
+            target: Duration::from_millis(self.target_ms),
+            busy: Duration::from_micros(self.busy_us),
+            duration: seconds("seconds", self.seconds)?,
+            interval: seconds("barrier-interval", self.barrier_interval)?,
+            epoch_ns: self.epoch_ns,
+        })
+    }
+
+    fn to_args(&self, epoch_ns: u64) -> Vec<String> {
+        vec![
+            "barrier".to_owned(),
+            "--debloat".to_owned(),
+            if self.debloat { "on" } else { "off" }.to_owned(),
+            "--target-ms".to_owned(),
+            self.target_ms.to_string(),
+            "--busy-us".to_owned(),
+            self.busy_us.to_string(),
+            "--seconds".to_owned(),
+            self.seconds.to_string(),
+            "--barrier-interval".to_owned(),
+            self.barrier_interval.to_string(),
+            "--epoch-ns".to_owned(),
+            epoch_ns.to_string(),
+        ]
+    }
+}
+
+fn barrier(args: BarrierArgs) -> Result<(), WeirError> {
+    if !(2..=64).contains(&args.workers) {
+        return Err(WeirError::Input {
+            message: format!("--workers {}: 2 to 64", args.workers),
+        });
+    }
+    let job = args.job.job()?;
+    let cluster = LocalCluster::new(args.workers)?;
+    let exe = std::env::current_exe().map_err(|e| WeirError::file("find", "weir", e))?;
+    // Workers connect within a second or two; the sources start together at the epoch.
+    let epoch = epoch_after(Duration::from_secs(2));
+    let timeout = job.duration + Duration::from_secs(300);
+    let lines = cluster.run(&exe, &args.job.to_args(epoch), timeout)?;
+    let reports = lines
+        .iter()
+        .map(|line| {
+            BarrierWorkerReport::parse(line).map_err(|message| WeirError::Input { message })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let report = BarrierReport::combine(&reports);
+    eprintln!(
+        "weir bench barrier: debloat {}, {} barriers: delay p50 {:.1} ms, p99 {:.1} ms; \
+         in flight at most {} bytes; buffers {} bytes; {:.0} records/s",
+        if job.debloat { "on" } else { "off" },
+        report.delays_ns.len(),
+        report.quantile_ms(0.5),
+        report.quantile_ms(0.99),
+        report.inflight_max,
+        report.buffer_size,
+        report.records_per_s,
+    );
+    for worker in &reports {
+        let delays: Vec<String> = worker
+            .delays_ns
+            .iter()
+            .map(|d| format!("{:.0}", *d as f64 / 1e6))
+            .collect();
+        eprintln!(
+            "weir bench barrier: worker {} barrier delays (ms, in order): {}",
+            worker.process,
+            delays.join(" ")
+        );
+    }
+    println!("{}", report.to_json(&job, args.workers));
+    if report.delays_ns.is_empty() {
+        return Err(WeirError::Input {
+            message: "no barrier was aligned: run longer than the barrier interval".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+fn barrier_worker(
+    process: u32,
+    peers: &std::path::Path,
+    args: &BarrierJobArgs,
+) -> Result<(), WeirError> {
+    let peers = read_peers(peers)?;
+    if process as usize >= peers.len() {
+        return Err(WeirError::Input {
+            message: format!(
+                "--process {process}: the peers file lists {} workers",
+                peers.len()
+            ),
+        });
+    }
+    let mut job = args.job()?;
+    if job.epoch_ns == 0 {
+        job.epoch_ns = epoch_after(Duration::from_secs(1));
+    }
+    let report = run_barrier_worker(&job, NetworkConfig::new(process, peers))?;
     println!("{}", report.to_line());
     Ok(())
 }
