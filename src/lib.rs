@@ -5,11 +5,14 @@
 //! The operator layer, the runtime and the `weir` command line grow here.
 #![forbid(unsafe_code)]
 
+pub mod constants;
 pub mod error;
 pub mod shuffle_job;
 pub mod size;
 pub mod sort_job;
+pub mod tpch;
 pub mod w1;
+pub mod w2_job;
 
 pub use weir_kernel as kernel;
 pub use weir_netstack as netstack;

@@ -1,0 +1,19 @@
+//! The limits of the root crate's jobs, named in one place.
+
+use weir_kernel::constants::SEGMENT_SIZE_MIN;
+
+use crate::tpch::ROW_BYTES_MAX;
+
+/// Segments a table scan fills with one vectored read: 16 segments of the default 32 KiB
+/// are 512 KiB per system call, large enough that the read costs little beside the copy.
+pub const SCAN_READ_SEGMENTS: usize = 16;
+
+/// Bytes read to decode a table file's header: the header is 8 + 4 + 1 + 8 + 8 + 8 bytes
+/// and a table name.
+pub const SCAN_HEADER_BYTES_MAX: usize = 64;
+
+/// Segments the output sorter of a W2 job takes, at least, when groups are written in key
+/// order: a quarter of the budget, but never less than the sorter's minimum.
+pub const W2_OUTPUT_SORT_SHARE_INVERSE: usize = 4;
+
+const _: () = assert!(ROW_BYTES_MAX < SEGMENT_SIZE_MIN);
