@@ -232,10 +232,10 @@ mod tests {
 
     fn row() -> Lineitem<'static> {
         Lineitem {
-            l_orderkey: 0x0102_0304_0506_0708,
-            l_partkey: 2,
-            l_suppkey: 3,
-            l_linenumber: 4,
+            l_orderkey: 1,
+            l_partkey: 155_190,
+            l_suppkey: 7706,
+            l_linenumber: 1,
             l_quantity: 1700,
             l_extendedprice: 2_116_823,
             l_discount: 4,
@@ -265,6 +265,22 @@ mod tests {
         assert_eq!(i32_at(&bytes, SHIPDATE), 9_568);
         assert_eq!(bytes[FIXED_BYTES], 17, "the first string's length follows");
         assert_eq!(record_len(Table::Lineitem, &bytes), Ok(Some(bytes.len())));
+    }
+
+    #[test]
+    fn format_doc_example() {
+        let doc = include_str!("../../docs/FORMAT.md");
+        let section = &doc[doc.find("## 7. TPC-H table files").unwrap()..];
+        let example = &section[section.find("```text\n01 00").unwrap() + 8..];
+        let hex: Vec<u8> = example
+            .lines()
+            .take_while(|line| !line.contains('"'))
+            .flat_map(|line| line[..28].split_whitespace())
+            .map(|byte| u8::from_str_radix(byte, 16).unwrap())
+            .collect();
+        let bytes = weir_serde_fmt::to_vec(&row()).unwrap();
+        assert_eq!(hex, &bytes[..lineitem::FIXED_BYTES]);
+        assert_eq!(bytes.len(), 122);
     }
 
     #[test]
