@@ -12,8 +12,9 @@ pub const SCAN_READ_SEGMENTS: usize = 16;
 /// and a table name.
 pub const SCAN_HEADER_BYTES_MAX: usize = 64;
 
-/// Segments the output sorter of a W2 job takes, at least, when groups are written in key
-/// order: a quarter of the budget, but never less than the sorter's minimum.
+/// With `--output`, W2a sorts its groups by key with an external sorter that takes
+/// `1 / W2_OUTPUT_SORT_SHARE_INVERSE` of the budget (at least the sorter's minimum); the
+/// aggregation keeps the rest.
 pub const W2_OUTPUT_SORT_SHARE_INVERSE: usize = 4;
 
 const _: () = assert!(ROW_BYTES_MAX < SEGMENT_SIZE_MIN);

@@ -76,7 +76,10 @@ def run_duckdb(workload, parquet, memory, threads, spill_dir):
     con.execute(f"SET temp_directory='{spill_dir}'")
     con.execute(f"CREATE VIEW lineitem AS SELECT * FROM read_parquet('{parquet}')")
     start = time.perf_counter()
-    table = con.execute(W2A if workload == "w2a" else Q1).fetch_arrow_table()
+    relation = con.sql(W2A if workload == "w2a" else Q1)
+    # DuckDB 2 calls it to_arrow_table; DuckDB 1 arrow.
+    fetch = getattr(relation, "to_arrow_table", None) or relation.arrow
+    table = fetch()
     return time.perf_counter() - start, table
 
 
