@@ -6,12 +6,15 @@
 #![forbid(unsafe_code)]
 
 pub mod barrier_job;
+pub mod constants;
 pub mod error;
 pub mod latency_job;
 pub mod shuffle_job;
 pub mod size;
 pub mod sort_job;
+pub mod tpch;
 pub mod w1;
+pub mod w2_job;
 pub mod workers;
 
 pub use weir_kernel as kernel;

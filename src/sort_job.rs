@@ -453,7 +453,7 @@ fn read_full(file: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Buffers output in one segment, written to the file whenever it fills.
-struct SegmentWriter<'p> {
+pub(crate) struct SegmentWriter<'p> {
     file: File,
     path: &'p Path,
     segment: MemorySegment,
@@ -461,7 +461,7 @@ struct SegmentWriter<'p> {
 }
 
 impl<'p> SegmentWriter<'p> {
-    fn new(file: File, path: &'p Path, segment: MemorySegment) -> SegmentWriter<'p> {
+    pub(crate) fn new(file: File, path: &'p Path, segment: MemorySegment) -> SegmentWriter<'p> {
         SegmentWriter {
             file,
             path,
@@ -471,7 +471,7 @@ impl<'p> SegmentWriter<'p> {
     }
 
     #[inline]
-    fn write(&mut self, mut bytes: &[u8]) -> Result<()> {
+    pub(crate) fn write(&mut self, mut bytes: &[u8]) -> Result<()> {
         while !bytes.is_empty() {
             let n = bytes.len().min(self.segment.size() - self.filled);
             self.segment.put_bytes(self.filled, &bytes[..n]);
@@ -494,7 +494,7 @@ impl<'p> SegmentWriter<'p> {
 
     /// Writes what is buffered. No fsync: like the tools it is compared with, the job ends
     /// when the output is in the page cache.
-    fn finish(mut self) -> Result<()> {
+    pub(crate) fn finish(mut self) -> Result<()> {
         self.flush()
     }
 }

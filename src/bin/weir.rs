@@ -1,7 +1,10 @@
 //! The `weir` command line.
 //!
 //! `weir` with no arguments runs the demo job; `weir gen sort-records` writes W1 input;
-//! `weir sort` sorts it within a memory budget; `weir bench shuffle` runs W4. Usage errors and bad input exit with 2.
+//! `weir sort` sorts it within a memory budget; `weir gen tpch` writes TPC-H tables;
+//! `weir bench shuffle|latency|barrier` run W4, W5 and W6 (`weir worker` is one worker
+//! process of those), `weir bench w2a|w2b` W2. Usage errors and bad input
+//! exit with 2, failures while running with 1.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -22,6 +25,8 @@ use weir::shuffle_job::{
 };
 use weir::size::parse_size;
 use weir::sort_job::{SortJob, generate, run_sort};
+use weir::tpch::{Table, generate_tables};
+use weir::w2_job::{W2Job, Workload, run_w2};
 use weir::workers::{LocalCluster, read_peers};
 
 #[derive(Debug, Parser)]
@@ -84,6 +89,15 @@ enum Gen {
         #[arg(long)]
         out: PathBuf,
     },
+    /// TPC-H lineitem, orders and customer as files of weir records (docs/FORMAT.md §6).
+    Tpch {
+        /// The scale factor: 1 is 6,001,215 lineitem rows.
+        #[arg(long)]
+        scale: f64,
+        /// The directory to write the tables into.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -95,6 +109,29 @@ enum Bench {
     Latency(LatencyArgs),
     /// W6: aligned barriers behind back-pressured data, with and without debloating.
     Barrier(BarrierArgs),
+    /// W2a: lineitem GROUP BY l_orderkey: SUM(l_extendedprice), COUNT(*).
+    W2a(W2Args),
+    /// W2b: TPC-H Q1 (pricing summary report).
+    W2b(W2Args),
+}
+
+#[derive(Debug, clap::Args)]
+struct W2Args {
+    /// The directory `weir gen tpch` wrote.
+    #[arg(long)]
+    input: PathBuf,
+    /// Memory budget, input buffers included, like 256MiB.
+    #[arg(long, value_parser = parse_size)]
+    memory: u64,
+    /// Threads (only 1 so far).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Write the result as CSV with a header, ordered by the group key.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Directory for spill files (default: the input directory).
+    #[arg(long)]
+    spill_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -219,6 +256,9 @@ fn main() -> ExitCode {
         Some(Command::Gen {
             what: Gen::SortRecords { count, seed, out },
         }) => generate(count, seed, &out),
+        Some(Command::Gen {
+            what: Gen::Tpch { scale, out },
+        }) => gen_tpch(scale, &out),
         Some(Command::Sort(args)) => sort(args),
         Some(Command::Bench {
             what: Bench::Shuffle(args),
@@ -244,6 +284,12 @@ fn main() -> ExitCode {
             peers,
             job: WorkerJob::Latency(args),
         }) => latency_worker(process, &peers, &args),
+        Some(Command::Bench {
+            what: Bench::W2a(args),
+        }) => w2(Workload::W2a, args),
+        Some(Command::Bench {
+            what: Bench::W2b(args),
+        }) => w2(Workload::W2b, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -271,6 +317,41 @@ fn sort(args: SortArgs) -> Result<(), WeirError> {
     if report.valid == Some(false) {
         return Err(WeirError::Input {
             message: "verification failed: the output is not the sorted input".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+fn gen_tpch(scale: f64, out: &std::path::Path) -> Result<(), WeirError> {
+    let rows = generate_tables(scale, out)?;
+    for (table, rows) in Table::ALL.iter().zip(rows) {
+        eprintln!(
+            "weir gen tpch: {} rows of {} in {}",
+            rows,
+            table.name(),
+            out.join(table.name()).display()
+        );
+    }
+    Ok(())
+}
+
+fn w2(workload: Workload, args: W2Args) -> Result<(), WeirError> {
+    let job = W2Job {
+        workload,
+        input: args.input,
+        memory_bytes: args.memory,
+        threads: args.threads,
+        output: args.output,
+        spill_dir: args.spill_dir,
+    };
+    let report = run_w2(&job)?;
+    for problem in &report.problems {
+        eprintln!("weir bench {}: invalid: {problem}", workload.name());
+    }
+    println!("{}", report.to_json(&job));
+    if !report.valid {
+        return Err(WeirError::Input {
+            message: format!("{}: the answer failed validation", workload.name()),
         });
     }
     Ok(())

@@ -1,0 +1,165 @@
+"""W2 peers: DuckDB, DataFusion and Polars on the same TPC-H lineitem, as Parquet.
+
+Used by w2.sh. The Parquet file comes from `tpchgen-cli` (the same generator, the same
+rows as `weir gen tpch`); writing it is not timed.
+
+  python w2_peers.py SYSTEM WORKLOAD PARQUET MEMORY THREADS SPILL_DIR
+
+SYSTEM is duckdb, datafusion or polars; WORKLOAD is w2a (GROUP BY l_orderkey:
+SUM(l_extendedprice), COUNT(*)) or w2b (TPC-H Q1). Prints one line of JSON:
+{"workload", "system", "budget", "wall_s", "peak_rss_mib", "valid", "error"}.
+`wall_s` covers the query: scan the Parquet file, aggregate, and fetch the result as an
+Arrow table or DataFrame (weir streams its groups into a checksum; neither writes a file).
+`valid` checks the result's shape against TPC-H at SF 1: W2a 1,500,000 groups holding
+6,001,215 rows; W2b the four count_order values of the TPC-H answer.
+Polars has no memory limit: it runs its streaming engine unlimited, and says so.
+"""
+
+import json
+import os
+import resource
+import sys
+import time
+
+Q1 = """
+select l_returnflag, l_linestatus,
+       sum(l_quantity) as sum_qty,
+       sum(l_extendedprice) as sum_base_price,
+       sum(l_extendedprice * (1 - l_discount)) as sum_disc_price,
+       sum(l_extendedprice * (1 - l_discount) * (1 + l_tax)) as sum_charge,
+       avg(l_quantity) as avg_qty,
+       avg(l_extendedprice) as avg_price,
+       avg(l_discount) as avg_disc,
+       count(*) as count_order
+from lineitem
+where l_shipdate <= date '1998-12-01' - interval '90' day
+group by l_returnflag, l_linestatus
+order by l_returnflag, l_linestatus
+"""
+
+W2A = """
+select l_orderkey, sum(l_extendedprice) as sum_extendedprice, count(*) as count_order
+from lineitem
+group by l_orderkey
+"""
+
+# count_order of TPC-H Q1 at SF 1 (A|F, N|F, N|O, R|F), from the TPC-H answer set.
+Q1_COUNTS_SF1 = [1478493, 38854, 2920374, 1478870]
+
+
+def peak_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def parse_size(text):
+    units = {"kib": 10, "mib": 20, "gib": 30, "kb": 10, "mb": 20, "gb": 30}
+    for unit, shift in units.items():
+        if text.lower().endswith(unit):
+            return int(text[: -len(unit)]) << shift
+    return int(text)
+
+
+def check(workload, table):
+    """Whether an Arrow table has the shape of the SF 1 answer."""
+    if workload == "w2a":
+        counts = table.column("count_order").to_pylist()
+        return table.num_rows == 1_500_000 and sum(counts) == 6_001_215
+    return [int(c) for c in table.column("count_order").to_pylist()] == Q1_COUNTS_SF1
+
+
+def run_duckdb(workload, parquet, memory, threads, spill_dir):
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(f"SET memory_limit='{memory}'")
+    con.execute(f"SET threads={threads}")
+    con.execute(f"SET temp_directory='{spill_dir}'")
+    con.execute(f"CREATE VIEW lineitem AS SELECT * FROM read_parquet('{parquet}')")
+    start = time.perf_counter()
+    relation = con.sql(W2A if workload == "w2a" else Q1)
+    # DuckDB 2 calls it to_arrow_table; DuckDB 1 arrow.
+    fetch = getattr(relation, "to_arrow_table", None) or relation.arrow
+    table = fetch()
+    return time.perf_counter() - start, table
+
+
+def run_datafusion(workload, parquet, memory, threads, spill_dir):
+    from datafusion import RuntimeEnvBuilder, SessionConfig, SessionContext
+    import pyarrow as pa
+
+    runtime = (
+        RuntimeEnvBuilder()
+        .with_disk_manager_specified(spill_dir)
+        .with_fair_spill_pool(parse_size(memory))
+    )
+    config = SessionConfig().with_target_partitions(threads)
+    ctx = SessionContext(config, runtime)
+    ctx.register_parquet("lineitem", parquet)
+    start = time.perf_counter()
+    batches = ctx.sql(W2A if workload == "w2a" else Q1).collect()
+    table = pa.Table.from_batches(batches)
+    return time.perf_counter() - start, table
+
+
+def run_polars(workload, parquet, memory, threads, spill_dir):
+    # POLARS_MAX_THREADS is set by the caller before polars is imported.
+    import datetime
+
+    import polars as pl
+
+    lineitem = pl.scan_parquet(parquet)
+    start = time.perf_counter()
+    if workload == "w2a":
+        query = lineitem.group_by("l_orderkey").agg(
+            pl.col("l_extendedprice").sum().alias("sum_extendedprice"),
+            pl.len().alias("count_order"),
+        )
+    else:
+        price, disc, tax = pl.col("l_extendedprice"), pl.col("l_discount"), pl.col("l_tax")
+        query = (
+            lineitem.filter(pl.col("l_shipdate") <= datetime.date(1998, 9, 2))
+            .group_by("l_returnflag", "l_linestatus")
+            .agg(
+                pl.col("l_quantity").sum().alias("sum_qty"),
+                price.sum().alias("sum_base_price"),
+                (price * (1 - disc)).sum().alias("sum_disc_price"),
+                (price * (1 - disc) * (1 + tax)).sum().alias("sum_charge"),
+                pl.col("l_quantity").mean().alias("avg_qty"),
+                price.mean().alias("avg_price"),
+                disc.mean().alias("avg_disc"),
+                pl.len().alias("count_order"),
+            )
+            .sort("l_returnflag", "l_linestatus")
+        )
+    frame = query.collect(engine="streaming")
+    elapsed = time.perf_counter() - start
+    return elapsed, frame.to_arrow()
+
+
+def main():
+    system, workload, parquet, memory, threads, spill_dir = sys.argv[1:7]
+    if system == "polars":
+        os.environ["POLARS_MAX_THREADS"] = threads
+    runner = {"duckdb": run_duckdb, "datafusion": run_datafusion, "polars": run_polars}[system]
+    result = {
+        "workload": workload.upper().replace("W2A", "W2a").replace("W2B", "W2b"),
+        "system": system,
+        "budget": memory if system != "polars" else f"{memory} (not enforced)",
+        "wall_s": None,
+        "peak_rss_mib": None,
+        "valid": False,
+        "error": None,
+    }
+    try:
+        wall_s, table = runner(workload, parquet, memory, int(threads), spill_dir)
+        result["wall_s"] = wall_s
+        result["peak_rss_mib"] = peak_rss_mib()
+        result["valid"] = check(workload, table)
+    except Exception as error:  # a failure under the budget is a result, recorded as such
+        result["error"] = str(error).splitlines()[0][:200]
+        result["peak_rss_mib"] = peak_rss_mib()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

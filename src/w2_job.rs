@@ -1,0 +1,527 @@
+//! The W2 jobs behind `weir bench w2a|w2b`: hash aggregation of TPC-H `lineitem` within
+//! a memory budget, and their validation.
+//!
+//! ```text
+//!   DIR/lineitem ──TableScan (16+1 segments)──▶ row ──fixed offsets──▶ (key, value)
+//!       ──push──▶ HashAggregate (the rest of the budget; spills to --spill-dir)
+//!   finish ──▶ AggregateStream ──▶ W2a: checksum of (orderkey, sum, count);
+//!                                       with --output, ExternalSorter by key ──▶ CSV
+//!                                  W2b: ≤ 65536 groups (2-byte keys) ──▶ sorted ──▶ CSV
+//!   validation (after the timing): a second scan that decodes every row in full with
+//!   serde-fmt and computes the answer another way (W2a: runs of equal l_orderkey, which
+//!   tpchgen writes in order; W2b: a BTreeMap), plus, for W2b at SF 1, the TPC-H answer
+//! ```
+//!
+//! W2a: `SELECT l_orderkey, SUM(l_extendedprice), COUNT(*) FROM lineitem GROUP BY
+//! l_orderkey`. W2b: TPC-H Q1. Keys are big-endian (the key format of `i64`: sign bit
+//! flipped), so sorting keys as bytes orders groups by key. Every buffer of the query
+//! path is a segment of one memory manager whose budget is `--memory`: the scan's
+//! buffers, the aggregation's table and spill I/O, the output sorter and writer.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use weir_kernel::hash::{AggregateConfig, AggregateStats, AggregateStream, HashAggregate};
+use weir_kernel::memory::{MemoryManager, Owner};
+use weir_kernel::sort::{ExternalSorter, SortConfig};
+use weir_kernel::spill::{SpillConfig, SpillStore, open_store};
+
+use crate::constants::W2_OUTPUT_SORT_SHARE_INVERSE;
+use crate::error::{Result, WeirError};
+use crate::sort_job::SegmentWriter;
+use crate::tpch::lineitem::{
+    DISCOUNT, EXTENDEDPRICE, LINESTATUS, ORDERKEY, QUANTITY, RETURNFLAG, SHIPDATE, TAX, i32_at,
+    i64_at,
+};
+use crate::tpch::q1::{
+    Q1_CSV_HEADER, Q1_SHIPDATE_MAX, Q1Aggregator, Q1Sums, SumCount, check_sf1_reference, decimal,
+    q1_csv_row,
+};
+use crate::tpch::{Lineitem, Table, TableScan};
+
+/// Which W2 workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// `lineitem GROUP BY l_orderkey: SUM(l_extendedprice), COUNT(*)`.
+    W2a,
+    /// TPC-H Q1.
+    W2b,
+}
+
+impl Workload {
+    /// The name in the JSON line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::W2a => "W2a",
+            Workload::W2b => "W2b",
+        }
+    }
+}
+
+/// What `weir bench w2a|w2b` was asked to do.
+#[derive(Debug, Clone)]
+pub struct W2Job {
+    /// Which query.
+    pub workload: Workload,
+    /// The directory `weir gen tpch` wrote.
+    pub input: PathBuf,
+    /// The memory budget in bytes: scan buffers, aggregation and output sorting.
+    pub memory_bytes: u64,
+    /// Threads (only 1 so far).
+    pub threads: usize,
+    /// Where the result goes as CSV (none: the groups are only counted and checked).
+    pub output: Option<PathBuf>,
+    /// Where spill files go (default: the input directory).
+    pub spill_dir: Option<PathBuf>,
+}
+
+/// What a W2 job did: the fields of the WORKLOADS.md JSON line.
+#[derive(Debug, Clone)]
+pub struct W2Report {
+    /// Rows of `lineitem` read.
+    pub rows: u64,
+    /// Groups out.
+    pub groups: u64,
+    /// Scan, aggregation and output.
+    pub wall_s: f64,
+    /// The validation pass, not part of `wall_s`.
+    pub verify_s: f64,
+    /// The process's peak resident set, in bytes.
+    pub peak_rss_bytes: u64,
+    /// The aggregation's counters.
+    pub stats: AggregateStats,
+    /// Bytes the output sorter spilled.
+    pub output_spilled_bytes: u64,
+    /// The spill backend that ran.
+    pub io_backend: String,
+    /// Whether the answer equals the independent computation (and, for W2b at SF 1, the
+    /// TPC-H reference answer).
+    pub valid: bool,
+    /// Why not, one line each.
+    pub problems: Vec<String>,
+}
+
+impl W2Report {
+    /// The one-line JSON summary of WORKLOADS.md.
+    pub fn to_json(&self, job: &W2Job) -> String {
+        let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
+        format!(
+            concat!(
+                "{{\"workload\":\"{}\",\"system\":\"weir\",\"threads\":{},\"budget_mib\":{},",
+                "\"wall_s\":{:.3},\"verify_s\":{:.3},\"peak_rss_mib\":{:.1},\"spilled_bytes\":{},",
+                "\"partitions_spilled\":{},\"recursion_depth_max\":{},\"sort_fallbacks\":{},",
+                "\"records\":{},\"groups\":{},\"io_backend\":\"{}\",\"valid\":{}}}"
+            ),
+            job.workload.name(),
+            job.threads,
+            mib(job.memory_bytes),
+            self.wall_s,
+            self.verify_s,
+            mib(self.peak_rss_bytes),
+            self.stats.spilled_bytes + self.output_spilled_bytes,
+            self.stats.partitions_spilled,
+            self.stats.recursion_depth_max,
+            self.stats.sort_fallbacks,
+            self.rows,
+            self.groups,
+            self.io_backend,
+            self.valid,
+        )
+    }
+}
+
+/// The budget, split once.
+struct Memory {
+    manager: MemoryManager,
+    aggregate: usize,
+    output_sort: usize,
+}
+
+/// Runs a W2 job and validates its answer.
+///
+/// # Errors
+///
+/// [`WeirError::Input`] for more than one thread, a budget below the minimum, or an input
+/// that is not a weir TPC-H directory (or is truncated or corrupt); [`WeirError::File`]
+/// for files that cannot be read or written; [`WeirError::Kernel`] for spill failures.
+pub fn run_w2(job: &W2Job) -> Result<W2Report> {
+    if job.threads != 1 {
+        return Err(WeirError::Input {
+            message: format!(
+                "--threads {}: only 1 so far; parallel aggregation (a table per thread over \
+                 hash partitions of the key) is not built yet",
+                job.threads
+            ),
+        });
+    }
+    let memory = split_memory(job)?;
+    let manager = &memory.manager;
+    let store = open_spill_store(job)?;
+    let scan_owner = manager.owner("w2/scan");
+    let started = Instant::now();
+    let mut scan = TableScan::open(&job.input, Table::Lineitem, &scan_owner)?;
+    let aggregate_owner = manager.owner("w2/aggregate");
+    let (answer, rows, stats, output_spilled_bytes) = match job.workload {
+        Workload::W2a => {
+            let mut aggregate = new_aggregate(&aggregate_owner, &memory, &store, job.workload)?;
+            let rows = scan.for_each_row(|row| {
+                let key = order_key(i64_at(row, ORDERKEY));
+                Ok(aggregate.push(&key, &row[EXTENDEDPRICE..EXTENDEDPRICE + 8])?)
+            })?;
+            drop(scan);
+            let mut stream = aggregate.finish()?;
+            let sort_owner = manager.owner("w2/output");
+            let (answer, sort_spilled) =
+                w2a_output(job, &mut stream, &sort_owner, &memory, &store)?;
+            (answer, rows, stream.stats(), sort_spilled)
+        }
+        Workload::W2b => {
+            let mut aggregate = new_aggregate(&aggregate_owner, &memory, &store, job.workload)?;
+            let rows = scan.for_each_row(|row| {
+                if i32_at(row, SHIPDATE) > Q1_SHIPDATE_MAX {
+                    return Ok(());
+                }
+                let key = [row[RETURNFLAG], row[LINESTATUS]];
+                let value = Q1Sums::value_of_row(
+                    i64_at(row, QUANTITY),
+                    i64_at(row, EXTENDEDPRICE),
+                    i64_at(row, DISCOUNT),
+                    i64_at(row, TAX),
+                );
+                Ok(aggregate.push(&key, &value)?)
+            })?;
+            drop(scan);
+            let mut stream = aggregate.finish()?;
+            let answer = w2b_output(job, &mut stream, manager)?;
+            (answer, rows, stream.stats(), 0)
+        }
+    };
+    manager.leak_check()?;
+    let wall_s = started.elapsed().as_secs_f64();
+    let peak_rss_bytes = weir_kernel::sys::resident_memory().map_or(0, |rss| rss.peak_bytes);
+    let verify_started = Instant::now();
+    let problems = validate(job, &answer, &scan_owner)?;
+    manager.leak_check()?;
+    Ok(W2Report {
+        rows,
+        groups: answer.groups(),
+        wall_s,
+        verify_s: verify_started.elapsed().as_secs_f64(),
+        peak_rss_bytes,
+        stats,
+        output_spilled_bytes,
+        io_backend: store.backend().to_string(),
+        valid: problems.is_empty(),
+        problems,
+    })
+}
+
+/// The key of an `l_orderkey`: the key format of `i64` (big-endian, sign bit flipped), so
+/// that byte order is numeric order.
+#[inline]
+fn order_key(orderkey: i64) -> [u8; 8] {
+    ((orderkey as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn key_order(key: &[u8]) -> i64 {
+    let bytes: [u8; 8] = key.try_into().expect("an 8-byte order key");
+    (u64::from_be_bytes(bytes) ^ (1 << 63)) as i64
+}
+
+fn split_memory(job: &W2Job) -> Result<Memory> {
+    let manager =
+        MemoryManager::with_budget(usize::try_from(job.memory_bytes).unwrap_or(usize::MAX))?;
+    let segments = manager.budget_bytes() / manager.segment_size();
+    let aggregate_min = AggregateConfig::default().memory_segments_min();
+    let sorting = job.workload == Workload::W2a && job.output.is_some();
+    let output_sort = if sorting {
+        (segments / W2_OUTPUT_SORT_SHARE_INVERSE).max(SortConfig::default().memory_segments_min())
+    } else {
+        0
+    };
+    // The scan's buffers, and one segment for the output writer.
+    let io = TableScan::segments() + 1;
+    let minimum = aggregate_min + output_sort + io;
+    if segments < minimum {
+        return Err(WeirError::Input {
+            message: format!(
+                "--memory {} bytes is below the minimum of {} bytes for {}",
+                manager.budget_bytes(),
+                minimum * manager.segment_size(),
+                job.workload.name()
+            ),
+        });
+    }
+    Ok(Memory {
+        aggregate: segments - output_sort - io,
+        output_sort,
+        manager,
+    })
+}
+
+fn new_aggregate(
+    owner: &Owner,
+    memory: &Memory,
+    store: &Arc<dyn SpillStore>,
+    workload: Workload,
+) -> Result<HashAggregate> {
+    let aggregator: Box<dyn weir_kernel::hash::Aggregator> = match workload {
+        Workload::W2a => Box::new(SumCount),
+        Workload::W2b => Box::new(Q1Aggregator),
+    };
+    Ok(HashAggregate::new(
+        owner,
+        memory.aggregate,
+        Arc::clone(store),
+        aggregator,
+        AggregateConfig::default(),
+    )?)
+}
+
+/// The answer a job computed, in the form its validation compares.
+enum Answer {
+    /// W2a: an order-independent checksum of the groups.
+    W2a(GroupChecksum),
+    /// W2b: every group, ordered by key.
+    W2b(Vec<(u8, u8, Q1Sums)>),
+}
+
+impl Answer {
+    fn groups(&self) -> u64 {
+        match self {
+            Answer::W2a(checksum) => checksum.groups,
+            Answer::W2b(groups) => groups.len() as u64,
+        }
+    }
+}
+
+/// The wrapping sum over groups of a 64-bit hash of `(orderkey, sum, count)`, with the
+/// number of groups and rows: equal for equal sets of groups, whatever their order. The
+/// hash is splitmix64's finalizer over the three words chained (cheap: it runs once per
+/// group inside the timing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct GroupChecksum {
+    groups: u64,
+    rows: i64,
+    sum: u64,
+}
+
+impl GroupChecksum {
+    #[inline]
+    fn add(&mut self, orderkey: i64, sum: i64, count: i64) {
+        let mut hash = 0x9E37_79B9_7F4A_7C15u64;
+        for word in [orderkey, sum, count] {
+            hash = mix(hash ^ word as u64);
+        }
+        self.groups += 1;
+        self.rows = self.rows.wrapping_add(count);
+        self.sum = self.sum.wrapping_add(hash);
+    }
+}
+
+/// splitmix64's finalizer: every input bit affects every output bit.
+#[inline]
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Streams W2a's groups into the checksum and, with `--output`, sorts them by key and
+/// writes them as CSV. Returns the checksum and the output sorter's spilled bytes.
+fn w2a_output(
+    job: &W2Job,
+    stream: &mut AggregateStream,
+    owner: &Owner,
+    memory: &Memory,
+    store: &Arc<dyn SpillStore>,
+) -> Result<(Answer, u64)> {
+    let mut checksum = GroupChecksum::default();
+    let Some(path) = &job.output else {
+        while let Some((key, acc)) = stream.next()? {
+            checksum.add(key_order(key), i64_at(acc, 0), i64_at(acc, 8));
+        }
+        return Ok((Answer::W2a(checksum), 0));
+    };
+    let config = SortConfig::default();
+    let mut sorter = ExternalSorter::new(owner, memory.output_sort, Arc::clone(store), config)?;
+    while let Some((key, acc)) = stream.next()? {
+        checksum.add(key_order(key), i64_at(acc, 0), i64_at(acc, 8));
+        sorter.push(key, acc)?;
+    }
+    let mut sorted = sorter.finish()?;
+    let file = File::create(path).map_err(|e| WeirError::file("create output", path, e))?;
+    let mut writer = SegmentWriter::new(file, path, owner.allocate_one()?);
+    writer.write(b"l_orderkey,sum_extendedprice,count_order\n")?;
+    let mut line = String::new();
+    while let Some((key, acc)) = sorted.next()? {
+        line.clear();
+        line.push_str(&key_order(key).to_string());
+        line.push(',');
+        line.push_str(&decimal(i128::from(i64_at(acc, 0)), 2));
+        line.push(',');
+        line.push_str(&i64_at(acc, 8).to_string());
+        line.push('\n');
+        writer.write(line.as_bytes())?;
+    }
+    writer.finish()?;
+    Ok((Answer::W2a(checksum), sorted.stats().spilled_bytes))
+}
+
+/// Collects Q1's groups (at most 65536: the keys are two bytes), ordered by key, and
+/// writes them as CSV with `--output`.
+fn w2b_output(
+    job: &W2Job,
+    stream: &mut AggregateStream,
+    manager: &MemoryManager,
+) -> Result<Answer> {
+    let mut groups = Vec::new();
+    while let Some((key, acc)) = stream.next()? {
+        assert_eq!(key.len(), 2, "a Q1 key is two flag bytes");
+        groups.push((key[0], key[1], Q1Sums::from_acc(acc)));
+    }
+    groups.sort_by_key(|&(flag, status, _)| (flag, status));
+    if let Some(path) = &job.output {
+        let owner = manager.owner("w2/output");
+        let file = File::create(path).map_err(|e| WeirError::file("create output", path, e))?;
+        let mut writer = SegmentWriter::new(file, path, owner.allocate_one()?);
+        writer.write(Q1_CSV_HEADER.as_bytes())?;
+        writer.write(b"\n")?;
+        for (flag, status, sums) in &groups {
+            writer.write(q1_csv_row(*flag, *status, sums).as_bytes())?;
+            writer.write(b"\n")?;
+        }
+        writer.finish()?;
+    }
+    Ok(Answer::W2b(groups))
+}
+
+/// The validation pass: a second scan decoding every row in full, computing the answer
+/// without a hash table; for W2b at SF 1, the TPC-H reference answer too. Returns the
+/// problems found.
+fn validate(job: &W2Job, answer: &Answer, owner: &Owner) -> Result<Vec<String>> {
+    let mut scan = TableScan::open(&job.input, Table::Lineitem, owner)?;
+    let scale_factor = scan.scale_factor();
+    let mut problems = Vec::new();
+    match answer {
+        Answer::W2a(ours) => {
+            let (mut check, mut current, mut unordered) = (GroupChecksum::default(), None, 0u64);
+            scan.for_each_row(|row| {
+                let row = decode(row)?;
+                match &mut current {
+                    Some((key, sum, count)) if *key == row.l_orderkey => {
+                        *sum = i64::wrapping_add(*sum, row.l_extendedprice);
+                        *count += 1;
+                    }
+                    _ => {
+                        if let Some((key, sum, count)) = current {
+                            unordered += u64::from(row.l_orderkey < key);
+                            check.add(key, sum, count);
+                        }
+                        current = Some((row.l_orderkey, row.l_extendedprice, 1));
+                    }
+                }
+                Ok(())
+            })?;
+            if let Some((key, sum, count)) = current {
+                check.add(key, sum, count);
+            }
+            if unordered > 0 {
+                problems.push(format!(
+                    "the input is not ordered by l_orderkey ({unordered} descents): the \
+                     streaming check cannot vouch for the answer"
+                ));
+            }
+            if check != *ours {
+                problems.push(format!(
+                    "the groups differ from the streaming computation: {} groups of {} rows \
+                     (checksum {:#x}) against {} groups of {} rows (checksum {:#x})",
+                    ours.groups, ours.rows, ours.sum, check.groups, check.rows, check.sum
+                ));
+            }
+        }
+        Answer::W2b(ours) => {
+            let mut check: BTreeMap<(u8, u8), Q1Sums> = BTreeMap::new();
+            scan.for_each_row(|row| {
+                let row = decode(row)?;
+                if row.l_shipdate <= Q1_SHIPDATE_MAX {
+                    let sums = Q1Sums::of_row(
+                        row.l_quantity,
+                        row.l_extendedprice,
+                        row.l_discount,
+                        row.l_tax,
+                    );
+                    check
+                        .entry((row.l_returnflag, row.l_linestatus))
+                        .or_default()
+                        .add(&sums);
+                }
+                Ok(())
+            })?;
+            let check: Vec<(u8, u8, Q1Sums)> =
+                check.into_iter().map(|((f, s), v)| (f, s, v)).collect();
+            if check != *ours {
+                problems.push("the groups differ from the BTreeMap computation".to_owned());
+            }
+            if scale_factor == 1.0 {
+                problems.extend(check_sf1_reference(ours));
+            }
+        }
+    }
+    Ok(problems)
+}
+
+fn open_spill_store(job: &W2Job) -> Result<Arc<dyn SpillStore>> {
+    let dir = job.spill_dir.clone().unwrap_or_else(|| job.input.clone());
+    if !dir.is_dir() {
+        return Err(WeirError::Input {
+            message: format!("spill directory {} is not a directory", dir.display()),
+        });
+    }
+    Ok(open_store(&SpillConfig::new(dir))?)
+}
+
+/// Decodes a whole `lineitem` row with serde-fmt (strings validated too).
+fn decode(row: &[u8]) -> Result<Lineitem<'_>> {
+    weir_serde_fmt::from_slice::<Lineitem<'_>>(row).map_err(|e| WeirError::Input {
+        message: format!("a lineitem row does not decode: {e}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_keys_sort_as_numbers() {
+        let mut keys: Vec<i64> = vec![5, -1, 0, i64::MAX, i64::MIN, 300];
+        let mut encoded: Vec<[u8; 8]> = keys.iter().map(|&k| order_key(k)).collect();
+        encoded.sort();
+        keys.sort();
+        let decoded: Vec<i64> = encoded.iter().map(|k| key_order(k)).collect();
+        assert_eq!(decoded, keys);
+        assert_eq!(
+            order_key(7).to_vec(),
+            weir_serde_fmt::key::to_vec(&7i64).unwrap()
+        );
+    }
+
+    #[test]
+    fn the_group_checksum_ignores_order() {
+        let (mut a, mut b) = (GroupChecksum::default(), GroupChecksum::default());
+        a.add(1, 10, 2);
+        a.add(2, 20, 1);
+        b.add(2, 20, 1);
+        b.add(1, 10, 2);
+        assert_eq!(a, b);
+        b.add(3, 0, 1);
+        assert_ne!(a, b);
+        let (mut c, mut d) = (GroupChecksum::default(), GroupChecksum::default());
+        c.add(1, 2, 3);
+        d.add(1, 3, 2);
+        assert_ne!(c, d, "the fields are not interchangeable");
+    }
+}
