@@ -52,8 +52,14 @@
 mod aggregate;
 mod aggregator;
 mod area;
+mod bloom;
 mod config;
 mod hasher;
+mod join;
+mod join_config;
+mod join_stream;
+mod join_table;
+mod merge_join;
 mod stream;
 mod table;
 
@@ -61,4 +67,7 @@ pub use aggregate::HashAggregate;
 pub use aggregator::{Aggregator, Composite, ConcatBytes, Count, MaxI64, MinI64, SumI64};
 pub use config::{AggregateConfig, AggregateStats};
 pub use hasher::{hash_bytes, seed_at};
+pub use join::{HashJoin, JoinRow};
+pub use join_config::{JoinConfig, JoinStats, JoinType};
+pub use join_stream::JoinStream;
 pub use stream::AggregateStream;
