@@ -291,6 +291,31 @@ fn a_hot_key_larger_than_memory_falls_back_to_sort_merge() {
     }
 }
 
+/// A hot key larger than memory that no probe record matches: a right outer join emits
+/// its build records alone, read back from the group's run.
+#[test]
+fn an_unmatched_hot_key_is_emitted_whole_by_sort_merge() {
+    let build = side(3000, b'b', |i| key(if i % 10 == 0 { 1 } else { 42 }));
+    let probe = side(30, b'p', |i| key(if i % 3 == 0 { 1 } else { 43 }));
+    let config = small_config();
+    let stats = check(
+        "unmatched-hot",
+        &build,
+        &probe,
+        config.memory_segments_min(),
+        config,
+    );
+    for (join_type, stats) in JoinType::ALL.iter().zip(stats) {
+        assert!(stats.partitions_spilled > 0, "{stats:?}");
+        // Only a right outer join has a use for a spilled partition no probe record reaches.
+        let fallbacks = u64::from(*join_type == JoinType::RightOuter);
+        assert_eq!(
+            stats.sort_merge_fallbacks, fallbacks,
+            "{join_type:?}: {stats:?}"
+        );
+    }
+}
+
 #[test]
 fn depth_zero_sort_merges_every_spilled_pair() {
     let mut rng = Rng(5);

@@ -26,7 +26,7 @@
 //! whole table goes to its partition's run directly.
 //!
 //! Runs hold `[varint key_len][varint record_len][key][record]` (docs/FORMAT.md, section
-//! 7). After an error the join (or its stream) must be dropped; dropping returns every
+//! 6). After an error the join (or its stream) must be dropped; dropping returns every
 //! segment and deletes every run.
 
 use std::sync::Arc;
@@ -704,6 +704,48 @@ pub(super) fn read_record(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::memory::test_manager;
+    use crate::spill::{SpillConfig, open_store};
+
+    /// The worked example of docs/FORMAT.md, section 6.
+    #[test]
+    fn format_doc_example() {
+        let manager = test_manager(8);
+        let owner = manager.owner("join");
+        let dir = std::env::temp_dir().join(format!("weir-join-format-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = open_store(&SpillConfig::new(dir.clone())).unwrap();
+        let options = RunOptions {
+            compress: false,
+            write_behind: 1,
+        };
+        let mut output = RunOutput::new(
+            store.create_run(options).unwrap(),
+            owner.allocate(2).unwrap(),
+        );
+        let (key, record) = (7u64.to_be_bytes(), 1234i64.to_le_bytes());
+        write_record(&mut output, &key, &record).unwrap();
+        let (run, segments) = output.finish().unwrap();
+        drop(segments);
+        let expected = [
+            0x08, 0x08, 0, 0, 0, 0, 0, 0, 0, 0x07, 0xd2, 0x04, 0, 0, 0, 0, 0, 0,
+        ];
+        assert_eq!(run.payload_bytes(), 18);
+        let mut input = RunInput::new(store.open_run(&run, owner.allocate(2).unwrap()).unwrap());
+        let mut bytes = vec![0; 18];
+        input.read_exact(&mut bytes).unwrap();
+        assert_eq!(bytes, expected);
+        drop((input, run));
+        let mut table = JoinTable::new(owner.reserve(2).unwrap(), 0, 10);
+        assert!(table.append(3, &key, &record).unwrap());
+        assert_eq!(table.bytes(3), 19);
+        let doc = include_str!("../../../docs/FORMAT.md");
+        assert!(doc.contains("08                          varint 8: key_len"));
+        assert!(doc.contains("d2 04 00 00 00 00 00 00     record: 1234 cents"));
+        drop(table.into_memory());
+        manager.leak_check().unwrap();
+        std::fs::remove_dir(&dir).unwrap();
+    }
 
     #[test]
     fn pairs_that_do_not_shrink_or_go_too_deep_are_sorted() {
