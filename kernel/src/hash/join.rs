@@ -3,7 +3,8 @@
 //! ```text
 //!   push_build(key, record) ──▶ JoinTable: partition p = top hash bits scaled to P (10–127)
 //!       no room ──▶ the largest partition's records ──▶ a build run of p; p is spilled,
-//!                   its keys go into p's bloom filter; p keeps buffering and spills again
+//!                   its keys go into p's bloom filter; p keeps buffering, and its buffer
+//!                   is written before another partition spills once it fills a segment
 //!   finish_build ──▶ spilled partitions write their last records; the bucket array is
 //!                    built over the partitions that stayed (spilling more if it lacks room)
 //!   probe(key, record, emit) ──▶ in memory: matches emitted at once
@@ -350,12 +351,24 @@ impl HashJoin {
             if self.table_mut().append(partition, key, record)? {
                 return Ok(());
             }
-            match self.table().largest(|_| true) {
+            match self.victim() {
                 Some(largest) => self.spill_partition(largest)?,
                 // Too large for the whole table: a run of its own.
                 None => return self.spill_single(partition, hash, key, record),
             }
         }
+    }
+
+    /// The partition to write out when the table is full: the spilled partition buffering
+    /// the most records if it holds a segment's worth (they go to disk anyway, and writing
+    /// them keeps the partitions in memory there), or else the largest partition.
+    fn victim(&self) -> Option<usize> {
+        let table = self.table();
+        let segment_size = self.io.owner().segment_size() as u64;
+        table
+            .largest(|p| self.partitions[p].spilled)
+            .filter(|&p| table.bytes(p) >= segment_size)
+            .or_else(|| table.largest(|_| true))
     }
 
     /// Marks `partition` spilled, with a bloom filter from the reserve.
