@@ -366,3 +366,120 @@ fn copy(target: &mut Vec<u8>, source: &[u8]) {
     target.clear();
     target.extend_from_slice(source);
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::hash::join_config::JoinConfig;
+    use crate::memory::test_manager;
+    use crate::sort::ExternalSorter;
+    use crate::spill::{SpillConfig, open_store};
+
+    type Row = (Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>);
+
+    fn expected(build: &[(&[u8], u32)], probe: &[(&[u8], u32)], join_type: JoinType) -> Vec<Row> {
+        let bytes = |n: u32| n.to_le_bytes().to_vec();
+        let mut rows = Vec::new();
+        for &(key, p) in probe {
+            let matches: Vec<u32> = build.iter().filter(|b| b.0 == key).map(|b| b.1).collect();
+            match join_type {
+                JoinType::LeftSemi if !matches.is_empty() => {
+                    rows.push((key.to_vec(), None, Some(bytes(p))))
+                }
+                JoinType::LeftAnti | JoinType::LeftOuter if matches.is_empty() => {
+                    rows.push((key.to_vec(), None, Some(bytes(p))));
+                }
+                JoinType::Inner | JoinType::LeftOuter | JoinType::RightOuter => rows.extend(
+                    matches
+                        .iter()
+                        .map(|&b| (key.to_vec(), Some(bytes(b)), Some(bytes(p)))),
+                ),
+                _ => {}
+            }
+        }
+        if join_type == JoinType::RightOuter {
+            for &(key, b) in build {
+                if !probe.iter().any(|p| p.0 == key) {
+                    rows.push((key.to_vec(), Some(bytes(b)), None));
+                }
+            }
+        }
+        rows.sort();
+        rows
+    }
+
+    /// Duplicates on both sides (a group larger than the group's segments among them),
+    /// keys only one side has, at the start, the middle and the end of the key order.
+    #[test]
+    fn many_to_many_groups_and_unmatched_keys_of_both_sides() {
+        let mut build: Vec<(&[u8], u32)> = vec![(b"a", 1), (b"c", 2), (b"c", 3), (b"e", 4)];
+        build.extend((0..3000).map(|i| (&b"d"[..], 100 + i)));
+        let probe: Vec<(&[u8], u32)> = vec![
+            (b"", 5),
+            (b"c", 6),
+            (b"c", 7),
+            (b"d", 8),
+            (b"d", 9),
+            (b"f", 10),
+        ];
+        let manager = test_manager(120);
+        let dir = std::env::temp_dir().join(format!("weir-merge-join-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = open_store(&SpillConfig::new(dir.clone())).unwrap();
+        let config = JoinConfig {
+            read_ahead: 1,
+            write_behind: 1,
+            ..JoinConfig::default()
+        };
+        let owner = manager.owner("merge");
+        for join_type in JoinType::ALL {
+            let segments = config.memory_segments_min();
+            let mut join =
+                HashJoin::new(&owner, segments, Arc::clone(&store), join_type, config).unwrap();
+            let sort = |side: &[(&[u8], u32)]| {
+                let memory = owner
+                    .reserve(config.sort_config().memory_segments_min())
+                    .unwrap();
+                let mut sorter = ExternalSorter::with_reservation(
+                    memory,
+                    Arc::clone(&store),
+                    config.sort_config(),
+                )
+                .unwrap();
+                for &(key, n) in side {
+                    sorter.push(key, &n.to_le_bytes()).unwrap();
+                }
+                sorter.finish().unwrap()
+            };
+            let log2 = owner.segment_size().trailing_zeros();
+            let group = owner.reserve(2).unwrap();
+            let mut merge = MergeJoin::new(join_type, sort(&build), sort(&probe), group, log2);
+            let mut rows = Vec::new();
+            while let Some(emit) = merge.advance(&mut join).unwrap() {
+                let row = merge.row(emit);
+                rows.push((
+                    row.key.to_vec(),
+                    row.build.map(<[u8]>::to_vec),
+                    row.probe.map(<[u8]>::to_vec),
+                ));
+            }
+            assert!(
+                merge.overflow.is_none(),
+                "the group run is gone with its group"
+            );
+            rows.sort();
+            assert_eq!(rows, expected(&build, &probe, join_type), "{join_type:?}");
+            assert!(join.stats.spilled_bytes > 0, "the group of d went to a run");
+            drop((merge.into_memory(), join));
+        }
+        manager.leak_check().unwrap();
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            0,
+            "no run is left"
+        );
+        std::fs::remove_dir(&dir).unwrap();
+    }
+}
