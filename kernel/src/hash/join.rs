@@ -23,8 +23,8 @@
 //! Memory is split once, up front: a build run writer and a run reader; per partition a
 //! bloom filter segment and a probe run writer, taken when the partition spills; the
 //! table, which holds the rest and is lent whole to a sort-merge fallback. Once the join
-//! has started it never fails for lack of memory: it spills. A record too large for the
-//! whole table goes to its partition's run directly.
+//! has started it never fails for lack of memory: it spills. A build record larger than
+//! half the table goes to its partition's run directly, rather than evicting the rest.
 //!
 //! Runs hold `[varint key_len][varint record_len][key][record]` (docs/FORMAT.md, section
 //! 6). After an error the join (or its stream) must be dropped; dropping returns every
@@ -347,6 +347,10 @@ impl HashJoin {
     /// Adds a build record whose key hashes to `hash`, spilling until it fits.
     fn insert_build(&mut self, hash: u64, key: &[u8], record: &[u8]) -> Result<()> {
         let partition = self.table().partition_of(hash);
+        if JoinTable::footprint(key, record) * 2 > self.table().capacity_bytes() {
+            // Room for it would take most of the table: a run of its own, at once.
+            return self.spill_single(partition, hash, key, record);
+        }
         loop {
             if self.table_mut().append(partition, key, record)? {
                 return Ok(());

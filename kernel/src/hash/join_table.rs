@@ -94,6 +94,16 @@ impl JoinTable {
         (((hash >> 32) * self.areas.len() as u64) >> 32) as usize
     }
 
+    /// Bytes of the table's whole budget.
+    pub(crate) fn capacity_bytes(&self) -> u64 {
+        (self.segments_total as u64) << self.log2
+    }
+
+    /// Bytes a build record takes in the table.
+    pub(crate) fn footprint(key: &[u8], record: &[u8]) -> u64 {
+        RecordArea::footprint(key.len(), record.len() + 1)
+    }
+
     /// Bytes of `partition`'s records in memory.
     pub(crate) fn bytes(&self, partition: usize) -> u64 {
         self.areas[partition].end()
@@ -115,7 +125,7 @@ impl JoinTable {
     pub(crate) fn append(&mut self, partition: usize, key: &[u8], record: &[u8]) -> Result<bool> {
         assert!(self.buckets.is_empty(), "append to an indexed table");
         let area = &mut self.areas[partition];
-        let len = RecordArea::footprint(key.len(), record.len() + 1);
+        let len = JoinTable::footprint(key, record);
         if area.room() < len {
             let short = len - area.room();
             let count = short.div_ceil(1 << self.log2) as usize;
