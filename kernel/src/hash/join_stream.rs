@@ -15,8 +15,9 @@
 //! sides), and the rows of a spilled pair are produced only from its runs.
 
 use super::hasher::hash_bytes;
-use super::join::{Emit, HashJoin, JoinRow, Matcher, Route, read_record};
+use super::join::{Emit, HashJoin, JoinRow, Matcher, Route};
 use super::join_config::JoinStats;
+use super::join_level::read_record;
 use super::merge_join::{MergeEmit, MergeJoin};
 use crate::error::Result;
 use crate::spill::{RunInput, SpillRun};

@@ -16,8 +16,9 @@
 //! the output of such a key is the product of both sides anyway.
 
 use super::area::RecordArea;
-use super::join::{HashJoin, JoinRow, read_record, write_record};
+use super::join::{HashJoin, JoinRow};
 use super::join_config::JoinType;
+use super::join_level::{read_record, write_record};
 use crate::error::Result;
 use crate::memory::Reservation;
 use crate::sort::SortedStream;

@@ -27,6 +27,7 @@
 //! sort fallback and output); for the join, `join_config` ([`JoinType`], [`JoinConfig`],
 //! [`JoinStats`]), `join_table` (partitioned build records and their buckets), `bloom`
 //! (a spilled partition's filter), `join` ([`HashJoin`]: build, probe, spilling),
+//! `join_level` (the end of a level, spilled pairs rebuilt or sorted, the run format),
 //! `join_stream` ([`JoinStream`]: recursion and output) and `merge_join` (the sort-merge
 //! fallback).
 //!
@@ -103,6 +104,7 @@ mod config;
 mod hasher;
 mod join;
 mod join_config;
+mod join_level;
 mod join_stream;
 mod join_table;
 mod merge_join;
