@@ -623,3 +623,119 @@ proptest! {
         prop_assert!(rows == model(&build, &probe, join_type));
     }
 }
+
+/// LZ4-compressed runs on the io_uring backend: a level of recursion and a sort-merge.
+#[test]
+fn compressed_spills_on_io_uring() {
+    let mut rng = Rng(11);
+    let build = side(6000, b'b', |i| {
+        if i % 2 == 0 {
+            key(3)
+        } else {
+            key(rng.below(3000) as u64)
+        }
+    });
+    let probe = side(1500, b'p', |i| {
+        if i % 100 == 0 {
+            key(3)
+        } else {
+            key(rng.below(4000) as u64)
+        }
+    });
+    let dir = SpillDir::new("join-lz4");
+    let scratch = manager(64);
+    let config = JoinConfig {
+        compress: true,
+        ..small_config()
+    };
+    for join_type in JoinType::ALL {
+        let mut spill = SpillConfig::new(dir.path().to_path_buf());
+        spill.backend = Some(IoBackend::IoUring);
+        spill.scratch = Some(scratch.owner("spill/lz4"));
+        let store = open_store(&spill).unwrap();
+        let segments = config.memory_segments_min();
+        let (rows, stats) = run(
+            dir.path(),
+            store,
+            &build,
+            &probe,
+            segments,
+            join_type,
+            config,
+        )
+        .unwrap();
+        assert!(rows == model(&build, &probe, join_type), "{join_type:?}");
+        assert!(
+            stats.recursion_depth_max >= 1 && stats.sort_merge_fallbacks > 0,
+            "{join_type:?}: {stats:?}"
+        );
+    }
+    scratch.leak_check().unwrap();
+}
+
+/// An error of the caller's `emit` comes back from `probe`; the join is dropped cleanly.
+#[test]
+fn an_error_of_emit_is_returned() {
+    let dir = SpillDir::new("join-emit");
+    let manager = manager(200);
+    let owner = manager.owner("join");
+    let store = store(dir.path(), IoBackend::Sync);
+    let mut join = HashJoin::new(&owner, 200, store, JoinType::Inner, small_config()).unwrap();
+    for i in 0..100u64 {
+        join.push_build(&key(i % 10), b"build").unwrap();
+    }
+    join.finish_build().unwrap();
+    let mut rows = 0;
+    let error = join
+        .probe(&key(4), b"probe", |_| {
+            rows += 1;
+            if rows == 3 {
+                return Err(KernelError::Malformed {
+                    position: 3,
+                    what: "the caller's sink is full",
+                });
+            }
+            Ok(())
+        })
+        .unwrap_err();
+    assert_eq!(rows, 3, "no row after the error");
+    assert!(error.to_string().contains("sink is full"), "{error}");
+    drop(join);
+    manager.leak_check().unwrap();
+    dir.assert_empty();
+}
+
+/// A stream whose spilled run is corrupt fails once, then refuses to go on.
+#[test]
+fn a_stream_that_failed_must_be_dropped() {
+    let mut rng = Rng(12);
+    let build = side(5000, b'b', |_| key(rng.below(4000) as u64));
+    let dir = SpillDir::new("join-failed-stream");
+    let config = small_config();
+    let segments = config.memory_segments_min();
+    let manager = manager(segments);
+    let faulty: Arc<dyn SpillStore> =
+        Arc::new(FaultyStore::new(store(dir.path(), IoBackend::Sync), None, None).corrupt_write(1));
+    let owner = manager.owner("join");
+    let mut join = HashJoin::new(&owner, segments, faulty, JoinType::RightOuter, config).unwrap();
+    for (key, record) in &build {
+        join.push_build(key, record).unwrap();
+    }
+    join.finish_build().unwrap();
+    let mut stream = join.finish().unwrap();
+    let error = loop {
+        match stream.next() {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the stream ended without reading the corrupt block"),
+            Err(error) => break error,
+        }
+    };
+    assert!(matches!(error, KernelError::CorruptSpill { .. }), "{error}");
+    let again = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = stream.next();
+    }));
+    assert!(again.is_err(), "next after an error panics");
+    drop(stream);
+    manager.leak_check().unwrap();
+    dir.assert_empty();
+}
