@@ -2,9 +2,10 @@
 //! budgets that force one and two levels of recursion and the sort-merge fallback (each
 //! asserted through the stats), keys that are random, Zipf-like, one hot key, all
 //! distinct and all equal, keys and records of every length (empty, longer than a
-//! segment, larger than the whole table), random inputs and budgets (proptest), and a
-//! failing write or read at every position and corrupt blocks. Every run ends with every
-//! segment home and no spill file left.
+//! segment, larger than the whole table), empty inputs, random inputs, join types and
+//! budgets (proptest), LZ4 runs on io_uring, a failing write or read at every position on
+//! both backends, corrupt blocks, an error of the caller's sink and a stream that failed.
+//! Every run ends with every segment home and no spill file left.
 
 mod common;
 

@@ -5,7 +5,8 @@
 //!   partition p = (top 32 bits of hash × partitions) >> 32
 //!   areas[p]: [varint key_len << 1][varint 1 + record_len][key][matched: u8][record] ...
 //!   buckets (after index): 8-byte entries, linear probing, one per build record
-//!     [ tag: top 16 bits of the hash | partition: 7 bits | position + 1: 41 bits ] (0 = empty)
+//!     [ tag: 16 remixed bits of the hash | partition: 7 bits | position + 1: 41 bits ]
+//!     (0 = empty)
 //! ```
 //!
 //! Build records are appended to their partition's area, which takes segments from the
@@ -37,7 +38,15 @@ const POSITION_MASK: u64 = (1 << POSITION_BITS) - 1;
 const PARTITION_BITS: u32 = 64 - HASH_TAG_BITS - POSITION_BITS;
 const _: () = assert!(PARTITION_BITS == 7);
 
-/// The build records of one partition, in memory.
+/// The tag of a hash: 16 bits of it remixed by a multiply, so that they depend on every
+/// bit. The top bits themselves choose the partition (and the low ones the home bucket),
+/// so within one table they would tell few keys apart.
+#[inline]
+fn tag_of(hash: u64) -> u64 {
+    hash.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - HASH_TAG_BITS)
+}
+
+/// A build record in memory.
 #[derive(Debug)]
 pub(crate) struct BuildRecord<'a> {
     pub(crate) key: &'a [u8],
@@ -214,7 +223,7 @@ impl JoinTable {
                 while self.bucket(index) != 0 {
                     index = (index + 1) & self.bucket_mask;
                 }
-                let entry = (hash >> (64 - HASH_TAG_BITS) << (64 - HASH_TAG_BITS))
+                let entry = (tag_of(hash) << (64 - HASH_TAG_BITS))
                     | ((partition as u64) << POSITION_BITS)
                     | (position + 1);
                 self.set_bucket(index, entry);
@@ -259,7 +268,7 @@ impl JoinTable {
         index: &mut usize,
     ) -> Option<(usize, u64)> {
         assert!(self.is_indexed(), "a probe before the index");
-        let tag = hash >> (64 - HASH_TAG_BITS);
+        let tag = tag_of(hash);
         loop {
             let entry = self.bucket(*index);
             if entry == 0 {
