@@ -37,7 +37,7 @@ use super::hasher::{hash_bytes, seed_at};
 use super::join_config::{JoinConfig, JoinStats, JoinType};
 use super::join_level::{Pair, write_record};
 use super::join_stream::JoinStream;
-use super::join_table::JoinTable;
+use super::join_table::{Cursor, JoinTable};
 use crate::constants::HASH_JOIN_PROBE_WRITE_BEHIND;
 use crate::error::Result;
 use crate::memory::{Owner, Reservation};
@@ -91,7 +91,7 @@ pub(super) enum Route {
 #[derive(Debug)]
 pub(super) struct Matcher {
     hash: u64,
-    index: usize,
+    cursor: Cursor,
     matched: bool,
     done: bool,
 }
@@ -435,7 +435,7 @@ impl HashJoin {
         if !state.spilled {
             return Ok(Route::Match(Matcher {
                 hash,
-                index: table.home(hash),
+                cursor: table.cursor(hash),
                 matched: false,
                 done: false,
             }));
@@ -468,7 +468,8 @@ impl HashJoin {
             return None;
         }
         let table = self.table.as_mut().expect("the table is home");
-        if let Some((partition, position)) = table.next_match(matcher.hash, key, &mut matcher.index)
+        if let Some((partition, position)) =
+            table.next_match(matcher.hash, key, &mut matcher.cursor)
         {
             matcher.matched = true;
             match self.join_type {

@@ -4,25 +4,28 @@
 //! ```text
 //!   partition p = (top 32 bits of hash × partitions) >> 32
 //!   areas[p]: [varint key_len << 1][varint 1 + record_len][key][matched: u8][record] ...
-//!   buckets (after index): 8-byte entries, linear probing, one per build record
-//!     [ tag: 16 remixed bits of the hash | partition: 7 bits | position + 1: 41 bits ]
-//!     (0 = empty)
+//!   buckets (after index): 8-byte entries, linear probing, one per distinct key
+//!     [ tag: 16 remixed hash bits | partition: 7 | chained: 1 | value: 40 ]   (0 = empty)
+//!       chained = 0: value = the key's one record's position + 1
+//!       chained = 1: value = link + 1 ──▶ links: [position + 1: u64][next link + 1: u64]
 //! ```
 //!
 //! Build records are appended to their partition's area, which takes segments from the
 //! table's reservation as it grows; a full table answers "no room" and the join spills a
 //! partition (its area is written out and its segments come back). Once the build side
-//! ends, [`JoinTable::index`] fills a bucket array sized for the records that stayed.
-//! Duplicate keys take a bucket each, so a probe walks the cluster from its key's home
-//! bucket to the first empty one and reports every record with the same tag and key.
-//! The matched byte before each record is set when a probe record matches it (right outer
-//! joins emit the records left unmatched).
+//! ends, [`JoinTable::index`] fills a bucket array sized for the records that stayed, one
+//! bucket per distinct key: the records of a key with duplicates are chained in links (16
+//! bytes each, in segments too), so a hot key takes one bucket and probes of other keys
+//! never walk past its records; keys without duplicates cost no link. The matched byte
+//! before each record is set when a probe record matches it (right outer joins emit the
+//! records left unmatched).
 //!
 //! Invariants:
-//! 1. The reservation's segments, the bucket segments and the areas' segments add up to
+//! 1. The reservation's segments, the bucket, link and area segments add up to
 //!    `segments_total`.
-//! 2. After `index`, every record of a partition marked in memory has exactly one bucket,
-//!    and no bucket points anywhere else.
+//! 2. After `index`, every record of a partition marked in memory is reachable from
+//!    exactly one bucket (directly or through its key's chain), and every bucket holds
+//!    one key.
 
 use super::area::RecordArea;
 use crate::constants::{HASH_BUCKET_SIZE, HASH_LOAD_PERCENT_MAX, HASH_TAG_BITS};
@@ -31,12 +34,18 @@ use crate::memory::{MemorySegment, Reservation};
 
 use super::hasher::hash_bytes;
 
-/// Bits of a bucket entry for the record's position in its area (plus one).
-const POSITION_BITS: u32 = 41;
-const POSITION_MASK: u64 = (1 << POSITION_BITS) - 1;
-/// Bits of a bucket entry for the partition.
-const PARTITION_BITS: u32 = 64 - HASH_TAG_BITS - POSITION_BITS;
+/// Bits of a bucket entry for its value: a record's position in its area plus one, or a
+/// link's index plus one.
+const VALUE_BITS: u32 = 40;
+const VALUE_MASK: u64 = (1 << VALUE_BITS) - 1;
+/// The bit of a bucket entry that says its value is a link (the key has duplicates).
+const CHAINED: u64 = 1 << VALUE_BITS;
+/// Bits of a bucket entry for the partition, above the chained bit.
+const PARTITION_SHIFT: u32 = VALUE_BITS + 1;
+const PARTITION_BITS: u32 = 64 - HASH_TAG_BITS - PARTITION_SHIFT;
 const _: () = assert!(PARTITION_BITS == 7);
+/// Bytes of a link: the record's position and the next link's index plus one (0: the end).
+const LINK_SIZE: usize = 16;
 
 /// The tag of a hash: 16 bits of it remixed by a multiply, so that they depend on every
 /// bit. The top bits themselves choose the partition (and the low ones the home bucket),
@@ -44,6 +53,12 @@ const _: () = assert!(PARTITION_BITS == 7);
 #[inline]
 fn tag_of(hash: u64) -> u64 {
     hash.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - HASH_TAG_BITS)
+}
+
+/// The partition of a bucket entry.
+#[inline]
+fn entry_partition(entry: u64) -> usize {
+    ((entry >> PARTITION_SHIFT) & ((1 << PARTITION_BITS) - 1)) as usize
 }
 
 /// A build record in memory.
@@ -66,6 +81,19 @@ pub(crate) struct JoinTable {
     buckets: Vec<MemorySegment>,
     bucket_mask: usize,
     bucket_shift: u32,
+    links: Vec<MemorySegment>,
+    links_len: u64,
+}
+
+/// Where a probe of the table is: the bucket it walks from, then the chain of its key.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cursor {
+    index: usize,
+    /// The next link of the key's chain plus one (0: none).
+    link: u64,
+    partition: usize,
+    /// The key's bucket was found (or the cluster ended): only its chain is left.
+    settled: bool,
 }
 
 impl JoinTable {
@@ -84,6 +112,8 @@ impl JoinTable {
             buckets: Vec::new(),
             bucket_mask: 0,
             bucket_shift: (segment_size / HASH_BUCKET_SIZE).trailing_zeros(),
+            links: Vec::new(),
+            links_len: 0,
         }
     }
 
@@ -148,7 +178,7 @@ impl JoinTable {
             }
         }
         let (address, _) = area.append_parts(key, &[0], record);
-        assert!(address < POSITION_MASK, "join partition beyond 2^41 bytes");
+        assert!(address < VALUE_MASK, "join partition beyond 2^40 bytes");
         self.records[partition] += 1;
         Ok(true)
     }
@@ -187,8 +217,10 @@ impl JoinTable {
         self.records[partition] = 0;
     }
 
-    /// Fills a bucket array with every record of the partitions `in_memory` marks;
-    /// `Ok(false)` when the budget cannot hold the array (the caller spills a partition).
+    /// Fills a bucket array with every record of the partitions `in_memory` marks, one
+    /// bucket per key, duplicates chained in links; `Ok(false)` when the budget cannot
+    /// hold the array and the links (the table is left unindexed; the caller spills a
+    /// partition and tries again).
     ///
     /// # Errors
     ///
@@ -219,18 +251,126 @@ impl JoinTable {
                 let area = &self.areas[partition];
                 let len = area.header(position).total_len() as u64;
                 let hash = hash_bytes(self.seed, area.record(position, &mut scratch).0);
-                let mut index = hash as usize & self.bucket_mask;
-                while self.bucket(index) != 0 {
-                    index = (index + 1) & self.bucket_mask;
+                if !self.index_record(hash, partition, position, &mut scratch)? {
+                    self.unindex();
+                    return Ok(false);
                 }
-                let entry = (tag_of(hash) << (64 - HASH_TAG_BITS))
-                    | ((partition as u64) << POSITION_BITS)
-                    | (position + 1);
-                self.set_bucket(index, entry);
                 position += len;
             }
         }
         Ok(true)
+    }
+
+    /// Puts the record at `position` of `partition` in its key's bucket, or at the head of
+    /// its key's chain; `Ok(false)` when a link is needed and the budget has none.
+    fn index_record(
+        &mut self,
+        hash: u64,
+        partition: usize,
+        position: u64,
+        scratch: &mut Vec<u8>,
+    ) -> Result<bool> {
+        let tag = tag_of(hash);
+        let mut index = hash as usize & self.bucket_mask;
+        loop {
+            let entry = self.bucket(index);
+            if entry == 0 {
+                let entry = (tag << (64 - HASH_TAG_BITS))
+                    | ((partition as u64) << PARTITION_SHIFT)
+                    | (position + 1);
+                self.set_bucket(index, entry);
+                return Ok(true);
+            }
+            if entry >> (64 - HASH_TAG_BITS) == tag
+                && entry_partition(entry) == partition
+                && self.same_key(partition, self.first_position(entry), position, scratch)
+            {
+                return self.chain(index, entry, position);
+            }
+            index = (index + 1) & self.bucket_mask;
+        }
+    }
+
+    /// Adds the record at `position` to the chain of the key of bucket `index`.
+    fn chain(&mut self, index: usize, entry: u64, position: u64) -> Result<bool> {
+        let head = if entry & CHAINED == 0 {
+            // The key's first duplicate: its single record becomes the chain's last link.
+            match self.push_link(entry & VALUE_MASK, 0)? {
+                Some(link) => link + 1,
+                None => return Ok(false),
+            }
+        } else {
+            entry & VALUE_MASK
+        };
+        let Some(link) = self.push_link(position + 1, head)? else {
+            return Ok(false);
+        };
+        let kept = entry & !(VALUE_MASK | CHAINED);
+        self.set_bucket(index, kept | CHAINED | (link + 1));
+        Ok(true)
+    }
+
+    /// Appends a link (a record's position plus one, the next link plus one); returns its
+    /// index, or `None` when the budget has no segment for it.
+    fn push_link(&mut self, position_plus_one: u64, next: u64) -> Result<Option<u64>> {
+        let per_segment = (1u64 << self.log2) / LINK_SIZE as u64;
+        if self.links_len == self.links.len() as u64 * per_segment {
+            match self.memory.allocate_one() {
+                Ok(segment) => self.links.push(segment),
+                Err(error) if error.is_budget_exceeded() => return Ok(None),
+                Err(error) => return Err(error),
+            }
+        }
+        let link = self.links_len;
+        assert!(link < VALUE_MASK, "join links beyond 2^40");
+        let (segment, offset) = self.link_at(link);
+        self.links[segment].put_u64_le(offset, position_plus_one);
+        self.links[segment].put_u64_le(offset + 8, next);
+        self.links_len += 1;
+        Ok(Some(link))
+    }
+
+    #[inline]
+    fn link_at(&self, link: u64) -> (usize, usize) {
+        let per_segment = (1u64 << self.log2) / LINK_SIZE as u64;
+        (
+            (link / per_segment) as usize,
+            (link % per_segment) as usize * LINK_SIZE,
+        )
+    }
+
+    /// The (record position, next link plus one) of `link`.
+    #[inline]
+    fn link(&self, link: u64) -> (u64, u64) {
+        let (segment, offset) = self.link_at(link);
+        let position = self.links[segment].get_u64_le(offset) - 1;
+        (position, self.links[segment].get_u64_le(offset + 8))
+    }
+
+    /// The position of a record of the bucket entry's key.
+    #[inline]
+    fn first_position(&self, entry: u64) -> u64 {
+        if entry & CHAINED == 0 {
+            (entry & VALUE_MASK) - 1
+        } else {
+            self.link((entry & VALUE_MASK) - 1).0
+        }
+    }
+
+    /// Whether the records at positions `a` and `b` of `partition` have equal keys.
+    fn same_key(&self, partition: usize, a: u64, b: u64, scratch: &mut Vec<u8>) -> bool {
+        let area = &self.areas[partition];
+        let key = area.record(b, scratch).0;
+        area.key_equals(a, &area.header(a), key)
+    }
+
+    /// Gives the bucket array and the links back.
+    fn unindex(&mut self) {
+        for segment in self.buckets.drain(..).chain(self.links.drain(..)) {
+            self.memory.give_back(segment);
+        }
+        self.links_len = 0;
+        self.bucket_mask = 0;
     }
 
     /// Whether the table has been indexed.
@@ -252,36 +392,55 @@ impl JoinTable {
         self.buckets[segment].put_u64_le(offset, entry);
     }
 
-    /// The bucket a probe of `hash` starts at.
+    /// A probe of `hash`, at its home bucket.
     #[inline]
-    pub(crate) fn home(&self, hash: u64) -> usize {
-        hash as usize & self.bucket_mask
+    pub(crate) fn cursor(&self, hash: u64) -> Cursor {
+        Cursor {
+            index: hash as usize & self.bucket_mask,
+            link: 0,
+            partition: 0,
+            settled: false,
+        }
     }
 
-    /// The next record from bucket `*index` on whose key is `key` (of hash `hash`), as
-    /// (partition, position); moves `*index` past it. `None` at the cluster's end.
+    /// The next record whose key is `key` (of hash `hash`) as (partition, position), or
+    /// `None` after the last.
     #[inline]
     pub(crate) fn next_match(
         &self,
         hash: u64,
         key: &[u8],
-        index: &mut usize,
+        cursor: &mut Cursor,
     ) -> Option<(usize, u64)> {
         assert!(self.is_indexed(), "a probe before the index");
+        if cursor.link != 0 {
+            let (position, next) = self.link(cursor.link - 1);
+            cursor.link = next;
+            return Some((cursor.partition, position));
+        }
+        if cursor.settled {
+            return None;
+        }
         let tag = tag_of(hash);
         loop {
-            let entry = self.bucket(*index);
+            let entry = self.bucket(cursor.index);
             if entry == 0 {
+                cursor.settled = true;
                 return None;
             }
-            *index = (*index + 1) & self.bucket_mask;
+            cursor.index = (cursor.index + 1) & self.bucket_mask;
             if entry >> (64 - HASH_TAG_BITS) != tag {
                 continue;
             }
-            let partition = ((entry >> POSITION_BITS) & ((1 << PARTITION_BITS) - 1)) as usize;
-            let position = (entry & POSITION_MASK) - 1;
+            let partition = entry_partition(entry);
+            let position = self.first_position(entry);
             let area = &self.areas[partition];
             if area.key_equals(position, &area.header(position), key) {
+                cursor.settled = true;
+                if entry & CHAINED != 0 {
+                    cursor.partition = partition;
+                    cursor.link = self.link((entry & VALUE_MASK) - 1).1;
+                }
                 return Some((partition, position));
             }
         }
@@ -317,16 +476,13 @@ impl JoinTable {
 
     /// Empties the table for reuse with `seed`; every segment goes back to the budget.
     pub(crate) fn clear(&mut self, seed: u64) {
-        for segment in self.buckets.drain(..) {
-            self.memory.give_back(segment);
-        }
+        self.unindex();
         for area in &mut self.areas {
             for segment in area.take_segments() {
                 self.memory.give_back(segment);
             }
         }
         self.records.fill(0);
-        self.bucket_mask = 0;
         self.seed = seed;
         assert_eq!(
             self.memory.segments(),
@@ -344,7 +500,9 @@ impl JoinTable {
     /// Segments in use (areas and buckets), for assertions.
     #[cfg(test)]
     fn segments_used(&self) -> usize {
-        self.buckets.len() + self.areas.iter().map(RecordArea::segments).sum::<usize>()
+        self.buckets.len()
+            + self.links.len()
+            + self.areas.iter().map(RecordArea::segments).sum::<usize>()
     }
 }
 
@@ -356,8 +514,8 @@ mod tests {
 
     #[test]
     fn duplicates_are_all_found_and_marked() {
-        let manager = test_manager(12);
-        let memory = manager.owner("join").reserve(12).unwrap();
+        let manager = test_manager(16);
+        let memory = manager.owner("join").reserve(16).unwrap();
         let seed = seed_at(3, 0);
         let mut table = JoinTable::new(memory, seed, 10);
         let mut appended = 0;
@@ -374,9 +532,9 @@ mod tests {
         for k in 0u32..51 {
             let key = k.to_le_bytes();
             let hash = hash_bytes(seed, &key);
-            let mut index = table.home(hash);
+            let mut cursor = table.cursor(hash);
             let mut found = Vec::new();
-            while let Some((partition, position)) = table.next_match(hash, &key, &mut index) {
+            while let Some((partition, position)) = table.next_match(hash, &key, &mut cursor) {
                 let record = table.record(partition, position, &mut scratch);
                 assert_eq!(record.key, key);
                 assert!(!record.matched);
@@ -387,7 +545,50 @@ mod tests {
             let expected: Vec<u32> = (0..300).filter(|i| k < 50 && i % 50 == k).collect();
             assert_eq!(found, expected, "key {k}");
         }
+        let used = (0..table.bucket_mask + 1)
+            .filter(|&i| table.bucket(i) != 0)
+            .count();
+        assert_eq!(used, 50, "one bucket per key, duplicates in links");
+        assert_eq!(table.links_len, 300, "six records a key, all in links");
         assert!(table.segments_used() > 1);
+        drop(table.into_memory());
+        manager.leak_check().unwrap();
+    }
+
+    /// When the links of the duplicates do not fit, indexing gives every bucket and link
+    /// segment back; with a partition dropped it succeeds.
+    #[test]
+    fn an_index_without_room_for_its_links_leaves_the_table_as_it_was() {
+        let manager = test_manager(8);
+        let memory = manager.owner("join").reserve(8).unwrap();
+        let mut table = JoinTable::new(memory, 5, 10);
+        // Partition 0: 200 keys twice (400 records of 7 bytes, one segment, 400 links of
+        // 16 bytes: two segments). Partition 1: 153 records of 107 bytes, four segments.
+        for i in 0u32..400 {
+            assert!(table.append(0, &(i / 2).to_le_bytes(), &[]).unwrap());
+        }
+        for i in 0u32..153 {
+            assert!(
+                table
+                    .append(1, &(1000 + i).to_le_bytes(), &[0; 100])
+                    .unwrap()
+            );
+        }
+        assert_eq!(table.segments_used(), 5);
+        // Three segments left: two for 1 024 buckets, one of the two the links need.
+        assert!(!table.index(&[true; 10]).unwrap(), "no room for the links");
+        assert!(!table.is_indexed());
+        assert_eq!(table.segments_used(), 5, "buckets and links went back");
+        table.drop_partition(1);
+        assert!(table.index(&[true; 10]).unwrap());
+        let key = 7u32.to_le_bytes();
+        let hash = hash_bytes(5, &key);
+        let mut cursor = table.cursor(hash);
+        let mut found = 0;
+        while table.next_match(hash, &key, &mut cursor).is_some() {
+            found += 1;
+        }
+        assert_eq!(found, 2);
         drop(table.into_memory());
         manager.leak_check().unwrap();
     }
