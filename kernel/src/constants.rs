@@ -135,11 +135,49 @@ pub const HASH_SPILL_SHARE_PERCENT: u64 = 50;
 /// copies every live record once, so it pays when it frees a good part of the area.
 pub const HASH_COMPACT_GARBAGE_PERCENT_MIN: u64 = 25;
 
+/// The fewest partitions a hash join splits its build side into. Fewer would leave a
+/// spilled partition too close to the whole input for one level of recursion to help.
+pub const HASH_JOIN_PARTITIONS_MIN: usize = 10;
+
+/// The most partitions a hash join splits its build side into: each spilled partition
+/// keeps a bloom filter and a probe run writer in memory, and the partition index fits the
+/// 7 bits a bucket entry keeps for it.
+pub const HASH_JOIN_PARTITIONS_MAX: usize = 127;
+
+/// Segments of join memory per partition when the partition count is chosen from memory:
+/// a partition then holds several segments of build records before it is the largest, so a
+/// spill writes a run worth its file, and the per-partition reserve (bloom filter and probe
+/// writer, [`HASH_JOIN_SEGMENTS_RESERVED_PER_PARTITION`]) stays under a fifth of memory.
+pub const HASH_JOIN_SEGMENTS_PER_PARTITION: usize = 16;
+
+/// Blocks a probe run writer of a spilled partition keeps in flight: every spilled
+/// partition has one open during the probe phase, so each is kept to two segments.
+pub const HASH_JOIN_PROBE_WRITE_BEHIND: usize = 1;
+
+/// Segments reserved per partition up front for the case that it spills: one bloom filter
+/// segment and a probe run writer ([`HASH_JOIN_PROBE_WRITE_BEHIND`] + 1).
+pub const HASH_JOIN_SEGMENTS_RESERVED_PER_PARTITION: usize = 1 + HASH_JOIN_PROBE_WRITE_BEHIND + 1;
+
+/// Hash functions of a join partition's bloom filter. With one segment of bits per
+/// partition (262 144 bits at 32 KiB) three functions give under 2% false positives up to
+/// 25 000 build records in the partition (10 bits a key), and about 0.1% at 10 000.
+pub const HASH_JOIN_BLOOM_HASHES: u32 = 3;
+
+/// Segments a sort-merge fallback of a hash join holds the build records of one key in
+/// before it writes them to a run (a hot key larger than memory) and reads them back for
+/// each probe record of that key.
+pub const HASH_JOIN_GROUP_SEGMENTS: usize = 2;
+
 const _: () = assert!(HASH_PARTITIONS_MIN <= HASH_PARTITIONS_DEFAULT);
 const _: () = assert!(HASH_PARTITIONS_DEFAULT <= HASH_PARTITIONS_MAX);
 const _: () = assert!(HASH_PARTITIONS_MAX.is_power_of_two());
 const _: () = assert!(HASH_PARTITIONS_MAX <= 1 << HASH_TAG_BITS);
 const _: () = assert!(HASH_RECURSION_DEPTH_DEFAULT <= HASH_RECURSION_DEPTH_MAX);
+const _: () = assert!(HASH_JOIN_PARTITIONS_MIN <= HASH_JOIN_PARTITIONS_MAX);
+const _: () = assert!(HASH_JOIN_PARTITIONS_MAX < 1 << 7);
+const _: () =
+    assert!(HASH_JOIN_SEGMENTS_RESERVED_PER_PARTITION * 5 <= HASH_JOIN_SEGMENTS_PER_PARTITION);
+const _: () = assert!(HASH_JOIN_BLOOM_HASHES >= 1 && HASH_JOIN_GROUP_SEGMENTS >= 1);
 const _: () = assert!(HASH_BUCKET_SIZE == 8 && HASH_TAG_BITS < 64);
 const _: () = assert!(HASH_LOAD_PERCENT_MAX < 100 && HASH_SHRINK_PERCENT_MIN <= 100);
 const _: () = assert!(HASH_SPILL_SHARE_PERCENT > 0 && HASH_SPILL_SHARE_PERCENT <= 100);

@@ -17,7 +17,7 @@
 //! full serde-fmt decoding of the row types is the independent path used by validation
 //! and tests. Decimals are exact integers in cents (scale 2), dates are days since
 //! 1970-01-01, one-letter flags are their ASCII byte. Byte layouts: docs/FORMAT.md,
-//! section 6.
+//! section 7.
 
 mod generate;
 pub mod q1;

@@ -117,16 +117,35 @@ impl RecordArea {
     ///
     /// When the record does not fit in [`RecordArea::room`].
     pub(crate) fn append(&mut self, key: &[u8], acc: &[u8]) -> (u64, u64) {
+        self.append_parts(key, &[], acc)
+    }
+
+    /// Appends a live record whose accumulator is `head` followed by `tail` (a join keeps
+    /// a flag byte before each build record); returns its address and length.
+    ///
+    /// # Panics
+    ///
+    /// When the record does not fit in [`RecordArea::room`].
+    pub(crate) fn append_parts(&mut self, key: &[u8], head: &[u8], tail: &[u8]) -> (u64, u64) {
+        let acc_len = head.len() + tail.len();
         let mut header = [0; HEADER_LEN_MAX];
-        let header_len = encode_header(key.len(), acc.len(), &mut header);
-        let total = (header_len + key.len() + acc.len()) as u64;
+        let header_len = encode_header(key.len(), acc_len, &mut header);
+        let total = (header_len + key.len() + acc_len) as u64;
         assert!(total <= self.room(), "append without room");
         let address = self.end;
         self.write_at(address, &header[..header_len]);
         self.write_at(address + header_len as u64, key);
-        self.write_at(address + (header_len + key.len()) as u64, acc);
+        let acc_at = address + (header_len + key.len()) as u64;
+        self.write_at(acc_at, head);
+        self.write_at(acc_at + head.len() as u64, tail);
         self.end += total;
         (address, total)
+    }
+
+    /// Segments held.
+    #[cfg(test)]
+    pub(crate) fn segments(&self) -> usize {
+        self.segments.len()
     }
 
     /// Bytes a record of `key_len` and `acc_len` takes, header included.

@@ -1,4 +1,5 @@
-//! Hash aggregation of byte records by byte keys, within a memory budget and beyond it.
+//! Hash aggregation and hash join of byte records by byte keys, within a memory budget
+//! and beyond it.
 //!
 //! ```text
 //!   push(key, value) ──▶ Table in segments: buckets [tag | address] ──▶ records
@@ -8,16 +9,27 @@
 //!   finish ──▶ AggregateStream: in-memory groups, then each spilled partition
 //!              re-aggregated with a new seed (recursively), or sorted when it does not
 //!              shrink (one hot key) or is too deep
+//!
+//!   push_build(key, record) ──▶ JoinTable: 10–127 partitions of records in segments
+//!        full ──▶ the largest partition ──▶ build runs + bloom filter
+//!   probe(key, record, emit) ──▶ matches now, or (bloom permitting) the partition's probe run
+//!   finish ──▶ JoinStream: unmatched build records, then each spilled pair joined again
+//!              with a new seed (recursively), or sort-merged when it does not shrink
 //! ```
 //!
-//! The aggregation never looks inside keys or values: keys are compared as bytes, and
-//! values are folded into accumulators by an [`Aggregator`]. Every byte of the table lives
-//! in segments of one reservation taken when the aggregation is created. Files, by
-//! concept: `hasher` (the seeded hash), `aggregator` (what is computed), `area` (records
-//! in segments), `table` (buckets over the area: lookup, growth, partitions, rebuild),
-//! `config` ([`AggregateConfig`], [`AggregateStats`]), `aggregate` ([`HashAggregate`]:
-//! input and spilling), `stream` ([`AggregateStream`]: re-aggregation, sort fallback and
-//! output).
+//! Neither operator looks inside keys or values: keys are compared as bytes, and values are
+//! folded into accumulators by an [`Aggregator`] or carried through a join as they are.
+//! Every byte of a table lives in segments of one reservation taken when the operator is
+//! created. Files, by concept: `hasher` (the seeded hash), `aggregator` (what is computed),
+//! `area` (records in segments), `table` (buckets over the area: lookup, growth,
+//! partitions, rebuild), `config` ([`AggregateConfig`], [`AggregateStats`]), `aggregate`
+//! ([`HashAggregate`]: input and spilling), `stream` ([`AggregateStream`]: re-aggregation,
+//! sort fallback and output); for the join, `join_config` ([`JoinType`], [`JoinConfig`],
+//! [`JoinStats`]), `join_table` (partitioned build records and their buckets), `bloom`
+//! (a spilled partition's filter), `join` ([`HashJoin`]: build, probe, spilling),
+//! `join_level` (the end of a level, spilled pairs rebuilt or sorted, the run format),
+//! `join_stream` ([`JoinStream`]: recursion and output) and `merge_join` (the sort-merge
+//! fallback).
 //!
 //! ```
 //! use weir_kernel::hash::{AggregateConfig, Count, HashAggregate};
@@ -48,12 +60,54 @@
 //! std::fs::remove_dir(&dir)?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! A join of orders (build, right) with their lines (probe, left):
+//!
+//! ```
+//! use weir_kernel::hash::{HashJoin, JoinConfig, JoinType};
+//! use weir_kernel::memory::MemoryManager;
+//! use weir_kernel::spill::{SpillConfig, open_store};
+//!
+//! let manager = MemoryManager::with_budget(8 << 20)?;
+//! let dir = std::env::temp_dir().join(format!("weir-doc-join-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir)?;
+//! let store = open_store(&SpillConfig::new(dir.clone()))?;
+//! let config = JoinConfig::default();
+//! let owner = manager.owner("orders-lines");
+//! let segments = config.memory_segments_min();
+//! let mut join = HashJoin::new(&owner, segments, store, JoinType::LeftOuter, config)?;
+//! join.push_build(b"order-1", b"alice")?;
+//! join.push_build(b"order-2", b"bob")?;
+//! join.finish_build()?;
+//! let mut rows = Vec::new();
+//! for (order, line) in [(&b"order-1"[..], &b"pen"[..]), (b"order-3", b"ink")] {
+//!     join.probe(order, line, |row| {
+//!         rows.push((row.build.map(<[u8]>::to_vec), row.probe.map(<[u8]>::to_vec)));
+//!         Ok(())
+//!     })?;
+//! }
+//! let mut rest = join.finish()?;
+//! assert!(rest.next()?.is_none(), "nothing spilled");
+//! assert_eq!(rows[0], (Some(b"alice".to_vec()), Some(b"pen".to_vec())));
+//! assert_eq!(rows[1], (None, Some(b"ink".to_vec())));
+//! drop(rest);
+//! manager.leak_check()?;
+//! std::fs::remove_dir(&dir)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod aggregate;
 mod aggregator;
 mod area;
+mod bloom;
 mod config;
 mod hasher;
+mod join;
+mod join_config;
+mod join_level;
+mod join_stream;
+mod join_table;
+mod merge_join;
 mod stream;
 mod table;
 
@@ -61,4 +115,7 @@ pub use aggregate::HashAggregate;
 pub use aggregator::{Aggregator, Composite, ConcatBytes, Count, MaxI64, MinI64, SumI64};
 pub use config::{AggregateConfig, AggregateStats};
 pub use hasher::{hash_bytes, seed_at};
+pub use join::{HashJoin, JoinRow};
+pub use join_config::{JoinConfig, JoinStats, JoinType};
+pub use join_stream::JoinStream;
 pub use stream::AggregateStream;

@@ -1,0 +1,511 @@
+//! `HashJoin`: a hybrid hash join of byte records on byte keys within a memory budget.
+//!
+//! ```text
+//!   push_build(key, record) ──▶ JoinTable: partition p = top hash bits scaled to P (10–127)
+//!       no room ──▶ the largest partition's records ──▶ a build run of p; p is spilled,
+//!                   its keys go into p's bloom filter; p keeps buffering, and its buffer
+//!                   is written before another partition spills once it fills a segment
+//!   finish_build ──▶ spilled partitions write their last records; the bucket array is
+//!                    built over the partitions that stayed (spilling more if it lacks room)
+//!   probe(key, record, emit) ──▶ in memory: matches emitted at once
+//!                            ──▶ spilled, bloom says no: dropped (or emitted unmatched)
+//!                            ──▶ spilled, bloom says maybe: the probe run of p
+//!   finish ──▶ JoinStream: unmatched build records (right outer), then each spilled pair
+//!              (build runs, probe run) joined again with the next seed, recursively, or
+//!              by sort-merge when it does not shrink or is too deep
+//! ```
+//!
+//! The probe side is the left input, the build side the right one (see [`JoinType`]).
+//! Partitions that never spill never touch the disk, so a build side a little larger than
+//! memory spills only some partitions, and only their probe records are written (the
+//! hybrid hash join of DeWitt et al., as in Flink's `MutableHashTable`).
+//!
+//! Memory is split once, up front: a build run writer and a run reader; per partition a
+//! bloom filter segment and a probe run writer, taken when the partition spills; the
+//! table, which holds the rest and is lent whole to a sort-merge fallback. Once the join
+//! has started it never fails for lack of memory: it spills. A build record larger than
+//! half the table goes to its partition's run directly, rather than evicting the rest.
+//!
+//! Runs hold `[varint key_len][varint record_len][key][record]` (docs/FORMAT.md, section
+//! 6). After an error the join (or its stream) must be dropped; dropping returns every
+//! segment and deletes every run.
+
+use std::sync::Arc;
+
+use super::bloom::Bloom;
+use super::hasher::{hash_bytes, seed_at};
+use super::join_config::{JoinConfig, JoinStats, JoinType};
+use super::join_level::{Pair, write_record};
+use super::join_stream::JoinStream;
+use super::join_table::{Cursor, JoinTable};
+use crate::constants::HASH_JOIN_PROBE_WRITE_BEHIND;
+use crate::error::Result;
+use crate::memory::{Owner, Reservation};
+use crate::spill::{RunOptions, RunOutput, SpillRun, SpillStore};
+
+/// One output row of a join. `key` is the join key; `build` and `probe` are the records of
+/// each side, `None` for the side an outer, semi or anti join leaves out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JoinRow<'a> {
+    /// The key both records share.
+    pub key: &'a [u8],
+    /// The build (right) record.
+    pub build: Option<&'a [u8]>,
+    /// The probe (left) record.
+    pub probe: Option<&'a [u8]>,
+}
+
+/// A partition's state at the current level.
+#[derive(Debug, Default)]
+pub(super) struct PartitionState {
+    pub(super) spilled: bool,
+    pub(super) build_runs: Vec<SpillRun>,
+    pub(super) build_bytes: u64,
+    pub(super) bloom: Option<Bloom>,
+    pub(super) probe: Option<RunOutput>,
+}
+
+/// An output row of the table, resolved to bytes by the caller.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Emit {
+    /// The build record at (partition, position) with the current probe record.
+    Pair { partition: usize, position: u64 },
+    /// The build record at (partition, position) alone.
+    Build { partition: usize, position: u64 },
+    /// The current probe record alone.
+    Probe,
+}
+
+/// Where a probe record goes.
+#[derive(Debug)]
+pub(super) enum Route {
+    /// Its partition is in memory: walk the matches.
+    Match(Matcher),
+    /// It has no match and the join keeps such probe records: emit it alone.
+    Unmatched,
+    /// Nothing to emit now (written to a probe run, or dropped).
+    Done,
+}
+
+/// A probe of the table in progress, resumable between output rows.
+#[derive(Debug)]
+pub(super) struct Matcher {
+    hash: u64,
+    cursor: Cursor,
+    matched: bool,
+    done: bool,
+}
+
+/// A hybrid hash join. See the module documentation.
+#[derive(Debug)]
+pub struct HashJoin {
+    pub(super) store: Arc<dyn SpillStore>,
+    pub(super) config: JoinConfig,
+    pub(super) join_type: JoinType,
+    /// `None` only while a sort-merge fallback holds the table's memory.
+    pub(super) table: Option<JoinTable>,
+    pub(super) io: Reservation,
+    pub(super) reserve: Reservation,
+    pub(super) partitions: Vec<PartitionState>,
+    pub(super) probing: bool,
+    pub(super) depth: usize,
+    pub(super) input_bytes: Option<u64>,
+    pub(super) pending: Vec<Pair>,
+    pub(super) stats: JoinStats,
+    scratch: Vec<u8>,
+    pub(super) key: Vec<u8>,
+    pub(super) record: Vec<u8>,
+}
+
+impl HashJoin {
+    /// A `join_type` join that takes `memory_segments` segments of budget from `owner` now
+    /// and spills to `store`.
+    ///
+    /// # Errors
+    ///
+    /// [`KernelError::InvalidConfig`](crate::KernelError::InvalidConfig) for a
+    /// configuration out of range or fewer segments than
+    /// [`JoinConfig::memory_segments_min`] (for the partitions chosen);
+    /// [`KernelError::BudgetExceeded`](crate::KernelError::BudgetExceeded) when the budget
+    /// cannot grant the memory.
+    pub fn new(
+        owner: &Owner,
+        memory_segments: usize,
+        store: Arc<dyn SpillStore>,
+        join_type: JoinType,
+        config: JoinConfig,
+    ) -> Result<HashJoin> {
+        config.validate(memory_segments)?;
+        let partitions = config.partitions_for(memory_segments);
+        let mut memory = owner.reserve(memory_segments)?;
+        let io = memory.split(config.segments_per_writer() + config.segments_per_reader());
+        let reserve = memory.split(config.reserved_segments(memory_segments));
+        let table = JoinTable::new(memory, seed_at(config.seed, 0), partitions);
+        Ok(HashJoin {
+            store,
+            config,
+            join_type,
+            table: Some(table),
+            io,
+            reserve,
+            partitions: empty_partitions(partitions),
+            probing: false,
+            depth: 0,
+            input_bytes: None,
+            pending: Vec::new(),
+            stats: JoinStats::default(),
+            scratch: Vec::new(),
+            key: Vec::new(),
+            record: Vec::new(),
+        })
+    }
+
+    /// What the join did so far.
+    pub fn stats(&self) -> JoinStats {
+        self.stats
+    }
+
+    /// Partitions of the build side.
+    pub fn partitions(&self) -> usize {
+        self.partitions.len()
+    }
+
+    /// Adds a build (right) record with `key`.
+    ///
+    /// # Errors
+    ///
+    /// A spill that fails (disk full, quota, I/O error).
+    ///
+    /// # Panics
+    ///
+    /// After [`HashJoin::finish_build`].
+    pub fn push_build(&mut self, key: &[u8], record: &[u8]) -> Result<()> {
+        assert!(!self.probing, "push_build after finish_build");
+        self.stats.build_records += 1;
+        let hash = hash_bytes(self.table().seed(), key);
+        self.insert_build(hash, key, record)
+    }
+
+    /// Ends the build side: spilled partitions write their last records, and the
+    /// partitions in memory are indexed for probing.
+    ///
+    /// # Errors
+    ///
+    /// A spill that fails.
+    ///
+    /// # Panics
+    ///
+    /// When called twice.
+    pub fn finish_build(&mut self) -> Result<()> {
+        assert!(!self.probing, "finish_build called twice");
+        self.probing = true;
+        for partition in 0..self.partitions.len() {
+            if self.partitions[partition].spilled && self.table().bytes(partition) > 0 {
+                self.spill_partition(partition)?;
+            }
+        }
+        loop {
+            let in_memory: Vec<bool> = self.partitions.iter().map(|p| !p.spilled).collect();
+            if self.table_mut().index(&in_memory)? {
+                return Ok(());
+            }
+            let largest = self
+                .table()
+                .largest(|p| in_memory[p])
+                .expect("an empty table's bucket array fits its memory");
+            self.spill_partition(largest)?;
+        }
+    }
+
+    /// Joins a probe (left) record with `key`: calls `emit` for each output row it makes
+    /// now. Rows of probe records whose partition spilled come from the stream of
+    /// [`HashJoin::finish`].
+    ///
+    /// # Errors
+    ///
+    /// A write of a probe run that fails; the first error of `emit`.
+    ///
+    /// # Panics
+    ///
+    /// Before [`HashJoin::finish_build`].
+    pub fn probe(
+        &mut self,
+        key: &[u8],
+        record: &[u8],
+        mut emit: impl FnMut(JoinRow<'_>) -> Result<()>,
+    ) -> Result<()> {
+        assert!(self.probing, "probe before finish_build");
+        self.stats.probe_records += 1;
+        let hash = hash_bytes(self.table().seed(), key);
+        let mut matcher = match self.route(hash, key, record)? {
+            Route::Done => return Ok(()),
+            Route::Unmatched => {
+                self.stats.output_rows += 1;
+                return emit(JoinRow {
+                    key,
+                    build: None,
+                    probe: Some(record),
+                });
+            }
+            Route::Match(matcher) => matcher,
+        };
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut result = Ok(());
+        while let Some(row) = self.next_emit(&mut matcher, key) {
+            self.stats.output_rows += 1;
+            result = emit(self.row(row, key, record, &mut scratch));
+            if result.is_err() {
+                break;
+            }
+        }
+        self.scratch = scratch;
+        result
+    }
+
+    /// Ends the probe side: probe runs are closed, and the stream emits the rows still to
+    /// come (unmatched build records, then the spilled pairs joined).
+    ///
+    /// # Errors
+    ///
+    /// A write of a probe run that fails.
+    ///
+    /// # Panics
+    ///
+    /// Before [`HashJoin::finish_build`].
+    pub fn finish(mut self) -> Result<JoinStream> {
+        assert!(self.probing, "finish before finish_build");
+        self.end_level()?;
+        Ok(JoinStream::new(self))
+    }
+
+    pub(super) fn table(&self) -> &JoinTable {
+        self.table.as_ref().expect("the table is home")
+    }
+
+    pub(super) fn table_mut(&mut self) -> &mut JoinTable {
+        self.table.as_mut().expect("the table is home")
+    }
+
+    /// Resolves an output row of the table to bytes.
+    pub(super) fn row<'a>(
+        &'a self,
+        emit: Emit,
+        probe_key: &'a [u8],
+        probe_record: &'a [u8],
+        scratch: &'a mut Vec<u8>,
+    ) -> JoinRow<'a> {
+        match emit {
+            Emit::Pair {
+                partition,
+                position,
+            } => JoinRow {
+                key: probe_key,
+                build: Some(self.table().record(partition, position, scratch).record),
+                probe: Some(probe_record),
+            },
+            Emit::Build {
+                partition,
+                position,
+            } => {
+                let build = self.table().record(partition, position, scratch);
+                JoinRow {
+                    key: build.key,
+                    build: Some(build.record),
+                    probe: None,
+                }
+            }
+            Emit::Probe => JoinRow {
+                key: probe_key,
+                build: None,
+                probe: Some(probe_record),
+            },
+        }
+    }
+
+    /// Adds a build record whose key hashes to `hash`, spilling until it fits.
+    pub(super) fn insert_build(&mut self, hash: u64, key: &[u8], record: &[u8]) -> Result<()> {
+        let partition = self.table().partition_of(hash);
+        if JoinTable::footprint(key, record) * 2 > self.table().capacity_bytes() {
+            // Room for it would take most of the table: a run of its own, at once.
+            return self.spill_single(partition, hash, key, record);
+        }
+        loop {
+            if self.table_mut().append(partition, key, record)? {
+                return Ok(());
+            }
+            match self.victim() {
+                Some(largest) => self.spill_partition(largest)?,
+                // Too large for the whole table: a run of its own.
+                None => return self.spill_single(partition, hash, key, record),
+            }
+        }
+    }
+
+    /// The partition to write out when the table is full: the spilled partition buffering
+    /// the most records if it holds a segment's worth (they go to disk anyway, and writing
+    /// them keeps the partitions in memory there), or else the largest partition.
+    fn victim(&self) -> Option<usize> {
+        let table = self.table();
+        let segment_size = self.io.owner().segment_size() as u64;
+        table
+            .largest(|p| self.partitions[p].spilled)
+            .filter(|&p| table.bytes(p) >= segment_size)
+            .or_else(|| table.largest(|_| true))
+    }
+
+    /// Marks `partition` spilled, with a bloom filter from the reserve.
+    fn mark_spilled(&mut self, partition: usize) -> Result<()> {
+        if !self.partitions[partition].spilled {
+            let segment = self.reserve.allocate_one()?;
+            let state = &mut self.partitions[partition];
+            state.spilled = true;
+            state.bloom = Some(Bloom::new(segment));
+            self.stats.partitions_spilled += 1;
+        }
+        Ok(())
+    }
+
+    /// Writes the build records `partition` holds in memory to a new run of it.
+    fn spill_partition(&mut self, partition: usize) -> Result<()> {
+        self.mark_spilled(partition)?;
+        let mut output = self.create_output()?;
+        let table = self.table.as_ref().expect("the table is home");
+        let bloom = self.partitions[partition].bloom.as_mut().expect("spilled");
+        let seed = table.seed();
+        table.for_each(partition, &mut self.scratch, |key, record| {
+            bloom.insert(hash_bytes(seed, key));
+            write_record(&mut output, key, record)
+        })?;
+        self.finish_build_run(partition, output)?;
+        self.table_mut().drop_partition(partition);
+        Ok(())
+    }
+
+    /// Writes one build record as a run of its own.
+    fn spill_single(
+        &mut self,
+        partition: usize,
+        hash: u64,
+        key: &[u8],
+        record: &[u8],
+    ) -> Result<()> {
+        self.mark_spilled(partition)?;
+        let mut output = self.create_output()?;
+        self.partitions[partition]
+            .bloom
+            .as_mut()
+            .expect("spilled")
+            .insert(hash);
+        write_record(&mut output, key, record)?;
+        self.finish_build_run(partition, output)
+    }
+
+    pub(super) fn create_output(&mut self) -> Result<RunOutput> {
+        let writer = self.store.create_run(RunOptions {
+            compress: self.config.compress,
+            write_behind: self.config.write_behind,
+        })?;
+        let segments = self.io.allocate(self.config.segments_per_writer())?;
+        Ok(RunOutput::new(writer, segments))
+    }
+
+    /// Finishes a run the io writer wrote; returns it.
+    pub(super) fn finish_io_output(&mut self, output: RunOutput) -> Result<SpillRun> {
+        let (run, segments) = output.finish()?;
+        for segment in segments {
+            self.io.give_back(segment);
+        }
+        self.stats.spilled_bytes += run.disk_bytes();
+        Ok(run)
+    }
+
+    fn finish_build_run(&mut self, partition: usize, output: RunOutput) -> Result<()> {
+        let run = self.finish_io_output(output)?;
+        let state = &mut self.partitions[partition];
+        state.build_bytes += run.payload_bytes();
+        state.build_runs.push(run);
+        Ok(())
+    }
+
+    /// Sends a probe record (key hashing to `hash`) where it goes.
+    pub(super) fn route(&mut self, hash: u64, key: &[u8], record: &[u8]) -> Result<Route> {
+        let table = self.table.as_ref().expect("the table is home");
+        let partition = table.partition_of(hash);
+        let state = &mut self.partitions[partition];
+        if !state.spilled {
+            return Ok(Route::Match(Matcher {
+                hash,
+                cursor: table.cursor(hash),
+                matched: false,
+                done: false,
+            }));
+        }
+        if !state.bloom.as_ref().expect("spilled").may_contain(hash) {
+            self.stats.bloom_filtered += 1;
+            return Ok(if self.join_type.keeps_unmatched_probe() {
+                Route::Unmatched
+            } else {
+                Route::Done
+            });
+        }
+        if state.probe.is_none() {
+            let writer = self.store.create_run(RunOptions {
+                compress: self.config.compress,
+                write_behind: HASH_JOIN_PROBE_WRITE_BEHIND,
+            })?;
+            let segments = self
+                .reserve
+                .allocate(JoinConfig::segments_per_probe_writer())?;
+            state.probe = Some(RunOutput::new(writer, segments));
+        }
+        write_record(state.probe.as_mut().expect("opened"), key, record)?;
+        Ok(Route::Done)
+    }
+
+    /// The next output row of a probe in progress, if any.
+    pub(super) fn next_emit(&mut self, matcher: &mut Matcher, key: &[u8]) -> Option<Emit> {
+        if matcher.done {
+            return None;
+        }
+        let table = self.table.as_mut().expect("the table is home");
+        if let Some((partition, position)) =
+            table.next_match(matcher.hash, key, &mut matcher.cursor)
+        {
+            matcher.matched = true;
+            match self.join_type {
+                JoinType::LeftSemi => {
+                    matcher.done = true;
+                    return Some(Emit::Probe);
+                }
+                JoinType::LeftAnti => {
+                    matcher.done = true;
+                    return None;
+                }
+                JoinType::RightOuter => table.set_matched(partition, position),
+                JoinType::Inner | JoinType::LeftOuter => {}
+            }
+            return Some(Emit::Pair {
+                partition,
+                position,
+            });
+        }
+        matcher.done = true;
+        (!matcher.matched && self.join_type.keeps_unmatched_probe()).then_some(Emit::Probe)
+    }
+}
+
+pub(super) fn empty_partitions(count: usize) -> Vec<PartitionState> {
+    (0..count).map(|_| PartitionState::default()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_join_moves_between_threads() {
+        fn assert_send<T: Send>() {}
+        assert_send::<HashJoin>();
+        assert_send::<JoinStream>();
+    }
+}
