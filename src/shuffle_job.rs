@@ -647,13 +647,16 @@ fn record_hash(record: &[u8]) -> u64 {
             *lane = (*lane ^ word).wrapping_mul(K).rotate_left(23);
         }
     }
-    let mut hash = lanes
-        .iter()
-        .fold(0u64, |acc, &lane| mix(acc ^ lane).wrapping_add(lane));
-    for &byte in blocks.remainder() {
-        hash = (hash ^ u64::from(byte)).wrapping_mul(K);
+    // The tail: whole words into the lanes in turn, then single bytes.
+    let mut words = blocks.remainder().chunks_exact(8);
+    for (lane, word) in lanes.iter_mut().zip(&mut words) {
+        let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+        *lane = (*lane ^ word).wrapping_mul(K).rotate_left(23);
     }
-    mix(hash)
+    for &byte in words.remainder() {
+        lanes[3] = (lanes[3] ^ u64::from(byte)).wrapping_mul(K);
+    }
+    mix(lanes[0] ^ lanes[1].rotate_left(17) ^ lanes[2].rotate_left(31) ^ lanes[3].rotate_left(47))
 }
 
 fn mix(mut z: u64) -> u64 {
