@@ -26,7 +26,10 @@ use weir_kernel::constants::SEGMENT_SIZE_DEFAULT;
 use weir_kernel::memory::{MemoryConfig, MemoryManager};
 use weir_netstack::constants::{BUFFERS_PER_CHANNEL_DEFAULT, FLOATING_BUFFERS_PER_GATE_DEFAULT};
 use weir_netstack::input::{InputChannel, RemoteChannelSpec, RemoteInputChannel};
-use weir_netstack::partition::{HashSelector, channel_for_key_group, key_group};
+use weir_netstack::partition::{
+    BroadcastSelector, ChannelSelector, ForwardSelector, HashSelector, RescaleSelector,
+    RoundRobinSelector, channel_for_key_group, key_group,
+};
 use weir_netstack::pool::LocalPoolSpec;
 use weir_netstack::transport::{NetworkConfig, NetworkService, PartitionId};
 use weir_netstack::{
@@ -37,7 +40,7 @@ use weir_netstack::{
 use crate::error::{Result, WeirError};
 
 /// The record writer of a source: records hash-partitioned by key.
-type KeyedWriter = RecordWriter<HashSelector<fn(&[u8]) -> u32>>;
+type KeyedWriter = RecordWriter<AnySelector>;
 
 /// A cancel flag that is never raised (the in-process job fails as a whole).
 static NEVER: AtomicBool = AtomicBool::new(false);
@@ -65,6 +68,129 @@ pub struct ShuffleJob {
     pub seed: u64,
     /// Worker processes (1: every task in this process, over local channels).
     pub workers: usize,
+    /// How records are routed from sources to sinks.
+    pub exchange: Exchange,
+}
+
+/// How a shuffle routes records: one of the channel selectors of the network stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Exchange {
+    /// By key: each key group to one sink (key_by).
+    #[default]
+    Hash,
+    /// Every record to sink 0.
+    Forward,
+    /// Round robin over the sinks.
+    Rebalance,
+    /// Round robin over the sinks of the source's partition (rescale).
+    Rescale,
+    /// Every record to every sink.
+    Broadcast,
+}
+
+impl Exchange {
+    /// The name the CLI uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Exchange::Hash => "hash",
+            Exchange::Forward => "forward",
+            Exchange::Rebalance => "rebalance",
+            Exchange::Rescale => "rescale",
+            Exchange::Broadcast => "broadcast",
+        }
+    }
+
+    /// Parses [`name`](Self::name).
+    ///
+    /// # Errors
+    ///
+    /// A message naming the accepted names.
+    pub fn parse(text: &str) -> std::result::Result<Exchange, String> {
+        [
+            Exchange::Hash,
+            Exchange::Forward,
+            Exchange::Rebalance,
+            Exchange::Rescale,
+            Exchange::Broadcast,
+        ]
+        .into_iter()
+        .find(|e| e.name() == text)
+        .ok_or_else(|| {
+            format!("exchange {text:?}: expected hash, forward, rebalance, rescale or broadcast")
+        })
+    }
+
+    /// How many sinks receive each record.
+    fn copies(self, sinks: usize) -> u64 {
+        if self == Exchange::Broadcast {
+            sinks as u64
+        } else {
+            1
+        }
+    }
+
+    fn selector(self, source: usize) -> AnySelector {
+        match self {
+            Exchange::Hash => AnySelector::Hash(HashSelector::with_max_parallelism(
+                key_hash as fn(&[u8]) -> u32,
+                KEY_GROUPS,
+            )),
+            Exchange::Forward => AnySelector::Forward(ForwardSelector),
+            Exchange::Rebalance => AnySelector::RoundRobin(RoundRobinSelector::starting_at(
+                u32::try_from(source).unwrap_or(0),
+            )),
+            Exchange::Rescale => AnySelector::Rescale(RescaleSelector::default()),
+            Exchange::Broadcast => AnySelector::Broadcast(BroadcastSelector),
+        }
+    }
+
+    /// Whether sink `sink` of `sinks` may receive `record`.
+    fn placed(self, record: &[u8], sink: usize, sinks: u32) -> bool {
+        match self {
+            Exchange::Hash => {
+                let group = key_group(key_hash(record), KEY_GROUPS);
+                channel_for_key_group(group, sinks, KEY_GROUPS).as_usize() == sink
+            }
+            Exchange::Forward => sink == 0,
+            Exchange::Rebalance | Exchange::Rescale | Exchange::Broadcast => true,
+        }
+    }
+}
+
+/// One of the selectors, chosen at run time.
+#[derive(Debug)]
+enum AnySelector {
+    Hash(HashSelector<fn(&[u8]) -> u32>),
+    Forward(ForwardSelector),
+    RoundRobin(RoundRobinSelector),
+    Rescale(RescaleSelector),
+    Broadcast(BroadcastSelector),
+}
+
+impl ChannelSelector for AnySelector {
+    fn setup(&mut self, channels: u32) {
+        match self {
+            AnySelector::Hash(s) => s.setup(channels),
+            AnySelector::Forward(s) => s.setup(channels),
+            AnySelector::RoundRobin(s) => s.setup(channels),
+            AnySelector::Rescale(s) => s.setup(channels),
+            AnySelector::Broadcast(s) => s.setup(channels),
+        }
+    }
+
+    fn select_channel(&mut self, record: &[u8]) -> ChannelIndex {
+        match self {
+            AnySelector::Hash(s) => s.select_channel(record),
+            AnySelector::Forward(s) => s.select_channel(record),
+            AnySelector::RoundRobin(s) => s.select_channel(record),
+            AnySelector::Rescale(s) => s.select_channel(record),
+            AnySelector::Broadcast(s) => s.select_channel(record),
+        }
+    }
+
+    fn is_broadcast(&self) -> bool {
+        matches!(self, AnySelector::Broadcast(_))
+    }
 }
 
 impl Default for ShuffleJob {
@@ -77,6 +203,7 @@ impl Default for ShuffleJob {
             flush: FlushMode::default(),
             seed: 42,
             workers: 1,
+            exchange: Exchange::Hash,
         }
     }
 }
@@ -115,13 +242,14 @@ impl ShuffleReport {
         let bytes = self.records_received as f64 * job.record_bytes as f64;
         format!(
             concat!(
-                "{{\"workload\":\"W4\",\"system\":\"weir\",\"workers\":{},\"sources\":{},",
+                "{{\"workload\":\"W4\",\"system\":\"weir\",\"workers\":{},\"exchange\":\"{}\",\"sources\":{},",
                 "\"sinks\":{},\"records\":{},\"record_bytes\":{},\"flush\":\"{}\",",
                 "\"wall_s\":{:.3},\"records_per_s\":{:.0},\"bytes_per_s\":{:.0},",
                 "\"back_pressured_s\":{:.3},\"buffers\":{},\"network_mib\":{:.1},",
                 "\"remote_bytes\":{},\"peak_rss_mib\":{:.1},\"valid\":{}}}"
             ),
             job.workers,
+            job.exchange.name(),
             job.sources,
             job.sinks,
             self.records_received,
@@ -212,7 +340,9 @@ pub fn run_shuffle(job: &ShuffleJob) -> Result<ShuffleReport> {
                 let sinks = job.sinks;
                 std::thread::Builder::new()
                     .name(format!("weir-sink-{sink}"))
-                    .spawn_scoped(scope, move || run_sink(gate, sink, sinks, &NEVER))
+                    .spawn_scoped(scope, move || {
+                        run_sink(gate, job.exchange, sink, sinks, &NEVER)
+                    })
                     .expect("a sink thread starts")
             })
             .collect();
@@ -250,7 +380,7 @@ pub fn run_shuffle(job: &ShuffleJob) -> Result<ShuffleReport> {
         peak_rss_bytes: weir_kernel::sys::resident_memory().map_or(0, |rss| rss.peak_bytes),
         network_bytes,
         remote_bytes: 0,
-        valid: total_sent == total_received
+        valid: expected_received(job, total_sent) == total_received
             && total_sent.records == job.records
             && placed
             && leak_free,
@@ -267,7 +397,8 @@ pub struct WorkerReport {
     pub sent: (u64, u64),
     /// Records its sink received, and their checksum.
     pub received: (u64, u64),
-    /// Records its sink received whose key belongs to another sink.
+    /// Records its sink received on the wrong sink (a key of another sink's, forward's
+    /// records off sink 0) or out of their channel's order.
     pub misplaced: u64,
     /// Time from the connected transport to the sink's end, in microseconds.
     pub wall_us: u64,
@@ -387,15 +518,14 @@ pub fn run_shuffle_worker(job: &ShuffleJob, config: NetworkConfig) -> Result<Wor
 
     let start = Instant::now();
     let cancel_sink = AtomicBool::new(false);
-    let selector = HashSelector::with_max_parallelism(key_hash as fn(&[u8]) -> u32, KEY_GROUPS);
-    let writer = RecordWriter::new(partition, selector, job.flush);
+    let writer = RecordWriter::new(partition, job.exchange.selector(me), job.flush);
     let cancel_source = writer.canceller();
     let (sent, received) = std::thread::scope(|scope| {
         let cancel_sink = &cancel_sink;
         let sink = std::thread::Builder::new()
             .name("weir-sink".into())
             .spawn_scoped(scope, move || {
-                let result = run_sink(gate, me, workers, cancel_sink);
+                let result = run_sink(gate, job.exchange, me, workers, cancel_sink);
                 if result.is_err() {
                     cancel_source.cancel();
                 }
@@ -557,9 +687,28 @@ pub fn combine_workers(job: &ShuffleJob, reports: &[WorkerReport]) -> ShuffleRep
         network_bytes: 0,
         remote_bytes: reports.iter().map(|r| r.bytes_sent).sum(),
         valid: complete
-            && sent == received
+            && expected_received(
+                job,
+                Tally {
+                    records: sent.0,
+                    sum: sent.1,
+                },
+            ) == (Tally {
+                records: received.0,
+                sum: received.1,
+            })
             && sent.0 == job.records
             && reports.iter().all(|r| r.misplaced == 0 && r.leak_free),
+    }
+}
+
+/// What the sinks must receive when the sources sent `sent`: every record once, or once
+/// per sink for broadcast.
+fn expected_received(job: &ShuffleJob, sent: Tally) -> Tally {
+    let copies = job.exchange.copies(job.sinks);
+    Tally {
+        records: sent.records * copies,
+        sum: sent.sum.wrapping_mul(copies),
     }
 }
 
@@ -676,8 +825,7 @@ fn key_hash(record: &[u8]) -> u32 {
 }
 
 fn run_source(job: &ShuffleJob, source: usize, partition: ResultPartition) -> Result<SourceTally> {
-    let selector = HashSelector::with_max_parallelism(key_hash as fn(&[u8]) -> u32, KEY_GROUPS);
-    let writer = RecordWriter::new(partition, selector, job.flush);
+    let writer = RecordWriter::new(partition, job.exchange.selector(source), job.flush);
     write_records(job, source, writer)
 }
 
@@ -717,6 +865,7 @@ impl Wake for Unpark {
 
 fn run_sink(
     mut gate: InputGate,
+    exchange: Exchange,
     sink: usize,
     sinks: usize,
     cancel: &AtomicBool,
@@ -729,6 +878,9 @@ fn run_sink(
     let mut tally = Tally::default();
     let mut misplaced = 0;
     let mut buffers = 0;
+    // The value (record index) last received per channel: a source's records come in
+    // increasing index order, so each channel's must too.
+    let mut last_value: Vec<Option<u64>> = vec![None; gate.channel_count()];
     let mut listening = false;
     loop {
         match gate.poll_next()? {
@@ -739,11 +891,15 @@ fn run_sink(
                 match buffer.data_type() {
                     DataType::Data => {
                         reader.push(buffer);
+                        let last = &mut last_value[channel.as_usize()];
                         while let Some(record) = reader.next_record()? {
                             tally.add(record);
-                            let group = key_group(key_hash(record), KEY_GROUPS);
-                            let owner = channel_for_key_group(group, sinks, KEY_GROUPS);
-                            misplaced += u64::from(owner.as_usize() != sink);
+                            let value =
+                                u64::from_le_bytes(record[8..16].try_into().expect("16 bytes"));
+                            let in_order = last.is_none_or(|last| value > last);
+                            *last = Some(value);
+                            misplaced +=
+                                u64::from(!in_order || !exchange.placed(record, sink, sinks));
                         }
                     }
                     DataType::EndOfPartition => reader.finish()?,

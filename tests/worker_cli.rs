@@ -37,6 +37,36 @@ fn a_two_worker_shuffle_is_valid_for_small_and_large_records() {
     }
 }
 
+/// Two worker processes over loopback with every exchange: each record arrives exactly once
+/// (once per sink for broadcast), in order per channel, on the sink its exchange names.
+#[test]
+fn every_exchange_across_two_worker_processes_is_exact() {
+    for exchange in ["hash", "forward", "rebalance", "rescale", "broadcast"] {
+        let output = weir()
+            .args([
+                "bench",
+                "shuffle",
+                "--workers",
+                "2",
+                "--records",
+                "100000",
+                "--record-size",
+                "40",
+            ])
+            .args(["--exchange", exchange])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{exchange}: {output:?}");
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        let json = stdout.lines().last().unwrap();
+        assert!(
+            json.contains(&format!("\"exchange\":\"{exchange}\"")),
+            "{json}"
+        );
+        assert!(json.contains("\"valid\":true"), "{json}");
+    }
+}
+
 #[test]
 fn a_worker_whose_peer_is_killed_fails_within_two_seconds_naming_it() {
     let cluster = LocalCluster::new(2).unwrap();

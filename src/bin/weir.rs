@@ -20,7 +20,7 @@ use weir::latency_job::{LatencyJob, LatencyReport, LatencyWorkerReport, run_late
 use weir::netstack::FlushMode;
 use weir::netstack::transport::NetworkConfig;
 use weir::shuffle_job::{
-    ShuffleJob, WorkerReport, combine_workers, flush_name, parse_flush, run_shuffle,
+    Exchange, ShuffleJob, WorkerReport, combine_workers, flush_name, parse_flush, run_shuffle,
     run_shuffle_worker,
 };
 use weir::size::parse_size;
@@ -209,6 +209,10 @@ struct ShuffleArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 struct ShuffleJobArgs {
+    /// How records go from sources to sinks: hash (by key), forward, rebalance, rescale
+    /// or broadcast.
+    #[arg(long, default_value = "hash", value_parser = Exchange::parse)]
+    exchange: Exchange,
     /// Records in total.
     #[arg(long, default_value_t = 10_000_000)]
     records: u64,
@@ -365,6 +369,7 @@ impl ShuffleJobArgs {
             flush: self.flush,
             seed: self.seed,
             workers,
+            exchange: self.exchange,
             ..ShuffleJob::default()
         }
     }
@@ -381,6 +386,8 @@ impl ShuffleJobArgs {
             flush_name(self.flush),
             "--seed".to_owned(),
             self.seed.to_string(),
+            "--exchange".to_owned(),
+            self.exchange.name().to_owned(),
         ]
     }
 }
