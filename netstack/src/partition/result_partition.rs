@@ -297,7 +297,10 @@ impl ResultPartition {
             assert!(written > 0, "a builder with room took no bytes");
             offset += written;
             // A debloated (trimmed) buffer full in the middle of a record, with no segment
-            // to go on with: grow it rather than block mid-record (Flink's FLINK-33077).
+            // to go on with: grow it by what the record still needs (up to the segment)
+            // rather than block mid-record (Flink's FLINK-33077). Only by that much: under
+            // steady backpressure the pool is always empty, and growing to the whole
+            // segment would undo debloating.
             let trimmed_full = offset < framed_len
                 && builder.is_full()
                 && builder.capacity() < builder.segment_size();
@@ -305,7 +308,7 @@ impl ResultPartition {
                 && !self.pool.may_lend(true)
                 && let Some(builder) = self.open_builder(kind)
             {
-                builder.trim(builder.segment_size());
+                builder.trim(builder.written_bytes() + (framed_len - offset));
             }
             self.bytes_written += written as u64;
             self.commit_or_finish(kind);
@@ -755,14 +758,22 @@ mod tests {
         let first = subpartition.poll_buffer().unwrap().buffer;
         assert_eq!(first.len(), 204);
         // 52 bytes end the first trimmed buffer, 256 fill a second one; the pool has no
-        // third segment, so the second grows to take the framed record's last 696 bytes.
+        // third segment, so the second grows by the framed record's last 696 bytes (and
+        // no more).
         assert_eq!(partition.try_emit_record(&[2; 1000], target), Emit::Done);
+        assert_eq!(
+            partition.try_emit_record(&[3; 10], target),
+            Emit::NoBuffer,
+            "the grown buffer has no room past the record"
+        );
         partition.flush_all();
         let sizes: Vec<usize> = std::iter::from_fn(|| subpartition.poll_buffer())
             .map(|p| p.buffer.len())
             .collect();
         assert_eq!(sizes, [52, 952]);
-        drop((first, partition, subpartition, global));
+        drop(first);
+        assert_eq!(partition.try_emit_record(&[3; 10], target), Emit::Done);
+        drop((partition, subpartition, global));
         manager.leak_check().unwrap();
     }
 
