@@ -12,6 +12,8 @@
 //! ```
 //!
 //! The launcher passes a wall-clock epoch so both workers share the barrier schedule.
+//! Barriers scheduled during the warm-up are aligned but not counted: buffers start at the
+//! full segment size, and the debloater's moving average takes a few seconds to settle.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,6 +40,9 @@ pub struct BarrierJob {
     pub duration: Duration,
     /// The time between barriers.
     pub interval: Duration,
+    /// Barriers scheduled before this much time has passed are aligned but not counted
+    /// (buffers start at full size; debloating needs a few seconds to settle).
+    pub warmup: Duration,
     /// Wall-clock nanoseconds at which the sources start (shared by every worker).
     pub epoch_ns: u64,
 }
@@ -163,7 +168,8 @@ impl BarrierReport {
         format!(
             concat!(
                 "{{\"workload\":\"W6\",\"system\":\"weir\",\"workers\":{},\"debloat\":{},",
-                "\"target_ms\":{},\"busy_us\":{},\"barriers\":{},\"barrier_delay_p50_ms\":{:.1},",
+                "\"target_ms\":{},\"busy_us\":{},\"warmup_s\":{},\"barriers\":{},",
+                "\"barrier_delay_p50_ms\":{:.1},",
                 "\"barrier_delay_p99_ms\":{:.1},\"inflight_bytes_max\":{},\"buffer_size_bytes\":{},",
                 "\"records_per_s\":{:.0},\"valid\":{}}}"
             ),
@@ -171,6 +177,7 @@ impl BarrierReport {
             job.debloat,
             job.target.as_millis(),
             job.busy.as_micros(),
+            job.warmup.as_secs_f64(),
             self.delays_ns.len(),
             self.quantile_ms(0.5),
             self.quantile_ms(0.99),
@@ -352,7 +359,10 @@ fn slow_map(
                                     message: "a barrier without its schedule".to_owned(),
                                 },
                             )?);
-                        delays_ns.push(now_ns().saturating_sub(scheduled));
+                        let warmup = u64::try_from(job.warmup.as_nanos()).unwrap_or(u64::MAX);
+                        if scheduled >= job.epoch_ns.saturating_add(warmup) {
+                            delays_ns.push(now_ns().saturating_sub(scheduled));
+                        }
                     }
                     DataType::EndOfPartition => readers[channel.as_usize()].finish()?,
                     _ => {}

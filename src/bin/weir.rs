@@ -164,12 +164,15 @@ struct BarrierJobArgs {
     /// The slow map's busy time per record, in microseconds.
     #[arg(long, default_value_t = 100)]
     busy_us: u64,
-    /// Seconds the sources emit.
-    #[arg(long, default_value_t = 20.0)]
+    /// Seconds the sources emit (the warm-up included).
+    #[arg(long, default_value_t = 40.0)]
     seconds: f64,
     /// Seconds between barriers.
     #[arg(long, default_value_t = 2.0)]
     barrier_interval: f64,
+    /// Seconds of warm-up whose barriers are not counted.
+    #[arg(long, default_value_t = 10.0)]
+    warmup: f64,
     /// Wall-clock epoch in nanoseconds (the launcher sets it; workers share it).
     #[arg(long, default_value_t = 0, hide = true)]
     epoch_ns: u64,
@@ -582,6 +585,11 @@ impl BarrierJobArgs {
             busy: Duration::from_micros(self.busy_us),
             duration: seconds("seconds", self.seconds)?,
             interval: seconds("barrier-interval", self.barrier_interval)?,
+            warmup: if self.warmup == 0.0 {
+                Duration::ZERO
+            } else {
+                seconds("warmup", self.warmup)?
+            },
             epoch_ns: self.epoch_ns,
         })
     }
@@ -599,6 +607,8 @@ impl BarrierJobArgs {
             self.seconds.to_string(),
             "--barrier-interval".to_owned(),
             self.barrier_interval.to_string(),
+            "--warmup".to_owned(),
+            self.warmup.to_string(),
             "--epoch-ns".to_owned(),
             epoch_ns.to_string(),
         ]
