@@ -274,6 +274,8 @@ fn a_short_barrier_run_reports_barrier_delays() {
             "2.5",
             "--barrier-interval",
             "0.5",
+            "--warmup",
+            "0.2",
         ])
         .output()
         .unwrap();
