@@ -8,8 +8,8 @@
 //! remote input channels under credit-based flow control, the input gate and record
 //! readers ([`input`]); and the transport between worker processes — the wire protocol
 //! and a mio event loop carrying every channel between two processes over one TCP
-//! connection ([`transport`]). Debloating and barrier alignment come next (docs:
-//! ARCHITECTURE.md §7, docs/FORMAT.md §6).
+//! connection ([`transport`]); gates align checkpoint barriers and size their producers'
+//! buffers by throughput ([`debloat`]) (docs: ARCHITECTURE.md §7, docs/FORMAT.md §6).
 //!
 //! The data path, and where the buffer layer sits in it:
 //!
