@@ -237,7 +237,7 @@ impl LocalBufferPool {
     }
 
     /// Whether a request would get a segment now (a hint: another requester may take it
-    /// first), with `overdraft` as in [`request`](Self::request), ignoring the
+    /// first), counting the overdraft when `overdraft` (a writer mid-record), ignoring the
     /// per-subpartition cap.
     pub fn may_lend(&self, overdraft: bool) -> bool {
         let shared = &self.shared;
