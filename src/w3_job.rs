@@ -3,7 +3,8 @@
 //!
 //! ```text
 //!   DIR/orders ──TableScan──▶ o_orderkey ──push_build(key, no record)──▶ HashJoin
-//!   DIR/lineitem ──TableScan──▶ (l_orderkey, l_extendedprice) ──probe──▶ count, sum
+//!   DIR/lineitem ──TableScan──▶ (l_orderkey, l_extendedprice) ──prefetch──▶ a queue of
+//!       W3_PROBE_PREFETCH_DISTANCE records ──probe (the oldest)──▶ count, sum
 //!                                   (partitions in memory: at once; spilled ones: bloom
 //!                                    filter, then a probe run on disk)
 //!   finish ──▶ JoinStream: the spilled pairs joined ──▶ count, sum ──▶ CSV (--output)
@@ -26,6 +27,7 @@
 //! `--memory`: one scan's buffers at a time (build side, then probe side), the join's
 //! table, bloom filters and spill I/O, and the output writer.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,7 +38,9 @@ use weir_kernel::hash::{HashJoin, JoinConfig, JoinRow, JoinStats, JoinType};
 use weir_kernel::memory::{MemoryManager, Owner};
 use weir_kernel::spill::SpillStore;
 
-use crate::constants::{W3_VERIFY_BATCH_KEYS, W3_VERIFY_BATCHES_IN_FLIGHT};
+use crate::constants::{
+    W3_PROBE_PREFETCH_DISTANCE, W3_VERIFY_BATCH_KEYS, W3_VERIFY_BATCHES_IN_FLIGHT,
+};
 use crate::error::{Result, WeirError};
 use crate::sort_job::SegmentWriter;
 use crate::tpch::lineitem::{EXTENDEDPRICE, ORDERKEY, i64_at};
@@ -261,21 +265,42 @@ fn join(
     drop(scan);
     join.finish_build()?;
     let mut answer = W3Answer::default();
+    // Each probe record waits in `ahead` while its bucket is prefetched.
+    let mut ahead = VecDeque::with_capacity(W3_PROBE_PREFETCH_DISTANCE);
+    let mut probe_one = |join: &mut HashJoin, (key, record, len): Pending| {
+        join.probe(&key, &record[..len], |joined| {
+            answer.add(extendedprice_of(joined));
+            Ok(())
+        })
+    };
     let mut scan = TableScan::open(&job.input, probe, scan_owner)?;
     scan.for_each_row(|row| {
         let (key, record) = join_input(probe, row);
-        Ok(join.probe(&key, record, |joined| {
-            answer.add(extendedprice_of(joined));
-            Ok(())
-        })?)
+        join.prefetch(&key);
+        let mut pending = ([0; 8], [0; 8], record.len());
+        pending.0 = key;
+        pending.1[..record.len()].copy_from_slice(record);
+        if ahead.len() == W3_PROBE_PREFETCH_DISTANCE {
+            let oldest = ahead.pop_front().expect("a full queue");
+            probe_one(&mut join, oldest)?;
+        }
+        ahead.push_back(pending);
+        Ok(())
     })?;
     drop(scan);
+    for pending in ahead {
+        probe_one(&mut join, pending)?;
+    }
     let mut stream = join.finish()?;
     while let Some(joined) = stream.next()? {
         answer.add(extendedprice_of(joined));
     }
     Ok((answer, stream.stats(), partitions))
 }
+
+/// A probe record seen but not probed yet: its key, its record (at most 8 bytes) and the
+/// record's length.
+type Pending = ([u8; 8], [u8; 8], usize);
 
 /// A row's join key and record: an order gives only its key (no record bytes), a line
 /// item its key and its 8-byte `l_extendedprice`.
