@@ -18,3 +18,16 @@ pub const SCAN_HEADER_BYTES_MAX: usize = 64;
 pub const W2_OUTPUT_SORT_SHARE_INVERSE: usize = 4;
 
 const _: () = assert!(ROW_BYTES_MAX < SEGMENT_SIZE_MIN);
+
+/// W3's validation sends the order keys from the thread that scans `orders` to the merge
+/// in batches of this many keys (32 KiB of `i64`s), so the channel costs little per key.
+pub const W3_VERIFY_BATCH_KEYS: usize = 4096;
+
+/// Batches in flight between the two scans of W3's validation: the bound that keeps the
+/// `orders` scan from running ahead of the merge.
+pub const W3_VERIFY_BATCHES_IN_FLIGHT: usize = 4;
+
+/// W3 hands each probe record's key to the join as a prefetch hint this many records
+/// before probing it, so the bucket array's cache misses overlap. `lineitem` has about
+/// four rows per order key in a row, so 32 records are about 8 distinct keys ahead.
+pub const W3_PROBE_PREFETCH_DISTANCE: usize = 32;

@@ -15,6 +15,7 @@ pub mod sort_job;
 pub mod tpch;
 pub mod w1;
 pub mod w2_job;
+pub mod w3_job;
 pub mod workers;
 
 pub use weir_kernel as kernel;

@@ -20,7 +20,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -159,7 +159,7 @@ pub fn run_w2(job: &W2Job) -> Result<W2Report> {
     }
     let memory = split_memory(job)?;
     let manager = &memory.manager;
-    let store = open_spill_store(job)?;
+    let store = open_spill_store(job.spill_dir.as_deref(), &job.input)?;
     let scan_owner = manager.owner("w2/scan");
     let started = Instant::now();
     let mut scan = TableScan::open(&job.input, Table::Lineitem, &scan_owner)?;
@@ -222,7 +222,7 @@ pub fn run_w2(job: &W2Job) -> Result<W2Report> {
 /// The key of an `l_orderkey`: the key format of `i64` (big-endian, sign bit flipped), so
 /// that byte order is numeric order.
 #[inline]
-fn order_key(orderkey: i64) -> [u8; 8] {
+pub(crate) fn order_key(orderkey: i64) -> [u8; 8] {
     ((orderkey as u64) ^ (1 << 63)).to_be_bytes()
 }
 
@@ -474,18 +474,22 @@ fn validate(job: &W2Job, answer: &Answer, owner: &Owner) -> Result<Vec<String>> 
     Ok(problems)
 }
 
-fn open_spill_store(job: &W2Job) -> Result<Arc<dyn SpillStore>> {
-    let dir = job.spill_dir.clone().unwrap_or_else(|| job.input.clone());
+/// The spill store in `spill_dir`, or else in the input directory.
+pub(crate) fn open_spill_store(
+    spill_dir: Option<&Path>,
+    input: &Path,
+) -> Result<Arc<dyn SpillStore>> {
+    let dir = spill_dir.unwrap_or(input);
     if !dir.is_dir() {
         return Err(WeirError::Input {
             message: format!("spill directory {} is not a directory", dir.display()),
         });
     }
-    Ok(open_store(&SpillConfig::new(dir))?)
+    Ok(open_store(&SpillConfig::new(dir.to_path_buf()))?)
 }
 
 /// Decodes a whole `lineitem` row with serde-fmt (strings validated too).
-fn decode(row: &[u8]) -> Result<Lineitem<'_>> {
+pub(crate) fn decode(row: &[u8]) -> Result<Lineitem<'_>> {
     weir_serde_fmt::from_slice::<Lineitem<'_>>(row).map_err(|e| WeirError::Input {
         message: format!("a lineitem row does not decode: {e}"),
     })

@@ -1,22 +1,23 @@
 #!/usr/bin/env bash
-# W2a and W2b side by side: weir, DuckDB, DataFusion and Polars on the same TPC-H lineitem,
-# run alternately, medians, peak RSS and ratios to DuckDB printed at the end.
+# W2a, W2b and W3 side by side: weir, DuckDB, DataFusion and Polars on the same TPC-H
+# tables, run alternately, medians, peak RSS and ratios to DuckDB printed at the end.
 #
-#   benches/compare/w2.sh [--scale 1] [--memory "256MiB 64MiB"] [--workloads "w2a w2b"]
+#   benches/compare/w2.sh [--scale 1] [--memory "256MiB 64MiB"] [--workloads "w2a w2b w3"]
 #                         [--threads 1] [--runs 3] [--dir DIR]
 #
 # Builds weir in release, generates the tables once with `weir gen tpch` (weir records)
 # and once with `tpchgen-cli parquet` (the same generator, so the same rows, as Parquet for
-# the peers), and installs duckdb, datafusion, polars, pyarrow and tpchgen-cli in a
+# the peers: lineitem, and orders for W3), and installs duckdb, datafusion, polars, pyarrow and tpchgen-cli in a
 # virtualenv. Generation and installs are not timed. Each system's time covers scanning
-# its input file, aggregating, and getting the groups (weir: streamed into a checksum;
-# the peers: fetched as an Arrow table); validation runs after it (w2_peers.py says what
-# each peer's check is; weir's is a second, full-decoding scan and, for Q1 at SF 1, the
-# TPC-H answer). Polars has no memory limit: its runs are unlimited and marked so.
+# its input files, aggregating or joining, and getting the result (weir: W2a's groups
+# streamed into a checksum, W3's count and sum; the peers: fetched as an Arrow table);
+# validation runs after it (w2_peers.py says what each peer's check is; weir's is a
+# second, full-decoding scan: for Q1 at SF 1 against the TPC-H answer, for W3 a merge
+# join of both files). Polars has no memory limit: its runs are unlimited and marked so.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-scale=1 memories="256MiB 64MiB" workloads="w2a w2b" threads=1 runs=3
+scale=1 memories="256MiB 64MiB" workloads="w2a w2b w3" threads=1 runs=3
 dir=${TMPDIR:-/tmp}/weir-w2
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -47,10 +48,12 @@ peers=$here/benches/compare/w2_peers.py
 
 tables=$dir/tpch-sf$scale
 [ -f "$tables/lineitem" ] || "$weir" gen tpch --scale "$scale" --out "$tables"
-parquet=$dir/parquet-sf$scale/lineitem.parquet
-if [ ! -f "$parquet" ]; then
-  "$venv/bin/tpchgen-cli" parquet -s "$scale" --tables lineitem --output-dir "$dir/parquet-sf$scale"
-fi
+parquet=$dir/parquet-sf$scale
+for table in lineitem orders; do
+  if [ ! -f "$parquet/$table.parquet" ]; then
+    "$venv/bin/tpchgen-cli" parquet -s "$scale" --tables "$table" --output-dir "$parquet"
+  fi
+done
 
 results=$dir/results.jsonl
 : > "$results"

@@ -1,17 +1,21 @@
-"""W2 peers: DuckDB, DataFusion and Polars on the same TPC-H lineitem, as Parquet.
+"""W2 and W3 peers: DuckDB, DataFusion and Polars on the same TPC-H tables, as Parquet.
 
-Used by w2.sh. The Parquet file comes from `tpchgen-cli` (the same generator, the same
-rows as `weir gen tpch`); writing it is not timed.
+Used by w2.sh. The Parquet files come from `tpchgen-cli` (the same generator, the same
+rows as `weir gen tpch`); writing them is not timed.
 
-  python w2_peers.py SYSTEM WORKLOAD PARQUET MEMORY THREADS SPILL_DIR
+  python w2_peers.py SYSTEM WORKLOAD PARQUET_DIR MEMORY THREADS SPILL_DIR
 
 SYSTEM is duckdb, datafusion or polars; WORKLOAD is w2a (GROUP BY l_orderkey:
-SUM(l_extendedprice), COUNT(*)) or w2b (TPC-H Q1). Prints one line of JSON:
+SUM(l_extendedprice), COUNT(*)), w2b (TPC-H Q1) or w3 (orders JOIN lineitem ON the order
+key: COUNT(*), SUM(l_extendedprice)). PARQUET_DIR holds lineitem.parquet (and
+orders.parquet for w3). Prints one line of JSON:
 {"workload", "system", "budget", "wall_s", "peak_rss_mib", "valid", "error"}.
-`wall_s` covers the query: scan the Parquet file, aggregate, and fetch the result as an
-Arrow table or DataFrame (weir streams its groups into a checksum; neither writes a file).
-`valid` checks the result's shape against TPC-H at SF 1: W2a 1,500,000 groups holding
-6,001,215 rows; W2b the four count_order values of the TPC-H answer.
+`wall_s` covers the query: scan the Parquet files, aggregate or join, and fetch the result
+as an Arrow table or DataFrame (weir streams its groups into a checksum; neither writes a
+file). `valid` checks the result against TPC-H at SF 1: W2a 1,500,000 groups holding
+6,001,215 rows; W2b the four count_order values of the TPC-H answer; W3 6,001,215 joined
+rows whose l_extendedprice sums to 229,577,310,901.20 (weir's answer, which its own
+validation checks with a merge join of the two tables).
 Polars has no memory limit: it runs its streaming engine unlimited, and says so.
 """
 
@@ -43,6 +47,14 @@ from lineitem
 group by l_orderkey
 """
 
+W3 = """
+select count(*) as count, sum(l_extendedprice) as sum_extendedprice
+from orders join lineitem on o_orderkey = l_orderkey
+"""
+
+# W3 at SF 1: joined rows and the sum of their l_extendedprice, in cents.
+W3_SF1 = (6_001_215, 22_957_731_090_120)
+
 # count_order of TPC-H Q1 at SF 1 (A|F, N|F, N|O, R|F), from the TPC-H answer set.
 Q1_COUNTS_SF1 = [1478493, 38854, 2920374, 1478870]
 
@@ -64,7 +76,20 @@ def check(workload, table):
     if workload == "w2a":
         counts = table.column("count_order").to_pylist()
         return table.num_rows == 1_500_000 and sum(counts) == 6_001_215
+    if workload == "w3":
+        count = int(table.column("count")[0].as_py())
+        # A decimal or a float, by system: compared to the cent.
+        cents = round(float(table.column("sum_extendedprice")[0].as_py()) * 100)
+        return table.num_rows == 1 and (count, cents) == W3_SF1
     return [int(c) for c in table.column("count_order").to_pylist()] == Q1_COUNTS_SF1
+
+
+QUERIES = {"w2a": W2A, "w2b": Q1, "w3": W3}
+
+
+def tables(workload):
+    """The tables a workload reads."""
+    return ["lineitem", "orders"] if workload == "w3" else ["lineitem"]
 
 
 def run_duckdb(workload, parquet, memory, threads, spill_dir):
@@ -74,9 +99,12 @@ def run_duckdb(workload, parquet, memory, threads, spill_dir):
     con.execute(f"SET memory_limit='{memory}'")
     con.execute(f"SET threads={threads}")
     con.execute(f"SET temp_directory='{spill_dir}'")
-    con.execute(f"CREATE VIEW lineitem AS SELECT * FROM read_parquet('{parquet}')")
+    for table in tables(workload):
+        con.execute(
+            f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{parquet}/{table}.parquet')"
+        )
     start = time.perf_counter()
-    relation = con.sql(W2A if workload == "w2a" else Q1)
+    relation = con.sql(QUERIES[workload])
     # DuckDB 2 calls it to_arrow_table; DuckDB 1 arrow.
     fetch = getattr(relation, "to_arrow_table", None) or relation.arrow
     table = fetch()
@@ -94,9 +122,10 @@ def run_datafusion(workload, parquet, memory, threads, spill_dir):
     )
     config = SessionConfig().with_target_partitions(threads)
     ctx = SessionContext(config, runtime)
-    ctx.register_parquet("lineitem", parquet)
+    for table in tables(workload):
+        ctx.register_parquet(table, f"{parquet}/{table}.parquet")
     start = time.perf_counter()
-    batches = ctx.sql(W2A if workload == "w2a" else Q1).collect()
+    batches = ctx.sql(QUERIES[workload]).collect()
     table = pa.Table.from_batches(batches)
     return time.perf_counter() - start, table
 
@@ -107,9 +136,15 @@ def run_polars(workload, parquet, memory, threads, spill_dir):
 
     import polars as pl
 
-    lineitem = pl.scan_parquet(parquet)
+    lineitem = pl.scan_parquet(f"{parquet}/lineitem.parquet")
     start = time.perf_counter()
-    if workload == "w2a":
+    if workload == "w3":
+        orders = pl.scan_parquet(f"{parquet}/orders.parquet")
+        query = orders.join(lineitem, left_on="o_orderkey", right_on="l_orderkey").select(
+            pl.len().alias("count"),
+            pl.col("l_extendedprice").sum().alias("sum_extendedprice"),
+        )
+    elif workload == "w2a":
         query = lineitem.group_by("l_orderkey").agg(
             pl.col("l_extendedprice").sum().alias("sum_extendedprice"),
             pl.len().alias("count_order"),

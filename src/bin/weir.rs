@@ -3,7 +3,8 @@
 //! `weir` with no arguments runs the demo job; `weir gen sort-records` writes W1 input;
 //! `weir sort` sorts it within a memory budget; `weir gen tpch` writes TPC-H tables;
 //! `weir bench shuffle|latency|barrier` run W4, W5 and W6 (`weir worker` is one worker
-//! process of those), `weir bench w2a|w2b` W2. Usage errors and bad input
+//! process of those), `weir bench w2a|w2b` W2 (hash aggregation of TPC-H lineitem) and
+//! `weir bench w3` W3 (the hybrid hash join orders ⋈ lineitem). Usage errors and bad input
 //! exit with 2, failures while running with 1.
 #![forbid(unsafe_code)]
 
@@ -27,6 +28,7 @@ use weir::size::parse_size;
 use weir::sort_job::{SortJob, generate, run_sort};
 use weir::tpch::{Table, generate_tables};
 use weir::w2_job::{W2Job, Workload, run_w2};
+use weir::w3_job::{BuildSide, W3Job, run_w3};
 use weir::workers::{LocalCluster, read_peers};
 
 #[derive(Debug, Parser)]
@@ -113,6 +115,8 @@ enum Bench {
     W2a(W2Args),
     /// W2b: TPC-H Q1 (pricing summary report).
     W2b(W2Args),
+    /// W3: orders JOIN lineitem ON orderkey: COUNT(*), SUM(l_extendedprice).
+    W3(W3Args),
 }
 
 #[derive(Debug, clap::Args)]
@@ -126,12 +130,29 @@ struct W2Args {
     /// Threads (only 1 so far).
     #[arg(long, default_value_t = 1)]
     threads: usize,
-    /// Write the result as CSV with a header, ordered by the group key.
+    /// Write the result as CSV with a header (W2: ordered by the group key).
     #[arg(long)]
     output: Option<PathBuf>,
     /// Directory for spill files (default: the input directory).
     #[arg(long)]
     spill_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct W3Args {
+    #[command(flatten)]
+    common: W2Args,
+    /// The table the hash join builds on: orders (the smaller) or lineitem.
+    #[arg(long, default_value = "orders", value_parser = parse_build_side)]
+    build: BuildSide,
+}
+
+fn parse_build_side(text: &str) -> Result<BuildSide, String> {
+    match text {
+        "orders" => Ok(BuildSide::Orders),
+        "lineitem" => Ok(BuildSide::Lineitem),
+        _ => Err(format!("{text:?}: expected orders or lineitem")),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -297,6 +318,9 @@ fn main() -> ExitCode {
         Some(Command::Bench {
             what: Bench::W2b(args),
         }) => w2(Workload::W2b, args),
+        Some(Command::Bench {
+            what: Bench::W3(args),
+        }) => w3(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -359,6 +383,32 @@ fn w2(workload: Workload, args: W2Args) -> Result<(), WeirError> {
     if !report.valid {
         return Err(WeirError::Input {
             message: format!("{}: the answer failed validation", workload.name()),
+        });
+    }
+    Ok(())
+}
+
+fn w3(args: W3Args) -> Result<(), WeirError> {
+    let W3Args {
+        common: args,
+        build,
+    } = args;
+    let job = W3Job {
+        input: args.input,
+        memory_bytes: args.memory,
+        threads: args.threads,
+        output: args.output,
+        spill_dir: args.spill_dir,
+        build,
+    };
+    let report = run_w3(&job)?;
+    for problem in &report.problems {
+        eprintln!("weir bench w3: invalid: {problem}");
+    }
+    println!("{}", report.to_json(&job));
+    if !report.valid {
+        return Err(WeirError::Input {
+            message: "W3: the answer failed validation".to_owned(),
         });
     }
     Ok(())

@@ -82,7 +82,7 @@ impl Table {
     pub fn fixed_bytes(self) -> usize {
         match self {
             Table::Lineitem => lineitem::FIXED_BYTES,
-            Table::Orders => 33,
+            Table::Orders => orders::FIXED_BYTES,
             Table::Customer => 24,
         }
     }
@@ -212,6 +212,15 @@ pub mod lineitem {
         let bytes: [u8; 4] = row[offset..offset + 4].try_into().expect("four bytes");
         i32::from_le_bytes(bytes)
     }
+}
+
+/// Lean access to the fixed-width fields of an encoded [`Order`] row: the same accessors
+/// as [`lineitem`], at the offsets of docs/FORMAT.md, section 7.
+pub mod orders {
+    /// Offset of `o_orderkey` (`i64`).
+    pub const ORDERKEY: usize = 0;
+    /// Bytes of the fixed-width fields; the three strings follow.
+    pub const FIXED_BYTES: usize = 33;
 }
 
 /// Days from 1970-01-01 to the proleptic Gregorian date `year-month-day` (Howard

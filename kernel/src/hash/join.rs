@@ -262,6 +262,20 @@ impl HashJoin {
         result
     }
 
+    /// Starts loading the bucket a probe of `key` will read into the cache: a caller that
+    /// sees its probe records a few ahead calls this for each as it arrives and probes it
+    /// later, so the cache misses of the bucket array (random by design) overlap instead
+    /// of stalling each probe in turn. A hint: it changes nothing, and does nothing
+    /// before [`HashJoin::finish_build`] or while a spilled pair is being joined.
+    #[inline]
+    pub fn prefetch(&self, key: &[u8]) {
+        if self.probing
+            && let Some(table) = &self.table
+        {
+            table.prefetch(hash_bytes(table.seed(), key));
+        }
+    }
+
     /// Ends the probe side: probe runs are closed, and the stream emits the rows still to
     /// come (unmatched build records, then the spilled pairs joined).
     ///

@@ -27,8 +27,12 @@
 //!    exactly one bucket (directly or through its key's chain), and every bucket holds
 //!    one key.
 
+use std::collections::VecDeque;
+
 use super::area::RecordArea;
-use crate::constants::{HASH_BUCKET_SIZE, HASH_LOAD_PERCENT_MAX, HASH_TAG_BITS};
+use crate::constants::{
+    HASH_BUCKET_SIZE, HASH_JOIN_INDEX_PREFETCH_DISTANCE, HASH_LOAD_PERCENT_MAX, HASH_TAG_BITS,
+};
 use crate::error::Result;
 use crate::memory::{MemorySegment, Reservation};
 
@@ -245,17 +249,29 @@ impl JoinTable {
         }
         self.bucket_mask = count - 1;
         let mut scratch = Vec::new();
+        // Records are inserted HASH_JOIN_INDEX_PREFETCH_DISTANCE behind the one whose
+        // bucket is being prefetched, so the bucket array's cache misses overlap.
+        let distance = HASH_JOIN_INDEX_PREFETCH_DISTANCE;
+        let mut ahead: VecDeque<(u64, u64)> = VecDeque::with_capacity(distance);
         for partition in (0..self.partitions()).filter(|&p| in_memory[p]) {
             let mut position = 0;
-            while position < self.areas[partition].end() {
-                let area = &self.areas[partition];
-                let len = area.header(position).total_len() as u64;
-                let hash = hash_bytes(self.seed, area.record(position, &mut scratch).0);
-                if !self.index_record(hash, partition, position, &mut scratch)? {
+            while position < self.areas[partition].end() || !ahead.is_empty() {
+                if position < self.areas[partition].end() {
+                    let area = &self.areas[partition];
+                    let len = area.header(position).total_len() as u64;
+                    let hash = hash_bytes(self.seed, area.record(position, &mut scratch).0);
+                    self.prefetch_unchecked(hash);
+                    ahead.push_back((hash, position));
+                    position += len;
+                    if ahead.len() < distance && position < self.areas[partition].end() {
+                        continue;
+                    }
+                }
+                let (hash, at) = ahead.pop_front().expect("a record ahead");
+                if !self.index_record(hash, partition, at, &mut scratch)? {
                     self.unindex();
                     return Ok(false);
                 }
-                position += len;
             }
         }
         Ok(true)
@@ -390,6 +406,24 @@ impl JoinTable {
         let segment = index >> self.bucket_shift;
         let offset = (index & ((1 << self.bucket_shift) - 1)) * HASH_BUCKET_SIZE;
         self.buckets[segment].put_u64_le(offset, entry);
+    }
+
+    /// Starts loading the home bucket of `hash` into the cache, so that a probe of it a
+    /// few records later does not wait for memory (a hint; nothing before the index).
+    #[inline]
+    pub(crate) fn prefetch(&self, hash: u64) {
+        if self.is_indexed() {
+            self.prefetch_unchecked(hash);
+        }
+    }
+
+    /// [`JoinTable::prefetch`] while the index is being built (the bucket array exists).
+    #[inline]
+    fn prefetch_unchecked(&self, hash: u64) {
+        let index = hash as usize & self.bucket_mask;
+        let segment = index >> self.bucket_shift;
+        let offset = (index & ((1 << self.bucket_shift) - 1)) * HASH_BUCKET_SIZE;
+        self.buckets[segment].prefetch(offset);
     }
 
     /// A probe of `hash`, at its home bucket.
