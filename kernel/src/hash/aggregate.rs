@@ -68,6 +68,16 @@ impl Partition {
     }
 }
 
+/// The groups a level leaves in the table to be streamed from it.
+#[derive(Debug)]
+pub(super) enum Kept {
+    /// Every group: no partition of the level spilled.
+    All,
+    /// The groups of these bucket ranges (of the scattered table): the partitions that
+    /// never spilled.
+    Buckets(Vec<std::ops::Range<usize>>),
+}
+
 /// What is being folded into a group.
 #[derive(Debug, Clone, Copy)]
 enum Fold<'a> {
@@ -196,8 +206,8 @@ impl HashAggregate {
     ///
     /// A spill of the last groups that fails.
     pub fn finish(mut self) -> Result<AggregateStream> {
-        let ranges = self.end_level()?;
-        Ok(AggregateStream::new(self, ranges))
+        let kept = self.end_level()?;
+        Ok(AggregateStream::new(self, kept))
     }
 
     pub(super) fn table(&self) -> &Table {
@@ -323,13 +333,12 @@ impl HashAggregate {
     }
 
     /// Ends the current level: the groups of partitions that spilled join them on disk and
-    /// those partitions go on the pending stack; returns the bucket ranges of the groups
-    /// left to stream from the table.
-    pub(super) fn end_level(&mut self) -> Result<Vec<std::ops::Range<usize>>> {
+    /// those partitions go on the pending stack; returns the groups left to stream from
+    /// the table.
+    pub(super) fn end_level(&mut self) -> Result<Kept> {
         let spilled: Vec<bool> = self.partitions.iter().map(|p| !p.runs.is_empty()).collect();
         if !spilled.contains(&true) {
-            let all = 0..self.table().buckets_len();
-            return Ok(std::iter::once(all).collect());
+            return Ok(Kept::All);
         }
         let ranges = self.table_mut().scatter();
         let mut keep = Vec::new();
@@ -355,19 +364,16 @@ impl HashAggregate {
                 });
             }
         }
-        Ok(keep)
+        Ok(Kept::Buckets(keep))
     }
 
     /// Re-aggregates `partition` in the (emptied) table with its level's seed; returns the
-    /// bucket ranges to stream, as [`HashAggregate::end_level`].
+    /// groups to stream, as [`HashAggregate::end_level`].
     ///
     /// # Errors
     ///
     /// A failed read of the partition's runs or write of its sub-partitions.
-    pub(super) fn reaggregate(
-        &mut self,
-        partition: Partition,
-    ) -> Result<Vec<std::ops::Range<usize>>> {
+    pub(super) fn reaggregate(&mut self, partition: Partition) -> Result<Kept> {
         self.assert_io_home();
         let seed = seed_at(self.config.seed, partition.depth);
         self.table_mut().clear(seed);

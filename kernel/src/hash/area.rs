@@ -204,6 +204,18 @@ impl RecordArea {
         scratch: &'a mut Vec<u8>,
     ) -> (&'a [u8], &'a [u8]) {
         let header = self.header(address);
+        self.body(address, &header, scratch)
+    }
+
+    /// The key and accumulator of the record at `address`, whose header is `header`,
+    /// copied into `scratch` only when they cross a segment boundary.
+    #[inline]
+    pub(crate) fn body<'a>(
+        &'a self,
+        address: u64,
+        header: &RecordHeader,
+        scratch: &'a mut Vec<u8>,
+    ) -> (&'a [u8], &'a [u8]) {
         let start = address + header.header_len as u64;
         let len = header.key_len + header.acc_len;
         let (segment, offset) = self.locate(start);
@@ -216,6 +228,21 @@ impl RecordArea {
             &scratch[..]
         };
         body.split_at(header.key_len)
+    }
+
+    /// The first live record at or after `address` (a record's start, or `end`): its
+    /// address and header, or `None` when only dead records follow. Walking the area this
+    /// way reads it sequentially, where walking buckets reads records in random order.
+    #[inline]
+    pub(crate) fn live_from(&self, mut address: u64) -> Option<(u64, RecordHeader)> {
+        while address < self.end {
+            let header = self.header(address);
+            if !header.dead {
+                return Some((address, header));
+            }
+            address += header.total_len() as u64;
+        }
+        None
     }
 
     /// Applies `update` to the accumulator of the record at `address` where it lies

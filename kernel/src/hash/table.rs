@@ -223,6 +223,21 @@ impl Table {
         self.area.record(address, scratch)
     }
 
+    /// The first live record at or after `address` (a record's start, or the area's end):
+    /// its address and the address after it. Streaming groups this way reads the records
+    /// in address order, sequentially; valid only while the table is not scattered (then
+    /// the live records are exactly the groups).
+    ///
+    /// # Panics
+    ///
+    /// When the table is scattered.
+    #[inline]
+    pub(crate) fn live_record(&self, address: u64) -> Option<(u64, u64)> {
+        assert!(!self.scattered, "an address walk of a scattered table");
+        let (live, header) = self.area.live_from(address)?;
+        Some((live, live + header.total_len() as u64))
+    }
+
     /// Applies `update` to the accumulator of the record at `address`, where it lies.
     #[inline]
     pub(crate) fn update_in_place(&mut self, address: u64, update: impl FnOnce(&mut [u8])) {
@@ -459,6 +474,7 @@ impl Table {
     /// Doubles the bucket array when the budget and the bucket share allow; `Ok(false)`
     /// otherwise.
     fn grow(&mut self) -> Result<bool> {
+        assert!(!self.scattered, "growth of a scattered table");
         let count = self.buckets.len() * 2;
         if count > self.segments_total / HASH_BUCKET_SHARE_INVERSE {
             return Ok(false);
@@ -469,25 +485,35 @@ impl Table {
             Err(error) => return Err(error),
         };
         let old = std::mem::replace(&mut self.buckets, grown);
-        let old_len = self.buckets_len();
-        self.bucket_mask = old_len * 2 - 1;
-        self.clear_buckets();
-        let mut scratch = std::mem::take(&mut self.scratch);
-        for index in 0..old_len {
-            let entry = bucket_in(&old, self.bucket_shift, index);
-            if entry == 0 {
-                continue;
-            }
-            let (key, _) = self.area.record((entry & ADDRESS_MASK) - 1, &mut scratch);
-            let hash = hash_bytes(self.seed, key);
-            let vacant = self.vacant_bucket(hash);
-            self.set_bucket(vacant, entry);
-        }
-        self.scratch = scratch;
+        self.bucket_mask = self.bucket_mask * 2 + 1;
         for segment in old {
             self.memory.give_back(segment);
         }
+        self.clear_buckets();
+        self.fill_buckets();
         Ok(true)
+    }
+
+    /// Points a bucket at every live record of the area (the buckets are empty), walking
+    /// the area in address order: the records are read sequentially, where walking the old
+    /// buckets would read them in random order (a cache miss per group).
+    fn fill_buckets(&mut self) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut address = 0;
+        let mut filled = 0;
+        while let Some((live, header)) = self.area.live_from(address) {
+            let (key, _) = self.area.body(live, &header, &mut scratch);
+            let hash = hash_bytes(self.seed, key);
+            let vacant = self.vacant_bucket(hash);
+            self.set_bucket(vacant, (hash & !ADDRESS_MASK) | (live + 1));
+            filled += 1;
+            address = live + header.total_len() as u64;
+        }
+        assert_eq!(
+            filled, self.groups,
+            "the area holds other groups than counted"
+        );
+        self.scratch = scratch;
     }
 
     /// Makes sure `len` more bytes fit in the record area, taking segments from the budget
