@@ -41,7 +41,7 @@ use super::config::{AggregateConfig, AggregateStats};
 use super::hasher::{hash_bytes, seed_at};
 use super::stream::AggregateStream;
 use super::table::{Slot, Table};
-use crate::constants::{HASH_SHRINK_PERCENT_MIN, HASH_SPILL_SHARE_PERCENT};
+use crate::constants::{HASH_PREFETCH_BATCH, HASH_SHRINK_PERCENT_MIN, HASH_SPILL_SHARE_PERCENT};
 use crate::error::{KernelError, Result};
 use crate::memory::{Owner, Reservation};
 use crate::spill::{RunInput, RunOptions, RunOutput, SpillRun, SpillStore};
@@ -174,6 +174,35 @@ impl HashAggregate {
         self.fold(key, Fold::Value(value))
     }
 
+    /// Folds each `(key, value)` of `pairs` into the group of its key, as many
+    /// [`HashAggregate::push`]es would, but faster when the groups do not fit the cache:
+    /// the keys are hashed [`HASH_PREFETCH_BATCH`] at a time and their buckets prefetched
+    /// before the first is looked up, so that the lookups' cache misses overlap.
+    ///
+    /// # Errors
+    ///
+    /// A spill that fails (disk full, quota, I/O error); the pairs after the one that
+    /// failed are not folded.
+    ///
+    /// # Panics
+    ///
+    /// When the aggregator panics on a value (a value too short for its offsets).
+    pub fn push_batch<K: AsRef<[u8]>, V: AsRef<[u8]>>(&mut self, pairs: &[(K, V)]) -> Result<()> {
+        let mut hashes = [0u64; HASH_PREFETCH_BATCH];
+        for chunk in pairs.chunks(HASH_PREFETCH_BATCH) {
+            let table = self.table();
+            for ((key, _), hash) in chunk.iter().zip(&mut hashes) {
+                *hash = hash_bytes(table.seed(), key.as_ref());
+                table.prefetch_bucket(*hash);
+            }
+            for ((key, value), &hash) in chunk.iter().zip(&hashes) {
+                self.stats.records += 1;
+                self.fold_hashed(hash, key.as_ref(), Fold::Value(value.as_ref()))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Merges `acc`, a partial accumulator of the group of `key` (from another
     /// aggregation by the same aggregator: the local pre-aggregation of a two-phase
     /// aggregation, or another worker's), into the group.
@@ -220,6 +249,12 @@ impl HashAggregate {
 
     fn fold(&mut self, key: &[u8], input: Fold<'_>) -> Result<()> {
         let hash = hash_bytes(self.table().seed(), key);
+        self.fold_hashed(hash, key, input)
+    }
+
+    /// Folds `input` into the group of `key`, whose hash under the table's seed is `hash`.
+    #[inline]
+    fn fold_hashed(&mut self, hash: u64, key: &[u8], input: Fold<'_>) -> Result<()> {
         loop {
             let table = self.table.as_mut().expect("the table is home");
             let aggregator = &*self.aggregator;

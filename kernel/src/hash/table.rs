@@ -37,7 +37,7 @@ use super::area::{RecordArea, RecordHeader};
 use super::hasher::hash_bytes;
 use crate::constants::{
     HASH_BUCKET_SHARE_INVERSE, HASH_BUCKET_SIZE, HASH_COMPACT_GARBAGE_PERCENT_MIN,
-    HASH_LOAD_PERCENT_MAX, HASH_TAG_BITS,
+    HASH_LOAD_PERCENT_MAX, HASH_PREFETCH_BATCH, HASH_TAG_BITS,
 };
 use crate::error::Result;
 use crate::memory::{MemorySegment, Reservation};
@@ -174,6 +174,16 @@ impl Table {
         let segment = index >> self.bucket_shift;
         let offset = (index & ((1 << self.bucket_shift) - 1)) * HASH_BUCKET_SIZE;
         self.buckets[segment].put_u64_le(offset, entry);
+    }
+
+    /// Asks the CPU to bring the home bucket of `hash` into the cache, ahead of a lookup
+    /// (a hint: see [`MemorySegment::prefetch`]).
+    #[inline]
+    pub(crate) fn prefetch_bucket(&self, hash: u64) {
+        let index = hash as usize & self.bucket_mask;
+        let segment = index >> self.bucket_shift;
+        let offset = (index & ((1 << self.bucket_shift) - 1)) * HASH_BUCKET_SIZE;
+        self.buckets[segment].prefetch(offset);
     }
 
     /// The record address bucket `index` points to, or `None` when it is empty.
@@ -497,17 +507,34 @@ impl Table {
     /// Points a bucket at every live record of the area (the buckets are empty), walking
     /// the area in address order: the records are read sequentially, where walking the old
     /// buckets would read them in random order (a cache miss per group).
+    /// The records are hashed [`HASH_PREFETCH_BATCH`] at a time and their buckets
+    /// prefetched before any is written, so that the (random) bucket writes overlap.
     fn fill_buckets(&mut self) {
         let mut scratch = std::mem::take(&mut self.scratch);
+        let mut batch = [(0u64, 0u64); HASH_PREFETCH_BATCH];
         let mut address = 0;
         let mut filled = 0;
-        while let Some((live, header)) = self.area.live_from(address) {
-            let (key, _) = self.area.body(live, &header, &mut scratch);
-            let hash = hash_bytes(self.seed, key);
-            let vacant = self.vacant_bucket(hash);
-            self.set_bucket(vacant, (hash & !ADDRESS_MASK) | (live + 1));
-            filled += 1;
-            address = live + header.total_len() as u64;
+        loop {
+            let mut len = 0;
+            while len < batch.len() {
+                let Some((live, header)) = self.area.live_from(address) else {
+                    break;
+                };
+                let (key, _) = self.area.body(live, &header, &mut scratch);
+                let hash = hash_bytes(self.seed, key);
+                self.prefetch_bucket(hash);
+                batch[len] = (live, hash);
+                len += 1;
+                address = live + header.total_len() as u64;
+            }
+            for &(live, hash) in &batch[..len] {
+                let vacant = self.vacant_bucket(hash);
+                self.set_bucket(vacant, (hash & !ADDRESS_MASK) | (live + 1));
+            }
+            filled += len;
+            if len < batch.len() {
+                break;
+            }
         }
         assert_eq!(
             filled, self.groups,
