@@ -277,13 +277,13 @@ impl HashAggregate {
                         return Ok(());
                     }
                 }
-                Slot::Vacant { .. } => {
+                Slot::Vacant { index } => {
                     self.acc.clear();
                     match input {
                         Fold::Value(value) => aggregator.init(value, &mut self.acc),
                         Fold::Partial(other) => self.acc.extend_from_slice(other),
                     }
-                    if table.insert(hash, key, &self.acc)? {
+                    if table.insert(index, hash, key, &self.acc)? {
                         return Ok(());
                     }
                     if table.groups() == 0 {

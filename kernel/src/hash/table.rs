@@ -74,6 +74,8 @@ pub(crate) struct Table {
     partition_bytes: Vec<u64>,
     /// Set by [`Table::scatter`]: buckets are grouped by partition, not probed.
     scattered: bool,
+    /// Rebuilds so far: a bucket index found before a rebuild is stale after it.
+    rebuilds: u64,
     scratch: Vec<u8>,
 }
 
@@ -105,6 +107,7 @@ impl Table {
             partition_bits,
             partition_bytes: vec![0; 1 << partition_bits],
             scattered: false,
+            rebuilds: 0,
             scratch: Vec::new(),
         })
     }
@@ -264,7 +267,9 @@ impl Table {
     }
 
     /// Adds `key` (absent, with hash `hash`) with accumulator `acc`; `Ok(false)` when there
-    /// is no room (no group changed; the table may have grown or been rebuilt).
+    /// is no room (no group changed; the table may have grown or been rebuilt). `vacant` is
+    /// the bucket [`Table::find`] answered for `key`, with the table unchanged since: it is
+    /// taken unless the insert grows or rebuilds the table, which looks the key up again.
     ///
     /// # Errors
     ///
@@ -272,8 +277,16 @@ impl Table {
     ///
     /// # Panics
     ///
-    /// When the table holds `key` already.
-    pub(crate) fn insert(&mut self, hash: u64, key: &[u8], acc: &[u8]) -> Result<bool> {
+    /// When the table holds `key` already (found again after a growth or rebuild), or
+    /// `vacant` is taken.
+    pub(crate) fn insert(
+        &mut self,
+        vacant: usize,
+        hash: u64,
+        key: &[u8],
+        acc: &[u8],
+    ) -> Result<bool> {
+        let (buckets, rebuilds) = (self.buckets_len(), self.rebuilds);
         if (self.groups + 1) * 100 > self.buckets_len() * HASH_LOAD_PERCENT_MAX && !self.grow()? {
             return Ok(false);
         }
@@ -281,9 +294,15 @@ impl Table {
             return Ok(false);
         }
         let (address, len) = self.area.append(key, acc);
-        let Slot::Vacant { index } = self.find(hash, key) else {
-            panic!("insert of a key the table holds");
+        let index = if (buckets, rebuilds) == (self.buckets_len(), self.rebuilds) {
+            vacant
+        } else {
+            let Slot::Vacant { index } = self.find(hash, key) else {
+                panic!("insert of a key the table holds");
+            };
+            index
         };
+        assert_eq!(self.bucket(index), 0, "insert into a taken bucket {index}");
         self.set_bucket(index, (hash & !ADDRESS_MASK) | (address + 1));
         self.groups += 1;
         let partition = self.partition_of(hash);
@@ -406,6 +425,7 @@ impl Table {
     /// Slides the live records down over the dead ones, fills the bucket array again from
     /// them (rehashing their keys), and gives surplus record segments back to the budget.
     pub(crate) fn rebuild(&mut self) {
+        self.rebuilds += 1;
         self.clear_buckets();
         let groups = std::mem::take(&mut self.groups);
         let mut scratch = std::mem::take(&mut self.scratch);
@@ -440,6 +460,7 @@ impl Table {
 
     /// Empties the table for reuse with `seed`; record segments go back to the budget.
     pub(crate) fn clear(&mut self, seed: u64) {
+        self.rebuilds += 1;
         self.clear_buckets();
         for segment in self.area.take_segments() {
             self.memory.give_back(segment);
@@ -591,7 +612,10 @@ mod tests {
 
     fn insert(table: &mut Table, key: &[u8], acc: &[u8]) -> bool {
         let hash = hash_bytes(table.seed(), key);
-        table.insert(hash, key, acc).unwrap()
+        let Slot::Vacant { index } = table.find(hash, key) else {
+            panic!("insert of a key the table holds");
+        };
+        table.insert(index, hash, key, acc).unwrap()
     }
 
     fn replace(table: &mut Table, key: &[u8], acc: &[u8]) -> bool {
