@@ -17,6 +17,10 @@ pub const SCAN_HEADER_BYTES_MAX: usize = 64;
 /// aggregation keeps the rest.
 pub const W2_OUTPUT_SORT_SHARE_INVERSE: usize = 4;
 
+/// W2a hands rows to the aggregation this many at a time (`HashAggregate::push_batch`,
+/// which prefetches their buckets): a few kernel batches, on the stack of the scan.
+pub const W2_PUSH_BATCH_ROWS: usize = 64;
+
 const _: () = assert!(ROW_BYTES_MAX < SEGMENT_SIZE_MIN);
 
 /// W3's validation sends the order keys from the thread that scans `orders` to the merge

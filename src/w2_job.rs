@@ -29,7 +29,7 @@ use weir_kernel::memory::{MemoryManager, Owner};
 use weir_kernel::sort::{ExternalSorter, SortConfig};
 use weir_kernel::spill::{SpillConfig, SpillStore, open_store};
 
-use crate::constants::W2_OUTPUT_SORT_SHARE_INVERSE;
+use crate::constants::{W2_OUTPUT_SORT_SHARE_INVERSE, W2_PUSH_BATCH_ROWS};
 use crate::error::{Result, WeirError};
 use crate::sort_job::SegmentWriter;
 use crate::tpch::lineitem::{
@@ -167,10 +167,18 @@ pub fn run_w2(job: &W2Job) -> Result<W2Report> {
     let (answer, rows, stats, output_spilled_bytes) = match job.workload {
         Workload::W2a => {
             let mut aggregate = new_aggregate(&aggregate_owner, &memory, &store, job.workload)?;
+            // Rows go to the table in batches, whose lookups overlap their cache misses.
+            let mut batch: Vec<([u8; 8], [u8; 8])> = Vec::with_capacity(W2_PUSH_BATCH_ROWS);
             let rows = scan.for_each_row(|row| {
                 let key = order_key(i64_at(row, ORDERKEY));
-                Ok(aggregate.push(&key, &row[EXTENDEDPRICE..EXTENDEDPRICE + 8])?)
+                batch.push((key, i64_at(row, EXTENDEDPRICE).to_le_bytes()));
+                if batch.len() == W2_PUSH_BATCH_ROWS {
+                    aggregate.push_batch(&batch)?;
+                    batch.clear();
+                }
+                Ok(())
             })?;
+            aggregate.push_batch(&batch)?;
             drop(scan);
             let mut stream = aggregate.finish()?;
             let sort_owner = manager.owner("w2/output");

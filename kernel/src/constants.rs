@@ -119,6 +119,12 @@ pub const HASH_TAG_BITS: u32 = 16;
 /// key and 8.5 to miss; with 8-byte buckets that is one or two cache lines.
 pub const HASH_LOAD_PERCENT_MAX: usize = 75;
 
+/// Keys a hash table hashes, and whose home buckets it prefetches, before it looks any
+/// of them up (a batch of input, or of records rehashed when the bucket array grows):
+/// their cache misses overlap instead of coming one after another. Sixteen misses in
+/// flight is about what a core's line fill buffers hold.
+pub const HASH_PREFETCH_BATCH: usize = 16;
+
 /// The share of a hash table's memory (1 / this) its bucket array may take at most; the
 /// rest holds records.
 pub const HASH_BUCKET_SHARE_INVERSE: usize = 2;

@@ -125,8 +125,13 @@ fn run(
     let owner = manager.owner("hash-aggregate");
     let result = (|| {
         let mut aggregate = HashAggregate::new(&owner, segments, store, aggregator, config)?;
-        for (key, value) in input {
+        // A third one at a time, the rest in batches of a size that is not the kernel's.
+        let (single, batched) = input.split_at(input.len() / 3);
+        for (key, value) in single {
             aggregate.push(key, value)?;
+        }
+        for batch in batched.chunks(37) {
+            aggregate.push_batch(batch)?;
         }
         let mut stream = aggregate.finish()?;
         let mut groups = BTreeMap::new();
@@ -342,6 +347,31 @@ fn variable_accumulators_spill_and_merge() {
         )
         .unwrap();
         assert!(sort_pieces(groups) == concat_model(&input), "{stats:?}");
+        if segments == 2000 {
+            assert_eq!(stats.table_spills, 0, "{stats:?}");
+        } else {
+            assert!(stats.table_spills > 0, "{stats:?}");
+        }
+    }
+}
+
+/// The shape of TPC-H W2a: 8-byte keys in ascending runs (an order's line items), so
+/// that the bucket array doubles many times and batches hold a few keys each; pushed one
+/// at a time and in batches, in memory and spilling.
+#[test]
+fn sorted_runs_of_fixed_keys_in_batches() {
+    let mut rng = Rng(12);
+    let mut input: Vec<Pair> = Vec::new();
+    for order in 0u64..30_000 {
+        for _ in 0..1 + rng.below(7) {
+            let value = (rng.next() as i64 >> 24).to_le_bytes().to_vec();
+            input.push((order.to_be_bytes().to_vec(), value));
+        }
+    }
+    let config = AggregateConfig::default();
+    for (name, segments) in [("runs-fit", 2000), ("runs-spill", 100)] {
+        let stats = check_numbers(name, &input, segments, config, IoBackend::Sync);
+        assert_eq!(stats.groups, 30_000, "{stats:?}");
         if segments == 2000 {
             assert_eq!(stats.table_spills, 0, "{stats:?}");
         } else {

@@ -41,7 +41,7 @@ use super::config::{AggregateConfig, AggregateStats};
 use super::hasher::{hash_bytes, seed_at};
 use super::stream::AggregateStream;
 use super::table::{Slot, Table};
-use crate::constants::{HASH_SHRINK_PERCENT_MIN, HASH_SPILL_SHARE_PERCENT};
+use crate::constants::{HASH_PREFETCH_BATCH, HASH_SHRINK_PERCENT_MIN, HASH_SPILL_SHARE_PERCENT};
 use crate::error::{KernelError, Result};
 use crate::memory::{Owner, Reservation};
 use crate::spill::{RunInput, RunOptions, RunOutput, SpillRun, SpillStore};
@@ -66,6 +66,16 @@ impl Partition {
                 .parent_bytes
                 .is_some_and(|parent| self.bytes * 100 >= parent * HASH_SHRINK_PERCENT_MIN)
     }
+}
+
+/// The groups a level leaves in the table to be streamed from it.
+#[derive(Debug)]
+pub(super) enum Kept {
+    /// Every group: no partition of the level spilled.
+    All,
+    /// The groups of these bucket ranges (of the scattered table): the partitions that
+    /// never spilled.
+    Buckets(Vec<std::ops::Range<usize>>),
 }
 
 /// What is being folded into a group.
@@ -164,6 +174,35 @@ impl HashAggregate {
         self.fold(key, Fold::Value(value))
     }
 
+    /// Folds each `(key, value)` of `pairs` into the group of its key, as many
+    /// [`HashAggregate::push`]es would, but faster when the groups do not fit the cache:
+    /// the keys are hashed [`HASH_PREFETCH_BATCH`] at a time and their buckets prefetched
+    /// before the first is looked up, so that the lookups' cache misses overlap.
+    ///
+    /// # Errors
+    ///
+    /// A spill that fails (disk full, quota, I/O error); the pairs after the one that
+    /// failed are not folded.
+    ///
+    /// # Panics
+    ///
+    /// When the aggregator panics on a value (a value too short for its offsets).
+    pub fn push_batch<K: AsRef<[u8]>, V: AsRef<[u8]>>(&mut self, pairs: &[(K, V)]) -> Result<()> {
+        let mut hashes = [0u64; HASH_PREFETCH_BATCH];
+        for chunk in pairs.chunks(HASH_PREFETCH_BATCH) {
+            let table = self.table();
+            for ((key, _), hash) in chunk.iter().zip(&mut hashes) {
+                *hash = hash_bytes(table.seed(), key.as_ref());
+                table.prefetch_bucket(*hash);
+            }
+            for ((key, value), &hash) in chunk.iter().zip(&hashes) {
+                self.stats.records += 1;
+                self.fold_hashed(hash, key.as_ref(), Fold::Value(value.as_ref()))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Merges `acc`, a partial accumulator of the group of `key` (from another
     /// aggregation by the same aggregator: the local pre-aggregation of a two-phase
     /// aggregation, or another worker's), into the group.
@@ -196,8 +235,8 @@ impl HashAggregate {
     ///
     /// A spill of the last groups that fails.
     pub fn finish(mut self) -> Result<AggregateStream> {
-        let ranges = self.end_level()?;
-        Ok(AggregateStream::new(self, ranges))
+        let kept = self.end_level()?;
+        Ok(AggregateStream::new(self, kept))
     }
 
     pub(super) fn table(&self) -> &Table {
@@ -210,6 +249,12 @@ impl HashAggregate {
 
     fn fold(&mut self, key: &[u8], input: Fold<'_>) -> Result<()> {
         let hash = hash_bytes(self.table().seed(), key);
+        self.fold_hashed(hash, key, input)
+    }
+
+    /// Folds `input` into the group of `key`, whose hash under the table's seed is `hash`.
+    #[inline]
+    fn fold_hashed(&mut self, hash: u64, key: &[u8], input: Fold<'_>) -> Result<()> {
         loop {
             let table = self.table.as_mut().expect("the table is home");
             let aggregator = &*self.aggregator;
@@ -232,13 +277,13 @@ impl HashAggregate {
                         return Ok(());
                     }
                 }
-                Slot::Vacant { .. } => {
+                Slot::Vacant { index } => {
                     self.acc.clear();
                     match input {
                         Fold::Value(value) => aggregator.init(value, &mut self.acc),
                         Fold::Partial(other) => self.acc.extend_from_slice(other),
                     }
-                    if table.insert(hash, key, &self.acc)? {
+                    if table.insert(index, hash, key, &self.acc)? {
                         return Ok(());
                     }
                     if table.groups() == 0 {
@@ -323,13 +368,12 @@ impl HashAggregate {
     }
 
     /// Ends the current level: the groups of partitions that spilled join them on disk and
-    /// those partitions go on the pending stack; returns the bucket ranges of the groups
-    /// left to stream from the table.
-    pub(super) fn end_level(&mut self) -> Result<Vec<std::ops::Range<usize>>> {
+    /// those partitions go on the pending stack; returns the groups left to stream from
+    /// the table.
+    pub(super) fn end_level(&mut self) -> Result<Kept> {
         let spilled: Vec<bool> = self.partitions.iter().map(|p| !p.runs.is_empty()).collect();
         if !spilled.contains(&true) {
-            let all = 0..self.table().buckets_len();
-            return Ok(std::iter::once(all).collect());
+            return Ok(Kept::All);
         }
         let ranges = self.table_mut().scatter();
         let mut keep = Vec::new();
@@ -355,19 +399,16 @@ impl HashAggregate {
                 });
             }
         }
-        Ok(keep)
+        Ok(Kept::Buckets(keep))
     }
 
     /// Re-aggregates `partition` in the (emptied) table with its level's seed; returns the
-    /// bucket ranges to stream, as [`HashAggregate::end_level`].
+    /// groups to stream, as [`HashAggregate::end_level`].
     ///
     /// # Errors
     ///
     /// A failed read of the partition's runs or write of its sub-partitions.
-    pub(super) fn reaggregate(
-        &mut self,
-        partition: Partition,
-    ) -> Result<Vec<std::ops::Range<usize>>> {
+    pub(super) fn reaggregate(&mut self, partition: Partition) -> Result<Kept> {
         self.assert_io_home();
         let seed = seed_at(self.config.seed, partition.depth);
         self.table_mut().clear(seed);

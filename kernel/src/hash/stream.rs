@@ -16,7 +16,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use super::aggregate::{HashAggregate, Partition};
+use super::aggregate::{HashAggregate, Kept, Partition};
 use super::aggregator::Aggregator;
 use super::config::AggregateStats;
 use crate::error::Result;
@@ -32,6 +32,9 @@ enum Source {
         next: usize,
         current: usize,
     },
+    /// Every group of the table (no partition of its level spilled), in address order:
+    /// `next` is where the walk goes on, `current` the address of the last group.
+    Records { next: u64, current: u64 },
     /// A partition sorted by key.
     Sorted(Box<SortedGroups>),
     /// Nothing left.
@@ -137,10 +140,10 @@ pub struct AggregateStream {
 }
 
 impl AggregateStream {
-    pub(super) fn new(aggregate: HashAggregate, ranges: Vec<Range<usize>>) -> AggregateStream {
+    pub(super) fn new(aggregate: HashAggregate, kept: Kept) -> AggregateStream {
         AggregateStream {
             aggregate,
-            source: table_source(ranges),
+            source: table_source(kept),
             scratch: Vec::new(),
         }
     }
@@ -187,6 +190,10 @@ impl AggregateStream {
                 let address = table.entry_address(*current).expect("a group");
                 Ok(Some(table.record(address, &mut self.scratch)))
             }
+            Source::Records { current, .. } => {
+                let table = self.aggregate.table();
+                Ok(Some(table.record(*current, &mut self.scratch)))
+            }
             Source::Sorted(groups) => Ok(Some((&groups.key, &groups.acc))),
             Source::Done | Source::Failed => unreachable!("seek found a group"),
         }
@@ -230,6 +237,13 @@ impl AggregateStream {
                 }
                 Ok(false)
             }
+            Source::Records { next, current } => match self.aggregate.table().live_record(*next) {
+                Some((address, after)) => {
+                    (*current, *next) = (address, after);
+                    Ok(true)
+                }
+                None => Ok(false),
+            },
             Source::Sorted(groups) => groups.advance(&*self.aggregate.aggregator),
             Source::Done | Source::Failed => Ok(false),
         }
@@ -247,8 +261,8 @@ impl AggregateStream {
         if partition.needs_sort(&self.aggregate.config) {
             return self.sort(partition);
         }
-        let ranges = self.aggregate.reaggregate(partition)?;
-        Ok(table_source(ranges))
+        let kept = self.aggregate.reaggregate(partition)?;
+        Ok(table_source(kept))
     }
 
     /// Sorts `partition` by key with the table's memory.
@@ -268,7 +282,18 @@ impl AggregateStream {
     }
 }
 
-fn table_source(ranges: Vec<Range<usize>>) -> Source {
+/// The source of the groups a level left in the table: all of them in address order
+/// when no partition spilled, the buckets of the partitions that stayed otherwise.
+fn table_source(kept: Kept) -> Source {
+    let ranges = match kept {
+        Kept::All => {
+            return Source::Records {
+                next: 0,
+                current: 0,
+            };
+        }
+        Kept::Buckets(ranges) => ranges,
+    };
     Source::Table {
         ranges,
         range: 0,

@@ -37,7 +37,7 @@ use super::area::{RecordArea, RecordHeader};
 use super::hasher::hash_bytes;
 use crate::constants::{
     HASH_BUCKET_SHARE_INVERSE, HASH_BUCKET_SIZE, HASH_COMPACT_GARBAGE_PERCENT_MIN,
-    HASH_LOAD_PERCENT_MAX, HASH_TAG_BITS,
+    HASH_LOAD_PERCENT_MAX, HASH_PREFETCH_BATCH, HASH_TAG_BITS,
 };
 use crate::error::Result;
 use crate::memory::{MemorySegment, Reservation};
@@ -74,6 +74,8 @@ pub(crate) struct Table {
     partition_bytes: Vec<u64>,
     /// Set by [`Table::scatter`]: buckets are grouped by partition, not probed.
     scattered: bool,
+    /// Rebuilds so far: a bucket index found before a rebuild is stale after it.
+    rebuilds: u64,
     scratch: Vec<u8>,
 }
 
@@ -105,6 +107,7 @@ impl Table {
             partition_bits,
             partition_bytes: vec![0; 1 << partition_bits],
             scattered: false,
+            rebuilds: 0,
             scratch: Vec::new(),
         })
     }
@@ -176,6 +179,16 @@ impl Table {
         self.buckets[segment].put_u64_le(offset, entry);
     }
 
+    /// Asks the CPU to bring the home bucket of `hash` into the cache, ahead of a lookup
+    /// (a hint: see [`MemorySegment::prefetch`]).
+    #[inline]
+    pub(crate) fn prefetch_bucket(&self, hash: u64) {
+        let index = hash as usize & self.bucket_mask;
+        let segment = index >> self.bucket_shift;
+        let offset = (index & ((1 << self.bucket_shift) - 1)) * HASH_BUCKET_SIZE;
+        self.buckets[segment].prefetch(offset);
+    }
+
     /// The record address bucket `index` points to, or `None` when it is empty.
     #[inline]
     pub(crate) fn entry_address(&self, index: usize) -> Option<u64> {
@@ -223,6 +236,21 @@ impl Table {
         self.area.record(address, scratch)
     }
 
+    /// The first live record at or after `address` (a record's start, or the area's end):
+    /// its address and the address after it. Streaming groups this way reads the records
+    /// in address order, sequentially; valid only while the table is not scattered (then
+    /// the live records are exactly the groups).
+    ///
+    /// # Panics
+    ///
+    /// When the table is scattered.
+    #[inline]
+    pub(crate) fn live_record(&self, address: u64) -> Option<(u64, u64)> {
+        assert!(!self.scattered, "an address walk of a scattered table");
+        let (live, header) = self.area.live_from(address)?;
+        Some((live, live + header.total_len() as u64))
+    }
+
     /// Applies `update` to the accumulator of the record at `address`, where it lies.
     #[inline]
     pub(crate) fn update_in_place(&mut self, address: u64, update: impl FnOnce(&mut [u8])) {
@@ -239,7 +267,9 @@ impl Table {
     }
 
     /// Adds `key` (absent, with hash `hash`) with accumulator `acc`; `Ok(false)` when there
-    /// is no room (no group changed; the table may have grown or been rebuilt).
+    /// is no room (no group changed; the table may have grown or been rebuilt). `vacant` is
+    /// the bucket [`Table::find`] answered for `key`, with the table unchanged since: it is
+    /// taken unless the insert grows or rebuilds the table, which looks the key up again.
     ///
     /// # Errors
     ///
@@ -247,8 +277,16 @@ impl Table {
     ///
     /// # Panics
     ///
-    /// When the table holds `key` already.
-    pub(crate) fn insert(&mut self, hash: u64, key: &[u8], acc: &[u8]) -> Result<bool> {
+    /// When the table holds `key` already (found again after a growth or rebuild), or
+    /// `vacant` is taken.
+    pub(crate) fn insert(
+        &mut self,
+        vacant: usize,
+        hash: u64,
+        key: &[u8],
+        acc: &[u8],
+    ) -> Result<bool> {
+        let (buckets, rebuilds) = (self.buckets_len(), self.rebuilds);
         if (self.groups + 1) * 100 > self.buckets_len() * HASH_LOAD_PERCENT_MAX && !self.grow()? {
             return Ok(false);
         }
@@ -256,9 +294,15 @@ impl Table {
             return Ok(false);
         }
         let (address, len) = self.area.append(key, acc);
-        let Slot::Vacant { index } = self.find(hash, key) else {
-            panic!("insert of a key the table holds");
+        let index = if (buckets, rebuilds) == (self.buckets_len(), self.rebuilds) {
+            vacant
+        } else {
+            let Slot::Vacant { index } = self.find(hash, key) else {
+                panic!("insert of a key the table holds");
+            };
+            index
         };
+        assert_eq!(self.bucket(index), 0, "insert into a taken bucket {index}");
         self.set_bucket(index, (hash & !ADDRESS_MASK) | (address + 1));
         self.groups += 1;
         let partition = self.partition_of(hash);
@@ -381,6 +425,7 @@ impl Table {
     /// Slides the live records down over the dead ones, fills the bucket array again from
     /// them (rehashing their keys), and gives surplus record segments back to the budget.
     pub(crate) fn rebuild(&mut self) {
+        self.rebuilds += 1;
         self.clear_buckets();
         let groups = std::mem::take(&mut self.groups);
         let mut scratch = std::mem::take(&mut self.scratch);
@@ -415,6 +460,7 @@ impl Table {
 
     /// Empties the table for reuse with `seed`; record segments go back to the budget.
     pub(crate) fn clear(&mut self, seed: u64) {
+        self.rebuilds += 1;
         self.clear_buckets();
         for segment in self.area.take_segments() {
             self.memory.give_back(segment);
@@ -459,6 +505,7 @@ impl Table {
     /// Doubles the bucket array when the budget and the bucket share allow; `Ok(false)`
     /// otherwise.
     fn grow(&mut self) -> Result<bool> {
+        assert!(!self.scattered, "growth of a scattered table");
         let count = self.buckets.len() * 2;
         if count > self.segments_total / HASH_BUCKET_SHARE_INVERSE {
             return Ok(false);
@@ -469,25 +516,52 @@ impl Table {
             Err(error) => return Err(error),
         };
         let old = std::mem::replace(&mut self.buckets, grown);
-        let old_len = self.buckets_len();
-        self.bucket_mask = old_len * 2 - 1;
-        self.clear_buckets();
-        let mut scratch = std::mem::take(&mut self.scratch);
-        for index in 0..old_len {
-            let entry = bucket_in(&old, self.bucket_shift, index);
-            if entry == 0 {
-                continue;
-            }
-            let (key, _) = self.area.record((entry & ADDRESS_MASK) - 1, &mut scratch);
-            let hash = hash_bytes(self.seed, key);
-            let vacant = self.vacant_bucket(hash);
-            self.set_bucket(vacant, entry);
-        }
-        self.scratch = scratch;
+        self.bucket_mask = self.bucket_mask * 2 + 1;
         for segment in old {
             self.memory.give_back(segment);
         }
+        self.clear_buckets();
+        self.fill_buckets();
         Ok(true)
+    }
+
+    /// Points a bucket at every live record of the area (the buckets are empty), walking
+    /// the area in address order: the records are read sequentially, where walking the old
+    /// buckets would read them in random order (a cache miss per group).
+    /// The records are hashed [`HASH_PREFETCH_BATCH`] at a time and their buckets
+    /// prefetched before any is written, so that the (random) bucket writes overlap.
+    fn fill_buckets(&mut self) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut batch = [(0u64, 0u64); HASH_PREFETCH_BATCH];
+        let mut address = 0;
+        let mut filled = 0;
+        loop {
+            let mut len = 0;
+            while len < batch.len() {
+                let Some((live, header)) = self.area.live_from(address) else {
+                    break;
+                };
+                let (key, _) = self.area.body(live, &header, &mut scratch);
+                let hash = hash_bytes(self.seed, key);
+                self.prefetch_bucket(hash);
+                batch[len] = (live, hash);
+                len += 1;
+                address = live + header.total_len() as u64;
+            }
+            for &(live, hash) in &batch[..len] {
+                let vacant = self.vacant_bucket(hash);
+                self.set_bucket(vacant, (hash & !ADDRESS_MASK) | (live + 1));
+            }
+            filled += len;
+            if len < batch.len() {
+                break;
+            }
+        }
+        assert_eq!(
+            filled, self.groups,
+            "the area holds other groups than counted"
+        );
+        self.scratch = scratch;
     }
 
     /// Makes sure `len` more bytes fit in the record area, taking segments from the budget
@@ -538,7 +612,10 @@ mod tests {
 
     fn insert(table: &mut Table, key: &[u8], acc: &[u8]) -> bool {
         let hash = hash_bytes(table.seed(), key);
-        table.insert(hash, key, acc).unwrap()
+        let Slot::Vacant { index } = table.find(hash, key) else {
+            panic!("insert of a key the table holds");
+        };
+        table.insert(index, hash, key, acc).unwrap()
     }
 
     fn replace(table: &mut Table, key: &[u8], acc: &[u8]) -> bool {
