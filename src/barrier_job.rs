@@ -326,7 +326,7 @@ fn slow_map(
     process: u32,
     cancel: &AtomicBool,
 ) -> Result<BarrierWorkerReport> {
-    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let waker = crate::workers::current_thread_waker();
     let mut readers: Vec<RecordReader> = (0..gate.channel_count())
         .map(|i| RecordReader::new(weir_netstack::ChannelIndex(u32::try_from(i).expect("few"))))
         .collect();
@@ -396,14 +396,6 @@ fn slow_map(
         buffer_size,
         wall_us: u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
     })
-}
-
-struct Unpark(std::thread::Thread);
-
-impl std::task::Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
 }
 
 /// Wall-clock nanoseconds `delay` from now: the epoch a launcher hands its workers.

@@ -283,8 +283,7 @@ fn paced_source<S: weir_netstack::ChannelSelector>(
 }
 
 fn record_latencies(mut gate: InputGate, cancel: &AtomicBool) -> Result<Histogram<u64>> {
-    let thread = std::thread::current();
-    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(thread)));
+    let waker = crate::workers::current_thread_waker();
     let mut readers: Vec<RecordReader> = (0..gate.channel_count())
         .map(|i| RecordReader::new(weir_netstack::ChannelIndex(u32::try_from(i).expect("few"))))
         .collect();
@@ -322,14 +321,6 @@ fn record_latencies(mut gate: InputGate, cancel: &AtomicBool) -> Result<Histogra
             }
             GatePoll::EndOfPartitions => return Ok(latencies),
         }
-    }
-}
-
-struct Unpark(std::thread::Thread);
-
-impl std::task::Wake for Unpark {
-    fn wake(self: std::sync::Arc<Self>) {
-        self.0.unpark();
     }
 }
 

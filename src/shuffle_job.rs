@@ -18,8 +18,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Wake, Waker};
-use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use weir_kernel::constants::SEGMENT_SIZE_DEFAULT;
@@ -854,15 +852,6 @@ fn write_records(job: &ShuffleJob, source: usize, mut writer: KeyedWriter) -> Re
     })
 }
 
-/// Unparks the sink's thread.
-struct Unpark(Thread);
-
-impl Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
 fn run_sink(
     mut gate: InputGate,
     exchange: Exchange,
@@ -870,7 +859,7 @@ fn run_sink(
     sinks: usize,
     cancel: &AtomicBool,
 ) -> Result<SinkTally> {
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let waker = crate::workers::current_thread_waker();
     let mut readers: Vec<RecordReader> = (0..gate.channel_count())
         .map(|i| RecordReader::new(channel(i)))
         .collect();

@@ -18,6 +18,21 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Result, WeirError};
 
+/// A waker that unparks the thread that called this: how a task thread sleeps on its
+/// input gate (register the waker, poll once more, park).
+pub(crate) fn current_thread_waker() -> std::task::Waker {
+    std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())))
+}
+
+/// Unparks one thread.
+struct Unpark(std::thread::Thread);
+
+impl std::task::Wake for Unpark {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
 /// Reads a peers file: one `host:port` per line (blank lines and `#` comments skipped); the
 /// n-th address is process n's.
 ///

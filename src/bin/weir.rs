@@ -455,13 +455,12 @@ fn shuffle(args: ShuffleArgs) -> Result<(), WeirError> {
     let report = if args.workers == 1 {
         run_shuffle(&job)?
     } else {
-        let cluster = LocalCluster::new(args.workers)?;
-        let exe = std::env::current_exe().map_err(|e| WeirError::file("find", "weir", e))?;
-        let lines = cluster.run(&exe, &args.job.to_args(), Duration::from_secs(3600))?;
-        let reports = lines
-            .iter()
-            .map(|line| WorkerReport::parse(line).map_err(|message| WeirError::Input { message }))
-            .collect::<Result<Vec<_>, _>>()?;
+        let reports = run_local_workers(
+            args.workers,
+            &args.job.to_args(),
+            Duration::from_secs(3600),
+            WorkerReport::parse,
+        )?;
         combine_workers(&job, &reports)
     };
     eprintln!(
@@ -489,15 +488,7 @@ fn shuffle_worker(
     peers: &std::path::Path,
     args: &ShuffleJobArgs,
 ) -> Result<(), WeirError> {
-    let peers = read_peers(peers)?;
-    if process as usize >= peers.len() {
-        return Err(WeirError::Input {
-            message: format!(
-                "--process {process}: the peers file lists {} workers",
-                peers.len()
-            ),
-        });
-    }
+    let peers = worker_peers(process, peers)?;
     let job = args.job(peers.len());
     let report = run_shuffle_worker(&job, NetworkConfig::new(process, peers))?;
     println!("{}", report.to_line());
@@ -547,16 +538,13 @@ fn latency(args: LatencyArgs) -> Result<(), WeirError> {
             message: "--rate 0: at least 1 record per second".to_owned(),
         });
     }
-    let cluster = LocalCluster::new(args.workers)?;
-    let exe = std::env::current_exe().map_err(|e| WeirError::file("find", "weir", e))?;
     let timeout = job.duration + Duration::from_secs(120);
-    let lines = cluster.run(&exe, &args.job.to_args(), timeout)?;
-    let reports = lines
-        .iter()
-        .map(|line| {
-            LatencyWorkerReport::parse(line).map_err(|message| WeirError::Input { message })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let reports = run_local_workers(
+        args.workers,
+        &args.job.to_args(),
+        timeout,
+        LatencyWorkerReport::parse,
+    )?;
     let report = LatencyReport::merge(&reports)?;
     eprintln!(
         "weir bench latency: {} records at {}/s, flush {}: p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms",
@@ -585,15 +573,7 @@ fn latency_worker(
     peers: &std::path::Path,
     args: &LatencyJobArgs,
 ) -> Result<(), WeirError> {
-    let peers = read_peers(peers)?;
-    if process as usize >= peers.len() {
-        return Err(WeirError::Input {
-            message: format!(
-                "--process {process}: the peers file lists {} workers",
-                peers.len()
-            ),
-        });
-    }
+    let peers = worker_peers(process, peers)?;
     let job = args.job(peers.len())?;
     let report = run_latency_worker(&job, NetworkConfig::new(process, peers))?;
     println!("{}", report.to_line());
@@ -672,18 +652,15 @@ fn barrier(args: BarrierArgs) -> Result<(), WeirError> {
         });
     }
     let job = args.job.job()?;
-    let cluster = LocalCluster::new(args.workers)?;
-    let exe = std::env::current_exe().map_err(|e| WeirError::file("find", "weir", e))?;
     // Workers connect within a second or two; the sources start together at the epoch.
     let epoch = epoch_after(Duration::from_secs(2));
     let timeout = job.duration + Duration::from_secs(300);
-    let lines = cluster.run(&exe, &args.job.to_args(epoch), timeout)?;
-    let reports = lines
-        .iter()
-        .map(|line| {
-            BarrierWorkerReport::parse(line).map_err(|message| WeirError::Input { message })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let reports = run_local_workers(
+        args.workers,
+        &args.job.to_args(epoch),
+        timeout,
+        BarrierWorkerReport::parse,
+    )?;
     let report = BarrierReport::combine(&reports);
     eprintln!(
         "weir bench barrier: debloat {}, {} barriers: delay p50 {:.1} ms, p99 {:.1} ms; \
@@ -722,6 +699,21 @@ fn barrier_worker(
     peers: &std::path::Path,
     args: &BarrierJobArgs,
 ) -> Result<(), WeirError> {
+    let peers = worker_peers(process, peers)?;
+    let mut job = args.job()?;
+    if job.epoch_ns == 0 {
+        job.epoch_ns = epoch_after(Duration::from_secs(1));
+    }
+    let report = run_barrier_worker(&job, NetworkConfig::new(process, peers))?;
+    println!("{}", report.to_line());
+    Ok(())
+}
+
+/// The peers file of a worker process, checked to list `process`.
+fn worker_peers(
+    process: u32,
+    peers: &std::path::Path,
+) -> Result<Vec<std::net::SocketAddr>, WeirError> {
     let peers = read_peers(peers)?;
     if process as usize >= peers.len() {
         return Err(WeirError::Input {
@@ -731,13 +723,24 @@ fn barrier_worker(
             ),
         });
     }
-    let mut job = args.job()?;
-    if job.epoch_ns == 0 {
-        job.epoch_ns = epoch_after(Duration::from_secs(1));
-    }
-    let report = run_barrier_worker(&job, NetworkConfig::new(process, peers))?;
-    println!("{}", report.to_line());
-    Ok(())
+    Ok(peers)
+}
+
+/// Starts `workers` worker processes of this executable on loopback with `job_args` and
+/// parses each one's report (its last stdout line) with `parse`.
+fn run_local_workers<R>(
+    workers: usize,
+    job_args: &[String],
+    timeout: Duration,
+    parse: fn(&str) -> Result<R, String>,
+) -> Result<Vec<R>, WeirError> {
+    let cluster = LocalCluster::new(workers)?;
+    let exe = std::env::current_exe().map_err(|e| WeirError::file("find", "weir", e))?;
+    cluster
+        .run(&exe, job_args, timeout)?
+        .iter()
+        .map(|line| parse(line).map_err(|message| WeirError::Input { message }))
+        .collect()
 }
 
 /// The default job: a verified external sort of generated records under a small budget.
