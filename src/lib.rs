@@ -6,7 +6,9 @@
 #![forbid(unsafe_code)]
 
 pub mod barrier_job;
+pub mod config;
 pub mod constants;
+pub mod dataflow;
 pub mod error;
 pub mod latency_job;
 pub mod shuffle_job;

@@ -29,9 +29,34 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("invalid size {text:?}: too large"))
 }
 
+/// Formats a size the way [`parse_size`] reads it: the largest binary unit that divides
+/// it exactly (`64MiB`, `1536KiB`, `1000B`).
+pub fn format_size(bytes: u64) -> String {
+    const UNITS: [(u64, &str); 4] = [
+        (1 << 40, "TiB"),
+        (1 << 30, "GiB"),
+        (1 << 20, "MiB"),
+        (1 << 10, "KiB"),
+    ];
+    for (unit, name) in UNITS {
+        if bytes >= unit && bytes % unit == 0 {
+            return format!("{}{name}", bytes / unit);
+        }
+    }
+    format!("{bytes}B")
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::{format_size, parse_size};
+
+    #[test]
+    fn formats_what_it_parses() {
+        for bytes in [0, 1000, 1536 << 10, 64 << 20, 3 << 30, 1 << 40] {
+            assert_eq!(parse_size(&format_size(bytes)).unwrap(), bytes);
+        }
+        assert_eq!(format_size(64 << 20), "64MiB");
+    }
 
     #[test]
     fn parses_units() {

@@ -1,0 +1,270 @@
+//! [`Config`]: every knob of a dataflow job, with its default and its allowed range.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use weir_kernel::constants::{SEGMENT_SIZE_DEFAULT, SEGMENT_SIZE_MAX, SEGMENT_SIZE_MIN};
+use weir_kernel::spill::IoBackend;
+use weir_netstack::FlushMode;
+
+use crate::error::{Result, WeirError};
+
+/// The smallest managed memory per worker: a few kernel operators at their minimum.
+pub const MEMORY_MIN: u64 = 4 << 20;
+/// The smallest network memory per worker.
+pub const NETWORK_MEMORY_MIN: u64 = 1 << 20;
+/// The largest memory of either kind per worker.
+pub const MEMORY_MAX: u64 = 1 << 40;
+/// The most worker processes of a job.
+pub const WORKERS_MAX: usize = 64;
+/// The most task slots per worker.
+pub const SLOTS_MAX: usize = 64;
+
+/// How a dataflow job runs. [`Config::default`] gives the documented defaults;
+/// [`Config::validate`] checks every field (the CLI names the flag of a field in error).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Managed memory per worker (`--memory`, default 64 MiB): the budget its sort, hash
+    /// aggregation and join operators and its sources' I/O buffers share. Each kernel
+    /// operator of each task gets an equal share of what the I/O buffers leave.
+    pub memory: u64,
+    /// Network memory per worker (`--network-memory`, default 16 MiB), a budget of its
+    /// own beside `memory`: the output pools of its tasks and the buffers of their remote
+    /// input channels. A job that needs more fails at start with the amount.
+    pub network_memory: u64,
+    /// Segment size of both budgets (`--segment-size`, default 32 KiB, a power of two from
+    /// 4 KiB to 1 MiB): also the largest network buffer.
+    pub segment_size: usize,
+    /// Exclusive buffers per remote input channel (`--buffers-per-channel`, default 2,
+    /// 1 to 64): the credit a channel announces before any floating buffer.
+    pub buffers_per_channel: usize,
+    /// Floating buffers per input gate (`--floating-buffers`, default 8, 1 to 1024).
+    pub floating_per_gate: usize,
+    /// When output buffers are flushed (`--flush`, default every 100 ms).
+    pub flush: FlushMode,
+    /// Buffer debloating of input gates (`--debloat on|off`, default off).
+    pub debloat: bool,
+    /// The debloating target: the time to consume the data in flight (`--debloat-target`,
+    /// default 1 s, 10 ms to 60 s).
+    pub debloat_target: Duration,
+    /// Where operators spill (`--spill-dir`, default the system temp directory): an
+    /// existing, writable directory.
+    pub spill_dir: PathBuf,
+    /// The spill I/O backend (`--io auto|io_uring|sync`, default auto: io_uring when the
+    /// kernel allows it).
+    pub io_backend: Option<IoBackend>,
+    /// Worker processes (`--workers`, default 1, 1 to 64).
+    pub workers: usize,
+    /// Task slots per worker (`--slots`, default 1, 1 to 64): each stage runs
+    /// workers × slots tasks.
+    pub slots: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            memory: 64 << 20,
+            network_memory: 16 << 20,
+            segment_size: SEGMENT_SIZE_DEFAULT,
+            buffers_per_channel: weir_netstack::constants::BUFFERS_PER_CHANNEL_DEFAULT,
+            floating_per_gate: weir_netstack::constants::FLOATING_BUFFERS_PER_GATE_DEFAULT,
+            flush: FlushMode::default(),
+            debloat: false,
+            debloat_target: Duration::from_secs(1),
+            spill_dir: std::env::temp_dir(),
+            io_backend: None,
+            workers: 1,
+            slots: 1,
+        }
+    }
+}
+
+impl Config {
+    /// Tasks per stage: workers × slots.
+    pub fn parallelism(&self) -> usize {
+        self.workers * self.slots
+    }
+
+    /// Checks every field against its range.
+    ///
+    /// # Errors
+    ///
+    /// [`WeirError::Input`] with one line naming the first invalid field's flag, its value
+    /// and the allowed range.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |flag: &str, value: String, allowed: String| {
+            Err(WeirError::Input {
+                message: format!("{flag} {value}: allowed {allowed}"),
+            })
+        };
+        let size = |bytes: u64| crate::size::format_size(bytes);
+        if !(MEMORY_MIN..=MEMORY_MAX).contains(&self.memory) {
+            return invalid(
+                "--memory",
+                size(self.memory),
+                format!("{} to {}", size(MEMORY_MIN), size(MEMORY_MAX)),
+            );
+        }
+        if !(NETWORK_MEMORY_MIN..=MEMORY_MAX).contains(&self.network_memory) {
+            return invalid(
+                "--network-memory",
+                size(self.network_memory),
+                format!("{} to {}", size(NETWORK_MEMORY_MIN), size(MEMORY_MAX)),
+            );
+        }
+        if !self.segment_size.is_power_of_two()
+            || !(SEGMENT_SIZE_MIN..=SEGMENT_SIZE_MAX).contains(&self.segment_size)
+        {
+            return invalid(
+                "--segment-size",
+                size(self.segment_size as u64),
+                format!(
+                    "a power of two from {} to {}",
+                    size(SEGMENT_SIZE_MIN as u64),
+                    size(SEGMENT_SIZE_MAX as u64)
+                ),
+            );
+        }
+        if !(1..=64).contains(&self.buffers_per_channel) {
+            return invalid(
+                "--buffers-per-channel",
+                self.buffers_per_channel.to_string(),
+                "1 to 64".into(),
+            );
+        }
+        if !(1..=1024).contains(&self.floating_per_gate) {
+            return invalid(
+                "--floating-buffers",
+                self.floating_per_gate.to_string(),
+                "1 to 1024".into(),
+            );
+        }
+        let target = self.debloat_target;
+        if !(Duration::from_millis(10)..=Duration::from_secs(60)).contains(&target) {
+            return invalid(
+                "--debloat-target",
+                format!("{}ms", target.as_millis()),
+                "10ms to 60s".into(),
+            );
+        }
+        if !self.spill_dir.is_dir() {
+            return invalid(
+                "--spill-dir",
+                self.spill_dir.display().to_string(),
+                "an existing, writable directory".into(),
+            );
+        }
+        if !(1..=WORKERS_MAX).contains(&self.workers) {
+            return invalid(
+                "--workers",
+                self.workers.to_string(),
+                format!("1 to {WORKERS_MAX}"),
+            );
+        }
+        if !(1..=SLOTS_MAX).contains(&self.slots) {
+            return invalid(
+                "--slots",
+                self.slots.to_string(),
+                format!("1 to {SLOTS_MAX}"),
+            );
+        }
+        Ok(())
+    }
+
+    /// The segments of the managed budget.
+    pub fn memory_segments(&self) -> usize {
+        usize::try_from(self.memory).unwrap_or(usize::MAX) / self.segment_size
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid() {
+        Config::default().validate().unwrap();
+        assert_eq!(Config::default().parallelism(), 1);
+    }
+
+    #[test]
+    fn each_invalid_field_is_named_with_its_range() {
+        let cases: Vec<(Config, &str)> = vec![
+            (
+                Config {
+                    memory: 1 << 20,
+                    ..Config::default()
+                },
+                "--memory 1MiB: allowed 4MiB to 1TiB",
+            ),
+            (
+                Config {
+                    network_memory: 1000,
+                    ..Config::default()
+                },
+                "--network-memory",
+            ),
+            (
+                Config {
+                    segment_size: 3000,
+                    ..Config::default()
+                },
+                "--segment-size",
+            ),
+            (
+                Config {
+                    segment_size: 2 << 20,
+                    ..Config::default()
+                },
+                "--segment-size 2MiB",
+            ),
+            (
+                Config {
+                    buffers_per_channel: 0,
+                    ..Config::default()
+                },
+                "--buffers-per-channel 0: allowed 1 to 64",
+            ),
+            (
+                Config {
+                    floating_per_gate: 5000,
+                    ..Config::default()
+                },
+                "--floating-buffers",
+            ),
+            (
+                Config {
+                    debloat_target: Duration::ZERO,
+                    ..Config::default()
+                },
+                "--debloat-target 0ms",
+            ),
+            (
+                Config {
+                    spill_dir: "/no/such/dir".into(),
+                    ..Config::default()
+                },
+                "--spill-dir /no/such/dir",
+            ),
+            (
+                Config {
+                    workers: 0,
+                    ..Config::default()
+                },
+                "--workers 0: allowed 1 to 64",
+            ),
+            (
+                Config {
+                    slots: 65,
+                    ..Config::default()
+                },
+                "--slots 65",
+            ),
+        ];
+        for (config, expected) in cases {
+            let message = config.validate().unwrap_err().to_string();
+            assert!(message.contains(expected), "{message} lacks {expected}");
+            assert!(!message.contains('\n'), "one line: {message}");
+        }
+    }
+}

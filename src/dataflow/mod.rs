@@ -1,0 +1,579 @@
+//! The dataflow API: programs written once, run by every task of every worker.
+//!
+//! ```text
+//!   let flow = Dataflow::new();                       (the same program on every worker)
+//!   flow.generate(n, f) ─map─filter─▶ key_by(k) ══hash exchange══▶ aggregate ─▶ collect()
+//!   └──────────── stage 0: one task per slot ────┘              └── stage 1 ──┘
+//!
+//!   a stage = a chain of operators between exchanges, one thread per task;
+//!   inside a chain, records are values passed by function call (never serialized);
+//!   across an exchange, records are serde-fmt bytes in network buffers, local channels
+//!   for tasks of the same worker, TCP with credit-based flow control between workers.
+//! ```
+//!
+//! A program is SPMD like timely's: every worker process builds the same [`Dataflow`]
+//! and [`runtime::execute`]s it with its own process index. Task `t` of a stage with
+//! parallelism P (workers × slots) runs on worker `t / slots`; a stage fed by
+//! [`Stream::gather`] has one task, on worker 0, which is also where [`Stream::collect`]
+//! delivers.
+//!
+//! Blocking operators ([`KeyedStream::aggregate`], [`KeyedStream::join`],
+//! [`Stream::sort_by`]) run in the kernel: hash aggregation, hybrid hash join and external
+//! sort, each with its share of the worker's memory budget, spilling to disk when the share
+//! is used up. An aggregation pre-aggregates before its exchange (a combiner), so only
+//! partial accumulators cross the network. A join reads its build (right) input to the end
+//! before its probe (left) input; the right input must therefore not depend on the left
+//! one's progress (as for any blocking exchange).
+//!
+//! Keys are encoded with serde-fmt's order-preserving key format: the exchange hashes
+//! those bytes into key groups (Flink's scheme), the kernel operators compare them, and a
+//! sort orders by them (wrap a field in [`crate::serde_fmt::Descending`] to reverse it).
+
+mod graph;
+mod operators;
+pub mod runtime;
+mod sources;
+
+use std::cell::RefCell;
+use std::marker::PhantomData;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use weir_kernel::hash::JoinType;
+
+use crate::error::Result;
+use graph::{DatasetId, Exchange, Graph, Parallelism, Stage};
+pub use runtime::{JobReport, TaskContext, WorkerReport};
+
+/// What flows through a stream: a record type serde-fmt can encode and decode.
+pub trait Data: Serialize + DeserializeOwned + Send + 'static {}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> Data for T {}
+
+/// What a key is: data that is also cloned into the kernel operators' key bytes.
+pub trait Key: Data + Clone {}
+
+impl<K: Data + Clone> Key for K {}
+
+/// The receiving end of an operator: records pushed one at a time, then `finish`.
+///
+/// Chains are built from these: `map` wraps its downstream `Push` in one that applies the
+/// function, so a record goes through a chain as nested calls.
+pub trait Push<T>: Send {
+    /// Takes one record.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the operator or its downstream fails with; the task then stops.
+    fn push(&mut self, record: T) -> Result<()>;
+
+    /// No more records will come: emit what is held back and finish downstream.
+    ///
+    /// # Errors
+    ///
+    /// As [`push`](Self::push).
+    fn finish(&mut self) -> Result<()>;
+}
+
+/// The source of a task's records: it pushes them into the task's chain, then finishes it.
+pub(crate) trait Driver: Send {
+    /// Runs to the end of the input.
+    fn run(&mut self, ctx: &mut TaskContext) -> Result<()>;
+}
+
+/// Builds a chain for one task: given the downstream `Push`, the driver that feeds it.
+type Open<T> =
+    Arc<dyn Fn(&mut TaskContext, Box<dyn Push<T>>) -> Result<Box<dyn Driver>> + Send + Sync>;
+
+/// A dataflow program under construction. See the module documentation.
+#[derive(Debug, Clone, Default)]
+pub struct Dataflow {
+    graph: Rc<RefCell<Graph>>,
+}
+
+impl Dataflow {
+    /// An empty program.
+    pub fn new() -> Dataflow {
+        Dataflow::default()
+    }
+
+    /// The stages and exchanges built so far, for [`runtime::execute`].
+    pub(crate) fn graph(&self) -> Rc<RefCell<Graph>> {
+        Rc::clone(&self.graph)
+    }
+
+    /// A stream of `f(0)`, …, `f(count − 1)`: task `t` of P generates the indices `i`
+    /// with `i % P == t`.
+    pub fn generate<T: Data>(
+        &self,
+        count: u64,
+        f: impl Fn(u64) -> T + Send + Sync + 'static,
+    ) -> Stream<T> {
+        self.source("generate", 0, sources::generate(count, f))
+    }
+
+    /// The rows of a table file written by `weir gen tpch`, each passed as its encoded
+    /// bytes to `project` (read the needed fields at their fixed offsets, or decode the
+    /// row with serde-fmt), which returns the record or `None` to drop the row. Task `t`
+    /// of P takes the rows `i` with `i % P == t`; every task reads the file sequentially
+    /// through its own I/O buffers, which count in the worker's budget.
+    pub fn tpch_table<T: Data>(
+        &self,
+        dir: impl Into<std::path::PathBuf>,
+        table: crate::tpch::Table,
+        project: impl Fn(&[u8]) -> Result<Option<T>> + Send + Sync + 'static,
+    ) -> Stream<T> {
+        self.source(
+            table.name(),
+            crate::tpch::TableScan::segments() + 1,
+            sources::tpch_table(dir.into(), table, project),
+        )
+    }
+
+    /// The lines of a UTF-8 text file (`.tbl`, CSV, logs) without their line ends: task
+    /// `t` of P takes the lines `i` with `i % P == t`.
+    pub fn text_lines(&self, path: impl Into<std::path::PathBuf>) -> Stream<String> {
+        self.source("text", 0, sources::text_lines(path.into()))
+    }
+
+    /// The records of a file of fixed-width binary records (`width` bytes each): task `t`
+    /// of P reads the `t`-th of P contiguous ranges of records.
+    pub fn fixed_width(
+        &self,
+        path: impl Into<std::path::PathBuf>,
+        width: usize,
+    ) -> Stream<Vec<u8>> {
+        self.source("fixed-width", 0, sources::fixed_width(path.into(), width))
+    }
+
+    /// A stream from a custom source: `open(ctx)` runs in each task and returns an
+    /// iterator of that task's records (use [`TaskContext::task`] and
+    /// [`TaskContext::parallelism`] to pick its share).
+    pub fn source_fn<T: Data, I>(
+        &self,
+        name: &str,
+        open: impl Fn(&TaskContext) -> Result<I> + Send + Sync + 'static,
+    ) -> Stream<T>
+    where
+        I: Iterator<Item = Result<T>> + Send + 'static,
+    {
+        self.source(name, 0, sources::from_fn(open))
+    }
+
+    fn source<T: Data>(&self, name: &str, io_segments: usize, open: Open<T>) -> Stream<T> {
+        Stream {
+            graph: Rc::clone(&self.graph),
+            open,
+            inputs: Vec::new(),
+            parallelism: Parallelism::All,
+            memory_ops: 0,
+            io_segments,
+            name: name.to_string(),
+        }
+    }
+}
+
+/// A stream of records of type `T` in the program being built.
+pub struct Stream<T> {
+    graph: Rc<RefCell<Graph>>,
+    open: Open<T>,
+    // Exchanges this chain reads.
+    inputs: Vec<DatasetId>,
+    parallelism: Parallelism,
+    // Kernel operators (each takes a share of the worker's memory) and I/O buffers.
+    memory_ops: usize,
+    io_segments: usize,
+    name: String,
+}
+
+impl<T> std::fmt::Debug for Stream<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream")
+            .field("name", &self.name)
+            .field("inputs", &self.inputs)
+            .field("parallelism", &self.parallelism)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Data> Stream<T> {
+    /// Appends an operator to the chain: `wrap` turns the downstream `Push<U>` into this
+    /// stream's `Push<T>`.
+    fn chain<U: Data>(
+        self,
+        name: &str,
+        memory_ops: usize,
+        wrap: impl Fn(&mut TaskContext, Box<dyn Push<U>>) -> Result<Box<dyn Push<T>>>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Stream<U> {
+        let upstream = self.open;
+        Stream {
+            graph: self.graph,
+            open: Arc::new(move |ctx, down| {
+                let push = wrap(ctx, down)?;
+                upstream(ctx, push)
+            }),
+            inputs: self.inputs,
+            parallelism: self.parallelism,
+            memory_ops: self.memory_ops + memory_ops,
+            io_segments: self.io_segments,
+            name: format!("{} → {name}", self.name),
+        }
+    }
+
+    /// Each record through `f`.
+    pub fn map<U: Data>(self, f: impl Fn(T) -> U + Send + Sync + 'static) -> Stream<U> {
+        let f: Arc<dyn Fn(T) -> U + Send + Sync> = Arc::new(f);
+        self.chain("map", 0, move |_, down| {
+            Ok(Box::new(operators::Map {
+                f: Arc::clone(&f),
+                down,
+            }))
+        })
+    }
+
+    /// The records for which `f` holds.
+    pub fn filter(self, f: impl Fn(&T) -> bool + Send + Sync + 'static) -> Stream<T> {
+        let f: Arc<dyn Fn(&T) -> bool + Send + Sync> = Arc::new(f);
+        self.chain("filter", 0, move |_, down| {
+            Ok(Box::new(operators::Filter {
+                f: Arc::clone(&f),
+                down,
+            }))
+        })
+    }
+
+    /// Every record `f` returns for each record.
+    pub fn flat_map<U: Data, I: IntoIterator<Item = U> + 'static>(
+        self,
+        f: impl Fn(T) -> I + Send + Sync + 'static,
+    ) -> Stream<U> {
+        let f: Arc<dyn Fn(T) -> I + Send + Sync> = Arc::new(f);
+        self.chain("flat_map", 0, move |_, down| {
+            Ok(Box::new(operators::FlatMap {
+                f: Arc::clone(&f),
+                down,
+                _items: PhantomData,
+            }))
+        })
+    }
+
+    /// Partitions the stream by `key` for a keyed operator (aggregate, join): records with
+    /// equal keys meet in one task. The exchange happens in the operator that follows, so
+    /// an aggregation can pre-aggregate before it.
+    pub fn key_by<K: Key>(
+        self,
+        key: impl Fn(&T) -> K + Send + Sync + 'static,
+    ) -> KeyedStream<K, T> {
+        KeyedStream {
+            stream: self,
+            key: Arc::new(key),
+        }
+    }
+
+    /// Records spread round robin over the next stage's tasks.
+    pub fn rebalance(self) -> Stream<T> {
+        self.exchange("rebalance", Exchange::RoundRobin, Parallelism::All)
+    }
+
+    /// Every record to every task of the next stage.
+    pub fn broadcast(self) -> Stream<T> {
+        self.exchange("broadcast", Exchange::Broadcast, Parallelism::All)
+    }
+
+    /// Every record to one task, on worker 0 (for a global sort, limit or result).
+    pub fn gather(self) -> Stream<T> {
+        self.exchange("gather", Exchange::Gather, Parallelism::One)
+    }
+
+    /// Ends this stage with an exchange; the returned stream reads it in the next stage.
+    fn exchange(self, name: &str, exchange: Exchange<T>, parallelism: Parallelism) -> Stream<T> {
+        let graph = Rc::clone(&self.graph);
+        let dataset = graph.borrow_mut().add_dataset(exchange.kind());
+        let exchange = Arc::new(exchange);
+        let producer = self.into_stage(move |ctx| {
+            let writer = ctx.take_writer(dataset)?;
+            let counters = ctx.counters();
+            Ok(Box::new(operators::ExchangeOut::new(
+                writer,
+                Arc::clone(&exchange),
+                counters,
+            )) as Box<dyn Push<T>>)
+        });
+        graph.borrow_mut().set_producer(dataset, producer);
+        Stream {
+            graph,
+            open: Arc::new(move |ctx, down| {
+                let gate = ctx.take_gate(dataset)?;
+                Ok(Box::new(operators::ExchangeIn::<T>::new(gate, down)) as Box<dyn Driver>)
+            }),
+            inputs: vec![dataset],
+            parallelism,
+            memory_ops: 0,
+            io_segments: 0,
+            name: name.to_string(),
+        }
+    }
+
+    /// Ends the chain in `sink` and registers it as a stage; returns the stage's index.
+    fn into_stage(
+        self,
+        sink: impl Fn(&mut TaskContext) -> Result<Box<dyn Push<T>>> + Send + Sync + 'static,
+    ) -> usize {
+        let open = self.open;
+        let stage = Stage {
+            name: self.name,
+            parallelism: self.parallelism,
+            memory_ops: self.memory_ops,
+            io_segments: self.io_segments,
+            open: Arc::new(move |ctx| {
+                let push = sink(ctx)?;
+                open(ctx, push)
+            }),
+        };
+        self.graph.borrow_mut().add_stage(stage, &self.inputs)
+    }
+
+    /// The records of each task sorted by `key` (serde-fmt key order; wrap fields in
+    /// [`crate::serde_fmt::Descending`] to reverse them), at most `limit` of them. An external
+    /// sort: it spills runs to disk when its memory share is full. For a total order,
+    /// sort, [`gather`](Self::gather) and sort again (with a limit, each task sends only
+    /// its first `limit` records).
+    pub fn sort_by<K: Key>(
+        self,
+        key: impl Fn(&T) -> K + Send + Sync + 'static,
+        limit: Option<u64>,
+    ) -> Stream<T> {
+        let key: Arc<dyn Fn(&T) -> K + Send + Sync> = Arc::new(key);
+        self.chain("sort", 1, move |ctx, down| {
+            Ok(Box::new(operators::Sort::new(
+                ctx,
+                Arc::clone(&key),
+                limit,
+                down,
+            )?))
+        })
+    }
+
+    /// The whole stream, in the process of worker 0, after the job ran (empty on the other
+    /// workers). Use for results, not for bulk data: the records are held in memory.
+    pub fn collect(self) -> Collected<T> {
+        let stream = if self.parallelism == Parallelism::One {
+            self
+        } else {
+            self.gather()
+        };
+        let records = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&records);
+        stream.into_stage(move |_| {
+            Ok(Box::new(operators::CollectSink {
+                records: Arc::clone(&sink),
+                local: Vec::new(),
+            }))
+        });
+        Collected { records }
+    }
+
+    /// The number of records, in the process of worker 0 after the job ran.
+    pub fn count(self) -> Collected<u64> {
+        self.chain("count", 0, |_, down| {
+            Ok(Box::new(operators::Count { count: 0, down }))
+        })
+        .collect()
+    }
+
+    /// Consumes the stream and drops every record.
+    pub fn discard(self) {
+        self.into_stage(|_| Ok(Box::new(operators::Discard)));
+    }
+
+    /// Writes each record as one line `line(&record)` to `DIR/part-T` (T the task index),
+    /// creating `dir` when missing.
+    pub fn write_lines(
+        self,
+        dir: impl Into<std::path::PathBuf>,
+        line: impl Fn(&T) -> String + Send + Sync + 'static,
+    ) {
+        let dir = dir.into();
+        let line: Arc<dyn Fn(&T) -> String + Send + Sync> = Arc::new(line);
+        self.into_stage(move |ctx| {
+            Ok(Box::new(operators::LinesSink::create(
+                &dir,
+                ctx.task(),
+                Arc::clone(&line),
+            )?))
+        });
+    }
+
+    /// Both streams' records (the left's first in each task, then the right's).
+    ///
+    /// # Panics
+    ///
+    /// When one stream runs on every task and the other on one (after `gather`).
+    pub fn union(self, other: Stream<T>) -> Stream<T> {
+        assert_eq!(
+            self.parallelism, other.parallelism,
+            "union of streams with different parallelism"
+        );
+        let (left, right) = (self.open, other.open);
+        let mut inputs = self.inputs;
+        inputs.extend(other.inputs);
+        Stream {
+            graph: self.graph,
+            open: Arc::new(move |ctx, down| {
+                let shared = operators::Shared::new(down, 2);
+                let first = left(ctx, Box::new(shared.clone()))?;
+                let second = right(ctx, Box::new(shared))?;
+                Ok(Box::new(operators::Sequence(vec![first, second])) as Box<dyn Driver>)
+            }),
+            inputs,
+            parallelism: self.parallelism,
+            memory_ops: self.memory_ops + other.memory_ops,
+            io_segments: self.io_segments + other.io_segments,
+            name: format!("union({}, {})", self.name, other.name),
+        }
+    }
+}
+
+/// A stream with a key per record, ready for a keyed operator. See [`Stream::key_by`].
+pub struct KeyedStream<K, T> {
+    stream: Stream<T>,
+    key: Arc<dyn Fn(&T) -> K + Send + Sync>,
+}
+
+impl<K, T> std::fmt::Debug for KeyedStream<K, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyedStream")
+            .field("stream", &self.stream)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: Key, T: Data> KeyedStream<K, T> {
+    /// The stream hash-partitioned by key: each record to the task that owns its key.
+    pub fn partition(self) -> Stream<T> {
+        let key = self.key;
+        self.stream.exchange(
+            "key_by",
+            Exchange::Hash(Arc::new(move |record: &T, out: &mut Vec<u8>| {
+                operators::append_key(out, &key(record));
+            })),
+            Parallelism::All,
+        )
+    }
+
+    /// One `(key, accumulator)` per key: `lift` makes a record's accumulator and `merge`
+    /// folds one accumulator into another (associative and commutative: partial
+    /// accumulators are merged in an order that depends on the memory budget). The
+    /// records are pre-aggregated before the exchange, so only one partial accumulator per
+    /// key and task crosses it. Kernel hash aggregation on both sides: it spills partial
+    /// accumulators by hash partition when its memory share is full, and re-aggregates
+    /// them partition by partition.
+    pub fn aggregate<A: Data>(
+        self,
+        lift: impl Fn(&T) -> A + Send + Sync + 'static,
+        merge: impl Fn(&mut A, A) + Send + Sync + 'static,
+    ) -> Stream<(K, A)> {
+        let merge: operators::Merge<A> = Arc::new(merge);
+        let key = self.key;
+        let lift: Arc<dyn Fn(&T) -> A + Send + Sync> = Arc::new(lift);
+        let combine_merge = Arc::clone(&merge);
+        let combined = self.stream.chain("combine", 1, move |ctx, down| {
+            Ok(Box::new(operators::Combine::new(
+                ctx,
+                Arc::clone(&key),
+                Arc::clone(&lift),
+                Arc::clone(&combine_merge),
+                down,
+            )?))
+        });
+        combined
+            .key_by(|(key, _): &(K, A)| key.clone())
+            .partition()
+            .chain("aggregate", 1, move |ctx, down| {
+                Ok(Box::new(operators::Aggregate::new(
+                    ctx,
+                    Arc::clone(&merge),
+                    down,
+                )?))
+            })
+    }
+
+    /// The inner join with `right` on equal keys: one `(left, right)` per matching pair.
+    /// A hybrid hash join that builds on `right` (put the smaller input there) and spills
+    /// partitions of both sides when its memory share is full.
+    pub fn join<R: Data>(self, right: KeyedStream<K, R>) -> Stream<(T, R)> {
+        self.join_as(right, JoinType::Inner)
+            .map(|(l, r)| match (l, r) {
+                (Some(l), Some(r)) => (l, r),
+                _ => unreachable!("an inner join row has both sides"),
+            })
+    }
+
+    /// A join of `join_type` with `right` on equal keys: for inner and outer joins one
+    /// row per matching pair and, for outer joins, one per unmatched record of the outer
+    /// side(s) with `None` for the other; for semi and anti joins the left records with
+    /// (without) a match, with `None` on the right.
+    pub fn join_as<R: Data>(
+        self,
+        right: KeyedStream<K, R>,
+        join_type: JoinType,
+    ) -> Stream<(Option<T>, Option<R>)> {
+        let (left_key, right_key) = (Arc::clone(&self.key), Arc::clone(&right.key));
+        let left = self.partition();
+        let right = right.partition();
+        assert_eq!(
+            left.parallelism, right.parallelism,
+            "join of streams with different parallelism"
+        );
+        let (left_open, right_open) = (left.open, right.open);
+        let mut inputs = left.inputs;
+        inputs.extend(right.inputs);
+        Stream {
+            graph: left.graph,
+            open: Arc::new(move |ctx, down| {
+                let join = operators::Join::new(ctx, join_type, down)?;
+                let build = right_open(
+                    ctx,
+                    Box::new(operators::JoinBuild {
+                        join: join.clone(),
+                        key: Arc::clone(&right_key),
+                    }),
+                )?;
+                let probe = left_open(
+                    ctx,
+                    Box::new(operators::JoinProbe {
+                        join,
+                        key: Arc::clone(&left_key),
+                    }),
+                )?;
+                Ok(Box::new(operators::Sequence(vec![build, probe])) as Box<dyn Driver>)
+            }),
+            inputs,
+            parallelism: left.parallelism,
+            memory_ops: left.memory_ops + right.memory_ops + 1,
+            io_segments: left.io_segments + right.io_segments,
+            name: format!("join({}, {})", left.name, right.name),
+        }
+    }
+}
+
+/// Records a job delivers to the process of worker 0. See [`Stream::collect`].
+#[derive(Debug, Clone)]
+pub struct Collected<T> {
+    records: Arc<Mutex<Vec<T>>>,
+}
+
+impl<T> Collected<T> {
+    /// Takes the records (empty before the job ran, and on workers other than 0).
+    pub fn take(&self) -> Vec<T> {
+        std::mem::take(&mut *self.records.lock().expect("collected records"))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,768 @@
+//! The operators of a chain: each a [`Push`] that does its work and pushes on, or a
+//! [`Driver`] that feeds a chain from an exchange.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::marker::PhantomData;
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use weir_kernel::hash::{
+    AggregateConfig, Aggregator, HashAggregate, HashJoin, JoinConfig, JoinRow, JoinType, hash_bytes,
+};
+use weir_kernel::sort::{ExternalSorter, SortConfig};
+use weir_netstack::partition::{ChannelSelector, channel_for_key_group, key_group};
+use weir_netstack::{ChannelIndex, DataType, GatePoll, InputGate, RecordReader, RecordWriter};
+
+use super::graph::Exchange;
+use super::runtime::Counters;
+use super::{Data, Driver, Key, Push, TaskContext};
+use crate::error::{Result, WeirError};
+
+/// How partial accumulators of one key are folded together.
+pub(crate) type Merge<A> = Arc<dyn Fn(&mut A, A) + Send + Sync>;
+
+/// The serde-fmt key encoding of `key` appended to `out`: what exchanges hash and kernel
+/// operators compare.
+///
+/// # Panics
+///
+/// When the key's type has no key encoding (a map, an unsized sequence of floats): a bug
+/// of the program, found on its first record.
+pub(crate) fn append_key<K: Key>(out: &mut Vec<u8>, key: &K) {
+    weir_serde_fmt::key::append_to_vec(out, key)
+        .expect("the key type has a serde-fmt key encoding");
+}
+
+/// `record`'s serde-fmt encoding appended to `out`.
+fn append_record<T: Data>(out: &mut Vec<u8>, record: &T) -> Result<()> {
+    weir_serde_fmt::append_to_vec(out, record).map_err(|e| WeirError::Input {
+        message: format!("a record cannot be encoded: {e}"),
+    })?;
+    Ok(())
+}
+
+/// Decodes a record the chain (or a peer) encoded.
+fn decode<T: Data>(bytes: &[u8]) -> Result<T> {
+    weir_serde_fmt::from_slice(bytes).map_err(|e| WeirError::Input {
+        message: format!("a malformed record of {} bytes: {e}", bytes.len()),
+    })
+}
+
+/// Decodes a key the chain encoded.
+fn decode_key<K: Key>(bytes: &[u8]) -> Result<K> {
+    weir_serde_fmt::key::from_slice(bytes).map_err(|e| WeirError::Input {
+        message: format!("a malformed key of {} bytes: {e}", bytes.len()),
+    })
+}
+
+pub(crate) struct Map<T, U> {
+    pub(crate) f: Arc<dyn Fn(T) -> U + Send + Sync>,
+    pub(crate) down: Box<dyn Push<U>>,
+}
+
+impl<T: Data, U: Data> Push<T> for Map<T, U> {
+    #[inline]
+    fn push(&mut self, record: T) -> Result<()> {
+        self.down.push((self.f)(record))
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.down.finish()
+    }
+}
+
+pub(crate) struct Filter<T> {
+    pub(crate) f: Arc<dyn Fn(&T) -> bool + Send + Sync>,
+    pub(crate) down: Box<dyn Push<T>>,
+}
+
+impl<T: Data> Push<T> for Filter<T> {
+    #[inline]
+    fn push(&mut self, record: T) -> Result<()> {
+        if (self.f)(&record) {
+            self.down.push(record)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.down.finish()
+    }
+}
+
+pub(crate) struct FlatMap<T, U, I> {
+    pub(crate) f: Arc<dyn Fn(T) -> I + Send + Sync>,
+    pub(crate) down: Box<dyn Push<U>>,
+    pub(crate) _items: PhantomData<fn() -> I>,
+}
+
+impl<T: Data, U: Data, I: IntoIterator<Item = U>> Push<T> for FlatMap<T, U, I> {
+    fn push(&mut self, record: T) -> Result<()> {
+        for item in (self.f)(record) {
+            self.down.push(item)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.down.finish()
+    }
+}
+
+/// Counts the records of a task and pushes the count at the end.
+pub(crate) struct Count {
+    pub(crate) count: u64,
+    pub(crate) down: Box<dyn Push<u64>>,
+}
+
+impl<T: Data> Push<T> for Count {
+    fn push(&mut self, _record: T) -> Result<()> {
+        self.count += 1;
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.down.push(self.count)?;
+        self.down.finish()
+    }
+}
+
+pub(crate) struct Discard;
+
+impl<T: Data> Push<T> for Discard {
+    fn push(&mut self, _record: T) -> Result<()> {
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Collects into the job's shared result at the end (so a failed task delivers nothing).
+pub(crate) struct CollectSink<T> {
+    pub(crate) records: Arc<Mutex<Vec<T>>>,
+    pub(crate) local: Vec<T>,
+}
+
+impl<T: Data> Push<T> for CollectSink<T> {
+    fn push(&mut self, record: T) -> Result<()> {
+        self.local.push(record);
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        let mut records = self.records.lock().expect("collected records");
+        records.append(&mut self.local);
+        Ok(())
+    }
+}
+
+pub(crate) struct LinesSink<T> {
+    out: BufWriter<File>,
+    path: std::path::PathBuf,
+    line: Arc<dyn Fn(&T) -> String + Send + Sync>,
+}
+
+impl<T> LinesSink<T> {
+    pub(crate) fn create(
+        dir: &Path,
+        task: usize,
+        line: Arc<dyn Fn(&T) -> String + Send + Sync>,
+    ) -> Result<LinesSink<T>> {
+        std::fs::create_dir_all(dir).map_err(|e| WeirError::file("create directory", dir, e))?;
+        let path = dir.join(format!("part-{task}"));
+        let file = File::create(&path).map_err(|e| WeirError::file("create output", &path, e))?;
+        Ok(LinesSink {
+            out: BufWriter::new(file),
+            path,
+            line,
+        })
+    }
+}
+
+impl<T: Data> Push<T> for LinesSink<T> {
+    fn push(&mut self, record: T) -> Result<()> {
+        let mut line = (self.line)(&record);
+        line.push('\n');
+        self.out
+            .write_all(line.as_bytes())
+            .map_err(|e| WeirError::file("write output", &self.path, e))
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.out
+            .flush()
+            .map_err(|e| WeirError::file("write output", &self.path, e))
+    }
+}
+
+/// One downstream `Push` shared by several upstream chains (a union): it finishes when
+/// the last of them finished.
+pub(crate) struct Shared<T> {
+    inner: Arc<Mutex<(Box<dyn Push<T>>, usize)>>,
+}
+
+impl<T> Shared<T> {
+    pub(crate) fn new(down: Box<dyn Push<T>>, upstreams: usize) -> Shared<T> {
+        Shared {
+            inner: Arc::new(Mutex::new((down, upstreams))),
+        }
+    }
+}
+
+impl<T> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        Shared {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<T: Data> Push<T> for Shared<T> {
+    fn push(&mut self, record: T) -> Result<()> {
+        self.inner.lock().expect("union").0.push(record)
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        let mut inner = self.inner.lock().expect("union");
+        inner.1 -= 1;
+        if inner.1 == 0 {
+            inner.0.finish()?;
+        }
+        Ok(())
+    }
+}
+
+/// Drivers run one after the other (a join's build input, then its probe input).
+pub(crate) struct Sequence(pub(crate) Vec<Box<dyn Driver>>);
+
+impl Driver for Sequence {
+    fn run(&mut self, ctx: &mut TaskContext) -> Result<()> {
+        for driver in &mut self.0 {
+            driver.run(ctx)?;
+        }
+        Ok(())
+    }
+}
+
+/// The channel the exchange picked for the record being written; the record writer's
+/// selector reads it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Target(Arc<AtomicU32>);
+
+impl ChannelSelector for Target {
+    fn setup(&mut self, channels: u32) {
+        assert!(channels >= 1, "an exchange needs a consumer");
+    }
+
+    #[inline]
+    fn select_channel(&mut self, _record: &[u8]) -> ChannelIndex {
+        ChannelIndex(self.0.load(Ordering::Relaxed))
+    }
+}
+
+/// The end of a stage: records encoded into the exchange's record writer.
+pub(crate) struct ExchangeOut<T> {
+    writer: RecordWriter<Target>,
+    counters: Arc<Counters>,
+    finished: bool,
+    target: Target,
+    exchange: Arc<Exchange<T>>,
+    channels: u32,
+    max_parallelism: u32,
+    next: u32,
+    record: Vec<u8>,
+    key: Vec<u8>,
+}
+
+impl<T> ExchangeOut<T> {
+    pub(crate) fn new(
+        (writer, target): (RecordWriter<Target>, Target),
+        exchange: Arc<Exchange<T>>,
+        counters: Arc<Counters>,
+    ) -> ExchangeOut<T> {
+        let channels = u32::try_from(writer.partition().subpartition_count()).expect("few tasks");
+        ExchangeOut {
+            writer,
+            counters,
+            finished: false,
+            target,
+            exchange,
+            channels,
+            max_parallelism: weir_netstack::partition::default_max_parallelism(channels),
+            next: 0,
+            record: Vec::new(),
+            key: Vec::new(),
+        }
+    }
+}
+
+impl<T: Data> Push<T> for ExchangeOut<T> {
+    fn push(&mut self, record: T) -> Result<()> {
+        self.record.clear();
+        append_record(&mut self.record, &record)?;
+        let channel = match &*self.exchange {
+            Exchange::Hash(key) => {
+                self.key.clear();
+                key(&record, &mut self.key);
+                let hash = hash_bytes(0, &self.key);
+                let group = key_group((hash ^ (hash >> 32)) as u32, self.max_parallelism);
+                channel_for_key_group(group, self.channels, self.max_parallelism).0
+            }
+            Exchange::RoundRobin => {
+                self.next = (self.next + 1) % self.channels;
+                self.next
+            }
+            Exchange::Gather => 0,
+            Exchange::Broadcast => return Ok(self.writer.broadcast(&self.record)?),
+        };
+        self.target.0.store(channel, Ordering::Relaxed);
+        Ok(self.writer.emit(&self.record)?)
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.writer.finish()?;
+        self.finished = true;
+        let metrics = self.writer.metrics();
+        self.counters.add_exchanged(
+            metrics.records_out,
+            metrics.bytes_written,
+            metrics.back_pressured,
+        );
+        Ok(())
+    }
+}
+
+impl<T> Drop for ExchangeOut<T> {
+    fn drop(&mut self) {
+        // A task that failed: its consumers get no more data, and the buffers go home.
+        if !self.finished {
+            self.writer.release();
+        }
+    }
+}
+
+/// The start of a stage: records of the exchange's gate, decoded, into the chain.
+pub(crate) struct ExchangeIn<T> {
+    gate: Option<InputGate>,
+    down: Box<dyn Push<T>>,
+}
+
+impl<T> ExchangeIn<T> {
+    pub(crate) fn new(gate: InputGate, down: Box<dyn Push<T>>) -> ExchangeIn<T> {
+        ExchangeIn {
+            gate: Some(gate),
+            down,
+        }
+    }
+}
+
+impl<T: Data> Driver for ExchangeIn<T> {
+    fn run(&mut self, ctx: &mut TaskContext) -> Result<()> {
+        let mut gate = self.gate.take().expect("a gate is read once");
+        let waker = crate::workers::current_thread_waker();
+        let mut readers: Vec<RecordReader> = (0..gate.channel_count())
+            .map(|i| RecordReader::new(ChannelIndex(u32::try_from(i).expect("few channels"))))
+            .collect();
+        let mut listening = false;
+        loop {
+            match gate.poll_next()? {
+                GatePoll::Buffer(channel, buffer) => {
+                    listening = false;
+                    let reader = &mut readers[channel.as_usize()];
+                    match buffer.data_type() {
+                        DataType::Data => {
+                            reader.push(buffer);
+                            while let Some(record) = reader.next_record()? {
+                                let record = decode(record)?;
+                                self.down.push(record)?;
+                            }
+                        }
+                        DataType::EndOfPartition => reader.finish()?,
+                        _ => {}
+                    }
+                }
+                GatePoll::Pending if !listening => {
+                    gate.register_listener(&waker);
+                    listening = true;
+                }
+                GatePoll::Pending => {
+                    ctx.check_cancelled()?;
+                    let idle = std::time::Instant::now();
+                    std::thread::park_timeout(Duration::from_millis(50));
+                    ctx.add_idle(idle.elapsed());
+                    listening = false;
+                }
+                GatePoll::EndOfPartitions => break,
+            }
+        }
+        ctx.record_gate(&gate);
+        self.down.finish()
+    }
+}
+
+/// Accumulators as their serde-fmt encoding, merged by decoding both, folding and
+/// encoding the result (the kernel's general, variable-size path).
+struct SerdeMerge<A> {
+    merge: Merge<A>,
+}
+
+impl<A> fmt::Debug for SerdeMerge<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SerdeMerge")
+    }
+}
+
+impl<A: Data> SerdeMerge<A> {
+    fn merged(&self, acc: &[u8], other: &[u8], out: &mut Vec<u8>) {
+        // Both were encoded by this job: a failure is a bug.
+        let mut acc: A = weir_serde_fmt::from_slice(acc).expect("an accumulator this job encoded");
+        let other: A = weir_serde_fmt::from_slice(other).expect("an accumulator this job encoded");
+        (self.merge)(&mut acc, other);
+        weir_serde_fmt::append_to_vec(out, &acc).expect("an accumulator encodes");
+    }
+}
+
+impl<A: Data> Aggregator for SerdeMerge<A> {
+    fn accumulator_size(&self) -> Option<usize> {
+        None
+    }
+
+    fn init(&self, value: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(value);
+    }
+
+    fn update_into(&self, acc: &[u8], value: &[u8], out: &mut Vec<u8>) {
+        self.merged(acc, value, out);
+    }
+
+    fn merge_into(&self, acc: &[u8], other: &[u8], out: &mut Vec<u8>) {
+        self.merged(acc, other, out);
+    }
+}
+
+fn new_aggregate<A: Data>(ctx: &mut TaskContext, merge: &Merge<A>) -> Result<HashAggregate> {
+    let (owner, segments) = ctx.operator_memory()?;
+    Ok(HashAggregate::new(
+        &owner,
+        segments,
+        ctx.spill_store(),
+        Box::new(SerdeMerge {
+            merge: Arc::clone(merge),
+        }),
+        AggregateConfig::default(),
+    )?)
+}
+
+/// Emits every group of a finished aggregation as `(key, accumulator)`.
+fn emit_groups<K: Key, A: Data>(
+    aggregate: HashAggregate,
+    counters: &Counters,
+    down: &mut dyn Push<(K, A)>,
+) -> Result<()> {
+    let mut groups = aggregate.finish()?;
+    while let Some((key, acc)) = groups.next()? {
+        down.push((decode_key(key)?, decode(acc)?))?;
+    }
+    counters.add_spilled(groups.stats().spilled_bytes);
+    down.finish()
+}
+
+/// Pre-aggregation before an exchange: a record's accumulator folded into its key's.
+pub(crate) struct Combine<K, T, A> {
+    table: Option<HashAggregate>,
+    key: Arc<dyn Fn(&T) -> K + Send + Sync>,
+    lift: Arc<dyn Fn(&T) -> A + Send + Sync>,
+    counters: Arc<Counters>,
+    down: Box<dyn Push<(K, A)>>,
+    key_bytes: Vec<u8>,
+    value: Vec<u8>,
+}
+
+impl<K: Key, T: Data, A: Data> Combine<K, T, A> {
+    pub(crate) fn new(
+        ctx: &mut TaskContext,
+        key: Arc<dyn Fn(&T) -> K + Send + Sync>,
+        lift: Arc<dyn Fn(&T) -> A + Send + Sync>,
+        merge: Merge<A>,
+        down: Box<dyn Push<(K, A)>>,
+    ) -> Result<Combine<K, T, A>> {
+        Ok(Combine {
+            table: Some(new_aggregate(ctx, &merge)?),
+            key,
+            lift,
+            counters: ctx.counters(),
+            down,
+            key_bytes: Vec::new(),
+            value: Vec::new(),
+        })
+    }
+}
+
+impl<K: Key, T: Data, A: Data> Push<T> for Combine<K, T, A> {
+    fn push(&mut self, record: T) -> Result<()> {
+        self.key_bytes.clear();
+        append_key(&mut self.key_bytes, &(self.key)(&record));
+        self.value.clear();
+        append_record(&mut self.value, &(self.lift)(&record))?;
+        let table = self.table.as_mut().expect("pushed before finish");
+        Ok(table.push(&self.key_bytes, &self.value)?)
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        let table = self.table.take().expect("finished once");
+        emit_groups(table, &self.counters, &mut *self.down)
+    }
+}
+
+/// The final aggregation after the exchange: partial accumulators merged per key.
+pub(crate) struct Aggregate<K, A> {
+    table: Option<HashAggregate>,
+    counters: Arc<Counters>,
+    down: Box<dyn Push<(K, A)>>,
+    key_bytes: Vec<u8>,
+    value: Vec<u8>,
+}
+
+impl<K: Key, A: Data> Aggregate<K, A> {
+    pub(crate) fn new(
+        ctx: &mut TaskContext,
+        merge: Merge<A>,
+        down: Box<dyn Push<(K, A)>>,
+    ) -> Result<Aggregate<K, A>> {
+        Ok(Aggregate {
+            table: Some(new_aggregate(ctx, &merge)?),
+            counters: ctx.counters(),
+            down,
+            key_bytes: Vec::new(),
+            value: Vec::new(),
+        })
+    }
+}
+
+impl<K: Key, A: Data> Push<(K, A)> for Aggregate<K, A> {
+    fn push(&mut self, (key, acc): (K, A)) -> Result<()> {
+        self.key_bytes.clear();
+        append_key(&mut self.key_bytes, &key);
+        self.value.clear();
+        append_record(&mut self.value, &acc)?;
+        let table = self.table.as_mut().expect("pushed before finish");
+        Ok(table.push_partial(&self.key_bytes, &self.value)?)
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        let table = self.table.take().expect("finished once");
+        emit_groups(table, &self.counters, &mut *self.down)
+    }
+}
+
+/// An external sort of a task's records by key, with an optional limit.
+pub(crate) struct Sort<K, T> {
+    sorter: Option<ExternalSorter>,
+    key: Arc<dyn Fn(&T) -> K + Send + Sync>,
+    limit: Option<u64>,
+    counters: Arc<Counters>,
+    down: Box<dyn Push<T>>,
+    key_bytes: Vec<u8>,
+    record: Vec<u8>,
+}
+
+impl<K: Key, T: Data> Sort<K, T> {
+    pub(crate) fn new(
+        ctx: &mut TaskContext,
+        key: Arc<dyn Fn(&T) -> K + Send + Sync>,
+        limit: Option<u64>,
+        down: Box<dyn Push<T>>,
+    ) -> Result<Sort<K, T>> {
+        let (owner, segments) = ctx.operator_memory()?;
+        Ok(Sort {
+            sorter: Some(ExternalSorter::new(
+                &owner,
+                segments,
+                ctx.spill_store(),
+                SortConfig::default(),
+            )?),
+            key,
+            limit,
+            counters: ctx.counters(),
+            down,
+            key_bytes: Vec::new(),
+            record: Vec::new(),
+        })
+    }
+}
+
+impl<K: Key, T: Data> Push<T> for Sort<K, T> {
+    fn push(&mut self, record: T) -> Result<()> {
+        self.key_bytes.clear();
+        append_key(&mut self.key_bytes, &(self.key)(&record));
+        self.record.clear();
+        append_record(&mut self.record, &record)?;
+        let sorter = self.sorter.as_mut().expect("pushed before finish");
+        Ok(sorter.push(&self.key_bytes, &self.record)?)
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        let sorter = self.sorter.take().expect("finished once");
+        let mut sorted = sorter.finish()?;
+        let mut left = self.limit.unwrap_or(u64::MAX);
+        while left > 0
+            && let Some((_, record)) = sorted.next()?
+        {
+            self.down.push(decode(record)?)?;
+            left -= 1;
+        }
+        self.counters.add_spilled(sorted.stats().spilled_bytes);
+        drop(sorted);
+        self.down.finish()
+    }
+}
+
+/// A join's state, shared by its build and probe inputs (which run one after the other
+/// in the task's thread).
+pub(crate) struct Join<L, R> {
+    inner: Arc<Mutex<JoinInner<L, R>>>,
+}
+
+struct JoinInner<L, R> {
+    join: Option<HashJoin>,
+    counters: Arc<Counters>,
+    down: Box<dyn Push<(Option<L>, Option<R>)>>,
+    key: Vec<u8>,
+    record: Vec<u8>,
+}
+
+impl<L, R> Clone for Join<L, R> {
+    fn clone(&self) -> Self {
+        Join {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<L: Data, R: Data> Join<L, R> {
+    pub(crate) fn new(
+        ctx: &mut TaskContext,
+        join_type: JoinType,
+        down: Box<dyn Push<(Option<L>, Option<R>)>>,
+    ) -> Result<Join<L, R>> {
+        let (owner, segments) = ctx.operator_memory()?;
+        let join = HashJoin::new(
+            &owner,
+            segments,
+            ctx.spill_store(),
+            join_type,
+            JoinConfig::default(),
+        )?;
+        Ok(Join {
+            inner: Arc::new(Mutex::new(JoinInner {
+                join: Some(join),
+                counters: ctx.counters(),
+                down,
+                key: Vec::new(),
+                record: Vec::new(),
+            })),
+        })
+    }
+}
+
+/// Decodes one joined row and pushes it.
+fn push_row<L: Data, R: Data>(
+    down: &mut dyn Push<(Option<L>, Option<R>)>,
+    row: JoinRow<'_>,
+) -> Result<()> {
+    let left = row.probe.map(decode).transpose()?;
+    let right = row.build.map(decode).transpose()?;
+    down.push((left, right))
+}
+
+/// The build (right) input of a join.
+pub(crate) struct JoinBuild<K, L, R> {
+    pub(crate) join: Join<L, R>,
+    pub(crate) key: Arc<dyn Fn(&R) -> K + Send + Sync>,
+}
+
+impl<K: Key, L: Data, R: Data> Push<R> for JoinBuild<K, L, R> {
+    fn push(&mut self, record: R) -> Result<()> {
+        let mut inner = self.join.inner.lock().expect("join");
+        let JoinInner {
+            join,
+            key,
+            record: bytes,
+            ..
+        } = &mut *inner;
+        key.clear();
+        append_key(key, &(self.key)(&record));
+        bytes.clear();
+        append_record(bytes, &record)?;
+        Ok(join.as_mut().expect("building").push_build(key, bytes)?)
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        let mut inner = self.join.inner.lock().expect("join");
+        Ok(inner.join.as_mut().expect("building").finish_build()?)
+    }
+}
+
+/// The probe (left) input of a join; its end drains the spilled partitions and finishes
+/// the join's downstream.
+pub(crate) struct JoinProbe<K, L, R> {
+    pub(crate) join: Join<L, R>,
+    pub(crate) key: Arc<dyn Fn(&L) -> K + Send + Sync>,
+}
+
+impl<K: Key, L: Data, R: Data> Push<L> for JoinProbe<K, L, R> {
+    fn push(&mut self, record: L) -> Result<()> {
+        let mut inner = self.join.inner.lock().expect("join");
+        let JoinInner {
+            join,
+            down,
+            key,
+            record: bytes,
+            ..
+        } = &mut *inner;
+        key.clear();
+        append_key(key, &(self.key)(&record));
+        bytes.clear();
+        append_record(bytes, &record)?;
+        let down = &mut **down;
+        // The kernel's callback answers kernel errors: a failure downstream stops the
+        // probe with a placeholder and is returned in its place.
+        let mut failure = None;
+        let probed = join.as_mut().expect("probing").probe(key, bytes, |row| {
+            push_row(down, row).map_err(|error| {
+                failure = Some(error);
+                weir_kernel::KernelError::Malformed {
+                    position: 0,
+                    what: "a join row its consumer failed on",
+                }
+            })
+        });
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(probed?),
+        }
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        let mut inner = self.join.inner.lock().expect("join");
+        let JoinInner {
+            join,
+            down,
+            counters,
+            ..
+        } = &mut *inner;
+        let mut rows = join.take().expect("finished once").finish()?;
+        while let Some(row) = rows.next()? {
+            push_row(&mut **down, row)?;
+        }
+        counters.add_spilled(rows.stats().spilled_bytes);
+        drop(rows);
+        down.finish()
+    }
+}

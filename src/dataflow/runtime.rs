@@ -1,0 +1,766 @@
+//! Runs a dataflow program on one worker: its tasks, their exchanges and their memory.
+//!
+//! ```text
+//!   execute(program, config, network)            (on every worker, with its process index)
+//!     1. place tasks: task t of a stage with P tasks runs on worker t / slots
+//!     2. managed budget (config.memory): per task, the sources' I/O buffers, then an
+//!        equal share of the rest for each kernel operator (sort, aggregate, join)
+//!     3. network budget (config.network_memory): one output pool per local producer task
+//!        and exchange (Flink's sizes), exclusive buffers per remote channel and a
+//!        floating pool per gate with remote channels; too little is an error at start
+//!     4. partitions registered with the transport, gates over local and remote channels
+//!     5. one thread per task: build its chain, run it to the end
+//!     6. a failing task cancels the others (flag and writer cancellers); the first
+//!        error is the job's; every segment home (leak check) and spill files deleted
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use weir_kernel::hash::{AggregateConfig, JoinConfig};
+use weir_kernel::memory::{MemoryConfig, MemoryManager, Owner};
+use weir_kernel::sort::SortConfig;
+use weir_kernel::spill::{SpillConfig, SpillStore, open_store};
+use weir_netstack::debloat::{DebloatConfig, SystemClock};
+use weir_netstack::input::{InputChannel, RemoteChannelSpec, RemoteInputChannel};
+use weir_netstack::partition::WriterCanceller;
+use weir_netstack::pool::LocalPoolSpec;
+use weir_netstack::transport::{NetworkConfig, NetworkService, PartitionId};
+use weir_netstack::{
+    ChannelIndex, InputGate, LocalInputChannel, NetError, NetworkBufferPool, RecordWriter,
+    ResultPartition, SubpartitionIndex,
+};
+
+use super::graph::{DatasetId, Graph, Parallelism};
+use super::operators::Target;
+use super::{Dataflow, Driver};
+use crate::config::Config;
+use crate::error::{Result, WeirError};
+
+/// Segments of the network budget kept for incoming events (they need no credit).
+const EVENT_SEGMENTS: usize = 8;
+/// How long a remote channel waits for its exclusive buffers at start.
+const EXCLUSIVE_BUFFERS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A worker's counters, shared by its tasks.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    spilled_bytes: AtomicU64,
+    records_exchanged: AtomicU64,
+    bytes_exchanged: AtomicU64,
+    back_pressured_us: AtomicU64,
+    idle_us: AtomicU64,
+    buffer_size_max: AtomicU64,
+    in_flight_bytes_max: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn add_spilled(&self, bytes: u64) {
+        self.spilled_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_exchanged(&self, records: u64, bytes: u64, back_pressured: Duration) {
+        self.records_exchanged.fetch_add(records, Ordering::Relaxed);
+        self.bytes_exchanged.fetch_add(bytes, Ordering::Relaxed);
+        self.back_pressured_us
+            .fetch_add(micros(back_pressured), Ordering::Relaxed);
+    }
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The job's cancel flag: set by the first failing task, seen by the others when they
+/// wait for input and every few thousand source records.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CancelFlag(Arc<AtomicBool>);
+
+impl CancelFlag {
+    fn cancel(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    /// `Err(Cancelled)` once the job is cancelled.
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.0.load(Ordering::Acquire) {
+            return Err(NetError::Cancelled.into());
+        }
+        Ok(())
+    }
+}
+
+/// What one task of a stage has: its index, its exchanges, its memory and the worker's
+/// spill store. Custom sources ([`super::Dataflow::source_fn`]) read their share from it.
+pub struct TaskContext {
+    stage: usize,
+    task: usize,
+    parallelism: usize,
+    gates: HashMap<DatasetId, InputGate>,
+    writers: HashMap<DatasetId, (RecordWriter<Target>, Target)>,
+    memory: Owner,
+    operator_segments: usize,
+    io: Owner,
+    store: Arc<dyn SpillStore>,
+    counters: Arc<Counters>,
+    cancel: CancelFlag,
+}
+
+impl fmt::Debug for TaskContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskContext")
+            .field("stage", &self.stage)
+            .field("task", &self.task)
+            .field("parallelism", &self.parallelism)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TaskContext {
+    /// This task's index among its stage's tasks.
+    pub fn task(&self) -> usize {
+        self.task
+    }
+
+    /// The number of tasks of this stage.
+    pub fn parallelism(&self) -> usize {
+        self.parallelism
+    }
+
+    pub(crate) fn take_gate(&mut self, dataset: DatasetId) -> Result<InputGate> {
+        self.gates.remove(&dataset).ok_or_else(|| WeirError::Input {
+            message: format!(
+                "task {} has no input gate for exchange {dataset}",
+                self.task
+            ),
+        })
+    }
+
+    pub(crate) fn take_writer(
+        &mut self,
+        dataset: DatasetId,
+    ) -> Result<(RecordWriter<Target>, Target)> {
+        self.writers
+            .remove(&dataset)
+            .ok_or_else(|| WeirError::Input {
+                message: format!("task {} has no output for exchange {dataset}", self.task),
+            })
+    }
+
+    /// The owner to charge a kernel operator to, and the operator's share in segments.
+    pub(crate) fn operator_memory(&mut self) -> Result<(Owner, usize)> {
+        Ok((self.memory.clone(), self.operator_segments))
+    }
+
+    pub(crate) fn io_owner(&self) -> Owner {
+        self.io.clone()
+    }
+
+    pub(crate) fn spill_store(&self) -> Arc<dyn SpillStore> {
+        Arc::clone(&self.store)
+    }
+
+    pub(crate) fn counters(&self) -> Arc<Counters> {
+        Arc::clone(&self.counters)
+    }
+
+    pub(crate) fn cancel_flag(&self) -> CancelFlag {
+        self.cancel.clone()
+    }
+
+    /// `Err(Cancelled)` once another task failed.
+    ///
+    /// # Errors
+    ///
+    /// [`NetError::Cancelled`].
+    pub fn check_cancelled(&self) -> Result<()> {
+        self.cancel.check()
+    }
+
+    pub(crate) fn add_idle(&self, idle: Duration) {
+        self.counters
+            .idle_us
+            .fetch_add(micros(idle), Ordering::Relaxed);
+    }
+
+    /// Records a finished gate's debloated buffer size and in-flight bytes.
+    pub(crate) fn record_gate(&self, gate: &InputGate) {
+        let metrics = gate.metrics();
+        self.counters
+            .buffer_size_max
+            .fetch_max(metrics.debloated_buffer_size as u64, Ordering::Relaxed);
+        self.counters
+            .in_flight_bytes_max
+            .fetch_max(metrics.in_flight_bytes, Ordering::Relaxed);
+    }
+}
+
+/// What one worker did in a job.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WorkerReport {
+    /// The worker's process index.
+    pub process: u32,
+    /// Tasks it ran.
+    pub tasks: usize,
+    /// From the start of its first task to the end of its last, in microseconds.
+    pub wall_us: u64,
+    /// Records its tasks wrote to exchanges.
+    pub records_exchanged: u64,
+    /// Bytes of those records (framed).
+    pub bytes_exchanged: u64,
+    /// Bytes its transport sent to other workers.
+    pub remote_bytes: u64,
+    /// Bytes its kernel operators spilled.
+    pub spilled_bytes: u64,
+    /// The managed budget and its peak use.
+    pub memory_budget: u64,
+    /// The most managed memory in use at once.
+    pub memory_peak: u64,
+    /// The network budget and the segments granted to its pools.
+    pub network_budget: u64,
+    /// Bytes of network buffers granted to its pools.
+    pub network_granted: u64,
+    /// The process's peak resident set.
+    pub peak_rss: u64,
+    /// Time its writers waited for buffers (back-pressure), summed over tasks.
+    pub back_pressured_us: u64,
+    /// Time its tasks waited for input, summed over tasks.
+    pub idle_us: u64,
+    /// The largest debloated buffer size of its gates at their end (0: debloating off).
+    pub buffer_size: u64,
+    /// Whether every segment came home.
+    pub leak_free: bool,
+}
+
+impl WorkerReport {
+    /// The report as one line of `key=value` pairs (how a worker process reports to the
+    /// process that started it).
+    pub fn to_line(&self) -> String {
+        format!(
+            "weir-worker process={} tasks={} wall_us={} records_exchanged={} bytes_exchanged={} \
+             remote_bytes={} spilled_bytes={} memory_budget={} memory_peak={} network_budget={} \
+             network_granted={} peak_rss={} back_pressured_us={} idle_us={} buffer_size={} leak_free={}",
+            self.process,
+            self.tasks,
+            self.wall_us,
+            self.records_exchanged,
+            self.bytes_exchanged,
+            self.remote_bytes,
+            self.spilled_bytes,
+            self.memory_budget,
+            self.memory_peak,
+            self.network_budget,
+            self.network_granted,
+            self.peak_rss,
+            self.back_pressured_us,
+            self.idle_us,
+            self.buffer_size,
+            self.leak_free,
+        )
+    }
+
+    /// Parses [`to_line`](Self::to_line).
+    ///
+    /// # Errors
+    ///
+    /// A message naming the missing or malformed field.
+    pub fn parse(line: &str) -> std::result::Result<WorkerReport, String> {
+        let rest = line
+            .strip_prefix("weir-worker ")
+            .ok_or_else(|| format!("not a worker report: {line}"))?;
+        let fields: HashMap<&str, &str> = rest
+            .split(' ')
+            .filter_map(|kv| kv.split_once('='))
+            .collect();
+        let num = |name: &str| -> std::result::Result<u64, String> {
+            fields
+                .get(name)
+                .ok_or_else(|| format!("worker report without {name}"))?
+                .parse()
+                .map_err(|e| format!("worker report field {name}: {e}"))
+        };
+        Ok(WorkerReport {
+            process: u32::try_from(num("process")?).map_err(|e| e.to_string())?,
+            tasks: usize::try_from(num("tasks")?).map_err(|e| e.to_string())?,
+            wall_us: num("wall_us")?,
+            records_exchanged: num("records_exchanged")?,
+            bytes_exchanged: num("bytes_exchanged")?,
+            remote_bytes: num("remote_bytes")?,
+            spilled_bytes: num("spilled_bytes")?,
+            memory_budget: num("memory_budget")?,
+            memory_peak: num("memory_peak")?,
+            network_budget: num("network_budget")?,
+            network_granted: num("network_granted")?,
+            peak_rss: num("peak_rss")?,
+            back_pressured_us: num("back_pressured_us")?,
+            idle_us: num("idle_us")?,
+            buffer_size: num("buffer_size")?,
+            leak_free: fields.get("leak_free") == Some(&"true"),
+        })
+    }
+}
+
+/// What every worker of a job did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobReport {
+    /// One report per worker, by process index.
+    pub workers: Vec<WorkerReport>,
+}
+
+impl JobReport {
+    /// The slowest worker's wall time, in seconds.
+    pub fn wall_s(&self) -> f64 {
+        self.workers.iter().map(|w| w.wall_us).max().unwrap_or(0) as f64 / 1e6
+    }
+
+    /// Sum of a counter over the workers.
+    pub fn total(&self, counter: impl Fn(&WorkerReport) -> u64) -> u64 {
+        self.workers.iter().map(counter).sum()
+    }
+
+    /// Whether every worker's segments all came home.
+    pub fn leak_free(&self) -> bool {
+        self.workers.iter().all(|w| w.leak_free)
+    }
+}
+
+/// Where the tasks of a job run.
+#[derive(Debug, Clone, Copy)]
+struct Placement {
+    process: usize,
+    slots: usize,
+    workers: usize,
+}
+
+impl Placement {
+    fn tasks(&self, parallelism: Parallelism) -> usize {
+        match parallelism {
+            Parallelism::All => self.workers * self.slots,
+            Parallelism::One => 1,
+        }
+    }
+
+    fn worker_of(&self, parallelism: Parallelism, task: usize) -> usize {
+        match parallelism {
+            Parallelism::All => task / self.slots,
+            Parallelism::One => 0,
+        }
+    }
+
+    fn is_local(&self, parallelism: Parallelism, task: usize) -> bool {
+        self.worker_of(parallelism, task) == self.process
+    }
+
+    fn local_tasks(&self, parallelism: Parallelism) -> impl Iterator<Item = usize> + '_ {
+        (0..self.tasks(parallelism)).filter(move |&t| self.is_local(parallelism, t))
+    }
+}
+
+/// Runs `program` on this worker: in one process when `network` is `None` (then
+/// `config.workers` must be 1), else as process `network.process` of `network.peers`.
+/// Returns when every local task finished.
+///
+/// # Errors
+///
+/// An invalid configuration or program; memory too small for the program's operators or
+/// exchanges (naming the flag and the amount needed); the first error of any task (a
+/// failing operator, bad input, a lost peer), after every task stopped and every segment
+/// came home; a leak found at the end.
+///
+/// # Panics
+///
+/// When a task thread cannot be started.
+pub fn execute(
+    program: &Dataflow,
+    config: &Config,
+    network: Option<NetworkConfig>,
+) -> Result<WorkerReport> {
+    config.validate()?;
+    let graph = program.graph();
+    let graph = graph.borrow();
+    graph
+        .validate()
+        .map_err(|message| WeirError::Input { message })?;
+    let (process, workers) = network
+        .as_ref()
+        .map_or((0, 1), |n| (n.process as usize, n.peers.len()));
+    if workers != config.workers {
+        return Err(WeirError::Input {
+            message: format!("--workers {}: the peer list has {workers}", config.workers),
+        });
+    }
+    let place = Placement {
+        process,
+        slots: config.slots,
+        workers,
+    };
+
+    let managed = MemoryManager::new(MemoryConfig {
+        segment_size: config.segment_size,
+        ..MemoryConfig::with_budget(usize::try_from(config.memory).unwrap_or(usize::MAX))
+    })?;
+    let operator_segments = operator_share(&graph, &place, config)?;
+    let net = MemoryManager::new(MemoryConfig {
+        segment_size: config.segment_size,
+        ..MemoryConfig::with_budget(usize::try_from(config.network_memory).unwrap_or(usize::MAX))
+    })?;
+    let needed = network_segments(&graph, &place, config);
+    let available = net.budget_bytes() / net.segment_size();
+    if needed + EVENT_SEGMENTS > available {
+        return Err(WeirError::Input {
+            message: format!(
+                "--network-memory {}: this job's exchanges need {} on worker {process}",
+                crate::size::format_size(config.network_memory),
+                crate::size::format_size(((needed + EVENT_SEGMENTS) * config.segment_size) as u64),
+            ),
+        });
+    }
+    let grant = NetworkBufferPool::new(&net.owner("network"), needed)?;
+    let service = match network {
+        Some(network) if workers > 1 => {
+            Some(NetworkService::start(network, net.owner("network events"))?)
+        }
+        _ => None,
+    };
+    let mut spill = SpillConfig::new(config.spill_dir.clone());
+    spill.backend = config.io_backend;
+    let store = open_store(&spill)?;
+    let counters = Arc::new(Counters::default());
+    let cancel = CancelFlag::default();
+
+    let (contexts, cancellers) = wire(
+        &graph,
+        &place,
+        config,
+        &grant,
+        service.as_ref(),
+        TaskShared {
+            managed: &managed,
+            operator_segments,
+            store: &store,
+            counters: &counters,
+            cancel: &cancel,
+        },
+    )?;
+    let tasks = contexts.len();
+    let started = Instant::now();
+    let result = run_tasks(&graph, contexts, &cancel, &cancellers);
+    let wall = started.elapsed();
+    drop(cancellers);
+    let transport = service.as_ref().map(NetworkService::metrics);
+    if let Some(service) = service {
+        if result.is_ok() {
+            service.stop()?;
+        } else {
+            drop(service);
+        }
+    }
+    drop(store);
+    let network_granted = (grant.total_segments() * config.segment_size) as u64;
+    drop(grant);
+    result?;
+    let leak_free = managed.leak_check().is_ok() && net.leak_check().is_ok();
+    managed.leak_check()?;
+    net.leak_check()?;
+    let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+    Ok(WorkerReport {
+        process: u32::try_from(process).expect("few workers"),
+        tasks,
+        wall_us: micros(wall),
+        records_exchanged: load(&counters.records_exchanged),
+        bytes_exchanged: load(&counters.bytes_exchanged),
+        remote_bytes: transport.map_or(0, |t| t.bytes_sent),
+        spilled_bytes: load(&counters.spilled_bytes),
+        memory_budget: config.memory,
+        memory_peak: managed.stats().peak_bytes as u64,
+        network_budget: config.network_memory,
+        network_granted,
+        peak_rss: weir_kernel::sys::resident_memory().map_or(0, |rss| rss.peak_bytes),
+        back_pressured_us: load(&counters.back_pressured_us),
+        idle_us: load(&counters.idle_us),
+        buffer_size: load(&counters.buffer_size_max),
+        leak_free,
+    })
+}
+
+/// Each kernel operator's share of the managed budget, in segments: what the sources'
+/// I/O buffers leave, divided equally among the operators of the local tasks.
+fn operator_share(graph: &Graph, place: &Placement, config: &Config) -> Result<usize> {
+    let (mut io, mut ops) = (0, 0);
+    for stage in &graph.stages {
+        let local = place.local_tasks(stage.parallelism).count();
+        io += local * stage.io_segments;
+        ops += local * stage.memory_ops;
+    }
+    if ops == 0 {
+        return Ok(0);
+    }
+    let minimum = JoinConfig::default()
+        .memory_segments_min()
+        .max(AggregateConfig::default().memory_segments_min())
+        .max(SortConfig::default().memory_segments_min());
+    let segments = config.memory_segments();
+    let share = segments.saturating_sub(io) / ops;
+    if share < minimum {
+        return Err(WeirError::Input {
+            message: format!(
+                "--memory {}: worker {} runs {ops} sort/hash operators and {io} segments of \
+                 I/O buffers, which need at least {}",
+                crate::size::format_size(config.memory),
+                place.process,
+                crate::size::format_size(((io + ops * minimum) * config.segment_size) as u64),
+            ),
+        });
+    }
+    Ok(share)
+}
+
+/// Segments the local exchanges need: output pools at their maximum, exclusive buffers of
+/// remote channels and floating pools of gates with remote channels.
+fn network_segments(graph: &Graph, place: &Placement, config: &Config) -> usize {
+    let mut segments = 0;
+    for dataset in &graph.datasets {
+        let producer = graph.stages[dataset.producer.expect("validated")].parallelism;
+        let consumer = graph.stages[dataset.consumer.expect("validated")].parallelism;
+        let consumers = place.tasks(consumer);
+        segments +=
+            place.local_tasks(producer).count() * LocalPoolSpec::for_partition(consumers).max;
+        for _ in place.local_tasks(consumer) {
+            let remote = (0..place.tasks(producer))
+                .filter(|&t| !place.is_local(producer, t))
+                .count();
+            if remote > 0 {
+                segments += remote * config.buffers_per_channel + config.floating_per_gate;
+            }
+        }
+    }
+    segments
+}
+
+/// What every task of a worker shares.
+struct TaskShared<'a> {
+    managed: &'a MemoryManager,
+    operator_segments: usize,
+    store: &'a Arc<dyn SpillStore>,
+    counters: &'a Arc<Counters>,
+    cancel: &'a CancelFlag,
+}
+
+/// Creates the local tasks' partitions, gates and writers; returns their contexts and the
+/// writers' cancellers.
+fn wire(
+    graph: &Graph,
+    place: &Placement,
+    config: &Config,
+    grant: &NetworkBufferPool,
+    service: Option<&NetworkService>,
+    shared: TaskShared<'_>,
+) -> Result<(Vec<TaskContext>, Vec<WriterCanceller>)> {
+    let mut partitions: HashMap<(DatasetId, usize), ResultPartition> = HashMap::new();
+    for (dataset, meta) in graph.datasets.iter().enumerate() {
+        let producer = graph.stages[meta.producer.expect("validated")].parallelism;
+        let consumers = place.tasks(graph.stages[meta.consumer.expect("validated")].parallelism);
+        for task in place.local_tasks(producer) {
+            let pool = grant.create_pool(LocalPoolSpec::for_partition(consumers))?;
+            let partition = ResultPartition::new(pool, consumers);
+            if let Some(service) = service {
+                service.register_partition(partition_id(dataset, task), &partition);
+            }
+            partitions.insert((dataset, task), partition);
+        }
+    }
+    let mut gates: HashMap<(DatasetId, usize), InputGate> = HashMap::new();
+    for (dataset, meta) in graph.datasets.iter().enumerate() {
+        let producer = graph.stages[meta.producer.expect("validated")].parallelism;
+        let consumer = graph.stages[meta.consumer.expect("validated")].parallelism;
+        for task in place.local_tasks(consumer) {
+            let gate = gate(
+                dataset,
+                task,
+                producer,
+                place,
+                config,
+                grant,
+                service,
+                &partitions,
+            )?;
+            gates.insert((dataset, task), gate);
+        }
+    }
+    let mut cancellers = Vec::new();
+    let mut writers: HashMap<(DatasetId, usize), (RecordWriter<Target>, Target)> = HashMap::new();
+    for (key, partition) in partitions {
+        let target = Target::default();
+        let writer = RecordWriter::new(partition, target.clone(), config.flush);
+        cancellers.push(writer.canceller());
+        writers.insert(key, (writer, target));
+    }
+    let mut contexts = Vec::new();
+    for (index, stage) in graph.stages.iter().enumerate() {
+        for task in place.local_tasks(stage.parallelism) {
+            let mut ctx = TaskContext {
+                stage: index,
+                task,
+                parallelism: place.tasks(stage.parallelism),
+                gates: HashMap::new(),
+                writers: HashMap::new(),
+                memory: shared.managed.owner(format!("stage {index} task {task}")),
+                operator_segments: shared.operator_segments,
+                io: shared
+                    .managed
+                    .owner(format!("stage {index} task {task} io")),
+                store: Arc::clone(shared.store),
+                counters: Arc::clone(shared.counters),
+                cancel: shared.cancel.clone(),
+            };
+            for (dataset, meta) in graph.datasets.iter().enumerate() {
+                if meta.consumer == Some(index)
+                    && let Some(gate) = gates.remove(&(dataset, task))
+                {
+                    ctx.gates.insert(dataset, gate);
+                }
+                if meta.producer == Some(index)
+                    && let Some(writer) = writers.remove(&(dataset, task))
+                {
+                    ctx.writers.insert(dataset, writer);
+                }
+            }
+            contexts.push(ctx);
+        }
+    }
+    Ok((contexts, cancellers))
+}
+
+fn partition_id(dataset: DatasetId, task: usize) -> PartitionId {
+    PartitionId {
+        dataset: u32::try_from(dataset).expect("few exchanges"),
+        producer: u32::try_from(task).expect("few tasks"),
+    }
+}
+
+/// The gate of consumer task `task` of `dataset`: channel `t` reads producer task `t`,
+/// locally when it runs on this worker.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the parts of one worker's wiring"
+)]
+fn gate(
+    dataset: DatasetId,
+    task: usize,
+    producer: Parallelism,
+    place: &Placement,
+    config: &Config,
+    grant: &NetworkBufferPool,
+    service: Option<&NetworkService>,
+    partitions: &HashMap<(DatasetId, usize), ResultPartition>,
+) -> Result<InputGate> {
+    let producers = place.tasks(producer);
+    let remote = (0..producers).any(|t| !place.is_local(producer, t));
+    let floating = match remote {
+        true => Some(Arc::new(
+            grant.create_pool(LocalPoolSpec::new(1, config.floating_per_gate))?,
+        )),
+        false => None,
+    };
+    let mut channels: Vec<InputChannel> = Vec::with_capacity(producers);
+    for t in 0..producers {
+        let index = ChannelIndex(u32::try_from(t).expect("few tasks"));
+        if place.is_local(producer, t) {
+            let subpartition =
+                partitions[&(dataset, t)].subpartition(SubpartitionIndex::from_usize(task));
+            channels.push(LocalInputChannel::new(index, subpartition).into());
+        } else {
+            let service = service.expect("remote channels need the transport");
+            let peer = u32::try_from(place.worker_of(producer, t)).expect("few workers");
+            let remote = RemoteInputChannel::new(
+                RemoteChannelSpec {
+                    index,
+                    receiver: service.next_receiver(),
+                    partition: partition_id(dataset, t),
+                    subpartition: u32::try_from(task).expect("few tasks"),
+                    peer: service.peer_name(peer),
+                },
+                config.buffers_per_channel,
+                grant,
+                Arc::clone(floating.as_ref().expect("a floating pool")),
+                service.channel_events(),
+                EXCLUSIVE_BUFFERS_TIMEOUT,
+            )?;
+            service.open_channel(peer, remote.shared());
+            channels.push(remote.into());
+        }
+    }
+    let mut gate = InputGate::new(channels);
+    if config.debloat {
+        let debloat = DebloatConfig {
+            enabled: true,
+            target: config.debloat_target,
+            ..DebloatConfig::new(config.segment_size)
+        };
+        gate.enable_debloating(debloat, Arc::new(SystemClock::default()))?;
+    }
+    Ok(gate)
+}
+
+/// Runs every task in its own thread; the first failure cancels the others. Returns the
+/// first error that is not a cancellation (or the cancellation when that is all there is).
+fn run_tasks(
+    graph: &Graph,
+    contexts: Vec<TaskContext>,
+    cancel: &CancelFlag,
+    cancellers: &[WriterCanceller],
+) -> Result<()> {
+    let results: Vec<Result<()>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = contexts
+            .into_iter()
+            .map(|mut ctx| {
+                let open = Arc::clone(&graph.stages[ctx.stage].open);
+                std::thread::Builder::new()
+                    .name(format!("weir-s{}-t{}", ctx.stage, ctx.task))
+                    .spawn_scoped(scope, move || {
+                        let run = std::panic::AssertUnwindSafe(|| {
+                            open(&mut ctx)
+                                .and_then(|mut driver: Box<dyn Driver>| driver.run(&mut ctx))
+                        });
+                        let result = std::panic::catch_unwind(run).unwrap_or_else(|_| {
+                            Err(WeirError::Input {
+                                message: format!(
+                                    "task {} of stage {} panicked (a bug; see the message above)",
+                                    ctx.task, ctx.stage
+                                ),
+                            })
+                        });
+                        if result.is_err() {
+                            cancel.cancel();
+                            for canceller in cancellers {
+                                canceller.cancel();
+                            }
+                        }
+                        result
+                    })
+                    .expect("a task thread starts")
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().expect("task panics are caught in the task"))
+            .collect()
+    });
+    let mut first = None;
+    for result in results {
+        match result {
+            Ok(()) => {}
+            Err(WeirError::Net(NetError::Cancelled)) => {
+                first.get_or_insert(Err(NetError::Cancelled.into()));
+            }
+            Err(error) => match &first {
+                Some(Err(WeirError::Net(NetError::Cancelled))) | None => first = Some(Err(error)),
+                Some(_) => {}
+            },
+        }
+    }
+    first.unwrap_or(Ok(()))
+}

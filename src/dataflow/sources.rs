@@ -1,0 +1,190 @@
+//! Sources: each task reads its share of the input and pushes it into its chain.
+
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::{Data, Driver, Open, Push, TaskContext};
+use crate::error::{Result, WeirError};
+use crate::tpch::{Table, TableScan};
+
+/// Records between two looks at the job's cancel flag.
+const CANCEL_CHECK_RECORDS: u64 = 4096;
+
+/// A driver from a closure run once with the task's context and its chain.
+struct FnDriver<T> {
+    run: Option<Box<dyn FnOnce(&mut TaskContext, &mut dyn Push<T>) -> Result<()> + Send>>,
+    down: Box<dyn Push<T>>,
+}
+
+impl<T: Data> Driver for FnDriver<T> {
+    fn run(&mut self, ctx: &mut TaskContext) -> Result<()> {
+        let run = self.run.take().expect("a source runs once");
+        run(ctx, &mut *self.down)?;
+        self.down.finish()
+    }
+}
+
+fn driver<T: Data>(
+    down: Box<dyn Push<T>>,
+    run: impl FnOnce(&mut TaskContext, &mut dyn Push<T>) -> Result<()> + Send + 'static,
+) -> Box<dyn Driver> {
+    Box::new(FnDriver {
+        run: Some(Box::new(run)),
+        down,
+    })
+}
+
+pub(crate) fn generate<T: Data>(
+    count: u64,
+    f: impl Fn(u64) -> T + Send + Sync + 'static,
+) -> Open<T> {
+    let f = Arc::new(f);
+    Arc::new(move |_, down| {
+        let f = Arc::clone(&f);
+        Ok(driver(down, move |ctx, down| {
+            let (task, tasks) = (ctx.task() as u64, ctx.parallelism() as u64);
+            let mut i = task;
+            while i < count {
+                if (i / tasks) % CANCEL_CHECK_RECORDS == 0 {
+                    ctx.check_cancelled()?;
+                }
+                down.push(f(i))?;
+                i += tasks;
+            }
+            Ok(())
+        }))
+    })
+}
+
+pub(crate) fn tpch_table<T: Data>(
+    dir: PathBuf,
+    table: Table,
+    project: impl Fn(&[u8]) -> Result<Option<T>> + Send + Sync + 'static,
+) -> Open<T> {
+    let project = Arc::new(project);
+    let dir = Arc::new(dir);
+    Arc::new(move |_, down| {
+        let (project, dir) = (Arc::clone(&project), Arc::clone(&dir));
+        Ok(driver(down, move |ctx, down| {
+            let (task, tasks) = (ctx.task() as u64, ctx.parallelism() as u64);
+            let owner = ctx.io_owner();
+            let mut scan = TableScan::open(&dir, table, &owner)?;
+            let mut index = 0u64;
+            let cancel = ctx.cancel_flag();
+            scan.for_each_row(|row| {
+                let mine = index % tasks == task;
+                index += 1;
+                if index % (CANCEL_CHECK_RECORDS * 16) == 0 {
+                    cancel.check()?;
+                }
+                if mine && let Some(record) = project(row)? {
+                    down.push(record)?;
+                }
+                Ok(())
+            })?;
+            Ok(())
+        }))
+    })
+}
+
+pub(crate) fn text_lines(path: PathBuf) -> Open<String> {
+    let path = Arc::new(path);
+    Arc::new(move |_, down| {
+        let path = Arc::clone(&path);
+        Ok(driver(down, move |ctx, down| {
+            let (task, tasks) = (ctx.task() as u64, ctx.parallelism() as u64);
+            let file = std::fs::File::open(&*path)
+                .map_err(|e| WeirError::file("open input", &*path, e))?;
+            let mut reader = BufReader::new(file);
+            let mut line = String::new();
+            let mut index = 0u64;
+            loop {
+                line.clear();
+                let read = reader
+                    .read_line(&mut line)
+                    .map_err(|e| WeirError::file("read input", &*path, e))?;
+                if read == 0 {
+                    break;
+                }
+                if index % tasks == task {
+                    let text = line.trim_end_matches(['\n', '\r']);
+                    down.push(text.to_string())?;
+                }
+                index += 1;
+                if index % CANCEL_CHECK_RECORDS == 0 {
+                    ctx.check_cancelled()?;
+                }
+            }
+            Ok(())
+        }))
+    })
+}
+
+pub(crate) fn fixed_width(path: PathBuf, width: usize) -> Open<Vec<u8>> {
+    let path = Arc::new(path);
+    Arc::new(move |_, down| {
+        let path = Arc::clone(&path);
+        Ok(driver(down, move |ctx, down| {
+            if width == 0 {
+                return Err(WeirError::Input {
+                    message: "fixed-width records of 0 bytes".into(),
+                });
+            }
+            let (task, tasks) = (ctx.task() as u64, ctx.parallelism() as u64);
+            let file = std::fs::File::open(&*path)
+                .map_err(|e| WeirError::file("open input", &*path, e))?;
+            let bytes = file
+                .metadata()
+                .map_err(|e| WeirError::file("read input", &*path, e))?
+                .len();
+            let width_u64 = width as u64;
+            if bytes % width_u64 != 0 {
+                return Err(WeirError::Input {
+                    message: format!(
+                        "{}: {bytes} bytes is not a whole number of {width}-byte records",
+                        path.display()
+                    ),
+                });
+            }
+            let records = bytes / width_u64;
+            let (first, end) = (records * task / tasks, records * (task + 1) / tasks);
+            let mut reader = BufReader::new(file);
+            reader
+                .seek(SeekFrom::Start(first * width_u64))
+                .map_err(|e| WeirError::file("read input", &*path, e))?;
+            for index in first..end {
+                let mut record = vec![0; width];
+                reader
+                    .read_exact(&mut record)
+                    .map_err(|e| WeirError::file("read input", &*path, e))?;
+                down.push(record)?;
+                if index % CANCEL_CHECK_RECORDS == 0 {
+                    ctx.check_cancelled()?;
+                }
+            }
+            Ok(())
+        }))
+    })
+}
+
+pub(crate) fn from_fn<T: Data, I>(
+    open: impl Fn(&TaskContext) -> Result<I> + Send + Sync + 'static,
+) -> Open<T>
+where
+    I: Iterator<Item = Result<T>> + Send + 'static,
+{
+    let open = Arc::new(open);
+    Arc::new(move |_, down| {
+        let open = Arc::clone(&open);
+        Ok(driver(down, move |ctx, down| {
+            for (index, record) in open(ctx)?.enumerate() {
+                down.push(record?)?;
+                if index as u64 % CANCEL_CHECK_RECORDS == 0 {
+                    ctx.check_cancelled()?;
+                }
+            }
+            Ok(())
+        }))
+    })
+}

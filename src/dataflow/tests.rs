@@ -1,0 +1,190 @@
+//! The API against straightforward computations, in one process with several slots.
+
+use std::collections::{BTreeMap, HashMap};
+
+use weir_kernel::hash::JoinType;
+
+use super::*;
+use crate::config::Config;
+
+fn config(slots: usize, memory: u64) -> Config {
+    Config {
+        slots,
+        memory,
+        ..Config::default()
+    }
+}
+
+fn run(flow: &Dataflow, config: &Config) -> WorkerReport {
+    let report = runtime::execute(flow, config, None).unwrap();
+    assert!(report.leak_free);
+    report
+}
+
+#[test]
+fn aggregate_by_key_equals_a_hash_map() {
+    for slots in [1, 3] {
+        let flow = Dataflow::new();
+        let sums = flow
+            .generate(50_000, |i| (i * 7919 % 1000, i))
+            .filter(|(_, v)| v % 3 != 0)
+            .key_by(|(k, _)| *k)
+            .aggregate(
+                |(_, v)| (*v, 1u64),
+                |a, b| {
+                    a.0 += b.0;
+                    a.1 += b.1;
+                },
+            )
+            .collect();
+        let report = run(&flow, &config(slots, 16 << 20));
+        assert!(report.records_exchanged > 0);
+        let mut expected: HashMap<u64, (u64, u64)> = HashMap::new();
+        for i in (0..50_000u64).filter(|v| v % 3 != 0) {
+            let e = expected.entry(i * 7919 % 1000).or_default();
+            e.0 += i;
+            e.1 += 1;
+        }
+        let got: HashMap<u64, (u64, u64)> = sums.take().into_iter().collect();
+        assert_eq!(got, expected, "slots {slots}");
+    }
+}
+
+#[test]
+fn joins_equal_a_nested_loop() {
+    let orders: Vec<(u32, String)> = (0..300).map(|i| (i % 120, format!("o{i}"))).collect();
+    let items: Vec<(u32, i64)> = (0..900).map(|i| (i % 150, i64::from(i))).collect();
+    for join_type in [
+        JoinType::Inner,
+        JoinType::LeftOuter,
+        JoinType::RightOuter,
+        JoinType::LeftSemi,
+        JoinType::LeftAnti,
+    ] {
+        let flow = Dataflow::new();
+        let (o, it) = (orders.clone(), items.clone());
+        let left = flow
+            .generate(it.len() as u64, move |i| it[i as usize])
+            .key_by(|(k, _)| *k);
+        let right = flow
+            .generate(o.len() as u64, move |i| o[i as usize].clone())
+            .key_by(|(k, _)| *k);
+        let rows = left.join_as(right, join_type).collect();
+        run(&flow, &config(2, 16 << 20));
+        let mut got = rows.take();
+        got.sort();
+        let mut expected = Vec::new();
+        for l in &items {
+            let matches: Vec<_> = orders.iter().filter(|r| r.0 == l.0).collect();
+            match join_type {
+                JoinType::Inner | JoinType::LeftOuter | JoinType::RightOuter => {
+                    for r in &matches {
+                        expected.push((Some(*l), Some((*r).clone())));
+                    }
+                    if matches.is_empty() && join_type == JoinType::LeftOuter {
+                        expected.push((Some(*l), None));
+                    }
+                }
+                JoinType::LeftSemi if !matches.is_empty() => expected.push((Some(*l), None)),
+                JoinType::LeftAnti if matches.is_empty() => expected.push((Some(*l), None)),
+                _ => {}
+            }
+        }
+        if join_type == JoinType::RightOuter {
+            for r in orders.iter().filter(|r| !items.iter().any(|l| l.0 == r.0)) {
+                expected.push((None, Some(r.clone())));
+            }
+        }
+        expected.sort();
+        assert_eq!(got, expected, "{join_type:?}");
+    }
+}
+
+#[test]
+fn a_global_sort_with_limit_spills_and_orders() {
+    let flow = Dataflow::new();
+    let top = flow
+        .generate(200_000, |i| {
+            (i * 2_654_435_761 % 1_000_003, format!("{i:0>40}"))
+        })
+        .sort_by(|(k, _)| crate::serde_fmt::Descending(*k), Some(1000))
+        .gather()
+        .sort_by(|(k, _)| crate::serde_fmt::Descending(*k), Some(1000))
+        .collect();
+    let report = run(&flow, &config(2, 8 << 20));
+    assert!(report.spilled_bytes > 0, "{report:?}");
+    let got: Vec<u64> = top.take().into_iter().map(|(k, _)| k).collect();
+    let mut expected: Vec<u64> = (0..200_000u64)
+        .map(|i| i * 2_654_435_761 % 1_000_003)
+        .collect();
+    expected.sort_unstable_by(|a, b| b.cmp(a));
+    expected.truncate(1000);
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn union_flat_map_rebalance_broadcast_and_count() {
+    let flow = Dataflow::new();
+    let words = flow
+        .generate(1000, |i| format!("a b c{}", i % 10))
+        .flat_map(|line| line.split(' ').map(str::to_string).collect::<Vec<_>>());
+    let more = flow.generate(100, |i| format!("d{i}")).rebalance();
+    let counted = words
+        .union(more)
+        .key_by(|w: &String| w.clone())
+        .aggregate(|_| 1u64, |a, b| *a += b);
+    let counts: BTreeMap<String, u64> = {
+        let handle = counted.collect();
+        run(&flow, &config(3, 16 << 20));
+        handle.take().into_iter().collect()
+    };
+    assert_eq!(counts["a"], 1000);
+    assert_eq!(counts["c3"], 100);
+    assert_eq!(counts["d42"], 1);
+    assert_eq!(counts.len(), 2 + 10 + 100);
+
+    let flow = Dataflow::new();
+    let n = flow.generate(10, |i| i).broadcast().count();
+    run(&flow, &config(3, 16 << 20));
+    assert_eq!(n.take().iter().sum::<u64>(), 30);
+}
+
+#[test]
+fn a_failing_operator_fails_the_job_and_frees_everything() {
+    let flow = Dataflow::new();
+    let _sums = flow
+        .generate(100_000, |i| i)
+        .key_by(|i| i % 100)
+        .aggregate(|i| *i, |a, b| *a += b)
+        .map(|(k, v)| {
+            assert!(k != 42, "operator failure at key 42");
+            (k, v)
+        })
+        .collect();
+    let dir = std::env::temp_dir().join(format!("weir-fail-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = Config {
+        spill_dir: dir.clone(),
+        ..config(2, 16 << 20)
+    };
+    let error = runtime::execute(&flow, &config, None).unwrap_err();
+    assert!(error.to_string().contains("panicked"), "{error}");
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        0,
+        "no spill file left"
+    );
+    std::fs::remove_dir(&dir).unwrap();
+}
+
+#[test]
+fn memory_too_small_for_the_operators_names_the_flag() {
+    let flow = Dataflow::new();
+    let _ = flow
+        .generate(10, |i| i)
+        .key_by(|i| *i)
+        .aggregate(|i| *i, |a, b| *a += b)
+        .collect();
+    let error = runtime::execute(&flow, &config(16, 4 << 20), None).unwrap_err();
+    assert!(error.to_string().starts_with("--memory 4MiB"), "{error}");
+}
