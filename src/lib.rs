@@ -11,6 +11,7 @@ pub mod constants;
 pub mod dataflow;
 pub mod error;
 pub mod latency_job;
+pub mod run_job;
 pub mod shuffle_job;
 pub mod size;
 pub mod sort_job;

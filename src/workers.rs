@@ -137,8 +137,45 @@ impl LocalCluster {
     ///
     /// Never: a spawned child's stdout is always piped.
     pub fn run(&self, exe: &Path, job_args: &[String], timeout: Duration) -> Result<Vec<String>> {
+        let deadline = Instant::now() + timeout;
+        let children = self.start(exe, job_args, 0)?;
+        wait(children, deadline, timeout)
+    }
+
+    /// Runs `local` in this process as worker 0 while worker processes 1 to N − 1 run
+    /// `weir worker --process I --peers FILE <job_args>` (as [`run`](Self::run)); returns
+    /// `local`'s result and the other workers' last stdout lines. When `local` fails, the
+    /// other workers are killed and its error is returned.
+    ///
+    /// # Errors
+    ///
+    /// `local`'s error; a worker that cannot start, exits non-zero, is killed at the
+    /// timeout, or prints nothing.
+    pub fn run_beside<T>(
+        &self,
+        exe: &Path,
+        job_args: &[String],
+        timeout: Duration,
+        local: impl FnOnce() -> Result<T>,
+    ) -> Result<(T, Vec<String>)> {
+        let deadline = Instant::now() + timeout;
+        let mut children = self.start(exe, job_args, 1)?;
+        match local() {
+            Ok(value) => Ok((value, wait(children, deadline, timeout)?)),
+            Err(error) => {
+                for (_, child) in &mut children {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Starts worker processes `first` to N − 1.
+    fn start(&self, exe: &Path, job_args: &[String], first: usize) -> Result<Vec<(usize, Child)>> {
         let mut children: Vec<(usize, Child)> = Vec::new();
-        for process in 0..self.peers.len() {
+        for process in first..self.peers.len() {
             let child = Command::new(exe)
                 .arg("worker")
                 .arg("--process")
@@ -161,6 +198,18 @@ impl LocalCluster {
                 }
             }
         }
+        Ok(children)
+    }
+}
+
+/// Waits for `children` until `deadline` (then kills the stragglers) and returns each
+/// one's last stdout line, in order.
+fn wait(
+    mut children: Vec<(usize, Child)>,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<Vec<String>> {
+    {
         let readers: Vec<_> = children
             .iter_mut()
             .map(|(_, child)| {
@@ -173,7 +222,6 @@ impl LocalCluster {
                 })
             })
             .collect();
-        let deadline = Instant::now() + timeout;
         let mut failures = Vec::new();
         for (process, child) in &mut children {
             let status = loop {
@@ -205,8 +253,8 @@ impl LocalCluster {
         }
         lines
             .into_iter()
-            .enumerate()
-            .map(|(process, line)| {
+            .zip(&children)
+            .map(|(line, (process, _))| {
                 line.ok_or_else(|| WeirError::Input {
                     message: format!("worker {process} printed no report"),
                 })

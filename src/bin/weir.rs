@@ -1,6 +1,8 @@
 //! The `weir` command line.
 //!
-//! `weir` with no arguments runs the demo job; `weir gen sort-records` writes W1 input;
+//! `weir` with no arguments runs the main job, TPC-H Q1 and Q3 across two worker
+//! processes (`weir run tpch` with other queries, scales and configurations); `weir demo`
+//! the verified external sort; `weir gen sort-records` writes W1 input;
 //! `weir sort` sorts it within a memory budget; `weir gen tpch` writes TPC-H tables;
 //! `weir bench shuffle|latency|barrier` run W4, W5 and W6 (`weir worker` is one worker
 //! process of those), `weir bench w2a|w2b` W2 (hash aggregation of TPC-H lineitem) and
@@ -20,6 +22,7 @@ use weir::error::WeirError;
 use weir::latency_job::{LatencyJob, LatencyReport, LatencyWorkerReport, run_latency_worker};
 use weir::netstack::FlushMode;
 use weir::netstack::transport::NetworkConfig;
+use weir::run_job::{QueryWorkerArgs, TpchArgs, query_worker, run_tpch};
 use weir::shuffle_job::{
     Exchange, ShuffleJob, WorkerReport, combine_workers, flush_name, parse_flush, run_shuffle,
     run_shuffle_worker,
@@ -57,6 +60,11 @@ enum Command {
         peers: PathBuf,
         #[command(subcommand)]
         job: WorkerJob,
+    },
+    /// Run a dataflow job: TPC-H queries across worker processes.
+    Run {
+        #[command(subcommand)]
+        what: Run,
     },
     /// Run a benchmark workload of WORKLOADS.md; the last line printed is its JSON.
     Bench {
@@ -156,7 +164,16 @@ fn parse_build_side(text: &str) -> Result<BuildSide, String> {
 }
 
 #[derive(Debug, Subcommand)]
+enum Run {
+    /// TPC-H queries as dataflow jobs (default: Q1 and Q3 at SF 1 across 2 workers with
+    /// 64 MiB of managed memory each), their answers checked against the reference.
+    Tpch(Box<TpchArgs>),
+}
+
+#[derive(Debug, Subcommand)]
 enum WorkerJob {
+    /// This worker's part of a TPC-H query of `weir run tpch`.
+    Query(Box<QueryWorkerArgs>),
     /// This worker's source and sink of a W4 shuffle.
     Shuffle(ShuffleJobArgs),
     /// This worker's paced source and latency-recording sink of W5.
@@ -279,7 +296,15 @@ struct SortArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        None => demo(1_000_000, 16 << 20, None),
+        None => run_tpch(&TpchArgs::default()),
+        Some(Command::Run {
+            what: Run::Tpch(args),
+        }) => run_tpch(&args),
+        Some(Command::Worker {
+            process,
+            peers,
+            job: WorkerJob::Query(args),
+        }) => worker_peers(process, &peers).and_then(|peers| query_worker(process, peers, &args)),
         Some(Command::Demo { count, memory, dir }) => demo(count, memory, dir),
         Some(Command::Gen {
             what: Gen::SortRecords { count, seed, out },

@@ -21,6 +21,7 @@
 
 mod generate;
 pub mod q1;
+pub mod queries;
 mod scan;
 
 pub use generate::generate_tables;
@@ -219,8 +220,30 @@ pub mod lineitem {
 pub mod orders {
     /// Offset of `o_orderkey` (`i64`).
     pub const ORDERKEY: usize = 0;
+    /// Offset of `o_custkey` (`i64`).
+    pub const CUSTKEY: usize = 8;
+    /// Offset of `o_orderdate` (`i32`, days since 1970-01-01).
+    pub const ORDERDATE: usize = 25;
+    /// Offset of `o_shippriority` (`i32`).
+    pub const SHIPPRIORITY: usize = 29;
     /// Bytes of the fixed-width fields; the three strings follow.
     pub const FIXED_BYTES: usize = 33;
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01 as `YYYY-MM-DD` (Howard
+/// Hinnant's `civil_from_days`).
+pub fn date_text(days: i32) -> String {
+    let z = i64::from(days) + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
 }
 
 /// Days from 1970-01-01 to the proleptic Gregorian date `year-month-day` (Howard
@@ -238,6 +261,22 @@ pub const fn days_from_civil(year: i32, month: u32, day: u32) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_round_trip() {
+        for (y, m, d) in [
+            (1970, 1, 1),
+            (1992, 1, 1),
+            (1995, 3, 15),
+            (1998, 12, 1),
+            (2000, 2, 29),
+        ] {
+            assert_eq!(
+                date_text(days_from_civil(y, m, d)),
+                format!("{y:04}-{m:02}-{d:02}")
+            );
+        }
+    }
 
     fn row() -> Lineitem<'static> {
         Lineitem {

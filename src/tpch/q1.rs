@@ -27,7 +27,7 @@ pub const AVG_SCALE: u32 = 8;
 pub const Q1_VALUE_BYTES: usize = 40;
 
 /// The sums of one Q1 group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Q1Sums {
     /// `sum(l_quantity)`, scale 2.
     pub qty: i64,

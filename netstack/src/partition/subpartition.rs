@@ -300,6 +300,13 @@ impl ResultSubpartition {
         self.lock().finished
     }
 
+    /// Whether its reader has taken everything up to EndOfPartition, or it was released:
+    /// nothing is left for a reader.
+    pub fn is_consumed(&self) -> bool {
+        let state = self.lock();
+        state.released || (state.finished && state.queue.is_empty() && state.priority.is_empty())
+    }
+
     /// Finished data buffers queued now.
     pub fn backlog(&self) -> usize {
         self.lock().backlog()

@@ -702,11 +702,17 @@ impl EventLoop {
         }
     }
 
-    /// Whether nothing is left to send: every view finished and no frame is half written.
+    /// Whether nothing is left to send: every view finished, no frame is half written, and
+    /// every registered subpartition was consumed (or released) — one whose remote reader
+    /// has not asked for it yet still holds its data.
     fn drained(&self) -> bool {
         self.connections
             .values()
             .all(|c| c.views.is_empty() && c.outgoing.is_none() && c.control.is_empty())
+            && lock(&self.shared.partitions)
+                .values()
+                .flatten()
+                .all(|subpartition| subpartition.is_consumed())
     }
 
     fn next_deadline(&self) -> Option<Instant> {

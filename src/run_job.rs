@@ -1,0 +1,516 @@
+//! `weir run tpch`: TPC-H queries as dataflow jobs in one process or across worker
+//! processes, with their answers, the reference check and a metrics summary.
+//!
+//! ```text
+//!   weir run tpch --query 1 --query 3 --workers 2      (the launcher is worker 0)
+//!     tables: DIR/{lineitem,orders,customer}, generated once (streaming, bounded memory)
+//!     per query: workers 1..N start as `weir worker … query`, all build the same program,
+//!                worker 0 collects the answer; each worker reports one line of metrics
+//! ```
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use weir_netstack::transport::NetworkConfig;
+
+use crate::config::Config;
+use crate::dataflow::{Dataflow, JobReport, WorkerReport, runtime};
+use crate::error::{Result, WeirError};
+use crate::size::format_size;
+use crate::tpch::queries::{Answer, Query};
+use crate::tpch::{FileHeader, MAGIC, Table, generate_tables};
+
+/// The file that marks a complete table directory; it holds the scale factor.
+const COMPLETE_MARKER: &str = "complete";
+
+/// Where the tables of scale `scale` are kept between runs by default.
+pub fn default_data_dir(scale: f64) -> PathBuf {
+    std::env::temp_dir().join(format!("weir-tpch-sf{scale}"))
+}
+
+/// Makes sure `dir` holds the TPC-H tables of scale `scale`: reuses them when a previous
+/// run completed them (checked by the marker and each file's header), else generates them
+/// into a temporary directory beside `dir` and renames it into place. Returns whether it
+/// generated.
+///
+/// # Errors
+///
+/// Generation failing (disk full, an invalid scale); `dir` existing with other content.
+pub fn ensure_tables(dir: &Path, scale: f64) -> Result<bool> {
+    if tables_complete(dir, scale) {
+        return Ok(false);
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)
+            .map_err(|e| WeirError::file("remove incomplete tables", dir, e))?;
+    }
+    let staging = dir.with_extension(format!("partial.{}", std::process::id()));
+    let generated = generate_tables(scale, &staging).and_then(|_| {
+        let marker = staging.join(COMPLETE_MARKER);
+        std::fs::write(&marker, format!("{scale}\n"))
+            .map_err(|e| WeirError::file("write", &marker, e))?;
+        std::fs::rename(&staging, dir).map_err(|e| WeirError::file("rename tables into", dir, e))
+    });
+    if generated.is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    generated.map(|()| true)
+}
+
+fn tables_complete(dir: &Path, scale: f64) -> bool {
+    let marker = std::fs::read_to_string(dir.join(COMPLETE_MARKER)).unwrap_or_default();
+    if marker.trim().parse::<f64>().ok() != Some(scale) {
+        return false;
+    }
+    Table::ALL.iter().all(|table| {
+        let Ok(bytes) = std::fs::read(dir.join(table.name()))
+            .map(|b| b.into_iter().take(256).collect::<Vec<u8>>())
+        else {
+            return false;
+        };
+        crate::serde_fmt::from_slice_prefix::<FileHeader<'_>>(&bytes)
+            .is_ok_and(|(header, _)| header.magic == MAGIC && header.scale_factor == scale)
+    })
+}
+
+/// Runs `query` on this worker (`network` `None`: in this process alone) and returns its
+/// report and, on worker 0, the answer.
+///
+/// # Errors
+///
+/// As [`runtime::execute`].
+pub fn run_query(
+    query: Query,
+    dir: &Path,
+    config: &Config,
+    network: Option<NetworkConfig>,
+) -> Result<(WorkerReport, Answer)> {
+    let flow = Dataflow::new();
+    let answer = query.build(&flow, dir);
+    let report = runtime::execute(&flow, config, network)?;
+    Ok((report, answer()))
+}
+
+/// A progress line on stderr while a job runs (only when stderr is a terminal): the
+/// elapsed time, redrawn every 200 ms until dropped.
+#[derive(Debug)]
+pub struct Progress {
+    done: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Progress {
+    /// Starts drawing `label` with a spinner and the elapsed time (nothing when stderr is
+    /// not a terminal).
+    pub fn start(label: String) -> Progress {
+        let done = Arc::new(AtomicBool::new(false));
+        let thread = std::io::stderr().is_terminal().then(|| {
+            let done = Arc::clone(&done);
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let frames = ['|', '/', '-', '\\'];
+                let mut frame = 0;
+                while !done.load(Ordering::Acquire) {
+                    eprint!(
+                        "\r{} {label} {:5.1} s",
+                        frames[frame % 4],
+                        started.elapsed().as_secs_f64()
+                    );
+                    frame += 1;
+                    std::thread::park_timeout(Duration::from_millis(200));
+                }
+                eprint!("\r{}\r", " ".repeat(label.len() + 12));
+            })
+        });
+        Progress { done, thread }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The metrics summary of one job, a few lines for people.
+pub fn summary(report: &JobReport, input_rows: u64) -> String {
+    let wall = report.wall_s();
+    let mut out = format!(
+        "  wall {wall:.2} s, {:.1} M input rows/s; shuffled {} in {} records ({} over TCP); spilled {}\n",
+        input_rows as f64 / wall.max(1e-9) / 1e6,
+        format_size_approx(report.total(|w| w.bytes_exchanged)),
+        report.total(|w| w.records_exchanged),
+        format_size_approx(report.total(|w| w.remote_bytes)),
+        format_size_approx(report.total(|w| w.spilled_bytes)),
+    );
+    for w in &report.workers {
+        out.push_str(&format!(
+            "  worker {}: {} tasks, managed memory peak {} of {}, network {} granted of {}, \
+             peak RSS {}, back-pressured {:.2} s, idle {:.2} s, buffer size {}{}\n",
+            w.process,
+            w.tasks,
+            format_size_approx(w.memory_peak),
+            format_size(w.memory_budget),
+            format_size_approx(w.network_granted),
+            format_size(w.network_budget),
+            format_size_approx(w.peak_rss),
+            w.back_pressured_us as f64 / 1e6,
+            w.idle_us as f64 / 1e6,
+            if w.buffer_size == 0 {
+                "full segments (debloating off)".to_string()
+            } else {
+                format_size_approx(w.buffer_size)
+            },
+            if w.leak_free { "" } else { ", SEGMENTS LEAKED" },
+        ));
+    }
+    out
+}
+
+/// A size in the nearest unit with one decimal: `37.5 MiB`.
+pub fn format_size_approx(bytes: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    for (unit, name) in UNITS {
+        if bytes >= unit {
+            return format!("{:.1} {name}", bytes as f64 / unit as f64);
+        }
+    }
+    format!("{bytes} B")
+}
+
+/// The input rows a query scans at `scale` (for rows/s): the rows of the tables it reads.
+pub fn input_rows(query: Query, scale: f64) -> u64 {
+    let lineitem = (6_001_215.0 * scale) as u64;
+    let orders = (1_500_000.0 * scale) as u64;
+    let customer = (150_000.0 * scale) as u64;
+    match query {
+        Query::Q1 | Query::Q6 => lineitem,
+        Query::Q3 | Query::Q10 => lineitem + orders + customer,
+    }
+}
+
+/// The job knobs as command-line flags (see [`Config`] for each one's meaning and range).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArgs {
+    /// Managed memory per worker, like 64MiB.
+    #[arg(long, default_value = "64MiB", value_parser = crate::size::parse_size)]
+    pub memory: u64,
+    /// Network memory per worker, beside --memory.
+    #[arg(long, default_value = "16MiB", value_parser = crate::size::parse_size)]
+    pub network_memory: u64,
+    /// Segment size of both budgets (a power of two, 4KiB to 1MiB).
+    #[arg(long, default_value = "32KiB", value_parser = crate::size::parse_size)]
+    pub segment_size: u64,
+    /// Exclusive buffers per remote input channel.
+    #[arg(long, default_value_t = 2)]
+    pub buffers_per_channel: usize,
+    /// Floating buffers per input gate.
+    #[arg(long, default_value_t = 8)]
+    pub floating_buffers: usize,
+    /// Output flushing: every, full, idle, or a timeout like 100ms.
+    #[arg(long, default_value = "100ms", value_parser = crate::shuffle_job::parse_flush)]
+    pub flush: weir_netstack::FlushMode,
+    /// Buffer debloating of input gates: on or off.
+    #[arg(long, default_value = "off", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    pub debloat: bool,
+    /// The debloating target in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub debloat_target_ms: u64,
+    /// Directory for spill files (default: the system temp directory).
+    #[arg(long)]
+    pub spill_dir: Option<PathBuf>,
+    /// Spill I/O backend: auto, io_uring or sync.
+    #[arg(long, default_value = "auto", value_parser = parse_io)]
+    pub io: IoChoice,
+    /// Worker processes (started locally on loopback).
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Task slots per worker.
+    #[arg(long, default_value_t = 1)]
+    pub slots: usize,
+}
+
+impl Default for ConfigArgs {
+    fn default() -> ConfigArgs {
+        ConfigArgs::from_config(&Config {
+            workers: 2,
+            ..Config::default()
+        })
+    }
+}
+
+fn parse_on_off(text: &str) -> std::result::Result<bool, String> {
+    match text {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("{text:?}: expected on or off")),
+    }
+}
+
+/// The spill backend a job asks for: `None` lets the kernel probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IoChoice(pub Option<weir_kernel::spill::IoBackend>);
+
+fn parse_io(text: &str) -> std::result::Result<IoChoice, String> {
+    use weir_kernel::spill::IoBackend;
+    match text {
+        "auto" => Ok(IoChoice(None)),
+        "io_uring" => Ok(IoChoice(Some(IoBackend::IoUring))),
+        "sync" => Ok(IoChoice(Some(IoBackend::Sync))),
+        _ => Err(format!("{text:?}: expected auto, io_uring or sync")),
+    }
+}
+
+impl ConfigArgs {
+    /// The flags of `config`.
+    pub fn from_config(config: &Config) -> ConfigArgs {
+        ConfigArgs {
+            memory: config.memory,
+            network_memory: config.network_memory,
+            segment_size: config.segment_size as u64,
+            buffers_per_channel: config.buffers_per_channel,
+            floating_buffers: config.floating_per_gate,
+            flush: config.flush,
+            debloat: config.debloat,
+            debloat_target_ms: u64::try_from(config.debloat_target.as_millis()).unwrap_or(u64::MAX),
+            spill_dir: Some(config.spill_dir.clone()),
+            io: IoChoice(config.io_backend),
+            workers: config.workers,
+            slots: config.slots,
+        }
+    }
+
+    /// The configuration, validated.
+    ///
+    /// # Errors
+    ///
+    /// As [`Config::validate`].
+    pub fn to_config(&self) -> Result<Config> {
+        let config = Config {
+            memory: self.memory,
+            network_memory: self.network_memory,
+            segment_size: usize::try_from(self.segment_size).unwrap_or(usize::MAX),
+            buffers_per_channel: self.buffers_per_channel,
+            floating_per_gate: self.floating_buffers,
+            flush: self.flush,
+            debloat: self.debloat,
+            debloat_target: Duration::from_millis(self.debloat_target_ms),
+            spill_dir: self.spill_dir.clone().unwrap_or_else(std::env::temp_dir),
+            io_backend: self.io.0,
+            workers: self.workers,
+            slots: self.slots,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The flags again, for a worker process.
+    pub fn to_args(&self) -> Vec<String> {
+        let config = self.to_config().unwrap_or_default();
+        let mut args = vec![
+            format!("--memory={}", format_size(self.memory)),
+            format!("--network-memory={}", format_size(self.network_memory)),
+            format!("--segment-size={}", format_size(self.segment_size)),
+            format!("--buffers-per-channel={}", self.buffers_per_channel),
+            format!("--floating-buffers={}", self.floating_buffers),
+            format!("--flush={}", crate::shuffle_job::flush_name(self.flush)),
+            format!("--debloat={}", if self.debloat { "on" } else { "off" }),
+            format!("--debloat-target-ms={}", self.debloat_target_ms),
+            format!("--spill-dir={}", config.spill_dir.display()),
+            format!("--workers={}", self.workers),
+            format!("--slots={}", self.slots),
+        ];
+        args.push(format!(
+            "--io={}",
+            self.io
+                .0
+                .map_or_else(|| "auto".to_string(), |b| b.to_string())
+        ));
+        args
+    }
+}
+
+/// `weir run tpch`: which queries, at which scale, over which tables.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TpchArgs {
+    /// A TPC-H query to run: 1, 3, 6 or 10 (repeat the flag for several; default 1 and 3).
+    #[arg(long = "query")]
+    pub queries: Vec<u32>,
+    /// The scale factor: 1 is 6,001,215 lineitem rows.
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+    /// The tables' directory (generated there when missing; default: weir-tpch-sfSCALE in
+    /// the system temp directory, kept for the next run).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// The job's configuration.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+impl Default for TpchArgs {
+    fn default() -> TpchArgs {
+        TpchArgs {
+            queries: Vec::new(),
+            scale: 1.0,
+            data: None,
+            config: ConfigArgs::default(),
+        }
+    }
+}
+
+/// `weir worker … query`: one worker's part of one query.
+#[derive(Debug, Clone, clap::Args)]
+pub struct QueryWorkerArgs {
+    /// The query's number.
+    #[arg(long)]
+    pub query: u32,
+    /// The tables' directory.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The job's configuration.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+/// Runs one worker's part of a query and prints its report line (worker processes 1 to
+/// N − 1 of `weir run tpch`).
+///
+/// # Errors
+///
+/// As [`run_query`].
+pub fn query_worker(
+    process: u32,
+    peers: Vec<std::net::SocketAddr>,
+    args: &QueryWorkerArgs,
+) -> Result<()> {
+    let query = Query::from_number(args.query).map_err(|message| WeirError::Input { message })?;
+    let config = args.config.to_config()?;
+    let (report, _) = run_query(
+        query,
+        &args.data,
+        &config,
+        Some(NetworkConfig::new(process, peers)),
+    )?;
+    println!("{}", report.to_line());
+    Ok(())
+}
+
+/// How long a query may run before its worker processes are killed.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// `weir run tpch` (and `weir` with no arguments): generates or reuses the tables, runs
+/// each query as a job across the workers, and prints its answer, whether it equals the
+/// reference answer, and a metrics summary.
+///
+/// # Errors
+///
+/// Invalid flags; generation or a job failing; an answer that differs from the reference
+/// at SF 1.
+pub fn run_tpch(args: &TpchArgs) -> Result<()> {
+    let config = args.config.to_config()?;
+    let queries: Vec<Query> = if args.queries.is_empty() {
+        vec![Query::Q1, Query::Q3]
+    } else {
+        args.queries
+            .iter()
+            .map(|n| Query::from_number(*n).map_err(|message| WeirError::Input { message }))
+            .collect::<Result<_>>()?
+    };
+    let dir = args
+        .data
+        .clone()
+        .unwrap_or_else(|| default_data_dir(args.scale));
+    let started = Instant::now();
+    let generated = {
+        let _progress = Progress::start(format!(
+            "generating TPC-H SF {} in {}",
+            args.scale,
+            dir.display()
+        ));
+        ensure_tables(&dir, args.scale)?
+    };
+    println!(
+        "weir: TPC-H SF {} tables in {} ({})",
+        args.scale,
+        dir.display(),
+        if generated {
+            format!("generated in {:.1} s", started.elapsed().as_secs_f64())
+        } else {
+            "reused".to_string()
+        }
+    );
+    let mut differ = Vec::new();
+    for query in queries {
+        println!(
+            "\nweir: TPC-H Q{} across {} worker process{} × {} slot{}, {} managed + {} network memory each",
+            query.number(),
+            config.workers,
+            if config.workers == 1 { "" } else { "es" },
+            config.slots,
+            if config.slots == 1 { "" } else { "s" },
+            format_size(config.memory),
+            format_size(config.network_memory),
+        );
+        let (report, answer) = {
+            let _progress = Progress::start(format!("running Q{}", query.number()));
+            run_distributed(query, &dir, &config, &args.config)?
+        };
+        print!("{}", answer.to_table());
+        let verdict = crate::tpch::queries::reference_verdict(query, &answer, args.scale);
+        println!("Q{}: {} rows, {verdict}", query.number(), answer.rows.len());
+        if args.scale == 1.0 && !answer.check_sf1(query.number()).is_empty() {
+            differ.push(query.number());
+        }
+        print!("{}", summary(&report, input_rows(query, args.scale)));
+    }
+    if !differ.is_empty() {
+        return Err(WeirError::Input {
+            message: format!("answers differ from the reference: {differ:?}"),
+        });
+    }
+    Ok(())
+}
+
+/// Runs `query` in this process (one worker) or with this process as worker 0 beside
+/// worker processes 1 to N − 1 on loopback.
+fn run_distributed(
+    query: Query,
+    dir: &Path,
+    config: &Config,
+    args: &ConfigArgs,
+) -> Result<(JobReport, Answer)> {
+    if config.workers == 1 {
+        let (report, answer) = run_query(query, dir, config, None)?;
+        return Ok((
+            JobReport {
+                workers: vec![report],
+            },
+            answer,
+        ));
+    }
+    let cluster = crate::workers::LocalCluster::new(config.workers)?;
+    let exe = std::env::current_exe().map_err(|e| WeirError::file("find", "weir", e))?;
+    let mut job_args = vec![
+        "query".to_string(),
+        format!("--query={}", query.number()),
+        format!("--data={}", dir.display()),
+    ];
+    job_args.extend(args.to_args());
+    let peers = cluster.peers().to_vec();
+    let ((mine, answer), lines) = cluster.run_beside(&exe, &job_args, QUERY_TIMEOUT, || {
+        run_query(query, dir, config, Some(NetworkConfig::new(0, peers)))
+    })?;
+    let mut workers = vec![mine];
+    for line in lines {
+        workers.push(WorkerReport::parse(&line).map_err(|message| WeirError::Input { message })?);
+    }
+    Ok((JobReport { workers }, answer))
+}
