@@ -39,7 +39,7 @@ pub fn default_data_dir(scale: f64) -> PathBuf {
 /// # Errors
 ///
 /// Generation failing (disk full, an invalid scale); `dir` existing with other content.
-pub fn ensure_tables(dir: &Path, scale: f64) -> Result<bool> {
+pub fn ensure_tables(dir: &Path, scale: f64, generator: Generator) -> Result<bool> {
     if tables_complete(dir, scale) {
         return Ok(false);
     }
@@ -48,7 +48,11 @@ pub fn ensure_tables(dir: &Path, scale: f64) -> Result<bool> {
             .map_err(|e| WeirError::file("remove incomplete tables", dir, e))?;
     }
     let staging = dir.with_extension(format!("partial.{}", std::process::id()));
-    let generated = generate_tables(scale, &staging).and_then(|_| {
+    let generate = match generator {
+        Generator::InProcess => generate_tables(scale, &staging).map(|_| ()),
+        Generator::ChildProcess => generate_in_child(scale, &staging),
+    };
+    let generated = generate.and_then(|()| {
         let marker = staging.join(COMPLETE_MARKER);
         std::fs::write(&marker, format!("{scale}\n"))
             .map_err(|e| WeirError::file("write", &marker, e))?;
@@ -60,19 +64,49 @@ pub fn ensure_tables(dir: &Path, scale: f64) -> Result<bool> {
     generated.map(|()| true)
 }
 
+/// Where [`ensure_tables`] runs the generator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Generator {
+    /// In this process.
+    InProcess,
+    /// In a `weir gen tpch` child process: the generator's text pool (about 300 MB, as in
+    /// the TPC-H tools) then never counts in this process's resident set.
+    ChildProcess,
+}
+
+fn generate_in_child(scale: f64, out: &Path) -> Result<()> {
+    let exe = std::env::current_exe().map_err(|e| WeirError::file("find", "weir", e))?;
+    let status = std::process::Command::new(&exe)
+        .args(["gen", "tpch", "--scale", &scale.to_string(), "--out"])
+        .arg(out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map_err(|e| WeirError::file("start", &exe, e))?;
+    if !status.success() {
+        return Err(WeirError::Input {
+            message: format!(
+                "weir gen tpch --scale {scale} --out {} failed: {status}",
+                out.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
 fn tables_complete(dir: &Path, scale: f64) -> bool {
     let marker = std::fs::read_to_string(dir.join(COMPLETE_MARKER)).unwrap_or_default();
     if marker.trim().parse::<f64>().ok() != Some(scale) {
         return false;
     }
     Table::ALL.iter().all(|table| {
-        let Ok(bytes) = std::fs::read(dir.join(table.name()))
-            .map(|b| b.into_iter().take(256).collect::<Vec<u8>>())
-        else {
-            return false;
-        };
-        crate::serde_fmt::from_slice_prefix::<FileHeader<'_>>(&bytes)
-            .is_ok_and(|(header, _)| header.magic == MAGIC && header.scale_factor == scale)
+        use std::io::Read as _;
+        let mut head = Vec::with_capacity(256);
+        let read = std::fs::File::open(dir.join(table.name()))
+            .and_then(|file| file.take(256).read_to_end(&mut head));
+        read.is_ok()
+            && crate::serde_fmt::from_slice_prefix::<FileHeader<'_>>(&head)
+                .is_ok_and(|(header, _)| header.magic == MAGIC && header.scale_factor == scale)
     })
 }
 
@@ -152,7 +186,7 @@ pub fn summary(report: &JobReport, input_rows: u64) -> String {
     );
     for w in &report.workers {
         out.push_str(&format!(
-            "  worker {}: {} tasks, managed memory peak {} of {}, network {} granted of {}, \
+            "  worker {}: {} tasks, managed memory reserved at peak {} of {}, network {} granted of {}, \
              peak RSS {}, back-pressured {:.2} s, idle {:.2} s, buffer size {}{}\n",
             w.process,
             w.tasks,
@@ -435,7 +469,7 @@ pub fn run_tpch(args: &TpchArgs) -> Result<()> {
             args.scale,
             dir.display()
         ));
-        ensure_tables(&dir, args.scale)?
+        ensure_tables(&dir, args.scale, Generator::ChildProcess)?
     };
     println!(
         "weir: TPC-H SF {} tables in {} ({})",
