@@ -461,10 +461,20 @@ pub fn execute(
     drop(store);
     let network_granted = (grant.total_segments() * config.segment_size) as u64;
     drop(grant);
-    result?;
-    let leak_free = managed.leak_check().is_ok() && net.leak_check().is_ok();
-    managed.leak_check()?;
-    net.leak_check()?;
+    let leaks = [managed.leak_check(), net.leak_check()];
+    if let Err(error) = result {
+        // A failed job must still have freed everything: say so when it did not.
+        return Err(match leaks.into_iter().find_map(std::result::Result::err) {
+            Some(leak) => WeirError::Input {
+                message: format!("{error}; and after the failure: {leak}"),
+            },
+            None => error,
+        });
+    }
+    let leak_free = leaks.iter().all(std::result::Result::is_ok);
+    for leak in leaks {
+        leak?;
+    }
     let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
     Ok(WorkerReport {
         process: u32::try_from(process).expect("few workers"),
