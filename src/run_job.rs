@@ -69,8 +69,9 @@ pub fn ensure_tables(dir: &Path, scale: f64, generator: Generator) -> Result<boo
 pub enum Generator {
     /// In this process.
     InProcess,
-    /// In a `weir gen tpch` child process: the generator's text pool (about 300 MB, as in
-    /// the TPC-H tools) then never counts in this process's resident set.
+    /// In a `weir gen tpch` child process (this process must be the `weir` executable):
+    /// the generator's text pool (about 300 MB, as in the TPC-H tools) then never counts
+    /// in this process's resident set.
     ChildProcess,
 }
 

@@ -19,11 +19,14 @@ pub(crate) enum Parallelism {
     One,
 }
 
+/// Appends a record's key bytes to the buffer.
+pub(crate) type KeyBytes<T> = Arc<dyn Fn(&T, &mut Vec<u8>) + Send + Sync>;
+
 /// How an exchange routes a record of type `T` to the consumer's tasks.
 pub(crate) enum Exchange<T> {
     /// By the hash of the record's key bytes (which the function appends to the buffer)
     /// through key groups.
-    Hash(Arc<dyn Fn(&T, &mut Vec<u8>) + Send + Sync>),
+    Hash(KeyBytes<T>),
     /// Round robin.
     RoundRobin,
     /// To every task.

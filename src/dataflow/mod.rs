@@ -386,6 +386,15 @@ impl<T: Data> Stream<T> {
         .collect()
     }
 
+    /// Ends the stream in a custom sink: `open(ctx)` runs in each task and returns the
+    /// [`Push`] that takes that task's records (its `finish` is called at the end).
+    pub fn sink(
+        self,
+        open: impl Fn(&TaskContext) -> Result<Box<dyn Push<T>>> + Send + Sync + 'static,
+    ) {
+        self.into_stage(move |ctx| open(ctx));
+    }
+
     /// Consumes the stream and drops every record.
     pub fn discard(self) {
         self.into_stage(|_| Ok(Box::new(operators::Discard)));
@@ -518,6 +527,10 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
     /// row per matching pair and, for outer joins, one per unmatched record of the outer
     /// side(s) with `None` for the other; for semi and anti joins the left records with
     /// (without) a match, with `None` on the right.
+    ///
+    /// # Panics
+    ///
+    /// When one input runs on every task and the other on one (after `gather`).
     pub fn join_as<R: Data>(
         self,
         right: KeyedStream<K, R>,
@@ -570,6 +583,10 @@ pub struct Collected<T> {
 
 impl<T> Collected<T> {
     /// Takes the records (empty before the job ran, and on workers other than 0).
+    ///
+    /// # Panics
+    ///
+    /// When a task panicked while adding to them (the job failed then).
     pub fn take(&self) -> Vec<T> {
         std::mem::take(&mut *self.records.lock().expect("collected records"))
     }

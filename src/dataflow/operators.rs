@@ -204,8 +204,11 @@ impl<T: Data> Push<T> for LinesSink<T> {
 /// One downstream `Push` shared by several upstream chains (a union): it finishes when
 /// the last of them finished.
 pub(crate) struct Shared<T> {
-    inner: Arc<Mutex<(Box<dyn Push<T>>, usize)>>,
+    // The downstream and the upstreams that have not finished.
+    inner: Arc<Mutex<SharedDown<T>>>,
 }
+
+type SharedDown<T> = (Box<dyn Push<T>>, usize);
 
 impl<T> Shared<T> {
     pub(crate) fn new(down: Box<dyn Push<T>>, upstreams: usize) -> Shared<T> {

@@ -11,9 +11,12 @@ use crate::tpch::{Table, TableScan};
 /// Records between two looks at the job's cancel flag.
 const CANCEL_CHECK_RECORDS: u64 = 4096;
 
+/// A source's work: push the task's records into its chain.
+type RunSource<T> = Box<dyn FnOnce(&mut TaskContext, &mut dyn Push<T>) -> Result<()> + Send>;
+
 /// A driver from a closure run once with the task's context and its chain.
 struct FnDriver<T> {
-    run: Option<Box<dyn FnOnce(&mut TaskContext, &mut dyn Push<T>) -> Result<()> + Send>>,
+    run: Option<RunSource<T>>,
     down: Box<dyn Push<T>>,
 }
 
@@ -75,7 +78,7 @@ pub(crate) fn tpch_table<T: Data>(
             scan.for_each_row(|row| {
                 let mine = index % tasks == task;
                 index += 1;
-                if index % (CANCEL_CHECK_RECORDS * 16) == 0 {
+                if index.is_multiple_of(CANCEL_CHECK_RECORDS * 16) {
                     cancel.check()?;
                 }
                 if mine && let Some(record) = project(row)? {
@@ -112,7 +115,7 @@ pub(crate) fn text_lines(path: PathBuf) -> Open<String> {
                     down.push(text.to_string())?;
                 }
                 index += 1;
-                if index % CANCEL_CHECK_RECORDS == 0 {
+                if index.is_multiple_of(CANCEL_CHECK_RECORDS) {
                     ctx.check_cancelled()?;
                 }
             }
@@ -159,7 +162,7 @@ pub(crate) fn fixed_width(path: PathBuf, width: usize) -> Open<Vec<u8>> {
                     .read_exact(&mut record)
                     .map_err(|e| WeirError::file("read input", &*path, e))?;
                 down.push(record)?;
-                if index % CANCEL_CHECK_RECORDS == 0 {
+                if index.is_multiple_of(CANCEL_CHECK_RECORDS) {
                     ctx.check_cancelled()?;
                 }
             }
@@ -180,7 +183,7 @@ where
         Ok(driver(down, move |ctx, down| {
             for (index, record) in open(ctx)?.enumerate() {
                 down.push(record?)?;
-                if index as u64 % CANCEL_CHECK_RECORDS == 0 {
+                if (index as u64).is_multiple_of(CANCEL_CHECK_RECORDS) {
                     ctx.check_cancelled()?;
                 }
             }

@@ -1,0 +1,57 @@
+//! TPC-H Q1 (the pricing summary report) written with the dataflow API over the tables of
+//! `weir gen tpch`: a scan that reads only the fields it needs at their fixed offsets, a
+//! filter pushed into the scan, and a keyed aggregation with a combiner before the shuffle.
+//!
+//! ```sh
+//! cargo run --release --example tpch_q1 -- [SCALE] [SLOTS]
+//! ```
+
+use std::error::Error;
+
+use weir::config::Config;
+use weir::dataflow::{Dataflow, runtime};
+use weir::run_job::{Generator, default_data_dir, ensure_tables};
+use weir::tpch::Table;
+use weir::tpch::lineitem::{
+    DISCOUNT, EXTENDEDPRICE, LINESTATUS, QUANTITY, RETURNFLAG, SHIPDATE, TAX, i32_at, i64_at,
+};
+use weir::tpch::q1::{Q1_SHIPDATE_MAX, Q1Sums};
+use weir::tpch::queries::q1_answer;
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let mut args = std::env::args().skip(1);
+    let scale: f64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(0.01);
+    let slots = args.next().map(|s| s.parse()).transpose()?.unwrap_or(2);
+    let dir = default_data_dir(scale);
+    ensure_tables(&dir, scale, Generator::InProcess)?;
+
+    let flow = Dataflow::new();
+    let groups = flow
+        .tpch_table(&dir, Table::Lineitem, |row| {
+            if i32_at(row, SHIPDATE) > Q1_SHIPDATE_MAX {
+                return Ok(None);
+            }
+            let group = (row[RETURNFLAG], row[LINESTATUS]);
+            let sums = Q1Sums::of_row(
+                i64_at(row, QUANTITY),
+                i64_at(row, EXTENDEDPRICE),
+                i64_at(row, DISCOUNT),
+                i64_at(row, TAX),
+            );
+            Ok(Some((group, sums)))
+        })
+        .key_by(|(group, _)| *group)
+        .aggregate(|(_, sums)| *sums, |acc, sums| acc.add(&sums))
+        .collect();
+
+    let config = Config {
+        slots,
+        ..Config::default()
+    };
+    let report = runtime::execute(&flow, &config, None)?;
+    let mut groups = groups.take();
+    groups.sort_by_key(|(group, _)| *group);
+    print!("{}", q1_answer(&groups).to_table());
+    println!("Q1 at SF {scale} in {:.3} s", report.wall_us as f64 / 1e6);
+    Ok(())
+}
