@@ -455,7 +455,7 @@ pub fn execute(
         if result.is_ok() {
             service.stop()?;
         } else {
-            drop(service);
+            service.abort();
         }
     }
     drop(store);

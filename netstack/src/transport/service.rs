@@ -134,6 +134,7 @@ enum Command {
         bytes: u32,
     },
     Stop,
+    Abort,
 }
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -250,6 +251,17 @@ impl NetworkService {
                 message,
             }),
             None => Ok(()),
+        }
+    }
+
+    /// Stops the event loop at once, without waiting for readers (a failed job: its
+    /// peers learn of it from the closed connections), and waits for it.
+    pub fn abort(mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.shared.post(Command::Abort);
+            if let Err(panic) = thread.join() {
+                std::panic::resume_unwind(panic);
+            }
         }
     }
 
@@ -797,6 +809,11 @@ impl EventLoop {
             }
             Command::Stop => {
                 self.stopping.get_or_insert_with(Instant::now);
+                None
+            }
+            Command::Abort => {
+                self.stopping = Some(Instant::now());
+                self.drain_timeout = Duration::ZERO;
                 None
             }
         }
