@@ -11,10 +11,14 @@ use weir::error::{Result, WeirError};
 use weir::netstack::transport::NetworkConfig;
 use weir::workers::free_loopback_addresses;
 
+/// A program and what gives its result after the job ran.
+type Program = (Dataflow, Box<dyn FnOnce() -> Vec<(u64, u64)>>);
+
+/// One worker's outcome: its report and the result it received.
+type Outcome = Result<(WorkerReport, Vec<(u64, u64)>)>;
+
 /// Runs `program` as workers 0 and 1, each in its own thread.
-fn run_two(
-    program: fn() -> (Dataflow, Box<dyn FnOnce() -> Vec<(u64, u64)>>),
-) -> [Result<(WorkerReport, Vec<(u64, u64)>)>; 2] {
+fn run_two(program: fn() -> Program) -> [Outcome; 2] {
     let peers = free_loopback_addresses(2).unwrap();
     let config = Config {
         workers: 2,
@@ -34,7 +38,7 @@ fn run_two(
     [zero.join().unwrap(), one.join().unwrap()]
 }
 
-fn sums() -> (Dataflow, Box<dyn FnOnce() -> Vec<(u64, u64)>>) {
+fn sums() -> Program {
     let flow = Dataflow::new();
     let sums = flow
         .generate(200_000, |i| (i % 1000, i))
@@ -61,7 +65,7 @@ fn a_keyed_aggregation_across_two_workers_is_exact() {
     assert_eq!(got, expected);
 }
 
-fn failing_on_task_3() -> (Dataflow, Box<dyn FnOnce() -> Vec<(u64, u64)>>) {
+fn failing_on_task_3() -> Program {
     let flow = Dataflow::new();
     let sums = flow
         .source_fn("failing", |ctx| {
