@@ -11,7 +11,7 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use weir_netstack::transport::NetworkConfig;
@@ -123,14 +123,30 @@ pub fn run_query(
     config: &Config,
     network: Option<NetworkConfig>,
 ) -> Result<(WorkerReport, Answer)> {
+    run_query_observed(query, dir, config, network, &Arc::default())
+}
+
+/// As [`run_query`], counting the rows this worker's sources read in `rows_read`.
+///
+/// # Errors
+///
+/// As [`runtime::execute`].
+pub fn run_query_observed(
+    query: Query,
+    dir: &Path,
+    config: &Config,
+    network: Option<NetworkConfig>,
+    rows_read: &Arc<AtomicU64>,
+) -> Result<(WorkerReport, Answer)> {
     let flow = Dataflow::new();
     let answer = query.build(&flow, dir);
-    let report = runtime::execute(&flow, config, network)?;
+    let report = runtime::execute_observed(&flow, config, network, rows_read)?;
     Ok((report, answer()))
 }
 
-/// A progress line on stderr while a job runs (only when stderr is a terminal): the
-/// elapsed time, redrawn every 200 ms until dropped.
+/// A progress bar on stderr while a job runs (only when stderr is a terminal), redrawn
+/// every 200 ms until dropped: the rows read so far against `total` when known, else a
+/// spinner, and the elapsed time.
 #[derive(Debug)]
 pub struct Progress {
     done: Arc<AtomicBool>,
@@ -138,26 +154,40 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// Starts drawing `label` with a spinner and the elapsed time (nothing when stderr is
-    /// not a terminal).
-    pub fn start(label: String) -> Progress {
+    /// Starts drawing `label` with the rows counted in `rows` out of `total`.
+    pub fn start(label: String, rows: Arc<AtomicU64>, total: Option<u64>) -> Progress {
         let done = Arc::new(AtomicBool::new(false));
         let thread = std::io::stderr().is_terminal().then(|| {
             let done = Arc::clone(&done);
             std::thread::spawn(move || {
                 let started = Instant::now();
-                let frames = ['|', '/', '-', '\\'];
-                let mut frame = 0;
+                let mut frame = 0usize;
+                let mut width = 0;
                 while !done.load(Ordering::Acquire) {
-                    eprint!(
-                        "\r{} {label} {:5.1} s",
-                        frames[frame % 4],
+                    let read = rows.load(Ordering::Relaxed);
+                    let bar = match total {
+                        Some(total) if total > 0 => {
+                            let filled = (read.min(total) * 30 / total) as usize;
+                            format!(
+                                "[{}{}] {:3}%",
+                                "#".repeat(filled),
+                                "-".repeat(30 - filled),
+                                read.min(total) * 100 / total
+                            )
+                        }
+                        _ => ["|", "/", "-", "\\"][frame % 4].to_string(),
+                    };
+                    let line = format!(
+                        "{label} {bar} {:.1} M rows {:5.1} s",
+                        read as f64 / 1e6,
                         started.elapsed().as_secs_f64()
                     );
+                    width = width.max(line.len());
+                    eprint!("\r{line}");
                     frame += 1;
                     std::thread::park_timeout(Duration::from_millis(200));
                 }
-                eprint!("\r{}\r", " ".repeat(label.len() + 12));
+                eprint!("\r{}\r", " ".repeat(width));
             })
         });
         Progress { done, thread }
@@ -465,11 +495,11 @@ pub fn run_tpch(args: &TpchArgs) -> Result<()> {
         .unwrap_or_else(|| default_data_dir(args.scale));
     let started = Instant::now();
     let generated = {
-        let _progress = Progress::start(format!(
-            "generating TPC-H SF {} in {}",
-            args.scale,
-            dir.display()
-        ));
+        let _progress = Progress::start(
+            format!("generating TPC-H SF {} in {}", args.scale, dir.display()),
+            Arc::default(),
+            None,
+        );
         ensure_tables(&dir, args.scale, Generator::ChildProcess)?
     };
     println!(
@@ -495,8 +525,15 @@ pub fn run_tpch(args: &TpchArgs) -> Result<()> {
             format_size(config.network_memory),
         );
         let (report, answer) = {
-            let _progress = Progress::start(format!("running Q{}", query.number()));
-            run_distributed(query, &dir, &config, &args.config)?
+            // Each of worker 0's tasks of a scanning stage reads its tables in full.
+            let rows = Arc::new(AtomicU64::new(0));
+            let total = config.slots as u64 * input_rows(query, args.scale);
+            let _progress = Progress::start(
+                format!("Q{} (worker 0)", query.number()),
+                Arc::clone(&rows),
+                Some(total),
+            );
+            run_distributed(query, &dir, &config, &args.config, &rows)?
         };
         print!("{}", answer.to_table());
         let verdict = crate::tpch::queries::reference_verdict(query, &answer, args.scale);
@@ -521,9 +558,10 @@ fn run_distributed(
     dir: &Path,
     config: &Config,
     args: &ConfigArgs,
+    rows: &Arc<AtomicU64>,
 ) -> Result<(JobReport, Answer)> {
     if config.workers == 1 {
-        let (report, answer) = run_query(query, dir, config, None)?;
+        let (report, answer) = run_query_observed(query, dir, config, None, rows)?;
         return Ok((
             JobReport {
                 workers: vec![report],
@@ -541,7 +579,7 @@ fn run_distributed(
     job_args.extend(args.to_args());
     let peers = cluster.peers().to_vec();
     let ((mine, answer), lines) = cluster.run_beside(&exe, &job_args, QUERY_TIMEOUT, || {
-        run_query(query, dir, config, Some(NetworkConfig::new(0, peers)))
+        run_query_observed(query, dir, config, Some(NetworkConfig::new(0, peers)), rows)
     })?;
     let mut workers = vec![mine];
     for line in lines {

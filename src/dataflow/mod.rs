@@ -45,7 +45,7 @@ use weir_kernel::hash::JoinType;
 
 use crate::error::Result;
 use graph::{DatasetId, Exchange, Graph, Parallelism, Stage};
-pub use runtime::{JobReport, TaskContext, WorkerReport};
+pub use runtime::{JobReport, TaskContext, WorkerReport, execute, execute_observed};
 
 /// What flows through a stream: a record type serde-fmt can encode and decode.
 pub trait Data: Serialize + DeserializeOwned + Send + 'static {}

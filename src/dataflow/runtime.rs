@@ -55,9 +55,15 @@ pub(crate) struct Counters {
     idle_us: AtomicU64,
     buffer_size_max: AtomicU64,
     in_flight_bytes_max: AtomicU64,
+    // Rows the sources read (all they scanned, their share or not), for progress.
+    rows_read: Arc<AtomicU64>,
 }
 
 impl Counters {
+    pub(crate) fn add_rows_read(&self, rows: u64) {
+        self.rows_read.fetch_add(rows, Ordering::Relaxed);
+    }
+
     pub(crate) fn add_spilled(&self, bytes: u64) {
         self.spilled_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
@@ -378,6 +384,25 @@ pub fn execute(
     config: &Config,
     network: Option<NetworkConfig>,
 ) -> Result<WorkerReport> {
+    execute_observed(program, config, network, &Arc::default())
+}
+
+/// As [`execute`], counting in `rows_read` the rows this worker's sources read while the
+/// job runs (every row they scan, for a progress display).
+///
+/// # Errors
+///
+/// As [`execute`].
+///
+/// # Panics
+///
+/// As [`execute`].
+pub fn execute_observed(
+    program: &Dataflow,
+    config: &Config,
+    network: Option<NetworkConfig>,
+    rows_read: &Arc<AtomicU64>,
+) -> Result<WorkerReport> {
     config.validate()?;
     let graph = program.graph();
     let graph = graph.borrow();
@@ -428,7 +453,10 @@ pub fn execute(
     let mut spill = SpillConfig::new(config.spill_dir.clone());
     spill.backend = config.io_backend;
     let store = open_store(&spill)?;
-    let counters = Arc::new(Counters::default());
+    let counters = Arc::new(Counters {
+        rows_read: Arc::clone(rows_read),
+        ..Counters::default()
+    });
     let cancel = CancelFlag::default();
 
     let (contexts, cancellers) = wire(

@@ -75,17 +75,20 @@ pub(crate) fn tpch_table<T: Data>(
             let mut scan = TableScan::open(&dir, table, &owner)?;
             let mut index = 0u64;
             let cancel = ctx.cancel_flag();
+            let counters = ctx.counters();
             scan.for_each_row(|row| {
                 let mine = index % tasks == task;
                 index += 1;
                 if index.is_multiple_of(CANCEL_CHECK_RECORDS * 16) {
                     cancel.check()?;
+                    counters.add_rows_read(CANCEL_CHECK_RECORDS * 16);
                 }
                 if mine && let Some(record) = project(row)? {
                     down.push(record)?;
                 }
                 Ok(())
             })?;
+            counters.add_rows_read(index % (CANCEL_CHECK_RECORDS * 16));
             Ok(())
         }))
     })

@@ -94,6 +94,8 @@ struct RemoteState {
     // Waiting on the gate's pool for floating segments.
     floating_waker: Option<Waker>,
     released: bool,
+    // EndOfPartition arrived: the sender owes nothing more.
+    end_received: bool,
 }
 
 impl RemoteInputChannel {
@@ -131,6 +133,7 @@ impl RemoteInputChannel {
                     listener: None,
                     floating_waker: None,
                     released: false,
+                    end_received: false,
                 }),
             }),
             ended: false,
@@ -295,6 +298,7 @@ impl RemoteShared {
             }
             state.expected_sequence = state.expected_sequence.wrapping_add(1);
             state.backlog = backlog as usize;
+            state.end_received |= buffer.data_type() == DataType::EndOfPartition;
             if state.released {
                 None
             } else {
@@ -360,6 +364,13 @@ impl RemoteShared {
         if let Some(listener) = listener {
             listener.wake();
         }
+    }
+
+    /// Whether the channel expects nothing more from its connection: EndOfPartition
+    /// arrived, or the task released it.
+    pub fn is_complete(&self) -> bool {
+        let state = self.lock();
+        state.end_received || state.released
     }
 
     /// Whether the task released the channel.

@@ -1212,10 +1212,24 @@ impl EventLoop {
             NetError::Remote { message, .. } => message.clone(),
             other => other.to_string(),
         };
-        eprintln!(
-            "weir: worker {}: connection to {name} failed: {cause}",
-            self.shared.process
-        );
+        // A peer that closes once it sent everything and owes nothing (it finished before
+        // this worker did) is no failure worth reporting.
+        let benign = self.connections.get(&peer).is_some_and(|connection| {
+            connection
+                .channels
+                .values()
+                .all(|channel| channel.is_complete())
+                && connection
+                    .views
+                    .values()
+                    .all(|view| view.subpartition.is_consumed())
+        });
+        if !benign {
+            eprintln!(
+                "weir: worker {}: connection to {name} failed: {cause}",
+                self.shared.process
+            );
+        }
         if let Some(connection) = self.connections.get_mut(&peer)
             && matches!(error, NetError::MalformedFrame { .. })
         {
