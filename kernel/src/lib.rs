@@ -24,6 +24,7 @@
 
 pub mod constants;
 mod error;
+pub mod fuzz;
 pub mod hash;
 pub mod memory;
 pub mod sort;
