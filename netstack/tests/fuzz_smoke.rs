@@ -92,3 +92,34 @@ fn the_seed_corpus_is_well_formed() {
     }
     assert!(files >= 6, "{}", dir.display());
 }
+
+#[test]
+fn credit_protocol_keeps_its_invariants_on_seeded_inputs() {
+    fuzz::credit_protocol(&[]);
+    let mut state = 0x5eed_u64;
+    let mut next = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let runs = if cfg!(miri) { 3 } else { 300 };
+    for _ in 0..runs {
+        let len = (next() % 3000) as usize;
+        let input: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        fuzz::credit_protocol(&input);
+    }
+}
+
+#[test]
+fn the_checked_in_credit_seeds_pass() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/credit_protocol");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        fuzz::credit_protocol(&std::fs::read(entry.unwrap().path()).unwrap());
+        count += 1;
+    }
+    assert!(count > 0, "seeds in {}", dir.display());
+}
