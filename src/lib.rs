@@ -14,6 +14,7 @@ pub mod latency_job;
 pub mod run_job;
 pub mod shuffle_job;
 pub mod size;
+pub mod soak_job;
 pub mod sort_job;
 pub mod tpch;
 pub mod w1;

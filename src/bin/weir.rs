@@ -28,6 +28,7 @@ use weir::shuffle_job::{
     run_shuffle_worker,
 };
 use weir::size::parse_size;
+use weir::soak_job::{SoakArgs, SoakWorkerArgs, soak, soak_worker};
 use weir::sort_job::{SortJob, generate, run_sort};
 use weir::tpch::{Table, generate_tables};
 use weir::w2_job::{W2Job, Workload, run_w2};
@@ -125,6 +126,9 @@ enum Bench {
     W2b(W2Args),
     /// W3: orders JOIN lineitem ON orderkey: COUNT(*), SUM(l_extendedprice).
     W3(W3Args),
+    /// Soak: shuffles, sorts and joins at once across 2 worker processes, round after
+    /// round, with stalling consumers; every result checked, no leak, no deadlock.
+    Soak(Box<SoakArgs>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -174,6 +178,8 @@ enum Run {
 enum WorkerJob {
     /// This worker's part of a TPC-H query of `weir run tpch`.
     Query(Box<QueryWorkerArgs>),
+    /// This worker's part of a soak round.
+    Soak(Box<SoakWorkerArgs>),
     /// This worker's source and sink of a W4 shuffle.
     Shuffle(ShuffleJobArgs),
     /// This worker's paced source and latency-recording sink of W5.
@@ -294,12 +300,21 @@ struct SortArgs {
 }
 
 fn main() -> ExitCode {
+    weir::kernel::sys::limit_heap_arenas();
     let cli = Cli::parse();
     let result = match cli.command {
         None => run_tpch(&TpchArgs::default()),
         Some(Command::Run {
             what: Run::Tpch(args),
         }) => run_tpch(&args),
+        Some(Command::Bench {
+            what: Bench::Soak(args),
+        }) => soak(&args),
+        Some(Command::Worker {
+            process,
+            peers,
+            job: WorkerJob::Soak(args),
+        }) => worker_peers(process, &peers).and_then(|peers| soak_worker(process, peers, &args)),
         Some(Command::Worker {
             process,
             peers,

@@ -350,6 +350,9 @@ impl<T> Drop for ExchangeOut<T> {
     }
 }
 
+/// Buffers between two samples of a gate's in-flight bytes and buffer size.
+const GATE_SAMPLE_BUFFERS: u64 = 64;
+
 /// The start of a stage: records of the exchange's gate, decoded, into the chain.
 pub(crate) struct ExchangeIn<T> {
     gate: Option<InputGate>,
@@ -373,10 +376,15 @@ impl<T: Data> Driver for ExchangeIn<T> {
             .map(|i| RecordReader::new(ChannelIndex(u32::try_from(i).expect("few channels"))))
             .collect();
         let mut listening = false;
+        let mut buffers = 0u64;
         loop {
             match gate.poll_next()? {
                 GatePoll::Buffer(channel, buffer) => {
                     listening = false;
+                    buffers += 1;
+                    if buffers.is_multiple_of(GATE_SAMPLE_BUFFERS) {
+                        ctx.record_gate(&gate);
+                    }
                     let reader = &mut readers[channel.as_usize()];
                     match buffer.data_type() {
                         DataType::Data => {

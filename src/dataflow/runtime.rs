@@ -192,7 +192,7 @@ impl TaskContext {
             .fetch_add(micros(idle), Ordering::Relaxed);
     }
 
-    /// Records a finished gate's debloated buffer size and in-flight bytes.
+    /// Records a gate's debloated buffer size and in-flight bytes (the largest seen).
     pub(crate) fn record_gate(&self, gate: &InputGate) {
         let metrics = gate.metrics();
         self.counters
@@ -237,6 +237,9 @@ pub struct WorkerReport {
     pub idle_us: u64,
     /// The largest debloated buffer size of its gates at their end (0: debloating off).
     pub buffer_size: u64,
+    /// The most bytes in flight to one of its gates, as debloating measured them (0:
+    /// debloating off).
+    pub in_flight_bytes: u64,
     /// Whether every segment came home.
     pub leak_free: bool,
 }
@@ -248,7 +251,7 @@ impl WorkerReport {
         format!(
             "weir-worker process={} tasks={} wall_us={} records_exchanged={} bytes_exchanged={} \
              remote_bytes={} spilled_bytes={} memory_budget={} memory_peak={} network_budget={} \
-             network_granted={} peak_rss={} back_pressured_us={} idle_us={} buffer_size={} leak_free={}",
+             network_granted={} peak_rss={} back_pressured_us={} idle_us={} buffer_size={} in_flight_bytes={} leak_free={}",
             self.process,
             self.tasks,
             self.wall_us,
@@ -264,6 +267,7 @@ impl WorkerReport {
             self.back_pressured_us,
             self.idle_us,
             self.buffer_size,
+            self.in_flight_bytes,
             self.leak_free,
         )
     }
@@ -304,6 +308,7 @@ impl WorkerReport {
             back_pressured_us: num("back_pressured_us")?,
             idle_us: num("idle_us")?,
             buffer_size: num("buffer_size")?,
+            in_flight_bytes: num("in_flight_bytes")?,
             leak_free: fields.get("leak_free") == Some(&"true"),
         })
     }
@@ -520,6 +525,7 @@ pub fn execute_observed(
         back_pressured_us: load(&counters.back_pressured_us),
         idle_us: load(&counters.idle_us),
         buffer_size: load(&counters.buffer_size_max),
+        in_flight_bytes: load(&counters.in_flight_bytes_max),
         leak_free,
     })
 }

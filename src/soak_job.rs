@@ -1,0 +1,492 @@
+//! `weir bench soak`: shuffles, sorts and joins at once across two worker processes, round
+//! after round, with consumers that stall at random, every result checked.
+//!
+//! ```text
+//!   round r (one dataflow job, seed s + r, over workers 0 (this process) and 1):
+//!     shuffle  generate (k, v) ─▶ stall? ─▶ key_by k ─▶ aggregate (Σv, n) ─▶ collect ══ closed form
+//!     sort     generate (k, payload) ─▶ sort_by k ─▶ gather ─▶ sort_by k ─▶ collect ══ sorted input
+//!     join     generate (k, a) ⋈ generate (k, b) ─▶ stall? ─▶ aggregate ─▶ collect ══ closed form
+//!   between rounds: throughput, in-flight bytes, peak and current RSS of each worker;
+//!   a watchdog fails the soak when worker 0's sources read nothing for 10 s while the job
+//!   has not ended (a deadlock), and any leak or wrong result fails it at once.
+//! ```
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use weir_netstack::transport::NetworkConfig;
+
+use crate::config::Config;
+use crate::dataflow::{Collected, Dataflow, Push, WorkerReport, runtime};
+use crate::error::{Result, WeirError};
+
+/// How long without progress counts as a deadlock.
+pub const STALL_LIMIT: Duration = Duration::from_secs(10);
+
+/// A soak's parameters.
+#[derive(Debug, Clone)]
+pub struct SoakJob {
+    /// How long to keep starting rounds.
+    pub duration: Duration,
+    /// Records per pipeline per round.
+    pub records: u64,
+    /// The first round's seed.
+    pub seed: u64,
+    /// The workers' configuration (2 workers).
+    pub config: Config,
+}
+
+/// One round's outcome on one worker.
+#[derive(Debug, Clone)]
+pub struct RoundReport {
+    /// The round's index.
+    pub round: u64,
+    /// Worker reports, by process.
+    pub workers: Vec<WorkerReport>,
+    /// The resident set of this process (worker 0) after the round.
+    pub rss_after: u64,
+    /// Problems found in the results (empty: every result right).
+    pub problems: Vec<String>,
+}
+
+/// splitmix64, the soak's source of randomness.
+#[inline]
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Sleeps now and then (about once per 20,000 records, up to 20 ms): a consumer that
+/// stalls, so its producers are back-pressured.
+#[inline]
+fn maybe_stall(seed: u64, i: u64) {
+    let r = mix(seed ^ i.wrapping_mul(0x2545_F491_4F6C_DD1D));
+    if r.is_multiple_of(20_000) {
+        std::thread::sleep(Duration::from_millis(1 + (r >> 32) % 20));
+    }
+}
+
+/// The keys of a round: `records` values over `records / 8` keys.
+fn key_of(seed: u64, i: u64, keys: u64) -> u64 {
+    mix(seed.wrapping_add(i)) % keys
+}
+
+/// What a round's job delivers to worker 0.
+struct Results {
+    shuffle: Collected<(u64, (u64, u64))>,
+    sorted: Arc<Mutex<SortCheck>>,
+    joined: Collected<((), (u64, u64))>,
+}
+
+/// A streaming check of the globally sorted output (the records are not kept): how many,
+/// an order-free checksum, and whether every key followed the one before in order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct SortCheck {
+    records: u64,
+    checksum: u64,
+    in_order: bool,
+    last: Option<(u64, u64)>,
+    finished: bool,
+}
+
+impl SortCheck {
+    fn add(&mut self, record: (u64, u64)) {
+        if self.records == 0 {
+            self.in_order = true;
+        }
+        self.in_order &= self.last.is_none_or(|last| last <= record);
+        self.last = Some(record);
+        self.records += 1;
+        self.checksum = self.checksum.wrapping_add(mix(record.0 ^ mix(record.1)));
+    }
+}
+
+/// The sink of the sort's single global task: checks as records pass.
+struct SortSink(Arc<Mutex<SortCheck>>, SortCheck);
+
+impl Push<(u64, u64)> for SortSink {
+    fn push(&mut self, record: (u64, u64)) -> Result<()> {
+        self.1.add(record);
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.1.finished = true;
+        *self.0.lock().expect("sort check") = self.1;
+        Ok(())
+    }
+}
+
+/// Builds one round's program: the three pipelines in one job.
+fn program(seed: u64, records: u64) -> (Dataflow, Results) {
+    let keys = (records / 8).max(1);
+    let flow = Dataflow::new();
+    let shuffle = flow
+        .generate(records, move |i| (key_of(seed, i, keys), i))
+        .key_by(|(k, _)| *k)
+        .partition()
+        .map(move |(k, v)| {
+            maybe_stall(seed, v);
+            (k, v)
+        })
+        .key_by(|(k, _)| *k)
+        .aggregate(
+            |(_, v)| (*v, 1u64),
+            |a, b| {
+                a.0 = a.0.wrapping_add(b.0);
+                a.1 += b.1;
+            },
+        )
+        .collect();
+    let top = |s: crate::dataflow::Stream<(u64, u64)>| s.sort_by(|(k, v)| (*k, *v), None);
+    let sorted = Arc::new(Mutex::new(SortCheck::default()));
+    let sink = Arc::clone(&sorted);
+    top(top(flow.generate(records, move |i| (mix(seed ^ i) % 1_000_000, i))).gather())
+        .sink(move |_| Ok(Box::new(SortSink(Arc::clone(&sink), SortCheck::default()))));
+    let left = flow
+        .generate(records, move |i| (key_of(seed, i, keys), i))
+        .key_by(|(k, _)| *k);
+    let right = flow.generate(keys, |k| (k, k * 3)).key_by(|(k, _)| *k);
+    let joined = left
+        .join(right)
+        .map(move |((k, i), (_, b))| {
+            maybe_stall(seed, i);
+            (k, b)
+        })
+        .key_by(|_| ())
+        .aggregate(
+            |(_, b)| (*b, 1u64),
+            |a, b| {
+                a.0 = a.0.wrapping_add(b.0);
+                a.1 += b.1;
+            },
+        )
+        .collect();
+    (
+        flow,
+        Results {
+            shuffle,
+            sorted,
+            joined,
+        },
+    )
+}
+
+/// Checks a round's results against what the generators produced.
+fn check(seed: u64, records: u64, results: &Results) -> Vec<String> {
+    let keys = (records / 8).max(1);
+    let mut problems = Vec::new();
+    let mut expected = std::collections::HashMap::new();
+    let mut join_sum = 0u64;
+    for i in 0..records {
+        let k = key_of(seed, i, keys);
+        let e: &mut (u64, u64) = expected.entry(k).or_default();
+        e.0 = e.0.wrapping_add(i);
+        e.1 += 1;
+        join_sum = join_sum.wrapping_add(k * 3);
+    }
+    let got: std::collections::HashMap<u64, (u64, u64)> =
+        results.shuffle.take().into_iter().collect();
+    if got != expected {
+        problems.push(format!(
+            "shuffle: {} groups, expected {}",
+            got.len(),
+            expected.len()
+        ));
+    }
+    let sorted = *results.sorted.lock().expect("sort check");
+    let mut input = SortCheck::default();
+    for i in 0..records {
+        input.add((mix(seed ^ i) % 1_000_000, i));
+    }
+    if !(sorted.finished && sorted.in_order)
+        || (sorted.records, sorted.checksum) != (input.records, input.checksum)
+    {
+        problems.push(format!(
+            "sort: {} records (checksum {:x}, in order: {}), expected {} (checksum {:x})",
+            sorted.records, sorted.checksum, sorted.in_order, input.records, input.checksum
+        ));
+    }
+    let joined: Vec<(u64, u64)> = results
+        .joined
+        .take()
+        .into_iter()
+        .map(|(_, sums)| sums)
+        .collect();
+    if joined != [(join_sum, records)] {
+        problems.push(format!(
+            "join: {joined:?}, expected [({join_sum}, {records})]"
+        ));
+    }
+    problems
+}
+
+/// Runs round `round` as worker `process` (`network` `None`: alone); worker 0 returns the
+/// problems its results show.
+///
+/// # Errors
+///
+/// As [`runtime::execute`].
+pub fn run_round(
+    job: &SoakJob,
+    round: u64,
+    network: Option<NetworkConfig>,
+    rows_read: &Arc<AtomicU64>,
+) -> Result<(WorkerReport, Vec<String>)> {
+    let seed = mix(job.seed.wrapping_add(round));
+    let (flow, results) = program(seed, job.records);
+    let report = runtime::execute_observed(&flow, &job.config, network, rows_read)?;
+    let problems = if report.process == 0 {
+        check(seed, job.records, &results)
+    } else {
+        Vec::new()
+    };
+    Ok((report, problems))
+}
+
+/// Watches `rows_read` while `running`: when it does not move for [`STALL_LIMIT`], reports
+/// a deadlock and ends the process (its peers then fail on the lost connection).
+pub fn watchdog(
+    rows_read: Arc<AtomicU64>,
+    running: Arc<AtomicBool>,
+    round: u64,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut last = rows_read.load(Ordering::Relaxed);
+        let mut since = Instant::now();
+        while running.load(Ordering::Acquire) {
+            std::thread::park_timeout(Duration::from_millis(200));
+            let now = rows_read.load(Ordering::Relaxed);
+            if now != last {
+                last = now;
+                since = Instant::now();
+            } else if since.elapsed() >= STALL_LIMIT && running.load(Ordering::Acquire) {
+                eprintln!("weir soak: round {round}: no progress for {STALL_LIMIT:?}: deadlock");
+                std::process::exit(1);
+            }
+        }
+    })
+}
+
+/// Checks a round: every worker leak-free and every result right.
+///
+/// # Errors
+///
+/// [`WeirError::Input`] naming the round and what was wrong.
+pub fn verdict(report: &RoundReport) -> Result<()> {
+    let mut problems = report.problems.clone();
+    for w in &report.workers {
+        if !w.leak_free {
+            problems.push(format!("worker {} leaked segments", w.process));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(WeirError::Input {
+        message: format!("soak round {}: {}", report.round, problems.join("; ")),
+    })
+}
+
+/// `weir bench soak`: how long, how much, and the workers' configuration.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SoakArgs {
+    /// Minutes to keep starting rounds.
+    #[arg(long, default_value_t = 10.0)]
+    pub minutes: f64,
+    /// Records per pipeline per round (three pipelines run at once).
+    #[arg(long, default_value_t = 300_000)]
+    pub records: u64,
+    /// The first round's seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// The workers' configuration.
+    #[command(flatten)]
+    pub config: crate::run_job::ConfigArgs,
+}
+
+/// `weir worker … soak`: one worker's part of one round.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SoakWorkerArgs {
+    /// The round.
+    #[arg(long)]
+    pub round: u64,
+    /// Records per pipeline.
+    #[arg(long)]
+    pub records: u64,
+    /// The first round's seed.
+    #[arg(long)]
+    pub seed: u64,
+    /// The workers' configuration.
+    #[command(flatten)]
+    pub config: crate::run_job::ConfigArgs,
+}
+
+impl SoakArgs {
+    fn job(&self) -> Result<SoakJob> {
+        let config = self.config.to_config()?;
+        if config.workers != 2 {
+            return Err(WeirError::Input {
+                message: format!(
+                    "--workers {}: the soak runs 2 worker processes",
+                    config.workers
+                ),
+            });
+        }
+        if !(self.minutes > 0.0 && self.minutes <= 24.0 * 60.0) {
+            return Err(WeirError::Input {
+                message: format!("--minutes {}: allowed above 0, at most 1440", self.minutes),
+            });
+        }
+        Ok(SoakJob {
+            duration: Duration::from_secs_f64(self.minutes * 60.0),
+            records: self.records.max(1),
+            seed: self.seed,
+            config,
+        })
+    }
+}
+
+/// Runs worker 1's part of a soak round and prints its report line.
+///
+/// # Errors
+///
+/// As [`run_round`].
+pub fn soak_worker(
+    process: u32,
+    peers: Vec<std::net::SocketAddr>,
+    args: &SoakWorkerArgs,
+) -> Result<()> {
+    let job = SoakJob {
+        duration: Duration::ZERO,
+        records: args.records,
+        seed: args.seed,
+        config: args.config.to_config()?,
+    };
+    let network = NetworkConfig::new(process, peers);
+    let (report, _) = run_round(&job, args.round, Some(network), &Arc::default())?;
+    println!("{}", report.to_line());
+    Ok(())
+}
+
+/// Runs the soak: rounds until the time is up, a line per round, then a summary and the
+/// JSON line.
+///
+/// # Errors
+///
+/// Invalid flags; a round that fails, leaks or computes a wrong result.
+pub fn soak(args: &SoakArgs) -> Result<()> {
+    let job = args.job()?;
+    let exe = std::env::current_exe().map_err(|e| WeirError::file("find", "weir", e))?;
+    let started = Instant::now();
+    let mut rounds = Vec::new();
+    let mut records = 0u64;
+    while started.elapsed() < job.duration {
+        let round = rounds.len() as u64;
+        let cluster = crate::workers::LocalCluster::new(2)?;
+        let mut job_args = vec![
+            "soak".to_string(),
+            format!("--round={round}"),
+            format!("--records={}", job.records),
+            format!("--seed={}", job.seed),
+        ];
+        job_args.extend(args.config.to_args());
+        let rows = Arc::new(AtomicU64::new(0));
+        let running = Arc::new(AtomicBool::new(true));
+        let dog = watchdog(Arc::clone(&rows), Arc::clone(&running), round);
+        let peers = cluster.peers().to_vec();
+        let round_started = Instant::now();
+        let outcome = cluster.run_beside(&exe, &job_args, Duration::from_secs(300), || {
+            run_round(&job, round, Some(NetworkConfig::new(0, peers)), &rows)
+        });
+        running.store(false, Ordering::Release);
+        dog.thread().unpark();
+        let _ = dog.join();
+        let ((mine, problems), lines) = outcome?;
+        let wall = round_started.elapsed().as_secs_f64();
+        let mut workers = vec![mine];
+        for line in lines {
+            workers
+                .push(WorkerReport::parse(&line).map_err(|message| WeirError::Input { message })?);
+        }
+        let report = RoundReport {
+            round,
+            workers,
+            rss_after: weir_kernel::sys::resident_memory().map_or(0, |r| r.current_bytes),
+            problems,
+        };
+        // Five pipelines' worth of generated records: shuffle, sort, and both join sides.
+        let round_records = 3 * job.records + (job.records / 8).max(1);
+        records += round_records;
+        let mib = |b: u64| b as f64 / f64::from(1 << 20);
+        println!(
+            "round {round:>4} at {:>6.1} s: {:.2} M records/s, shuffled {:.1} MiB, spilled {:.1} MiB, \
+             in flight max {:.1} KiB, worker 0 RSS {:.1} MiB (peak {:.1}), worker 1 peak {:.1} MiB, \
+             back-pressured {:.2} s — {}",
+            started.elapsed().as_secs_f64(),
+            round_records as f64 / wall / 1e6,
+            mib(report.workers.iter().map(|w| w.bytes_exchanged).sum()),
+            mib(report.workers.iter().map(|w| w.spilled_bytes).sum()),
+            report
+                .workers
+                .iter()
+                .map(|w| w.in_flight_bytes)
+                .max()
+                .unwrap_or(0) as f64
+                / 1024.0,
+            mib(report.rss_after),
+            mib(report.workers[0].peak_rss),
+            mib(report.workers.get(1).map_or(0, |w| w.peak_rss)),
+            report
+                .workers
+                .iter()
+                .map(|w| w.back_pressured_us)
+                .sum::<u64>() as f64
+                / 1e6,
+            if report.problems.is_empty() {
+                "ok"
+            } else {
+                "WRONG"
+            },
+        );
+        verdict(&report)?;
+        rounds.push(report);
+    }
+    let mib = |b: u64| b as f64 / f64::from(1 << 20);
+    let first = rounds.first().map_or(0, |r| r.rss_after);
+    let last = rounds.last().map_or(0, |r| r.rss_after);
+    let rss_max = rounds
+        .iter()
+        .flat_map(|r| r.workers.iter().map(|w| w.peak_rss))
+        .max()
+        .unwrap_or(0);
+    let in_flight = rounds
+        .iter()
+        .flat_map(|r| r.workers.iter().map(|w| w.in_flight_bytes))
+        .max()
+        .unwrap_or(0);
+    let wall = started.elapsed().as_secs_f64();
+    println!(
+        "soak: {} rounds in {wall:.0} s, {:.2} M records/s, every result right, no leak; worker 0 RSS after \
+         the first round {:.1} MiB, after the last {:.1} MiB; peak RSS {:.1} MiB",
+        rounds.len(),
+        records as f64 / wall / 1e6,
+        mib(first),
+        mib(last),
+        mib(rss_max),
+    );
+    println!(
+        "{{\"workload\":\"soak\",\"rounds\":{},\"wall_s\":{wall:.1},\"records_per_s\":{:.0},\
+         \"rss_first_mib\":{:.1},\"rss_last_mib\":{:.1},\"peak_rss_mib\":{:.1},\"inflight_bytes_max\":{in_flight},\
+         \"valid\":true}}",
+        rounds.len(),
+        records as f64 / wall,
+        mib(first),
+        mib(last),
+        mib(rss_max),
+    );
+    Ok(())
+}
