@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::Instant;
 
-use weir_kernel::hash::{HashJoin, JoinConfig, JoinRow, JoinStats, JoinType};
+use weir_kernel::hash::{HashJoin, JoinConfig, JoinRow, JoinStats, JoinType, ProbeHash};
 use weir_kernel::memory::{MemoryManager, Owner};
 use weir_kernel::spill::SpillStore;
 
@@ -265,21 +265,27 @@ fn join(
     drop(scan);
     join.finish_build()?;
     let mut answer = W3Answer::default();
-    // Each probe record waits in `ahead` while its bucket is prefetched.
+    // Each probe record waits in `ahead` while its bucket is prefetched. Consecutive
+    // records of one key (four line items an order, in a row) share the hash and the
+    // prefetch of the first.
     let mut ahead = VecDeque::with_capacity(W3_PROBE_PREFETCH_DISTANCE);
-    let mut probe_one = |join: &mut HashJoin, (key, record, len): Pending| {
-        join.probe(&key, &record[..len], |joined| {
+    let mut probe_one = |join: &mut HashJoin, (hash, key, record, len): Pending| {
+        join.probe_hashed(hash, &key, &record[..len], |joined| {
             answer.add(extendedprice_of(joined));
             Ok(())
         })
     };
+    let mut last: Option<([u8; 8], ProbeHash)> = None;
     let mut scan = TableScan::open(&job.input, probe, scan_owner)?;
     scan.for_each_row(|row| {
         let (key, record) = join_input(probe, row);
-        join.prefetch(&key);
-        let mut pending = ([0; 8], [0; 8], record.len());
-        pending.0 = key;
-        pending.1[..record.len()].copy_from_slice(record);
+        let hash = match last {
+            Some((last_key, hash)) if last_key == key => hash,
+            _ => join.prefetch(&key),
+        };
+        last = Some((key, hash));
+        let mut pending = (hash, key, [0; 8], record.len());
+        pending.2[..record.len()].copy_from_slice(record);
         if ahead.len() == W3_PROBE_PREFETCH_DISTANCE {
             let oldest = ahead.pop_front().expect("a full queue");
             probe_one(&mut join, oldest)?;
@@ -298,9 +304,9 @@ fn join(
     Ok((answer, stream.stats(), partitions))
 }
 
-/// A probe record seen but not probed yet: its key, its record (at most 8 bytes) and the
-/// record's length.
-type Pending = ([u8; 8], [u8; 8], usize);
+/// A probe record seen but not probed yet: its key's hash, its key, its record (at most 8
+/// bytes) and the record's length.
+type Pending = (ProbeHash, [u8; 8], [u8; 8], usize);
 
 /// A row's join key and record: an order gives only its key (no record bytes), a line
 /// item its key and its 8-byte `l_extendedprice`.

@@ -210,6 +210,7 @@ impl RecordArea {
 
     /// The key and accumulator of the record at `address`, copied into `scratch` only when
     /// they cross a segment boundary.
+    #[inline]
     pub(crate) fn record<'a>(
         &'a self,
         address: u64,

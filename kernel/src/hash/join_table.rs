@@ -20,6 +20,11 @@
 //! before each record is set when a probe record matches it (right outer joins emit the
 //! records left unmatched).
 //!
+//! A probe looks its key up once ([`JoinTable::find`]) and walks the matches from there.
+//! The table remembers the last key it looked up and where its records are, so a probe
+//! side clustered by key (line items in order-key order, about four a key) pays one walk
+//! of the bucket array per run of equal keys.
+//!
 //! Invariants:
 //! 1. The reservation's segments, the bucket, link and area segments add up to
 //!    `segments_total`.
@@ -31,7 +36,8 @@ use std::collections::VecDeque;
 
 use super::area::RecordArea;
 use crate::constants::{
-    HASH_BUCKET_SIZE, HASH_JOIN_INDEX_PREFETCH_DISTANCE, HASH_LOAD_PERCENT_MAX, HASH_TAG_BITS,
+    HASH_BUCKET_SIZE, HASH_JOIN_INDEX_PREFETCH_DISTANCE, HASH_JOIN_MEMO_KEY_BYTES_MAX,
+    HASH_LOAD_PERCENT_MAX, HASH_TAG_BITS,
 };
 use crate::error::Result;
 use crate::memory::{MemorySegment, Reservation};
@@ -57,6 +63,16 @@ const LINK_SIZE: usize = 16;
 #[inline]
 fn tag_of(hash: u64) -> u64 {
     hash.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - HASH_TAG_BITS)
+}
+
+/// Whether `a` and `b` are equal: an 8-byte key (an integer's) as one word, others
+/// through memcmp.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    match (<[u8; 8]>::try_from(a), <[u8; 8]>::try_from(b)) {
+        (Ok(a), Ok(b)) => u64::from_le_bytes(a) == u64::from_le_bytes(b),
+        _ => a == b,
+    }
 }
 
 /// The partition of a bucket entry.
@@ -87,17 +103,31 @@ pub(crate) struct JoinTable {
     bucket_shift: u32,
     links: Vec<MemorySegment>,
     links_len: u64,
+    /// `None` before the index, after it is dropped, and for keys longer than the memo
+    /// holds.
+    memo: Option<Memo>,
 }
 
-/// Where a probe of the table is: the bucket it walks from, then the chain of its key.
-#[derive(Debug, Clone, Copy)]
+/// The matches of one probe key, found by [`JoinTable::find`]: the first record, then the
+/// chain of the key's duplicates.
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Cursor {
-    index: usize,
+    partition: usize,
+    /// The first match's position plus one (0: returned already, or none).
+    first: u64,
     /// The next link of the key's chain plus one (0: none).
     link: u64,
-    partition: usize,
-    /// The key's bucket was found (or the cluster ended): only its chain is left.
-    settled: bool,
+}
+
+/// The last key [`JoinTable::find`] looked up and what it found: a probe side clustered
+/// by key (line items in order-key order) asks for the same key several times in a row,
+/// and each repeat then costs a comparison instead of a walk of the bucket array.
+#[derive(Debug, Clone, Copy)]
+struct Memo {
+    hash: u64,
+    key_len: usize,
+    key: [u8; HASH_JOIN_MEMO_KEY_BYTES_MAX],
+    cursor: Cursor,
 }
 
 impl JoinTable {
@@ -118,6 +148,7 @@ impl JoinTable {
             bucket_shift: (segment_size / HASH_BUCKET_SIZE).trailing_zeros(),
             links: Vec::new(),
             links_len: 0,
+            memo: None,
         }
     }
 
@@ -387,6 +418,7 @@ impl JoinTable {
         }
         self.links_len = 0;
         self.bucket_mask = 0;
+        self.memo = None;
     }
 
     /// Whether the table has been indexed.
@@ -426,43 +458,44 @@ impl JoinTable {
         self.buckets[segment].prefetch(offset);
     }
 
-    /// A probe of `hash`, at its home bucket.
+    /// The records whose key is `key` (of hash `hash`), to walk with
+    /// [`JoinTable::next_match`]. A repeat of the previous call's key is answered from a
+    /// memo, without reading the bucket array or the records.
     #[inline]
-    pub(crate) fn cursor(&self, hash: u64) -> Cursor {
-        Cursor {
-            index: hash as usize & self.bucket_mask,
-            link: 0,
-            partition: 0,
-            settled: false,
+    pub(crate) fn find(&mut self, hash: u64, key: &[u8]) -> Cursor {
+        assert!(self.is_indexed(), "a probe before the index");
+        if let Some(memo) = &self.memo
+            && memo.hash == hash
+            && same_bytes(&memo.key[..memo.key_len], key)
+        {
+            return memo.cursor;
         }
+        let cursor = self.search(hash, key);
+        self.memo = (key.len() <= HASH_JOIN_MEMO_KEY_BYTES_MAX).then(|| {
+            let mut memo = Memo {
+                hash,
+                key_len: key.len(),
+                key: [0; HASH_JOIN_MEMO_KEY_BYTES_MAX],
+                cursor,
+            };
+            memo.key[..key.len()].copy_from_slice(key);
+            memo
+        });
+        cursor
     }
 
-    /// The next record whose key is `key` (of hash `hash`) as (partition, position), or
-    /// `None` after the last.
+    /// Walks the bucket array from the home bucket of `hash` to the bucket of `key`, or to
+    /// the empty bucket that ends the cluster (an empty cursor).
     #[inline]
-    pub(crate) fn next_match(
-        &self,
-        hash: u64,
-        key: &[u8],
-        cursor: &mut Cursor,
-    ) -> Option<(usize, u64)> {
-        assert!(self.is_indexed(), "a probe before the index");
-        if cursor.link != 0 {
-            let (position, next) = self.link(cursor.link - 1);
-            cursor.link = next;
-            return Some((cursor.partition, position));
-        }
-        if cursor.settled {
-            return None;
-        }
+    fn search(&self, hash: u64, key: &[u8]) -> Cursor {
         let tag = tag_of(hash);
+        let mut index = hash as usize & self.bucket_mask;
         loop {
-            let entry = self.bucket(cursor.index);
+            let entry = self.bucket(index);
             if entry == 0 {
-                cursor.settled = true;
-                return None;
+                return Cursor::default();
             }
-            cursor.index = (cursor.index + 1) & self.bucket_mask;
+            index = (index + 1) & self.bucket_mask;
             if entry >> (64 - HASH_TAG_BITS) != tag {
                 continue;
             }
@@ -470,17 +503,39 @@ impl JoinTable {
             let position = self.first_position(entry);
             let area = &self.areas[partition];
             if area.key_equals(position, &area.header(position), key) {
-                cursor.settled = true;
-                if entry & CHAINED != 0 {
-                    cursor.partition = partition;
-                    cursor.link = self.link((entry & VALUE_MASK) - 1).1;
-                }
-                return Some((partition, position));
+                let link = if entry & CHAINED == 0 {
+                    0
+                } else {
+                    self.link((entry & VALUE_MASK) - 1).1
+                };
+                return Cursor {
+                    partition,
+                    first: position + 1,
+                    link,
+                };
             }
         }
     }
 
+    /// The next record of a [`JoinTable::find`] as (partition, position), or `None` after
+    /// the last.
+    #[inline]
+    pub(crate) fn next_match(&self, cursor: &mut Cursor) -> Option<(usize, u64)> {
+        if cursor.first != 0 {
+            let position = cursor.first - 1;
+            cursor.first = 0;
+            return Some((cursor.partition, position));
+        }
+        if cursor.link != 0 {
+            let (position, next) = self.link(cursor.link - 1);
+            cursor.link = next;
+            return Some((cursor.partition, position));
+        }
+        None
+    }
+
     /// The record at `position` of `partition`.
+    #[inline]
     pub(crate) fn record<'a>(
         &'a self,
         partition: usize,
@@ -566,9 +621,9 @@ mod tests {
         for k in 0u32..51 {
             let key = k.to_le_bytes();
             let hash = hash_bytes(seed, &key);
-            let mut cursor = table.cursor(hash);
+            let mut cursor = table.find(hash, &key);
             let mut found = Vec::new();
-            while let Some((partition, position)) = table.next_match(hash, &key, &mut cursor) {
+            while let Some((partition, position)) = table.next_match(&mut cursor) {
                 let record = table.record(partition, position, &mut scratch);
                 assert_eq!(record.key, key);
                 assert!(!record.matched);
@@ -617,12 +672,62 @@ mod tests {
         assert!(table.index(&[true; 10]).unwrap());
         let key = 7u32.to_le_bytes();
         let hash = hash_bytes(5, &key);
-        let mut cursor = table.cursor(hash);
+        let mut cursor = table.find(hash, &key);
         let mut found = 0;
-        while table.next_match(hash, &key, &mut cursor).is_some() {
+        while table.next_match(&mut cursor).is_some() {
             found += 1;
         }
         assert_eq!(found, 2);
+        drop(table.into_memory());
+        manager.leak_check().unwrap();
+    }
+
+    /// A repeated key is answered from the memo with the same records; a table cleared
+    /// and indexed again forgets the memo.
+    #[test]
+    fn the_memo_repeats_a_lookup_and_is_forgotten_with_the_index() {
+        let manager = test_manager(8);
+        let memory = manager.owner("join").reserve(8).unwrap();
+        let mut table = JoinTable::new(memory, 9, 10);
+        let matches = |table: &mut JoinTable, key: &[u8]| {
+            let hash = hash_bytes(table.seed(), key);
+            let mut cursor = table.find(hash, key);
+            let mut scratch = Vec::new();
+            let mut found = Vec::new();
+            while let Some((partition, position)) = table.next_match(&mut cursor) {
+                found.push(
+                    table
+                        .record(partition, position, &mut scratch)
+                        .record
+                        .to_vec(),
+                );
+            }
+            found.sort();
+            found
+        };
+        let append = |table: &mut JoinTable, key: &[u8], record: &[u8]| {
+            let partition = table.partition_of(hash_bytes(table.seed(), key));
+            assert!(table.append(partition, key, record).unwrap());
+        };
+        append(&mut table, b"12345678", b"a");
+        append(&mut table, b"12345678", b"b");
+        append(&mut table, b"other", b"c");
+        assert!(table.index(&[true; 10]).unwrap());
+        for _ in 0..3 {
+            assert_eq!(matches(&mut table, b"12345678"), [b"a", b"b"]);
+        }
+        assert_eq!(matches(&mut table, b"other"), [b"c"]);
+        assert!(matches(&mut table, b"missing").is_empty());
+        assert!(matches(&mut table, b"missing").is_empty());
+        assert_eq!(matches(&mut table, b"12345678"), [b"a", b"b"]);
+        table.clear(11);
+        append(&mut table, b"12345678", b"d");
+        assert!(table.index(&[true; 10]).unwrap());
+        assert_eq!(matches(&mut table, b"12345678"), [b"d"]);
+        // A key longer than the memo holds is looked up every time.
+        let long = [7u8; HASH_JOIN_MEMO_KEY_BYTES_MAX + 1];
+        assert!(matches(&mut table, &long).is_empty());
+        assert_eq!(matches(&mut table, b"12345678"), [b"d"]);
         drop(table.into_memory());
         manager.leak_check().unwrap();
     }
