@@ -36,6 +36,13 @@ pub(crate) fn encode_header(
     first + second
 }
 
+/// Bytes of `value` as a varint: 7 bits a byte, at least one.
+#[inline]
+fn varint_len(value: u64) -> usize {
+    let bits = 64 - value.leading_zeros() as usize;
+    bits.div_ceil(7).max(1)
+}
+
 /// A record's lengths, decoded from its header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RecordHeader {
@@ -133,11 +140,24 @@ impl RecordArea {
         let total = (header_len + key.len() + acc_len) as u64;
         assert!(total <= self.room(), "append without room");
         let address = self.end;
-        self.write_at(address, &header[..header_len]);
-        self.write_at(address + header_len as u64, key);
-        let acc_at = address + (header_len + key.len()) as u64;
-        self.write_at(acc_at, head);
-        self.write_at(acc_at + head.len() as u64, tail);
+        let (segment, offset) = self.locate(address);
+        if offset + total as usize <= 1 << self.log2 {
+            // The common case: the whole record in the current segment, copied in place.
+            let out = self.segments[segment].bytes_mut(offset, total as usize);
+            let (out_header, out) = out.split_at_mut(header_len);
+            let (out_key, out) = out.split_at_mut(key.len());
+            let (out_head, out_tail) = out.split_at_mut(head.len());
+            out_header.copy_from_slice(&header[..header_len]);
+            out_key.copy_from_slice(key);
+            out_head.copy_from_slice(head);
+            out_tail.copy_from_slice(tail);
+        } else {
+            self.write_at(address, &header[..header_len]);
+            self.write_at(address + header_len as u64, key);
+            let acc_at = address + (header_len + key.len()) as u64;
+            self.write_at(acc_at, head);
+            self.write_at(acc_at + head.len() as u64, tail);
+        }
         self.end += total;
         (address, total)
     }
@@ -149,9 +169,10 @@ impl RecordArea {
     }
 
     /// Bytes a record of `key_len` and `acc_len` takes, header included.
+    #[inline]
     pub(crate) fn footprint(key_len: usize, acc_len: usize) -> u64 {
-        let mut header = [0; HEADER_LEN_MAX];
-        (encode_header(key_len, acc_len, &mut header) + key_len + acc_len) as u64
+        let header_len = varint_len((key_len as u64) << 1) + varint_len(acc_len as u64);
+        (header_len + key_len + acc_len) as u64
     }
 
     /// The header of the record at `address`.
@@ -377,6 +398,22 @@ impl RecordArea {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn footprints_match_encoded_headers() {
+        for key_len in [0, 1, 8, 63, 64, 65, 8191, 8192, 1 << 20] {
+            for acc_len in [0, 1, 9, 127, 128, 16_383, 16_384, 1 << 21] {
+                let mut header = [0; HEADER_LEN_MAX];
+                let header_len = encode_header(key_len, acc_len, &mut header);
+                assert_eq!(
+                    RecordArea::footprint(key_len, acc_len),
+                    (header_len + key_len + acc_len) as u64,
+                    "key {key_len}, acc {acc_len}"
+                );
+            }
+        }
+        assert_eq!(varint_len(u64::MAX), VARINT_U64_BYTES_MAX);
+    }
     use crate::memory::test_manager;
 
     /// The worked example of docs/FORMAT.md, section 5.

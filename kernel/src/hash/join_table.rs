@@ -289,8 +289,9 @@ impl JoinTable {
             while position < self.areas[partition].end() || !ahead.is_empty() {
                 if position < self.areas[partition].end() {
                     let area = &self.areas[partition];
-                    let len = area.header(position).total_len() as u64;
-                    let hash = hash_bytes(self.seed, area.record(position, &mut scratch).0);
+                    let header = area.header(position);
+                    let hash = hash_bytes(self.seed, area.body(position, &header, &mut scratch).0);
+                    let len = header.total_len() as u64;
                     self.prefetch_unchecked(hash);
                     ahead.push_back((hash, position));
                     position += len;
