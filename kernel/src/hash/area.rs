@@ -192,6 +192,14 @@ impl RecordArea {
                 };
             }
         }
+        self.header_slow(address)
+    }
+
+    /// [`RecordArea::header`] of a long key or accumulator, or of a header across a
+    /// segment boundary: out of line, so that the common case inlines small.
+    #[cold]
+    #[inline(never)]
+    fn header_slow(&self, address: u64) -> RecordHeader {
         let mut position = address;
         let key_word = self.varint(&mut position);
         let acc_len = self.varint(&mut position);
