@@ -5,7 +5,7 @@
 //!   DIR/orders ──TableScan──▶ o_orderkey ──push_build(key, no record)──▶ HashJoin
 //!   DIR/lineitem ──TableScan──▶ (l_orderkey, l_extendedprice) ──▶ a batch of
 //!       W3_PROBE_BATCH_ROWS rows ──full: hashed, buckets prefetched──▶ probed when the
-//!       next batch is full ──▶ count, sum
+//!       next batch is full, each run of one key at once ──▶ count, sum
 //!                                   (partitions in memory: at once; spilled ones: bloom
 //!                                    filter, then a probe run on disk)
 //!   finish ──▶ JoinStream: the spilled pairs joined ──▶ count, sum ──▶ CSV (--output)
@@ -356,16 +356,26 @@ impl ProbeBatches {
         }
     }
 
-    /// Probes the waiting batch and empties it.
+    /// Probes the waiting batch, each run of rows with one key at once, and empties it.
     fn probe_waiting(&mut self, join: &mut HashJoin, answer: &mut W3Answer) -> Result<()> {
         let batch = &mut self.waiting;
-        for row in 0..batch.len {
-            let hash = batch.hashes[row].expect("a waiting batch is hashed");
-            let record = &batch.records[row][..self.record_len];
-            join.probe_hashed(hash, &batch.keys[row], record, |joined| {
+        let mut records: [&[u8]; W3_PROBE_BATCH_ROWS] = [&[]; W3_PROBE_BATCH_ROWS];
+        for (record, bytes) in records.iter_mut().zip(&batch.records[..batch.len]) {
+            *record = &bytes[..self.record_len];
+        }
+        let mut start = 0;
+        while start < batch.len {
+            let key = &batch.keys[start];
+            let run = batch.keys[start..batch.len]
+                .iter()
+                .take_while(|k| *k == key);
+            let end = start + run.count();
+            let hash = batch.hashes[start].expect("a waiting batch is hashed");
+            join.probe_hashed_group(hash, key, &records[start..end], |joined| {
                 answer.add(extendedprice_of(joined));
                 Ok(())
             })?;
+            start = end;
         }
         batch.len = 0;
         Ok(())

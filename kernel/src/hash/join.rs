@@ -10,6 +10,8 @@
 //!   probe(key, record, emit) ──▶ in memory: matches emitted at once
 //!                            ──▶ spilled, bloom says no: dropped (or emitted unmatched)
 //!                            ──▶ spilled, bloom says maybe: the probe run of p
+//!   probe_hashed_group(hash, key, records, emit): a run of probe records with one key,
+//!       looked up once (a key repeated from the last lookup is not looked up again)
 //!   finish ──▶ JoinStream: unmatched build records (right outer), then each spilled pair
 //!              (build runs, probe run) joined again with the next seed, recursively, or
 //!              by sort-merge when it does not shrink or is too deep
@@ -275,11 +277,19 @@ impl HashJoin {
         );
         self.stats.probe_records += 1;
         let table = self.table.as_mut().expect("the table is home");
+        // The common cases, without the detour through `Route`: a repeat of the last key
+        // looked up (whose partition is in memory: probing spills none), or a key of a
+        // partition in memory.
         let partition = table.partition_of(hash.hash);
-        if !self.partitions[partition].spilled {
-            // The common case, without the detour through `Route`: the matches at once.
+        let cursor = match table.remembered(hash.hash, key) {
+            Some(cursor) => Some(cursor),
+            None if !self.partitions[partition].spilled => Some(table.find(hash.hash, key)),
+            None => None,
+        };
+        if let Some(cursor) = cursor {
+            debug_assert!(!self.partitions[partition].spilled);
             let mut matcher = Matcher {
-                cursor: table.find(hash.hash, key),
+                cursor,
                 matched: false,
                 done: false,
             };
@@ -298,6 +308,73 @@ impl HashJoin {
             Route::Match(matcher) => matcher,
         };
         self.emit_matches(&mut matcher, key, record, emit)
+    }
+
+    /// [`HashJoin::probe_hashed`] of several probe records that share one key: the key is
+    /// looked up once. A probe side clustered by key (line items in order-key order) hands
+    /// each run of equal keys at once. An inner or right outer join whose partition is in
+    /// memory also resolves each build record once, and emits its pairs with every probe
+    /// record in turn (the rows come out by build record, then probe record); the other
+    /// cases join the records one at a time.
+    ///
+    /// # Errors
+    ///
+    /// A write of a probe run that fails; the first error of `emit`.
+    ///
+    /// # Panics
+    ///
+    /// Before [`HashJoin::finish_build`], or when `hash` is another join's (another
+    /// seed).
+    pub fn probe_hashed_group(
+        &mut self,
+        hash: ProbeHash,
+        key: &[u8],
+        records: &[&[u8]],
+        mut emit: impl FnMut(JoinRow<'_>) -> Result<()>,
+    ) -> Result<()> {
+        assert!(self.probing, "probe before finish_build");
+        assert_eq!(
+            hash.seed,
+            self.table().seed(),
+            "a probe hash of another join"
+        );
+        let pairs_only = matches!(self.join_type, JoinType::Inner | JoinType::RightOuter);
+        let table = self.table.as_mut().expect("the table is home");
+        let partition = table.partition_of(hash.hash);
+        if !pairs_only || records.is_empty() || self.partitions[partition].spilled {
+            for record in records {
+                self.probe_hashed(hash, key, record, &mut emit)?;
+            }
+            return Ok(());
+        }
+        debug_assert_eq!(
+            hash.hash,
+            hash_bytes(hash.seed, key),
+            "a hash of another key"
+        );
+        self.stats.probe_records += records.len() as u64;
+        let mut cursor = table.find(hash.hash, key);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut result = Ok(());
+        'matches: while let Some((partition, position)) = table.next_match(&mut cursor) {
+            if self.join_type == JoinType::RightOuter {
+                table.set_matched(partition, position);
+            }
+            let build = table.record(partition, position, &mut scratch).record;
+            for record in records {
+                self.stats.output_rows += 1;
+                result = emit(JoinRow {
+                    key,
+                    build: Some(build),
+                    probe: Some(record),
+                });
+                if result.is_err() {
+                    break 'matches;
+                }
+            }
+        }
+        self.scratch = scratch;
+        result
     }
 
     /// Calls `emit` with each row of a probe in progress.

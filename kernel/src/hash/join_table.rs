@@ -509,11 +509,8 @@ impl JoinTable {
     #[inline]
     pub(crate) fn find(&mut self, hash: u64, key: &[u8]) -> Cursor {
         assert!(self.is_indexed(), "a probe before the index");
-        if let Some(memo) = &self.memo
-            && memo.hash == hash
-            && same_bytes(&memo.key[..memo.key_len], key)
-        {
-            return memo.cursor;
+        if let Some(cursor) = self.remembered(hash, key) {
+            return cursor;
         }
         let cursor = self.search(hash, key);
         self.memo = (key.len() <= HASH_JOIN_MEMO_KEY_BYTES_MAX).then(|| {
@@ -527,6 +524,14 @@ impl JoinTable {
             memo
         });
         cursor
+    }
+
+    /// What [`JoinTable::find`] found for `key` when it was the last key looked up; `None`
+    /// for another key (or none since the index).
+    #[inline]
+    pub(crate) fn remembered(&self, hash: u64, key: &[u8]) -> Option<Cursor> {
+        let memo = self.memo.as_ref()?;
+        (memo.hash == hash && same_bytes(&memo.key[..memo.key_len], key)).then_some(memo.cursor)
     }
 
     /// Walks the bucket array from the home bucket of `hash` to the bucket of `key`, or to
