@@ -36,6 +36,21 @@ pub(crate) fn encode_header(
     first + second
 }
 
+/// Copies `bytes` into `out` (of the same length); the lengths a hash table's records
+/// mostly have (a 2-byte header, an 8-byte key, a flag byte, nothing) without a call to
+/// memcpy.
+#[inline]
+fn copy_small(out: &mut [u8], bytes: &[u8]) {
+    debug_assert_eq!(out.len(), bytes.len());
+    match bytes.len() {
+        0 => {}
+        1 => out[0] = bytes[0],
+        2 => out[..2].copy_from_slice(&bytes[..2]),
+        8 => out[..8].copy_from_slice(&bytes[..8]),
+        _ => out.copy_from_slice(bytes),
+    }
+}
+
 /// Bytes of `value` as a varint: 7 bits a byte, at least one.
 #[inline]
 fn varint_len(value: u64) -> usize {
@@ -136,7 +151,14 @@ impl RecordArea {
     pub(crate) fn append_parts(&mut self, key: &[u8], head: &[u8], tail: &[u8]) -> (u64, u64) {
         let acc_len = head.len() + tail.len();
         let mut header = [0; HEADER_LEN_MAX];
-        let header_len = encode_header(key.len(), acc_len, &mut header);
+        let header_len = if key.len() < 64 && acc_len < 128 {
+            // Both lengths fit a byte (the common case): no varint loop.
+            header[0] = (key.len() << 1) as u8;
+            header[1] = acc_len as u8;
+            2
+        } else {
+            encode_header(key.len(), acc_len, &mut header)
+        };
         let total = (header_len + key.len() + acc_len) as u64;
         assert!(total <= self.room(), "append without room");
         let address = self.end;
@@ -147,10 +169,10 @@ impl RecordArea {
             let (out_header, out) = out.split_at_mut(header_len);
             let (out_key, out) = out.split_at_mut(key.len());
             let (out_head, out_tail) = out.split_at_mut(head.len());
-            out_header.copy_from_slice(&header[..header_len]);
-            out_key.copy_from_slice(key);
-            out_head.copy_from_slice(head);
-            out_tail.copy_from_slice(tail);
+            copy_small(out_header, &header[..header_len]);
+            copy_small(out_key, key);
+            copy_small(out_head, head);
+            copy_small(out_tail, tail);
         } else {
             self.write_at(address, &header[..header_len]);
             self.write_at(address + header_len as u64, key);
