@@ -31,7 +31,9 @@ pub const W3_VERIFY_BATCH_KEYS: usize = 4096;
 /// `orders` scan from running ahead of the merge.
 pub const W3_VERIFY_BATCHES_IN_FLIGHT: usize = 4;
 
-/// W3 hands each probe record's key to the join as a prefetch hint this many records
-/// before probing it, so the bucket array's cache misses overlap. `lineitem` has about
-/// four rows per order key in a row, so 32 records are about 8 distinct keys ahead.
-pub const W3_PROBE_PREFETCH_DISTANCE: usize = 32;
+/// W3 hands probe rows to the join in batches of this many: a full batch's keys are
+/// hashed and their buckets prefetched, and the batch is probed when the next one is
+/// full, so the bucket array's cache misses overlap. `lineitem` has about four rows per
+/// order key in a row, so 64 rows are about 16 distinct keys, about what a core's line
+/// fill buffers hold.
+pub const W3_PROBE_BATCH_ROWS: usize = 64;

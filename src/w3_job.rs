@@ -3,8 +3,9 @@
 //!
 //! ```text
 //!   DIR/orders ──TableScan──▶ o_orderkey ──push_build(key, no record)──▶ HashJoin
-//!   DIR/lineitem ──TableScan──▶ (l_orderkey, l_extendedprice) ──prefetch──▶ a queue of
-//!       W3_PROBE_PREFETCH_DISTANCE records ──probe (the oldest)──▶ count, sum
+//!   DIR/lineitem ──TableScan──▶ (l_orderkey, l_extendedprice) ──▶ a batch of
+//!       W3_PROBE_BATCH_ROWS rows ──full: hashed, buckets prefetched──▶ probed when the
+//!       next batch is full, each run of one key at once ──▶ count, sum
 //!                                   (partitions in memory: at once; spilled ones: bloom
 //!                                    filter, then a probe run on disk)
 //!   finish ──▶ JoinStream: the spilled pairs joined ──▶ count, sum ──▶ CSV (--output)
@@ -27,25 +28,22 @@
 //! `--memory`: one scan's buffers at a time (build side, then probe side), the join's
 //! table, bloom filters and spill I/O, and the output writer.
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::Instant;
 
-use weir_kernel::hash::{HashJoin, JoinConfig, JoinRow, JoinStats, JoinType};
+use weir_kernel::hash::{HashJoin, JoinConfig, JoinRow, JoinStats, JoinType, ProbeHash};
 use weir_kernel::memory::{MemoryManager, Owner};
 use weir_kernel::spill::SpillStore;
 
-use crate::constants::{
-    W3_PROBE_PREFETCH_DISTANCE, W3_VERIFY_BATCH_KEYS, W3_VERIFY_BATCHES_IN_FLIGHT,
-};
+use crate::constants::{W3_PROBE_BATCH_ROWS, W3_VERIFY_BATCH_KEYS, W3_VERIFY_BATCHES_IN_FLIGHT};
 use crate::error::{Result, WeirError};
 use crate::sort_job::SegmentWriter;
 use crate::tpch::lineitem::{EXTENDEDPRICE, ORDERKEY, i64_at};
 use crate::tpch::q1::decimal;
-use crate::tpch::{Order, Table, TableScan, orders};
+use crate::tpch::{Order, ROW_BYTES_MAX, Table, TableScan, orders};
 use crate::w2_job::{decode, open_spill_store, order_key};
 
 /// The header of W3's CSV output.
@@ -265,32 +263,14 @@ fn join(
     drop(scan);
     join.finish_build()?;
     let mut answer = W3Answer::default();
-    // Each probe record waits in `ahead` while its bucket is prefetched.
-    let mut ahead = VecDeque::with_capacity(W3_PROBE_PREFETCH_DISTANCE);
-    let mut probe_one = |join: &mut HashJoin, (key, record, len): Pending| {
-        join.probe(&key, &record[..len], |joined| {
-            answer.add(extendedprice_of(joined));
-            Ok(())
-        })
-    };
+    let mut probes = ProbeBatches::new(probe);
     let mut scan = TableScan::open(&job.input, probe, scan_owner)?;
     scan.for_each_row(|row| {
         let (key, record) = join_input(probe, row);
-        join.prefetch(&key);
-        let mut pending = ([0; 8], [0; 8], record.len());
-        pending.0 = key;
-        pending.1[..record.len()].copy_from_slice(record);
-        if ahead.len() == W3_PROBE_PREFETCH_DISTANCE {
-            let oldest = ahead.pop_front().expect("a full queue");
-            probe_one(&mut join, oldest)?;
-        }
-        ahead.push_back(pending);
-        Ok(())
+        probes.push(&mut join, key, record, &mut answer)
     })?;
     drop(scan);
-    for pending in ahead {
-        probe_one(&mut join, pending)?;
-    }
+    probes.finish(&mut join, &mut answer)?;
     let mut stream = join.finish()?;
     while let Some(joined) = stream.next()? {
         answer.add(extendedprice_of(joined));
@@ -298,9 +278,117 @@ fn join(
     Ok((answer, stream.stats(), partitions))
 }
 
-/// A probe record seen but not probed yet: its key, its record (at most 8 bytes) and the
-/// record's length.
-type Pending = ([u8; 8], [u8; 8], usize);
+/// The probe side's rows in two batches of [`W3_PROBE_BATCH_ROWS`]: while one fills, the
+/// buckets of the other's keys are being loaded into the cache; a full batch is hashed
+/// and prefetched, then the one before it is probed. Consecutive rows of one key (about
+/// four line items an order, in a row) share the hash and the prefetch of the first.
+struct ProbeBatches {
+    /// Bytes of each row's probe record: the same for every row of a table.
+    record_len: usize,
+    filling: ProbeBatch,
+    /// Hashed and prefetched, not probed yet.
+    waiting: ProbeBatch,
+    last: Option<([u8; 8], ProbeHash)>,
+}
+
+/// Up to [`W3_PROBE_BATCH_ROWS`] probe rows: keys, records (at most 8 bytes) and, once
+/// hashed, the keys' hashes.
+struct ProbeBatch {
+    len: usize,
+    keys: [[u8; 8]; W3_PROBE_BATCH_ROWS],
+    records: [[u8; 8]; W3_PROBE_BATCH_ROWS],
+    hashes: [Option<ProbeHash>; W3_PROBE_BATCH_ROWS],
+}
+
+impl ProbeBatch {
+    fn new() -> ProbeBatch {
+        ProbeBatch {
+            len: 0,
+            keys: [[0; 8]; W3_PROBE_BATCH_ROWS],
+            records: [[0; 8]; W3_PROBE_BATCH_ROWS],
+            hashes: [None; W3_PROBE_BATCH_ROWS],
+        }
+    }
+}
+
+impl ProbeBatches {
+    fn new(table: Table) -> ProbeBatches {
+        ProbeBatches {
+            // The record of any row, here of one of zeros.
+            record_len: join_input(table, &[0; ROW_BYTES_MAX]).1.len(),
+            filling: ProbeBatch::new(),
+            waiting: ProbeBatch::new(),
+            last: None,
+        }
+    }
+
+    #[inline]
+    fn push(
+        &mut self,
+        join: &mut HashJoin,
+        key: [u8; 8],
+        record: &[u8],
+        answer: &mut W3Answer,
+    ) -> Result<()> {
+        debug_assert_eq!(record.len(), self.record_len);
+        let batch = &mut self.filling;
+        batch.keys[batch.len] = key;
+        batch.records[batch.len][..record.len()].copy_from_slice(record);
+        batch.len += 1;
+        if batch.len == W3_PROBE_BATCH_ROWS {
+            self.prefetch(join);
+            self.probe_waiting(join, answer)?;
+            std::mem::swap(&mut self.filling, &mut self.waiting);
+        }
+        Ok(())
+    }
+
+    /// Hashes the filling batch's keys and prefetches their buckets.
+    fn prefetch(&mut self, join: &HashJoin) {
+        let batch = &mut self.filling;
+        for (key, hash) in batch.keys[..batch.len].iter().zip(&mut batch.hashes) {
+            let known = match self.last {
+                Some((last_key, last_hash)) if last_key == *key => last_hash,
+                _ => join.prefetch(key),
+            };
+            self.last = Some((*key, known));
+            *hash = Some(known);
+        }
+    }
+
+    /// Probes the waiting batch, each run of rows with one key at once, and empties it.
+    fn probe_waiting(&mut self, join: &mut HashJoin, answer: &mut W3Answer) -> Result<()> {
+        let batch = &mut self.waiting;
+        let mut records: [&[u8]; W3_PROBE_BATCH_ROWS] = [&[]; W3_PROBE_BATCH_ROWS];
+        for (record, bytes) in records.iter_mut().zip(&batch.records[..batch.len]) {
+            *record = &bytes[..self.record_len];
+        }
+        let mut start = 0;
+        while start < batch.len {
+            let key = &batch.keys[start];
+            let run = batch.keys[start..batch.len]
+                .iter()
+                .take_while(|k| *k == key);
+            let end = start + run.count();
+            let hash = batch.hashes[start].expect("a waiting batch is hashed");
+            join.probe_hashed_group(hash, key, &records[start..end], |joined| {
+                answer.add(extendedprice_of(joined));
+                Ok(())
+            })?;
+            start = end;
+        }
+        batch.len = 0;
+        Ok(())
+    }
+
+    /// Probes the rows left.
+    fn finish(mut self, join: &mut HashJoin, answer: &mut W3Answer) -> Result<()> {
+        self.probe_waiting(join, answer)?;
+        self.prefetch(join);
+        std::mem::swap(&mut self.filling, &mut self.waiting);
+        self.probe_waiting(join, answer)
+    }
+}
 
 /// A row's join key and record: an order gives only its key (no record bytes), a line
 /// item its key and its 8-byte `l_extendedprice`.

@@ -223,3 +223,9 @@ const _: () = assert!(VARINT_U64_BYTES_MAX < SEGMENT_SIZE_MIN);
 /// alternating runs on a shared machine).
 pub const HASH_JOIN_INDEX_PREFETCH_DISTANCE: usize = 16;
 const _: () = assert!(HASH_JOIN_INDEX_PREFETCH_DISTANCE >= 1);
+
+/// Bytes of the longest probe key a hash join's table remembers with what it found, so
+/// that the next probe of the same key skips the lookup (a probe side clustered by key,
+/// as `lineitem` is by order key, repeats its keys). An integer key takes 8 bytes;
+/// longer keys are looked up every time. The memo lives in the table, not in segments.
+pub const HASH_JOIN_MEMO_KEY_BYTES_MAX: usize = 32;

@@ -37,6 +37,15 @@ use crate::error::{Result, WeirError};
 pub fn record_len(table: Table, bytes: &[u8]) -> std::result::Result<Option<usize>, &'static str> {
     let mut at = table.fixed_bytes();
     for _ in 0..table.strings() {
+        // A string shorter than 128 bytes (TPC-H's are) has a one-byte length.
+        match bytes.get(at) {
+            Some(&byte) if byte < 0x80 => {
+                at += 1 + usize::from(byte);
+                continue;
+            }
+            Some(_) => {}
+            None => return Ok(None),
+        }
         let mut len: u64 = 0;
         let mut shift = 0;
         loop {

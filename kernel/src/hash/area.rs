@@ -36,6 +36,28 @@ pub(crate) fn encode_header(
     first + second
 }
 
+/// Copies `bytes` into `out` (of the same length); the lengths a hash table's records
+/// mostly have (a 2-byte header, an 8-byte key, a flag byte, nothing) without a call to
+/// memcpy.
+#[inline]
+fn copy_small(out: &mut [u8], bytes: &[u8]) {
+    debug_assert_eq!(out.len(), bytes.len());
+    match bytes.len() {
+        0 => {}
+        1 => out[0] = bytes[0],
+        2 => out[..2].copy_from_slice(&bytes[..2]),
+        8 => out[..8].copy_from_slice(&bytes[..8]),
+        _ => out.copy_from_slice(bytes),
+    }
+}
+
+/// Bytes of `value` as a varint: 7 bits a byte, at least one.
+#[inline]
+fn varint_len(value: u64) -> usize {
+    let bits = 64 - value.leading_zeros() as usize;
+    bits.div_ceil(7).max(1)
+}
+
 /// A record's lengths, decoded from its header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RecordHeader {
@@ -129,15 +151,35 @@ impl RecordArea {
     pub(crate) fn append_parts(&mut self, key: &[u8], head: &[u8], tail: &[u8]) -> (u64, u64) {
         let acc_len = head.len() + tail.len();
         let mut header = [0; HEADER_LEN_MAX];
-        let header_len = encode_header(key.len(), acc_len, &mut header);
+        let header_len = if key.len() < 64 && acc_len < 128 {
+            // Both lengths fit a byte (the common case): no varint loop.
+            header[0] = (key.len() << 1) as u8;
+            header[1] = acc_len as u8;
+            2
+        } else {
+            encode_header(key.len(), acc_len, &mut header)
+        };
         let total = (header_len + key.len() + acc_len) as u64;
         assert!(total <= self.room(), "append without room");
         let address = self.end;
-        self.write_at(address, &header[..header_len]);
-        self.write_at(address + header_len as u64, key);
-        let acc_at = address + (header_len + key.len()) as u64;
-        self.write_at(acc_at, head);
-        self.write_at(acc_at + head.len() as u64, tail);
+        let (segment, offset) = self.locate(address);
+        if offset + total as usize <= 1 << self.log2 {
+            // The common case: the whole record in the current segment, copied in place.
+            let out = self.segments[segment].bytes_mut(offset, total as usize);
+            let (out_header, out) = out.split_at_mut(header_len);
+            let (out_key, out) = out.split_at_mut(key.len());
+            let (out_head, out_tail) = out.split_at_mut(head.len());
+            copy_small(out_header, &header[..header_len]);
+            copy_small(out_key, key);
+            copy_small(out_head, head);
+            copy_small(out_tail, tail);
+        } else {
+            self.write_at(address, &header[..header_len]);
+            self.write_at(address + header_len as u64, key);
+            let acc_at = address + (header_len + key.len()) as u64;
+            self.write_at(acc_at, head);
+            self.write_at(acc_at + head.len() as u64, tail);
+        }
         self.end += total;
         (address, total)
     }
@@ -149,9 +191,10 @@ impl RecordArea {
     }
 
     /// Bytes a record of `key_len` and `acc_len` takes, header included.
+    #[inline]
     pub(crate) fn footprint(key_len: usize, acc_len: usize) -> u64 {
-        let mut header = [0; HEADER_LEN_MAX];
-        (encode_header(key_len, acc_len, &mut header) + key_len + acc_len) as u64
+        let header_len = varint_len((key_len as u64) << 1) + varint_len(acc_len as u64);
+        (header_len + key_len + acc_len) as u64
     }
 
     /// The header of the record at `address`.
@@ -171,6 +214,14 @@ impl RecordArea {
                 };
             }
         }
+        self.header_slow(address)
+    }
+
+    /// [`RecordArea::header`] of a long key or accumulator, or of a header across a
+    /// segment boundary: out of line, so that the common case inlines small.
+    #[cold]
+    #[inline(never)]
+    fn header_slow(&self, address: u64) -> RecordHeader {
         let mut position = address;
         let key_word = self.varint(&mut position);
         let acc_len = self.varint(&mut position);
@@ -210,6 +261,7 @@ impl RecordArea {
 
     /// The key and accumulator of the record at `address`, copied into `scratch` only when
     /// they cross a segment boundary.
+    #[inline]
     pub(crate) fn record<'a>(
         &'a self,
         address: u64,
@@ -376,6 +428,22 @@ impl RecordArea {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn footprints_match_encoded_headers() {
+        for key_len in [0, 1, 8, 63, 64, 65, 8191, 8192, 1 << 20] {
+            for acc_len in [0, 1, 9, 127, 128, 16_383, 16_384, 1 << 21] {
+                let mut header = [0; HEADER_LEN_MAX];
+                let header_len = encode_header(key_len, acc_len, &mut header);
+                assert_eq!(
+                    RecordArea::footprint(key_len, acc_len),
+                    (header_len + key_len + acc_len) as u64,
+                    "key {key_len}, acc {acc_len}"
+                );
+            }
+        }
+        assert_eq!(varint_len(u64::MAX), VARINT_U64_BYTES_MAX);
+    }
     use crate::memory::test_manager;
 
     /// The worked example of docs/FORMAT.md, section 5.

@@ -10,6 +10,8 @@
 //!   probe(key, record, emit) ──▶ in memory: matches emitted at once
 //!                            ──▶ spilled, bloom says no: dropped (or emitted unmatched)
 //!                            ──▶ spilled, bloom says maybe: the probe run of p
+//!   probe_hashed_group(hash, key, records, emit): a run of probe records with one key,
+//!       looked up once (a key repeated from the last lookup is not looked up again)
 //!   finish ──▶ JoinStream: unmatched build records (right outer), then each spilled pair
 //!              (build runs, probe run) joined again with the next seed, recursively, or
 //!              by sort-merge when it does not shrink or is too deep
@@ -90,10 +92,17 @@ pub(super) enum Route {
 /// A probe of the table in progress, resumable between output rows.
 #[derive(Debug)]
 pub(super) struct Matcher {
-    hash: u64,
     cursor: Cursor,
     matched: bool,
     done: bool,
+}
+
+/// A probe key hashed for one join, by [`HashJoin::prefetch`]: handed to
+/// [`HashJoin::probe_hashed`] with the same key, it spares hashing the key twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeHash {
+    seed: u64,
+    hash: u64,
 }
 
 /// A hybrid hash join. See the module documentation.
@@ -232,12 +241,61 @@ impl HashJoin {
         &mut self,
         key: &[u8],
         record: &[u8],
+        emit: impl FnMut(JoinRow<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let hash = self.hash(key);
+        self.probe_hashed(hash, key, record, emit)
+    }
+
+    /// [`HashJoin::probe`] of a key whose hash [`HashJoin::prefetch`] returned.
+    ///
+    /// # Errors
+    ///
+    /// A write of a probe run that fails; the first error of `emit`.
+    ///
+    /// # Panics
+    ///
+    /// Before [`HashJoin::finish_build`], or when `hash` is another join's (another
+    /// seed).
+    pub fn probe_hashed(
+        &mut self,
+        hash: ProbeHash,
+        key: &[u8],
+        record: &[u8],
         mut emit: impl FnMut(JoinRow<'_>) -> Result<()>,
     ) -> Result<()> {
         assert!(self.probing, "probe before finish_build");
+        assert_eq!(
+            hash.seed,
+            self.table().seed(),
+            "a probe hash of another join"
+        );
+        debug_assert_eq!(
+            hash.hash,
+            hash_bytes(hash.seed, key),
+            "a hash of another key"
+        );
         self.stats.probe_records += 1;
-        let hash = hash_bytes(self.table().seed(), key);
-        let mut matcher = match self.route(hash, key, record)? {
+        let table = self.table.as_mut().expect("the table is home");
+        // The common cases, without the detour through `Route`: a repeat of the last key
+        // looked up (whose partition is in memory: probing spills none), or a key of a
+        // partition in memory.
+        let partition = table.partition_of(hash.hash);
+        let cursor = match table.remembered(hash.hash, key) {
+            Some(cursor) => Some(cursor),
+            None if !self.partitions[partition].spilled => Some(table.find(hash.hash, key)),
+            None => None,
+        };
+        if let Some(cursor) = cursor {
+            debug_assert!(!self.partitions[partition].spilled);
+            let mut matcher = Matcher {
+                cursor,
+                matched: false,
+                done: false,
+            };
+            return self.emit_matches(&mut matcher, key, record, emit);
+        }
+        let mut matcher = match self.route(hash.hash, key, record)? {
             Route::Done => return Ok(()),
             Route::Unmatched => {
                 self.stats.output_rows += 1;
@@ -249,9 +307,88 @@ impl HashJoin {
             }
             Route::Match(matcher) => matcher,
         };
+        self.emit_matches(&mut matcher, key, record, emit)
+    }
+
+    /// [`HashJoin::probe_hashed`] of several probe records that share one key: the key is
+    /// looked up once. A probe side clustered by key (line items in order-key order) hands
+    /// each run of equal keys at once. An inner or right outer join whose partition is in
+    /// memory also resolves each build record once, and emits its pairs with every probe
+    /// record in turn (the rows come out by build record, then probe record); the other
+    /// cases join the records one at a time.
+    ///
+    /// # Errors
+    ///
+    /// A write of a probe run that fails; the first error of `emit`.
+    ///
+    /// # Panics
+    ///
+    /// Before [`HashJoin::finish_build`], or when `hash` is another join's (another
+    /// seed).
+    pub fn probe_hashed_group(
+        &mut self,
+        hash: ProbeHash,
+        key: &[u8],
+        records: &[&[u8]],
+        mut emit: impl FnMut(JoinRow<'_>) -> Result<()>,
+    ) -> Result<()> {
+        assert!(self.probing, "probe before finish_build");
+        assert_eq!(
+            hash.seed,
+            self.table().seed(),
+            "a probe hash of another join"
+        );
+        let pairs_only = matches!(self.join_type, JoinType::Inner | JoinType::RightOuter);
+        let table = self.table.as_mut().expect("the table is home");
+        let partition = table.partition_of(hash.hash);
+        if !pairs_only || records.is_empty() || self.partitions[partition].spilled {
+            for record in records {
+                self.probe_hashed(hash, key, record, &mut emit)?;
+            }
+            return Ok(());
+        }
+        debug_assert_eq!(
+            hash.hash,
+            hash_bytes(hash.seed, key),
+            "a hash of another key"
+        );
+        self.stats.probe_records += records.len() as u64;
+        let mut cursor = table.find(hash.hash, key);
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut result = Ok(());
-        while let Some(row) = self.next_emit(&mut matcher, key) {
+        'matches: while let Some((partition, position)) = table.next_match(&mut cursor) {
+            if self.join_type == JoinType::RightOuter {
+                table.set_matched(partition, position);
+            }
+            let build = table.record(partition, position, &mut scratch).record;
+            for record in records {
+                self.stats.output_rows += 1;
+                result = emit(JoinRow {
+                    key,
+                    build: Some(build),
+                    probe: Some(record),
+                });
+                if result.is_err() {
+                    break 'matches;
+                }
+            }
+        }
+        self.scratch = scratch;
+        result
+    }
+
+    /// Calls `emit` with each row of a probe in progress.
+    #[inline]
+    fn emit_matches(
+        &mut self,
+        matcher: &mut Matcher,
+        key: &[u8],
+        record: &[u8],
+        mut emit: impl FnMut(JoinRow<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut result = Ok(());
+        while let Some(row) = self.next_emit(matcher) {
             self.stats.output_rows += 1;
             result = emit(self.row(row, key, record, &mut scratch));
             if result.is_err() {
@@ -262,17 +399,32 @@ impl HashJoin {
         result
     }
 
-    /// Starts loading the bucket a probe of `key` will read into the cache: a caller that
-    /// sees its probe records a few ahead calls this for each as it arrives and probes it
-    /// later, so the cache misses of the bucket array (random by design) overlap instead
-    /// of stalling each probe in turn. A hint: it changes nothing, and does nothing
-    /// before [`HashJoin::finish_build`] or while a spilled pair is being joined.
+    /// Hashes `key` for a probe and starts loading the bucket the probe will read into
+    /// the cache: a caller that sees its probe records a few ahead calls this for each as
+    /// it arrives and probes it later with [`HashJoin::probe_hashed`], so the cache
+    /// misses of the bucket array (random by design) overlap instead of stalling each
+    /// probe in turn. The prefetch is a hint: it changes nothing, and does nothing before
+    /// [`HashJoin::finish_build`].
+    ///
+    /// # Panics
+    ///
+    /// While a spilled pair is being joined (the join is inside its stream then, so this
+    /// cannot happen through the public interface).
     #[inline]
-    pub fn prefetch(&self, key: &[u8]) {
-        if self.probing
-            && let Some(table) = &self.table
-        {
-            table.prefetch(hash_bytes(table.seed(), key));
+    pub fn prefetch(&self, key: &[u8]) -> ProbeHash {
+        let hash = self.hash(key);
+        if self.probing {
+            self.table().prefetch(hash.hash);
+        }
+        hash
+    }
+
+    #[inline]
+    fn hash(&self, key: &[u8]) -> ProbeHash {
+        let seed = self.table().seed();
+        ProbeHash {
+            seed,
+            hash: hash_bytes(seed, key),
         }
     }
 
@@ -301,6 +453,7 @@ impl HashJoin {
     }
 
     /// Resolves an output row of the table to bytes.
+    #[inline]
     pub(super) fn row<'a>(
         &'a self,
         emit: Emit,
@@ -443,13 +596,12 @@ impl HashJoin {
 
     /// Sends a probe record (key hashing to `hash`) where it goes.
     pub(super) fn route(&mut self, hash: u64, key: &[u8], record: &[u8]) -> Result<Route> {
-        let table = self.table.as_ref().expect("the table is home");
+        let table = self.table.as_mut().expect("the table is home");
         let partition = table.partition_of(hash);
         let state = &mut self.partitions[partition];
         if !state.spilled {
             return Ok(Route::Match(Matcher {
-                hash,
-                cursor: table.cursor(hash),
+                cursor: table.find(hash, key),
                 matched: false,
                 done: false,
             }));
@@ -477,14 +629,13 @@ impl HashJoin {
     }
 
     /// The next output row of a probe in progress, if any.
-    pub(super) fn next_emit(&mut self, matcher: &mut Matcher, key: &[u8]) -> Option<Emit> {
+    #[inline]
+    pub(super) fn next_emit(&mut self, matcher: &mut Matcher) -> Option<Emit> {
         if matcher.done {
             return None;
         }
         let table = self.table.as_mut().expect("the table is home");
-        if let Some((partition, position)) =
-            table.next_match(matcher.hash, key, &mut matcher.cursor)
-        {
+        if let Some((partition, position)) = table.next_match(&mut matcher.cursor) {
             matcher.matched = true;
             match self.join_type {
                 JoinType::LeftSemi => {

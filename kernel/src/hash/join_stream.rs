@@ -131,7 +131,7 @@ impl JoinStream {
                     matcher,
                 } => {
                     if let Some(current) = matcher {
-                        if let Some(emit) = self.join.next_emit(current, &self.probe_key) {
+                        if let Some(emit) = self.join.next_emit(current) {
                             return Ok(Some(Row::Table(emit)));
                         }
                         *matcher = None;

@@ -115,7 +115,7 @@ pub use aggregate::HashAggregate;
 pub use aggregator::{Aggregator, Composite, ConcatBytes, Count, MaxI64, MinI64, SumI64};
 pub use config::{AggregateConfig, AggregateStats};
 pub use hasher::{hash_bytes, seed_at};
-pub use join::{HashJoin, JoinRow};
+pub use join::{HashJoin, JoinRow, ProbeHash};
 pub use join_config::{JoinConfig, JoinStats, JoinType};
 pub use join_stream::JoinStream;
 pub use stream::AggregateStream;
