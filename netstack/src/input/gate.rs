@@ -303,7 +303,10 @@ impl InputGate {
         let Some(throughput) = debloat.meter.take_throughput() else {
             return;
         };
-        let in_use: usize = self.channels.iter().map(InputChannel::buffers_in_use).sum();
+        let in_use = self.buffers_in_use();
+        let Some(debloat) = &mut self.debloat else {
+            return;
+        };
         debloat.throughput = throughput;
         debloat.buffers_in_use = in_use;
         let step = debloat.debloater.update(throughput, in_use.max(1));
@@ -312,6 +315,23 @@ impl InputGate {
                 channel.announce_buffer_size(step.size);
             }
         }
+    }
+
+    /// The data buffers between the producers' writers and the task, counted when the task
+    /// asks for its next buffer: those queued at or for each channel (see
+    /// [`InputChannel::buffers_in_use`]) and those in the gate's lookahead slots, the one
+    /// about to be handed out included. A barrier sent now waits behind all of them, so
+    /// the debloater divides the wanted bytes by all of them; leaving out the slots (one per
+    /// channel) sized every buffer too large by that share.
+    fn buffers_in_use(&self) -> usize {
+        let channels: usize = self.channels.iter().map(InputChannel::buffers_in_use).sum();
+        let held = self
+            .lookahead
+            .iter()
+            .flatten()
+            .filter(|buffer| buffer.data_type() == DataType::Data)
+            .count();
+        channels + held
     }
 
     fn fill_lookahead(&mut self) -> Result<()> {
