@@ -6,14 +6,36 @@
 //!                            time the gate sat empty is not counted)
 //!        every period (200 ms) ──▶ BufferDebloater::update(throughput, buffers in use)
 //!          desired in-flight bytes = throughput × target
-//!          size = desired / buffers in use ──▶ EMA over `samples` (growth ≤ 2× per step)
-//!          ──▶ clamp [min size, segment size] ──▶ announce when it moved ≥ threshold
-//!              (or reached a bound): local channels set the producer's size, remote ones
-//!              send NewBufferSize; the producer trims the buffers it starts from then on
+//!          size = desired / most buffers in use over the last `samples` periods
+//!          ──▶ EMA over `samples` (growth ≤ 2× per step)
+//!          ──▶ clamp [min size, segment size] ──▶ announce when it moved ≥ threshold,
+//!              reached a bound, or stayed ≥ settle band off for a whole EMA span:
+//!              local channels set the producer's size, remote ones send NewBufferSize;
+//!              the producer trims the buffers it starts from then on
 //! ```
+//!
+//! **Why the most buffers in use of a span, not the last count.** A consumer that is not
+//! the bottleneck of its job (its producers are held back by another consumer) sees its
+//! queues run nearly empty now and then: 2 or 3 buffers in use where 30 were a second
+//! before. Dividing by that count blows the size up tenfold, and when the queues fill
+//! again they hold ten times the data wanted until the average comes back down, seconds
+//! later: the in-flight time oscillates, and a barrier sent then waits far beyond the
+//! target. Back-pressured queues fill to the most buffers they can hold, so that is the
+//! count the size must be right for; a starved consumer has less in flight anyway. The
+//! peak over one span of the moving average (`samples` periods) forgets an old peak in
+//! about the time the average forgets an old size.
+//!
+//! **Why the settle band.** The threshold (Flink's 25%) keeps noise from flapping the
+//! size, but on its own it also keeps a lasting error: a size falling toward its goal is
+//! announced in steps of at least 25%, so the last announcement can sit up to 1/0.75 =
+//! 1.33× above the goal and stay there for good: a third more data in flight than the
+//! target, and a barrier waiting that much longer. The smoothed size staying beyond the
+//! settle band (5%) on the same side for `samples` periods in a row (one span of the
+//! moving average, 4 s at the defaults) is a bias, not noise, so it is announced too.
 //!
 //! Time comes from a [`Clock`], so the tests drive it by hand and are deterministic.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -138,8 +160,12 @@ pub struct DebloatConfig {
     pub period: Duration,
     /// Samples the moving average spans.
     pub samples: u32,
-    /// The smallest change, in percent of the announced size, worth announcing.
+    /// The smallest change, in percent of the announced size, worth announcing at once.
     pub threshold_percent: u32,
+    /// The smallest change, in percent of the announced size, announced once it has
+    /// lasted `samples` periods on the same side (a bias, not noise); at most
+    /// `threshold_percent`.
+    pub settle_percent: u32,
     /// The smallest buffer size in bytes.
     pub min_size: usize,
     /// The largest buffer size in bytes (the segment size).
@@ -148,7 +174,7 @@ pub struct DebloatConfig {
 
 impl DebloatConfig {
     /// Flink's defaults (enabled; 1 s target; 200 ms period; 20 samples; 25% threshold;
-    /// 256 B minimum) for segments of `segment_size` bytes.
+    /// 256 B minimum) and a 5% settle band for segments of `segment_size` bytes.
     pub fn new(segment_size: usize) -> DebloatConfig {
         DebloatConfig {
             enabled: true,
@@ -156,6 +182,7 @@ impl DebloatConfig {
             period: Duration::from_millis(200),
             samples: 20,
             threshold_percent: 25,
+            settle_percent: 5,
             min_size: 256,
             max_size: segment_size,
         }
@@ -198,6 +225,13 @@ impl DebloatConfig {
                 "1% to 100%",
             );
         }
+        if !(1..=self.threshold_percent).contains(&self.settle_percent) {
+            return invalid(
+                "debloat settle band",
+                format!("{}%", self.settle_percent),
+                "1% up to the threshold",
+            );
+        }
         if self.min_size == 0 || self.min_size > self.max_size {
             return invalid(
                 "debloat min size",
@@ -227,6 +261,13 @@ pub struct BufferDebloater {
     // The smoothed size, and the size last announced.
     smoothed: f64,
     announced: usize,
+    // The buffers in use of the last `samples` periods, oldest first (capacity fixed at
+    // `samples`).
+    in_use_window: VecDeque<usize>,
+    // Periods in a row the rounded size has been beyond the settle band, and on which
+    // side (true: above the announced size).
+    drift_periods: u32,
+    drift_above: bool,
 }
 
 impl BufferDebloater {
@@ -241,6 +282,9 @@ impl BufferDebloater {
             config,
             smoothed: config.max_size as f64,
             announced: config.max_size,
+            in_use_window: VecDeque::with_capacity(config.samples as usize),
+            drift_periods: 0,
+            drift_above: false,
         })
     }
 
@@ -250,9 +294,9 @@ impl BufferDebloater {
     }
 
     /// One period's step: `throughput` bytes/s consumed with `buffers_in_use` buffers in
-    /// flight to the gate.
+    /// flight to the gate now (the size follows the most of the last `samples` periods).
     pub fn update(&mut self, throughput: f64, buffers_in_use: usize) -> DebloatStep {
-        let config = &self.config;
+        let config = self.config;
         let desired_in_flight = throughput.max(0.0) * config.target.as_secs_f64();
         if !config.enabled {
             return DebloatStep {
@@ -262,25 +306,48 @@ impl BufferDebloater {
             };
         }
         let (min, max) = (config.min_size as f64, config.max_size as f64);
-        let wanted = desired_in_flight / buffers_in_use.max(1) as f64;
+        if self.in_use_window.len() == config.samples as usize {
+            self.in_use_window.pop_front();
+        }
+        self.in_use_window.push_back(buffers_in_use.max(1));
+        let in_use_peak = self.in_use_window.iter().copied().max().unwrap_or(1);
+        let wanted = desired_in_flight / in_use_peak as f64;
         // An exponential moving average over `samples` periods; growth at most 2× a step,
         // so one burst does not blow buffers up.
         let alpha = 2.0 / (f64::from(config.samples) + 1.0);
         let next = (self.smoothed + alpha * (wanted - self.smoothed)).min(self.smoothed * 2.0);
         self.smoothed = next.clamp(min, max);
         let size = self.smoothed.round() as usize;
-        let change = size.abs_diff(self.announced) as f64 / self.announced as f64;
+        let change_percent = size.abs_diff(self.announced) as f64 * 100.0 / self.announced as f64;
         let at_bound =
             (size == config.min_size || size == config.max_size) && size != self.announced;
-        let announce = at_bound || change * 100.0 >= f64::from(config.threshold_percent);
+        let settled = self.drift(size, change_percent);
+        let announce = at_bound || settled || change_percent >= f64::from(config.threshold_percent);
         if announce {
             self.announced = size;
+            self.drift_periods = 0;
         }
         DebloatStep {
             size: self.announced,
             announce,
             desired_in_flight,
         }
+    }
+
+    /// Counts the periods in a row `size` has been beyond the settle band on one side of
+    /// the announced size; whether that lasted a whole moving-average span.
+    fn drift(&mut self, size: usize, change_percent: f64) -> bool {
+        if change_percent < f64::from(self.config.settle_percent) {
+            self.drift_periods = 0;
+            return false;
+        }
+        let above = size > self.announced;
+        if self.drift_periods == 0 || above != self.drift_above {
+            self.drift_above = above;
+            self.drift_periods = 0;
+        }
+        self.drift_periods += 1;
+        self.drift_periods >= self.config.samples
     }
 }
 
@@ -322,13 +389,63 @@ mod tests {
         for _ in 0..100 {
             step = debloater.update(1e6, 100);
         }
-        assert!(step.size.abs_diff(10_000) * 4 <= step.size, "{step:?}");
+        // Within the settle band, not only within the threshold.
+        assert!(step.size.abs_diff(10_000) * 20 <= step.size, "{step:?}");
         assert!(
             (debloater.smoothed - 10_000.0).abs() < 50.0,
             "{}",
             debloater.smoothed
         );
         assert_eq!(step.desired_in_flight, 1e6);
+    }
+
+    #[test]
+    fn a_lasting_bias_below_the_threshold_is_announced_after_one_span() {
+        let mut debloater = debloater();
+        for _ in 0..200 {
+            debloater.update(2e5, 20);
+        }
+        let settled = debloater.size();
+        assert!(settled.abs_diff(10_000) * 20 <= 10_000, "{settled}");
+        // 15% fewer bytes wanted: below the 25% threshold, beyond the 5% settle band. The
+        // smoothed size crosses the band after a few periods and must stay beyond it for
+        // 20 (one span) before it is announced.
+        let steps: Vec<bool> = (0..60)
+            .map(|_| debloater.update(1.7e5, 20).announce)
+            .collect();
+        let first = steps.iter().position(|&a| a).expect("announced");
+        assert!((20..30).contains(&first), "announced at period {first}");
+        assert_eq!(steps.iter().filter(|&&a| a).count(), 1, "{steps:?}");
+        assert!(
+            debloater.size().abs_diff(8_500) * 20 <= 8_500,
+            "{}",
+            debloater.size()
+        );
+    }
+
+    #[test]
+    fn queues_running_empty_now_and_then_do_not_blow_buffers_up() {
+        let mut debloater = debloater();
+        for _ in 0..200 {
+            debloater.update(2e5, 20);
+        }
+        let settled = debloater.size();
+        // Starved for 2 s of every 4 (2 buffers in use instead of 20): the size follows
+        // the full queues, not the empty ones.
+        for period in 0..200 {
+            let in_use = if period % 20 < 10 { 2 } else { 20 };
+            let step = debloater.update(2e5, in_use);
+            assert!(
+                step.size.abs_diff(settled) * 20 <= settled,
+                "{period}: {step:?}"
+            );
+        }
+        // A lasting drop is followed after one span.
+        for _ in 0..100 {
+            debloater.update(2e5, 10);
+        }
+        let size = debloater.size();
+        assert!(size.abs_diff(20_000) * 20 <= 20_000, "{size}");
     }
 
     #[test]
@@ -414,6 +531,13 @@ mod tests {
         })
         .unwrap_err();
         assert!(error.to_string().contains("debloat min size"), "{error}");
+        let error = DebloatConfig {
+            settle_percent: 30,
+            ..DebloatConfig::new(SEGMENT)
+        }
+        .validate()
+        .unwrap_err();
+        assert!(error.to_string().contains("settle band"), "{error}");
         let error = DebloatConfig {
             samples: 0,
             ..DebloatConfig::new(SEGMENT)
