@@ -166,6 +166,10 @@ pub struct DebloatConfig {
     /// lasted `samples` periods on the same side (a bias, not noise); at most
     /// `threshold_percent`.
     pub settle_percent: u32,
+    /// The size announced when debloating starts (Flink 2.0's starting segment size):
+    /// starting at the segment size would put a whole pool of full segments in flight and
+    /// leave the average seconds of work to come down; growing is fast (up to 2× a period).
+    pub initial_size: usize,
     /// The smallest buffer size in bytes.
     pub min_size: usize,
     /// The largest buffer size in bytes (the segment size).
@@ -174,7 +178,8 @@ pub struct DebloatConfig {
 
 impl DebloatConfig {
     /// Flink's defaults (enabled; 1 s target; 200 ms period; 20 samples; 25% threshold;
-    /// 256 B minimum) and a 5% settle band for segments of `segment_size` bytes.
+    /// 256 B minimum; starting at 1 KiB, or the segment size if smaller) and a 5% settle
+    /// band for segments of `segment_size` bytes.
     pub fn new(segment_size: usize) -> DebloatConfig {
         DebloatConfig {
             enabled: true,
@@ -183,7 +188,8 @@ impl DebloatConfig {
             samples: 20,
             threshold_percent: 25,
             settle_percent: 5,
-            min_size: 256,
+            initial_size: segment_size.min(1024),
+            min_size: 256.min(segment_size),
             max_size: segment_size,
         }
     }
@@ -239,6 +245,13 @@ impl DebloatConfig {
                 "1 byte up to the segment size",
             );
         }
+        if !(self.min_size..=self.max_size).contains(&self.initial_size) {
+            return invalid(
+                "debloat initial size",
+                format!("{} bytes", self.initial_size),
+                "from the min size up to the segment size",
+            );
+        }
         Ok(())
     }
 }
@@ -271,17 +284,22 @@ pub struct BufferDebloater {
 }
 
 impl BufferDebloater {
-    /// A debloater starting at the largest size.
+    /// A debloater starting at the initial size (the largest when disabled).
     ///
     /// # Errors
     ///
     /// As [`DebloatConfig::validate`].
     pub fn new(config: DebloatConfig) -> Result<BufferDebloater> {
         config.validate()?;
+        let start = if config.enabled {
+            config.initial_size
+        } else {
+            config.max_size
+        };
         Ok(BufferDebloater {
             config,
-            smoothed: config.max_size as f64,
-            announced: config.max_size,
+            smoothed: start as f64,
+            announced: start,
             in_use_window: VecDeque::with_capacity(config.samples as usize),
             drift_periods: 0,
             drift_above: false,
@@ -383,8 +401,7 @@ mod tests {
     #[test]
     fn steady_throughput_converges_to_throughput_times_target_over_buffers() {
         let mut debloater = debloater();
-        // 1 MB/s with 100 buffers in flight: 10 000 bytes each. (With 40 buffers, 25 000
-        // bytes would be within the 25% threshold of the 32 KiB start: never announced.)
+        // 1 MB/s with 100 buffers in flight: 10 000 bytes each.
         let mut step = debloater.update(1e6, 100);
         for _ in 0..100 {
             step = debloater.update(1e6, 100);

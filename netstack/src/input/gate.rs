@@ -155,7 +155,7 @@ impl InputGate {
     }
 
     /// Sizes the producers' buffers by this gate's throughput from now on (see
-    /// [`crate::debloat`]), with time from `clock`.
+    /// [`crate::debloat`]), with time from `clock`; announces the initial size at once.
     ///
     /// # Errors
     ///
@@ -167,6 +167,12 @@ impl InputGate {
         clock: Arc<dyn Clock>,
     ) -> Result<()> {
         let debloater = BufferDebloater::new(config)?;
+        if config.enabled {
+            // The producers start from the initial size, not whole segments.
+            for channel in &self.channels {
+                channel.announce_buffer_size(debloater.size());
+            }
+        }
         let last_update = clock.now();
         self.debloat = Some(GateDebloat {
             meter: ThroughputMeter::new(Arc::clone(&clock)),
