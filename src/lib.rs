@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod barrier_job;
+pub mod barrier_report;
 pub mod constants;
 pub mod error;
 pub mod latency_job;

@@ -78,6 +78,9 @@ pub struct GateMetrics {
     pub debloated_buffer_size: usize,
     /// The throughput last measured, in bytes per second of time with data.
     pub throughput_bytes_per_s: u64,
+    /// The data buffers between the producers' writers and the task at the last
+    /// debloating step (see [`InputGate::enable_debloating`]; 0 when debloating is off).
+    pub buffers_in_use: usize,
     /// The bytes in flight to the gate: buffers in use × the debloated buffer size.
     pub in_flight_bytes: u64,
     /// The estimated time to consume them at the last throughput, in milliseconds.
@@ -388,6 +391,7 @@ impl InputGate {
         GateMetrics {
             debloated_buffer_size: size,
             throughput_bytes_per_s: debloat.throughput as u64,
+            buffers_in_use: debloat.buffers_in_use,
             in_flight_bytes: in_flight,
             time_to_consume_ms,
             ..GateMetrics::default()
