@@ -14,16 +14,18 @@
 //!              the producer trims the buffers it starts from then on
 //! ```
 //!
-//! **Why the most buffers in use of a span, not the last count.** A consumer that is not
+//! **Why the most buffers in use of recent spans, not the last count.** A consumer that is not
 //! the bottleneck of its job (its producers are held back by another consumer) sees its
 //! queues run nearly empty now and then: 2 or 3 buffers in use where 30 were a second
 //! before. Dividing by that count blows the size up tenfold, and when the queues fill
 //! again they hold ten times the data wanted until the average comes back down, seconds
 //! later: the in-flight time oscillates, and a barrier sent then waits far beyond the
 //! target. Back-pressured queues fill to the most buffers they can hold, so that is the
-//! count the size must be right for; a starved consumer has less in flight anyway. The
-//! peak over one span of the moving average (`samples` periods) forgets an old peak in
-//! about the time the average forgets an old size.
+//! count the size must be right for; a starved consumer has less in flight anyway, and
+//! a size too small for its few buffers costs it nothing while it waits for data. The
+//! starved phases last seconds (W6 saw 1 to 5 s), longer than one span of the moving
+//! average (4 s at the defaults), so the peak is kept over
+//! [`DEBLOAT_IN_USE_PEAK_SPANS`] spans: a lasting drop is followed after that.
 //!
 //! **Why the settle band.** The threshold (Flink's 25%) keeps noise from flapping the
 //! size, but on its own it also keeps a lasting error: a size falling toward its goal is
@@ -41,6 +43,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::constants::DEBLOAT_IN_USE_PEAK_SPANS;
 use crate::error::{NetError, Result};
 
 /// A monotonic clock: the time since some fixed start.
@@ -274,8 +277,8 @@ pub struct BufferDebloater {
     // The smoothed size, and the size last announced.
     smoothed: f64,
     announced: usize,
-    // The buffers in use of the last `samples` periods, oldest first (capacity fixed at
-    // `samples`).
+    // The buffers in use of the last `samples` × DEBLOAT_IN_USE_PEAK_SPANS periods,
+    // oldest first (capacity fixed at that).
     in_use_window: VecDeque<usize>,
     // Periods in a row the rounded size has been beyond the settle band, and on which
     // side (true: above the announced size).
@@ -300,7 +303,7 @@ impl BufferDebloater {
             config,
             smoothed: start as f64,
             announced: start,
-            in_use_window: VecDeque::with_capacity(config.samples as usize),
+            in_use_window: VecDeque::with_capacity(Self::in_use_window_len(&config)),
             drift_periods: 0,
             drift_above: false,
         })
@@ -324,7 +327,7 @@ impl BufferDebloater {
             };
         }
         let (min, max) = (config.min_size as f64, config.max_size as f64);
-        if self.in_use_window.len() == config.samples as usize {
+        if self.in_use_window.len() == Self::in_use_window_len(&config) {
             self.in_use_window.pop_front();
         }
         self.in_use_window.push_back(buffers_in_use.max(1));
@@ -350,6 +353,11 @@ impl BufferDebloater {
             announce,
             desired_in_flight,
         }
+    }
+
+    /// Periods over which the most buffers in use is kept.
+    fn in_use_window_len(config: &DebloatConfig) -> usize {
+        config.samples as usize * DEBLOAT_IN_USE_PEAK_SPANS as usize
     }
 
     /// Counts the periods in a row `size` has been beyond the settle band on one side of
@@ -457,8 +465,9 @@ mod tests {
                 "{period}: {step:?}"
             );
         }
-        // A lasting drop is followed after one span.
-        for _ in 0..100 {
+        // A lasting drop is followed once the peak has aged out (5 spans of 20 periods)
+        // and the average has moved.
+        for _ in 0..300 {
             debloater.update(2e5, 10);
         }
         let size = debloater.size();
