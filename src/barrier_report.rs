@@ -4,7 +4,8 @@
 //! Everything is measured over the window after the warm-up: from `epoch + warmup` to
 //! the end of emission. Per gate: the delay and the alignment time of every barrier, the
 //! debloated buffer size, the buffers in use, the estimated in-flight bytes and time to
-//! consume them (sampled every 100 ms), and where the map's and the source's time went
+//! consume them (sampled every 100 ms; without debloating the gate measures no
+//! throughput, so the time to consume reads 0), and where the map's and the source's time went
 //! (busy / idle / back-pressured milliseconds per second, Flink's task metrics).
 
 use weir_netstack::TaskTimes;
@@ -29,13 +30,19 @@ pub struct GateSamples {
 }
 
 impl GateSamples {
-    /// Adds one sample.
+    /// Adds one sample. Without debloating the gate estimates no in-flight bytes: they
+    /// are its buffers in use × `buffer_size` (whole segments, full under backpressure).
     pub fn add(&mut self, metrics: &weir_netstack::input::GateMetrics, buffer_size: usize) {
+        let in_flight = if metrics.debloated_buffer_size == 0 {
+            (metrics.buffers_in_use * buffer_size) as u64
+        } else {
+            metrics.in_flight_bytes
+        };
         self.count += 1;
         self.buffer_size_sum += buffer_size as u64;
         self.buffers_in_use_sum += metrics.buffers_in_use as u64;
-        self.inflight_sum += metrics.in_flight_bytes;
-        self.inflight_max = self.inflight_max.max(metrics.in_flight_bytes);
+        self.inflight_sum += in_flight;
+        self.inflight_max = self.inflight_max.max(in_flight);
         self.time_to_consume_ms_sum += metrics.time_to_consume_ms;
         self.time_to_consume_ms_max = self.time_to_consume_ms_max.max(metrics.time_to_consume_ms);
     }

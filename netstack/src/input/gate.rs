@@ -78,8 +78,9 @@ pub struct GateMetrics {
     pub debloated_buffer_size: usize,
     /// The throughput last measured, in bytes per second of time with data.
     pub throughput_bytes_per_s: u64,
-    /// The data buffers between the producers' writers and the task at the last
-    /// debloating step (see [`InputGate::enable_debloating`]; 0 when debloating is off).
+    /// The data buffers between the producers' writers and the task: at the last
+    /// debloating step with debloating (see [`InputGate::enable_debloating`]), now
+    /// without.
     pub buffers_in_use: usize,
     /// The bytes in flight to the gate: buffers in use × the debloated buffer size.
     pub in_flight_bytes: u64,
@@ -379,7 +380,10 @@ impl InputGate {
 
     fn debloat_metrics(&self) -> GateMetrics {
         let Some(debloat) = &self.debloat else {
-            return GateMetrics::default();
+            return GateMetrics {
+                buffers_in_use: self.buffers_in_use(),
+                ..GateMetrics::default()
+            };
         };
         let size = debloat.debloater.size();
         let in_flight = (debloat.buffers_in_use * size) as u64;
