@@ -8,7 +8,7 @@
 //!
 //! ```text
 //!   source (as fast as credit allows) ──hash──▶ map gate (debloating on/off) ──▶ busy
-//!     every 2 s: Barrier(k, scheduled time)       aligned barrier ──▶ delay = now − scheduled
+//!     every 2 s: Barrier(k, scheduled, injected)  aligned barrier ──▶ delay = now − scheduled
 //! ```
 //!
 //! The launcher passes a wall-clock epoch so both workers share the barrier schedule.
@@ -180,9 +180,12 @@ fn source<S: weir_netstack::ChannelSelector>(
         }
         let scheduled = job.epoch_ns + next_barrier * interval;
         if now >= scheduled {
-            let mut payload = [0u8; 16];
+            // Barrier number, scheduled time, and the time it is really injected (later
+            // when the source was waiting for a buffer or for a CPU).
+            let mut payload = [0u8; 24];
             payload[..8].copy_from_slice(&next_barrier.to_le_bytes());
-            payload[8..].copy_from_slice(&scheduled.to_le_bytes());
+            payload[8..16].copy_from_slice(&scheduled.to_le_bytes());
+            payload[16..].copy_from_slice(&now_ns().to_le_bytes());
             result = writer.broadcast_event(DataType::Barrier, &payload);
             next_barrier += 1;
             continue;
@@ -274,14 +277,12 @@ fn slow_map(
                         }
                     }
                     DataType::Barrier => {
-                        let scheduled =
-                            u64::from_le_bytes(buffer.as_bytes()[8..16].try_into().map_err(
-                                |_| WeirError::Input {
-                                    message: "a barrier without its schedule".to_owned(),
-                                },
-                            )?);
+                        let (scheduled, injected) = barrier_times(buffer.as_bytes())?;
                         if scheduled >= window.start && scheduled < window.end {
                             report.delays_ns.push(now_ns().saturating_sub(scheduled));
+                            report
+                                .injection_lags_ns
+                                .push(injected.saturating_sub(scheduled));
                             let alignment = gate.metrics().last_alignment;
                             report
                                 .alignments_ns
@@ -309,6 +310,20 @@ fn slow_map(
     }
     report.buffer_size = buffer_size(&gate);
     Ok(report)
+}
+
+/// The scheduled and the injection time of a barrier's payload.
+fn barrier_times(payload: &[u8]) -> Result<(u64, u64)> {
+    let time = |at: usize| {
+        payload
+            .get(at..at + 8)
+            .and_then(|bytes| bytes.try_into().ok())
+            .map(u64::from_le_bytes)
+            .ok_or_else(|| WeirError::Input {
+                message: format!("a barrier of {} bytes, not 24", payload.len()),
+            })
+    };
+    Ok((time(8)?, time(16)?))
 }
 
 /// Starts and ends the measured window of the slow map, and samples its gate in it.

@@ -87,6 +87,9 @@ pub struct BarrierWorkerReport {
     pub delays_ns: Vec<u64>,
     /// The alignment time of the same barriers: first channel's barrier to the last.
     pub alignments_ns: Vec<u64>,
+    /// The injection lag of the same barriers: scheduled until the source that completed
+    /// the alignment really injected it (it waits for a buffer, or for a CPU).
+    pub injection_lags_ns: Vec<u64>,
     /// Its gate's debloated buffer size at the end (the segment size without debloating).
     pub buffer_size: usize,
     /// Its gate, sampled.
@@ -110,7 +113,7 @@ impl BarrierWorkerReport {
         format!(
             "{LINE_PREFIX}process={} records={} window_us={} buffer_size={} samples={} \
              size_sum={} in_use_sum={} inflight_sum={} inflight_max={} ttc_sum={} ttc_max={} \
-             map={},{},{} source={},{},{} delays={} alignments={}",
+             map={},{},{} source={},{},{} delays={} alignments={} injection_lags={}",
             self.process,
             self.records,
             self.window_us,
@@ -130,6 +133,7 @@ impl BarrierWorkerReport {
             self.source.back_pressured,
             list(&self.delays_ns),
             list(&self.alignments_ns),
+            list(&self.injection_lags_ns),
         )
     }
 
@@ -187,6 +191,7 @@ impl BarrierWorkerReport {
                 "source" => report.source = task()?,
                 "delays" => report.delays_ns = list()?,
                 "alignments" => report.alignments_ns = list()?,
+                "injection_lags" => report.injection_lags_ns = list()?,
                 _ => return Err(malformed()),
             }
         }
@@ -203,7 +208,8 @@ impl BarrierWorkerReport {
             concat!(
                 "{{\"process\":{},\"barriers\":{},\"barrier_delay_p50_ms\":{:.1},",
                 "\"barrier_delay_p99_ms\":{:.1},\"alignment_p50_ms\":{:.1},",
-                "\"alignment_p99_ms\":{:.1},\"buffer_size_bytes\":{},",
+                "\"alignment_p99_ms\":{:.1},\"injection_lag_p99_ms\":{:.1},",
+                "\"buffer_size_bytes\":{},",
                 "\"buffer_size_bytes_mean\":{:.0},\"buffers_in_use_mean\":{:.1},",
                 "\"inflight_bytes_mean\":{:.0},\"inflight_bytes_max\":{},",
                 "\"time_to_consume_ms_mean\":{:.0},\"time_to_consume_ms_max\":{},",
@@ -218,6 +224,7 @@ impl BarrierWorkerReport {
             quantile_ms(&sorted(&self.delays_ns), 0.99),
             quantile_ms(&sorted(&self.alignments_ns), 0.5),
             quantile_ms(&sorted(&self.alignments_ns), 0.99),
+            quantile_ms(&sorted(&self.injection_lags_ns), 0.99),
             self.buffer_size,
             g.mean(g.buffer_size_sum),
             g.mean(g.buffers_in_use_sum),
@@ -348,6 +355,7 @@ mod tests {
             window_us: 1_000_000,
             delays_ns: vec![5_000_000, 1_000_000],
             alignments_ns: vec![2_000_000, 0],
+            injection_lags_ns: vec![300_000, 100_000],
             buffer_size: 4096,
             gate: GateSamples {
                 count: 2,
@@ -384,6 +392,7 @@ mod tests {
         let gate = combined.workers[0].to_json();
         assert!(gate.contains("\"buffers_in_use_mean\":20.0"), "{gate}");
         assert!(gate.contains("\"map_busy_ms_per_s\":990"), "{gate}");
+        assert!(gate.contains("\"injection_lag_p99_ms\":0.3"), "{gate}");
         assert!(
             gate.contains("\"source_back_pressured_ms_per_s\":980"),
             "{gate}"
