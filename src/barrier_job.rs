@@ -8,12 +8,15 @@
 //!
 //! ```text
 //!   source (as fast as credit allows) ──hash──▶ map gate (debloating on/off) ──▶ busy
-//!     every 2 s: Barrier(k, scheduled time)       aligned barrier ──▶ delay = now − scheduled
+//!     every 2 s: Barrier(k, scheduled, injected)  aligned barrier ──▶ delay = now − scheduled
 //! ```
 //!
 //! The launcher passes a wall-clock epoch so both workers share the barrier schedule.
-//! Barriers scheduled during the warm-up are aligned but not counted: buffers start at the
-//! full segment size, and the debloater's moving average takes a few seconds to settle.
+//! Everything is measured in the window after the warm-up (default 10 s of 40): barriers
+//! scheduled before it are aligned but not counted, and throughput, gate samples and task
+//! times cover the window only, so on and off are compared on the same footing. The
+//! warm-up covers connection set-up, the sources filling every queue, and the debloater's
+//! first moving-average span (4 s); it is stated in the JSON line (`warmup_s`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,10 +25,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use weir_netstack::debloat::{DebloatConfig, SystemClock};
 use weir_netstack::partition::HashSelector;
 use weir_netstack::transport::NetworkConfig;
-use weir_netstack::{DataType, GatePoll, InputGate, NetError, RecordReader, RecordWriter};
+use weir_netstack::{
+    DataType, GatePoll, InputGate, NetError, RecordReader, RecordWriter, TaskTimeMeter,
+};
 
+use crate::barrier_report::TaskMsPerSecond;
+pub use crate::barrier_report::{BarrierReport, BarrierWorkerReport};
 use crate::error::{Result, WeirError};
 use crate::shuffle_job::{WorkerExchange, worker_exchange};
+
+/// How often the map samples its gate's metrics.
+const GATE_SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -45,148 +55,6 @@ pub struct BarrierJob {
     pub warmup: Duration,
     /// Wall-clock nanoseconds at which the sources start (shared by every worker).
     pub epoch_ns: u64,
-}
-
-/// One worker's measurements.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BarrierWorkerReport {
-    /// This worker's process index.
-    pub process: u32,
-    /// Records its map processed.
-    pub records: u64,
-    /// The delay of every barrier its map aligned, in nanoseconds.
-    pub delays_ns: Vec<u64>,
-    /// The most bytes its gate estimated in flight.
-    pub inflight_max: u64,
-    /// Its gate's debloated buffer size at the end (the segment size without debloating).
-    pub buffer_size: usize,
-    /// Wall time of its map, in microseconds.
-    pub wall_us: u64,
-}
-
-impl BarrierWorkerReport {
-    /// One line for the launcher.
-    pub fn to_line(&self) -> String {
-        let delays: Vec<String> = self.delays_ns.iter().map(u64::to_string).collect();
-        format!(
-            "barrier-report process={} records={} inflight_max={} buffer_size={} wall_us={} delays={}",
-            self.process,
-            self.records,
-            self.inflight_max,
-            self.buffer_size,
-            self.wall_us,
-            delays.join(",")
-        )
-    }
-
-    /// Parses [`to_line`](Self::to_line)'s output.
-    ///
-    /// # Errors
-    ///
-    /// A message naming what is malformed.
-    pub fn parse(line: &str) -> std::result::Result<BarrierWorkerReport, String> {
-        let malformed = || format!("not a barrier report: {line:?}");
-        let rest = line.strip_prefix("barrier-report ").ok_or_else(malformed)?;
-        let mut report = BarrierWorkerReport {
-            process: u32::MAX,
-            records: 0,
-            delays_ns: Vec::new(),
-            inflight_max: 0,
-            buffer_size: 0,
-            wall_us: 0,
-        };
-        for field in rest.split(' ') {
-            let (name, value) = field.split_once('=').ok_or_else(malformed)?;
-            let number = || value.parse::<u64>().map_err(|_| malformed());
-            match name {
-                "process" => report.process = u32::try_from(number()?).map_err(|_| malformed())?,
-                "records" => report.records = number()?,
-                "inflight_max" => report.inflight_max = number()?,
-                "buffer_size" => {
-                    report.buffer_size = usize::try_from(number()?).map_err(|_| malformed())?
-                }
-                "wall_us" => report.wall_us = number()?,
-                "delays" => {
-                    report.delays_ns = value
-                        .split(',')
-                        .filter(|d| !d.is_empty())
-                        .map(|d| d.parse().map_err(|_| malformed()))
-                        .collect::<std::result::Result<_, _>>()?;
-                }
-                _ => return Err(malformed()),
-            }
-        }
-        if report.process == u32::MAX {
-            return Err(malformed());
-        }
-        Ok(report)
-    }
-}
-
-/// The job's result over every worker.
-#[derive(Debug)]
-pub struct BarrierReport {
-    /// Every aligned barrier's delay, in nanoseconds, sorted.
-    pub delays_ns: Vec<u64>,
-    /// The largest in-flight estimate of any gate.
-    pub inflight_max: u64,
-    /// The largest debloated buffer size at the end.
-    pub buffer_size: usize,
-    /// Records per second through the maps.
-    pub records_per_s: f64,
-}
-
-impl BarrierReport {
-    /// Combines the workers' reports.
-    pub fn combine(reports: &[BarrierWorkerReport]) -> BarrierReport {
-        let mut delays_ns: Vec<u64> = reports
-            .iter()
-            .flat_map(|r| r.delays_ns.iter().copied())
-            .collect();
-        delays_ns.sort_unstable();
-        let wall = reports.iter().map(|r| r.wall_us).max().unwrap_or(1).max(1) as f64 / 1e6;
-        BarrierReport {
-            delays_ns,
-            inflight_max: reports.iter().map(|r| r.inflight_max).max().unwrap_or(0),
-            buffer_size: reports.iter().map(|r| r.buffer_size).max().unwrap_or(0),
-            records_per_s: reports.iter().map(|r| r.records).sum::<u64>() as f64 / wall,
-        }
-    }
-
-    /// The delay at `quantile` (nearest rank), in milliseconds; 0 without barriers.
-    pub fn quantile_ms(&self, quantile: f64) -> f64 {
-        if self.delays_ns.is_empty() {
-            return 0.0;
-        }
-        let rank = ((quantile * self.delays_ns.len() as f64).ceil() as usize)
-            .clamp(1, self.delays_ns.len());
-        self.delays_ns[rank - 1] as f64 / 1e6
-    }
-
-    /// The WORKLOADS.md JSON line.
-    pub fn to_json(&self, job: &BarrierJob, workers: usize) -> String {
-        format!(
-            concat!(
-                "{{\"workload\":\"W6\",\"system\":\"weir\",\"workers\":{},\"debloat\":{},",
-                "\"target_ms\":{},\"busy_us\":{},\"warmup_s\":{},\"barriers\":{},",
-                "\"barrier_delay_p50_ms\":{:.1},",
-                "\"barrier_delay_p99_ms\":{:.1},\"inflight_bytes_max\":{},\"buffer_size_bytes\":{},",
-                "\"records_per_s\":{:.0},\"valid\":{}}}"
-            ),
-            workers,
-            job.debloat,
-            job.target.as_millis(),
-            job.busy.as_micros(),
-            job.warmup.as_secs_f64(),
-            self.delays_ns.len(),
-            self.quantile_ms(0.5),
-            self.quantile_ms(0.99),
-            self.inflight_max,
-            self.buffer_size,
-            self.records_per_s,
-            !self.delays_ns.is_empty(),
-        )
-    }
 }
 
 fn now_ns() -> u64 {
@@ -258,42 +126,66 @@ pub fn run_barrier_worker(job: &BarrierJob, config: NetworkConfig) -> Result<Bar
             map.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
         )
     });
-    let report = map?;
-    source?;
+    let mut report = map?;
+    report.source = source?;
     service.stop()?;
     drop((floating_pool, grant));
     manager.leak_check()?;
     Ok(report)
 }
 
+/// The measured window in wall-clock nanoseconds: from the end of the warm-up to the end
+/// of emission.
+fn window_ns(job: &BarrierJob) -> (u64, u64) {
+    let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    (
+        job.epoch_ns.saturating_add(nanos(job.warmup)),
+        job.epoch_ns.saturating_add(nanos(job.duration)),
+    )
+}
+
 /// Emits records as fast as it may from the epoch for the job's duration, and a barrier
-/// (barrier number and scheduled time) at every interval.
+/// (barrier number and scheduled time) at every interval; answers where its time went in
+/// the measured window.
 fn source<S: weir_netstack::ChannelSelector>(
     writer: &mut RecordWriter<S>,
     process: u32,
     job: &BarrierJob,
-) -> Result<()> {
+) -> Result<TaskMsPerSecond> {
     if let Some(wait) = job.epoch_ns.checked_sub(now_ns()) {
         std::thread::sleep(Duration::from_nanos(wait));
     }
-    let end = job.epoch_ns + u64::try_from(job.duration.as_nanos()).unwrap_or(u64::MAX);
+    let (window_start, end) = window_ns(job);
     let interval = u64::try_from(job.interval.as_nanos())
         .unwrap_or(u64::MAX)
         .max(1);
+    let mut meter = TaskTimeMeter::new(Arc::new(SystemClock::default()));
+    let mut waited = Duration::ZERO;
+    let mut in_window = false;
     let mut next_barrier = 1u64;
     let mut record = [0u8; 16];
     let mut key = u64::from(process) << 48;
     let mut result = Ok(());
     while result.is_ok() {
         let now = now_ns();
+        let back_pressured = writer.metrics().back_pressured;
+        meter.add_back_pressured(back_pressured.saturating_sub(waited));
+        waited = back_pressured;
+        if !in_window && now >= window_start {
+            meter.take();
+            in_window = true;
+        }
         if now >= end {
             break;
         }
         let scheduled = job.epoch_ns + next_barrier * interval;
         if now >= scheduled {
-            let mut payload = [0u8; 16];
+            // Barrier number, scheduled time, and the time it is really injected (later
+            // when the source was waiting for a buffer or for a CPU).
+            let mut payload = [0u8; 24];
             payload[..8].copy_from_slice(&next_barrier.to_le_bytes());
-            payload[8..].copy_from_slice(&scheduled.to_le_bytes());
+            payload[8..16].copy_from_slice(&scheduled.to_le_bytes());
+            payload[16..].copy_from_slice(&now_ns().to_le_bytes());
             result = writer.broadcast_event(DataType::Barrier, &payload);
             next_barrier += 1;
             continue;
@@ -308,8 +200,12 @@ fn source<S: weir_netstack::ChannelSelector>(
             }
         }
     }
+    let times = meter.take();
     match result {
-        Ok(()) => Ok(writer.finish()?),
+        Ok(()) => {
+            writer.finish()?;
+            Ok(times.into())
+        }
         Err(error) => {
             writer.release();
             Err(error.into())
@@ -317,8 +213,18 @@ fn source<S: weir_netstack::ChannelSelector>(
     }
 }
 
-/// Spins `busy` per record; records each aligned barrier's delay; samples the gate's
-/// in-flight estimate.
+/// What the slow map measures in the window.
+struct MapWindow {
+    start: u64,
+    end: u64,
+    started: bool,
+    ended: bool,
+    records: u64,
+    next_sample: Instant,
+}
+
+/// Spins `busy` per record; records each aligned barrier's delay and alignment time, and
+/// samples its gate, in the measured window.
 fn slow_map(
     mut gate: InputGate,
     job: &BarrierJob,
@@ -330,14 +236,33 @@ fn slow_map(
     let mut readers: Vec<RecordReader> = (0..gate.channel_count())
         .map(|i| RecordReader::new(weir_netstack::ChannelIndex(u32::try_from(i).expect("few"))))
         .collect();
-    let start = Instant::now();
-    let mut records = 0u64;
-    let mut delays_ns = Vec::new();
-    let mut inflight_max = 0u64;
+    let (start, end) = window_ns(job);
+    let mut window = MapWindow {
+        start,
+        end,
+        started: false,
+        ended: false,
+        records: 0,
+        next_sample: Instant::now(),
+    };
+    let mut report = BarrierWorkerReport {
+        process,
+        ..BarrierWorkerReport::default()
+    };
+    let mut meter = TaskTimeMeter::new(Arc::new(SystemClock::default()));
+    let buffer_size = |gate: &InputGate| {
+        if job.debloat {
+            gate.metrics().debloated_buffer_size
+        } else {
+            segment_size
+        }
+    };
     let mut listening = false;
     loop {
+        window_step(&mut window, &mut meter, &gate, &mut report, buffer_size);
         match gate.poll_next()? {
             GatePoll::Buffer(channel, buffer) => {
+                meter.busy();
                 listening = false;
                 match buffer.data_type() {
                     DataType::Data => {
@@ -348,20 +273,20 @@ fn slow_map(
                             while Instant::now() < until {
                                 std::hint::spin_loop();
                             }
-                            records += 1;
+                            window.records += 1;
                         }
-                        inflight_max = inflight_max.max(gate.metrics().in_flight_bytes);
                     }
                     DataType::Barrier => {
-                        let scheduled =
-                            u64::from_le_bytes(buffer.as_bytes()[8..16].try_into().map_err(
-                                |_| WeirError::Input {
-                                    message: "a barrier without its schedule".to_owned(),
-                                },
-                            )?);
-                        let warmup = u64::try_from(job.warmup.as_nanos()).unwrap_or(u64::MAX);
-                        if scheduled >= job.epoch_ns.saturating_add(warmup) {
-                            delays_ns.push(now_ns().saturating_sub(scheduled));
+                        let (scheduled, injected) = barrier_times(buffer.as_bytes())?;
+                        if scheduled >= window.start && scheduled < window.end {
+                            report.delays_ns.push(now_ns().saturating_sub(scheduled));
+                            report
+                                .injection_lags_ns
+                                .push(injected.saturating_sub(scheduled));
+                            let alignment = gate.metrics().last_alignment;
+                            report
+                                .alignments_ns
+                                .push(u64::try_from(alignment.as_nanos()).unwrap_or(u64::MAX));
                         }
                     }
                     DataType::EndOfPartition => readers[channel.as_usize()].finish()?,
@@ -376,57 +301,66 @@ fn slow_map(
                 if cancel.load(Ordering::Acquire) {
                     return Err(NetError::Cancelled.into());
                 }
+                meter.idle();
                 std::thread::park_timeout(Duration::from_millis(20));
                 listening = false;
             }
             GatePoll::EndOfPartitions => break,
         }
     }
-    let metrics = gate.metrics();
-    let buffer_size = if job.debloat {
-        metrics.debloated_buffer_size
-    } else {
-        segment_size
+    report.buffer_size = buffer_size(&gate);
+    Ok(report)
+}
+
+/// The scheduled and the injection time of a barrier's payload.
+fn barrier_times(payload: &[u8]) -> Result<(u64, u64)> {
+    let time = |at: usize| {
+        payload
+            .get(at..at + 8)
+            .and_then(|bytes| bytes.try_into().ok())
+            .map(u64::from_le_bytes)
+            .ok_or_else(|| WeirError::Input {
+                message: format!("a barrier of {} bytes, not 24", payload.len()),
+            })
     };
-    Ok(BarrierWorkerReport {
-        process,
-        records,
-        delays_ns,
-        inflight_max,
-        buffer_size,
-        wall_us: u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
-    })
+    Ok((time(8)?, time(16)?))
+}
+
+/// Starts and ends the measured window of the slow map, and samples its gate in it.
+fn window_step(
+    window: &mut MapWindow,
+    meter: &mut TaskTimeMeter,
+    gate: &InputGate,
+    report: &mut BarrierWorkerReport,
+    buffer_size: impl Fn(&InputGate) -> usize,
+) {
+    if window.ended {
+        return;
+    }
+    let now = now_ns();
+    if !window.started {
+        if now < window.start {
+            return;
+        }
+        window.started = true;
+        window.records = 0;
+        meter.take();
+    }
+    if now >= window.end {
+        window.ended = true;
+        let times = meter.take();
+        report.records = window.records;
+        report.window_us = u64::try_from(times.elapsed.as_micros()).unwrap_or(u64::MAX);
+        report.map = times.into();
+        return;
+    }
+    if Instant::now() >= window.next_sample {
+        window.next_sample = Instant::now() + GATE_SAMPLE_INTERVAL;
+        report.gate.add(&gate.metrics(), buffer_size(gate));
+    }
 }
 
 /// Wall-clock nanoseconds `delay` from now: the epoch a launcher hands its workers.
 pub fn epoch_after(delay: Duration) -> u64 {
     now_ns() + u64::try_from(delay.as_nanos()).unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reports_round_trip_and_combine() {
-        let report = BarrierWorkerReport {
-            process: 1,
-            records: 1000,
-            delays_ns: vec![5_000_000, 1_000_000],
-            inflight_max: 65_536,
-            buffer_size: 4096,
-            wall_us: 1_000_000,
-        };
-        let parsed = BarrierWorkerReport::parse(&report.to_line()).unwrap();
-        assert_eq!(parsed, report);
-        let combined = BarrierReport::combine(&[report, parsed]);
-        assert_eq!(
-            combined.delays_ns,
-            [1_000_000, 1_000_000, 5_000_000, 5_000_000]
-        );
-        assert!((combined.quantile_ms(0.5) - 1.0).abs() < 1e-9);
-        assert!((combined.quantile_ms(0.99) - 5.0).abs() < 1e-9);
-        assert!((combined.records_per_s - 2000.0).abs() < 1e-6);
-        assert!(BarrierWorkerReport::parse("barrier-report records=1").is_err());
-    }
 }

@@ -13,16 +13,20 @@
 //! Timestamps are wall-clock nanoseconds: the workers of a local launch share the clock;
 //! across hosts the figures include the clocks' offset.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
+use weir_netstack::debloat::SystemClock;
+use weir_netstack::input::GateMetrics;
 use weir_netstack::partition::HashSelector;
 use weir_netstack::transport::NetworkConfig;
 use weir_netstack::{
-    DataType, FlushMode, GatePoll, InputGate, NetError, RecordReader, RecordWriter,
+    DataType, FlushMode, GatePoll, InputGate, NetError, RecordReader, RecordWriter, TaskTimeMeter,
 };
 
+use crate::barrier_report::TaskMsPerSecond;
 use crate::error::{Result, WeirError};
 use crate::shuffle_job::{WorkerExchange, flush_name, worker_exchange};
 
@@ -51,6 +55,14 @@ pub struct LatencyWorkerReport {
     pub sent: u64,
     /// Latencies its sink recorded, in nanoseconds.
     pub latencies: Histogram<u64>,
+    /// Where its sink's time went (busy / idle / back-pressured ms per second).
+    pub sink: TaskMsPerSecond,
+    /// Where its source's time went (idle while it waits for a record's time).
+    pub source: TaskMsPerSecond,
+    /// Buffers its sink's gate received (data and events).
+    pub buffers_in: u64,
+    /// Bytes in those buffers.
+    pub bytes_in: u64,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -65,17 +77,23 @@ fn now_ns() -> u64 {
 }
 
 impl LatencyWorkerReport {
-    /// One line for the launcher: `latency-report process=P sent=N hist=v:c,v:c,…`.
+    /// One line for the launcher: `latency-report process=P sent=N sink=B,I,P
+    /// source=B,I,P buffers_in=N bytes_in=N hist=v:c,v:c,…`.
     pub fn to_line(&self) -> String {
         let buckets: Vec<String> = self
             .latencies
             .iter_recorded()
             .map(|v| format!("{}:{}", v.value_iterated_to(), v.count_at_value()))
             .collect();
+        let task = |t: &TaskMsPerSecond| format!("{},{},{}", t.busy, t.idle, t.back_pressured);
         format!(
-            "latency-report process={} sent={} hist={}",
+            "latency-report process={} sent={} sink={} source={} buffers_in={} bytes_in={} hist={}",
             self.process,
             self.sent,
+            task(&self.sink),
+            task(&self.source),
+            self.buffers_in,
+            self.bytes_in,
             buckets.join(",")
         )
     }
@@ -91,11 +109,31 @@ impl LatencyWorkerReport {
         let mut process = None;
         let mut sent = None;
         let mut latencies = histogram();
+        let mut report_tasks = [TaskMsPerSecond::default(); 2];
+        let (mut buffers_in, mut bytes_in) = (0, 0);
         for field in rest.split(' ') {
             let (name, value) = field.split_once('=').ok_or_else(malformed)?;
+            let task = || -> std::result::Result<TaskMsPerSecond, String> {
+                let parts: Vec<u32> = value
+                    .split(',')
+                    .map(|v| v.parse().map_err(|_| malformed()))
+                    .collect::<std::result::Result<_, _>>()?;
+                match parts[..] {
+                    [busy, idle, back_pressured] => Ok(TaskMsPerSecond {
+                        busy,
+                        idle,
+                        back_pressured,
+                    }),
+                    _ => Err(malformed()),
+                }
+            };
             match name {
                 "process" => process = value.parse().ok(),
                 "sent" => sent = value.parse().ok(),
+                "sink" => report_tasks[0] = task()?,
+                "source" => report_tasks[1] = task()?,
+                "buffers_in" => buffers_in = value.parse().map_err(|_| malformed())?,
+                "bytes_in" => bytes_in = value.parse().map_err(|_| malformed())?,
                 "hist" => {
                     for bucket in value.split(',').filter(|b| !b.is_empty()) {
                         let (v, c) = bucket.split_once(':').ok_or_else(malformed)?;
@@ -113,7 +151,32 @@ impl LatencyWorkerReport {
             process: process.ok_or_else(malformed)?,
             sent: sent.ok_or_else(malformed)?,
             latencies,
+            sink: report_tasks[0],
+            source: report_tasks[1],
+            buffers_in,
+            bytes_in,
         })
+    }
+
+    /// This worker's JSON object: its tasks' times and its gate's buffers.
+    fn to_json(&self) -> String {
+        format!(
+            concat!(
+                "{{\"process\":{},\"buffers_in\":{},\"bytes_per_buffer\":{:.0},",
+                "\"sink_busy_ms_per_s\":{},\"sink_idle_ms_per_s\":{},",
+                "\"sink_back_pressured_ms_per_s\":{},\"source_busy_ms_per_s\":{},",
+                "\"source_idle_ms_per_s\":{},\"source_back_pressured_ms_per_s\":{}}}"
+            ),
+            self.process,
+            self.buffers_in,
+            self.bytes_in as f64 / self.buffers_in.max(1) as f64,
+            self.sink.busy,
+            self.sink.idle,
+            self.sink.back_pressured,
+            self.source.busy,
+            self.source.idle,
+            self.source.back_pressured,
+        )
     }
 }
 
@@ -124,6 +187,8 @@ pub struct LatencyReport {
     pub sent: u64,
     /// Every sink's latencies, merged.
     pub latencies: Histogram<u64>,
+    /// Every worker's tasks and gate, as JSON objects.
+    pub workers_json: Vec<String>,
 }
 
 impl LatencyReport {
@@ -144,6 +209,7 @@ impl LatencyReport {
         Ok(LatencyReport {
             sent: reports.iter().map(|r| r.sent).sum(),
             latencies,
+            workers_json: reports.iter().map(LatencyWorkerReport::to_json).collect(),
         })
     }
 
@@ -159,7 +225,7 @@ impl LatencyReport {
                 "{{\"workload\":\"W5\",\"system\":\"weir\",\"workers\":{},\"rate\":{},",
                 "\"flush\":\"{}\",\"records\":{},\"latency_p50_ms\":{:.3},",
                 "\"latency_p99_ms\":{:.3},\"latency_p999_ms\":{:.3},\"latency_max_ms\":{:.3},",
-                "\"valid\":{}}}"
+                "\"valid\":{},\"tasks\":[{}]}}"
             ),
             job.workers,
             job.rate,
@@ -170,6 +236,7 @@ impl LatencyReport {
             self.quantile_ms(0.999),
             self.latencies.max() as f64 / 1e6,
             self.latencies.len() == self.sent,
+            self.workers_json.join(","),
         )
     }
 }
@@ -212,7 +279,7 @@ pub fn run_latency_worker(job: &LatencyJob, config: NetworkConfig) -> Result<Lat
     let cancel_source = writer.canceller();
     let cancel_sink = AtomicBool::new(false);
     let interval = Duration::from_secs_f64(workers as f64 / job.rate as f64);
-    let (sent, latencies) = std::thread::scope(|scope| {
+    let (source, sink) = std::thread::scope(|scope| {
         let cancel_sink = &cancel_sink;
         let sink = scope.spawn(move || {
             let result = record_latencies(gate, cancel_sink);
@@ -235,26 +302,32 @@ pub fn run_latency_worker(job: &LatencyJob, config: NetworkConfig) -> Result<Lat
             sink.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
         )
     });
-    let latencies = latencies?;
-    let sent = sent?;
+    let sink = sink?;
+    let (sent, source) = source?;
     service.stop()?;
     drop((floating_pool, grant));
     manager.leak_check()?;
     Ok(LatencyWorkerReport {
         process,
         sent,
-        latencies,
+        latencies: sink.latencies,
+        sink: sink.times,
+        source,
+        buffers_in: sink.gate.buffers_in,
+        bytes_in: sink.gate.bytes_in,
     })
 }
 
 /// Emits a record every `interval` for `duration`, stamped when emitted; idle (for the
-/// idle flush mode) while it waits for the next record's time.
+/// idle flush mode) while it waits for the next record's time. Answers the records sent
+/// and where its time went.
 fn paced_source<S: weir_netstack::ChannelSelector>(
     writer: &mut RecordWriter<S>,
     process: u32,
     interval: Duration,
     duration: Duration,
-) -> Result<u64> {
+) -> Result<(u64, TaskMsPerSecond)> {
+    let mut meter = TaskTimeMeter::new(Arc::new(SystemClock::default()));
     let start = Instant::now();
     let mut sent = 0u64;
     let mut record = [0u8; 16];
@@ -267,7 +340,9 @@ fn paced_source<S: weir_netstack::ChannelSelector>(
         let elapsed = start.elapsed();
         if let Some(wait) = due.checked_sub(elapsed) {
             writer.input_idle();
+            meter.idle();
             std::thread::sleep(wait);
+            meter.busy();
         }
         key = key.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(1);
         record[..8].copy_from_slice(&key.to_le_bytes());
@@ -279,10 +354,19 @@ fn paced_source<S: weir_netstack::ChannelSelector>(
         sent += 1;
     }
     writer.finish()?;
-    Ok(sent)
+    meter.add_back_pressured(writer.metrics().back_pressured);
+    Ok((sent, meter.take().into()))
 }
 
-fn record_latencies(mut gate: InputGate, cancel: &AtomicBool) -> Result<Histogram<u64>> {
+/// What the sink measured.
+struct SinkReport {
+    latencies: Histogram<u64>,
+    times: TaskMsPerSecond,
+    gate: GateMetrics,
+}
+
+fn record_latencies(mut gate: InputGate, cancel: &AtomicBool) -> Result<SinkReport> {
+    let mut meter = TaskTimeMeter::new(Arc::new(SystemClock::default()));
     let waker = crate::workers::current_thread_waker();
     let mut readers: Vec<RecordReader> = (0..gate.channel_count())
         .map(|i| RecordReader::new(weir_netstack::ChannelIndex(u32::try_from(i).expect("few"))))
@@ -292,6 +376,7 @@ fn record_latencies(mut gate: InputGate, cancel: &AtomicBool) -> Result<Histogra
     loop {
         match gate.poll_next()? {
             GatePoll::Buffer(channel, buffer) => {
+                meter.busy();
                 listening = false;
                 let reader = &mut readers[channel.as_usize()];
                 match buffer.data_type() {
@@ -316,10 +401,17 @@ fn record_latencies(mut gate: InputGate, cancel: &AtomicBool) -> Result<Histogra
                 if cancel.load(Ordering::Acquire) {
                     return Err(NetError::Cancelled.into());
                 }
+                meter.idle();
                 std::thread::park_timeout(Duration::from_millis(50));
                 listening = false;
             }
-            GatePoll::EndOfPartitions => return Ok(latencies),
+            GatePoll::EndOfPartitions => {
+                return Ok(SinkReport {
+                    latencies,
+                    times: meter.take().into(),
+                    gate: gate.metrics(),
+                });
+            }
         }
     }
 }
@@ -338,13 +430,36 @@ mod tests {
             process: 1,
             sent: 4,
             latencies,
+            sink: TaskMsPerSecond {
+                busy: 30,
+                idle: 970,
+                back_pressured: 0,
+            },
+            source: TaskMsPerSecond {
+                busy: 100,
+                idle: 890,
+                back_pressured: 10,
+            },
+            buffers_in: 3,
+            bytes_in: 64,
         };
         let parsed = LatencyWorkerReport::parse(&report.to_line()).unwrap();
         assert_eq!((parsed.process, parsed.sent), (1, 4));
+        assert_eq!((parsed.sink, parsed.source), (report.sink, report.source));
+        assert_eq!((parsed.buffers_in, parsed.bytes_in), (3, 64));
         assert_eq!(parsed.latencies.len(), 4);
         let merged = LatencyReport::merge(&[report, parsed]).unwrap();
         assert_eq!(merged.latencies.len(), 8);
         assert!((merged.quantile_ms(0.5) - 0.002).abs() < 0.0001);
+        let job = LatencyJob {
+            rate: 10,
+            duration: Duration::from_secs(1),
+            flush: FlushMode::default(),
+            workers: 2,
+        };
+        let json = merged.to_json(&job);
+        assert!(json.contains("\"sink_idle_ms_per_s\":970"), "{json}");
+        assert!(json.contains("\"bytes_per_buffer\":21"), "{json}");
         assert!(LatencyWorkerReport::parse("latency-report process=x").is_err());
     }
 }

@@ -2,10 +2,13 @@
 //!
 //! This root crate is where the kernel's crates meet: [`kernel`] (memory, spill, sort,
 //! hash), [`netstack`] (the network stack) and [`serde_fmt`] (record and key formats).
-//! The operator layer, the runtime and the `weir` command line grow here.
+//! Here: the dataflow API and its runtime ([`dataflow`], [`config`]), TPC-H tables and
+//! queries ([`tpch`], [`run_job`]), the benchmark jobs of WORKLOADS.md, worker processes
+//! ([`workers`]) and what the `weir` command line is built from.
 #![forbid(unsafe_code)]
 
 pub mod barrier_job;
+pub mod barrier_report;
 pub mod config;
 pub mod constants;
 pub mod dataflow;

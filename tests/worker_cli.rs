@@ -247,6 +247,8 @@ fn a_short_latency_run_reports_percentiles() {
         "\"latency_p50_ms\":",
         "\"latency_p99_ms\":",
         "\"latency_p999_ms\":",
+        "\"sink_idle_ms_per_s\":",
+        "\"source_busy_ms_per_s\":",
         "\"valid\":true",
     ] {
         assert!(json.contains(field), "{field} in {json}");
@@ -288,6 +290,13 @@ fn a_short_barrier_run_reports_barrier_delays() {
         "\"barrier_delay_p50_ms\":",
         "\"barrier_delay_p99_ms\":",
         "\"buffer_size_bytes\":",
+        "\"warmup_s\":0.2",
+        "\"alignment_p99_ms\":",
+        "\"gates\":[{\"process\":0,",
+        "\"time_to_consume_ms_mean\":",
+        "\"buffers_in_use_mean\":",
+        "\"map_busy_ms_per_s\":",
+        "\"source_back_pressured_ms_per_s\":",
         "\"valid\":true",
     ] {
         assert!(json.contains(field), "{field} in {json}");

@@ -48,6 +48,18 @@ pub const RECORD_LENGTH_PREFIX_BYTES: usize = 4;
 /// length prefix above it is malformed input, not a reason to allocate.
 pub const RECORD_BYTES_MAX_DEFAULT: usize = 64 << 20;
 
+/// Spans of the debloater's moving average over which it keeps the most buffers in use
+/// it saw, the count it sizes buffers for (see [`crate::debloat`]): a consumer starved
+/// for a few seconds must not forget how many buffers its queues hold when full.
+pub const DEBLOAT_IN_USE_PEAK_SPANS: u32 = 5;
+
+/// How many times faster the debloater's moving average shrinks buffers than it grows
+/// them (see [`crate::debloat`]): buffers too large delay barriers at once, buffers too
+/// small cost little.
+pub const DEBLOAT_SHRINK_SPEEDUP: u32 = 4;
+
 const _: () = assert!(KEY_GROUPS_MAX_DEFAULT >= 1);
+const _: () = assert!(DEBLOAT_SHRINK_SPEEDUP >= 1);
+const _: () = assert!(DEBLOAT_IN_USE_PEAK_SPANS >= 1);
 const _: () = assert!(RECORD_BYTES_MAX_DEFAULT <= u32::MAX as usize);
 const _: () = assert!(RECORD_LENGTH_PREFIX_BYTES == std::mem::size_of::<u32>());

@@ -9,7 +9,8 @@
 //! readers ([`input`]); and the transport between worker processes — the wire protocol
 //! and a mio event loop carrying every channel between two processes over one TCP
 //! connection ([`transport`]); gates align checkpoint barriers and size their producers'
-//! buffers by throughput ([`debloat`]) (docs: ARCHITECTURE.md §7, docs/FORMAT.md §6).
+//! buffers by throughput ([`debloat`]); tasks split their time into busy, idle and
+//! back-pressured ([`task_time`]) (docs: ARCHITECTURE.md §7, docs/FORMAT.md §6).
 //!
 //! The data path, and where the buffer layer sits in it:
 //!
@@ -61,6 +62,7 @@ pub mod input;
 pub mod partition;
 pub mod pool;
 mod sync;
+pub mod task_time;
 pub mod transport;
 
 #[cfg(all(test, loom))]
@@ -74,4 +76,5 @@ pub use partition::{
     ResultSubpartition, SubpartitionIndex,
 };
 pub use pool::{LocalBufferPool, LocalPoolSpec, NetworkBufferPool, PooledSegment};
+pub use task_time::{TaskTimeMeter, TaskTimes};
 pub use weir_kernel as kernel;

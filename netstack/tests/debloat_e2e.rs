@@ -1,7 +1,8 @@
 //! Buffer debloating end to end, in one process: a fast producer, a consumer that takes
 //! 1 MB/s, and a gate debloating toward 200 ms of data in flight. Once settled, the bytes
-//! actually queued between them stay within ±30% of throughput × target, where without
-//! debloating the whole pool (10 segments of 32 KiB) would sit full.
+//! actually between them (queued in the subpartition, held by the gate, handed out and not
+//! yet consumed) stay within ±30% of throughput × target, where without debloating the
+//! whole pool (10 segments of 32 KiB) would sit full.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -94,8 +95,14 @@ fn in_flight_bytes_converge_to_throughput_times_target() {
         }
         if start.elapsed() >= next_sample {
             next_sample += Duration::from_millis(100);
-            // What is really queued for the consumer, not the gate's estimate.
-            samples.push(subpartition.metrics().queued_bytes as f64);
+            // What is really between the writer and the consumer, not the gate's estimate:
+            // queued in the subpartition, held in the gate, and handed out but not yet
+            // due (the consumer takes a buffer at once and then sleeps off its bytes).
+            let due = start.elapsed().as_secs_f64() * RATE;
+            let in_flight = subpartition.metrics().queued_bytes
+                + gate.metrics().queued_bytes
+                + (consumed - due).max(0.0) as u64;
+            samples.push(in_flight as f64);
         }
     }
     done.store(true, Ordering::Release);

@@ -10,6 +10,7 @@ use std::thread::Thread;
 use std::time::Duration;
 
 use weir_kernel::memory::{MemoryConfig, MemoryManager};
+use weir_netstack::debloat::{DebloatConfig, SystemClock};
 use weir_netstack::input::{RemoteChannelSpec, RemoteInputChannel};
 use weir_netstack::partition::ForwardSelector;
 use weir_netstack::pool::LocalBufferPool;
@@ -250,6 +251,50 @@ fn a_partition_never_registered_fails_the_channel_with_partition_not_found() {
     producer_side.stop().unwrap();
     consumer_side.stop().unwrap();
     drop((floating, grant1));
+    managers[0].leak_check().unwrap();
+    managers[1].leak_check().unwrap();
+}
+
+/// A gate that starts debloating announces its initial buffer size at once, before the
+/// producer has registered its partition: the size waits with the partition request and
+/// applies when the partition appears (it used to be dropped, leaving whole segments).
+#[test]
+fn a_buffer_size_announced_before_the_partition_is_registered_applies_to_it() {
+    let managers = [manager(), manager()];
+    let (producer_side, consumer_side) = start_pair(&managers);
+    let owner1 = managers[1].owner("network");
+    let grant1 = NetworkBufferPool::new(&owner1, 16).unwrap();
+    let floating = Arc::new(grant1.create_pool(LocalPoolSpec::new(1, 8)).unwrap());
+    let id = PartitionId {
+        dataset: 3,
+        producer: 0,
+    };
+    let channel = remote_channel(&consumer_side, &grant1, &floating, 0, id, 0);
+    let mut gate = InputGate::new(vec![channel]);
+    let config = DebloatConfig::new(managers[1].segment_size());
+    gate.enable_debloating(config, Arc::new(SystemClock::default()))
+        .unwrap();
+    // Give the announcement time to reach the producer before the partition exists (if
+    // it comes later, it applies directly: the test passes either way, as it should).
+    std::thread::sleep(Duration::from_millis(100));
+    let owner0 = managers[0].owner("network");
+    let grant0 = NetworkBufferPool::new(&owner0, 16).unwrap();
+    let partition = ResultPartition::new(
+        grant0.create_pool(LocalPoolSpec::for_partition(1)).unwrap(),
+        1,
+    );
+    producer_side.register_partition(id, &partition);
+    let subpartition = partition.subpartition(SubpartitionIndex(0));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while subpartition.buffer_size() != config.initial_size {
+        assert!(std::time::Instant::now() < deadline, "never applied");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(gate);
+    drop((subpartition, partition));
+    producer_side.stop().unwrap();
+    consumer_side.stop().unwrap();
+    drop((floating, grant0, grant1));
     managers[0].leak_check().unwrap();
     managers[1].leak_check().unwrap();
 }

@@ -703,12 +703,16 @@ fn barrier(args: BarrierArgs) -> Result<(), WeirError> {
     )?;
     let report = BarrierReport::combine(&reports);
     eprintln!(
-        "weir bench barrier: debloat {}, {} barriers: delay p50 {:.1} ms, p99 {:.1} ms; \
-         in flight at most {} bytes; buffers {} bytes; {:.0} records/s",
+        "weir bench barrier: debloat {}, warm-up {:.0} s of {:.0} s, {} barriers measured: \
+         delay p50 {:.1} ms, p99 {:.1} ms; alignment p99 {:.1} ms; in flight at most {} \
+         bytes; buffers {} bytes; {:.0} records/s",
         if job.debloat { "on" } else { "off" },
+        job.warmup.as_secs_f64(),
+        job.duration.as_secs_f64(),
         report.delays_ns.len(),
         report.quantile_ms(0.5),
         report.quantile_ms(0.99),
+        report.alignment_quantile_ms(0.99),
         report.inflight_max,
         report.buffer_size,
         report.records_per_s,
@@ -720,12 +724,19 @@ fn barrier(args: BarrierArgs) -> Result<(), WeirError> {
             .map(|d| format!("{:.0}", *d as f64 / 1e6))
             .collect();
         eprintln!(
-            "weir bench barrier: worker {} barrier delays (ms, in order): {}",
+            "weir bench barrier: worker {} barrier delays (ms, in order): {}; map busy/idle/\
+             back-pressured {}/{}/{} ms/s, source {}/{}/{} ms/s",
             worker.process,
-            delays.join(" ")
+            delays.join(" "),
+            worker.map.busy,
+            worker.map.idle,
+            worker.map.back_pressured,
+            worker.source.busy,
+            worker.source.idle,
+            worker.source.back_pressured,
         );
     }
-    println!("{}", report.to_json(&job, args.workers));
+    println!("{}", report.to_json(&job));
     if report.delays_ns.is_empty() {
         return Err(WeirError::Input {
             message: "no barrier was aligned: run longer than the barrier interval".to_owned(),

@@ -78,6 +78,10 @@ pub struct GateMetrics {
     pub debloated_buffer_size: usize,
     /// The throughput last measured, in bytes per second of time with data.
     pub throughput_bytes_per_s: u64,
+    /// The data buffers between the producers' writers and the task: at the last
+    /// debloating step with debloating (see [`InputGate::enable_debloating`]), now
+    /// without.
+    pub buffers_in_use: usize,
     /// The bytes in flight to the gate: buffers in use × the debloated buffer size.
     pub in_flight_bytes: u64,
     /// The estimated time to consume them at the last throughput, in milliseconds.
@@ -155,7 +159,7 @@ impl InputGate {
     }
 
     /// Sizes the producers' buffers by this gate's throughput from now on (see
-    /// [`crate::debloat`]), with time from `clock`.
+    /// [`crate::debloat`]), with time from `clock`; announces the initial size at once.
     ///
     /// # Errors
     ///
@@ -167,6 +171,12 @@ impl InputGate {
         clock: Arc<dyn Clock>,
     ) -> Result<()> {
         let debloater = BufferDebloater::new(config)?;
+        if config.enabled {
+            // The producers start from the initial size, not whole segments.
+            for channel in &self.channels {
+                channel.announce_buffer_size(debloater.size());
+            }
+        }
         let last_update = clock.now();
         self.debloat = Some(GateDebloat {
             meter: ThroughputMeter::new(Arc::clone(&clock)),
@@ -303,7 +313,10 @@ impl InputGate {
         let Some(throughput) = debloat.meter.take_throughput() else {
             return;
         };
-        let in_use: usize = self.channels.iter().map(InputChannel::buffers_in_use).sum();
+        let in_use = self.buffers_in_use();
+        let Some(debloat) = &mut self.debloat else {
+            return;
+        };
         debloat.throughput = throughput;
         debloat.buffers_in_use = in_use;
         let step = debloat.debloater.update(throughput, in_use.max(1));
@@ -312,6 +325,23 @@ impl InputGate {
                 channel.announce_buffer_size(step.size);
             }
         }
+    }
+
+    /// The data buffers between the producers' writers and the task, counted when the task
+    /// asks for its next buffer: those queued at or for each channel (see
+    /// [`InputChannel::buffers_in_use`]) and those in the gate's lookahead slots, the one
+    /// about to be handed out included. A barrier sent now waits behind all of them, so
+    /// the debloater divides the wanted bytes by all of them; leaving out the slots (one per
+    /// channel) sized every buffer too large by that share.
+    fn buffers_in_use(&self) -> usize {
+        let channels: usize = self.channels.iter().map(InputChannel::buffers_in_use).sum();
+        let held = self
+            .lookahead
+            .iter()
+            .flatten()
+            .filter(|buffer| buffer.data_type() == DataType::Data)
+            .count();
+        channels + held
     }
 
     fn fill_lookahead(&mut self) -> Result<()> {
@@ -350,7 +380,10 @@ impl InputGate {
 
     fn debloat_metrics(&self) -> GateMetrics {
         let Some(debloat) = &self.debloat else {
-            return GateMetrics::default();
+            return GateMetrics {
+                buffers_in_use: self.buffers_in_use(),
+                ..GateMetrics::default()
+            };
         };
         let size = debloat.debloater.size();
         let in_flight = (debloat.buffers_in_use * size) as u64;
@@ -362,6 +395,7 @@ impl InputGate {
         GateMetrics {
             debloated_buffer_size: size,
             throughput_bytes_per_s: debloat.throughput as u64,
+            buffers_in_use: debloat.buffers_in_use,
             in_flight_bytes: in_flight,
             time_to_consume_ms,
             ..GateMetrics::default()

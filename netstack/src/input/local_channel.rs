@@ -80,12 +80,14 @@ impl LocalInputChannel {
         self.subpartition.set_buffer_size(bytes);
     }
 
-    /// Buffers in flight to this channel: the producer's backlog and the one being filled.
+    /// Buffers in flight to this channel and not yet handed out: every data buffer queued
+    /// in the subpartition, finished or still being filled (what the producer writes into
+    /// and a barrier waits behind).
     pub fn buffers_in_use(&self) -> usize {
         if self.ended {
             0
         } else {
-            self.subpartition.backlog() + 1
+            self.subpartition.data_buffers_queued()
         }
     }
 

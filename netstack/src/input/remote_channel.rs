@@ -210,14 +210,18 @@ impl RemoteInputChannel {
         }
     }
 
-    /// Buffers in flight to this channel: received and not yet read, and the sender's
-    /// backlog as last reported.
+    /// Buffers in flight to this channel and not yet handed out: received and not yet
+    /// read, the sender's backlog as last reported (finished buffers queued there) and the
+    /// one buffer its writer is filling. (Flink counts only the first two; missing the
+    /// open buffer undercounts every remote channel by one, and the debloater sizes
+    /// buffers too large by that share.) Buffers on the wire are not counted: the
+    /// receiver cannot tell them from unused credit.
     pub fn buffers_in_use(&self) -> usize {
         if self.ended {
             return 0;
         }
         let state = self.shared.lock();
-        state.received.len() + state.backlog
+        state.received.len() + state.backlog + 1
     }
 
     /// The sender's backlog as last reported.

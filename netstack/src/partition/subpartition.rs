@@ -312,6 +312,17 @@ impl ResultSubpartition {
         self.lock().backlog()
     }
 
+    /// Data buffers queued now: the finished ones (the backlog) and the one the writer is
+    /// still filling, if queued. Buffer debloating counts these as in flight to the reader.
+    pub fn data_buffers_queued(&self) -> usize {
+        let state = self.lock();
+        state
+            .queue
+            .iter()
+            .filter(|entry| matches!(entry, Entry::Data(_)))
+            .count()
+    }
+
     /// The counters now.
     pub fn metrics(&self) -> SubpartitionMetrics {
         let state = self.lock();

@@ -564,6 +564,9 @@ struct PendingRequest {
     partition: PartitionId,
     subpartition: u32,
     credit: u32,
+    // A buffer size the reader announced before the partition was registered (debloating
+    // starts at once), applied when the view is attached.
+    buffer_size: Option<u32>,
     next_try: Instant,
     delay: Duration,
     deadline: Instant,
@@ -870,6 +873,9 @@ impl EventLoop {
         let Some(connection) = self.connections.get_mut(&request.peer) else {
             return true;
         };
+        if let Some(size) = request.buffer_size {
+            subpartition.set_buffer_size(size as usize);
+        }
         let waker = Waker::from(Arc::new(CommandWaker {
             shared: Arc::downgrade(&self.shared),
             peer: request.peer,
@@ -1096,6 +1102,7 @@ impl EventLoop {
                     partition,
                     subpartition,
                     credit: initial_credit,
+                    buffer_size: None,
                     next_try: now,
                     delay: self.request_backoff_initial,
                     deadline: now + self.request_timeout,
@@ -1123,6 +1130,12 @@ impl EventLoop {
             Message::NewBufferSize { receiver, size } => {
                 if let Some(view) = connection.views.get(&receiver) {
                     view.subpartition.set_buffer_size(size as usize);
+                } else if let Some(request) = self
+                    .pending_requests
+                    .iter_mut()
+                    .find(|r| r.peer == peer && r.receiver == receiver)
+                {
+                    request.buffer_size = Some(size);
                 }
             }
             // Barriers block a channel at its reader, which simply stops reading it; the
