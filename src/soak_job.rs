@@ -6,6 +6,8 @@
 //!     shuffle  generate (k, v) ─▶ stall? ─▶ key_by k ─▶ aggregate (Σv, n) ─▶ collect ══ closed form
 //!     sort     generate (k, payload) ─▶ sort_by k ─▶ gather ─▶ sort_by k ─▶ collect ══ sorted input
 //!     join     generate (k, a) ⋈ generate (k, b) ─▶ stall? ─▶ aggregate ─▶ collect ══ closed form
+//!     barriers a back-pressured source ─▶ key_by ─▶ slow map, a barrier every 250 ms,
+//!              debloating on (W6's job on its own connections): every barrier aligned
 //!   between rounds: throughput, in-flight bytes, peak and current RSS of each worker;
 //!   a watchdog fails the soak when worker 0's sources read nothing for 10 s while the job
 //!   has not ended (a deadlock), and any leak or wrong result fails it at once.
@@ -35,6 +37,46 @@ pub struct SoakJob {
     pub seed: u64,
     /// The workers' configuration (2 workers).
     pub config: Config,
+}
+
+/// The barrier pipeline of a round: its own two workers' addresses and start time.
+#[derive(Debug, Clone)]
+pub struct BarrierRound {
+    /// Both processes' addresses for the barrier exchange, by process.
+    pub peers: Vec<std::net::SocketAddr>,
+    /// When its sources start (wall-clock nanoseconds, the same on both).
+    pub epoch_ns: u64,
+}
+
+/// How long a round's barrier pipeline runs, and its barrier interval.
+const BARRIER_RUN: Duration = Duration::from_secs(2);
+const BARRIER_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Runs this worker's part of a round's barrier pipeline and checks that its map saw
+/// every barrier aligned.
+fn barriers(process: u32, round: &BarrierRound) -> Result<Vec<String>> {
+    let job = crate::barrier_job::BarrierJob {
+        debloat: true,
+        target: Duration::from_millis(100),
+        busy: Duration::from_micros(50),
+        duration: BARRIER_RUN,
+        interval: BARRIER_INTERVAL,
+        warmup: Duration::ZERO,
+        epoch_ns: round.epoch_ns,
+    };
+    let report = crate::barrier_job::run_barrier_worker(
+        &job,
+        NetworkConfig::new(process, round.peers.clone()),
+    )?;
+    let expected = (BARRIER_RUN.as_millis() / BARRIER_INTERVAL.as_millis()) as usize - 1;
+    Ok(if report.delays_ns.len() < expected {
+        vec![format!(
+            "barriers: worker {process}'s map aligned {} barriers, expected at least {expected}",
+            report.delays_ns.len()
+        )]
+    } else {
+        Vec::new()
+    })
 }
 
 /// One round's outcome on one worker.
@@ -234,16 +276,26 @@ pub fn run_round(
     job: &SoakJob,
     round: u64,
     network: Option<NetworkConfig>,
+    barrier_round: Option<&BarrierRound>,
     rows_read: &Arc<AtomicU64>,
 ) -> Result<(WorkerReport, Vec<String>)> {
     let seed = mix(job.seed.wrapping_add(round));
     let (flow, results) = program(seed, job.records);
-    let report = runtime::execute_observed(&flow, &job.config, network, rows_read)?;
-    let problems = if report.process == 0 {
-        check(seed, job.records, &results)
-    } else {
-        Vec::new()
-    };
+    let process = network.as_ref().map_or(0, |n| n.process);
+    let (report, barrier_problems) = std::thread::scope(|scope| {
+        let barrier = barrier_round.map(|b| scope.spawn(move || barriers(process, b)));
+        let report = runtime::execute_observed(&flow, &job.config, network, rows_read);
+        let barrier_problems = match barrier {
+            Some(thread) => thread.join().expect("the barrier pipeline does not panic"),
+            None => Ok(Vec::new()),
+        };
+        (report, barrier_problems)
+    });
+    let report = report?;
+    let mut problems = barrier_problems?;
+    if report.process == 0 {
+        problems.extend(check(seed, job.records, &results));
+    }
     Ok((report, problems))
 }
 
@@ -320,6 +372,12 @@ pub struct SoakWorkerArgs {
     /// The first round's seed.
     #[arg(long)]
     pub seed: u64,
+    /// The barrier pipeline's two addresses, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub barrier_peers: Vec<std::net::SocketAddr>,
+    /// When the barrier pipeline's sources start (wall-clock nanoseconds).
+    #[arg(long)]
+    pub barrier_epoch_ns: u64,
     /// The workers' configuration.
     #[command(flatten)]
     pub config: crate::run_job::ConfigArgs,
@@ -367,7 +425,22 @@ pub fn soak_worker(
         config: args.config.to_config()?,
     };
     let network = NetworkConfig::new(process, peers);
-    let (report, _) = run_round(&job, args.round, Some(network), &Arc::default())?;
+    let barrier_round = BarrierRound {
+        peers: args.barrier_peers.clone(),
+        epoch_ns: args.barrier_epoch_ns,
+    };
+    let (report, problems) = run_round(
+        &job,
+        args.round,
+        Some(network),
+        Some(&barrier_round),
+        &Arc::default(),
+    )?;
+    if let Some(problem) = problems.first() {
+        return Err(WeirError::Input {
+            message: format!("soak round {}: {problem}", args.round),
+        });
+    }
     println!("{}", report.to_line());
     Ok(())
 }
@@ -387,11 +460,22 @@ pub fn soak(args: &SoakArgs) -> Result<()> {
     while started.elapsed() < job.duration {
         let round = rounds.len() as u64;
         let cluster = crate::workers::LocalCluster::new(2)?;
+        let barrier_round = BarrierRound {
+            peers: crate::workers::free_loopback_addresses(2)?,
+            epoch_ns: crate::barrier_job::epoch_after(Duration::from_millis(500)),
+        };
+        let barrier_peers: Vec<String> = barrier_round
+            .peers
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         let mut job_args = vec![
             "soak".to_string(),
             format!("--round={round}"),
             format!("--records={}", job.records),
             format!("--seed={}", job.seed),
+            format!("--barrier-peers={}", barrier_peers.join(",")),
+            format!("--barrier-epoch-ns={}", barrier_round.epoch_ns),
         ];
         job_args.extend(args.config.to_args());
         let rows = Arc::new(AtomicU64::new(0));
@@ -400,7 +484,13 @@ pub fn soak(args: &SoakArgs) -> Result<()> {
         let peers = cluster.peers().to_vec();
         let round_started = Instant::now();
         let outcome = cluster.run_beside(&exe, &job_args, Duration::from_secs(300), || {
-            run_round(&job, round, Some(NetworkConfig::new(0, peers)), &rows)
+            run_round(
+                &job,
+                round,
+                Some(NetworkConfig::new(0, peers)),
+                Some(&barrier_round),
+                &rows,
+            )
         });
         running.store(false, Ordering::Release);
         dog.thread().unpark();
@@ -470,7 +560,8 @@ pub fn soak(args: &SoakArgs) -> Result<()> {
         .unwrap_or(0);
     let wall = started.elapsed().as_secs_f64();
     println!(
-        "soak: {} rounds in {wall:.0} s, {:.2} M records/s, every result right, no leak; worker 0 RSS after \
+        "soak: {} rounds in {wall:.0} s, {:.2} M records/s, every result right, every barrier aligned, \
+         no leak; worker 0 RSS after \
          the first round {:.1} MiB, after the last {:.1} MiB; peak RSS {:.1} MiB",
         rounds.len(),
         records as f64 / wall / 1e6,

@@ -304,3 +304,52 @@ fn invalid_configuration_is_one_line_naming_the_flag() {
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     }
 }
+
+/// Budgets swept across the edge of what Q3 needs: each either runs and answers right, or
+/// fails at start with a one-line error naming the flag (a job takes all its memory up
+/// front: its operators' shares, its sources' buffers and its network pools; once running,
+/// an operator that fills its share spills instead of allocating more).
+#[test]
+fn every_budget_either_answers_right_or_fails_at_start_naming_the_flag() {
+    let dir = Dir::new("sweep");
+    let tables = dir.path("tables");
+    ensure_tables(&tables, SCALE, Generator::InProcess).unwrap();
+    let expected = &expected(&tables)[&3];
+    let (mut ran, mut refused) = (0, 0);
+    for memory_mib in (8..=64).step_by(4) {
+        for network_kib in [1024, 4096, 6144] {
+            let config = Config {
+                slots: 2,
+                memory: memory_mib << 20,
+                network_memory: network_kib << 10,
+                spill_dir: dir.spill(),
+                ..Config::default()
+            };
+            match run_query(Query::Q3, &tables, &config, None) {
+                Ok((report, answer)) => {
+                    assert!(report.leak_free);
+                    assert_eq!(&answer, expected, "{memory_mib} MiB, {network_kib} KiB");
+                    ran += 1;
+                }
+                Err(error) => {
+                    let message = error.to_string();
+                    assert!(
+                        message.starts_with("--memory ")
+                            || message.starts_with("--network-memory "),
+                        "{memory_mib} MiB, {network_kib} KiB: {message}"
+                    );
+                    refused += 1;
+                }
+            }
+            assert_eq!(
+                std::fs::read_dir(dir.spill()).unwrap().count(),
+                0,
+                "no spill file left"
+            );
+        }
+    }
+    assert!(
+        ran > 0 && refused > 0,
+        "the sweep crosses the edge: {ran} ran, {refused} refused"
+    );
+}

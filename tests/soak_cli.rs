@@ -16,7 +16,11 @@ fn a_short_soak_checks_every_round() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains("round    0 "), "{stdout}");
-    assert!(stdout.contains("every result right, no leak"), "{stdout}");
+    assert!(
+        stdout.contains("every result right, every barrier aligned"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("no leak"), "{stdout}");
     let json = stdout.lines().last().unwrap();
     assert!(
         json.starts_with("{\"workload\":\"soak\"") && json.contains("\"valid\":true"),
