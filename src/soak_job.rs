@@ -266,12 +266,17 @@ fn check(seed: u64, records: u64, results: &Results) -> Vec<String> {
     problems
 }
 
-/// Runs round `round` as worker `process` (`network` `None`: alone); worker 0 returns the
-/// problems its results show.
+/// Runs round `round` as worker `process` (`network` `None`: alone), with the round's
+/// barrier pipeline beside it when `barrier_round` is given; returns the problems found
+/// (worker 0 checks the results; each worker checks its barriers).
 ///
 /// # Errors
 ///
-/// As [`runtime::execute`].
+/// As [`runtime::execute`] and the barrier job.
+///
+/// # Panics
+///
+/// When the barrier pipeline's thread panicked (a bug).
 pub fn run_round(
     job: &SoakJob,
     round: u64,
