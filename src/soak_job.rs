@@ -377,12 +377,13 @@ pub struct SoakWorkerArgs {
     /// The first round's seed.
     #[arg(long)]
     pub seed: u64,
-    /// The barrier pipeline's two addresses, comma-separated.
+    /// The barrier pipeline's two addresses, comma-separated (none: no barrier pipeline).
     #[arg(long, value_delimiter = ',')]
     pub barrier_peers: Vec<std::net::SocketAddr>,
-    /// When the barrier pipeline's sources start (wall-clock nanoseconds).
+    /// When the barrier pipeline's sources start (wall-clock nanoseconds; default: in
+    /// half a second).
     #[arg(long)]
-    pub barrier_epoch_ns: u64,
+    pub barrier_epoch_ns: Option<u64>,
     /// The workers' configuration.
     #[command(flatten)]
     pub config: crate::run_job::ConfigArgs,
@@ -430,15 +431,17 @@ pub fn soak_worker(
         config: args.config.to_config()?,
     };
     let network = NetworkConfig::new(process, peers);
-    let barrier_round = BarrierRound {
+    let barrier_round = (!args.barrier_peers.is_empty()).then(|| BarrierRound {
         peers: args.barrier_peers.clone(),
-        epoch_ns: args.barrier_epoch_ns,
-    };
+        epoch_ns: args
+            .barrier_epoch_ns
+            .unwrap_or_else(|| crate::barrier_job::epoch_after(Duration::from_millis(500))),
+    });
     let (report, problems) = run_round(
         &job,
         args.round,
         Some(network),
-        Some(&barrier_round),
+        barrier_round.as_ref(),
         &Arc::default(),
     )?;
     if let Some(problem) = problems.first() {
