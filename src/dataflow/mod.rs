@@ -424,27 +424,44 @@ impl<T: Data> Stream<T> {
     ///
     /// When one stream runs on every task and the other on one (after `gather`).
     pub fn union(self, other: Stream<T>) -> Stream<T> {
-        assert_eq!(
-            self.parallelism, other.parallelism,
-            "union of streams with different parallelism"
-        );
-        let (left, right) = (self.open, other.open);
-        let mut inputs = self.inputs;
-        inputs.extend(other.inputs);
-        Stream {
-            graph: self.graph,
-            open: Arc::new(move |ctx, down| {
+        merged("union", self, other, 0, |left, right| {
+            Arc::new(move |ctx, down| {
                 let shared = operators::Shared::new(down, 2);
                 let first = left(ctx, Box::new(shared.clone()))?;
                 let second = right(ctx, Box::new(shared))?;
                 Ok(Box::new(operators::Sequence(vec![first, second])) as Box<dyn Driver>)
-            }),
-            inputs,
-            parallelism: self.parallelism,
-            memory_ops: self.memory_ops + other.memory_ops,
-            io_segments: self.io_segments + other.io_segments,
-            name: format!("union({}, {})", self.name, other.name),
-        }
+            })
+        })
+    }
+}
+
+/// A stream fed by two (a union, a join): `open` builds its chain from theirs; their
+/// exchanges, memory and I/O add up, and `memory_ops` more kernel operators join them.
+///
+/// # Panics
+///
+/// When one input runs on every task and the other on one (after `gather`).
+fn merged<A, B, C>(
+    what: &str,
+    left: Stream<A>,
+    right: Stream<B>,
+    memory_ops: usize,
+    open: impl FnOnce(Open<A>, Open<B>) -> Open<C>,
+) -> Stream<C> {
+    assert_eq!(
+        left.parallelism, right.parallelism,
+        "{what} of streams with different parallelism"
+    );
+    let mut inputs = left.inputs;
+    inputs.extend(right.inputs);
+    Stream {
+        graph: left.graph,
+        open: open(left.open, right.open),
+        inputs,
+        parallelism: left.parallelism,
+        memory_ops: left.memory_ops + right.memory_ops + memory_ops,
+        io_segments: left.io_segments + right.io_segments,
+        name: format!("{what}({}, {})", left.name, right.name),
     }
 }
 
@@ -539,16 +556,8 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
         let (left_key, right_key) = (Arc::clone(&self.key), Arc::clone(&right.key));
         let left = self.partition();
         let right = right.partition();
-        assert_eq!(
-            left.parallelism, right.parallelism,
-            "join of streams with different parallelism"
-        );
-        let (left_open, right_open) = (left.open, right.open);
-        let mut inputs = left.inputs;
-        inputs.extend(right.inputs);
-        Stream {
-            graph: left.graph,
-            open: Arc::new(move |ctx, down| {
+        merged("join", left, right, 1, |left_open, right_open| {
+            Arc::new(move |ctx, down| {
                 let join = operators::Join::new(ctx, join_type, down)?;
                 let build = right_open(
                     ctx,
@@ -565,13 +574,8 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
                     }),
                 )?;
                 Ok(Box::new(operators::Sequence(vec![build, probe])) as Box<dyn Driver>)
-            }),
-            inputs,
-            parallelism: left.parallelism,
-            memory_ops: left.memory_ops + right.memory_ops + 1,
-            io_segments: left.io_segments + right.io_segments,
-            name: format!("join({}, {})", left.name, right.name),
-        }
+            })
+        })
     }
 }
 

@@ -45,6 +45,24 @@ fn append_record<T: Data>(out: &mut Vec<u8>, record: &T) -> Result<()> {
     Ok(())
 }
 
+/// A (key, record) pair encoded for a kernel operator, in buffers reused record after
+/// record.
+#[derive(Debug, Default)]
+pub(crate) struct Encoded {
+    pub(crate) key: Vec<u8>,
+    pub(crate) value: Vec<u8>,
+}
+
+impl Encoded {
+    /// Encodes `key` (key format) and `value` (record format) in place of the last pair.
+    fn set<K: Key, V: Data>(&mut self, key: &K, value: &V) -> Result<()> {
+        self.key.clear();
+        append_key(&mut self.key, key);
+        self.value.clear();
+        append_record(&mut self.value, value)
+    }
+}
+
 /// Decodes a record the chain (or a peer) encoded.
 fn decode<T: Data>(bytes: &[u8]) -> Result<T> {
     weir_serde_fmt::from_slice(bytes).map_err(|e| WeirError::Input {
@@ -491,8 +509,7 @@ pub(crate) struct Combine<K, T, A> {
     lift: Arc<dyn Fn(&T) -> A + Send + Sync>,
     counters: Arc<Counters>,
     down: Box<dyn Push<(K, A)>>,
-    key_bytes: Vec<u8>,
-    value: Vec<u8>,
+    pair: Encoded,
 }
 
 impl<K: Key, T: Data, A: Data> Combine<K, T, A> {
@@ -509,20 +526,16 @@ impl<K: Key, T: Data, A: Data> Combine<K, T, A> {
             lift,
             counters: ctx.counters(),
             down,
-            key_bytes: Vec::new(),
-            value: Vec::new(),
+            pair: Encoded::default(),
         })
     }
 }
 
 impl<K: Key, T: Data, A: Data> Push<T> for Combine<K, T, A> {
     fn push(&mut self, record: T) -> Result<()> {
-        self.key_bytes.clear();
-        append_key(&mut self.key_bytes, &(self.key)(&record));
-        self.value.clear();
-        append_record(&mut self.value, &(self.lift)(&record))?;
+        self.pair.set(&(self.key)(&record), &(self.lift)(&record))?;
         let table = self.table.as_mut().expect("pushed before finish");
-        Ok(table.push(&self.key_bytes, &self.value)?)
+        Ok(table.push(&self.pair.key, &self.pair.value)?)
     }
 
     fn finish(&mut self) -> Result<()> {
@@ -536,8 +549,7 @@ pub(crate) struct Aggregate<K, A> {
     table: Option<HashAggregate>,
     counters: Arc<Counters>,
     down: Box<dyn Push<(K, A)>>,
-    key_bytes: Vec<u8>,
-    value: Vec<u8>,
+    pair: Encoded,
 }
 
 impl<K: Key, A: Data> Aggregate<K, A> {
@@ -550,20 +562,16 @@ impl<K: Key, A: Data> Aggregate<K, A> {
             table: Some(new_aggregate(ctx, &merge)?),
             counters: ctx.counters(),
             down,
-            key_bytes: Vec::new(),
-            value: Vec::new(),
+            pair: Encoded::default(),
         })
     }
 }
 
 impl<K: Key, A: Data> Push<(K, A)> for Aggregate<K, A> {
     fn push(&mut self, (key, acc): (K, A)) -> Result<()> {
-        self.key_bytes.clear();
-        append_key(&mut self.key_bytes, &key);
-        self.value.clear();
-        append_record(&mut self.value, &acc)?;
+        self.pair.set(&key, &acc)?;
         let table = self.table.as_mut().expect("pushed before finish");
-        Ok(table.push_partial(&self.key_bytes, &self.value)?)
+        Ok(table.push_partial(&self.pair.key, &self.pair.value)?)
     }
 
     fn finish(&mut self) -> Result<()> {
@@ -579,8 +587,7 @@ pub(crate) struct Sort<K, T> {
     limit: Option<u64>,
     counters: Arc<Counters>,
     down: Box<dyn Push<T>>,
-    key_bytes: Vec<u8>,
-    record: Vec<u8>,
+    pair: Encoded,
 }
 
 impl<K: Key, T: Data> Sort<K, T> {
@@ -602,20 +609,16 @@ impl<K: Key, T: Data> Sort<K, T> {
             limit,
             counters: ctx.counters(),
             down,
-            key_bytes: Vec::new(),
-            record: Vec::new(),
+            pair: Encoded::default(),
         })
     }
 }
 
 impl<K: Key, T: Data> Push<T> for Sort<K, T> {
     fn push(&mut self, record: T) -> Result<()> {
-        self.key_bytes.clear();
-        append_key(&mut self.key_bytes, &(self.key)(&record));
-        self.record.clear();
-        append_record(&mut self.record, &record)?;
+        self.pair.set(&(self.key)(&record), &record)?;
         let sorter = self.sorter.as_mut().expect("pushed before finish");
-        Ok(sorter.push(&self.key_bytes, &self.record)?)
+        Ok(sorter.push(&self.pair.key, &self.pair.value)?)
     }
 
     fn finish(&mut self) -> Result<()> {
@@ -644,8 +647,7 @@ struct JoinInner<L, R> {
     join: Option<HashJoin>,
     counters: Arc<Counters>,
     down: Box<dyn Push<(Option<L>, Option<R>)>>,
-    key: Vec<u8>,
-    record: Vec<u8>,
+    pair: Encoded,
 }
 
 impl<L, R> Clone for Join<L, R> {
@@ -675,8 +677,7 @@ impl<L: Data, R: Data> Join<L, R> {
                 join: Some(join),
                 counters: ctx.counters(),
                 down,
-                key: Vec::new(),
-                record: Vec::new(),
+                pair: Encoded::default(),
             })),
         })
     }
@@ -701,17 +702,12 @@ pub(crate) struct JoinBuild<K, L, R> {
 impl<K: Key, L: Data, R: Data> Push<R> for JoinBuild<K, L, R> {
     fn push(&mut self, record: R) -> Result<()> {
         let mut inner = self.join.inner.lock().expect("join");
-        let JoinInner {
-            join,
-            key,
-            record: bytes,
-            ..
-        } = &mut *inner;
-        key.clear();
-        append_key(key, &(self.key)(&record));
-        bytes.clear();
-        append_record(bytes, &record)?;
-        Ok(join.as_mut().expect("building").push_build(key, bytes)?)
+        let JoinInner { join, pair, .. } = &mut *inner;
+        pair.set(&(self.key)(&record), &record)?;
+        Ok(join
+            .as_mut()
+            .expect("building")
+            .push_build(&pair.key, &pair.value)?)
     }
 
     fn finish(&mut self) -> Result<()> {
@@ -731,29 +727,25 @@ impl<K: Key, L: Data, R: Data> Push<L> for JoinProbe<K, L, R> {
     fn push(&mut self, record: L) -> Result<()> {
         let mut inner = self.join.inner.lock().expect("join");
         let JoinInner {
-            join,
-            down,
-            key,
-            record: bytes,
-            ..
+            join, down, pair, ..
         } = &mut *inner;
-        key.clear();
-        append_key(key, &(self.key)(&record));
-        bytes.clear();
-        append_record(bytes, &record)?;
+        pair.set(&(self.key)(&record), &record)?;
         let down = &mut **down;
         // The kernel's callback answers kernel errors: a failure downstream stops the
         // probe with a placeholder and is returned in its place.
         let mut failure = None;
-        let probed = join.as_mut().expect("probing").probe(key, bytes, |row| {
-            push_row(down, row).map_err(|error| {
-                failure = Some(error);
-                weir_kernel::KernelError::Malformed {
-                    position: 0,
-                    what: "a join row its consumer failed on",
-                }
-            })
-        });
+        let probed = join
+            .as_mut()
+            .expect("probing")
+            .probe(&pair.key, &pair.value, |row| {
+                push_row(down, row).map_err(|error| {
+                    failure = Some(error);
+                    weir_kernel::KernelError::Malformed {
+                        position: 0,
+                        what: "a join row its consumer failed on",
+                    }
+                })
+            });
         match failure {
             Some(error) => Err(error),
             None => Ok(probed?),
