@@ -79,6 +79,40 @@ impl Default for Config {
     }
 }
 
+/// This machine's physical memory in bytes (`MemTotal` of `/proc/meminfo`); `None` where
+/// it cannot be read.
+pub fn physical_memory_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|line| line.starts_with("MemTotal:"))?;
+    let kib: u64 = line["MemTotal:".len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    kib.checked_mul(1024)
+}
+
+/// Refuses a memory budget larger than the machine's memory: the budget is reserved as
+/// one mapping, and a budget that cannot be backed would end in the system's out-of-memory
+/// killer rather than in spilling. `flag` names the setting in the message.
+///
+/// # Errors
+///
+/// [`WeirError::Input`] naming the flag, the budget and the machine's memory.
+pub fn check_physical_memory(flag: &str, bytes: u64) -> Result<()> {
+    match physical_memory_bytes() {
+        Some(physical) if bytes > physical => Err(WeirError::Input {
+            message: format!(
+                "{flag} {}: more than this machine's {:.1} GiB of memory",
+                crate::size::format_size(bytes),
+                physical as f64 / f64::from(1 << 30)
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
 impl Config {
     /// Tasks per stage: workers × slots.
     pub fn parallelism(&self) -> usize {
@@ -112,6 +146,8 @@ impl Config {
                 format!("{} to {}", size(NETWORK_MEMORY_MIN), size(MEMORY_MAX)),
             );
         }
+        check_physical_memory("--memory", self.memory)?;
+        check_physical_memory("--network-memory", self.network_memory)?;
         if !self.segment_size.is_power_of_two()
             || !(SEGMENT_SIZE_MIN..=SEGMENT_SIZE_MAX).contains(&self.segment_size)
         {

@@ -14,6 +14,8 @@ pub mod constants;
 pub mod dataflow;
 pub mod error;
 pub mod latency_job;
+pub mod lifecycle;
+pub mod output;
 pub mod run_job;
 pub mod shuffle_job;
 pub mod size;

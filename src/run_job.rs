@@ -464,7 +464,7 @@ pub fn query_worker(
         &config,
         Some(NetworkConfig::new(process, peers)),
     )?;
-    println!("{}", report.to_line());
+    crate::lifecycle::print_line(&report.to_line())?;
     Ok(())
 }
 

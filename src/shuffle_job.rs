@@ -554,7 +554,7 @@ pub fn run_shuffle_worker(job: &ShuffleJob, config: NetworkConfig) -> Result<Wor
     let leak_free = match manager.leak_check() {
         Ok(()) => true,
         Err(error) => {
-            eprintln!("weir: worker {process}: {error}");
+            crate::lifecycle::report_line(&format!("weir: worker {process}: {error}"));
             false
         }
     };

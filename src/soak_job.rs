@@ -321,7 +321,12 @@ pub fn watchdog(
                 last = now;
                 since = Instant::now();
             } else if since.elapsed() >= STALL_LIMIT && running.load(Ordering::Acquire) {
-                eprintln!("weir soak: round {round}: no progress for {STALL_LIMIT:?}: deadlock");
+                crate::lifecycle::report_line(&format!(
+                    "weir soak: round {round}: no progress for {STALL_LIMIT:?}: deadlock"
+                ));
+                // Stop the workers too (a stopped one included), and remove the cluster
+                // directory, as on a signal.
+                crate::lifecycle::clean_up();
                 std::process::exit(1);
             }
         }
@@ -449,7 +454,7 @@ pub fn soak_worker(
             message: format!("soak round {}: {problem}", args.round),
         });
     }
-    println!("{}", report.to_line());
+    crate::lifecycle::print_line(&report.to_line())?;
     Ok(())
 }
 

@@ -20,7 +20,10 @@ use weir_kernel::memory::{MemoryManager, MemorySegment, Owner};
 use weir_kernel::sort::{ExternalSorter, SortConfig, SortStats, SortedStream};
 use weir_kernel::spill::{SpillConfig, SpillStore, open_store};
 
+use crate::config::check_physical_memory;
 use crate::error::{Result, WeirError};
+use crate::output::{OutputFile, check_output};
+use crate::size::format_size;
 use crate::w1::{self, Checksum, KEY_SIZE, OrderCheck, RECORD_SIZE};
 
 /// Segments each sorting thread keeps to read its input into; the output takes one more.
@@ -110,15 +113,18 @@ impl SortReport {
 ///
 /// A file that cannot be created or written.
 pub fn generate(count: u64, seed: u64, path: &Path) -> Result<()> {
-    let file = File::create(path).map_err(|e| WeirError::file("create", path, e))?;
-    let mut out = io::BufWriter::with_capacity(1 << 20, file);
+    let output = OutputFile::create("--out", path, &[])?;
+    let temp = output.temp_path();
+    let mut out = io::BufWriter::with_capacity(1 << 20, output.try_clone()?);
     let mut record = [0u8; RECORD_SIZE];
     for i in 0..count {
         w1::record(seed, i, &mut record);
         out.write_all(&record)
-            .map_err(|e| WeirError::file("write", path, e))?;
+            .map_err(|e| WeirError::file("write", temp, e))?;
     }
-    out.flush().map_err(|e| WeirError::file("write", path, e))
+    out.flush().map_err(|e| WeirError::file("write", temp, e))?;
+    drop(out);
+    output.commit()
 }
 
 /// Runs the sort job.
@@ -134,24 +140,26 @@ pub fn generate(count: u64, seed: u64, path: &Path) -> Result<()> {
 /// When a sorting thread panicked (a bug).
 pub fn run_sort(job: &SortJob) -> Result<SortReport> {
     let started = Instant::now();
+    // Every argument is checked before the output is touched: a refused run leaves an
+    // existing output as it was.
     let (_, records) = open_input(&job.input)?;
     if !(1..=64).contains(&job.threads) {
         return Err(WeirError::Input {
             message: format!("--threads {}: expected 1 to 64", job.threads),
         });
     }
-    let output =
-        File::create(&job.output).map_err(|e| WeirError::file("create output", &job.output, e))?;
+    check_output("--output", &job.output, &[&job.input])?;
+    let sort_segments = sort_memory(job.memory_bytes, job.threads, job.compress)?;
     let manager =
         MemoryManager::with_budget(usize::try_from(job.memory_bytes).unwrap_or(usize::MAX))?;
-    let sort_segments = sort_memory(&manager, job.threads, job.compress)?;
     let store = open_spill_store(job, &manager)?;
+    let output = OutputFile::create("--output", &job.output, &[&job.input])?;
     let io_owner = manager.owner("sort/io");
     let config = SortConfig {
         compress: job.compress,
         ..SortConfig::default()
     };
-    let progress = Progress::new(job.progress, records);
+    let progress = Progress::new(job.progress, "sorting", records);
 
     // Sort phase: each thread reads its share of the input and sorts it within its share of
     // the memory; the streams it leaves are merged below.
@@ -189,13 +197,23 @@ pub fn run_sort(job: &SortJob) -> Result<SortReport> {
     }
     let sort_phase_s = started.elapsed().as_secs_f64();
 
-    let mut writer = SegmentWriter::new(output, &job.output, io_owner.allocate_one()?);
+    progress.finish();
+    let progress = Progress::new(job.progress, "merging", records_read);
+    let mut writer = SegmentWriter::new(
+        output.try_clone()?,
+        output.temp_path(),
+        io_owner.allocate_one()?,
+    );
     if let [stream] = streams.as_mut_slice() {
         while let Some((_, record)) = stream.next()? {
+            progress.tick();
             writer.write(record)?;
         }
     } else {
-        merge_streams(&mut streams, |record| writer.write(record))?;
+        merge_streams(&mut streams, |record| {
+            progress.tick();
+            writer.write(record)
+        })?;
     }
     writer.finish()?;
     let stats = streams
@@ -209,15 +227,23 @@ pub fn run_sort(job: &SortJob) -> Result<SortReport> {
     let peak_rss_bytes = weir_kernel::sys::resident_memory().map_or(0, |rss| rss.peak_bytes);
     let verify_started = Instant::now();
     let valid = if job.verify {
-        Some(verify_files(
+        let progress = Progress::new(job.progress, "verifying", 2 * records_read);
+        let valid = verify_files(
             &job.input,
-            &job.output,
+            output.temp_path(),
             records_read,
             &manager,
-        )?)
+            &progress,
+        )?;
+        progress.finish();
+        Some(valid)
     } else {
         None
     };
+    // Only a verified (or unverified, when not asked) output replaces the target.
+    if valid != Some(false) {
+        output.commit()?;
+    }
     Ok(SortReport {
         records: records_read,
         wall_s,
@@ -312,6 +338,7 @@ fn verify_files(
     output: &Path,
     records: u64,
     manager: &MemoryManager,
+    progress: &Progress,
 ) -> Result<bool> {
     let owner = manager.owner("sort/verify");
     let open = |path: &Path| {
@@ -319,11 +346,13 @@ fn verify_files(
     };
     let mut input_checksum = Checksum::default();
     read_records(open(input)?, input, &owner, |record| {
+        progress.tick();
         input_checksum.add(record);
         Ok(())
     })?;
     let (mut order, mut output_checksum) = (OrderCheck::default(), Checksum::default());
     read_records(open(output)?, output, &owner, |record| {
+        progress.tick();
         order.check(record);
         output_checksum.add(record);
         Ok(())
@@ -335,10 +364,25 @@ fn verify_files(
 
 fn open_input(path: &Path) -> Result<(File, u64)> {
     let file = File::open(path).map_err(|e| WeirError::file("open input", path, e))?;
-    let len = file
+    let meta = file
         .metadata()
-        .map_err(|e| WeirError::file("read metadata of", path, e))?
-        .len();
+        .map_err(|e| WeirError::file("read metadata of", path, e))?;
+    if !meta.is_file() {
+        // A directory, a device such as /dev/zero, a pipe: none has a size to split into
+        // records, and a device may never end.
+        return Err(WeirError::Input {
+            message: format!(
+                "--input {}: is {}, not a regular file of W1 records",
+                path.display(),
+                if meta.is_dir() {
+                    "a directory"
+                } else {
+                    "a device, pipe or socket"
+                }
+            ),
+        });
+    }
+    let len = meta.len();
     if len % RECORD_SIZE as u64 != 0 {
         return Err(WeirError::Input {
             message: format!(
@@ -364,9 +408,12 @@ fn open_spill_store(job: &SortJob, manager: &MemoryManager) -> Result<Arc<dyn Sp
     Ok(open_store(&config)?)
 }
 
-/// Segments for the sorter: the budget less the I/O buffers, or an error below the minimum.
-fn sort_memory(manager: &MemoryManager, threads: usize, compress: bool) -> Result<usize> {
-    let segments = manager.budget_bytes() / manager.segment_size();
+/// Segments for each thread's sorter: the budget less the I/O buffers, or an error
+/// naming the exact budget asked for and the minimum (and the machine's memory when the
+/// budget exceeds it).
+fn sort_memory(memory_bytes: u64, threads: usize, compress: bool) -> Result<usize> {
+    let segment_size = weir_kernel::constants::SEGMENT_SIZE_DEFAULT;
+    let segments = usize::try_from(memory_bytes / segment_size as u64).unwrap_or(usize::MAX);
     // A compressing run writer holds an LZ4 output buffer of about 1.1 segments; each
     // thread has one writer open at a time.
     let lz4 = if compress {
@@ -377,14 +424,16 @@ fn sort_memory(manager: &MemoryManager, threads: usize, compress: bool) -> Resul
     let io = IO_SEGMENTS_PER_THREAD * threads + 1 + lz4;
     let minimum = SortConfig::default().memory_segments_min() * threads + io;
     if segments < minimum {
+        let minimum_bytes = (minimum * segment_size) as u64;
         return Err(WeirError::Input {
             message: format!(
-                "--memory {} bytes is below the minimum of {} bytes for sorting",
-                manager.budget_bytes(),
-                minimum * manager.segment_size()
+                "--memory {memory_bytes} bytes is below the minimum of {minimum_bytes} bytes \
+                 ({}) for sorting with {threads} thread(s)",
+                format_size(minimum_bytes)
             ),
         });
     }
+    check_physical_memory("--memory", memory_bytes)?;
     Ok((segments - io) / threads)
 }
 
@@ -499,18 +548,20 @@ impl<'p> SegmentWriter<'p> {
     }
 }
 
-/// A percentage on stderr, redrawn when it changes, only when stderr is a terminal.
-/// Shared by the sorting threads.
+/// A percentage on stderr for one phase (`label`), redrawn when it changes, only when
+/// stderr is a terminal. Shared by the sorting threads.
 struct Progress {
     enabled: bool,
+    label: &'static str,
     total: u64,
     done: AtomicU64,
 }
 
 impl Progress {
-    fn new(wanted: bool, total: u64) -> Progress {
+    fn new(wanted: bool, label: &'static str, total: u64) -> Progress {
         Progress {
             enabled: wanted && io::stderr().is_terminal() && total > 0,
+            label,
             total,
             done: AtomicU64::new(0),
         }
@@ -524,7 +575,8 @@ impl Progress {
         let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
         if done * 100 / self.total != (done - 1) * 100 / self.total {
             eprint!(
-                "\rsorting: {:3}% of {} records",
+                "\r{}: {:3}% of {} records",
+                self.label,
                 done * 100 / self.total,
                 self.total
             );

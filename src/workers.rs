@@ -16,7 +16,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::error::{Result, WeirError};
+use crate::lifecycle::{
+    CLUSTER_DIR_ENV, CLUSTER_DIR_PREFIX, ChildGuard, LAUNCHER_PID_ENV, PathGuard, remove_on_exit,
+    stop_on_exit,
+};
+
+/// Cluster directories this process created (one process may launch several jobs).
+static CLUSTERS_CREATED: AtomicU64 = AtomicU64::new(0);
 
 /// A waker that unparks the thread that called this: how a task thread sleeps on its
 /// input gate (register the waker, poll once more, park).
@@ -91,11 +100,14 @@ pub fn free_loopback_addresses(count: usize) -> Result<Vec<SocketAddr>> {
         })
 }
 
-/// A directory with a peers file for a local launch, removed on drop.
+/// A directory with a peers file for a local launch, removed on drop (and on a
+/// termination signal, and by the workers when this process is killed: see
+/// [`crate::lifecycle`]).
 #[derive(Debug)]
 pub struct LocalCluster {
     dir: PathBuf,
     peers: Vec<SocketAddr>,
+    _registered: PathGuard,
 }
 
 impl LocalCluster {
@@ -106,12 +118,19 @@ impl LocalCluster {
     /// The directory or file cannot be written, or no port is free.
     pub fn new(workers: usize) -> Result<LocalCluster> {
         let peers = free_loopback_addresses(workers)?;
-        let dir = std::env::temp_dir().join(format!("weir-cluster.{}", std::process::id()));
+        let n = CLUSTERS_CREATED.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("{CLUSTER_DIR_PREFIX}{}.{n}", std::process::id()));
+        let registered = remove_on_exit(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| WeirError::file("create directory", &dir, e))?;
         let file = dir.join("peers");
         let text: String = peers.iter().map(|p| format!("{p}\n")).collect();
         std::fs::write(&file, text).map_err(|e| WeirError::file("write peers file", &file, e))?;
-        Ok(LocalCluster { dir, peers })
+        Ok(LocalCluster {
+            dir,
+            peers,
+            _registered: registered,
+        })
     }
 
     /// The peers file.
@@ -163,18 +182,19 @@ impl LocalCluster {
         match local() {
             Ok(value) => Ok((value, wait(children, deadline, timeout)?)),
             Err(error) => {
-                for (_, child) in &mut children {
-                    let _ = child.kill();
-                    let _ = child.wait();
+                for worker in &mut children {
+                    worker.kill();
                 }
                 Err(error)
             }
         }
     }
 
-    /// Starts worker processes `first` to N − 1.
-    fn start(&self, exe: &Path, job_args: &[String], first: usize) -> Result<Vec<(usize, Child)>> {
-        let mut children: Vec<(usize, Child)> = Vec::new();
+    /// Starts worker processes `first` to N − 1. Each one's stdin is a pipe this process
+    /// holds (the worker ends when it closes) and its environment names this process and
+    /// the cluster directory ([`crate::lifecycle::watch_launcher`]).
+    fn start(&self, exe: &Path, job_args: &[String], first: usize) -> Result<Vec<Worker>> {
+        let mut children: Vec<Worker> = Vec::new();
         for process in first..self.peers.len() {
             let child = Command::new(exe)
                 .arg("worker")
@@ -183,16 +203,22 @@ impl LocalCluster {
                 .arg("--peers")
                 .arg(self.peers_file())
                 .args(job_args)
+                .env(LAUNCHER_PID_ENV, std::process::id().to_string())
+                .env(CLUSTER_DIR_ENV, &self.dir)
+                .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
                 .spawn()
                 .map_err(|e| WeirError::file("start worker", exe, e));
             match child {
-                Ok(child) => children.push((process, child)),
+                Ok(child) => children.push(Worker {
+                    process,
+                    registered: stop_on_exit(child.id()),
+                    child,
+                }),
                 Err(error) => {
-                    for (_, mut child) in children {
-                        let _ = child.kill();
-                        let _ = child.wait();
+                    for mut worker in children {
+                        worker.kill();
                     }
                     return Err(error);
                 }
@@ -202,17 +228,30 @@ impl LocalCluster {
     }
 }
 
+/// A started worker process.
+#[derive(Debug)]
+struct Worker {
+    process: usize,
+    child: Child,
+    /// Stops the worker if this process is asked to end.
+    #[allow(dead_code, reason = "held for its Drop: unregisters the child")]
+    registered: ChildGuard,
+}
+
+impl Worker {
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Waits for `children` until `deadline` (then kills the stragglers) and returns each
 /// one's last stdout line, in order.
-fn wait(
-    mut children: Vec<(usize, Child)>,
-    deadline: Instant,
-    timeout: Duration,
-) -> Result<Vec<String>> {
+fn wait(mut children: Vec<Worker>, deadline: Instant, timeout: Duration) -> Result<Vec<String>> {
     {
         let readers: Vec<_> = children
             .iter_mut()
-            .map(|(_, child)| {
+            .map(|Worker { child, .. }| {
                 let stdout = child.stdout.take().expect("piped");
                 std::thread::spawn(move || {
                     BufReader::new(stdout)
@@ -223,7 +262,7 @@ fn wait(
             })
             .collect();
         let mut failures = Vec::new();
-        for (process, child) in &mut children {
+        for Worker { process, child, .. } in &mut children {
             let status = loop {
                 match child.try_wait() {
                     Ok(Some(status)) => break Some(status),
@@ -254,7 +293,7 @@ fn wait(
         lines
             .into_iter()
             .zip(&children)
-            .map(|(line, (process, _))| {
+            .map(|(line, Worker { process, .. })| {
                 line.ok_or_else(|| WeirError::Input {
                     message: format!("worker {process} printed no report"),
                 })

@@ -177,7 +177,7 @@ fn bad_input_is_a_one_line_error_with_exit_code_2() {
     std::fs::write(&input, vec![b'x'; 300]).unwrap();
     assert_usage_error(
         &sort(&input, &dir.file("no/such/dir/out.w1"), "8MiB"),
-        "cannot create output",
+        "its directory",
     );
     assert_usage_error(&sort(&input, &output, "64KiB"), "below the minimum");
     // Flag values are checked by the argument parser, which adds a pointer to --help.

@@ -56,6 +56,7 @@ fn a_full_disk_fails_the_sort_cleanly_on_both_backends() {
         })
         .unwrap();
         let mut config = SpillConfig::new(disk.path().to_path_buf());
+        config.allow_memory_filesystem = true;
         config.backend = Some(backend);
         config.direct_io = false;
         let store = open_store(&config).unwrap();

@@ -300,7 +300,10 @@ struct SortArgs {
 }
 
 fn main() -> ExitCode {
+    // Before any thread exists: the signal mask and the heap setting are inherited.
+    weir::lifecycle::install("weir");
     weir::kernel::sys::limit_heap_arenas();
+    weir::lifecycle::watch_launcher("weir");
     let cli = Cli::parse();
     let result = match cli.command {
         None => run_tpch(&TpchArgs::default()),
@@ -365,7 +368,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("weir: {error}");
+            weir::lifecycle::report_line(&format!("weir: {error}"));
             ExitCode::from(if error.is_usage() { 2 } else { 1 })
         }
     }
@@ -531,8 +534,7 @@ fn shuffle_worker(
     let peers = worker_peers(process, peers)?;
     let job = args.job(peers.len());
     let report = run_shuffle_worker(&job, NetworkConfig::new(process, peers))?;
-    println!("{}", report.to_line());
-    Ok(())
+    weir::lifecycle::print_line(&report.to_line())
 }
 
 impl LatencyJobArgs {
@@ -616,8 +618,7 @@ fn latency_worker(
     let peers = worker_peers(process, peers)?;
     let job = args.job(peers.len())?;
     let report = run_latency_worker(&job, NetworkConfig::new(process, peers))?;
-    println!("{}", report.to_line());
-    Ok(())
+    weir::lifecycle::print_line(&report.to_line())
 }
 
 fn parse_on_off(text: &str) -> Result<bool, String> {
@@ -756,8 +757,7 @@ fn barrier_worker(
         job.epoch_ns = epoch_after(Duration::from_secs(1));
     }
     let report = run_barrier_worker(&job, NetworkConfig::new(process, peers))?;
-    println!("{}", report.to_line());
-    Ok(())
+    weir::lifecycle::print_line(&report.to_line())
 }
 
 /// The peers file of a worker process, checked to list `process`.

@@ -45,6 +45,10 @@ pub struct SpillConfig {
     /// The memory owner charged for each compressing writer's LZ4 output buffer (about
     /// 1.1 segments, held while the writer lives). Required for compressed runs.
     pub scratch: Option<Owner>,
+    /// Accept a directory on a filesystem in memory (tmpfs, ramfs). Off by default: such
+    /// a directory is refused, since spilling there takes memory outside the budget. Tests
+    /// that need a small real filesystem (a full disk) turn it on.
+    pub allow_memory_filesystem: bool,
 }
 
 impl SpillConfig {
@@ -57,6 +61,7 @@ impl SpillConfig {
             direct_io: SPILL_DIRECT_IO_DEFAULT,
             backend: None,
             scratch: None,
+            allow_memory_filesystem: false,
         }
     }
 
@@ -71,6 +76,14 @@ impl SpillConfig {
                 field: "spill dir",
                 value: self.dir.display().to_string(),
                 expected: "an existing, writable directory on a disk (not a tmpfs)",
+            });
+        }
+        if !self.allow_memory_filesystem && crate::sys::is_memory_filesystem(&self.dir) {
+            return Err(KernelError::InvalidConfig {
+                field: "spill dir",
+                value: format!("{} (a filesystem in memory)", self.dir.display()),
+                expected: "a directory on a disk: spilling to a tmpfs or ramfs takes memory \
+                           outside the budget",
             });
         }
         if let Some(quota) = self.quota_bytes
@@ -240,6 +253,14 @@ mod tests {
             ..SpillConfig::new(std::env::temp_dir())
         };
         assert!(open_store(&tiny).unwrap_err().to_string().contains("quota"));
+        let shm = std::path::Path::new("/dev/shm");
+        if crate::sys::is_memory_filesystem(shm) {
+            let error = open_store(&SpillConfig::new(shm.to_path_buf())).unwrap_err();
+            assert!(
+                error.to_string().contains("a filesystem in memory"),
+                "{error}"
+            );
+        }
         let compress = SpillConfig {
             compress: true,
             ..SpillConfig::new(std::env::temp_dir())

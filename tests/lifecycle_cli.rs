@@ -1,0 +1,86 @@
+//! Workers die with their launcher and nothing is left behind: after SIGKILL, SIGTERM or
+//! SIGINT to `weir bench shuffle --workers 2`, no worker process and no cluster directory
+//! remain within 2 s; SIGINT ends the launcher with exit code 130 and says so.
+
+mod support;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use support::{alive, children, eventually, signal, weir_command};
+
+fn cluster_dir(launcher: u32) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("weir-cluster.{launcher}.0"))
+}
+
+/// Starts a long shuffle across two worker processes; returns the launcher and its
+/// workers once both run.
+fn start_shuffle() -> (std::process::Child, Vec<u32>) {
+    let launcher = weir_command()
+        .args([
+            "bench",
+            "shuffle",
+            "--workers",
+            "2",
+            "--records",
+            "100000000000",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = launcher.id();
+    let mut workers = Vec::new();
+    let started = eventually(Duration::from_secs(20), || {
+        workers = children(pid);
+        workers.len() == 2
+    });
+    assert!(started, "the two workers did not start: {workers:?}");
+    assert!(cluster_dir(pid).is_dir());
+    (launcher, workers)
+}
+
+fn launcher_killed_by(name: &str, code: Option<i32>) {
+    let (mut launcher, workers) = start_shuffle();
+    let pid = launcher.id();
+    signal(pid, name);
+    let status = launcher.wait().unwrap();
+    let gone = eventually(Duration::from_secs(2), || {
+        workers.iter().all(|&w| !alive(w)) && !cluster_dir(pid).exists()
+    });
+    for &w in &workers {
+        if alive(w) {
+            signal(w, "KILL");
+        }
+    }
+    assert!(
+        gone,
+        "after SIGKILL of {pid}: workers or {:?} left",
+        cluster_dir(pid)
+    );
+    assert_eq!(status.code(), code, "{name}");
+}
+
+#[test]
+fn sigkill_of_the_launcher_leaves_no_worker_and_no_cluster_directory() {
+    launcher_killed_by("KILL", None);
+}
+
+#[test]
+fn sigterm_of_the_launcher_leaves_no_worker_and_no_cluster_directory() {
+    launcher_killed_by("TERM", Some(143));
+}
+
+#[test]
+fn sigint_of_the_launcher_exits_130_and_says_so() {
+    let (mut launcher, workers) = start_shuffle();
+    signal(launcher.id(), "INT");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(launcher.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    let status = launcher.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted by SIGINT"), "{stderr}");
+    assert!(eventually(Duration::from_secs(2), || workers
+        .iter()
+        .all(|&w| !alive(w))));
+}
