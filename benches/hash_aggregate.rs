@@ -84,7 +84,11 @@ fn aggregate_std(rows: &[([u8; 8], [u8; 8])]) -> u64 {
 fn hash_aggregate(c: &mut Criterion) {
     let rows = rows();
     let dir = spill_dir();
-    let store = open_store(&SpillConfig::new(dir.clone())).expect("spill store");
+    let store = open_store(&SpillConfig {
+        allow_memory_filesystem: true,
+        ..SpillConfig::new(dir.clone())
+    })
+    .expect("spill store");
     let mut group = c.benchmark_group("hash_aggregate");
     group.sample_size(10);
     group.throughput(Throughput::Elements(ROWS));

@@ -111,7 +111,11 @@ fn join_std(orders: &[Order], lines: &[Line]) -> u64 {
 fn hash_join_build_probe(c: &mut Criterion) {
     let (orders, lines) = inputs();
     let dir = spill_dir();
-    let store = open_store(&SpillConfig::new(dir.clone())).expect("spill store");
+    let store = open_store(&SpillConfig {
+        allow_memory_filesystem: true,
+        ..SpillConfig::new(dir.clone())
+    })
+    .expect("spill store");
     let bytes = ORDERS * (8 + 16) + LINES * (8 + 24);
     let mut group = c.benchmark_group("hash_join_build_probe");
     group.sample_size(10);

@@ -40,6 +40,7 @@ fn store(
     scratch: weir::kernel::memory::Owner,
 ) -> Arc<dyn SpillStore> {
     let mut config = SpillConfig::new(dir.to_path_buf());
+    config.allow_memory_filesystem = true;
     config.backend = Some(backend);
     config.scratch = Some(scratch);
     open_store(&config).expect("spill store")

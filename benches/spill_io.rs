@@ -57,6 +57,7 @@ struct Setup {
 fn setup(dir: &Path, backend: IoBackend, direct_io: bool) -> Setup {
     let manager = MemoryManager::new(MemoryConfig::with_budget(64 * SEGMENT)).unwrap();
     let mut config = SpillConfig::new(dir.to_path_buf());
+    config.allow_memory_filesystem = true;
     config.backend = Some(backend);
     config.direct_io = direct_io;
     config.scratch = Some(manager.owner("spill-scratch"));

@@ -190,6 +190,17 @@ impl Config {
                 "an existing, writable directory".into(),
             );
         }
+        if self.spill_dir != std::env::temp_dir()
+            && weir_kernel::sys::is_memory_filesystem(&self.spill_dir)
+        {
+            return invalid(
+                "--spill-dir",
+                format!("{} (a filesystem in memory)", self.spill_dir.display()),
+                "a directory on a disk: spilling to a tmpfs or ramfs takes memory outside \
+                 the budget"
+                    .into(),
+            );
+        }
         if !(1..=WORKERS_MAX).contains(&self.workers) {
             return invalid(
                 "--workers",

@@ -493,6 +493,14 @@ pub fn run_tpch(args: &TpchArgs) -> Result<()> {
         .data
         .clone()
         .unwrap_or_else(|| default_data_dir(args.scale));
+    // Every query's budgets first: one that does not fit fails before any ran.
+    for &query in &queries {
+        let flow = Dataflow::new();
+        let _answer = query.build(&flow, &dir);
+        runtime::check_budgets(&flow, &config).map_err(|error| WeirError::Input {
+            message: format!("Q{}: {error}", query.number()),
+        })?;
+    }
     let started = Instant::now();
     let generated = {
         let _progress = Progress::start(

@@ -404,6 +404,9 @@ fn open_spill_store(job: &SortJob, manager: &MemoryManager) -> Result<Arc<dyn Sp
         },
     };
     let mut config = SpillConfig::new(dir);
+    // The output's directory, when no spill directory was named, is accepted wherever it
+    // is; a named one is refused on a filesystem in memory.
+    config.allow_memory_filesystem = job.spill_dir.is_none();
     config.scratch = job.compress.then(|| manager.owner("sort/lz4"));
     Ok(open_store(&config)?)
 }

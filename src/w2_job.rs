@@ -493,7 +493,21 @@ pub(crate) fn open_spill_store(
             message: format!("spill directory {} is not a directory", dir.display()),
         });
     }
-    Ok(open_store(&SpillConfig::new(dir.to_path_buf()))?)
+    if spill_dir.is_some() && weir_kernel::sys::is_memory_filesystem(dir) {
+        return Err(WeirError::Input {
+            message: format!(
+                "--spill-dir {}: a filesystem in memory (tmpfs or ramfs); spilling there \
+                 takes memory outside the budget: choose a directory on a disk",
+                dir.display()
+            ),
+        });
+    }
+    Ok(open_store(&SpillConfig {
+        // The input's directory, when no spill directory was named, is accepted wherever
+        // the user keeps the tables.
+        allow_memory_filesystem: true,
+        ..SpillConfig::new(dir.to_path_buf())
+    })?)
 }
 
 /// Decodes a whole `lineitem` row with serde-fmt (strings validated too).

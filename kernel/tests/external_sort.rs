@@ -26,6 +26,7 @@ fn store(dir: &Path, backend: IoBackend) -> Arc<dyn SpillStore> {
 /// A store whose compressing writers take their LZ4 buffers from `scratch`.
 fn store_with(dir: &Path, backend: IoBackend, scratch: Option<Owner>) -> Arc<dyn SpillStore> {
     let mut config = SpillConfig::new(dir.to_path_buf());
+    config.allow_memory_filesystem = true;
     config.backend = Some(backend);
     config.scratch = scratch;
     open_store(&config).unwrap()

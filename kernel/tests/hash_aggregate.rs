@@ -31,6 +31,7 @@ type Groups = BTreeMap<Vec<u8>, Vec<u8>>;
 
 fn store(dir: &Path, backend: IoBackend) -> Arc<dyn SpillStore> {
     let mut config = SpillConfig::new(dir.to_path_buf());
+    config.allow_memory_filesystem = true;
     config.backend = Some(backend);
     open_store(&config).unwrap()
 }
@@ -427,6 +428,7 @@ fn compressed_spills() {
     let dir = SpillDir::new("lz4");
     let manager = manager(200);
     let mut spill = SpillConfig::new(dir.path().to_path_buf());
+    spill.allow_memory_filesystem = true;
     spill.backend = Some(IoBackend::Sync);
     spill.scratch = Some(manager.owner("spill/lz4"));
     let store = open_store(&spill).unwrap();

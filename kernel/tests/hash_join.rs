@@ -40,6 +40,7 @@ fn small_config() -> JoinConfig {
 
 fn store(dir: &Path, backend: IoBackend) -> Arc<dyn SpillStore> {
     let mut config = SpillConfig::new(dir.to_path_buf());
+    config.allow_memory_filesystem = true;
     config.backend = Some(backend);
     open_store(&config).unwrap()
 }
@@ -686,6 +687,7 @@ fn compressed_spills_on_io_uring() {
     };
     for join_type in JoinType::ALL {
         let mut spill = SpillConfig::new(dir.path().to_path_buf());
+        spill.allow_memory_filesystem = true;
         spill.backend = Some(IoBackend::IoUring);
         spill.scratch = Some(scratch.owner("spill/lz4"));
         let store = open_store(&spill).unwrap();

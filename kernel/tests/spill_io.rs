@@ -74,6 +74,7 @@ impl World {
         })
         .unwrap();
         let mut config = SpillConfig::new(dir.path().to_path_buf());
+        config.allow_memory_filesystem = true;
         config.backend = Some(backend);
         config.scratch = Some(manager.owner("spill-scratch"));
         configure(&mut config);
@@ -421,6 +422,7 @@ fn compressed_runs_need_two_buffers_and_a_scratch_owner() {
         small.leak_check().unwrap();
         drop(run);
         let mut config = SpillConfig::new(dir.path().to_path_buf());
+        config.allow_memory_filesystem = true;
         config.backend = Some(backend);
         let plain = open_store(&config).unwrap();
         let error = plain.create_run(options(true, 1)).unwrap_err();

@@ -650,6 +650,14 @@ impl BarrierJobArgs {
                 message: format!("--busy-us {}: at most 1000000", self.busy_us),
             });
         }
+        if self.warmup >= self.seconds {
+            return Err(WeirError::Input {
+                message: format!(
+                    "--warmup {}: must be shorter than --seconds {} (nothing would be measured)",
+                    self.warmup, self.seconds
+                ),
+            });
+        }
         Ok(BarrierJob {
             debloat: self.debloat,
             target: Duration::from_millis(self.target_ms),

@@ -437,17 +437,7 @@ pub fn execute_observed(
         segment_size: config.segment_size,
         ..MemoryConfig::with_budget(usize::try_from(config.network_memory).unwrap_or(usize::MAX))
     })?;
-    let needed = network_segments(&graph, &place, config);
-    let available = net.budget_bytes() / net.segment_size();
-    if needed + EVENT_SEGMENTS > available {
-        return Err(WeirError::Input {
-            message: format!(
-                "--network-memory {}: this job's exchanges need {} on worker {process}",
-                crate::size::format_size(config.network_memory),
-                crate::size::format_size(((needed + EVENT_SEGMENTS) * config.segment_size) as u64),
-            ),
-        });
-    }
+    let needed = network_share(&graph, &place, config)?;
     let grant = NetworkBufferPool::new(&net.owner("network"), needed)?;
     let service = match network {
         Some(network) if workers > 1 => {
@@ -457,6 +447,9 @@ pub fn execute_observed(
     };
     let mut spill = SpillConfig::new(config.spill_dir.clone());
     spill.backend = config.io_backend;
+    // The default directory is the system's temp dir, whatever it is on; one the user
+    // chose is refused on a filesystem in memory (Config::validate says so by flag).
+    spill.allow_memory_filesystem = config.spill_dir == std::env::temp_dir();
     let store = open_store(&spill)?;
     let counters = Arc::new(Counters {
         rows_read: Arc::clone(rows_read),
@@ -528,6 +521,52 @@ pub fn execute_observed(
         in_flight_bytes: load(&counters.in_flight_bytes_max),
         leak_free,
     })
+}
+
+/// Checks, without allocating anything, that `program` fits `config`'s budgets on every
+/// one of its `config.workers` workers: what [`execute`] would refuse at start. A caller
+/// that runs several programs in a row (a list of queries) checks them all first, so a
+/// later one that does not fit fails before the earlier ones ran.
+///
+/// # Errors
+///
+/// As [`execute`] refuses at start: an invalid configuration or program, too little
+/// managed or network memory on some worker (naming the flag and the amount needed).
+pub fn check_budgets(program: &Dataflow, config: &Config) -> Result<()> {
+    config.validate()?;
+    let graph = program.graph();
+    let graph = graph.borrow();
+    graph
+        .validate()
+        .map_err(|message| WeirError::Input { message })?;
+    for process in 0..config.workers {
+        let place = Placement {
+            process,
+            slots: config.slots,
+            workers: config.workers,
+        };
+        operator_share(&graph, &place, config)?;
+        network_share(&graph, &place, config)?;
+    }
+    Ok(())
+}
+
+/// Segments of network memory the local exchanges need ([`network_segments`]), or an
+/// error naming `--network-memory` when they (with the event segments) do not fit.
+fn network_share(graph: &Graph, place: &Placement, config: &Config) -> Result<usize> {
+    let needed = network_segments(graph, place, config);
+    let available = config.network_memory / config.segment_size as u64;
+    if (needed + EVENT_SEGMENTS) as u64 > available {
+        return Err(WeirError::Input {
+            message: format!(
+                "--network-memory {}: this job's exchanges need {} on worker {}",
+                crate::size::format_size(config.network_memory),
+                crate::size::format_size(((needed + EVENT_SEGMENTS) * config.segment_size) as u64),
+                place.process,
+            ),
+        });
+    }
+    Ok(needed)
 }
 
 /// Each kernel operator's share of the managed budget, in segments: what the sources'
