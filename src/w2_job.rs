@@ -19,7 +19,6 @@
 //! buffers, the aggregation's table and spill I/O, the output sorter and writer.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,6 +30,7 @@ use weir_kernel::spill::{SpillConfig, SpillStore, open_store};
 
 use crate::constants::{W2_OUTPUT_SORT_SHARE_INVERSE, W2_PUSH_BATCH_ROWS};
 use crate::error::{Result, WeirError};
+use crate::output::OutputFile;
 use crate::sort_job::SegmentWriter;
 use crate::tpch::lineitem::{
     DISCOUNT, EXTENDEDPRICE, LINESTATUS, ORDERKEY, QUANTITY, RETURNFLAG, SHIPDATE, TAX, i32_at,
@@ -160,6 +160,8 @@ pub fn run_w2(job: &W2Job) -> Result<W2Report> {
     let memory = split_memory(job)?;
     let manager = &memory.manager;
     let store = open_spill_store(job.spill_dir.as_deref(), &job.input)?;
+    // Last of the checks: the output is touched only once every argument passed.
+    let output = create_output(job.output.as_deref(), &job.input)?;
     let scan_owner = manager.owner("w2/scan");
     let started = Instant::now();
     let mut scan = TableScan::open(&job.input, Table::Lineitem, &scan_owner)?;
@@ -183,7 +185,7 @@ pub fn run_w2(job: &W2Job) -> Result<W2Report> {
             let mut stream = aggregate.finish()?;
             let sort_owner = manager.owner("w2/output");
             let (answer, sort_spilled) =
-                w2a_output(job, &mut stream, &sort_owner, &memory, &store)?;
+                w2a_output(output.as_ref(), &mut stream, &sort_owner, &memory, &store)?;
             (answer, rows, stream.stats(), sort_spilled)
         }
         Workload::W2b => {
@@ -203,7 +205,7 @@ pub fn run_w2(job: &W2Job) -> Result<W2Report> {
             })?;
             drop(scan);
             let mut stream = aggregate.finish()?;
-            let answer = w2b_output(job, &mut stream, manager)?;
+            let answer = w2b_output(output.as_ref(), &mut stream, manager)?;
             (answer, rows, stream.stats(), 0)
         }
     };
@@ -213,6 +215,10 @@ pub fn run_w2(job: &W2Job) -> Result<W2Report> {
     let verify_started = Instant::now();
     let problems = validate(job, &answer, &scan_owner)?;
     manager.leak_check()?;
+    // Only an answer that passed validation replaces an existing output.
+    if let Some(output) = output.filter(|_| problems.is_empty()) {
+        output.commit()?;
+    }
     Ok(W2Report {
         rows,
         groups: answer.groups(),
@@ -341,14 +347,14 @@ fn mix(mut z: u64) -> u64 {
 /// Streams W2a's groups into the checksum and, with `--output`, sorts them by key and
 /// writes them as CSV. Returns the checksum and the output sorter's spilled bytes.
 fn w2a_output(
-    job: &W2Job,
+    output: Option<&OutputFile>,
     stream: &mut AggregateStream,
     owner: &Owner,
     memory: &Memory,
     store: &Arc<dyn SpillStore>,
 ) -> Result<(Answer, u64)> {
     let mut checksum = GroupChecksum::default();
-    let Some(path) = &job.output else {
+    let Some(output) = output else {
         while let Some((key, acc)) = stream.next()? {
             checksum.add(key_order(key), i64_at(acc, 0), i64_at(acc, 8));
         }
@@ -361,8 +367,11 @@ fn w2a_output(
         sorter.push(key, acc)?;
     }
     let mut sorted = sorter.finish()?;
-    let file = File::create(path).map_err(|e| WeirError::file("create output", path, e))?;
-    let mut writer = SegmentWriter::new(file, path, owner.allocate_one()?);
+    let mut writer = SegmentWriter::new(
+        output.try_clone()?,
+        output.temp_path(),
+        owner.allocate_one()?,
+    );
     writer.write(b"l_orderkey,sum_extendedprice,count_order\n")?;
     let mut line = String::new();
     while let Some((key, acc)) = sorted.next()? {
@@ -382,7 +391,7 @@ fn w2a_output(
 /// Collects Q1's groups (at most 65536: the keys are two bytes), ordered by key, and
 /// writes them as CSV with `--output`.
 fn w2b_output(
-    job: &W2Job,
+    output: Option<&OutputFile>,
     stream: &mut AggregateStream,
     manager: &MemoryManager,
 ) -> Result<Answer> {
@@ -392,10 +401,13 @@ fn w2b_output(
         groups.push((key[0], key[1], Q1Sums::from_acc(acc)));
     }
     groups.sort_by_key(|&(flag, status, _)| (flag, status));
-    if let Some(path) = &job.output {
+    if let Some(output) = output {
         let owner = manager.owner("w2/output");
-        let file = File::create(path).map_err(|e| WeirError::file("create output", path, e))?;
-        let mut writer = SegmentWriter::new(file, path, owner.allocate_one()?);
+        let mut writer = SegmentWriter::new(
+            output.try_clone()?,
+            output.temp_path(),
+            owner.allocate_one()?,
+        );
         writer.write(Q1_CSV_HEADER.as_bytes())?;
         writer.write(b"\n")?;
         for (flag, status, sums) in &groups {
@@ -480,6 +492,16 @@ fn validate(job: &W2Job, answer: &Answer, owner: &Owner) -> Result<Vec<String>> 
         }
     }
     Ok(problems)
+}
+
+/// The `--output` file of a job over the tables in `input`, refused when it is one of the
+/// tables (through a link too).
+pub(crate) fn create_output(output: Option<&Path>, input: &Path) -> Result<Option<OutputFile>> {
+    let tables: Vec<PathBuf> = Table::ALL.iter().map(|t| input.join(t.name())).collect();
+    let tables: Vec<&Path> = tables.iter().map(PathBuf::as_path).collect();
+    output
+        .map(|path| OutputFile::create("--output", path, &tables))
+        .transpose()
 }
 
 /// The spill store in `spill_dir`, or else in the input directory.

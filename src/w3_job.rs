@@ -28,7 +28,6 @@
 //! `--memory`: one scan's buffers at a time (build side, then probe side), the join's
 //! table, bloom filters and spill I/O, and the output writer.
 
-use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -44,7 +43,7 @@ use crate::sort_job::SegmentWriter;
 use crate::tpch::lineitem::{EXTENDEDPRICE, ORDERKEY, i64_at};
 use crate::tpch::q1::decimal;
 use crate::tpch::{Order, ROW_BYTES_MAX, Table, TableScan, orders};
-use crate::w2_job::{decode, open_spill_store, order_key};
+use crate::w2_job::{create_output, decode, open_spill_store, order_key};
 
 /// The header of W3's CSV output.
 pub const W3_CSV_HEADER: &str = "count,sum_extendedprice";
@@ -188,13 +187,18 @@ pub fn run_w3(job: &W3Job) -> Result<W3Report> {
         MemoryManager::with_budget(usize::try_from(job.memory_bytes).unwrap_or(usize::MAX))?;
     let join_segments = join_segments(&manager)?;
     let store = open_spill_store(job.spill_dir.as_deref(), &job.input)?;
+    // Last of the checks: the output is touched only once every argument passed.
+    let output = create_output(job.output.as_deref(), &job.input)?;
     let scan_owner = manager.owner("w3/scan");
     let join_owner = manager.owner("w3/join");
     let started = Instant::now();
     let (answer, stats, partitions) = join(job, &scan_owner, &join_owner, join_segments, &store)?;
-    if let Some(path) = &job.output {
-        let file = File::create(path).map_err(|e| WeirError::file("create output", path, e))?;
-        let mut writer = SegmentWriter::new(file, path, scan_owner.allocate_one()?);
+    if let Some(output) = &output {
+        let mut writer = SegmentWriter::new(
+            output.try_clone()?,
+            output.temp_path(),
+            scan_owner.allocate_one()?,
+        );
         writer.write(format!("{W3_CSV_HEADER}\n{}\n", answer.csv_row()).as_bytes())?;
         writer.finish()?;
     }
@@ -204,6 +208,10 @@ pub fn run_w3(job: &W3Job) -> Result<W3Report> {
     let verify_started = Instant::now();
     let problems = validate(job, answer, &scan_owner)?;
     manager.leak_check()?;
+    // Only an answer that passed validation replaces an existing output.
+    if let Some(output) = output.filter(|_| problems.is_empty()) {
+        output.commit()?;
+    }
     Ok(W3Report {
         answer,
         wall_s,

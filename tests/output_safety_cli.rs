@@ -162,3 +162,31 @@ fn an_interrupted_run_exits_130_keeps_the_previous_output_and_removes_its_tempor
     assert_eq!(std::fs::read(&output).unwrap(), b"previous output");
     assert_eq!(dir.names(), ["big.w1"], "the temporary file is removed");
 }
+
+#[test]
+fn a_benchmark_output_that_is_one_of_its_tables_is_refused() {
+    let dir = Dir::new("table-output");
+    let tables = dir.file("tables");
+    let out = weir(&["gen", "tpch", "--scale", "0.01", "--out", path(&tables)]);
+    assert!(out.status.success(), "{}", support::stderr(&out));
+    let lineitem = std::fs::read(tables.join("lineitem")).unwrap();
+    std::os::unix::fs::symlink(tables.join("orders"), dir.file("orders-link")).unwrap();
+    for (workload, output) in [
+        ("w2a", tables.join("lineitem")),
+        ("w2b", tables.join("lineitem")),
+        ("w3", dir.file("orders-link")),
+    ] {
+        let out = weir(&[
+            "bench",
+            workload,
+            "--input",
+            path(&tables),
+            "--memory",
+            "16MiB",
+            "--output",
+            path(&output),
+        ]);
+        assert_fails(&out, 2, "is the input");
+    }
+    assert_eq!(std::fs::read(tables.join("lineitem")).unwrap(), lineitem);
+}

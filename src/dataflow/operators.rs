@@ -21,6 +21,7 @@ use super::graph::Exchange;
 use super::runtime::Counters;
 use super::{Data, Driver, Key, Push, TaskContext};
 use crate::error::{Result, WeirError};
+use crate::output::OutputFile;
 
 /// How partial accumulators of one key are folded together.
 pub(crate) type Merge<A> = Arc<dyn Fn(&mut A, A) + Send + Sync>;
@@ -182,7 +183,9 @@ impl<T: Data> Push<T> for CollectSink<T> {
 
 pub(crate) struct LinesSink<T> {
     out: BufWriter<File>,
-    path: std::path::PathBuf,
+    /// The part file, written beside its target and renamed into place when the task
+    /// finishes: a failed task leaves the previous part (or none), never a partial one.
+    output: Option<OutputFile>,
     line: Arc<dyn Fn(&T) -> String + Send + Sync>,
 }
 
@@ -194,12 +197,18 @@ impl<T> LinesSink<T> {
     ) -> Result<LinesSink<T>> {
         std::fs::create_dir_all(dir).map_err(|e| WeirError::file("create directory", dir, e))?;
         let path = dir.join(format!("part-{task}"));
-        let file = File::create(&path).map_err(|e| WeirError::file("create output", &path, e))?;
+        let output = OutputFile::create("write_lines", &path, &[])?;
         Ok(LinesSink {
-            out: BufWriter::new(file),
-            path,
+            out: BufWriter::new(output.try_clone()?),
+            output: Some(output),
             line,
         })
+    }
+
+    fn temp_path(&self) -> &Path {
+        self.output
+            .as_ref()
+            .map_or(Path::new("write_lines output"), OutputFile::temp_path)
     }
 }
 
@@ -207,15 +216,20 @@ impl<T: Data> Push<T> for LinesSink<T> {
     fn push(&mut self, record: T) -> Result<()> {
         let mut line = (self.line)(&record);
         line.push('\n');
-        self.out
-            .write_all(line.as_bytes())
-            .map_err(|e| WeirError::file("write output", &self.path, e))
+        if let Err(e) = self.out.write_all(line.as_bytes()) {
+            return Err(WeirError::file("write output", self.temp_path(), e));
+        }
+        Ok(())
     }
 
     fn finish(&mut self) -> Result<()> {
-        self.out
-            .flush()
-            .map_err(|e| WeirError::file("write output", &self.path, e))
+        if let Err(e) = self.out.flush() {
+            return Err(WeirError::file("write output", self.temp_path(), e));
+        }
+        match self.output.take() {
+            Some(output) => output.commit(),
+            None => Ok(()),
+        }
     }
 }
 
