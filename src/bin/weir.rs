@@ -806,6 +806,8 @@ fn run_local_workers<R>(
 fn demo(count: u64, memory: u64, dir: Option<PathBuf>) -> Result<(), WeirError> {
     let base = dir.unwrap_or_else(std::env::temp_dir);
     let work = base.join(format!("weir-demo.{}", std::process::id()));
+    // Removed on every way out: below on success and failure, and on a signal.
+    let _registered = weir::lifecycle::remove_on_exit(&work);
     std::fs::create_dir_all(&work).map_err(|e| WeirError::file("create directory", &work, e))?;
     let result = demo_in(&work, count, memory);
     let cleanup =
