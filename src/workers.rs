@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::constants::WORKER_EXIT_GRACE;
 use crate::error::{Result, WeirError};
 
 /// A waker that unparks the thread that called this: how a task thread sleeps on its
@@ -223,23 +224,19 @@ fn wait(
             })
             .collect();
         let mut failures = Vec::new();
-        for (process, child) in &mut children {
-            let status = loop {
-                match child.try_wait() {
-                    Ok(Some(status)) => break Some(status),
-                    Ok(None) if Instant::now() >= deadline => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break None;
-                    }
-                    Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-                    Err(_) => break None,
+        let exits = wait_all(&mut children, deadline);
+        for ((process, _), exit) in children.iter().zip(exits) {
+            match exit {
+                Exit::Status(status) if status.success() => {}
+                Exit::Status(status) => {
+                    failures.push(format!("worker {process} exited with {status}"))
                 }
-            };
-            match status {
-                Some(status) if status.success() => {}
-                Some(status) => failures.push(format!("worker {process} exited with {status}")),
-                None => failures.push(format!("worker {process} killed after {timeout:?}")),
+                Exit::TimedOut => {
+                    failures.push(format!("worker {process} killed after {timeout:?}"))
+                }
+                Exit::KilledAfter(failed) => failures.push(format!(
+                    "worker {process} killed {WORKER_EXIT_GRACE:?} after worker {failed} failed"
+                )),
             }
         }
         let lines: Vec<Option<String>> = readers
@@ -261,6 +258,49 @@ fn wait(
             })
             .collect()
     }
+}
+
+/// How a worker process ended.
+enum Exit {
+    Status(std::process::ExitStatus),
+    // Still running (or not to be waited for) at the deadline: killed.
+    TimedOut,
+    // Still running when the grace after this worker's failure ended: killed.
+    KilledAfter(usize),
+}
+
+/// Waits for every child until `deadline`, looking at all of them in turn: once one
+/// fails, the others get [`WORKER_EXIT_GRACE`] to exit on their own (they learn of the
+/// failure from their closed connections) and are then killed, since a stopped or hung
+/// worker never exits.
+fn wait_all(children: &mut [(usize, Child)], mut deadline: Instant) -> Vec<Exit> {
+    let mut exits: Vec<Option<Exit>> = children.iter().map(|_| None).collect();
+    let mut failed: Option<usize> = None;
+    while exits.iter().any(Option::is_none) {
+        let now = Instant::now();
+        for ((process, child), exit) in children.iter_mut().zip(&mut exits) {
+            if exit.is_some() {
+                continue;
+            }
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    if !status.success() && failed.is_none() {
+                        failed = Some(*process);
+                        deadline = deadline.min(now + WORKER_EXIT_GRACE);
+                    }
+                    *exit = Some(Exit::Status(status));
+                }
+                Ok(None) if now < deadline => {}
+                Ok(None) | Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    *exit = Some(failed.map_or(Exit::TimedOut, Exit::KilledAfter));
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    exits.into_iter().flatten().collect()
 }
 
 impl Drop for LocalCluster {
