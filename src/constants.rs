@@ -23,6 +23,17 @@ pub const W2_PUSH_BATCH_ROWS: usize = 64;
 
 const _: () = assert!(ROW_BYTES_MAX < SEGMENT_SIZE_MIN);
 
+/// The shortest `--peer-timeout`: the transport's own minimum.
+pub const PEER_TIMEOUT_FLAG_MIN: std::time::Duration = weir_netstack::constants::PEER_TIMEOUT_MIN;
+
+/// The longest `--peer-timeout`: an hour (a peer silent that long is gone).
+pub const PEER_TIMEOUT_FLAG_MAX: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// How long a launcher lets the other workers exit on their own once one failed (they
+/// learn of it from the closed connections within moments) before it kills them: a
+/// stopped or hung worker never exits.
+pub const WORKER_EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// W3's validation sends the order keys from the thread that scans `orders` to the merge
 /// in batches of this many keys (32 KiB of `i64`s), so the channel costs little per key.
 pub const W3_VERIFY_BATCH_KEYS: usize = 4096;

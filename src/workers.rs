@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::constants::WORKER_EXIT_GRACE;
 use crate::error::{Result, WeirError};
 use crate::lifecycle::{
     CLUSTER_DIR_ENV, CLUSTER_DIR_PREFIX, ChildGuard, LAUNCHER_PID_ENV, PathGuard, remove_on_exit,
@@ -262,23 +263,19 @@ fn wait(mut children: Vec<Worker>, deadline: Instant, timeout: Duration) -> Resu
             })
             .collect();
         let mut failures = Vec::new();
-        for Worker { process, child, .. } in &mut children {
-            let status = loop {
-                match child.try_wait() {
-                    Ok(Some(status)) => break Some(status),
-                    Ok(None) if Instant::now() >= deadline => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break None;
-                    }
-                    Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-                    Err(_) => break None,
+        let exits = wait_all(&mut children, deadline);
+        for (Worker { process, .. }, exit) in children.iter().zip(exits) {
+            match exit {
+                Exit::Status(status) if status.success() => {}
+                Exit::Status(status) => {
+                    failures.push(format!("worker {process} exited with {status}"))
                 }
-            };
-            match status {
-                Some(status) if status.success() => {}
-                Some(status) => failures.push(format!("worker {process} exited with {status}")),
-                None => failures.push(format!("worker {process} killed after {timeout:?}")),
+                Exit::TimedOut => {
+                    failures.push(format!("worker {process} killed after {timeout:?}"))
+                }
+                Exit::KilledAfter(failed) => failures.push(format!(
+                    "worker {process} killed {WORKER_EXIT_GRACE:?} after worker {failed} failed"
+                )),
             }
         }
         let lines: Vec<Option<String>> = readers
@@ -300,6 +297,49 @@ fn wait(mut children: Vec<Worker>, deadline: Instant, timeout: Duration) -> Resu
             })
             .collect()
     }
+}
+
+/// How a worker process ended.
+enum Exit {
+    Status(std::process::ExitStatus),
+    // Still running (or not to be waited for) at the deadline: killed.
+    TimedOut,
+    // Still running when the grace after this worker's failure ended: killed.
+    KilledAfter(usize),
+}
+
+/// Waits for every child until `deadline`, looking at all of them in turn: once one
+/// fails, the others get [`WORKER_EXIT_GRACE`] to exit on their own (they learn of the
+/// failure from their closed connections) and are then killed, since a stopped or hung
+/// worker never exits.
+fn wait_all(children: &mut [Worker], mut deadline: Instant) -> Vec<Exit> {
+    let mut exits: Vec<Option<Exit>> = children.iter().map(|_| None).collect();
+    let mut failed: Option<usize> = None;
+    while exits.iter().any(Option::is_none) {
+        let now = Instant::now();
+        for (Worker { process, child, .. }, exit) in children.iter_mut().zip(&mut exits) {
+            if exit.is_some() {
+                continue;
+            }
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    if !status.success() && failed.is_none() {
+                        failed = Some(*process);
+                        deadline = deadline.min(now + WORKER_EXIT_GRACE);
+                    }
+                    *exit = Some(Exit::Status(status));
+                }
+                Ok(None) if now < deadline => {}
+                Ok(None) | Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    *exit = Some(failed.map_or(Exit::TimedOut, Exit::KilledAfter));
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    exits.into_iter().flatten().collect()
 }
 
 impl Drop for LocalCluster {

@@ -1,6 +1,8 @@
 //! Every limit of the network stack, named in one place, with the relationships between
 //! them checked at compile time.
 
+use std::time::Duration;
+
 use weir_kernel::constants::SEGMENT_SIZE_MAX;
 
 /// The bit of a buffer builder's position word that says the writer has finished. The
@@ -58,6 +60,45 @@ pub const DEBLOAT_IN_USE_PEAK_SPANS: u32 = 5;
 /// small cost little.
 pub const DEBLOAT_SHRINK_SPEEDUP: u32 = 4;
 
+/// How long a connection may go without a single byte from its peer before it fails as
+/// stopped, hung or partitioned: long enough for a loaded machine's scheduling hiccups,
+/// short enough that a job does not wait on a dead peer for long.
+pub const PEER_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
+
+/// The shortest peer timeout a configuration may set: below it a busy machine's pauses
+/// would fail healthy connections.
+pub const PEER_TIMEOUT_MIN: Duration = Duration::from_millis(100);
+
+/// The longest heartbeat interval by default: a connection that sent nothing for this long
+/// sends a heartbeat.
+pub const HEARTBEAT_INTERVAL_DEFAULT: Duration = Duration::from_secs(1);
+
+/// Heartbeats a silent connection sends per peer timeout (at least): one lost to a
+/// scheduling pause leaves three to prove the peer alive.
+pub const HEARTBEATS_PER_PEER_TIMEOUT: u32 = 4;
+
+/// How often the startup handshake looks at its connections again when none made
+/// progress (startup only; the event loop waits on readiness).
+pub const STARTUP_POLL_INTERVAL: Duration = Duration::from_millis(2);
+
+/// The wait before connecting again to a peer that refused or dropped a connection at
+/// startup (it may not be listening yet).
+pub const STARTUP_CONNECT_RETRY: Duration = Duration::from_millis(20);
+
+/// How long one connection attempt to a peer may block at startup.
+pub const STARTUP_CONNECT_ATTEMPT_MAX: Duration = Duration::from_secs(1);
+
+/// The most accepted connections that have not said hello yet, at startup and after: a
+/// flood of strangers costs at most this many descriptors (the oldest is dropped first).
+pub const STRANGERS_MAX: usize = 64;
+
+const _: () = assert!(HEARTBEATS_PER_PEER_TIMEOUT >= 2);
+const _: () = assert!(PEER_TIMEOUT_MIN.as_nanos() < PEER_TIMEOUT_DEFAULT.as_nanos());
+const _: () = assert!(
+    HEARTBEAT_INTERVAL_DEFAULT.as_nanos()
+        <= PEER_TIMEOUT_DEFAULT.as_nanos() / HEARTBEATS_PER_PEER_TIMEOUT as u128
+);
+const _: () = assert!(STRANGERS_MAX >= 1);
 const _: () = assert!(KEY_GROUPS_MAX_DEFAULT >= 1);
 const _: () = assert!(DEBLOAT_SHRINK_SPEEDUP >= 1);
 const _: () = assert!(DEBLOAT_IN_USE_PEAK_SPANS >= 1);

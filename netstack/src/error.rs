@@ -69,6 +69,14 @@ pub enum NetError {
         /// What happened.
         message: String,
     },
+    /// Nothing at all (not even a heartbeat) arrived from a peer for the peer timeout: it
+    /// is stopped, hung or partitioned; the connection is closed and its channels fail.
+    PeerSilent {
+        /// The peer ("worker 1 at 127.0.0.1:40000").
+        peer: String,
+        /// How long it had been silent, in milliseconds.
+        silent_ms: u64,
+    },
     /// Bytes from a peer break the wire protocol; the connection is closed.
     MalformedFrame {
         /// What is wrong, with the numbers.
@@ -120,6 +128,12 @@ impl fmt::Display for NetError {
             } => write!(f, "invalid {field}: {value}, expected {expected}"),
             NetError::MalformedFrame { detail } => write!(f, "malformed frame: {detail}"),
             NetError::Remote { peer, message } => write!(f, "{peer}: {message}"),
+            NetError::PeerSilent { peer, silent_ms } => write!(
+                f,
+                "{peer} sent nothing for {}.{} s: stopped, hung or partitioned",
+                silent_ms / 1000,
+                silent_ms % 1000 / 100
+            ),
             NetError::Kernel(error) => write!(f, "memory kernel: {error}"),
         }
     }
@@ -136,6 +150,7 @@ impl std::error::Error for NetError {
             | NetError::Cancelled
             | NetError::InvalidConfig { .. }
             | NetError::MalformedFrame { .. }
+            | NetError::PeerSilent { .. }
             | NetError::Remote { .. } => None,
         }
     }
@@ -161,6 +176,18 @@ mod tests {
             "unknown buffer data type code 7: known codes are 1 to 6"
         );
         assert!(error.source().is_none());
+    }
+
+    #[test]
+    fn a_silent_peer_is_named_with_its_silence() {
+        let error = NetError::PeerSilent {
+            peer: "worker 1 at 127.0.0.1:4000".to_owned(),
+            silent_ms: 10_049,
+        };
+        assert_eq!(
+            error.to_string(),
+            "worker 1 at 127.0.0.1:4000 sent nothing for 10.0 s: stopped, hung or partitioned"
+        );
     }
 
     #[test]

@@ -29,7 +29,8 @@ fn send(stream: &mut TcpStream, message: &Message) {
     stream.write_all(&bytes).unwrap();
 }
 
-/// The next message, and for a BufferResponse its payload; `None` at end of stream.
+/// The next message but a heartbeat, and for a BufferResponse its payload; `None` at end
+/// of stream.
 fn receive(stream: &mut TcpStream, decoder: &mut FrameDecoder) -> Option<(Message, Vec<u8>)> {
     loop {
         let spare = decoder.spare();
@@ -38,6 +39,9 @@ fn receive(stream: &mut TcpStream, decoder: &mut FrameDecoder) -> Option<(Messag
             return None;
         }
         if let Some(message) = decoder.advance(read).unwrap() {
+            if message == Message::Heartbeat {
+                continue;
+            }
             let mut payload = Vec::new();
             if let Message::BufferResponse(header) = &message {
                 payload = vec![0; header.size as usize];
@@ -54,7 +58,9 @@ fn worker_and_raw_peer(
     request_timeout: Duration,
 ) -> (NetworkService, TcpStream) {
     let peers = addresses();
-    let mut config = NetworkConfig::new(0, peers.clone());
+    // The test's peer sends no heartbeats: the worker must not time it out mid-test.
+    let mut config =
+        NetworkConfig::new(0, peers.clone()).with_peer_timeout(Duration::from_secs(600));
     config.request_timeout = request_timeout;
     let owner = manager.owner("network events");
     let service = std::thread::spawn(move || NetworkService::start(config, owner).unwrap());

@@ -272,6 +272,10 @@ struct ShuffleJobArgs {
     /// Seed of the keys.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Fail when a peer worker sends nothing for this long (stopped, hung or partitioned):
+    /// seconds or a duration like 500ms (default 10s).
+    #[arg(long, value_parser = weir::config::parse_peer_timeout)]
+    peer_timeout: Option<Duration>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -472,7 +476,7 @@ impl ShuffleJobArgs {
 
     /// The arguments as a worker's command line.
     fn to_args(&self) -> Vec<String> {
-        vec![
+        let mut args = vec![
             "shuffle".to_owned(),
             "--records".to_owned(),
             self.records.to_string(),
@@ -484,7 +488,14 @@ impl ShuffleJobArgs {
             self.seed.to_string(),
             "--exchange".to_owned(),
             self.exchange.name().to_owned(),
-        ]
+        ];
+        if let Some(timeout) = self.peer_timeout {
+            args.extend([
+                "--peer-timeout".to_owned(),
+                format!("{}ms", timeout.as_millis()),
+            ]);
+        }
+        args
     }
 }
 
@@ -533,7 +544,11 @@ fn shuffle_worker(
 ) -> Result<(), WeirError> {
     let peers = worker_peers(process, peers)?;
     let job = args.job(peers.len());
-    let report = run_shuffle_worker(&job, NetworkConfig::new(process, peers))?;
+    let mut network = NetworkConfig::new(process, peers);
+    if let Some(timeout) = args.peer_timeout {
+        network = network.with_peer_timeout(timeout);
+    }
+    let report = run_shuffle_worker(&job, network)?;
     weir::lifecycle::print_line(&report.to_line())
 }
 

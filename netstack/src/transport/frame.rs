@@ -19,6 +19,8 @@
 //!    9  BacklogAnnouncement  producer → reader  receiver u64, backlog u32 > 0 (12)
 //!   10  NewBufferSize        reader → producer  receiver u64, size u32 > 0 (12)
 //!   12  Hello                either, first      process u32, protocol version u32 (8)
+//!   13  Heartbeat            either             (0): sent on a connection that sent
+//!                                               nothing for the heartbeat interval
 //! ```
 //!
 //! The decoder never trusts a length: a frame longer than [`FRAME_BYTES_MAX`], a wrong
@@ -38,8 +40,9 @@ pub const FRAME_HEADER_BYTES: usize = 9;
 /// The magic of every frame: "WEIR" in ASCII, read as a little-endian `u32`.
 pub const FRAME_MAGIC: u32 = u32::from_le_bytes(*b"WEIR");
 
-/// The version of this protocol, exchanged in Hello.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The version of this protocol, exchanged in Hello (2: Heartbeat added; a version-1 peer
+/// would fail a version-2 peer's connection on the first heartbeat, so they must not meet).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Body bytes of a BufferResponse before its payload.
 pub const BUFFER_RESPONSE_HEADER_BYTES: usize = 25;
@@ -201,6 +204,9 @@ pub enum Message {
         /// The sender's protocol version.
         version: u32,
     },
+    /// Proof of life on a connection that has sent nothing else lately; carries nothing
+    /// and touches no channel (no credit, no sequence, no counter of buffers).
+    Heartbeat,
 }
 
 mod id {
@@ -214,6 +220,7 @@ mod id {
     pub(super) const BACKLOG_ANNOUNCEMENT: u8 = 9;
     pub(super) const NEW_BUFFER_SIZE: u8 = 10;
     pub(super) const HELLO: u8 = 12;
+    pub(super) const HEARTBEAT: u8 = 13;
 }
 
 impl Message {
@@ -276,6 +283,7 @@ impl Message {
                 put_u64(out, receiver.0);
             }
             Message::Close => out.push(id::CLOSE),
+            Message::Heartbeat => out.push(id::HEARTBEAT),
             Message::AddCredit { receiver, credit } => {
                 out.push(id::ADD_CREDIT);
                 put_u64(out, receiver.0);
@@ -435,7 +443,7 @@ impl FrameDecoder {
             }
             id::PARTITION_REQUEST => 24,
             id::CANCEL_PARTITION | id::RESUME_CONSUMPTION => 8,
-            id::CLOSE => 0,
+            id::CLOSE | id::HEARTBEAT => 0,
             id::ADD_CREDIT | id::BACKLOG_ANNOUNCEMENT | id::NEW_BUFFER_SIZE => 12,
             id::HELLO => 8,
             unknown => return malformed(format!("unknown message id {unknown}")),
@@ -558,6 +566,7 @@ fn decode_body(id: u8, body: &[u8], frame_len: usize) -> Result<Message> {
             receiver: fields.receiver(),
         },
         id::CLOSE => Message::Close,
+        id::HEARTBEAT => Message::Heartbeat,
         id::ADD_CREDIT => Message::AddCredit {
             receiver: fields.receiver(),
             credit: fields.positive("credit")?,
@@ -669,6 +678,7 @@ mod tests {
                 message: String::new(),
             },
             Message::Close,
+            Message::Heartbeat,
         ]
     }
 
@@ -697,6 +707,18 @@ mod tests {
         let mut bytes = Vec::new();
         Message::Close.encode(&mut bytes);
         assert_eq!(bytes, [9, 0, 0, 0, b'W', b'E', b'I', b'R', 5]);
+        bytes.clear();
+        Message::Heartbeat.encode(&mut bytes);
+        assert_eq!(bytes, [9, 0, 0, 0, b'W', b'E', b'I', b'R', 13]);
+        let mut long_heartbeat = bytes.clone();
+        long_heartbeat[..4].copy_from_slice(&10u32.to_le_bytes());
+        long_heartbeat.push(0);
+        assert!(
+            decode_all(&long_heartbeat, &[1000])
+                .unwrap_err()
+                .to_string()
+                .contains("message 13 with 1 body bytes, expected 0")
+        );
         bytes.clear();
         Message::AddCredit {
             receiver: ReceiverId(1),

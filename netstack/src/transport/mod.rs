@@ -3,7 +3,9 @@
 //! ([`service`]).
 
 pub mod frame;
+mod liveness;
 pub mod service;
+mod startup;
 
 pub use frame::{BufferHeader, ErrorKind, FrameDecoder, Message, PartitionId, ReceiverId};
 pub use service::{NetworkConfig, NetworkService, TransportMetrics};

@@ -17,9 +17,12 @@
 //! written) and comes back to a connection with work left without waiting for readiness.
 //! Each connection has at most one partially written frame; readers with credit and data
 //! take turns (round robin). A data buffer goes out only with credit; events need none. A
-//! failure — the peer gone, a malformed frame, an error it reports — fails the channels of
-//! that connection with an error naming the peer and releases the subpartitions it was
-//! reading, so no task waits forever.
+//! failure — the peer gone, a malformed frame, an error it reports, or nothing at all from
+//! it for the peer timeout (a stopped, hung or partitioned peer; every connection that sent
+//! nothing for the heartbeat interval sends a Heartbeat, so a live peer is never silent) —
+//! fails the channels of that connection with an error naming the peer and releases the
+//! subpartitions it was reading, so no task waits forever. The timers are checked on every
+//! pass, busy or idle (the poll waits at most until the next one is due).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -35,10 +38,14 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use weir_kernel::memory::{MemorySegment, Owner};
 
-use super::frame::{
-    BufferHeader, ErrorKind, FrameDecoder, Message, PROTOCOL_VERSION, PartitionId, ReceiverId,
-};
+use super::frame::{BufferHeader, ErrorKind, FrameDecoder, Message, PartitionId, ReceiverId};
+use super::liveness::{Liveness, Pulse};
+use super::startup::connect_all;
 use crate::buffer::{DataType, NetworkBuffer};
+use crate::constants::{
+    HEARTBEAT_INTERVAL_DEFAULT, HEARTBEATS_PER_PEER_TIMEOUT, PEER_TIMEOUT_DEFAULT,
+    PEER_TIMEOUT_MIN, STRANGERS_MAX,
+};
 use crate::error::{NetError, Result};
 use crate::input::{ChannelEvents, RemoteShared};
 use crate::partition::{ResultPartition, ResultSubpartition, SubpartitionIndex};
@@ -64,11 +71,19 @@ pub struct NetworkConfig {
     pub request_timeout: Duration,
     /// How long a stopping service keeps sending what its readers still wait for.
     pub drain_timeout: Duration,
+    /// A connection that sent nothing for this long sends a Heartbeat (shorter than
+    /// `peer_timeout`).
+    pub heartbeat_interval: Duration,
+    /// A connection on which nothing at all arrived for this long fails, with every
+    /// channel on it: the peer is stopped, hung or partitioned. Also how long a connection
+    /// accepted from a stranger may take to say hello.
+    pub peer_timeout: Duration,
 }
 
 impl NetworkConfig {
     /// A configuration with the defaults: 30 s to connect, requests retried from 100 ms
-    /// (doubling) for up to 10 s, 30 s to drain at shutdown.
+    /// (doubling) for up to 10 s, 30 s to drain at shutdown, a heartbeat after 1 s without
+    /// sending, and a peer silent for 10 s failed.
     pub fn new(process: u32, peers: Vec<SocketAddr>) -> NetworkConfig {
         NetworkConfig {
             process,
@@ -77,7 +92,54 @@ impl NetworkConfig {
             request_backoff_initial: Duration::from_millis(100),
             request_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),
+            heartbeat_interval: HEARTBEAT_INTERVAL_DEFAULT,
+            peer_timeout: PEER_TIMEOUT_DEFAULT,
         }
+    }
+
+    /// Sets the peer timeout, and the heartbeat interval to match: the default interval or
+    /// a quarter of the timeout, whichever is shorter.
+    #[must_use]
+    pub fn with_peer_timeout(mut self, timeout: Duration) -> NetworkConfig {
+        self.peer_timeout = timeout;
+        self.heartbeat_interval =
+            HEARTBEAT_INTERVAL_DEFAULT.min(timeout / HEARTBEATS_PER_PEER_TIMEOUT);
+        self
+    }
+
+    /// Checks the fields that have a range.
+    ///
+    /// # Errors
+    ///
+    /// [`NetError::InvalidConfig`] naming the field: a process index outside `peers`, a
+    /// peer timeout below [`PEER_TIMEOUT_MIN`], or a heartbeat interval that is zero or not
+    /// shorter than the peer timeout.
+    pub fn validate(&self) -> Result<()> {
+        if self.process as usize >= self.peers.len() {
+            return Err(NetError::InvalidConfig {
+                field: "process",
+                value: self.process.to_string(),
+                expected: "an index of peers",
+            });
+        }
+        if self.peer_timeout < PEER_TIMEOUT_MIN {
+            return Err(NetError::InvalidConfig {
+                field: "peer_timeout",
+                value: format!("{:?}", self.peer_timeout),
+                expected: "at least 100 ms",
+            });
+        }
+        if self.heartbeat_interval.is_zero() || self.heartbeat_interval >= self.peer_timeout {
+            return Err(NetError::InvalidConfig {
+                field: "heartbeat_interval",
+                value: format!(
+                    "{:?} with a peer timeout of {:?}",
+                    self.heartbeat_interval, self.peer_timeout
+                ),
+                expected: "above 0 and shorter than the peer timeout",
+            });
+        }
+        Ok(())
     }
 }
 
@@ -96,6 +158,16 @@ pub struct TransportMetrics {
     pub credit_messages: u64,
     /// Credit announced in them.
     pub credit_announced: u64,
+    /// Heartbeats sent (on connections that had sent nothing else for an interval).
+    pub heartbeats_sent: u64,
+    /// Heartbeats received.
+    pub heartbeats_received: u64,
+    /// Connections to peers that failed (lost, silent past the peer timeout, malformed,
+    /// or failed by the peer); each channel on one got the error.
+    pub connections_failed: u64,
+    /// Accepted connections that never said a valid Hello (strangers, garbage, duplicate
+    /// peers), closed without disturbing the others.
+    pub connections_rejected: u64,
 }
 
 /// One process's transport: connections to every peer and the event loop serving them.
@@ -141,26 +213,25 @@ const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
 
 impl NetworkService {
-    /// Binds this process's address, connects to every peer (lower indexes connect to
-    /// higher ones; both sides say Hello first) and starts the event loop. `events_owner`
+    /// Binds this process's address, connects to every peer (each process connects to the
+    /// lower-indexed ones and accepts the higher; both sides say Hello first, every
+    /// connection greeted on its own) and starts the event loop. `events_owner`
     /// provides the segments incoming events are read into (events need no credit, so they
     /// do not come from the grant).
     ///
     /// # Errors
     ///
-    /// [`NetError::Remote`] naming the peer when it cannot be reached or greeted within
-    /// the connect timeout; an I/O error binding the address is reported the same way.
+    /// [`NetError::InvalidConfig`] for a configuration [`NetworkConfig::validate`]
+    /// rejects; [`NetError::Remote`] naming the peer when it cannot be reached or greeted
+    /// within the connect timeout; an I/O error binding the address is reported the same
+    /// way. Connections from strangers (silent, or garbage) are closed and counted in
+    /// [`TransportMetrics::connections_rejected`], never an error.
     ///
     /// # Panics
     ///
-    /// When `process` is not an index of `peers`, or the event loop thread cannot start.
+    /// When the event loop thread cannot start.
     pub fn start(config: NetworkConfig, events_owner: Owner) -> Result<NetworkService> {
-        let me = config.process as usize;
-        assert!(
-            me < config.peers.len(),
-            "process {me} of {} peers",
-            config.peers.len()
-        );
+        config.validate()?;
         let streams = connect_all(&config)?;
         let poll = Poll::new().map_err(|e| io_error("create the event loop", &e))?;
         let waker = mio::Waker::new(poll.registry(), WAKER)
@@ -172,7 +243,10 @@ impl NetworkService {
             waker,
             partitions: Mutex::new(HashMap::new()),
             next_receiver: AtomicU64::new(1),
-            metrics: Mutex::new(TransportMetrics::default()),
+            metrics: Mutex::new(TransportMetrics {
+                connections_rejected: streams.rejected,
+                ..TransportMetrics::default()
+            }),
             failure: Mutex::new(None),
         });
         let mut event_loop = EventLoop::new(
@@ -301,7 +375,7 @@ fn io_error(what: &str, error: &io::Error) -> NetError {
     }
 }
 
-fn peer_name(peer: u32, peers: &[SocketAddr]) -> String {
+pub(super) fn peer_name(peer: u32, peers: &[SocketAddr]) -> String {
     match peers.get(peer as usize) {
         Some(address) => format!("worker {peer} at {address}"),
         None => format!("worker {peer}"),
@@ -375,142 +449,6 @@ impl Wake for CommandWaker {
     }
 }
 
-struct Startup {
-    listener: StdListener,
-    connections: Vec<(u32, StdStream)>,
-}
-
-/// Binds, connects to the lower-indexed peers, accepts the higher ones, and exchanges
-/// Hello on each connection (blocking, bounded by the connect timeout).
-fn connect_all(config: &NetworkConfig) -> Result<Startup> {
-    let me = config.process;
-    let address = config.peers[me as usize];
-    let listener = StdListener::bind(address).map_err(|e| NetError::Remote {
-        peer: peer_name(me, &config.peers),
-        message: format!("cannot listen: {e}"),
-    })?;
-    let deadline = Instant::now() + config.connect_timeout;
-    let mut connections = Vec::new();
-    for peer in 0..me {
-        let name = peer_name(peer, &config.peers);
-        let stream = loop {
-            match StdStream::connect_timeout(&config.peers[peer as usize], Duration::from_secs(1)) {
-                Ok(stream) => break stream,
-                Err(error) if Instant::now() >= deadline => {
-                    return Err(NetError::Remote {
-                        peer: name,
-                        message: format!(
-                            "cannot connect within {:?}: {error}",
-                            config.connect_timeout
-                        ),
-                    });
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(20)),
-            }
-        };
-        let hello = handshake(&stream, me, deadline).map_err(|message| NetError::Remote {
-            peer: name.clone(),
-            message,
-        })?;
-        if hello != peer {
-            return Err(NetError::Remote {
-                peer: name,
-                message: format!("answered as worker {hello}"),
-            });
-        }
-        connections.push((peer, stream));
-    }
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| io_error("make the listener non-blocking", &e))?;
-    let expected = config.peers.len() as u32 - me - 1;
-    let mut accepted = 0;
-    while accepted < expected {
-        match listener.accept() {
-            Ok((stream, from)) => {
-                stream
-                    .set_nonblocking(false)
-                    .map_err(|e| io_error("configure a connection", &e))?;
-                match handshake(&stream, me, deadline) {
-                    Ok(peer)
-                        if peer > me
-                            && (peer as usize) < config.peers.len()
-                            && !connections.iter().any(|(p, _)| *p == peer) =>
-                    {
-                        connections.push((peer, stream));
-                        accepted += 1;
-                    }
-                    Ok(peer) => eprintln!(
-                        "weir: worker {me}: rejected a connection from {from}: it said it is worker {peer}"
-                    ),
-                    Err(message) => {
-                        eprintln!("weir: worker {me}: rejected a connection from {from}: {message}")
-                    }
-                }
-            }
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                if Instant::now() >= deadline {
-                    return Err(NetError::Remote {
-                        peer: format!("worker {me}"),
-                        message: format!(
-                            "{accepted} of {expected} higher-numbered workers connected within {:?}",
-                            config.connect_timeout
-                        ),
-                    });
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err(error) => return Err(io_error("accept a connection", &error)),
-        }
-    }
-    Ok(Startup {
-        listener,
-        connections,
-    })
-}
-
-/// Says Hello and reads the peer's; answers the peer's process index.
-fn handshake(stream: &StdStream, me: u32, deadline: Instant) -> std::result::Result<u32, String> {
-    let left = deadline
-        .saturating_duration_since(Instant::now())
-        .max(Duration::from_millis(100));
-    stream
-        .set_read_timeout(Some(left))
-        .map_err(|e| e.to_string())?;
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    let mut bytes = Vec::new();
-    Message::Hello {
-        process: me,
-        version: PROTOCOL_VERSION,
-    }
-    .encode(&mut bytes);
-    (&*stream)
-        .write_all(&bytes)
-        .map_err(|e| format!("cannot say hello: {e}"))?;
-    let mut decoder = FrameDecoder::new();
-    loop {
-        let spare = decoder.spare();
-        let read = (&*stream)
-            .read(spare)
-            .map_err(|e| format!("no hello: {e}"))?;
-        if read == 0 {
-            return Err("closed before saying hello".to_owned());
-        }
-        match decoder.advance(read).map_err(|e| e.to_string())? {
-            None => {}
-            Some(Message::Hello { process, version }) if version == PROTOCOL_VERSION => {
-                return Ok(process);
-            }
-            Some(Message::Hello { version, .. }) => {
-                return Err(format!(
-                    "protocol version {version}, expected {PROTOCOL_VERSION}"
-                ));
-            }
-            Some(other) => return Err(format!("sent {other:?} before hello")),
-        }
-    }
-}
-
 /// A remote reader of one of this process's subpartitions.
 struct ViewReader {
     subpartition: Arc<ResultSubpartition>,
@@ -555,6 +493,20 @@ struct Connection {
     write_blocked: bool,
     // The peer closed its end.
     closed: bool,
+    // When to send a heartbeat, and when the peer has been silent too long.
+    liveness: Liveness,
+    // Bytes arrived during this read pass (the clock is read once per pass, not per read).
+    read_any: bool,
+    // Bytes left during this write pass.
+    wrote_any: bool,
+}
+
+/// A connection accepted after startup, waiting for its Hello (which never comes right:
+/// every peer is connected already).
+struct Stranger {
+    stream: TcpStream,
+    decoder: FrameDecoder,
+    deadline: Instant,
 }
 
 /// A partition request waiting for its partition to be registered.
@@ -578,7 +530,7 @@ struct EventLoop {
     shared: Arc<ServiceShared>,
     connections: HashMap<u32, Connection>,
     // Connections accepted after startup, waiting for their Hello.
-    strangers: HashMap<Token, (TcpStream, FrameDecoder, SocketAddr)>,
+    strangers: HashMap<Token, Stranger>,
     next_stranger: usize,
     // Which connection each local remote channel reads through.
     channel_peer: HashMap<ReceiverId, u32>,
@@ -587,6 +539,8 @@ struct EventLoop {
     request_backoff_initial: Duration,
     request_timeout: Duration,
     drain_timeout: Duration,
+    heartbeat_interval: Duration,
+    peer_timeout: Duration,
     stopping: Option<Instant>,
     scratch: Vec<u8>,
 }
@@ -616,6 +570,8 @@ impl EventLoop {
             request_backoff_initial: config.request_backoff_initial,
             request_timeout: config.request_timeout,
             drain_timeout: config.drain_timeout,
+            heartbeat_interval: config.heartbeat_interval,
+            peer_timeout: config.peer_timeout,
             stopping: None,
             scratch: vec![0; 16 * 1024],
         })
@@ -650,6 +606,9 @@ impl EventLoop {
                 channels: HashMap::new(),
                 write_blocked: false,
                 closed: false,
+                liveness: Liveness::new(Instant::now(), self.heartbeat_interval, self.peer_timeout),
+                read_any: false,
+                wrote_any: false,
             },
         );
         Ok(())
@@ -705,6 +664,12 @@ impl EventLoop {
                     Err(error) => self.fail_connection(peer, &error),
                 }
             }
+            // After serving, so what arrived while this thread was not running counts.
+            for peer in self.check_liveness() {
+                if !busy.contains(&peer) {
+                    busy.push(peer);
+                }
+            }
             if let Some(since) = self.stopping
                 && (self.drained() || since.elapsed() >= self.drain_timeout)
             {
@@ -731,12 +696,54 @@ impl EventLoop {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let request = self.pending_requests.iter().map(|r| r.next_try).min();
+        let request = self.pending_requests.iter().map(|r| r.next_try);
         let stop = self.stopping.map(|since| since + self.drain_timeout);
-        match (request, stop) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        let liveness = self
+            .connections
+            .values()
+            .filter(|c| !c.closed)
+            .map(|c| c.liveness.next_deadline());
+        let strangers = self.strangers.values().map(|s| s.deadline);
+        request.chain(stop).chain(liveness).chain(strangers).min()
+    }
+
+    /// The timers of every connection: queues heartbeats (answers the connections that
+    /// have one to send), fails connections whose peer has been silent for the peer
+    /// timeout, and drops strangers past their deadline. Bounded: one look per connection.
+    fn check_liveness(&mut self) -> Vec<u32> {
+        let now = Instant::now();
+        let mut heartbeats = Vec::new();
+        let mut silent = Vec::new();
+        for (&peer, connection) in &mut self.connections {
+            if connection.closed {
+                continue;
+            }
+            match connection.liveness.check(now) {
+                Pulse::Quiet => {}
+                Pulse::Heartbeat => {
+                    connection.control.push_back(Message::Heartbeat);
+                    heartbeats.push(peer);
+                }
+                Pulse::Silent(duration) => silent.push((peer, duration)),
+            }
         }
+        for (peer, silent) in silent {
+            let error = NetError::PeerSilent {
+                peer: peer_name(peer, &self.shared.peers),
+                silent_ms: u64::try_from(silent.as_millis()).unwrap_or(u64::MAX),
+            };
+            self.fail_connection(peer, &error);
+        }
+        let expired: Vec<Token> = self
+            .strangers
+            .iter()
+            .filter(|(_, stranger)| stranger.deadline <= now)
+            .map(|(token, _)| *token)
+            .collect();
+        for token in expired {
+            self.drop_stranger(token);
+        }
+        heartbeats
     }
 
     fn command(&mut self, command: Command) -> Option<u32> {
@@ -899,60 +906,67 @@ impl EventLoop {
     fn accept(&mut self) {
         loop {
             match self.listener.accept() {
-                Ok((mut stream, from)) => {
+                Ok((mut stream, _)) => {
                     let token = Token(self.next_stranger);
                     self.next_stranger += 1;
                     if self
                         .poll
                         .registry()
                         .register(&mut stream, token, Interest::READABLE)
-                        .is_ok()
+                        .is_err()
                     {
-                        self.strangers
-                            .insert(token, (stream, FrameDecoder::new(), from));
+                        lock(&self.shared.metrics).connections_rejected += 1;
+                        continue;
+                    }
+                    let stranger = Stranger {
+                        stream,
+                        decoder: FrameDecoder::new(),
+                        deadline: Instant::now() + self.peer_timeout,
+                    };
+                    self.strangers.insert(token, stranger);
+                    if self.strangers.len() > STRANGERS_MAX {
+                        // Tokens grow: the smallest is the oldest.
+                        let oldest = *self.strangers.keys().min().expect("not empty");
+                        self.drop_stranger(oldest);
                     }
                 }
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
-                Err(error) => {
-                    eprintln!(
-                        "weir: worker {}: accept failed: {error}",
-                        self.shared.process
-                    );
-                    return;
-                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                // WouldBlock, or a failed accept (out of descriptors, a connection reset
+                // before it was taken): the next readiness event tries again.
+                Err(_) => return,
             }
         }
     }
 
     /// A connection accepted after startup: every peer is connected already, so whatever
-    /// it says is logged and it is closed; garbage never disturbs the other connections.
+    /// it says closes it (counted in the metrics); garbage never disturbs the other
+    /// connections, and one that says nothing is closed at its deadline.
     fn greet(&mut self, token: Token) {
-        let Some((stream, decoder, from)) = self.strangers.get_mut(&token) else {
+        let Some(stranger) = self.strangers.get_mut(&token) else {
             return;
         };
-        let verdict = loop {
-            let spare = decoder.spare();
-            match stream.read(spare) {
-                Ok(0) => break Some("closed".to_owned()),
-                Ok(read) => match decoder.advance(read) {
+        let done = loop {
+            let spare = stranger.decoder.spare();
+            match stranger.stream.read(spare) {
+                Ok(0) => break true,
+                Ok(read) => match stranger.decoder.advance(read) {
                     Ok(None) => {}
-                    Ok(Some(message)) => {
-                        break Some(format!("unexpected {message:?}: every peer is connected"));
-                    }
-                    Err(error) => break Some(error.to_string()),
+                    Ok(Some(_)) | Err(_) => break true,
                 },
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break None,
-                Err(error) => break Some(error.to_string()),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break false,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break true,
             }
         };
-        if let Some(reason) = verdict {
-            eprintln!(
-                "weir: worker {}: closed a connection from {from}: {reason}",
-                self.shared.process
-            );
-            if let Some((mut stream, _, _)) = self.strangers.remove(&token) {
-                let _ = self.poll.registry().deregister(&mut stream);
-            }
+        if done {
+            self.drop_stranger(token);
+        }
+    }
+
+    fn drop_stranger(&mut self, token: Token) {
+        if let Some(mut stranger) = self.strangers.remove(&token) {
+            let _ = self.poll.registry().deregister(&mut stranger.stream);
+            lock(&self.shared.metrics).connections_rejected += 1;
         }
     }
 
@@ -967,6 +981,17 @@ impl EventLoop {
     }
 
     fn read(&mut self, peer: u32) -> Result<bool> {
+        let result = self.read_frames(peer);
+        if let Some(connection) = self.connections.get_mut(&peer)
+            && connection.read_any
+        {
+            connection.read_any = false;
+            connection.liveness.received(Instant::now());
+        }
+        result
+    }
+
+    fn read_frames(&mut self, peer: u32) -> Result<bool> {
         for _ in 0..FRAMES_PER_PASS {
             let connection = self.connections.get_mut(&peer).expect("checked by serve");
             if connection.closed {
@@ -987,6 +1012,7 @@ impl EventLoop {
                 match connection.stream.read(target) {
                     Ok(0) => return Err(lost("closed the connection in the middle of a buffer")),
                     Ok(read) => {
+                        connection.read_any = true;
                         incoming.filled += read;
                         if incoming.filled == size {
                             let incoming = connection.incoming.take().expect("present");
@@ -1009,6 +1035,7 @@ impl EventLoop {
                     return Ok(false);
                 }
                 Ok(read) => {
+                    connection.read_any = true;
                     if let Some(message) = connection.decoder.advance(read)? {
                         self.handle(peer, message)?;
                     }
@@ -1141,6 +1168,8 @@ impl EventLoop {
             // Barriers block a channel at its reader, which simply stops reading it; the
             // producer has nothing to resume.
             Message::ResumeConsumption { .. } => {}
+            // Its arrival already counted as life (every byte read does).
+            Message::Heartbeat => lock(&self.shared.metrics).heartbeats_received += 1,
             Message::Hello { .. } => {
                 return Err(protocol(format!("{} said hello twice", connection.name)));
             }
@@ -1175,52 +1204,23 @@ impl EventLoop {
     }
 
     /// Writes frames until the socket would block, nothing is left, or the pass's bound;
-    /// `Ok(true)` when work is left.
+    /// `Ok(true)` when work is left. Any byte written counts as sent for the heartbeat.
     fn write(&mut self, peer: u32) -> Result<bool> {
         let connection = self.connections.get_mut(&peer).expect("checked by serve");
         if connection.write_blocked {
             return Ok(false);
         }
-        for _ in 0..FRAMES_PER_PASS {
-            if connection.outgoing.is_none() && !next_frame(connection, &self.shared) {
-                return Ok(false);
-            }
-            let outgoing = connection.outgoing.as_mut().expect("a frame to write");
-            let header_left = outgoing.header.len().saturating_sub(outgoing.written);
-            let payload_at = outgoing.written.saturating_sub(outgoing.header.len());
-            let payload = outgoing
-                .payload
-                .as_ref()
-                .map_or(&[][..], |b| &b.as_bytes()[payload_at..]);
-            let slices = [
-                IoSlice::new(&outgoing.header[outgoing.header.len() - header_left..]),
-                IoSlice::new(payload),
-            ];
-            match connection.stream.write_vectored(&slices) {
-                Ok(0) => return Err(lost("stopped accepting bytes")),
-                Ok(written) => {
-                    outgoing.written += written;
-                    let total = outgoing.header.len()
-                        + outgoing.payload.as_ref().map_or(0, NetworkBuffer::len);
-                    if outgoing.written == total {
-                        connection.outgoing = None;
-                    }
-                }
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    connection.write_blocked = true;
-                    return Ok(false);
-                }
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => return Err(lost(&error.to_string())),
-            }
+        let result = write_frames(connection, &self.shared);
+        if connection.wrote_any {
+            connection.wrote_any = false;
+            connection.liveness.sent(Instant::now());
         }
-        Ok(true)
+        result
     }
 
     /// Fails every channel of the connection with `error` naming the peer, releases the
     /// subpartitions it was reading, and closes it.
     fn fail_connection(&mut self, peer: u32, error: &NetError) {
-        let name = peer_name(peer, &self.shared.peers);
         let cause = match error {
             NetError::Remote { message, .. } => message.clone(),
             other => other.to_string(),
@@ -1238,10 +1238,8 @@ impl EventLoop {
                     .all(|view| view.subpartition.is_consumed())
         });
         if !benign {
-            eprintln!(
-                "weir: worker {}: connection to {name} failed: {cause}",
-                self.shared.process
-            );
+            // The channels carry the error to their tasks; the count is for the rest.
+            lock(&self.shared.metrics).connections_failed += 1;
         }
         if let Some(connection) = self.connections.get_mut(&peer)
             && matches!(error, NetError::MalformedFrame { .. })
@@ -1283,10 +1281,54 @@ impl EventLoop {
     }
 }
 
+/// Writes the connection's frames until the socket would block, nothing is left, or the
+/// pass's bound; `Ok(true)` when work is left.
+fn write_frames(connection: &mut Connection, shared: &ServiceShared) -> Result<bool> {
+    for _ in 0..FRAMES_PER_PASS {
+        if connection.outgoing.is_none() && !next_frame(connection, shared) {
+            return Ok(false);
+        }
+        let outgoing = connection.outgoing.as_mut().expect("a frame to write");
+        let header_left = outgoing.header.len().saturating_sub(outgoing.written);
+        let payload_at = outgoing.written.saturating_sub(outgoing.header.len());
+        let payload = outgoing
+            .payload
+            .as_ref()
+            .map_or(&[][..], |b| &b.as_bytes()[payload_at..]);
+        let slices = [
+            IoSlice::new(&outgoing.header[outgoing.header.len() - header_left..]),
+            IoSlice::new(payload),
+        ];
+        match connection.stream.write_vectored(&slices) {
+            Ok(0) => return Err(lost("stopped accepting bytes")),
+            Ok(written) => {
+                connection.wrote_any = true;
+                outgoing.written += written;
+                let total =
+                    outgoing.header.len() + outgoing.payload.as_ref().map_or(0, NetworkBuffer::len);
+                if outgoing.written == total {
+                    connection.outgoing = None;
+                }
+            }
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                connection.write_blocked = true;
+                return Ok(false);
+            }
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(lost(&error.to_string())),
+        }
+    }
+    Ok(true)
+}
+
 /// Chooses the connection's next frame: control messages first, then accumulated credit,
 /// then a buffer of the next view reader with something it may send (round robin).
 fn next_frame(connection: &mut Connection, shared: &ServiceShared) -> bool {
     if let Some(message) = connection.control.pop_front() {
+        if message == Message::Heartbeat {
+            connection.liveness.heartbeat_taken();
+            lock(&shared.metrics).heartbeats_sent += 1;
+        }
         connection.outgoing = Some(encoded(&message, None));
         return true;
     }
