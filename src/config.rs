@@ -58,6 +58,10 @@ pub struct Config {
     /// Task slots per worker (`--slots`, default 1, 1 to 64): each stage runs
     /// workers × slots tasks.
     pub slots: usize,
+    /// How long a worker waits for any sign of life (data or a heartbeat) from a peer
+    /// before it fails the job naming the peer (`--peer-timeout`, default 10 s, 100 ms to
+    /// 1 h): a stopped, hung or partitioned peer is caught as a dead one is.
+    pub peer_timeout: Duration,
 }
 
 impl Default for Config {
@@ -75,6 +79,7 @@ impl Default for Config {
             io_backend: None,
             workers: 1,
             slots: 1,
+            peer_timeout: weir_netstack::constants::PEER_TIMEOUT_DEFAULT,
         }
     }
 }
@@ -206,6 +211,17 @@ impl Config {
                 "--workers",
                 self.workers.to_string(),
                 format!("1 to {WORKERS_MAX}"),
+            );
+        }
+        let (least, most) = (
+            crate::constants::PEER_TIMEOUT_FLAG_MIN,
+            crate::constants::PEER_TIMEOUT_FLAG_MAX,
+        );
+        if !(least..=most).contains(&self.peer_timeout) {
+            return invalid(
+                "--peer-timeout",
+                format!("{:?}", self.peer_timeout),
+                format!("{least:?} to {most:?}"),
             );
         }
         if !(1..=SLOTS_MAX).contains(&self.slots) {

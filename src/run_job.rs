@@ -300,6 +300,10 @@ pub struct ConfigArgs {
     /// Task slots per worker.
     #[arg(long, default_value_t = 1)]
     pub slots: usize,
+    /// Fail the job when a peer worker sends nothing (not even a heartbeat) for this long:
+    /// seconds or a duration like 10s or 500ms.
+    #[arg(long, default_value = "10s", value_parser = crate::config::parse_peer_timeout)]
+    pub peer_timeout: Duration,
 }
 
 impl Default for ConfigArgs {
@@ -349,6 +353,7 @@ impl ConfigArgs {
             io: IoChoice(config.io_backend),
             workers: config.workers,
             slots: config.slots,
+            peer_timeout: config.peer_timeout,
         }
     }
 
@@ -371,6 +376,7 @@ impl ConfigArgs {
             io_backend: self.io.0,
             workers: self.workers,
             slots: self.slots,
+            peer_timeout: self.peer_timeout,
         };
         config.validate()?;
         Ok(config)
@@ -391,6 +397,7 @@ impl ConfigArgs {
             format!("--spill-dir={}", config.spill_dir.display()),
             format!("--workers={}", self.workers),
             format!("--slots={}", self.slots),
+            format!("--peer-timeout={}ms", self.peer_timeout.as_millis()),
         ];
         args.push(format!(
             "--io={}",

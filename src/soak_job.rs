@@ -54,7 +54,7 @@ const BARRIER_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Runs this worker's part of a round's barrier pipeline and checks that its map saw
 /// every barrier aligned.
-fn barriers(process: u32, round: &BarrierRound) -> Result<Vec<String>> {
+fn barriers(process: u32, round: &BarrierRound, peer_timeout: Duration) -> Result<Vec<String>> {
     let job = crate::barrier_job::BarrierJob {
         debloat: true,
         target: Duration::from_millis(100),
@@ -66,7 +66,7 @@ fn barriers(process: u32, round: &BarrierRound) -> Result<Vec<String>> {
     };
     let report = crate::barrier_job::run_barrier_worker(
         &job,
-        NetworkConfig::new(process, round.peers.clone()),
+        NetworkConfig::new(process, round.peers.clone()).with_peer_timeout(peer_timeout),
     )?;
     let expected = (BARRIER_RUN.as_millis() / BARRIER_INTERVAL.as_millis()) as usize - 1;
     Ok(if report.delays_ns.len() < expected {
@@ -288,7 +288,9 @@ pub fn run_round(
     let (flow, results) = program(seed, job.records);
     let process = network.as_ref().map_or(0, |n| n.process);
     let (report, barrier_problems) = std::thread::scope(|scope| {
-        let barrier = barrier_round.map(|b| scope.spawn(move || barriers(process, b)));
+        let peer_timeout = job.config.peer_timeout;
+        let barrier =
+            barrier_round.map(|b| scope.spawn(move || barriers(process, b, peer_timeout)));
         let report = runtime::execute_observed(&flow, &job.config, network, rows_read);
         let barrier_problems = match barrier {
             Some(thread) => thread.join().expect("the barrier pipeline does not panic"),

@@ -1,6 +1,7 @@
-//! A stopped worker does not hang the job: `weir bench shuffle --workers 2` with worker 1
-//! stopped (SIGSTOP) mid-run exits non-zero within the peer timeout and the launcher's
-//! grace, naming worker 1; nothing it started is left behind.
+//! A stopped worker does not hang the job: `weir bench shuffle --workers 2` (the raw
+//! network stack) and `weir bench soak` (dataflow jobs on the runtime, the launcher being
+//! worker 0) with worker 1 stopped (SIGSTOP) mid-run exit non-zero within the peer timeout
+//! and the launcher's grace, naming worker 1; nothing they started is left behind.
 #![cfg(target_os = "linux")]
 
 use std::io::Read;
@@ -90,19 +91,42 @@ impl Drop for Cleanup {
 
 #[test]
 fn a_stopped_worker_fails_the_shuffle_naming_it_within_the_peer_timeout() {
+    stopping_worker_1_fails(&[
+        "bench",
+        "shuffle",
+        "--workers",
+        "2",
+        "--records",
+        "2000000000",
+        "--peer-timeout",
+        "2s",
+        "--seed",
+        "7",
+    ]);
+}
+
+#[test]
+fn a_stopped_worker_fails_a_dataflow_job_naming_it_within_the_peer_timeout() {
+    stopping_worker_1_fails(&[
+        "bench",
+        "soak",
+        "--minutes",
+        "5",
+        "--records",
+        "1000000",
+        "--peer-timeout",
+        "2s",
+    ]);
+}
+
+/// Runs `weir ARGS`, stops its worker process 1 once the job runs, and checks that the
+/// launcher fails in time naming it, and that worker 1 is gone afterwards.
+fn stopping_worker_1_fails(args: &[&str]) {
     const PEER_TIMEOUT: Duration = Duration::from_secs(2);
     // The launcher's grace for the other workers (3 s) and a loaded machine's slack.
     const LIMIT: Duration = Duration::from_secs(2 + 3 + 15);
     let launcher = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args([
-            "bench",
-            "shuffle",
-            "--workers",
-            "2",
-            "--records",
-            "2000000000",
-        ])
-        .args(["--peer-timeout", "2s", "--seed", "7"])
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -114,9 +138,7 @@ fn a_stopped_worker_fails_the_shuffle_naming_it_within_the_peer_timeout() {
     let found_by = Instant::now() + Duration::from_secs(30);
     let worker = loop {
         cleanup.workers = workers_of(cleanup.launcher.id());
-        if cleanup.workers.len() == 2
-            && let Some((pid, _, _)) = cleanup.workers.iter().find(|w| w.1 == 1)
-        {
+        if let Some((pid, _, _)) = cleanup.workers.iter().find(|w| w.1 == 1) {
             break *pid;
         }
         assert!(Instant::now() < found_by, "worker 1 never started");
@@ -126,8 +148,9 @@ fn a_stopped_worker_fails_the_shuffle_naming_it_within_the_peer_timeout() {
         );
         std::thread::sleep(Duration::from_millis(20));
     };
-    // Let the exchange get going, so worker 1 is stopped with channels open both ways.
-    std::thread::sleep(Duration::from_millis(500));
+    // Let the exchange get going, so worker 1 is stopped with channels open both ways
+    // (a round of the soak's first connects, then runs for seconds).
+    std::thread::sleep(Duration::from_millis(2500));
     assert!(
         cleanup.launcher.try_wait().unwrap().is_none(),
         "the shuffle must still run when worker 1 is stopped"

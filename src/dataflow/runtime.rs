@@ -440,9 +440,10 @@ pub fn execute_observed(
     let needed = network_share(&graph, &place, config)?;
     let grant = NetworkBufferPool::new(&net.owner("network"), needed)?;
     let service = match network {
-        Some(network) if workers > 1 => {
-            Some(NetworkService::start(network, net.owner("network events"))?)
-        }
+        Some(network) if workers > 1 => Some(NetworkService::start(
+            network.with_peer_timeout(config.peer_timeout),
+            net.owner("network events"),
+        )?),
         _ => None,
     };
     let mut spill = SpillConfig::new(config.spill_dir.clone());
