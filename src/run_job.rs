@@ -21,7 +21,7 @@ use crate::dataflow::{Dataflow, JobReport, WorkerReport, runtime};
 use crate::error::{Result, WeirError};
 use crate::size::format_size;
 use crate::tpch::generate::check_space;
-use crate::tpch::manifest::{DirState, Manifest, inspect};
+use crate::tpch::manifest::{DirState, inspect};
 use crate::tpch::queries::{Answer, Query};
 use crate::tpch::{check_scale, generate_tables};
 
@@ -42,8 +42,7 @@ pub fn table_rows_estimate(scale: f64) -> u64 {
 /// # Errors
 ///
 /// [`WeirError::Input`] for an invalid scale, too little free space, or a `dir` that holds
-/// weir's tables of another scale or version, damaged tables, or what weir did not
-/// write (each saying what to do); generation failing.
+/// weir's tables of another scale or version, or what weir did not write (each saying what to do); generation failing.
 pub fn ensure_tables(dir: &Path, scale: f64, generator: Generator) -> Result<bool> {
     check_scale(scale)?;
     let refuse = |found: String, todo: &str| WeirError::Input {
@@ -58,10 +57,8 @@ pub fn ensure_tables(dir: &Path, scale: f64, generator: Generator) -> Result<boo
     );
     match inspect(dir)? {
         DirState::Absent | DirState::Empty => {}
-        DirState::Tables(manifest) if manifest.scale_factor == scale => {
-            check_sizes(dir, &manifest).map_err(|found| refuse(found, &replace))?;
-            return Ok(false);
-        }
+        // Every scan checks the files against the manifest (sizes, blocks, totals).
+        DirState::Tables(manifest) if manifest.scale_factor == scale => return Ok(false),
         DirState::Tables(manifest) => {
             let found = format!("weir's TPC-H tables of SF {}", manifest.scale_factor);
             let todo = format!("run with --scale {} or {replace}", manifest.scale_factor);
@@ -83,23 +80,6 @@ pub fn ensure_tables(dir: &Path, scale: f64, generator: Generator) -> Result<boo
         Generator::ChildProcess => generate_in_child(scale, dir)?,
     }
     Ok(true)
-}
-
-/// Checks that each table file has the size the manifest lists.
-fn check_sizes(dir: &Path, manifest: &Manifest) -> std::result::Result<(), String> {
-    for entry in &manifest.tables {
-        let path = dir.join(entry.table.name());
-        let found = std::fs::metadata(&path).map(|m| m.len());
-        if found.as_ref().ok() != Some(&entry.bytes) {
-            return Err(format!(
-                "damaged tables: {} is {}, its manifest says {} bytes",
-                path.display(),
-                found.map_or_else(|e| format!("unreadable ({e})"), |n| format!("{n} bytes")),
-                entry.bytes
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Where [`ensure_tables`] runs the generator.

@@ -144,7 +144,8 @@ impl TableScan {
         if announced != listed || length != entry.bytes {
             return Err(WeirError::Input {
                 message: format!(
-                    "{} differs from its manifest: the file is {length} bytes and its header \
+                    "{} differs from its manifest at byte 0 (its header): the file is {length} \
+                     bytes and its header \
                      says SF {}, {} rows in {} blocks ({} bytes); the manifest says SF {}, {} \
                      rows in {} blocks ({} bytes) (truncated, grown or replaced: regenerate \
                      with weir gen tpch)",
