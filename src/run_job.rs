@@ -497,8 +497,20 @@ pub fn run_tpch(args: &TpchArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| default_data_dir(args.scale));
     let started = Instant::now();
+    // The default directory is weir's own: tables an older weir left there (another
+    // format version) are replaced rather than refused. A --data directory never is.
+    let replaced =
+        args.data.is_none() && matches!(inspect(&dir)?, DirState::OtherVersion { .. }) && {
+            check_scale(args.scale)?;
+            eprintln!(
+                "weir: replacing an older weir's tables in {}",
+                dir.display()
+            );
+            generate_in_child(args.scale, &dir)?;
+            true
+        };
     // The child generator draws its own progress on the shared stderr.
-    let generated = ensure_tables(&dir, args.scale, Generator::ChildProcess)?;
+    let generated = ensure_tables(&dir, args.scale, Generator::ChildProcess)? || replaced;
     println!(
         "weir: TPC-H SF {} tables in {} ({})",
         args.scale,

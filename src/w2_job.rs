@@ -2,7 +2,7 @@
 //! a memory budget, and their validation.
 //!
 //! ```text
-//!   DIR/lineitem ──TableScan (16+1 segments)──▶ row ──fixed offsets──▶ (key, value)
+//!   DIR/lineitem ──TableScan (16 segments)──▶ row ──fixed offsets──▶ (key, value)
 //!       ──push──▶ HashAggregate (the rest of the budget; spills to --spill-dir)
 //!   finish ──▶ AggregateStream ──▶ W2a: checksum of (orderkey, sum, count);
 //!                                       with --output, ExternalSorter by key ──▶ CSV

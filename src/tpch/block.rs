@@ -482,6 +482,38 @@ mod tests {
         assert!(table_rows(&bytes, Table::Orders).is_err(), "another table");
     }
 
+    /// The worked example of docs/FORMAT.md, section 7: the header block of `lineitem`
+    /// at SF 1, its checksum, and the file's seed.
+    #[test]
+    fn format_doc_example() {
+        let doc = include_str!("../../docs/FORMAT.md");
+        let section = &doc[doc.find("### Worked example: the first blocks").unwrap()..];
+        let example = &section[section.find("```text\n").unwrap() + 8..];
+        let hex: Vec<u8> = example
+            .lines()
+            .take_while(|line| !line.starts_with("then"))
+            .flat_map(|line| line[..27].split_whitespace())
+            .map(|byte| u8::from_str_radix(byte, 16).unwrap())
+            .collect();
+        let header = FileHeader {
+            magic: MAGIC,
+            version: FORMAT_VERSION,
+            table: "lineitem",
+            scale_factor: 1.0,
+            rows: 6_001_215,
+            blocks: 178_808,
+            block_bytes: TABLE_BLOCK_BYTES as u32,
+        };
+        let block = header_block(&header);
+        assert_eq!(hex, &block[..hex.len()]);
+        assert!(block[hex.len()..SEALED_BYTES].iter().all(|&b| b == 0));
+        assert_eq!(u32_at(&block, SEALED_BYTES), 0x91e8_33e3);
+        assert!(section.contains("crc32 e3 33 e8 91 (0x91e833e3)"));
+        assert_eq!(file_seed("lineitem", 1.0), 0xd136_e6dd);
+        assert!(section.contains("seeded with `0xd136e6dd`"));
+        assert_eq!(read_header(&block), Ok(header));
+    }
+
     #[test]
     fn version_1_files_are_refused_with_the_hint() {
         let mut v1 = weir_serde_fmt::to_vec(&(MAGIC, 1u32, "customer", 0.5f64, 0u64)).unwrap();
