@@ -21,7 +21,8 @@ use crate::dataflow::{Dataflow, JobReport, WorkerReport, runtime};
 use crate::error::{Result, WeirError};
 use crate::size::format_size;
 use crate::tpch::generate::check_space;
-use crate::tpch::manifest::{DirState, inspect};
+use crate::tpch::manifest::{DirState, Manifest, inspect};
+use crate::tpch::queries::check_q1_totals;
 use crate::tpch::queries::{Answer, Query};
 use crate::tpch::{check_scale, generate_tables};
 
@@ -549,6 +550,17 @@ pub fn run_tpch(args: &TpchArgs) -> Result<()> {
         println!("Q{}: {} rows, {verdict}", query.number(), answer.rows.len());
         if args.scale == 1.0 && !answer.check_sf1(query.number()).is_empty() {
             differ.push(query.number());
+        }
+        if query == Query::Q1 {
+            // Independent of the bytes read: what the generator counted as it wrote them.
+            let problems = check_q1_totals(&answer, &Manifest::read(&dir)?.q1);
+            match problems.first() {
+                None => println!("Q1: its totals equal the generator's (the manifest's q1 line)"),
+                Some(first) => {
+                    println!("Q1: its totals DIFFER from the generator's: {first}");
+                    differ.push(query.number());
+                }
+            }
         }
         print!("{}", summary(&report, input_rows(query, args.scale)));
     }
