@@ -176,6 +176,26 @@ fn install(staging: &Path, dir: &Path, state: &DirState) -> Result<()> {
 
 /// Generates the three tables and the manifest into `dir`.
 fn write_all_tables(scale_factor: f64, dir: &Path, progress: &AtomicU64) -> Result<Manifest> {
+    let (lineitem, q1) = write_lineitem(scale_factor, dir, progress)?;
+    let manifest = Manifest {
+        scale_factor,
+        tables: vec![
+            lineitem,
+            write_orders(scale_factor, dir, progress)?,
+            write_customer(scale_factor, dir, progress)?,
+        ],
+        q1,
+    };
+    manifest.write(dir)?;
+    Ok(manifest)
+}
+
+/// Writes `lineitem`; returns its entry and the totals of the rows Q1 reads.
+fn write_lineitem(
+    scale_factor: f64,
+    dir: &Path,
+    progress: &AtomicU64,
+) -> Result<(TableEntry, Q1Totals)> {
     let mut q1 = Q1Totals::default();
     let lineitem = write_table(dir, Table::Lineitem, scale_factor, progress, |sink| {
         for row in LineItemGenerator::new(scale_factor, 1, 1).iter() {
@@ -207,7 +227,11 @@ fn write_all_tables(scale_factor: f64, dir: &Path, progress: &AtomicU64) -> Resu
         }
         Ok(())
     })?;
-    let orders = write_table(dir, Table::Orders, scale_factor, progress, |sink| {
+    Ok((lineitem, q1))
+}
+
+fn write_orders(scale_factor: f64, dir: &Path, progress: &AtomicU64) -> Result<TableEntry> {
+    write_table(dir, Table::Orders, scale_factor, progress, |sink| {
         let mut clerk = String::new();
         for row in OrderGenerator::new(scale_factor, 1, 1).iter() {
             clerk.clear();
@@ -226,8 +250,11 @@ fn write_all_tables(scale_factor: f64, dir: &Path, progress: &AtomicU64) -> Resu
             sink.row(&order, &[order.o_orderkey, order.o_totalprice])?;
         }
         Ok(())
-    })?;
-    let customer = write_table(dir, Table::Customer, scale_factor, progress, |sink| {
+    })
+}
+
+fn write_customer(scale_factor: f64, dir: &Path, progress: &AtomicU64) -> Result<TableEntry> {
+    write_table(dir, Table::Customer, scale_factor, progress, |sink| {
         let mut text = String::new();
         for row in CustomerGenerator::new(scale_factor, 1, 1).iter() {
             text.clear();
@@ -249,14 +276,7 @@ fn write_all_tables(scale_factor: f64, dir: &Path, progress: &AtomicU64) -> Resu
             sink.row(&customer, &[customer.c_custkey, customer.c_acctbal])?;
         }
         Ok(())
-    })?;
-    let manifest = Manifest {
-        scale_factor,
-        tables: vec![lineitem, orders, customer],
-        q1,
-    };
-    manifest.write(dir)?;
-    Ok(manifest)
+    })
 }
 
 /// A one-letter TPC-H flag as its byte.
