@@ -76,11 +76,18 @@ pub fn ensure_tables(dir: &Path, scale: f64, generator: Generator) -> Result<boo
         }
     }
     check_space(dir, scale)?;
-    match generator {
-        Generator::InProcess => generate_tables(scale, dir, &AtomicU64::new(0)).map(|_| ())?,
-        Generator::ChildProcess => generate_in_child(scale, dir)?,
+    let generated = match generator {
+        Generator::InProcess => generate_tables(scale, dir, &AtomicU64::new(0)).map(|_| ()),
+        Generator::ChildProcess => generate_in_child(scale, dir),
+    };
+    match generated {
+        Ok(()) => Ok(true),
+        // Another run generated the same tables first (its rename won): use them.
+        Err(_) if matches!(inspect(dir)?, DirState::Tables(m) if m.scale_factor == scale) => {
+            Ok(false)
+        }
+        Err(error) => Err(error),
     }
-    Ok(true)
 }
 
 /// Where [`ensure_tables`] runs the generator.
