@@ -20,48 +20,74 @@ use crate::config::Config;
 use crate::dataflow::{Dataflow, JobReport, WorkerReport, runtime};
 use crate::error::{Result, WeirError};
 use crate::size::format_size;
+use crate::tpch::generate::check_space;
+use crate::tpch::manifest::{DirState, Manifest, inspect};
+use crate::tpch::queries::check_q1_totals;
 use crate::tpch::queries::{Answer, Query};
-use crate::tpch::{FileHeader, MAGIC, Table, generate_tables};
-
-/// The file that marks a complete table directory; it holds the scale factor.
-const COMPLETE_MARKER: &str = "complete";
+use crate::tpch::{check_scale, generate_tables};
 
 /// Where the tables of scale `scale` are kept between runs by default.
 pub fn default_data_dir(scale: f64) -> PathBuf {
     std::env::temp_dir().join(format!("weir-tpch-sf{scale}"))
 }
 
-/// Makes sure `dir` holds the TPC-H tables of scale `scale`: reuses them when a previous
-/// run completed them (checked by the marker and each file's header), else generates them
-/// into a temporary directory beside `dir` and renames it into place. Returns whether it
-/// generated.
+/// The rows `weir gen tpch` writes at `scale`, about (for progress).
+pub fn table_rows_estimate(scale: f64) -> u64 {
+    ((6_001_215.0 + 1_500_000.0 + 150_000.0) * scale) as u64
+}
+
+/// Makes sure `dir` holds the TPC-H tables of scale `scale`: reuses them when its
+/// manifest says so, generates them when `dir` is absent or empty, and refuses anything
+/// else without touching it. Returns whether it generated.
 ///
 /// # Errors
 ///
-/// Generation failing (disk full, an invalid scale); `dir` existing with other content.
+/// [`WeirError::Input`] for an invalid scale, too little free space, or a `dir` that holds
+/// weir's tables of another scale or version, or what weir did not write (each saying what to do); generation failing.
 pub fn ensure_tables(dir: &Path, scale: f64, generator: Generator) -> Result<bool> {
-    if tables_complete(dir, scale) {
-        return Ok(false);
-    }
-    if dir.exists() {
-        std::fs::remove_dir_all(dir)
-            .map_err(|e| WeirError::file("remove incomplete tables", dir, e))?;
-    }
-    let staging = dir.with_extension(format!("partial.{}", std::process::id()));
-    let generate = match generator {
-        Generator::InProcess => generate_tables(scale, &staging).map(|_| ()),
-        Generator::ChildProcess => generate_in_child(scale, &staging),
+    check_scale(scale)?;
+    let refuse = |found: String, todo: &str| WeirError::Input {
+        message: format!(
+            "{} holds {found}; nothing was touched: {todo}",
+            dir.display()
+        ),
     };
-    let generated = generate.and_then(|()| {
-        let marker = staging.join(COMPLETE_MARKER);
-        std::fs::write(&marker, format!("{scale}\n"))
-            .map_err(|e| WeirError::file("write", &marker, e))?;
-        std::fs::rename(&staging, dir).map_err(|e| WeirError::file("rename tables into", dir, e))
-    });
-    if generated.is_err() {
-        let _ = std::fs::remove_dir_all(&staging);
+    let replace = format!(
+        "use another --data, or replace them with weir gen tpch --scale {scale} --out {}",
+        dir.display()
+    );
+    match inspect(dir)? {
+        DirState::Absent | DirState::Empty => {}
+        // Every scan checks the files against the manifest (sizes, blocks, totals).
+        DirState::Tables(manifest) if manifest.scale_factor == scale => return Ok(false),
+        DirState::Tables(manifest) => {
+            let found = format!("weir's TPC-H tables of SF {}", manifest.scale_factor);
+            let todo = format!("run with --scale {} or {replace}", manifest.scale_factor);
+            return Err(refuse(found, &todo));
+        }
+        DirState::OtherVersion { version, .. } => {
+            let found = format!("weir's TPC-H tables in table format version {version}");
+            return Err(refuse(found, &replace));
+        }
+        DirState::Foreign { found } => {
+            let todo = "use another --data (weir generates tables only into an absent or \
+                        empty directory)";
+            return Err(refuse(found, todo));
+        }
     }
-    generated.map(|()| true)
+    check_space(dir, scale)?;
+    let generated = match generator {
+        Generator::InProcess => generate_tables(scale, dir, &AtomicU64::new(0)).map(|_| ()),
+        Generator::ChildProcess => generate_in_child(scale, dir),
+    };
+    match generated {
+        Ok(()) => Ok(true),
+        // Another run generated the same tables first (its rename won): use them.
+        Err(_) if matches!(inspect(dir)?, DirState::Tables(m) if m.scale_factor == scale) => {
+            Ok(false)
+        }
+        Err(error) => Err(error),
+    }
 }
 
 /// Where [`ensure_tables`] runs the generator.
@@ -71,7 +97,8 @@ pub enum Generator {
     InProcess,
     /// In a `weir gen tpch` child process (this process must be the `weir` executable):
     /// the generator's text pool (about 300 MB, as in the TPC-H tools) then never counts
-    /// in this process's resident set.
+    /// in this process's resident set. Its stderr is this process's: its progress bar, and
+    /// its reason when it fails.
     ChildProcess,
 }
 
@@ -81,34 +108,17 @@ fn generate_in_child(scale: f64, out: &Path) -> Result<()> {
         .args(["gen", "tpch", "--scale", &scale.to_string(), "--out"])
         .arg(out)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
         .status()
         .map_err(|e| WeirError::file("start", &exe, e))?;
     if !status.success() {
         return Err(WeirError::Input {
             message: format!(
-                "weir gen tpch --scale {scale} --out {} failed: {status}",
+                "weir gen tpch --scale {scale} --out {} failed ({status}; its reason is above)",
                 out.display()
             ),
         });
     }
     Ok(())
-}
-
-fn tables_complete(dir: &Path, scale: f64) -> bool {
-    let marker = std::fs::read_to_string(dir.join(COMPLETE_MARKER)).unwrap_or_default();
-    if marker.trim().parse::<f64>().ok() != Some(scale) {
-        return false;
-    }
-    Table::ALL.iter().all(|table| {
-        use std::io::Read as _;
-        let mut head = Vec::with_capacity(256);
-        let read = std::fs::File::open(dir.join(table.name()))
-            .and_then(|file| file.take(256).read_to_end(&mut head));
-        read.is_ok()
-            && crate::serde_fmt::from_slice_prefix::<FileHeader<'_>>(&head)
-                .is_ok_and(|(header, _)| header.magic == MAGIC && header.scale_factor == scale)
-    })
 }
 
 /// Runs `query` on this worker (`network` `None`: in this process alone) and returns its
@@ -418,8 +428,9 @@ pub struct TpchArgs {
     /// The scale factor: 1 is 6,001,215 lineitem rows.
     #[arg(long, default_value_t = 1.0)]
     pub scale: f64,
-    /// The tables' directory (generated there when missing; default: weir-tpch-sfSCALE in
-    /// the system temp directory, kept for the next run).
+    /// The tables' directory: reused when its manifest names this scale, generated when
+    /// absent or empty, else refused untouched (default: weir-tpch-sfSCALE in the system
+    /// temp directory, kept for the next run).
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// The job's configuration.
@@ -509,14 +520,20 @@ pub fn run_tpch(args: &TpchArgs) -> Result<()> {
         })?;
     }
     let started = Instant::now();
-    let generated = {
-        let _progress = Progress::start(
-            format!("generating TPC-H SF {} in {}", args.scale, dir.display()),
-            Arc::default(),
-            None,
-        );
-        ensure_tables(&dir, args.scale, Generator::ChildProcess)?
-    };
+    // The default directory is weir's own: tables an older weir left there (another
+    // format version) are replaced rather than refused. A --data directory never is.
+    let replaced =
+        args.data.is_none() && matches!(inspect(&dir)?, DirState::OtherVersion { .. }) && {
+            check_scale(args.scale)?;
+            eprintln!(
+                "weir: replacing an older weir's tables in {}",
+                dir.display()
+            );
+            generate_in_child(args.scale, &dir)?;
+            true
+        };
+    // The child generator draws its own progress on the shared stderr.
+    let generated = ensure_tables(&dir, args.scale, Generator::ChildProcess)? || replaced;
     println!(
         "weir: TPC-H SF {} tables in {} ({})",
         args.scale,
@@ -555,6 +572,17 @@ pub fn run_tpch(args: &TpchArgs) -> Result<()> {
         println!("Q{}: {} rows, {verdict}", query.number(), answer.rows.len());
         if args.scale == 1.0 && !answer.check_sf1(query.number()).is_empty() {
             differ.push(query.number());
+        }
+        if query == Query::Q1 {
+            // Independent of the bytes read: what the generator counted as it wrote them.
+            let problems = check_q1_totals(&answer, &Manifest::read(&dir)?.q1);
+            match problems.first() {
+                None => println!("Q1: its totals equal the generator's (the manifest's q1 line)"),
+                Some(first) => {
+                    println!("Q1: its totals DIFFER from the generator's: {first}");
+                    differ.push(query.number());
+                }
+            }
         }
         print!("{}", summary(&report, input_rows(query, args.scale)));
     }

@@ -2,14 +2,18 @@
 //! a memory budget, and their validation.
 //!
 //! ```text
-//!   DIR/lineitem ──TableScan (16+1 segments)──▶ row ──fixed offsets──▶ (key, value)
+//!   DIR/lineitem ──TableScan (16 segments)──▶ row ──fixed offsets──▶ (key, value)
 //!       ──push──▶ HashAggregate (the rest of the budget; spills to --spill-dir)
 //!   finish ──▶ AggregateStream ──▶ W2a: checksum of (orderkey, sum, count);
 //!                                       with --output, ExternalSorter by key ──▶ CSV
 //!                                  W2b: ≤ 65536 groups (2-byte keys) ──▶ sorted ──▶ CSV
-//!   validation (after the timing): a second scan that decodes every row in full with
-//!   serde-fmt and computes the answer another way (W2a: runs of equal l_orderkey, which
-//!   tpchgen writes in order; W2b: a BTreeMap), plus, for W2b at SF 1, the TPC-H answer
+//!   validation (after the timing): the answer's totals against the manifest's, which
+//!   the generator computed from its rows (W2a: rows, l_extendedprice, l_orderkey per
+//!   row; W2b: rows, l_quantity, l_extendedprice of the rows Q1 reads), and for W2b at
+//!   SF 1 the TPC-H answer: `valid`. Beside it, a second scan that decodes every row in
+//!   full with serde-fmt and computes the answer another way (W2a: runs of equal
+//!   l_orderkey, which tpchgen writes in order; W2b: a BTreeMap):
+//!   `agrees_with_second_scan`, which alone cannot vouch for the bytes both read
 //! ```
 //!
 //! W2a: `SELECT l_orderkey, SUM(l_extendedprice), COUNT(*) FROM lineitem GROUP BY
@@ -36,6 +40,7 @@ use crate::tpch::lineitem::{
     DISCOUNT, EXTENDEDPRICE, LINESTATUS, ORDERKEY, QUANTITY, RETURNFLAG, SHIPDATE, TAX, i32_at,
     i64_at,
 };
+use crate::tpch::manifest::Manifest;
 use crate::tpch::q1::{
     Q1_CSV_HEADER, Q1_SHIPDATE_MAX, Q1Aggregator, Q1Sums, SumCount, check_sf1_reference, decimal,
     q1_csv_row,
@@ -97,9 +102,12 @@ pub struct W2Report {
     pub output_spilled_bytes: u64,
     /// The spill backend that ran.
     pub io_backend: String,
-    /// Whether the answer equals the independent computation (and, for W2b at SF 1, the
-    /// TPC-H reference answer).
+    /// Whether the answer's totals equal the manifest's generation-time totals (and, for
+    /// W2b at SF 1, the answer equals the TPC-H reference answer), and the second scan
+    /// agrees.
     pub valid: bool,
+    /// Whether a second scan of the same bytes, decoded in full, computes the same answer.
+    pub agrees_with_second_scan: bool,
     /// Why not, one line each.
     pub problems: Vec<String>,
 }
@@ -113,7 +121,8 @@ impl W2Report {
                 "{{\"workload\":\"{}\",\"system\":\"weir\",\"threads\":{},\"budget_mib\":{},",
                 "\"wall_s\":{:.3},\"verify_s\":{:.3},\"peak_rss_mib\":{:.1},\"spilled_bytes\":{},",
                 "\"partitions_spilled\":{},\"recursion_depth_max\":{},\"sort_fallbacks\":{},",
-                "\"records\":{},\"groups\":{},\"io_backend\":\"{}\",\"valid\":{}}}"
+                "\"records\":{},\"groups\":{},\"io_backend\":\"{}\",",
+                "\"agrees_with_second_scan\":{},\"valid\":{}}}"
             ),
             job.workload.name(),
             job.threads,
@@ -128,6 +137,7 @@ impl W2Report {
             self.rows,
             self.groups,
             self.io_backend,
+            self.agrees_with_second_scan,
             self.valid,
         )
     }
@@ -213,7 +223,7 @@ pub fn run_w2(job: &W2Job) -> Result<W2Report> {
     let wall_s = started.elapsed().as_secs_f64();
     let peak_rss_bytes = weir_kernel::sys::resident_memory().map_or(0, |rss| rss.peak_bytes);
     let verify_started = Instant::now();
-    let problems = validate(job, &answer, &scan_owner)?;
+    let (agrees_with_second_scan, problems) = validate(job, &answer, &scan_owner)?;
     manager.leak_check()?;
     // Only an answer that passed validation replaces an existing output.
     if let Some(output) = output.filter(|_| problems.is_empty()) {
@@ -229,6 +239,7 @@ pub fn run_w2(job: &W2Job) -> Result<W2Report> {
         output_spilled_bytes,
         io_backend: store.backend().to_string(),
         valid: problems.is_empty(),
+        agrees_with_second_scan,
         problems,
     })
 }
@@ -313,14 +324,17 @@ impl Answer {
 }
 
 /// The wrapping sum over groups of a 64-bit hash of `(orderkey, sum, count)`, with the
-/// number of groups and rows: equal for equal sets of groups, whatever their order. The
-/// hash is splitmix64's finalizer over the three words chained (cheap: it runs once per
-/// group inside the timing).
+/// number of groups and rows and the wrapping totals of the sums and of orderkey × count:
+/// equal for equal sets of groups, whatever their order. The hash is splitmix64's
+/// finalizer over the three words chained (cheap: it runs once per group inside the
+/// timing). The totals are what the manifest's totals check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct GroupChecksum {
     groups: u64,
     rows: i64,
     sum: u64,
+    extendedprice: i64,
+    orderkeys: i64,
 }
 
 impl GroupChecksum {
@@ -333,6 +347,8 @@ impl GroupChecksum {
         self.groups += 1;
         self.rows = self.rows.wrapping_add(count);
         self.sum = self.sum.wrapping_add(hash);
+        self.extendedprice = self.extendedprice.wrapping_add(sum);
+        self.orderkeys = self.orderkeys.wrapping_add(orderkey.wrapping_mul(count));
     }
 }
 
@@ -419,18 +435,20 @@ fn w2b_output(
     Ok(Answer::W2b(groups))
 }
 
-/// The validation pass: a second scan decoding every row in full, computing the answer
-/// without a hash table; for W2b at SF 1, the TPC-H reference answer too. Returns the
-/// problems found.
-fn validate(job: &W2Job, answer: &Answer, owner: &Owner) -> Result<Vec<String>> {
+/// The validation pass: the answer's totals against the manifest's (and, for W2b at SF
+/// 1, the TPC-H reference answer); then a second scan decoding every row in full,
+/// computing the answer without a hash table. Returns whether the second scan agrees,
+/// and every problem found.
+fn validate(job: &W2Job, answer: &Answer, owner: &Owner) -> Result<(bool, Vec<String>)> {
     let mut scan = TableScan::open(&job.input, Table::Lineitem, owner)?;
-    let scale_factor = scan.scale_factor();
-    let mut problems = Vec::new();
-    match answer {
+    let manifest = scan.manifest().clone();
+    let mut problems = against_manifest(answer, &manifest);
+    let path = job.input.join(Table::Lineitem.name());
+    let second = match answer {
         Answer::W2a(ours) => {
             let (mut check, mut current, mut unordered) = (GroupChecksum::default(), None, 0u64);
-            scan.for_each_row(|row| {
-                let row = decode(row)?;
+            scan.for_each_row_at(|offset, row| {
+                let row = decode(row, &path, offset)?;
                 match &mut current {
                     Some((key, sum, count)) if *key == row.l_orderkey => {
                         *sum = i64::wrapping_add(*sum, row.l_extendedprice);
@@ -449,24 +467,27 @@ fn validate(job: &W2Job, answer: &Answer, owner: &Owner) -> Result<Vec<String>> 
             if let Some((key, sum, count)) = current {
                 check.add(key, sum, count);
             }
+            let mut second = Vec::new();
             if unordered > 0 {
-                problems.push(format!(
+                second.push(format!(
                     "the input is not ordered by l_orderkey ({unordered} descents): the \
                      streaming check cannot vouch for the answer"
                 ));
             }
             if check != *ours {
-                problems.push(format!(
-                    "the groups differ from the streaming computation: {} groups of {} rows \
-                     (checksum {:#x}) against {} groups of {} rows (checksum {:#x})",
+                second.push(format!(
+                    "the groups differ from the second scan's streaming computation: {} \
+                     groups of {} rows (checksum {:#x}) against {} groups of {} rows \
+                     (checksum {:#x})",
                     ours.groups, ours.rows, ours.sum, check.groups, check.rows, check.sum
                 ));
             }
+            second
         }
         Answer::W2b(ours) => {
             let mut check: BTreeMap<(u8, u8), Q1Sums> = BTreeMap::new();
-            scan.for_each_row(|row| {
-                let row = decode(row)?;
+            scan.for_each_row_at(|offset, row| {
+                let row = decode(row, &path, offset)?;
                 if row.l_shipdate <= Q1_SHIPDATE_MAX {
                     let sums = Q1Sums::of_row(
                         row.l_quantity,
@@ -483,15 +504,55 @@ fn validate(job: &W2Job, answer: &Answer, owner: &Owner) -> Result<Vec<String>> 
             })?;
             let check: Vec<(u8, u8, Q1Sums)> =
                 check.into_iter().map(|((f, s), v)| (f, s, v)).collect();
-            if check != *ours {
-                problems.push("the groups differ from the BTreeMap computation".to_owned());
-            }
-            if scale_factor == 1.0 {
+            if manifest.scale_factor == 1.0 {
                 problems.extend(check_sf1_reference(ours));
             }
+            if check == *ours {
+                Vec::new()
+            } else {
+                vec!["the groups differ from the second scan's BTreeMap computation".to_owned()]
+            }
         }
-    }
-    Ok(problems)
+    };
+    let agrees = second.is_empty();
+    problems.extend(second);
+    Ok((agrees, problems))
+}
+
+/// The answer's totals against the manifest's, which the generator computed from its
+/// rows: the check that does not depend on the bytes the answer was computed from.
+fn against_manifest(answer: &Answer, manifest: &Manifest) -> Vec<String> {
+    let (ours, theirs) = match answer {
+        Answer::W2a(ours) => {
+            let totals = manifest.entry(Table::Lineitem).totals;
+            (
+                [ours.rows, ours.orderkeys, ours.extendedprice],
+                [totals.rows as i64, totals.sums[0], totals.sums[2]],
+            )
+        }
+        Answer::W2b(groups) => {
+            let mut ours = [0i64; 3];
+            for (_, _, sums) in groups {
+                ours[0] = ours[0].wrapping_add(sums.count);
+                ours[1] = ours[1].wrapping_add(sums.qty);
+                ours[2] = ours[2].wrapping_add(sums.base_price);
+            }
+            let q1 = manifest.q1;
+            (ours, [q1.rows as i64, q1.quantity, q1.extendedprice])
+        }
+    };
+    let names = match answer {
+        Answer::W2a(_) => ["rows", "orderkey x count", "sum_extendedprice"],
+        Answer::W2b(_) => ["count_order", "sum_qty", "sum_base_price"],
+    };
+    names
+        .iter()
+        .zip(ours.iter().zip(theirs))
+        .filter(|(_, (ours, theirs))| **ours != *theirs)
+        .map(|(name, (ours, theirs))| {
+            format!("the answer's total {name} is {ours}, the generator's (manifest) is {theirs}")
+        })
+        .collect()
 }
 
 /// The `--output` file of a job over the tables in `input`, refused when it is one of the
@@ -532,10 +593,14 @@ pub(crate) fn open_spill_store(
     })?)
 }
 
-/// Decodes a whole `lineitem` row with serde-fmt (strings validated too).
-pub(crate) fn decode(row: &[u8]) -> Result<Lineitem<'_>> {
+/// Decodes a whole `lineitem` row of `path` at byte `offset` with serde-fmt (strings
+/// validated too).
+pub(crate) fn decode<'a>(row: &'a [u8], path: &Path, offset: u64) -> Result<Lineitem<'a>> {
     weir_serde_fmt::from_slice::<Lineitem<'_>>(row).map_err(|e| WeirError::Input {
-        message: format!("a lineitem row does not decode: {e}"),
+        message: format!(
+            "{}: the lineitem row at byte {offset} does not decode: {e}",
+            path.display()
+        ),
     })
 }
 

@@ -10,13 +10,12 @@ use std::process::Command;
 
 use weir::config::Config;
 use weir::run_job::{Generator, ensure_tables, run_query};
-use weir::serde_fmt::{RecordReader, from_slice_prefix};
 use weir::tpch::q1::{Q1_SHIPDATE_MAX, Q1Sums};
 use weir::tpch::queries::{
     Answer, NATIONS, Q3_DATE, Q3_SEGMENT, Q10_DATES, Q10Row, Query, q1_answer, q3_answer,
     q6_answer, q6_selects, q10_answer,
 };
-use weir::tpch::{Customer, FileHeader, Lineitem, Order};
+use weir::tpch::{Customer, Lineitem, Order};
 
 const SCALE: f64 = 0.01;
 
@@ -48,13 +47,12 @@ impl Drop for Dir {
 }
 
 fn rows<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Vec<T> {
-    let (_, used) = from_slice_prefix::<FileHeader<'_>>(bytes).unwrap();
-    let mut reader = RecordReader::new(&bytes[used..]);
-    let mut rows = Vec::new();
-    while let Some(row) = reader.next_record::<T>() {
-        rows.push(row.unwrap());
-    }
-    rows
+    let header = weir::tpch::block::read_header(&bytes[..4096]).unwrap();
+    let table = weir::tpch::Table::from_name(header.table).unwrap();
+    let (_, rows) = weir::tpch::table_rows(bytes, table).unwrap();
+    rows.into_iter()
+        .map(|row| weir::serde_fmt::from_slice(row).unwrap())
+        .collect()
 }
 
 /// The four answers computed the plain way: every row decoded, hash maps, sorts.

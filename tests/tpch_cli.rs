@@ -7,8 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use weir::serde_fmt::{RecordReader, from_slice_prefix};
-use weir::tpch::{Customer, FileHeader, Lineitem, Order, days_from_civil};
+use weir::tpch::{Customer, Lineitem, Order, days_from_civil};
 
 const SCALE: &str = "0.01";
 
@@ -60,18 +59,15 @@ fn generate(dir: &Path) {
     );
 }
 
-/// The rows of a table file, decoded in full, after its header.
+/// The rows of a table file, decoded in full, every block checked.
 fn rows<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8], table: &str) -> Vec<T> {
-    let (header, used) = from_slice_prefix::<FileHeader<'_>>(bytes).unwrap();
-    assert_eq!(header.table, table);
+    let table = weir::tpch::Table::from_name(table).unwrap();
+    let (header, rows) = weir::tpch::table_rows(bytes, table).unwrap();
     assert_eq!(header.scale_factor, 0.01);
-    let mut reader = RecordReader::new(&bytes[used..]);
-    let mut rows = Vec::new();
-    while let Some(row) = reader.next_record::<T>() {
-        rows.push(row.unwrap());
-    }
     assert_eq!(rows.len() as u64, header.rows);
-    rows
+    rows.into_iter()
+        .map(|row| weir::serde_fmt::from_slice(row).unwrap())
+        .collect()
 }
 
 /// The value of a numeric field of the JSON line.
@@ -407,9 +403,11 @@ fn bad_arguments_and_bad_input_are_clear_errors() {
         "",
     );
 
-    // Not a table file at all.
+    // Not a table file at all (beside the real manifest).
     let other = dir.file("other");
     std::fs::create_dir_all(&other).unwrap();
+    let manifest = "weir-tables.manifest";
+    std::fs::copy(input.join(manifest), other.join(manifest)).unwrap();
     std::fs::write(other.join("lineitem"), b"l_orderkey|l_partkey\n1|2\n").unwrap();
     check(
         run(&other, &["--memory", "64MiB"]),
@@ -418,30 +416,31 @@ fn bad_arguments_and_bad_input_are_clear_errors() {
     );
 
     let lineitem = std::fs::read(input.join("lineitem")).unwrap();
-    let (_, header_len) = from_slice_prefix::<FileHeader<'_>>(&lineitem).unwrap();
-    // Truncated inside a row.
-    std::fs::write(other.join("lineitem"), &lineitem[..lineitem.len() - 7]).unwrap();
-    check(run(&other, &["--memory", "64MiB"]), 2, "truncated");
-    // Truncated at a row boundary: the header's row count catches it.
-    let first_row_len =
-        weir::tpch::record_len(weir::tpch::Table::Lineitem, &lineitem[header_len..])
-            .unwrap()
-            .unwrap();
-    let mut short = lineitem[..header_len].to_vec();
-    short.extend_from_slice(&lineitem[header_len + first_row_len..]);
-    std::fs::write(other.join("lineitem"), &short).unwrap();
-    check(run(&other, &["--memory", "64MiB"]), 2, "header says 60175");
-    // A string length overwritten in the middle of the file.
-    let mut corrupt = lineitem.clone();
-    let mut at = header_len;
-    for _ in 0..1000 {
-        at += weir::tpch::record_len(weir::tpch::Table::Lineitem, &lineitem[at..])
-            .unwrap()
-            .unwrap();
+    // Truncated inside a block, and by a whole block: the manifest's size catches both.
+    for cut in [7, 4096] {
+        std::fs::write(other.join("lineitem"), &lineitem[..lineitem.len() - cut]).unwrap();
+        check(
+            run(&other, &["--memory", "64MiB"]),
+            2,
+            "differs from its manifest",
+        );
     }
-    corrupt[at + 74..at + 80].fill(0xff);
+    // A string length overwritten in the middle of the file: the block's checksum.
+    let mut corrupt = lineitem.clone();
+    corrupt[100_000..100_006].fill(0xff);
     std::fs::write(other.join("lineitem"), &corrupt).unwrap();
-    check(run(&other, &["--memory", "64MiB"]), 2, "is corrupt");
+    check(
+        run(&other, &["--memory", "64MiB"]),
+        2,
+        "is corrupt at byte 98304: block 23's checksum does not match",
+    );
+    // No manifest: not a directory weir gen tpch wrote.
+    std::fs::remove_file(other.join(manifest)).unwrap();
+    check(
+        run(&other, &["--memory", "64MiB"]),
+        2,
+        "cannot read manifest",
+    );
     assert_eq!(
         std::fs::read_dir(&spill).unwrap().count(),
         0,

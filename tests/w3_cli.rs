@@ -6,8 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use weir::serde_fmt::{RecordReader, from_slice_prefix};
-use weir::tpch::{FileHeader, Lineitem, Order};
+use weir::tpch::{Lineitem, Order};
 
 struct Dir(PathBuf);
 
@@ -43,14 +42,12 @@ fn path(p: &Path) -> &str {
 
 /// The rows of a table file, decoded in full, after its header.
 fn rows<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Vec<T> {
-    let (header, used) = from_slice_prefix::<FileHeader<'_>>(bytes).unwrap();
-    let mut reader = RecordReader::new(&bytes[used..]);
-    let mut rows = Vec::new();
-    while let Some(row) = reader.next_record::<T>() {
-        rows.push(row.unwrap());
-    }
-    assert_eq!(rows.len() as u64, header.rows);
-    rows
+    let header = weir::tpch::block::read_header(&bytes[..4096]).unwrap();
+    let table = weir::tpch::Table::from_name(header.table).unwrap();
+    let (_, rows) = weir::tpch::table_rows(bytes, table).unwrap();
+    rows.into_iter()
+        .map(|row| weir::serde_fmt::from_slice(row).unwrap())
+        .collect()
 }
 
 /// The value of a numeric field of the JSON line.

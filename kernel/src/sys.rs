@@ -1,8 +1,9 @@
-//! Facts about the running process that the kernel reports (resident memory), the one
-//! process setting it makes (the C heap's arena count), and the few signal primitives a
-//! process needs to end cleanly: block the termination signals so one thread takes them
-//! synchronously, ask for a signal when the parent dies, and send a signal to a child.
-//! Everything here that calls into libc is one documented call per block.
+//! Facts about the running process that the kernel reports (resident memory, free disk
+//! space, the filesystem a path is on), the one process setting it makes (the C heap's
+//! arena count), and the few signal primitives a process needs to end cleanly: block the
+//! termination signals so one thread takes them synchronously, ask for a signal when the
+//! parent dies, and send a signal to a child. Everything here that calls into libc is one
+//! documented call per block.
 
 use std::fs;
 use std::io;
@@ -200,6 +201,39 @@ pub fn is_memory_filesystem(path: &std::path::Path) -> bool {
     filesystem_type(path).is_some_and(|t| t == "tmpfs" || t == "ramfs")
 }
 
+/// Bytes an unprivileged process may still write to the file system holding `path`
+/// (`statvfs`: available blocks times the fragment size). `None` where that cannot be
+/// found (no such path, a path with a NUL byte, not Unix, Miri).
+pub fn free_space(path: &std::path::Path) -> Option<u64> {
+    #[cfg(all(unix, not(miri)))]
+    {
+        use std::os::unix::ffi::OsStrExt as _;
+        let path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+        let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+        // SAFETY: `path` is a NUL-terminated string that outlives the call, and `stats`
+        // points to writable memory the size of a `statvfs`, which the call fills in
+        // full when it returns 0.
+        #[allow(unsafe_code, reason = "the one libc call that reads free space")]
+        let result = unsafe { libc::statvfs(path.as_ptr(), stats.as_mut_ptr()) };
+        if result != 0 {
+            return None;
+        }
+        // SAFETY: `statvfs` returned 0, so it initialized `stats`.
+        #[allow(unsafe_code, reason = "reading what statvfs wrote")]
+        let stats = unsafe { stats.assume_init() };
+        #[allow(
+            clippy::useless_conversion,
+            reason = "the field types differ between platforms"
+        )]
+        Some(u64::from(stats.f_bavail).saturating_mul(u64::from(stats.f_frsize)))
+    }
+    #[cfg(not(all(unix, not(miri))))]
+    {
+        let _ = path;
+        None
+    }
+}
+
 /// The process's resident set size and its peak, in bytes, from `/proc/self/status`.
 /// `None` where that file does not exist (not Linux) or cannot be parsed.
 pub fn resident_memory() -> Option<ResidentMemory> {
@@ -231,6 +265,13 @@ pub struct ResidentMemory {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    #[cfg_attr(miri, ignore = "miri has no statvfs")]
+    fn reads_free_space() {
+        assert!(super::free_space(&std::env::temp_dir()).is_some());
+        assert!(super::free_space(std::path::Path::new("/no/such/dir")).is_none());
+    }
+
     #[test]
     #[cfg_attr(miri, ignore = "miri has no /proc")]
     fn knows_the_root_and_dev_shm() {

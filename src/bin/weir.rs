@@ -30,7 +30,7 @@ use weir::shuffle_job::{
 use weir::size::parse_size;
 use weir::soak_job::{SoakArgs, SoakWorkerArgs, soak, soak_worker};
 use weir::sort_job::{SortJob, generate, run_sort};
-use weir::tpch::{Table, generate_tables};
+use weir::tpch::generate_tables;
 use weir::w2_job::{W2Job, Workload, run_w2};
 use weir::w3_job::{BuildSide, W3Job, run_w3};
 use weir::workers::{LocalCluster, read_peers};
@@ -100,7 +100,8 @@ enum Gen {
         #[arg(long)]
         out: PathBuf,
     },
-    /// TPC-H lineitem, orders and customer as files of weir records (docs/FORMAT.md §6).
+    /// TPC-H lineitem, orders and customer as files of weir records and their manifest
+    /// (docs/FORMAT.md §7); DIR must be absent, empty, or hold weir's tables.
     Tpch {
         /// The scale factor: 1 is 6,001,215 lineitem rows.
         #[arg(long)]
@@ -401,13 +402,23 @@ fn sort(args: SortArgs) -> Result<(), WeirError> {
 }
 
 fn gen_tpch(scale: f64, out: &std::path::Path) -> Result<(), WeirError> {
-    let rows = generate_tables(scale, out)?;
-    for (table, rows) in Table::ALL.iter().zip(rows) {
+    weir::tpch::check_scale(scale)?;
+    let rows = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let manifest = {
+        let _progress = weir::run_job::Progress::start(
+            format!("generating TPC-H SF {scale} in {}", out.display()),
+            std::sync::Arc::clone(&rows),
+            Some(weir::run_job::table_rows_estimate(scale)),
+        );
+        generate_tables(scale, out, &rows)?
+    };
+    for entry in &manifest.tables {
         eprintln!(
-            "weir gen tpch: {} rows of {} in {}",
-            rows,
-            table.name(),
-            out.join(table.name()).display()
+            "weir gen tpch: {} rows of {} in {} ({} bytes)",
+            entry.totals.rows,
+            entry.table.name(),
+            out.join(entry.table.name()).display(),
+            entry.bytes
         );
     }
     Ok(())

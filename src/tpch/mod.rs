@@ -4,11 +4,12 @@
 //!   tpchgen generators ──row──▶ Lineitem / Order / Customer ──serde-fmt──▶ DIR/lineitem
 //!                                                                          DIR/orders
 //!                                                                          DIR/customer
-//!   file = [FileHeader][row][row]...      (records back to back, no framing)
+//!                                             totals of the generator's rows ──▶ DIR/weir-tables.manifest
+//!   file = [header block][data block]...  (4 KiB blocks, each with a CRC-32, whole rows)
 //!
-//!   TableScan: file ──read_vectored, 16 segments at a time──▶ rows as &[u8] ──▶ query
-//!              (row ends found by skipping the string lengths; a row that crosses a
-//!               segment boundary is put together in one carry segment)
+//!   TableScan: file ──read_vectored, 16 segments at a time──▶ blocks checked ──▶ rows as
+//!              &[u8] ──▶ query   (row ends found by skipping the string lengths; the
+//!              scan's row count and column totals checked against the manifest)
 //! ```
 //!
 //! Every row type puts its fixed-width fields first and its strings last, so a query
@@ -19,12 +20,15 @@
 //! 1970-01-01, one-letter flags are their ASCII byte. Byte layouts: docs/FORMAT.md,
 //! section 7.
 
-mod generate;
+pub mod block;
+pub mod generate;
+pub mod manifest;
 pub mod q1;
 pub mod queries;
 mod scan;
 
-pub use generate::generate_tables;
+pub use block::table_rows;
+pub use generate::{check_scale, generate_tables};
 pub use scan::{TableScan, record_len};
 
 use serde::{Deserialize, Serialize};
@@ -32,15 +36,15 @@ use serde::{Deserialize, Serialize};
 /// The first eight bytes of every table file.
 pub const MAGIC: [u8; 8] = *b"WEIRTPCH";
 
-/// The version of the table layouts; a reader rejects any other.
-pub const FORMAT_VERSION: u32 = 1;
+/// The version of the table layouts; a reader rejects any other. Version 1 had no blocks
+/// and no checksums; version 2 is the blocks of [`block`].
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The longest row a reader accepts, in bytes: far above the longest TPC-H row (a
-/// customer: 24 fixed bytes and about 220 bytes of strings), far below a segment, so a
-/// row that crosses a segment boundary fits the carry segment.
+/// customer: 24 fixed bytes and about 220 bytes of strings), far below a block.
 pub const ROW_BYTES_MAX: usize = 1024;
 
-/// A table file's first record.
+/// A table file's first record, at the start of its header block.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FileHeader<'a> {
     /// [`MAGIC`].
@@ -51,8 +55,12 @@ pub struct FileHeader<'a> {
     pub table: &'a str,
     /// The TPC-H scale factor the rows were generated for.
     pub scale_factor: f64,
-    /// Rows that follow the header.
+    /// Rows in the data blocks.
     pub rows: u64,
+    /// Data blocks after the header block.
+    pub blocks: u64,
+    /// Bytes of every block (header block included).
+    pub block_bytes: u32,
 }
 
 /// The tables `weir gen tpch` writes.
@@ -79,12 +87,34 @@ impl Table {
         }
     }
 
+    /// The table named `name`.
+    pub fn from_name(name: &str) -> Option<Table> {
+        Table::ALL.into_iter().find(|table| table.name() == name)
+    }
+
     /// Bytes of the fixed-width fields at the start of each row.
     pub fn fixed_bytes(self) -> usize {
         match self {
             Table::Lineitem => lineitem::FIXED_BYTES,
             Table::Orders => orders::FIXED_BYTES,
             Table::Customer => 24,
+        }
+    }
+
+    /// The `i64` columns whose totals the manifest records and every scan checks: name
+    /// and offset in the row.
+    pub fn summed_columns(self) -> &'static [(&'static str, usize)] {
+        match self {
+            Table::Lineitem => &[
+                ("l_orderkey", lineitem::ORDERKEY),
+                ("l_quantity", lineitem::QUANTITY),
+                ("l_extendedprice", lineitem::EXTENDEDPRICE),
+            ],
+            Table::Orders => &[
+                ("o_orderkey", orders::ORDERKEY),
+                ("o_totalprice", orders::TOTALPRICE),
+            ],
+            Table::Customer => &[("c_custkey", 0), ("c_acctbal", 16)],
         }
     }
 
@@ -222,6 +252,8 @@ pub mod orders {
     pub const ORDERKEY: usize = 0;
     /// Offset of `o_custkey` (`i64`).
     pub const CUSTKEY: usize = 8;
+    /// Offset of `o_totalprice` (`i64`, cents).
+    pub const TOTALPRICE: usize = 17;
     /// Offset of `o_orderdate` (`i32`, days since 1970-01-01).
     pub const ORDERDATE: usize = 25;
     /// Offset of `o_shippriority` (`i32`).

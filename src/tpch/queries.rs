@@ -25,6 +25,7 @@ use super::lineitem::{
     DISCOUNT, EXTENDEDPRICE, LINESTATUS, ORDERKEY, QUANTITY, RETURNFLAG, SHIPDATE, TAX, i32_at,
     i64_at,
 };
+use super::manifest::Q1Totals;
 use super::q1::{AVG_SCALE, Q1_SHIPDATE_MAX, Q1Sums, decimal, round};
 use super::{Customer, Table, date_text, days_from_civil, orders};
 use crate::dataflow::{Collected, Dataflow};
@@ -165,6 +166,41 @@ impl Answer {
         }
         problems
     }
+}
+
+/// Compares Q1's answer with the totals the generator recorded for the rows Q1 reads (the
+/// manifest's `q1` line): `count_order`, `sum_qty` and `sum_base_price` summed over the
+/// groups, a check independent of the bytes the answer was computed from. Returns the
+/// differences (empty: equal).
+pub fn check_q1_totals(answer: &Answer, q1: &Q1Totals) -> Vec<String> {
+    let sum = |name: &str, scale: u32| -> Option<i128> {
+        let column = answer.header.iter().position(|h| h == name)?;
+        answer
+            .rows
+            .iter()
+            .map(|row| {
+                let (value, found) = parse_decimal(row.get(column)?)?;
+                (found == scale).then_some(value)
+            })
+            .sum()
+    };
+    let expected = [
+        ("count_order", 0, i128::from(q1.rows)),
+        ("sum_qty", 2, i128::from(q1.quantity)),
+        ("sum_base_price", 2, i128::from(q1.extendedprice)),
+    ];
+    expected
+        .into_iter()
+        .filter_map(|(name, scale, theirs)| match sum(name, scale) {
+            Some(ours) if ours == theirs => None,
+            Some(ours) => Some(format!(
+                "{name} totals {}, the generator's rows (manifest) total {}",
+                decimal(ours, scale),
+                decimal(theirs, scale)
+            )),
+            None => Some(format!("the answer has no {name} column of scale {scale}")),
+        })
+        .collect()
 }
 
 /// Whether our exact cell equals the reference's: as text, or as decimals after rounding
@@ -541,4 +577,33 @@ pub fn expect_sf1(query: Query, answer: &Answer) -> Result<()> {
             problems[..problems.len().min(5)].join("; ")
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn q1_totals_are_checked_against_the_manifest() {
+        let mut a = Q1Sums::of_row(1700, 2_116_823, 4, 2);
+        a.add(&Q1Sums::of_row(100, 5, 0, 0));
+        let b = Q1Sums::of_row(300, 7, 1, 1);
+        let answer = q1_answer(&[((b'A', b'F'), a), ((b'N', b'O'), b)]);
+        let q1 = Q1Totals {
+            rows: 3,
+            quantity: 2100,
+            extendedprice: 2_116_835,
+        };
+        assert_eq!(check_q1_totals(&answer, &q1), Vec::<String>::new());
+        let off = Q1Totals {
+            extendedprice: q1.extendedprice + 1,
+            ..q1
+        };
+        let problems = check_q1_totals(&answer, &off);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("sum_base_price totals 21168.35"),
+            "{problems:?}"
+        );
+    }
 }

@@ -3,27 +3,32 @@
 //! ```text
 //!   file ──read_vectored──▶ [seg 0][seg 1] ... [seg 15]   one system call fills up to
 //!                              │                          16 segments (512 KiB)
-//!        rows wholly inside a segment ──▶ handed out in place (no copy)
-//!        a row across a segment boundary ──▶ its pieces copied into the carry segment
+//!        each 4 KiB block: checksum, index, rows ──▶ its rows handed out in place
+//!        at the end: blocks, rows and column totals against the header and the manifest
 //! ```
 //!
-//! A row's end is found by [`record_len`]: the table's fixed-width bytes, then each
-//! string's varint length, skipped; the strings are not decoded or validated (the full
-//! serde-fmt decoding of validation does that). Reads are large and sequential, and the
-//! buffers are segments of the caller's owner, so they count in the memory budget.
+//! Blocks never cross a segment (a segment is a whole number of blocks) and rows never
+//! cross a block, so every row is handed out where it was read. A row's end is found by
+//! [`record_len`]: the table's fixed-width bytes, then each string's varint length,
+//! skipped; the strings are not decoded or validated (the full serde-fmt decoding of
+//! validation does that). Reads are large and sequential, and the buffers are segments of
+//! the caller's owner, so they count in the memory budget.
 //!
-//! A file that is not a table file, is of another table or version, ends inside a row,
-//! holds a row longer than [`ROW_BYTES_MAX`], or holds another number of rows than its
-//! header says is an error naming the file and the byte offset.
+//! A file that is not a version 2 table file of this table, whose header, size or totals
+//! differ from the directory's manifest, or with a block whose checksum, index or rows
+//! are wrong is an error naming the file and the byte offset: never an answer.
 
 use std::fs::File;
-use std::io::{self, IoSliceMut, Read, Seek, SeekFrom};
+use std::io::{self, IoSliceMut, Read};
 use std::path::{Path, PathBuf};
 
 use weir_kernel::memory::{MemorySegment, Owner};
 
-use super::{FORMAT_VERSION, FileHeader, MAGIC, ROW_BYTES_MAX, Table};
-use crate::constants::{SCAN_HEADER_BYTES_MAX, SCAN_READ_SEGMENTS};
+use super::block::{check_block, file_bytes, file_seed, read_header, split_rows};
+use super::lineitem::i64_at;
+use super::manifest::{Manifest, Totals};
+use super::{ROW_BYTES_MAX, Table};
+use crate::constants::{SCAN_READ_SEGMENTS, TABLE_BLOCK_BYTES, TABLE_BLOCK_HEADER_BYTES};
 use crate::error::{Result, WeirError};
 
 /// The length of the row at the start of `bytes`: `Ok(Some(len))` when it is wholly
@@ -79,32 +84,34 @@ pub struct TableScan {
     file: File,
     path: PathBuf,
     table: Table,
-    scale_factor: f64,
-    rows: u64,
-    /// File offset of the first row.
-    data_start: u64,
+    manifest: Manifest,
+    /// Data blocks the header announces (and the manifest lists).
+    blocks: u64,
+    seed: u32,
     buffers: Vec<MemorySegment>,
-    carry: MemorySegment,
 }
 
 impl TableScan {
-    /// Opens `dir/<table>`, checks its header, and takes its buffers from `owner`
-    /// ([`TableScan::segments`] of them).
+    /// Opens `dir/<table>`, checks its header against `dir`'s manifest, and takes its
+    /// buffers from `owner` ([`TableScan::segments`] of them).
     ///
     /// # Errors
     ///
-    /// [`WeirError::File`] when the file cannot be opened or read; [`WeirError::Input`]
-    /// when its header is not a weir TPC-H header of this table and version;
-    /// [`WeirError::Kernel`] when the budget cannot grant the buffers.
+    /// [`WeirError::File`] when the file or the manifest cannot be opened or read;
+    /// [`WeirError::Input`] when the header is not a weir TPC-H header of this table and
+    /// version, or differs from the manifest; [`WeirError::Kernel`] when the budget
+    /// cannot grant the buffers.
     ///
     /// # Panics
     ///
-    /// When the owner's segments are smaller than [`ROW_BYTES_MAX`] (a configuration the
-    /// constants rule out).
+    /// When the owner's segments are not a whole number of blocks (a configuration the
+    /// constants rule out: segment sizes are powers of two of at least one block).
     pub fn open(dir: &Path, table: Table, owner: &Owner) -> Result<TableScan> {
         let path = dir.join(table.name());
         let mut file = File::open(&path).map_err(|e| WeirError::file("open input", &path, e))?;
-        let mut head = [0u8; SCAN_HEADER_BYTES_MAX];
+        let manifest = Manifest::read(dir)?;
+        let entry = *manifest.entry(table);
+        let mut head = vec![0u8; TABLE_BLOCK_BYTES];
         let got = read_full(&mut file, &mut head).map_err(|e| WeirError::file("read", &path, e))?;
         let bad = |what: String| WeirError::Input {
             message: format!(
@@ -113,156 +120,215 @@ impl TableScan {
                 table.name()
             ),
         };
-        let (header, used) = weir_serde_fmt::from_slice_prefix::<FileHeader<'_>>(&head[..got])
-            .map_err(|e| bad(format!("its header does not decode ({e})")))?;
-        if header.magic != MAGIC {
-            return Err(bad(
-                "the magic bytes differ (write it with weir gen tpch)".to_owned()
-            ));
+        let header = read_header(&head[..got])
+            .map_err(|c| bad(format!("at byte {}: {}", c.offset, c.what)))?;
+        if header.table != table.name() {
+            return Err(bad(format!("its header says table {:?}", header.table)));
         }
-        if header.version != FORMAT_VERSION || header.table != table.name() {
-            return Err(bad(format!(
-                "its header says table {:?} in format version {}, expected {:?} in version {FORMAT_VERSION}",
-                header.table,
-                header.version,
-                table.name()
-            )));
+        let length = file
+            .metadata()
+            .map_err(|e| WeirError::file("read", &path, e))?
+            .len();
+        let announced = (
+            header.scale_factor,
+            header.rows,
+            header.blocks,
+            file_bytes(&header),
+        );
+        let listed = (
+            manifest.scale_factor,
+            entry.totals.rows,
+            entry.blocks,
+            entry.bytes,
+        );
+        if announced != listed || length != entry.bytes {
+            return Err(WeirError::Input {
+                message: format!(
+                    "{} differs from its manifest at byte 0 (its header): the file is {length} \
+                     bytes and its header \
+                     says SF {}, {} rows in {} blocks ({} bytes); the manifest says SF {}, {} \
+                     rows in {} blocks ({} bytes) (truncated, grown or replaced: regenerate \
+                     with weir gen tpch)",
+                    path.display(),
+                    announced.0,
+                    announced.1,
+                    announced.2,
+                    announced.3,
+                    listed.0,
+                    listed.1,
+                    listed.2,
+                    listed.3
+                ),
+            });
         }
-        let (scale_factor, rows) = (header.scale_factor, header.rows);
-        file.seek(SeekFrom::Start(used as u64))
-            .map_err(|e| WeirError::file("seek in", &path, e))?;
-        let mut buffers = owner.allocate(SCAN_READ_SEGMENTS + 1)?;
-        let carry = buffers.pop().expect("one segment more than the reads take");
+        let buffers = owner.allocate(SCAN_READ_SEGMENTS)?;
         assert!(
-            carry.size() >= ROW_BYTES_MAX,
-            "a row must fit the carry segment"
+            buffers[0].size().is_multiple_of(TABLE_BLOCK_BYTES),
+            "a segment holds whole blocks"
         );
         Ok(TableScan {
+            seed: file_seed(header.table, header.scale_factor),
+            blocks: header.blocks,
             file,
             path,
             table,
-            scale_factor,
-            rows,
-            data_start: used as u64,
+            manifest,
             buffers,
-            carry,
         })
     }
 
-    /// Segments a scan holds: the read buffers and the carry segment.
+    /// Segments a scan holds: its read buffers.
     pub const fn segments() -> usize {
-        SCAN_READ_SEGMENTS + 1
+        SCAN_READ_SEGMENTS
     }
 
     /// The scale factor the header names.
     pub fn scale_factor(&self) -> f64 {
-        self.scale_factor
+        self.manifest.scale_factor
     }
 
     /// The rows the header announces.
     pub fn rows(&self) -> u64 {
-        self.rows
+        self.manifest.entry(self.table).totals.rows
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The directory's manifest: what was generated, with its totals.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
     }
 
     /// Calls `row` with every row, in file order; returns how many there were.
     ///
     /// # Errors
     ///
-    /// [`WeirError::File`] on a read error; [`WeirError::Input`] for a malformed row, a
-    /// file that ends inside a row, or a row count other than the header's; any error of
-    /// `row`, which ends the scan.
+    /// As [`TableScan::for_each_row_at`].
+    #[inline]
     pub fn for_each_row(&mut self, mut row: impl FnMut(&[u8]) -> Result<()>) -> Result<u64> {
-        let table = self.table;
-        let mut count = 0u64;
-        let mut offset = self.data_start; // file offset of buffers[0]
-        let mut carried = 0usize;
+        self.for_each_row_at(|_, bytes| row(bytes))
+    }
+
+    /// Calls `row` with the file offset and the bytes of every row, in file order;
+    /// returns how many there were.
+    ///
+    /// # Errors
+    ///
+    /// [`WeirError::File`] on a read error; [`WeirError::Input`] for a block whose
+    /// checksum, index or rows are wrong, a malformed row, a file that ends early, or
+    /// rows whose count or column totals differ from the manifest (each naming the file
+    /// and the byte offset); any error of `row`, which ends the scan.
+    pub fn for_each_row_at(
+        &mut self,
+        mut row: impl FnMut(u64, &[u8]) -> Result<()>,
+    ) -> Result<u64> {
+        let mut totals = Totals::default();
+        let mut index = 0u64;
         loop {
             let filled = read_segments(&mut self.file, &mut self.buffers)
                 .map_err(|e| WeirError::file("read input", &self.path, e))?;
             if filled == 0 {
                 break;
             }
+            let blocks = (filled / TABLE_BLOCK_BYTES) as u64;
+            if !filled.is_multiple_of(TABLE_BLOCK_BYTES) || index + blocks > self.blocks {
+                let offset = (index + 1) * TABLE_BLOCK_BYTES as u64;
+                let what = "the file's length changed while it was read".to_owned();
+                return Err(self.corrupt(offset, what));
+            }
             let size = self.buffers[0].size();
-            for (index, segment) in self.buffers.iter().enumerate() {
-                let start = index * size;
+            for (n, segment) in self.buffers.iter().enumerate() {
+                let start = n * size;
                 if start >= filled {
                     break;
                 }
-                let bytes = &segment.as_slice()[..(filled - start).min(size)];
-                let base = offset + start as u64;
-                let mut at = 0;
-                if carried > 0 {
-                    // Complete the row that began in the previous segment.
-                    let take = (ROW_BYTES_MAX - carried).min(bytes.len());
-                    self.carry.put_bytes(carried, &bytes[..take]);
-                    let joined = &self.carry.as_slice()[..carried + take];
-                    match record_len(table, joined) {
-                        Ok(Some(len)) => {
-                            count += 1;
-                            row(&joined[..len])?;
-                            at = len - carried;
-                            carried = 0;
-                        }
-                        Ok(None) if take == bytes.len() => {
-                            carried += take;
-                            continue;
-                        }
-                        Ok(None) => {
-                            let what = "a row is longer than any row may be";
-                            return Err(self.malformed(base - carried as u64, what));
-                        }
-                        Err(what) => return Err(self.malformed(base - carried as u64, what)),
-                    }
-                }
-                while at < bytes.len() {
-                    match record_len(table, &bytes[at..]) {
-                        Ok(Some(len)) => {
-                            count += 1;
-                            row(&bytes[at..at + len])?;
-                            at += len;
-                        }
-                        Ok(None) => {
-                            carried = bytes.len() - at;
-                            self.carry.put_bytes(0, &bytes[at..]);
-                            break;
-                        }
-                        Err(what) => return Err(self.malformed(base + at as u64, what)),
-                    }
+                let bytes = &segment.as_slice()[..size.min(filled - start)];
+                for block in bytes.chunks_exact(TABLE_BLOCK_BYTES) {
+                    self.block(block, index, &mut totals, &mut row)?;
+                    index += 1;
                 }
             }
-            offset += filled as u64;
         }
-        self.check_end(offset, carried, count)?;
-        Ok(count)
+        self.check_end(index, &totals)?;
+        Ok(totals.rows)
     }
 
-    fn check_end(&self, end: u64, carried: usize, count: u64) -> Result<()> {
-        if carried > 0 {
-            return Err(WeirError::Input {
-                message: format!(
-                    "{} is truncated: it ends inside row {} (at byte {}, {carried} bytes into the row)",
-                    self.path.display(),
-                    count + 1,
-                    end
-                ),
-            });
-        }
-        if count != self.rows {
-            return Err(WeirError::Input {
-                message: format!(
-                    "{} holds {count} rows but its header says {}: truncated or changed",
-                    self.path.display(),
-                    self.rows
-                ),
-            });
-        }
-        Ok(())
+    /// Checks data block `index` and hands out its rows.
+    #[inline]
+    fn block(
+        &self,
+        block: &[u8],
+        index: u64,
+        totals: &mut Totals,
+        row: &mut impl FnMut(u64, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let offset = (index + 1) * TABLE_BLOCK_BYTES as u64;
+        let (payload, rows) =
+            check_block(block, index, self.seed).map_err(|what| self.corrupt(offset, what))?;
+        let base = offset + TABLE_BLOCK_HEADER_BYTES as u64;
+        let columns = self.table.summed_columns();
+        split_rows(
+            self.table,
+            payload,
+            rows,
+            |at, bytes| {
+                totals.rows += 1;
+                for (sum, &(_, column)) in totals.sums.iter_mut().zip(columns) {
+                    *sum = sum.wrapping_add(i64_at(bytes, column));
+                }
+                row(base + at as u64, bytes)
+            },
+            |at, what| {
+                self.corrupt(
+                    base + at as u64,
+                    format!("the row there is malformed: {what}"),
+                )
+            },
+        )
     }
 
-    fn malformed(&self, offset: u64, what: &str) -> WeirError {
+    fn check_end(&self, blocks: u64, totals: &Totals) -> Result<()> {
+        let end = (blocks + 1) * TABLE_BLOCK_BYTES as u64;
+        if blocks != self.blocks {
+            let what = format!("the file ends after {blocks} of {} blocks", self.blocks);
+            return Err(self.corrupt(end, what));
+        }
+        let expected = &self.manifest.entry(self.table).totals;
+        if totals == expected {
+            return Ok(());
+        }
+        let mut differences = Vec::new();
+        if totals.rows != expected.rows {
+            differences.push(format!(
+                "{} rows, the manifest says {}",
+                totals.rows, expected.rows
+            ));
+        }
+        for (i, (name, _)) in self.table.summed_columns().iter().enumerate() {
+            if totals.sums[i] != expected.sums[i] {
+                differences.push(format!(
+                    "{name} sums to {}, the manifest says {}",
+                    totals.sums[i], expected.sums[i]
+                ));
+            }
+        }
+        Err(WeirError::Input {
+            message: format!(
+                "{} (bytes 0 to {end}) does not hold the rows that were generated: {} \
+                 (changed since generation: regenerate with weir gen tpch)",
+                self.path.display(),
+                differences.join("; ")
+            ),
+        })
+    }
+
+    fn corrupt(&self, offset: u64, what: String) -> WeirError {
         WeirError::Input {
             message: format!(
-                "{} is corrupt: the row at byte {offset} is malformed: {what}",
+                "{} is corrupt at byte {offset}: {what}",
                 self.path.display()
             ),
         }
