@@ -197,6 +197,10 @@ pub fn install(program: &'static str) -> bool {
                 let Ok(signal) = weir_kernel::sys::wait_termination_signal() else {
                     return;
                 };
+                if let Some(launcher) = launcher_gone_already() {
+                    // The parent-death signal of a worker: say why, as the watcher would.
+                    launcher_gone(program, launcher);
+                }
                 clean_up();
                 report_line(&format!(
                     "{program}: interrupted by {}: stopped, temporary files removed",
@@ -259,10 +263,20 @@ pub fn watch_launcher(program: &'static str) -> bool {
     true
 }
 
+/// The launcher's process id when this process was started by one that is gone now.
+fn launcher_gone_already() -> Option<u32> {
+    let launcher = std::env::var(LAUNCHER_PID_ENV).ok()?.parse::<u32>().ok()?;
+    #[cfg(unix)]
+    if std::os::unix::process::parent_id() != launcher {
+        return Some(launcher);
+    }
+    None
+}
+
 fn launcher_gone(program: &str, launcher: u32) -> ! {
     clean_up();
     report_line(&format!(
-        "{program}: the launcher (process {launcher}) is gone: stopping this worker"
+        "{program}: the launcher (process {launcher}) is gone: stopping"
     ));
     std::process::exit(1);
 }

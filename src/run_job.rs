@@ -104,12 +104,27 @@ pub enum Generator {
 
 fn generate_in_child(scale: f64, out: &Path) -> Result<()> {
     let exe = std::env::current_exe().map_err(|e| WeirError::file("find", "weir", e))?;
-    let status = std::process::Command::new(&exe)
+    // The child dies with this process (it watches the stdin pipe held here, and on Linux
+    // asks for a parent-death signal) and is stopped on a signal to this one; it removes
+    // its own staging directory on the way out.
+    let mut child = std::process::Command::new(&exe)
         .args(["gen", "tpch", "--scale", &scale.to_string(), "--out"])
         .arg(out)
+        .env(
+            crate::lifecycle::LAUNCHER_PID_ENV,
+            std::process::id().to_string(),
+        )
+        .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
-        .status()
+        .spawn()
         .map_err(|e| WeirError::file("start", &exe, e))?;
+    let _registered = crate::lifecycle::stop_on_exit(child.id());
+    // Held across the wait: `Child::wait` closes a stdin it still owns, which the child
+    // would read as this process being gone.
+    let _stdin = child.stdin.take();
+    let status = child
+        .wait()
+        .map_err(|e| WeirError::file("wait for", &exe, e))?;
     if !status.success() {
         return Err(WeirError::Input {
             message: format!(

@@ -84,3 +84,34 @@ fn sigint_of_the_launcher_exits_130_and_says_so() {
         .iter()
         .all(|&w| !alive(w))));
 }
+
+#[test]
+fn killing_run_tpch_while_it_generates_leaves_no_generator_and_no_staging_directory() {
+    for name in ["KILL", "INT"] {
+        let dir = support::Dir::new(&format!("gen-killed-{name}"));
+        let data = dir.file("tables");
+        let mut launcher = weir_command()
+            .args(["run", "tpch", "--scale", "1", "--query", "6", "--workers", "1"])
+            .args(["--data", support::path(&data)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = launcher.id();
+        let mut generator = Vec::new();
+        let started = eventually(Duration::from_secs(20), || {
+            generator = children(pid);
+            generator.len() == 1 && dir.names().iter().any(|n| n.contains("staging"))
+        });
+        assert!(started, "no generator or staging directory: {:?}", dir.names());
+        signal(pid, name);
+        let _ = launcher.wait();
+        let gone = eventually(Duration::from_secs(2), || {
+            !alive(generator[0]) && dir.names().is_empty()
+        });
+        if alive(generator[0]) {
+            signal(generator[0], "KILL");
+        }
+        assert!(gone, "after SIG{name}: {:?} left", dir.names());
+    }
+}

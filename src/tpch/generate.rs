@@ -128,6 +128,8 @@ pub fn generate_tables(scale_factor: f64, dir: &Path, progress: &AtomicU64) -> R
             .map_err(|e| WeirError::file("create directory", parent, e))?;
     }
     let staging = staging_dir(dir);
+    // Registered first: a signal between creating and removing it removes it too.
+    let _registered = crate::lifecycle::remove_on_exit(&staging);
     std::fs::create_dir(&staging).map_err(|e| WeirError::file("create directory", &staging, e))?;
     let result = write_all_tables(scale_factor, &staging, progress)
         .and_then(|manifest| install(&staging, dir, &state).map(|()| manifest));
