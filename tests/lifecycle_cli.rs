@@ -91,7 +91,16 @@ fn killing_run_tpch_while_it_generates_leaves_no_generator_and_no_staging_direct
         let dir = support::Dir::new(&format!("gen-killed-{name}"));
         let data = dir.file("tables");
         let mut launcher = weir_command()
-            .args(["run", "tpch", "--scale", "1", "--query", "6", "--workers", "1"])
+            .args([
+                "run",
+                "tpch",
+                "--scale",
+                "1",
+                "--query",
+                "6",
+                "--workers",
+                "1",
+            ])
             .args(["--data", support::path(&data)])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -103,7 +112,11 @@ fn killing_run_tpch_while_it_generates_leaves_no_generator_and_no_staging_direct
             generator = children(pid);
             generator.len() == 1 && dir.names().iter().any(|n| n.contains("staging"))
         });
-        assert!(started, "no generator or staging directory: {:?}", dir.names());
+        assert!(
+            started,
+            "no generator or staging directory: {:?}",
+            dir.names()
+        );
         signal(pid, name);
         let _ = launcher.wait();
         let gone = eventually(Duration::from_secs(2), || {

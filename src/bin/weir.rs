@@ -517,6 +517,10 @@ fn shuffle(args: ShuffleArgs) -> Result<(), WeirError> {
         });
     }
     let job = args.job.job(args.workers);
+    let progress = weir::run_job::Progress::elapsed(format!(
+        "shuffling {} records across {} worker(s)",
+        job.records, job.workers
+    ));
     let report = if args.workers == 1 {
         run_shuffle(&job)?
     } else {
@@ -528,6 +532,7 @@ fn shuffle(args: ShuffleArgs) -> Result<(), WeirError> {
         )?;
         combine_workers(&job, &reports)
     };
+    drop(progress);
     eprintln!(
         "weir bench shuffle: {} records of {} bytes across {} worker(s) in {:.3} s: \
          {:.1} M records/s, {:.2} GB/s; sources back-pressured {:.3} s",
