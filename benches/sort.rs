@@ -13,15 +13,28 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use weir::kernel::memory::MemoryManager;
 use weir::kernel::sort::{ExternalSorter, InMemorySorter, SortConfig};
 use weir::kernel::spill::{IoBackend, SpillConfig, SpillStore, open_store};
-use weir::w1;
 
 const RECORDS: u64 = 200_000;
 
-fn records() -> Vec<[u8; w1::RECORD_SIZE]> {
+/// Bytes of a record and of its key, as W1's (`weir gen sort-records`).
+const RECORD_SIZE: usize = 100;
+const KEY_SIZE: usize = 10;
+
+/// Records with a 10-byte key from a splitmix64 sequence (seed 42) and a filler.
+fn records() -> Vec<[u8; RECORD_SIZE]> {
+    let mut state = 42u64;
+    let mut next = || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
     (0..RECORDS)
         .map(|i| {
-            let mut record = [0; w1::RECORD_SIZE];
-            w1::record(42, i, &mut record);
+            let mut record = [b'A' + (i % 26) as u8; RECORD_SIZE];
+            record[..8].copy_from_slice(&next().to_le_bytes());
+            record[8..KEY_SIZE].copy_from_slice(&next().to_le_bytes()[..2]);
             record
         })
         .collect()
@@ -51,12 +64,12 @@ fn in_memory_sort(c: &mut Criterion) {
     let manager = MemoryManager::with_budget(64 << 20).expect("manager");
     let owner = manager.owner("bench");
     let mut group = c.benchmark_group("in_memory_sort");
-    group.throughput(Throughput::Bytes(RECORDS * w1::RECORD_SIZE as u64));
+    group.throughput(Throughput::Bytes(RECORDS * RECORD_SIZE as u64));
     group.bench_function("w1_200k", |b| {
         b.iter(|| {
             let mut sorter = InMemorySorter::new(owner.reserve(1500).expect("reserve"));
             for record in &input {
-                assert!(sorter.push(&record[..w1::KEY_SIZE], record).expect("push"));
+                assert!(sorter.push(&record[..KEY_SIZE], record).expect("push"));
             }
             sorter.sort();
             black_box(sorter.len())
@@ -66,7 +79,7 @@ fn in_memory_sort(c: &mut Criterion) {
 }
 
 fn sort_all(
-    input: &[[u8; w1::RECORD_SIZE]],
+    input: &[[u8; RECORD_SIZE]],
     segments: usize,
     dir: &std::path::Path,
     backend: IoBackend,
@@ -78,7 +91,7 @@ fn sort_all(
     let store = store(dir, backend, manager.owner("bench/lz4"));
     let mut sorter = ExternalSorter::new(&owner, segments, store, config).expect("sorter");
     for record in input {
-        sorter.push_keyed(record, w1::KEY_SIZE).expect("push");
+        sorter.push_keyed(record, KEY_SIZE).expect("push");
     }
     let mut stream = sorter.finish().expect("finish");
     let mut checksum = 0u64;
@@ -93,7 +106,7 @@ fn external_sort(c: &mut Criterion) {
     let dir = spill_dir();
     let mut group = c.benchmark_group("external_sort");
     group.sample_size(10);
-    group.throughput(Throughput::Bytes(RECORDS * w1::RECORD_SIZE as u64));
+    group.throughput(Throughput::Bytes(RECORDS * RECORD_SIZE as u64));
     for backend in [IoBackend::Sync, IoBackend::IoUring] {
         for compress in [false, true] {
             let id = format!("{backend}/{}", if compress { "lz4" } else { "plain" });
@@ -116,7 +129,7 @@ fn merge_fan_in(c: &mut Criterion) {
     let dir = spill_dir();
     let mut group = c.benchmark_group("merge_fan_in");
     group.sample_size(10);
-    group.throughput(Throughput::Bytes(RECORDS * w1::RECORD_SIZE as u64));
+    group.throughput(Throughput::Bytes(RECORDS * RECORD_SIZE as u64));
     // Smaller buffers make more runs for the same input: about 3, 6, 12 and 24 runs.
     for segments in [256usize, 128, 64, 32] {
         group.bench_with_input(

@@ -214,8 +214,8 @@ impl Config {
             );
         }
         let (least, most) = (
-            crate::constants::PEER_TIMEOUT_FLAG_MIN,
-            crate::constants::PEER_TIMEOUT_FLAG_MAX,
+            crate::constants::PEER_TIMEOUT_MIN,
+            crate::constants::PEER_TIMEOUT_MAX,
         );
         if !(least..=most).contains(&self.peer_timeout) {
             return invalid(
@@ -238,34 +238,6 @@ impl Config {
     pub fn memory_segments(&self) -> usize {
         usize::try_from(self.memory).unwrap_or(usize::MAX) / self.segment_size
     }
-}
-
-/// Parses `--peer-timeout`: seconds (`10`, `2.5`) or a duration with a unit (`10s`,
-/// `500ms`), from 100 ms to an hour. A worker whose peer sends nothing for this long fails
-/// the job naming the peer (stopped, hung or partitioned).
-///
-/// # Errors
-///
-/// A message naming the flag, the value and the allowed range.
-pub fn parse_peer_timeout(text: &str) -> std::result::Result<Duration, String> {
-    use crate::constants::{PEER_TIMEOUT_FLAG_MAX, PEER_TIMEOUT_FLAG_MIN};
-    let invalid = || {
-        format!(
-            "--peer-timeout {text}: expected seconds or a duration like 10s or 500ms, \
-             {PEER_TIMEOUT_FLAG_MIN:?} to {PEER_TIMEOUT_FLAG_MAX:?}"
-        )
-    };
-    let (number, scale) = if let Some(ms) = text.strip_suffix("ms") {
-        (ms, 1e-3)
-    } else {
-        (text.strip_suffix('s').unwrap_or(text), 1.0)
-    };
-    let seconds = number.trim().parse::<f64>().map_err(|_| invalid())? * scale;
-    let range = PEER_TIMEOUT_FLAG_MIN.as_secs_f64()..=PEER_TIMEOUT_FLAG_MAX.as_secs_f64();
-    if !range.contains(&seconds) {
-        return Err(invalid());
-    }
-    Ok(Duration::from_secs_f64(seconds))
 }
 
 #[cfg(test)]
@@ -356,20 +328,6 @@ mod tests {
             let message = config.validate().unwrap_err().to_string();
             assert!(message.contains(expected), "{message} lacks {expected}");
             assert!(!message.contains('\n'), "one line: {message}");
-        }
-    }
-
-    #[test]
-    fn a_peer_timeout_is_seconds_or_a_duration_in_range() {
-        assert_eq!(parse_peer_timeout("10"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_peer_timeout("2.5s"), Ok(Duration::from_millis(2500)));
-        assert_eq!(parse_peer_timeout("500ms"), Ok(Duration::from_millis(500)));
-        for bad in ["0", "50ms", "3601", "soon", "-1s", "NaN"] {
-            let error = parse_peer_timeout(bad).unwrap_err();
-            assert!(
-                error.starts_with(&format!("--peer-timeout {bad}:")),
-                "{error}"
-            );
         }
     }
 }

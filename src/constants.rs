@@ -1,75 +1,16 @@
-//! The limits of the root crate's jobs, named in one place.
+//! The limits of the root crate (the dataflow runtime and its launcher), named in one
+//! place.
 
-use weir_kernel::constants::SEGMENT_SIZE_MIN;
+use std::time::Duration;
 
-use crate::tpch::ROW_BYTES_MAX;
+/// The shortest peer timeout a job may set (`Config::peer_timeout`): the transport's own
+/// minimum.
+pub const PEER_TIMEOUT_MIN: Duration = weir_netstack::constants::PEER_TIMEOUT_MIN;
 
-/// Bytes of each block of a table file (format version 2), header block included: the
-/// smallest segment size, so whatever `--segment-size` a job runs with, a scan's segments
-/// hold whole blocks and a row never has to be put together from two segments.
-pub const TABLE_BLOCK_BYTES: usize = SEGMENT_SIZE_MIN;
-
-/// Bytes of a data block's header: block index, payload bytes and rows, a `u32` each.
-pub const TABLE_BLOCK_HEADER_BYTES: usize = 12;
-
-/// Bytes of the CRC-32 that ends every block of a table file.
-pub const TABLE_BLOCK_CRC_BYTES: usize = 4;
-
-/// The file in a table directory that `weir gen tpch` writes last: what it generated
-/// (format version, scale, each table's size, rows and totals). A directory holding it is
-/// weir's; weir deletes or replaces only the files it lists.
-pub const TABLES_MANIFEST: &str = "weir-tables.manifest";
-
-/// Bytes of table files per unit of scale factor, rounded up: at SF 1 `lineitem`,
-/// `orders` and `customer` take about 906 MB of rows, plus under 2 % of block headers and
-/// padding. `weir gen tpch` refuses to start without this much free space.
-pub const TABLE_BYTES_PER_SCALE: u64 = 940_000_000;
-
-/// Bytes of table files at any scale beyond the rows: each file's header block and a
-/// partly filled last block, with room to spare.
-pub const TABLE_BYTES_FIXED: u64 = 1 << 20;
-
-/// Segments a table scan fills with one vectored read: 16 segments of the default 32 KiB
-/// are 512 KiB per system call, large enough that the read costs little beside the copy.
-pub const SCAN_READ_SEGMENTS: usize = 16;
-
-/// With `--output`, W2a sorts its groups by key with an external sorter that takes
-/// `1 / W2_OUTPUT_SORT_SHARE_INVERSE` of the budget (at least the sorter's minimum); the
-/// aggregation keeps the rest.
-pub const W2_OUTPUT_SORT_SHARE_INVERSE: usize = 4;
-
-/// W2a hands rows to the aggregation this many at a time (`HashAggregate::push_batch`,
-/// which prefetches their buckets): a few kernel batches, on the stack of the scan.
-pub const W2_PUSH_BATCH_ROWS: usize = 64;
-
-const _: () = assert!(ROW_BYTES_MAX < SEGMENT_SIZE_MIN);
-// A block holds at least two of the longest rows beside its header and checksum.
-const _: () = assert!(
-    2 * ROW_BYTES_MAX + TABLE_BLOCK_HEADER_BYTES + TABLE_BLOCK_CRC_BYTES <= TABLE_BLOCK_BYTES
-);
-
-/// The shortest `--peer-timeout`: the transport's own minimum.
-pub const PEER_TIMEOUT_FLAG_MIN: std::time::Duration = weir_netstack::constants::PEER_TIMEOUT_MIN;
-
-/// The longest `--peer-timeout`: an hour (a peer silent that long is gone).
-pub const PEER_TIMEOUT_FLAG_MAX: std::time::Duration = std::time::Duration::from_secs(3600);
+/// The longest peer timeout a job may set: an hour (a peer silent that long is gone).
+pub const PEER_TIMEOUT_MAX: Duration = Duration::from_secs(3600);
 
 /// How long a launcher lets the other workers exit on their own once one failed (they
 /// learn of it from the closed connections within moments) before it kills them: a
 /// stopped or hung worker never exits.
-pub const WORKER_EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
-
-/// W3's validation sends the order keys from the thread that scans `orders` to the merge
-/// in batches of this many keys (32 KiB of `i64`s), so the channel costs little per key.
-pub const W3_VERIFY_BATCH_KEYS: usize = 4096;
-
-/// Batches in flight between the two scans of W3's validation: the bound that keeps the
-/// `orders` scan from running ahead of the merge.
-pub const W3_VERIFY_BATCHES_IN_FLIGHT: usize = 4;
-
-/// W3 hands probe rows to the join in batches of this many: a full batch's keys are
-/// hashed and their buckets prefetched, and the batch is probed when the next one is
-/// full, so the bucket array's cache misses overlap. `lineitem` has about four rows per
-/// order key in a row, so 64 rows are about 16 distinct keys, about what a core's line
-/// fill buffers hold.
-pub const W3_PROBE_BATCH_ROWS: usize = 64;
+pub const WORKER_EXIT_GRACE: Duration = Duration::from_secs(3);

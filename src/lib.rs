@@ -1,30 +1,50 @@
-//! weir: a memory-managed dataflow kernel.
+//! weir: a memory-managed dataflow kernel — the library an engine links.
 //!
-//! This root crate is where the kernel's crates meet: [`kernel`] (memory, spill, sort,
-//! hash), [`netstack`] (the network stack) and [`serde_fmt`] (record and key formats).
-//! Here: the dataflow API and its runtime ([`dataflow`], [`config`]), TPC-H tables and
-//! queries ([`tpch`], [`run_job`]), the benchmark jobs of WORKLOADS.md, worker processes
-//! ([`workers`]) and what the `weir` command line is built from.
+//! ```text
+//!   Dataflow (SPMD: every worker builds the same program)
+//!     sources ─▶ map/filter/flat_map (chained calls) ─▶ key_by ─▶ aggregate | join | sort_by
+//!        │                                             └─ hash exchange (netstack)
+//!        └─ runtime::execute(program, &Config, network)  one thread per task; every byte of
+//!           managed memory in segments of one MemoryManager (kernel), network buffers in a
+//!           second budget; operators spill (kernel sort, hash aggregation, hybrid hash join)
+//! ```
+//!
+//! [`dataflow`] is the API and [`dataflow::runtime`] runs it on one worker (or, with a
+//! [`netstack::transport::NetworkConfig`], as one of several worker processes); [`config`]
+//! holds what a job may set; [`workers`] starts worker processes on one host and
+//! [`lifecycle`] makes them end with their launcher; [`output`] writes files that replace
+//! their target only on success. The kernel's crates are re-exported: [`kernel`] (memory,
+//! spill, sort, hash), [`netstack`] (the network stack) and [`serde_fmt`] (record and key
+//! formats). The `weir` command line, TPC-H and the benchmark workloads are the `weir-cli`
+//! package in `cli/`, built on this library.
+//!
+//! ```
+//! use weir::config::Config;
+//! use weir::dataflow::{Dataflow, runtime};
+//!
+//! // Word lengths, counted per length, in one process.
+//! let flow = Dataflow::new();
+//! let counts = flow
+//!     .generate(1000, |i| (i % 7) as u32)
+//!     .key_by(|len: &u32| *len)
+//!     .aggregate(|_| 1u64, |count, one| *count += one)
+//!     .collect();
+//! runtime::execute(&flow, &Config::default(), None)?;
+//! let mut counts = counts.take();
+//! counts.sort_unstable();
+//! assert_eq!(counts.len(), 7);
+//! assert_eq!(counts.iter().map(|(_, n)| n).sum::<u64>(), 1000);
+//! # Ok::<(), weir::error::WeirError>(())
+//! ```
 #![forbid(unsafe_code)]
 
-pub mod barrier_job;
-pub mod barrier_report;
 pub mod config;
 pub mod constants;
 pub mod dataflow;
 pub mod error;
-pub mod latency_job;
 pub mod lifecycle;
 pub mod output;
-pub mod run_job;
-pub mod shuffle_job;
 pub mod size;
-pub mod soak_job;
-pub mod sort_job;
-pub mod tpch;
-pub mod w1;
-pub mod w2_job;
-pub mod w3_job;
 pub mod workers;
 
 pub use weir_kernel as kernel;

@@ -30,7 +30,7 @@ static CLUSTERS_CREATED: AtomicU64 = AtomicU64::new(0);
 
 /// A waker that unparks the thread that called this: how a task thread sleeps on its
 /// input gate (register the waker, poll once more, park).
-pub(crate) fn current_thread_waker() -> std::task::Waker {
+pub fn current_thread_waker() -> std::task::Waker {
     std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())))
 }
 

@@ -114,22 +114,21 @@ impl Dataflow {
         self.source("generate", 0, sources::generate(count, f))
     }
 
-    /// The rows of a table file written by `weir gen tpch`, each passed as its encoded
-    /// bytes to `project` (read the needed fields at their fixed offsets, or decode the
-    /// row with serde-fmt), which returns the record or `None` to drop the row. Task `t`
-    /// of P takes the rows `i` with `i % P == t`; every task reads the file sequentially
-    /// through its own I/O buffers, which count in the worker's budget.
-    pub fn tpch_table<T: Data>(
+    /// A stream from a source that pushes its task's records itself: `run(ctx, down)` runs
+    /// once in each task, pushes that task's share into `down` and returns (the runtime
+    /// finishes the chain). `io_segments` is how many segments the source reads through:
+    /// the runtime sets them aside in the worker's budget for each task, and the source
+    /// takes them from [`TaskContext::io_owner`]. A long-running source should call
+    /// [`TaskContext::check_cancelled`] every few thousand records and may report its
+    /// progress with [`TaskContext::count_rows_read`]. This is how file formats outside the
+    /// library (the TPC-H tables of `weir-cli`) read at full speed inside the budget.
+    pub fn source_push<T: Data>(
         &self,
-        dir: impl Into<std::path::PathBuf>,
-        table: crate::tpch::Table,
-        project: impl Fn(&[u8]) -> Result<Option<T>> + Send + Sync + 'static,
+        name: &str,
+        io_segments: usize,
+        run: impl Fn(&TaskContext, &mut dyn Push<T>) -> Result<()> + Send + Sync + 'static,
     ) -> Stream<T> {
-        self.source(
-            table.name(),
-            crate::tpch::TableScan::segments() + 1,
-            sources::tpch_table(dir.into(), table, project),
-        )
+        self.source(name, io_segments, sources::push_fn(run))
     }
 
     /// The lines of a UTF-8 text file (`.tbl`, CSV, logs) without their line ends: task

@@ -161,8 +161,18 @@ impl TaskContext {
         Ok((self.memory.clone(), self.operator_segments))
     }
 
-    pub(crate) fn io_owner(&self) -> Owner {
+    /// The memory owner a source charges its I/O buffers to: the runtime set aside the
+    /// `io_segments` the source declared ([`Dataflow::source_push`](super::Dataflow::source_push))
+    /// in the worker's budget for this task; take at most that many, and give them back
+    /// (drop them) before the source returns.
+    pub fn io_owner(&self) -> Owner {
         self.io.clone()
+    }
+
+    /// Counts `rows` a source has read (every row it scanned, kept or not), for the
+    /// job's progress and its rows/s.
+    pub fn count_rows_read(&self, rows: u64) {
+        self.counters.add_rows_read(rows);
     }
 
     pub(crate) fn spill_store(&self) -> Arc<dyn SpillStore> {
@@ -171,10 +181,6 @@ impl TaskContext {
 
     pub(crate) fn counters(&self) -> Arc<Counters> {
         Arc::clone(&self.counters)
-    }
-
-    pub(crate) fn cancel_flag(&self) -> CancelFlag {
-        self.cancel.clone()
     }
 
     /// `Err(Cancelled)` once another task failed.

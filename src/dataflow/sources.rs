@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use super::{Data, Driver, Open, Push, TaskContext};
 use crate::error::{Result, WeirError};
-use crate::tpch::{Table, TableScan};
 
 /// Records between two looks at the job's cancel flag.
 const CANCEL_CHECK_RECORDS: u64 = 4096;
@@ -60,37 +59,13 @@ pub(crate) fn generate<T: Data>(
     })
 }
 
-pub(crate) fn tpch_table<T: Data>(
-    dir: PathBuf,
-    table: Table,
-    project: impl Fn(&[u8]) -> Result<Option<T>> + Send + Sync + 'static,
+pub(crate) fn push_fn<T: Data>(
+    run: impl Fn(&TaskContext, &mut dyn Push<T>) -> Result<()> + Send + Sync + 'static,
 ) -> Open<T> {
-    let project = Arc::new(project);
-    let dir = Arc::new(dir);
+    let run = Arc::new(run);
     Arc::new(move |_, down| {
-        let (project, dir) = (Arc::clone(&project), Arc::clone(&dir));
-        Ok(driver(down, move |ctx, down| {
-            let (task, tasks) = (ctx.task() as u64, ctx.parallelism() as u64);
-            let owner = ctx.io_owner();
-            let mut scan = TableScan::open(&dir, table, &owner)?;
-            let mut index = 0u64;
-            let cancel = ctx.cancel_flag();
-            let counters = ctx.counters();
-            scan.for_each_row(|row| {
-                let mine = index % tasks == task;
-                index += 1;
-                if index.is_multiple_of(CANCEL_CHECK_RECORDS * 16) {
-                    cancel.check()?;
-                    counters.add_rows_read(CANCEL_CHECK_RECORDS * 16);
-                }
-                if mine && let Some(record) = project(row)? {
-                    down.push(record)?;
-                }
-                Ok(())
-            })?;
-            counters.add_rows_read(index % (CANCEL_CHECK_RECORDS * 16));
-            Ok(())
-        }))
+        let run = Arc::clone(&run);
+        Ok(driver(down, move |ctx, down| run(ctx, down)))
     })
 }
 

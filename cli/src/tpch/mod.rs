@@ -26,10 +26,12 @@ pub mod manifest;
 pub mod q1;
 pub mod queries;
 mod scan;
+pub mod source;
 
 pub use block::table_rows;
 pub use generate::{check_scale, generate_tables};
 pub use scan::{TableScan, record_len};
+pub use source::table;
 
 use serde::{Deserialize, Serialize};
 
@@ -349,7 +351,7 @@ mod tests {
 
     #[test]
     fn format_doc_example() {
-        let doc = include_str!("../../docs/FORMAT.md");
+        let doc = include_str!("../../../docs/FORMAT.md");
         let section = &doc[doc.find("## 7. TPC-H table files").unwrap()..];
         let example = &section[section.find("```text\n01 00").unwrap() + 8..];
         let hex: Vec<u8> = example

@@ -33,9 +33,6 @@ use weir_kernel::sort::{ExternalSorter, SortConfig};
 use weir_kernel::spill::{SpillConfig, SpillStore, open_store};
 
 use crate::constants::{W2_OUTPUT_SORT_SHARE_INVERSE, W2_PUSH_BATCH_ROWS};
-use crate::error::{Result, WeirError};
-use crate::output::OutputFile;
-use crate::sort_job::SegmentWriter;
 use crate::tpch::lineitem::{
     DISCOUNT, EXTENDEDPRICE, LINESTATUS, ORDERKEY, QUANTITY, RETURNFLAG, SHIPDATE, TAX, i32_at,
     i64_at,
@@ -46,6 +43,9 @@ use crate::tpch::q1::{
     q1_csv_row,
 };
 use crate::tpch::{Lineitem, Table, TableScan};
+use crate::workloads::w1_sort::SegmentWriter;
+use weir::error::{Result, WeirError};
+use weir::output::OutputFile;
 
 /// Which W2 workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use weir::tpch::{Customer, Lineitem, Order, days_from_civil};
+use weir_cli::tpch::{Customer, Lineitem, Order, days_from_civil};
 
 const SCALE: &str = "0.01";
 
@@ -61,8 +61,8 @@ fn generate(dir: &Path) {
 
 /// The rows of a table file, decoded in full, every block checked.
 fn rows<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8], table: &str) -> Vec<T> {
-    let table = weir::tpch::Table::from_name(table).unwrap();
-    let (header, rows) = weir::tpch::table_rows(bytes, table).unwrap();
+    let table = weir_cli::tpch::Table::from_name(table).unwrap();
+    let (header, rows) = weir_cli::tpch::table_rows(bytes, table).unwrap();
     assert_eq!(header.scale_factor, 0.01);
     assert_eq!(rows.len() as u64, header.rows);
     rows.into_iter()

@@ -28,9 +28,9 @@ use super::lineitem::{
 use super::manifest::Q1Totals;
 use super::q1::{AVG_SCALE, Q1_SHIPDATE_MAX, Q1Sums, decimal, round};
 use super::{Customer, Table, date_text, days_from_civil, orders};
-use crate::dataflow::{Collected, Dataflow};
-use crate::error::{Result, WeirError};
-use crate::serde_fmt::Descending;
+use weir::dataflow::{Collected, Dataflow};
+use weir::error::{Result, WeirError};
+use weir::serde_fmt::Descending;
 
 /// The queries weir runs as dataflow programs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,13 +228,13 @@ fn parse_decimal(text: &str) -> Option<(i128, u32)> {
 }
 
 /// A table's rows through `project`; a malformed row is an error naming the table.
-fn table<T: crate::dataflow::Data>(
+fn table<T: weir::dataflow::Data>(
     flow: &Dataflow,
     dir: &Path,
     table: Table,
     project: impl Fn(&[u8]) -> Option<T> + Send + Sync + 'static,
-) -> crate::dataflow::Stream<T> {
-    flow.tpch_table(dir, table, move |row| Ok(project(row)))
+) -> weir::dataflow::Stream<T> {
+    super::table(flow, dir, table, move |row| Ok(project(row)))
 }
 
 /// Revenue of a line item at scale 4: `l_extendedprice * (1 - l_discount)`.
@@ -311,15 +311,14 @@ pub const Q3_SEGMENT: &str = "BUILDING";
 pub type Q3Row = ((i64, i32, i32), i64);
 
 fn q3(flow: &Dataflow, dir: &Path) -> Box<dyn FnOnce() -> Answer> {
-    let customers = flow
-        .tpch_table(dir, Table::Customer, |row| {
-            let customer: Customer<'_> =
-                crate::serde_fmt::from_slice(row).map_err(|e| WeirError::Input {
-                    message: format!("a malformed customer row: {e}"),
-                })?;
-            Ok((customer.c_mktsegment == Q3_SEGMENT).then_some(customer.c_custkey))
-        })
-        .key_by(|custkey| *custkey);
+    let customers = super::table(flow, dir, Table::Customer, |row| {
+        let customer: Customer<'_> =
+            weir::serde_fmt::from_slice(row).map_err(|e| WeirError::Input {
+                message: format!("a malformed customer row: {e}"),
+            })?;
+        Ok((customer.c_mktsegment == Q3_SEGMENT).then_some(customer.c_custkey))
+    })
+    .key_by(|custkey| *custkey);
     // (o_orderkey, o_custkey, o_orderdate, o_shippriority)
     let orders = table(flow, dir, Table::Orders, |row| {
         let date = i32_at(row, orders::ORDERDATE);
@@ -341,7 +340,7 @@ fn q3(flow: &Dataflow, dir: &Path) -> Box<dyn FnOnce() -> Answer> {
         (i32_at(row, SHIPDATE) > Q3_DATE).then(|| (i64_at(row, ORDERKEY), revenue(row)))
     })
     .key_by(|line| line.0);
-    let top = |rows: crate::dataflow::Stream<Q3Row>| {
+    let top = |rows: weir::dataflow::Stream<Q3Row>| {
         rows.sort_by(
             |((_, date, _), revenue)| (Descending(*revenue), *date),
             Some(10),
@@ -472,16 +471,14 @@ fn q10(flow: &Dataflow, dir: &Path) -> Box<dyn FnOnce() -> Answer> {
         .key_by(|(_, order)| order.1)
         .aggregate(|(line, _)| line.1, |acc, revenue| *acc += revenue)
         .key_by(|(custkey, _)| *custkey);
-    let customers = flow
-        .tpch_table(dir, Table::Customer, |row| {
-            let c: Customer<'_> =
-                crate::serde_fmt::from_slice(row).map_err(|e| WeirError::Input {
-                    message: format!("a malformed customer row: {e}"),
-                })?;
-            let strings = [c.c_name, c.c_address, c.c_phone, c.c_comment].map(str::to_string);
-            Ok(Some((c.c_custkey, c.c_acctbal, c.c_nationkey, strings)))
-        })
-        .key_by(|c| c.0);
+    let customers = super::table(flow, dir, Table::Customer, |row| {
+        let c: Customer<'_> = weir::serde_fmt::from_slice(row).map_err(|e| WeirError::Input {
+            message: format!("a malformed customer row: {e}"),
+        })?;
+        let strings = [c.c_name, c.c_address, c.c_phone, c.c_comment].map(str::to_string);
+        Ok(Some((c.c_custkey, c.c_acctbal, c.c_nationkey, strings)))
+    })
+    .key_by(|c| c.0);
     let nation_names = flow
         .generate(NATIONS.len() as u64, |i| {
             (i as i64, NATIONS[i as usize].to_string())
@@ -506,7 +503,7 @@ fn q10(flow: &Dataflow, dir: &Path) -> Box<dyn FnOnce() -> Answer> {
                 c_comment: comment,
             },
         );
-    let top = |rows: crate::dataflow::Stream<Q10Row>| {
+    let top = |rows: weir::dataflow::Stream<Q10Row>| {
         rows.sort_by(|r| (Descending(r.revenue), r.c_custkey), Some(20))
     };
     let result = top(top(rows).gather()).collect();

@@ -8,18 +8,20 @@
 //!                worker 0 collects the answer; each worker reports one line of metrics
 //! ```
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use weir_netstack::transport::NetworkConfig;
 
-use crate::config::Config;
-use crate::dataflow::{Dataflow, JobReport, WorkerReport, runtime};
-use crate::error::{Result, WeirError};
-use crate::size::format_size;
+use weir::config::Config;
+use weir::dataflow::{Dataflow, JobReport, WorkerReport, runtime};
+use weir::error::{Result, WeirError};
+use weir::size::format_size;
+
+use crate::args::ConfigArgs;
+use crate::progress::Progress;
 use crate::tpch::generate::check_space;
 use crate::tpch::manifest::{DirState, Manifest, inspect};
 use crate::tpch::queries::check_q1_totals;
@@ -111,14 +113,14 @@ fn generate_in_child(scale: f64, out: &Path) -> Result<()> {
         .args(["gen", "tpch", "--scale", &scale.to_string(), "--out"])
         .arg(out)
         .env(
-            crate::lifecycle::LAUNCHER_PID_ENV,
+            weir::lifecycle::LAUNCHER_PID_ENV,
             std::process::id().to_string(),
         )
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .spawn()
         .map_err(|e| WeirError::file("start", &exe, e))?;
-    let _registered = crate::lifecycle::stop_on_exit(child.id());
+    let _registered = weir::lifecycle::stop_on_exit(child.id());
     // Held across the wait: `Child::wait` closes a stdin it still owns, which the child
     // would read as this process being gone.
     let _stdin = child.stdin.take();
@@ -167,107 +169,6 @@ pub fn run_query_observed(
     let answer = query.build(&flow, dir);
     let report = runtime::execute_observed(&flow, config, network, rows_read)?;
     Ok((report, answer()))
-}
-
-/// A progress bar on stderr while a job runs (only when stderr is a terminal), redrawn
-/// every 200 ms until dropped: the rows read so far against `total` when known, else a
-/// spinner, and the elapsed time.
-#[derive(Debug)]
-pub struct Progress {
-    done: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Progress {
-    /// Starts drawing `label` with the rows counted in `rows` out of `total`.
-    pub fn start(label: String, rows: Arc<AtomicU64>, total: Option<u64>) -> Progress {
-        Progress::draw(label, Some(rows), total)
-    }
-
-    /// Starts drawing `label` with a spinner and the elapsed time only (for work whose
-    /// progress this process cannot count, such as worker processes' exchange).
-    pub fn elapsed(label: String) -> Progress {
-        Progress::draw(label, None, None)
-    }
-
-    fn draw(label: String, rows: Option<Arc<AtomicU64>>, total: Option<u64>) -> Progress {
-        let done = Arc::new(AtomicBool::new(false));
-        let thread = std::io::stderr().is_terminal().then(|| {
-            let done = Arc::clone(&done);
-            std::thread::spawn(move || {
-                let started = Instant::now();
-                let mut frame = 0usize;
-                let mut width = 0;
-                while !done.load(Ordering::Acquire) {
-                    let line = progress_line(
-                        &label,
-                        rows.as_ref().map(|r| r.load(Ordering::Relaxed)),
-                        total,
-                        frame,
-                        started.elapsed(),
-                    );
-                    width = width.max(line.len());
-                    eprint!("\r{line}");
-                    frame += 1;
-                    std::thread::park_timeout(Duration::from_millis(200));
-                }
-                eprint!("\r{}\r", " ".repeat(width));
-            })
-        });
-        Progress { done, thread }
-    }
-}
-
-#[cfg(test)]
-mod progress_tests {
-    use super::*;
-
-    #[test]
-    fn a_frame_shows_rows_only_when_counted() {
-        let line = progress_line("gen", Some(500_000), Some(1_000_000), 0, Duration::ZERO);
-        assert!(
-            line.contains(" 50%") && line.contains("0.5 M rows"),
-            "{line}"
-        );
-        let line = progress_line("shuffle", None, None, 1, Duration::from_secs(2));
-        assert!(!line.contains("rows") && line.contains("2.0 s"), "{line}");
-    }
-}
-
-/// One frame of a progress display: a bar when the total is known, else a spinner; the
-/// rows when counted; the elapsed time.
-fn progress_line(
-    label: &str,
-    rows: Option<u64>,
-    total: Option<u64>,
-    frame: usize,
-    elapsed: Duration,
-) -> String {
-    let read = rows.unwrap_or(0);
-    let bar = match total {
-        Some(total) if total > 0 => {
-            let filled = (read.min(total) * 30 / total) as usize;
-            format!(
-                "[{}{}] {:3}%",
-                "#".repeat(filled),
-                "-".repeat(30 - filled),
-                read.min(total) * 100 / total
-            )
-        }
-        _ => ["|", "/", "-", "\\"][frame % 4].to_string(),
-    };
-    let rows = rows.map_or(String::new(), |r| format!(" {:.1} M rows", r as f64 / 1e6));
-    format!("{label} {bar}{rows} {:5.1} s", elapsed.as_secs_f64())
-}
-
-impl Drop for Progress {
-    fn drop(&mut self) {
-        self.done.store(true, Ordering::Release);
-        if let Some(thread) = self.thread.take() {
-            thread.thread().unpark();
-            let _ = thread.join();
-        }
-    }
 }
 
 /// The metrics summary of one job, a few lines for people.
@@ -324,154 +225,6 @@ pub fn input_rows(query: Query, scale: f64) -> u64 {
     match query {
         Query::Q1 | Query::Q6 => lineitem,
         Query::Q3 | Query::Q10 => lineitem + orders + customer,
-    }
-}
-
-/// The job knobs as command-line flags (see [`Config`] for each one's meaning and range).
-#[derive(Debug, Clone, clap::Args)]
-pub struct ConfigArgs {
-    /// Managed memory per worker, like 64MiB.
-    #[arg(long, default_value = "64MiB", value_parser = crate::size::parse_size)]
-    pub memory: u64,
-    /// Network memory per worker, beside --memory.
-    #[arg(long, default_value = "16MiB", value_parser = crate::size::parse_size)]
-    pub network_memory: u64,
-    /// Segment size of both budgets (a power of two, 4KiB to 1MiB).
-    #[arg(long, default_value = "32KiB", value_parser = crate::size::parse_size)]
-    pub segment_size: u64,
-    /// Exclusive buffers per remote input channel.
-    #[arg(long, default_value_t = 2)]
-    pub buffers_per_channel: usize,
-    /// Floating buffers per input gate.
-    #[arg(long, default_value_t = 8)]
-    pub floating_buffers: usize,
-    /// Output flushing: every, full, idle, or a timeout like 100ms.
-    #[arg(long, default_value = "100ms", value_parser = crate::shuffle_job::parse_flush)]
-    pub flush: weir_netstack::FlushMode,
-    /// Buffer debloating of input gates: on or off.
-    #[arg(long, default_value = "off", value_parser = parse_on_off, action = clap::ArgAction::Set)]
-    pub debloat: bool,
-    /// The debloating target in milliseconds.
-    #[arg(long, default_value_t = 1000)]
-    pub debloat_target_ms: u64,
-    /// Directory for spill files (default: the system temp directory).
-    #[arg(long)]
-    pub spill_dir: Option<PathBuf>,
-    /// Spill I/O backend: auto, io_uring or sync.
-    #[arg(long, default_value = "auto", value_parser = parse_io)]
-    pub io: IoChoice,
-    /// Worker processes (started locally on loopback).
-    #[arg(long, default_value_t = 2)]
-    pub workers: usize,
-    /// Task slots per worker.
-    #[arg(long, default_value_t = 1)]
-    pub slots: usize,
-    /// Fail the job when a peer worker sends nothing (not even a heartbeat) for this long:
-    /// seconds or a duration like 10s or 500ms.
-    #[arg(long, default_value = "10s", value_parser = crate::config::parse_peer_timeout)]
-    pub peer_timeout: Duration,
-}
-
-impl Default for ConfigArgs {
-    fn default() -> ConfigArgs {
-        ConfigArgs::from_config(&Config {
-            workers: 2,
-            ..Config::default()
-        })
-    }
-}
-
-fn parse_on_off(text: &str) -> std::result::Result<bool, String> {
-    match text {
-        "on" => Ok(true),
-        "off" => Ok(false),
-        _ => Err(format!("{text:?}: expected on or off")),
-    }
-}
-
-/// The spill backend a job asks for: `None` lets the kernel probe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IoChoice(pub Option<weir_kernel::spill::IoBackend>);
-
-fn parse_io(text: &str) -> std::result::Result<IoChoice, String> {
-    use weir_kernel::spill::IoBackend;
-    match text {
-        "auto" => Ok(IoChoice(None)),
-        "io_uring" => Ok(IoChoice(Some(IoBackend::IoUring))),
-        "sync" => Ok(IoChoice(Some(IoBackend::Sync))),
-        _ => Err(format!("{text:?}: expected auto, io_uring or sync")),
-    }
-}
-
-impl ConfigArgs {
-    /// The flags of `config`.
-    pub fn from_config(config: &Config) -> ConfigArgs {
-        ConfigArgs {
-            memory: config.memory,
-            network_memory: config.network_memory,
-            segment_size: config.segment_size as u64,
-            buffers_per_channel: config.buffers_per_channel,
-            floating_buffers: config.floating_per_gate,
-            flush: config.flush,
-            debloat: config.debloat,
-            debloat_target_ms: u64::try_from(config.debloat_target.as_millis()).unwrap_or(u64::MAX),
-            spill_dir: Some(config.spill_dir.clone()),
-            io: IoChoice(config.io_backend),
-            workers: config.workers,
-            slots: config.slots,
-            peer_timeout: config.peer_timeout,
-        }
-    }
-
-    /// The configuration, validated.
-    ///
-    /// # Errors
-    ///
-    /// As [`Config::validate`].
-    pub fn to_config(&self) -> Result<Config> {
-        let config = Config {
-            memory: self.memory,
-            network_memory: self.network_memory,
-            segment_size: usize::try_from(self.segment_size).unwrap_or(usize::MAX),
-            buffers_per_channel: self.buffers_per_channel,
-            floating_per_gate: self.floating_buffers,
-            flush: self.flush,
-            debloat: self.debloat,
-            debloat_target: Duration::from_millis(self.debloat_target_ms),
-            spill_dir: self.spill_dir.clone().unwrap_or_else(std::env::temp_dir),
-            io_backend: self.io.0,
-            workers: self.workers,
-            slots: self.slots,
-            peer_timeout: self.peer_timeout,
-        };
-        config.validate()?;
-        Ok(config)
-    }
-
-    /// The flags again, for a worker process.
-    pub fn to_args(&self) -> Vec<String> {
-        let config = self.to_config().unwrap_or_default();
-        let mut args = vec![
-            format!("--memory={}", format_size(self.memory)),
-            format!("--network-memory={}", format_size(self.network_memory)),
-            format!("--segment-size={}", format_size(self.segment_size)),
-            format!("--buffers-per-channel={}", self.buffers_per_channel),
-            format!("--floating-buffers={}", self.floating_buffers),
-            format!("--flush={}", crate::shuffle_job::flush_name(self.flush)),
-            format!("--debloat={}", if self.debloat { "on" } else { "off" }),
-            format!("--debloat-target-ms={}", self.debloat_target_ms),
-            format!("--spill-dir={}", config.spill_dir.display()),
-            format!("--workers={}", self.workers),
-            format!("--slots={}", self.slots),
-            format!("--peer-timeout={}ms", self.peer_timeout.as_millis()),
-        ];
-        args.push(format!(
-            "--io={}",
-            self.io
-                .0
-                .map_or_else(|| "auto".to_string(), |b| b.to_string())
-        ));
-        args
     }
 }
 
@@ -538,7 +291,7 @@ pub fn query_worker(
         &config,
         Some(NetworkConfig::new(process, peers)),
     )?;
-    crate::lifecycle::print_line(&report.to_line())?;
+    weir::lifecycle::print_line(&report.to_line())?;
     Ok(())
 }
 
@@ -668,7 +421,7 @@ fn run_distributed(
             answer,
         ));
     }
-    let cluster = crate::workers::LocalCluster::new(config.workers)?;
+    let cluster = weir::workers::LocalCluster::new(config.workers)?;
     let exe = std::env::current_exe().map_err(|e| WeirError::file("find", "weir", e))?;
     let mut job_args = vec![
         "query".to_string(),

@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use weir::config::Config;
-use weir::run_job::{Generator, ensure_tables, run_query};
-use weir::tpch::q1::{Q1_SHIPDATE_MAX, Q1Sums};
-use weir::tpch::queries::{
+use weir_cli::run_tpch::{Generator, ensure_tables, run_query};
+use weir_cli::tpch::q1::{Q1_SHIPDATE_MAX, Q1Sums};
+use weir_cli::tpch::queries::{
     Answer, NATIONS, Q3_DATE, Q3_SEGMENT, Q10_DATES, Q10Row, Query, q1_answer, q3_answer,
     q6_answer, q6_selects, q10_answer,
 };
-use weir::tpch::{Customer, Lineitem, Order};
+use weir_cli::tpch::{Customer, Lineitem, Order};
 
 const SCALE: f64 = 0.01;
 
@@ -47,9 +47,9 @@ impl Drop for Dir {
 }
 
 fn rows<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Vec<T> {
-    let header = weir::tpch::block::read_header(&bytes[..4096]).unwrap();
-    let table = weir::tpch::Table::from_name(header.table).unwrap();
-    let (_, rows) = weir::tpch::table_rows(bytes, table).unwrap();
+    let header = weir_cli::tpch::block::read_header(&bytes[..4096]).unwrap();
+    let table = weir_cli::tpch::Table::from_name(header.table).unwrap();
+    let (_, rows) = weir_cli::tpch::table_rows(bytes, table).unwrap();
     rows.into_iter()
         .map(|row| weir::serde_fmt::from_slice(row).unwrap())
         .collect()

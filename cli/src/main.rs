@@ -15,25 +15,27 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use weir::barrier_job::{
-    BarrierJob, BarrierReport, BarrierWorkerReport, epoch_after, run_barrier_worker,
-};
 use weir::error::WeirError;
-use weir::latency_job::{LatencyJob, LatencyReport, LatencyWorkerReport, run_latency_worker};
 use weir::netstack::FlushMode;
 use weir::netstack::transport::NetworkConfig;
-use weir::run_job::{QueryWorkerArgs, TpchArgs, query_worker, run_tpch};
-use weir::shuffle_job::{
+use weir::size::parse_size;
+use weir::workers::{LocalCluster, read_peers};
+use weir_cli::run_tpch::{QueryWorkerArgs, TpchArgs, query_worker, run_tpch};
+use weir_cli::tpch::generate_tables;
+use weir_cli::workloads::soak::{SoakArgs, SoakWorkerArgs, soak, soak_worker};
+use weir_cli::workloads::w1_sort::{SortJob, generate, run_sort};
+use weir_cli::workloads::w2_aggregate::{W2Job, Workload, run_w2};
+use weir_cli::workloads::w3_join::{BuildSide, W3Job, run_w3};
+use weir_cli::workloads::w4_shuffle::{
     Exchange, ShuffleJob, WorkerReport, combine_workers, flush_name, parse_flush, run_shuffle,
     run_shuffle_worker,
 };
-use weir::size::parse_size;
-use weir::soak_job::{SoakArgs, SoakWorkerArgs, soak, soak_worker};
-use weir::sort_job::{SortJob, generate, run_sort};
-use weir::tpch::generate_tables;
-use weir::w2_job::{W2Job, Workload, run_w2};
-use weir::w3_job::{BuildSide, W3Job, run_w3};
-use weir::workers::{LocalCluster, read_peers};
+use weir_cli::workloads::w5_latency::{
+    LatencyJob, LatencyReport, LatencyWorkerReport, run_latency_worker,
+};
+use weir_cli::workloads::w6_barrier::{
+    BarrierJob, BarrierReport, BarrierWorkerReport, epoch_after, run_barrier_worker,
+};
 
 #[derive(Debug, Parser)]
 #[command(name = "weir", version, about = "A memory-managed dataflow kernel")]
@@ -275,7 +277,7 @@ struct ShuffleJobArgs {
     seed: u64,
     /// Fail when a peer worker sends nothing for this long (stopped, hung or partitioned):
     /// seconds or a duration like 500ms (default 10s).
-    #[arg(long, value_parser = weir::config::parse_peer_timeout)]
+    #[arg(long, value_parser = weir_cli::args::parse_peer_timeout)]
     peer_timeout: Option<Duration>,
 }
 
@@ -402,13 +404,13 @@ fn sort(args: SortArgs) -> Result<(), WeirError> {
 }
 
 fn gen_tpch(scale: f64, out: &std::path::Path) -> Result<(), WeirError> {
-    weir::tpch::check_scale(scale)?;
+    weir_cli::tpch::check_scale(scale)?;
     let rows = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let manifest = {
-        let _progress = weir::run_job::Progress::start(
+        let _progress = weir_cli::progress::Progress::start(
             format!("generating TPC-H SF {scale} in {}", out.display()),
             std::sync::Arc::clone(&rows),
-            Some(weir::run_job::table_rows_estimate(scale)),
+            Some(weir_cli::run_tpch::table_rows_estimate(scale)),
         );
         generate_tables(scale, out, &rows)?
     };
@@ -517,7 +519,7 @@ fn shuffle(args: ShuffleArgs) -> Result<(), WeirError> {
         });
     }
     let job = args.job.job(args.workers);
-    let progress = weir::run_job::Progress::elapsed(format!(
+    let progress = weir_cli::progress::Progress::elapsed(format!(
         "shuffling {} records across {} worker(s)",
         job.records, job.workers
     ));

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use weir::tpch::block::TableWriter;
-use weir::tpch::{Customer, Lineitem, Order, Table, table_rows};
+use weir_cli::tpch::block::TableWriter;
+use weir_cli::tpch::{Customer, Lineitem, Order, Table, table_rows};
 
 const SCALE: &str = "0.01";
 const MANIFEST: &str = "weir-tables.manifest";

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use weir::w1::{self, Checksum, OrderCheck, RECORD_SIZE};
+use weir_cli::workloads::w1_records::{self as w1, Checksum, OrderCheck, RECORD_SIZE};
 
 struct Dir(PathBuf);
 

@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 
 use weir_netstack::transport::NetworkConfig;
 
-use crate::config::Config;
-use crate::dataflow::{Collected, Dataflow, Push, WorkerReport, runtime};
-use crate::error::{Result, WeirError};
+use weir::config::Config;
+use weir::dataflow::{Collected, Dataflow, Push, WorkerReport, runtime};
+use weir::error::{Result, WeirError};
 
 /// How long without progress counts as a deadlock.
 pub const STALL_LIMIT: Duration = Duration::from_secs(10);
@@ -55,7 +55,7 @@ const BARRIER_INTERVAL: Duration = Duration::from_millis(250);
 /// Runs this worker's part of a round's barrier pipeline and checks that its map saw
 /// every barrier aligned.
 fn barriers(process: u32, round: &BarrierRound, peer_timeout: Duration) -> Result<Vec<String>> {
-    let job = crate::barrier_job::BarrierJob {
+    let job = crate::workloads::w6_barrier::BarrierJob {
         debloat: true,
         target: Duration::from_millis(100),
         busy: Duration::from_micros(50),
@@ -64,7 +64,7 @@ fn barriers(process: u32, round: &BarrierRound, peer_timeout: Duration) -> Resul
         warmup: Duration::ZERO,
         epoch_ns: round.epoch_ns,
     };
-    let report = crate::barrier_job::run_barrier_worker(
+    let report = crate::workloads::w6_barrier::run_barrier_worker(
         &job,
         NetworkConfig::new(process, round.peers.clone()).with_peer_timeout(peer_timeout),
     )?;
@@ -183,7 +183,7 @@ fn program(seed: u64, records: u64) -> (Dataflow, Results) {
             },
         )
         .collect();
-    let top = |s: crate::dataflow::Stream<(u64, u64)>| s.sort_by(|(k, v)| (*k, *v), None);
+    let top = |s: weir::dataflow::Stream<(u64, u64)>| s.sort_by(|(k, v)| (*k, *v), None);
     let sorted = Arc::new(Mutex::new(SortCheck::default()));
     let sink = Arc::clone(&sorted);
     top(top(flow.generate(records, move |i| (mix(seed ^ i) % 1_000_000, i))).gather())
@@ -323,12 +323,12 @@ pub fn watchdog(
                 last = now;
                 since = Instant::now();
             } else if since.elapsed() >= STALL_LIMIT && running.load(Ordering::Acquire) {
-                crate::lifecycle::report_line(&format!(
+                weir::lifecycle::report_line(&format!(
                     "weir soak: round {round}: no progress for {STALL_LIMIT:?}: deadlock"
                 ));
                 // Stop the workers too (a stopped one included), and remove the cluster
                 // directory, as on a signal.
-                crate::lifecycle::clean_up();
+                weir::lifecycle::clean_up();
                 std::process::exit(1);
             }
         }
@@ -369,7 +369,7 @@ pub struct SoakArgs {
     pub seed: u64,
     /// The workers' configuration.
     #[command(flatten)]
-    pub config: crate::run_job::ConfigArgs,
+    pub config: crate::args::ConfigArgs,
 }
 
 /// `weir worker … soak`: one worker's part of one round.
@@ -393,7 +393,7 @@ pub struct SoakWorkerArgs {
     pub barrier_epoch_ns: Option<u64>,
     /// The workers' configuration.
     #[command(flatten)]
-    pub config: crate::run_job::ConfigArgs,
+    pub config: crate::args::ConfigArgs,
 }
 
 impl SoakArgs {
@@ -440,9 +440,9 @@ pub fn soak_worker(
     let network = NetworkConfig::new(process, peers);
     let barrier_round = (!args.barrier_peers.is_empty()).then(|| BarrierRound {
         peers: args.barrier_peers.clone(),
-        epoch_ns: args
-            .barrier_epoch_ns
-            .unwrap_or_else(|| crate::barrier_job::epoch_after(Duration::from_millis(500))),
+        epoch_ns: args.barrier_epoch_ns.unwrap_or_else(|| {
+            crate::workloads::w6_barrier::epoch_after(Duration::from_millis(500))
+        }),
     });
     let (report, problems) = run_round(
         &job,
@@ -456,7 +456,7 @@ pub fn soak_worker(
             message: format!("soak round {}: {problem}", args.round),
         });
     }
-    crate::lifecycle::print_line(&report.to_line())?;
+    weir::lifecycle::print_line(&report.to_line())?;
     Ok(())
 }
 
@@ -474,10 +474,10 @@ pub fn soak(args: &SoakArgs) -> Result<()> {
     let mut records = 0u64;
     while started.elapsed() < job.duration {
         let round = rounds.len() as u64;
-        let cluster = crate::workers::LocalCluster::new(2)?;
+        let cluster = weir::workers::LocalCluster::new(2)?;
         let barrier_round = BarrierRound {
-            peers: crate::workers::free_loopback_addresses(2)?,
-            epoch_ns: crate::barrier_job::epoch_after(Duration::from_millis(500)),
+            peers: weir::workers::free_loopback_addresses(2)?,
+            epoch_ns: crate::workloads::w6_barrier::epoch_after(Duration::from_millis(500)),
         };
         let barrier_peers: Vec<String> = barrier_round
             .peers

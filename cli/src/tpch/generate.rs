@@ -31,7 +31,7 @@ use super::manifest::{DirState, Manifest, Q1Totals, TableEntry, Totals, inspect,
 use super::q1::Q1_SHIPDATE_MAX;
 use super::{Customer, Lineitem, Order, Table};
 use crate::constants::{TABLE_BYTES_FIXED, TABLE_BYTES_PER_SCALE, TABLES_MANIFEST};
-use crate::error::{Result, WeirError};
+use weir::error::{Result, WeirError};
 
 /// Bytes of the write buffer of each table file.
 const WRITE_BUFFER_BYTES: usize = 1 << 20;
@@ -129,7 +129,7 @@ pub fn generate_tables(scale_factor: f64, dir: &Path, progress: &AtomicU64) -> R
     }
     let staging = staging_dir(dir);
     // Registered first: a signal between creating and removing it removes it too.
-    let _registered = crate::lifecycle::remove_on_exit(&staging);
+    let _registered = weir::lifecycle::remove_on_exit(&staging);
     std::fs::create_dir(&staging).map_err(|e| WeirError::file("create directory", &staging, e))?;
     let result = write_all_tables(scale_factor, &staging, progress)
         .and_then(|manifest| install(&staging, dir, &state).map(|()| manifest));

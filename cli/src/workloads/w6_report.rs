@@ -310,7 +310,7 @@ impl BarrierReport {
     }
 
     /// The WORKLOADS.md JSON line: the job's figures, then one object per gate.
-    pub fn to_json(&self, job: &crate::barrier_job::BarrierJob) -> String {
+    pub fn to_json(&self, job: &crate::workloads::w6_barrier::BarrierJob) -> String {
         let gates: Vec<String> = self.workers.iter().map(|w| w.to_json()).collect();
         format!(
             concat!(

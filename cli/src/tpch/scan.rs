@@ -29,7 +29,7 @@ use super::lineitem::i64_at;
 use super::manifest::{Manifest, Totals};
 use super::{ROW_BYTES_MAX, Table};
 use crate::constants::{SCAN_READ_SEGMENTS, TABLE_BLOCK_BYTES, TABLE_BLOCK_HEADER_BYTES};
-use crate::error::{Result, WeirError};
+use weir::error::{Result, WeirError};
 
 /// The length of the row at the start of `bytes`: `Ok(Some(len))` when it is wholly
 /// there, `Ok(None)` when `bytes` ends inside it.

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use weir::tpch::{Lineitem, Order};
+use weir_cli::tpch::{Lineitem, Order};
 
 struct Dir(PathBuf);
 
@@ -42,9 +42,9 @@ fn path(p: &Path) -> &str {
 
 /// The rows of a table file, decoded in full, after its header.
 fn rows<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Vec<T> {
-    let header = weir::tpch::block::read_header(&bytes[..4096]).unwrap();
-    let table = weir::tpch::Table::from_name(header.table).unwrap();
-    let (_, rows) = weir::tpch::table_rows(bytes, table).unwrap();
+    let header = weir_cli::tpch::block::read_header(&bytes[..4096]).unwrap();
+    let table = weir_cli::tpch::Table::from_name(header.table).unwrap();
+    let (_, rows) = weir_cli::tpch::table_rows(bytes, table).unwrap();
     rows.into_iter()
         .map(|row| weir::serde_fmt::from_slice(row).unwrap())
         .collect()

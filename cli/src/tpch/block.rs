@@ -486,7 +486,7 @@ mod tests {
     /// at SF 1, its checksum, and the file's seed.
     #[test]
     fn format_doc_example() {
-        let doc = include_str!("../../docs/FORMAT.md");
+        let doc = include_str!("../../../docs/FORMAT.md");
         let section = &doc[doc.find("### Worked example: the first blocks").unwrap()..];
         let example = &section[section.find("```text\n").unwrap() + 8..];
         let hex: Vec<u8> = example

@@ -29,10 +29,10 @@ use weir_netstack::{
     DataType, GatePoll, InputGate, NetError, RecordReader, RecordWriter, TaskTimeMeter,
 };
 
-use crate::barrier_report::TaskMsPerSecond;
-pub use crate::barrier_report::{BarrierReport, BarrierWorkerReport};
-use crate::error::{Result, WeirError};
-use crate::shuffle_job::{WorkerExchange, worker_exchange};
+use crate::workloads::w4_shuffle::{WorkerExchange, worker_exchange};
+use crate::workloads::w6_report::TaskMsPerSecond;
+pub use crate::workloads::w6_report::{BarrierReport, BarrierWorkerReport};
+use weir::error::{Result, WeirError};
 
 /// How often the map samples its gate's metrics.
 const GATE_SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
@@ -76,7 +76,7 @@ fn key_hash(record: &[u8]) -> u32 {
 ///
 /// # Errors
 ///
-/// As [`crate::shuffle_job::run_shuffle_worker`]; an invalid debloating configuration.
+/// As [`crate::workloads::w4_shuffle::run_shuffle_worker`]; an invalid debloating configuration.
 ///
 /// # Panics
 ///
@@ -232,7 +232,7 @@ fn slow_map(
     process: u32,
     cancel: &AtomicBool,
 ) -> Result<BarrierWorkerReport> {
-    let waker = crate::workers::current_thread_waker();
+    let waker = weir::workers::current_thread_waker();
     let mut readers: Vec<RecordReader> = (0..gate.channel_count())
         .map(|i| RecordReader::new(weir_netstack::ChannelIndex(u32::try_from(i).expect("few"))))
         .collect();

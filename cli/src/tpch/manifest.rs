@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use super::{FORMAT_VERSION, MAGIC, Table};
 use crate::constants::TABLES_MANIFEST;
-use crate::error::{Result, WeirError};
+use weir::error::{Result, WeirError};
 
 /// The most summed columns of a table ([`Table::summed_columns`]).
 pub const SUMS_MAX: usize = 3;

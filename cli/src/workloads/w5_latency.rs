@@ -26,9 +26,9 @@ use weir_netstack::{
     DataType, FlushMode, GatePoll, InputGate, NetError, RecordReader, RecordWriter, TaskTimeMeter,
 };
 
-use crate::barrier_report::TaskMsPerSecond;
-use crate::error::{Result, WeirError};
-use crate::shuffle_job::{WorkerExchange, flush_name, worker_exchange};
+use crate::workloads::w4_shuffle::{WorkerExchange, flush_name, worker_exchange};
+use crate::workloads::w6_report::TaskMsPerSecond;
+use weir::error::{Result, WeirError};
 
 /// Largest latency recorded: 60 s, in nanoseconds.
 const LATENCY_NS_MAX: u64 = 60_000_000_000;
@@ -253,7 +253,7 @@ fn key_hash(record: &[u8]) -> u32 {
 ///
 /// # Errors
 ///
-/// As [`crate::shuffle_job::run_shuffle_worker`]; a rate of 0.
+/// As [`crate::workloads::w4_shuffle::run_shuffle_worker`]; a rate of 0.
 ///
 /// # Panics
 ///
@@ -367,7 +367,7 @@ struct SinkReport {
 
 fn record_latencies(mut gate: InputGate, cancel: &AtomicBool) -> Result<SinkReport> {
     let mut meter = TaskTimeMeter::new(Arc::new(SystemClock::default()));
-    let waker = crate::workers::current_thread_waker();
+    let waker = weir::workers::current_thread_waker();
     let mut readers: Vec<RecordReader> = (0..gate.channel_count())
         .map(|i| RecordReader::new(weir_netstack::ChannelIndex(u32::try_from(i).expect("few"))))
         .collect();

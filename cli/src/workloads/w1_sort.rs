@@ -20,11 +20,11 @@ use weir_kernel::memory::{MemoryManager, MemorySegment, Owner};
 use weir_kernel::sort::{ExternalSorter, SortConfig, SortStats, SortedStream};
 use weir_kernel::spill::{SpillConfig, SpillStore, open_store};
 
-use crate::config::check_physical_memory;
-use crate::error::{Result, WeirError};
-use crate::output::{OutputFile, check_output};
-use crate::size::format_size;
-use crate::w1::{self, Checksum, KEY_SIZE, OrderCheck, RECORD_SIZE};
+use crate::workloads::w1_records::{self as w1, Checksum, KEY_SIZE, OrderCheck, RECORD_SIZE};
+use weir::config::check_physical_memory;
+use weir::error::{Result, WeirError};
+use weir::output::{OutputFile, check_output};
+use weir::size::format_size;
 
 /// Segments each sorting thread keeps to read its input into; the output takes one more.
 const IO_SEGMENTS_PER_THREAD: usize = 1;

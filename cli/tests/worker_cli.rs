@@ -207,18 +207,20 @@ fn two_workers_in_two_network_namespaces() {
     for output in [first, second] {
         assert!(output.status.success(), "{output:?}");
         let stdout = String::from_utf8(output.stdout).unwrap();
-        reports
-            .push(weir::shuffle_job::WorkerReport::parse(stdout.lines().last().unwrap()).unwrap());
+        reports.push(
+            weir_cli::workloads::w4_shuffle::WorkerReport::parse(stdout.lines().last().unwrap())
+                .unwrap(),
+        );
     }
-    let job = weir::shuffle_job::ShuffleJob {
+    let job = weir_cli::workloads::w4_shuffle::ShuffleJob {
         records: 200_000,
         record_bytes: 100,
         workers: 2,
         sources: 2,
         sinks: 2,
-        ..weir::shuffle_job::ShuffleJob::default()
+        ..weir_cli::workloads::w4_shuffle::ShuffleJob::default()
     };
-    let report = weir::shuffle_job::combine_workers(&job, &reports);
+    let report = weir_cli::workloads::w4_shuffle::combine_workers(&job, &reports);
     assert!(report.valid, "{report:?}");
     assert!(report.remote_bytes > 0);
 }

@@ -3,20 +3,20 @@
 //! filter pushed into the scan, and a keyed aggregation with a combiner before the shuffle.
 //!
 //! ```sh
-//! cargo run --release --example tpch_q1 -- [SCALE] [SLOTS]
+//! cargo run --release -p weir-cli --example tpch_q1 -- [SCALE] [SLOTS]
 //! ```
 
 use std::error::Error;
 
 use weir::config::Config;
 use weir::dataflow::{Dataflow, runtime};
-use weir::run_job::{Generator, default_data_dir, ensure_tables};
-use weir::tpch::Table;
-use weir::tpch::lineitem::{
+use weir_cli::run_tpch::{Generator, default_data_dir, ensure_tables};
+use weir_cli::tpch::lineitem::{
     DISCOUNT, EXTENDEDPRICE, LINESTATUS, QUANTITY, RETURNFLAG, SHIPDATE, TAX, i32_at, i64_at,
 };
-use weir::tpch::q1::{Q1_SHIPDATE_MAX, Q1Sums};
-use weir::tpch::queries::q1_answer;
+use weir_cli::tpch::q1::{Q1_SHIPDATE_MAX, Q1Sums};
+use weir_cli::tpch::queries::q1_answer;
+use weir_cli::tpch::{self, Table};
 
 fn main() -> Result<(), Box<dyn Error>> {
     let mut args = std::env::args().skip(1);
@@ -26,23 +26,22 @@ fn main() -> Result<(), Box<dyn Error>> {
     ensure_tables(&dir, scale, Generator::InProcess)?;
 
     let flow = Dataflow::new();
-    let groups = flow
-        .tpch_table(&dir, Table::Lineitem, |row| {
-            if i32_at(row, SHIPDATE) > Q1_SHIPDATE_MAX {
-                return Ok(None);
-            }
-            let group = (row[RETURNFLAG], row[LINESTATUS]);
-            let sums = Q1Sums::of_row(
-                i64_at(row, QUANTITY),
-                i64_at(row, EXTENDEDPRICE),
-                i64_at(row, DISCOUNT),
-                i64_at(row, TAX),
-            );
-            Ok(Some((group, sums)))
-        })
-        .key_by(|(group, _)| *group)
-        .aggregate(|(_, sums)| *sums, |acc, sums| acc.add(&sums))
-        .collect();
+    let groups = tpch::table(&flow, &dir, Table::Lineitem, |row| {
+        if i32_at(row, SHIPDATE) > Q1_SHIPDATE_MAX {
+            return Ok(None);
+        }
+        let group = (row[RETURNFLAG], row[LINESTATUS]);
+        let sums = Q1Sums::of_row(
+            i64_at(row, QUANTITY),
+            i64_at(row, EXTENDEDPRICE),
+            i64_at(row, DISCOUNT),
+            i64_at(row, TAX),
+        );
+        Ok(Some((group, sums)))
+    })
+    .key_by(|(group, _)| *group)
+    .aggregate(|(_, sums)| *sums, |acc, sums| acc.add(&sums))
+    .collect();
 
     let config = Config {
         slots,

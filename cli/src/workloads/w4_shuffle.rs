@@ -35,7 +35,7 @@ use weir_netstack::{
     NetworkBufferPool, RecordReader, RecordWriter, ResultPartition, SubpartitionIndex,
 };
 
-use crate::error::{Result, WeirError};
+use weir::error::{Result, WeirError};
 
 /// The record writer of a source: records hash-partitioned by key.
 type KeyedWriter = RecordWriter<AnySelector>;
@@ -554,7 +554,7 @@ pub fn run_shuffle_worker(job: &ShuffleJob, config: NetworkConfig) -> Result<Wor
     let leak_free = match manager.leak_check() {
         Ok(()) => true,
         Err(error) => {
-            crate::lifecycle::report_line(&format!("weir: worker {process}: {error}"));
+            weir::lifecycle::report_line(&format!("weir: worker {process}: {error}"));
             false
         }
     };
@@ -859,7 +859,7 @@ fn run_sink(
     sinks: usize,
     cancel: &AtomicBool,
 ) -> Result<SinkTally> {
-    let waker = crate::workers::current_thread_waker();
+    let waker = weir::workers::current_thread_waker();
     let mut readers: Vec<RecordReader> = (0..gate.channel_count())
         .map(|i| RecordReader::new(channel(i)))
         .collect();

@@ -24,7 +24,7 @@
 //! whose probe record is its 8-byte `l_extendedprice`. `--build lineitem` swaps the sides
 //! (a table four times larger with about four records a key), for measurements and for
 //! tests that must spill on small inputs. Keys are `order_key` of
-//! [`w2_job`](crate::w2_job) (big-endian, sign bit flipped). Only the aggregate is made:
+//! [`w2_job`](crate::workloads::w2_aggregate) (big-endian, sign bit flipped). Only the aggregate is made:
 //! joined rows are counted and summed as they are emitted, never materialized.
 //!
 //! Every buffer of the query path is a segment of one memory manager whose budget is
@@ -41,12 +41,12 @@ use weir_kernel::memory::{MemoryManager, Owner};
 use weir_kernel::spill::SpillStore;
 
 use crate::constants::{W3_PROBE_BATCH_ROWS, W3_VERIFY_BATCH_KEYS, W3_VERIFY_BATCHES_IN_FLIGHT};
-use crate::error::{Result, WeirError};
-use crate::sort_job::SegmentWriter;
 use crate::tpch::lineitem::{EXTENDEDPRICE, ORDERKEY, i64_at};
 use crate::tpch::q1::decimal;
 use crate::tpch::{Order, ROW_BYTES_MAX, Table, TableScan, orders};
-use crate::w2_job::{create_output, decode, open_spill_store, order_key};
+use crate::workloads::w1_sort::SegmentWriter;
+use crate::workloads::w2_aggregate::{create_output, decode, open_spill_store, order_key};
+use weir::error::{Result, WeirError};
 
 /// The header of W3's CSV output.
 pub const W3_CSV_HEADER: &str = "count,sum_extendedprice";

@@ -1,0 +1,209 @@
+//! The command-line arguments several commands share: the job configuration as flags
+//! (each maps to a field of [`Config`], whose documentation gives its meaning and range).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use weir::config::Config;
+use weir::error::Result;
+use weir::size::{format_size, parse_size};
+
+/// The job knobs as command-line flags (see [`Config`] for each one's meaning and range).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArgs {
+    /// Managed memory per worker, like 64MiB.
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    pub memory: u64,
+    /// Network memory per worker, beside --memory.
+    #[arg(long, default_value = "16MiB", value_parser = parse_size)]
+    pub network_memory: u64,
+    /// Segment size of both budgets (a power of two, 4KiB to 1MiB).
+    #[arg(long, default_value = "32KiB", value_parser = parse_size)]
+    pub segment_size: u64,
+    /// Exclusive buffers per remote input channel.
+    #[arg(long, default_value_t = 2)]
+    pub buffers_per_channel: usize,
+    /// Floating buffers per input gate.
+    #[arg(long, default_value_t = 8)]
+    pub floating_buffers: usize,
+    /// Output flushing: every, full, idle, or a timeout like 100ms.
+    #[arg(long, default_value = "100ms", value_parser = crate::workloads::w4_shuffle::parse_flush)]
+    pub flush: weir_netstack::FlushMode,
+    /// Buffer debloating of input gates: on or off.
+    #[arg(long, default_value = "off", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    pub debloat: bool,
+    /// The debloating target in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub debloat_target_ms: u64,
+    /// Directory for spill files (default: the system temp directory).
+    #[arg(long)]
+    pub spill_dir: Option<PathBuf>,
+    /// Spill I/O backend: auto, io_uring or sync.
+    #[arg(long, default_value = "auto", value_parser = parse_io)]
+    pub io: IoChoice,
+    /// Worker processes (started locally on loopback).
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Task slots per worker.
+    #[arg(long, default_value_t = 1)]
+    pub slots: usize,
+    /// Fail the job when a peer worker sends nothing (not even a heartbeat) for this long:
+    /// seconds or a duration like 10s or 500ms.
+    #[arg(long, default_value = "10s", value_parser = parse_peer_timeout)]
+    pub peer_timeout: Duration,
+}
+
+impl Default for ConfigArgs {
+    fn default() -> ConfigArgs {
+        ConfigArgs::from_config(&Config {
+            workers: 2,
+            ..Config::default()
+        })
+    }
+}
+
+fn parse_on_off(text: &str) -> std::result::Result<bool, String> {
+    match text {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("{text:?}: expected on or off")),
+    }
+}
+
+/// The spill backend a job asks for: `None` lets the kernel probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IoChoice(pub Option<weir_kernel::spill::IoBackend>);
+
+fn parse_io(text: &str) -> std::result::Result<IoChoice, String> {
+    use weir_kernel::spill::IoBackend;
+    match text {
+        "auto" => Ok(IoChoice(None)),
+        "io_uring" => Ok(IoChoice(Some(IoBackend::IoUring))),
+        "sync" => Ok(IoChoice(Some(IoBackend::Sync))),
+        _ => Err(format!("{text:?}: expected auto, io_uring or sync")),
+    }
+}
+
+impl ConfigArgs {
+    /// The flags of `config`.
+    pub fn from_config(config: &Config) -> ConfigArgs {
+        ConfigArgs {
+            memory: config.memory,
+            network_memory: config.network_memory,
+            segment_size: config.segment_size as u64,
+            buffers_per_channel: config.buffers_per_channel,
+            floating_buffers: config.floating_per_gate,
+            flush: config.flush,
+            debloat: config.debloat,
+            debloat_target_ms: u64::try_from(config.debloat_target.as_millis()).unwrap_or(u64::MAX),
+            spill_dir: Some(config.spill_dir.clone()),
+            io: IoChoice(config.io_backend),
+            workers: config.workers,
+            slots: config.slots,
+            peer_timeout: config.peer_timeout,
+        }
+    }
+
+    /// The configuration, validated.
+    ///
+    /// # Errors
+    ///
+    /// As [`Config::validate`].
+    pub fn to_config(&self) -> Result<Config> {
+        let config = Config {
+            memory: self.memory,
+            network_memory: self.network_memory,
+            segment_size: usize::try_from(self.segment_size).unwrap_or(usize::MAX),
+            buffers_per_channel: self.buffers_per_channel,
+            floating_per_gate: self.floating_buffers,
+            flush: self.flush,
+            debloat: self.debloat,
+            debloat_target: Duration::from_millis(self.debloat_target_ms),
+            spill_dir: self.spill_dir.clone().unwrap_or_else(std::env::temp_dir),
+            io_backend: self.io.0,
+            workers: self.workers,
+            slots: self.slots,
+            peer_timeout: self.peer_timeout,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The flags again, for a worker process.
+    pub fn to_args(&self) -> Vec<String> {
+        let config = self.to_config().unwrap_or_default();
+        let mut args = vec![
+            format!("--memory={}", format_size(self.memory)),
+            format!("--network-memory={}", format_size(self.network_memory)),
+            format!("--segment-size={}", format_size(self.segment_size)),
+            format!("--buffers-per-channel={}", self.buffers_per_channel),
+            format!("--floating-buffers={}", self.floating_buffers),
+            format!(
+                "--flush={}",
+                crate::workloads::w4_shuffle::flush_name(self.flush)
+            ),
+            format!("--debloat={}", if self.debloat { "on" } else { "off" }),
+            format!("--debloat-target-ms={}", self.debloat_target_ms),
+            format!("--spill-dir={}", config.spill_dir.display()),
+            format!("--workers={}", self.workers),
+            format!("--slots={}", self.slots),
+            format!("--peer-timeout={}ms", self.peer_timeout.as_millis()),
+        ];
+        args.push(format!(
+            "--io={}",
+            self.io
+                .0
+                .map_or_else(|| "auto".to_string(), |b| b.to_string())
+        ));
+        args
+    }
+}
+
+/// Parses `--peer-timeout`: seconds (`10`, `2.5`) or a duration with a unit (`10s`,
+/// `500ms`), from 100 ms to an hour. A worker whose peer sends nothing for this long fails
+/// the job naming the peer (stopped, hung or partitioned).
+///
+/// # Errors
+///
+/// A message naming the flag, the value and the allowed range.
+pub fn parse_peer_timeout(text: &str) -> std::result::Result<Duration, String> {
+    use weir::constants::{
+        PEER_TIMEOUT_MAX as PEER_TIMEOUT_FLAG_MAX, PEER_TIMEOUT_MIN as PEER_TIMEOUT_FLAG_MIN,
+    };
+    let invalid = || {
+        format!(
+            "--peer-timeout {text}: expected seconds or a duration like 10s or 500ms, \
+             {PEER_TIMEOUT_FLAG_MIN:?} to {PEER_TIMEOUT_FLAG_MAX:?}"
+        )
+    };
+    let (number, scale) = if let Some(ms) = text.strip_suffix("ms") {
+        (ms, 1e-3)
+    } else {
+        (text.strip_suffix('s').unwrap_or(text), 1.0)
+    };
+    let seconds = number.trim().parse::<f64>().map_err(|_| invalid())? * scale;
+    let range = PEER_TIMEOUT_FLAG_MIN.as_secs_f64()..=PEER_TIMEOUT_FLAG_MAX.as_secs_f64();
+    if !range.contains(&seconds) {
+        return Err(invalid());
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_timeout_is_seconds_or_a_duration_in_range() {
+        assert_eq!(parse_peer_timeout("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_peer_timeout("2.5s"), Ok(Duration::from_millis(2500)));
+        assert_eq!(parse_peer_timeout("500ms"), Ok(Duration::from_millis(500)));
+        for bad in ["0", "50ms", "3601", "soon", "-1s", "NaN"] {
+            let error = parse_peer_timeout(bad).unwrap_err();
+            assert!(
+                error.starts_with(&format!("--peer-timeout {bad}:")),
+                "{error}"
+            );
+        }
+    }
+}

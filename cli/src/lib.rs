@@ -1,0 +1,18 @@
+//! The `weir` command line's parts: TPC-H tables and queries as dataflow jobs, and the
+//! benchmark workloads, built on the `weir` library (never the reverse).
+//!
+//! ```text
+//!   main.rs (clap) ─▶ run_tpch   TPC-H queries across worker processes (the main job)
+//!                 ├─▶ tpch/      table files (checksummed blocks, manifest), generation,
+//!                 │              scans, the queries as dataflow programs, reference answers
+//!                 └─▶ workloads/ W1 sort, W2 aggregation, W3 join, W4 shuffle, W5 latency,
+//!                                W6 barriers, the soak
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod args;
+pub mod constants;
+pub mod progress;
+pub mod run_tpch;
+pub mod tpch;
+pub mod workloads;
