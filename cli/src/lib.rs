@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod args;
+pub mod commands;
 pub mod constants;
 pub mod progress;
 pub mod run_tpch;
