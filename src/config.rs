@@ -104,10 +104,10 @@ pub fn physical_memory_bytes() -> Option<u64> {
 ///
 /// # Errors
 ///
-/// [`WeirError::Input`] naming the flag, the budget and the machine's memory.
+/// [`WeirError::Usage`] naming the flag, the budget and the machine's memory.
 pub fn check_physical_memory(flag: &str, bytes: u64) -> Result<()> {
     match physical_memory_bytes() {
-        Some(physical) if bytes > physical => Err(WeirError::Input {
+        Some(physical) if bytes > physical => Err(WeirError::Usage {
             message: format!(
                 "{flag} {}: more than this machine's {:.1} GiB of memory",
                 crate::size::format_size(bytes),
@@ -128,36 +128,53 @@ impl Config {
     ///
     /// # Errors
     ///
-    /// [`WeirError::Input`] with one line naming the first invalid field's flag, its value
-    /// and the allowed range.
+    /// [`WeirError::Config`] naming the first invalid field, its value and the allowed
+    /// range.
     pub fn validate(&self) -> Result<()> {
-        let invalid = |flag: &str, value: String, allowed: String| {
-            Err(WeirError::Input {
-                message: format!("{flag} {value}: allowed {allowed}"),
+        let invalid = |field: &'static str, value: String, allowed: String| {
+            Err(WeirError::Config {
+                field,
+                value,
+                allowed,
             })
         };
         let size = |bytes: u64| crate::size::format_size(bytes);
         if !(MEMORY_MIN..=MEMORY_MAX).contains(&self.memory) {
             return invalid(
-                "--memory",
+                "memory",
                 size(self.memory),
                 format!("{} to {}", size(MEMORY_MIN), size(MEMORY_MAX)),
             );
         }
         if !(NETWORK_MEMORY_MIN..=MEMORY_MAX).contains(&self.network_memory) {
             return invalid(
-                "--network-memory",
+                "network_memory",
                 size(self.network_memory),
                 format!("{} to {}", size(NETWORK_MEMORY_MIN), size(MEMORY_MAX)),
             );
         }
-        check_physical_memory("--memory", self.memory)?;
-        check_physical_memory("--network-memory", self.network_memory)?;
+        if let Some(physical) = physical_memory_bytes() {
+            for (field, bytes) in [
+                ("memory", self.memory),
+                ("network_memory", self.network_memory),
+            ] {
+                if bytes > physical {
+                    return invalid(
+                        field,
+                        size(bytes),
+                        format!(
+                            "at most this machine's {:.1} GiB of memory",
+                            physical as f64 / f64::from(1 << 30)
+                        ),
+                    );
+                }
+            }
+        }
         if !self.segment_size.is_power_of_two()
             || !(SEGMENT_SIZE_MIN..=SEGMENT_SIZE_MAX).contains(&self.segment_size)
         {
             return invalid(
-                "--segment-size",
+                "segment_size",
                 size(self.segment_size as u64),
                 format!(
                     "a power of two from {} to {}",
@@ -168,14 +185,14 @@ impl Config {
         }
         if !(1..=64).contains(&self.buffers_per_channel) {
             return invalid(
-                "--buffers-per-channel",
+                "buffers_per_channel",
                 self.buffers_per_channel.to_string(),
                 "1 to 64".into(),
             );
         }
         if !(1..=1024).contains(&self.floating_per_gate) {
             return invalid(
-                "--floating-buffers",
+                "floating_per_gate",
                 self.floating_per_gate.to_string(),
                 "1 to 1024".into(),
             );
@@ -183,14 +200,14 @@ impl Config {
         let target = self.debloat_target;
         if !(Duration::from_millis(10)..=Duration::from_secs(60)).contains(&target) {
             return invalid(
-                "--debloat-target",
+                "debloat_target",
                 format!("{}ms", target.as_millis()),
                 "10ms to 60s".into(),
             );
         }
         if !self.spill_dir.is_dir() {
             return invalid(
-                "--spill-dir",
+                "spill_dir",
                 self.spill_dir.display().to_string(),
                 "an existing, writable directory".into(),
             );
@@ -199,7 +216,7 @@ impl Config {
             && weir_kernel::sys::is_memory_filesystem(&self.spill_dir)
         {
             return invalid(
-                "--spill-dir",
+                "spill_dir",
                 format!("{} (a filesystem in memory)", self.spill_dir.display()),
                 "a directory on a disk: spilling to a tmpfs or ramfs takes memory outside \
                  the budget"
@@ -208,7 +225,7 @@ impl Config {
         }
         if !(1..=WORKERS_MAX).contains(&self.workers) {
             return invalid(
-                "--workers",
+                "workers",
                 self.workers.to_string(),
                 format!("1 to {WORKERS_MAX}"),
             );
@@ -219,17 +236,13 @@ impl Config {
         );
         if !(least..=most).contains(&self.peer_timeout) {
             return invalid(
-                "--peer-timeout",
+                "peer_timeout",
                 format!("{:?}", self.peer_timeout),
                 format!("{least:?} to {most:?}"),
             );
         }
         if !(1..=SLOTS_MAX).contains(&self.slots) {
-            return invalid(
-                "--slots",
-                self.slots.to_string(),
-                format!("1 to {SLOTS_MAX}"),
-            );
+            return invalid("slots", self.slots.to_string(), format!("1 to {SLOTS_MAX}"));
         }
         Ok(())
     }
@@ -258,70 +271,70 @@ mod tests {
                     memory: 1 << 20,
                     ..Config::default()
                 },
-                "--memory 1MiB: allowed 4MiB to 1TiB",
+                "memory = 1MiB, allowed 4MiB to 1TiB",
             ),
             (
                 Config {
                     network_memory: 1000,
                     ..Config::default()
                 },
-                "--network-memory",
+                "network_memory",
             ),
             (
                 Config {
                     segment_size: 3000,
                     ..Config::default()
                 },
-                "--segment-size",
+                "segment_size",
             ),
             (
                 Config {
                     segment_size: 2 << 20,
                     ..Config::default()
                 },
-                "--segment-size 2MiB",
+                "segment_size = 2MiB",
             ),
             (
                 Config {
                     buffers_per_channel: 0,
                     ..Config::default()
                 },
-                "--buffers-per-channel 0: allowed 1 to 64",
+                "buffers_per_channel = 0, allowed 1 to 64",
             ),
             (
                 Config {
                     floating_per_gate: 5000,
                     ..Config::default()
                 },
-                "--floating-buffers",
+                "floating_per_gate",
             ),
             (
                 Config {
                     debloat_target: Duration::ZERO,
                     ..Config::default()
                 },
-                "--debloat-target 0ms",
+                "debloat_target = 0ms",
             ),
             (
                 Config {
                     spill_dir: "/no/such/dir".into(),
                     ..Config::default()
                 },
-                "--spill-dir /no/such/dir",
+                "spill_dir = /no/such/dir",
             ),
             (
                 Config {
                     workers: 0,
                     ..Config::default()
                 },
-                "--workers 0: allowed 1 to 64",
+                "workers = 0, allowed 1 to 64",
             ),
             (
                 Config {
                     slots: 65,
                     ..Config::default()
                 },
-                "--slots 65",
+                "slots = 65",
             ),
         ];
         for (config, expected) in cases {

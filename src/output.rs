@@ -28,10 +28,10 @@ static TEMPS_CREATED: AtomicU64 = AtomicU64::new(0);
 ///
 /// # Errors
 ///
-/// [`WeirError::Input`] saying which rule the output breaks.
+/// [`WeirError::Usage`] saying which rule the output breaks.
 pub fn check_output(flag: &str, output: &Path, inputs: &[&Path]) -> Result<()> {
     let refuse = |why: String| {
-        Err(WeirError::Input {
+        Err(WeirError::Usage {
             message: format!("{flag} {}: {why}", output.display()),
         })
     };
@@ -91,7 +91,7 @@ impl OutputFile {
     ///
     /// # Errors
     ///
-    /// [`WeirError::Input`] from [`check_output`]; [`WeirError::File`] when the temporary
+    /// [`WeirError::Usage`] from [`check_output`]; [`WeirError::File`] when the temporary
     /// file cannot be created.
     pub fn create(flag: &str, target: &Path, inputs: &[&Path]) -> Result<OutputFile> {
         check_output(flag, target, inputs)?;

@@ -62,7 +62,7 @@ pub fn read_peers(path: &Path) -> Result<Vec<SocketAddr>> {
             .to_socket_addrs()
             .ok()
             .and_then(|mut addresses| addresses.next())
-            .ok_or_else(|| WeirError::Input {
+            .ok_or_else(|| WeirError::Usage {
                 message: format!(
                     "{} line {}: {line:?} is not a host:port address",
                     path.display(),
@@ -72,7 +72,7 @@ pub fn read_peers(path: &Path) -> Result<Vec<SocketAddr>> {
         peers.push(address);
     }
     if peers.is_empty() {
-        return Err(WeirError::Input {
+        return Err(WeirError::Usage {
             message: format!("{}: no peer addresses", path.display()),
         });
     }
@@ -89,14 +89,14 @@ pub fn free_loopback_addresses(count: usize) -> Result<Vec<SocketAddr>> {
     let listeners = (0..count)
         .map(|_| TcpListener::bind("127.0.0.1:0"))
         .collect::<std::io::Result<Vec<_>>>()
-        .map_err(|e| WeirError::Input {
+        .map_err(|e| WeirError::Worker {
             message: format!("cannot find a free loopback port: {e}"),
         })?;
     listeners
         .iter()
         .map(|l| l.local_addr())
         .collect::<std::io::Result<Vec<_>>>()
-        .map_err(|e| WeirError::Input {
+        .map_err(|e| WeirError::Worker {
             message: format!("cannot read a loopback address: {e}"),
         })
 }
@@ -283,7 +283,7 @@ fn wait(mut children: Vec<Worker>, deadline: Instant, timeout: Duration) -> Resu
             .map(|reader| reader.join().ok().flatten())
             .collect();
         if !failures.is_empty() {
-            return Err(WeirError::Input {
+            return Err(WeirError::Worker {
                 message: failures.join("; "),
             });
         }
@@ -291,7 +291,7 @@ fn wait(mut children: Vec<Worker>, deadline: Instant, timeout: Duration) -> Resu
             .into_iter()
             .zip(&children)
             .map(|(line, Worker { process, .. })| {
-                line.ok_or_else(|| WeirError::Input {
+                line.ok_or_else(|| WeirError::Worker {
                     message: format!("worker {process} printed no report"),
                 })
             })

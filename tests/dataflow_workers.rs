@@ -72,7 +72,7 @@ fn failing_on_task_3() -> Program {
             let task = ctx.task() as u64;
             Ok((0..100_000u64).map(move |i| {
                 if task == 3 && i == 50_000 {
-                    return Err(WeirError::Input {
+                    return Err(WeirError::Usage {
                         message: "task 3 fails at record 50000".into(),
                     });
                 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use weir::config::Config;
-use weir::error::Result;
+use weir::error::{Result, WeirError};
 use weir::size::{format_size, parse_size};
 
 /// The job knobs as command-line flags (see [`Config`] for each one's meaning and range).
@@ -189,6 +189,30 @@ pub fn parse_peer_timeout(text: &str) -> std::result::Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// The command-line flag of a [`Config`] field (or a job setting named the same way):
+/// `network_memory` is `--network-memory`; the few whose flag differs are listed.
+pub fn flag(field: &str) -> String {
+    match field {
+        "floating_per_gate" => "--floating-buffers".to_owned(),
+        "debloat_target" => "--debloat-target-ms".to_owned(),
+        "io_backend" => "--io".to_owned(),
+        _ => format!("--{}", field.replace('_', "-")),
+    }
+}
+
+/// An error as the command line says it: a configuration error names the flag, not the
+/// field (`--memory 1MiB: allowed 4MiB to 1TiB`); everything else as it displays.
+pub fn describe(error: &WeirError) -> String {
+    match error {
+        WeirError::Config {
+            field,
+            value,
+            allowed,
+        } => format!("{} {value}: allowed {allowed}", flag(field)),
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,5 +229,18 @@ mod tests {
                 "{error}"
             );
         }
+    }
+
+    #[test]
+    fn configuration_errors_name_the_flag() {
+        let error = Config {
+            memory: 1 << 20,
+            ..Config::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(describe(&error), "--memory 1MiB: allowed 4MiB to 1TiB");
+        assert_eq!(flag("floating_per_gate"), "--floating-buffers");
+        assert_eq!(flag("peer_timeout"), "--peer-timeout");
     }
 }

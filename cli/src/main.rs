@@ -13,6 +13,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use weir_cli::args::describe;
 use weir_cli::commands::{Cli, run};
 
 fn main() -> ExitCode {
@@ -24,8 +25,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            weir::lifecycle::report_line(&format!("weir: {error}"));
-            ExitCode::from(if error.is_usage() { 2 } else { 1 })
+            weir::lifecycle::report_line(&format!("weir: {}", describe(&error)));
+            ExitCode::from(error.exit_code())
         }
     }
 }

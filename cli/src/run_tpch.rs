@@ -44,11 +44,11 @@ pub fn table_rows_estimate(scale: f64) -> u64 {
 ///
 /// # Errors
 ///
-/// [`WeirError::Input`] for an invalid scale, too little free space, or a `dir` that holds
+/// [`WeirError::Usage`] for an invalid scale, too little free space, or a `dir` that holds
 /// weir's tables of another scale or version, or what weir did not write (each saying what to do); generation failing.
 pub fn ensure_tables(dir: &Path, scale: f64, generator: Generator) -> Result<bool> {
     check_scale(scale)?;
-    let refuse = |found: String, todo: &str| WeirError::Input {
+    let refuse = |found: String, todo: &str| WeirError::Usage {
         message: format!(
             "{} holds {found}; nothing was touched: {todo}",
             dir.display()
@@ -128,7 +128,7 @@ fn generate_in_child(scale: f64, out: &Path) -> Result<()> {
         .wait()
         .map_err(|e| WeirError::file("wait for", &exe, e))?;
     if !status.success() {
-        return Err(WeirError::Input {
+        return Err(WeirError::Usage {
             message: format!(
                 "weir gen tpch --scale {scale} --out {} failed ({status}; its reason is above)",
                 out.display()
@@ -283,7 +283,7 @@ pub fn query_worker(
     peers: Vec<std::net::SocketAddr>,
     args: &QueryWorkerArgs,
 ) -> Result<()> {
-    let query = Query::from_number(args.query).map_err(|message| WeirError::Input { message })?;
+    let query = Query::from_number(args.query).map_err(|message| WeirError::Usage { message })?;
     let config = args.config.to_config()?;
     let (report, _) = run_query(
         query,
@@ -313,7 +313,7 @@ pub fn run_tpch(args: &TpchArgs) -> Result<()> {
     } else {
         args.queries
             .iter()
-            .map(|n| Query::from_number(*n).map_err(|message| WeirError::Input { message }))
+            .map(|n| Query::from_number(*n).map_err(|message| WeirError::Usage { message }))
             .collect::<Result<_>>()?
     };
     let dir = args
@@ -324,8 +324,8 @@ pub fn run_tpch(args: &TpchArgs) -> Result<()> {
     for &query in &queries {
         let flow = Dataflow::new();
         let _answer = query.build(&flow, &dir);
-        runtime::check_budgets(&flow, &config).map_err(|error| WeirError::Input {
-            message: format!("Q{}: {error}", query.number()),
+        runtime::check_budgets(&flow, &config).map_err(|error| WeirError::Usage {
+            message: format!("Q{}: {}", query.number(), crate::args::describe(&error)),
         })?;
     }
     let started = Instant::now();
@@ -396,8 +396,8 @@ pub fn run_tpch(args: &TpchArgs) -> Result<()> {
         print!("{}", summary(&report, input_rows(query, args.scale)));
     }
     if !differ.is_empty() {
-        return Err(WeirError::Input {
-            message: format!("answers differ from the reference: {differ:?}"),
+        return Err(WeirError::WrongAnswer {
+            detail: format!("answers differ from the reference: {differ:?}"),
         });
     }
     Ok(())
@@ -435,7 +435,7 @@ fn run_distributed(
     })?;
     let mut workers = vec![mine];
     for line in lines {
-        workers.push(WorkerReport::parse(&line).map_err(|message| WeirError::Input { message })?);
+        workers.push(WorkerReport::parse(&line).map_err(|message| WeirError::Worker { message })?);
     }
     Ok((JobReport { workers }, answer))
 }

@@ -40,7 +40,7 @@ pub(crate) fn append_key<K: Key>(out: &mut Vec<u8>, key: &K) {
 
 /// `record`'s serde-fmt encoding appended to `out`.
 fn append_record<T: Data>(out: &mut Vec<u8>, record: &T) -> Result<()> {
-    weir_serde_fmt::append_to_vec(out, record).map_err(|e| WeirError::Input {
+    weir_serde_fmt::append_to_vec(out, record).map_err(|e| WeirError::Data {
         message: format!("a record cannot be encoded: {e}"),
     })?;
     Ok(())
@@ -66,14 +66,14 @@ impl Encoded {
 
 /// Decodes a record the chain (or a peer) encoded.
 fn decode<T: Data>(bytes: &[u8]) -> Result<T> {
-    weir_serde_fmt::from_slice(bytes).map_err(|e| WeirError::Input {
+    weir_serde_fmt::from_slice(bytes).map_err(|e| WeirError::Data {
         message: format!("a malformed record of {} bytes: {e}", bytes.len()),
     })
 }
 
 /// Decodes a key the chain encoded.
 fn decode_key<K: Key>(bytes: &[u8]) -> Result<K> {
-    weir_serde_fmt::key::from_slice(bytes).map_err(|e| WeirError::Input {
+    weir_serde_fmt::key::from_slice(bytes).map_err(|e| WeirError::Data {
         message: format!("a malformed key of {} bytes: {e}", bytes.len()),
     })
 }

@@ -137,7 +137,7 @@ impl TaskContext {
     }
 
     pub(crate) fn take_gate(&mut self, dataset: DatasetId) -> Result<InputGate> {
-        self.gates.remove(&dataset).ok_or_else(|| WeirError::Input {
+        self.gates.remove(&dataset).ok_or_else(|| WeirError::Usage {
             message: format!(
                 "task {} has no input gate for exchange {dataset}",
                 self.task
@@ -151,7 +151,7 @@ impl TaskContext {
     ) -> Result<(RecordWriter<Target>, Target)> {
         self.writers
             .remove(&dataset)
-            .ok_or_else(|| WeirError::Input {
+            .ok_or_else(|| WeirError::Usage {
                 message: format!("task {} has no output for exchange {dataset}", self.task),
             })
     }
@@ -419,13 +419,16 @@ pub fn execute_observed(
     let graph = graph.borrow();
     graph
         .validate()
-        .map_err(|message| WeirError::Input { message })?;
+        .map_err(|message| WeirError::Usage { message })?;
     let (process, workers) = network
         .as_ref()
         .map_or((0, 1), |n| (n.process as usize, n.peers.len()));
     if workers != config.workers {
-        return Err(WeirError::Input {
-            message: format!("--workers {}: the peer list has {workers}", config.workers),
+        return Err(WeirError::Usage {
+            message: format!(
+                "the configuration has {} workers, the peer list {workers}",
+                config.workers
+            ),
         });
     }
     let place = Placement {
@@ -498,8 +501,8 @@ pub fn execute_observed(
     if let Err(error) = result {
         // A failed job must still have freed everything: say so when it did not.
         return Err(match leaks.into_iter().find_map(std::result::Result::err) {
-            Some(leak) => WeirError::Input {
-                message: format!("{error}; and after the failure: {leak}"),
+            Some(leak) => WeirError::Leak {
+                detail: format!("{leak}, after the job failed: {error}"),
             },
             None => error,
         });
@@ -545,7 +548,7 @@ pub fn check_budgets(program: &Dataflow, config: &Config) -> Result<()> {
     let graph = graph.borrow();
     graph
         .validate()
-        .map_err(|message| WeirError::Input { message })?;
+        .map_err(|message| WeirError::Usage { message })?;
     for process in 0..config.workers {
         let place = Placement {
             process,
@@ -564,10 +567,11 @@ fn network_share(graph: &Graph, place: &Placement, config: &Config) -> Result<us
     let needed = network_segments(graph, place, config);
     let available = config.network_memory / config.segment_size as u64;
     if (needed + EVENT_SEGMENTS) as u64 > available {
-        return Err(WeirError::Input {
-            message: format!(
-                "--network-memory {}: this job's exchanges need {} on worker {}",
-                crate::size::format_size(config.network_memory),
+        return Err(WeirError::Config {
+            field: "network_memory",
+            value: crate::size::format_size(config.network_memory),
+            allowed: format!(
+                "at least {}: this job's exchanges need it on worker {}",
                 crate::size::format_size(((needed + EVENT_SEGMENTS) * config.segment_size) as u64),
                 place.process,
             ),
@@ -595,13 +599,14 @@ fn operator_share(graph: &Graph, place: &Placement, config: &Config) -> Result<u
     let segments = config.memory_segments();
     let share = segments.saturating_sub(io) / ops;
     if share < minimum {
-        return Err(WeirError::Input {
-            message: format!(
-                "--memory {}: worker {} runs {ops} sort/hash operators and {io} segments of \
-                 I/O buffers, which need at least {}",
-                crate::size::format_size(config.memory),
-                place.process,
+        return Err(WeirError::Config {
+            field: "memory",
+            value: crate::size::format_size(config.memory),
+            allowed: format!(
+                "at least {}: worker {} runs {ops} sort/hash operators and {io} segments of \
+                 I/O buffers",
                 crate::size::format_size(((io + ops * minimum) * config.segment_size) as u64),
+                place.process,
             ),
         });
     }
@@ -816,11 +821,10 @@ fn run_tasks(
                                 .and_then(|mut driver: Box<dyn Driver>| driver.run(&mut ctx))
                         });
                         let result = std::panic::catch_unwind(run).unwrap_or_else(|_| {
-                            Err(WeirError::Input {
-                                message: format!(
-                                    "task {} of stage {} panicked (a bug; see the message above)",
-                                    ctx.task, ctx.stage
-                                ),
+                            Err(WeirError::Task {
+                                stage: ctx.stage,
+                                task: ctx.task,
+                                cause: "panicked (a bug; see the message above)".to_owned(),
                             })
                         });
                         if result.is_err() {

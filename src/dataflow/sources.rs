@@ -108,7 +108,7 @@ pub(crate) fn fixed_width(path: PathBuf, width: usize) -> Open<Vec<u8>> {
         let path = Arc::clone(&path);
         Ok(driver(down, move |ctx, down| {
             if width == 0 {
-                return Err(WeirError::Input {
+                return Err(WeirError::Usage {
                     message: "fixed-width records of 0 bytes".into(),
                 });
             }
@@ -121,7 +121,7 @@ pub(crate) fn fixed_width(path: PathBuf, width: usize) -> Open<Vec<u8>> {
                 .len();
             let width_u64 = width as u64;
             if bytes % width_u64 != 0 {
-                return Err(WeirError::Input {
+                return Err(WeirError::Usage {
                     message: format!(
                         "{}: {bytes} bytes is not a whole number of {width}-byte records",
                         path.display()

@@ -200,7 +200,7 @@ fn worker_peers(
 ) -> Result<Vec<std::net::SocketAddr>, WeirError> {
     let peers = read_peers(peers)?;
     if process as usize >= peers.len() {
-        return Err(WeirError::Input {
+        return Err(WeirError::Usage {
             message: format!(
                 "--process {process}: the peers file lists {} workers",
                 peers.len()

@@ -149,7 +149,7 @@ impl ShuffleJobArgs {
 
 pub(super) fn shuffle(args: ShuffleArgs) -> Result<(), WeirError> {
     if !(1..=64).contains(&args.workers) {
-        return Err(WeirError::Input {
+        return Err(WeirError::Usage {
             message: format!("--workers {}: 1 to 64", args.workers),
         });
     }
@@ -183,8 +183,8 @@ pub(super) fn shuffle(args: ShuffleArgs) -> Result<(), WeirError> {
     );
     println!("{}", report.to_json(&job));
     if !report.valid {
-        return Err(WeirError::Input {
-            message: "the shuffle lost, duplicated or misplaced records".to_owned(),
+        return Err(WeirError::WrongAnswer {
+            detail: "the shuffle lost, duplicated or misplaced records".to_owned(),
         });
     }
     Ok(())
@@ -207,7 +207,7 @@ pub(super) fn shuffle_worker(
 impl LatencyJobArgs {
     fn job(&self, workers: usize) -> Result<LatencyJob, WeirError> {
         if !(self.seconds > 0.0 && self.seconds <= 3600.0) {
-            return Err(WeirError::Input {
+            return Err(WeirError::Usage {
                 message: format!("--seconds {}: above 0 and at most 3600", self.seconds),
             });
         }
@@ -234,7 +234,7 @@ impl LatencyJobArgs {
 
 pub(super) fn latency(args: LatencyArgs) -> Result<(), WeirError> {
     if !(2..=64).contains(&args.workers) {
-        return Err(WeirError::Input {
+        return Err(WeirError::Usage {
             message: format!(
                 "--workers {}: 2 to 64 (latency is measured across processes)",
                 args.workers
@@ -243,7 +243,7 @@ pub(super) fn latency(args: LatencyArgs) -> Result<(), WeirError> {
     }
     let job = args.job.job(args.workers)?;
     if job.rate == 0 {
-        return Err(WeirError::Input {
+        return Err(WeirError::Usage {
             message: "--rate 0: at least 1 record per second".to_owned(),
         });
     }
@@ -266,8 +266,8 @@ pub(super) fn latency(args: LatencyArgs) -> Result<(), WeirError> {
     );
     println!("{}", report.to_json(&job));
     if report.latencies.len() != report.sent {
-        return Err(WeirError::Input {
-            message: format!(
+        return Err(WeirError::WrongAnswer {
+            detail: format!(
                 "{} records sent, {} latencies recorded",
                 report.sent,
                 report.latencies.len()
@@ -301,23 +301,23 @@ impl BarrierJobArgs {
             if value > 0.0 && value <= 3600.0 {
                 Ok(Duration::from_secs_f64(value))
             } else {
-                Err(WeirError::Input {
+                Err(WeirError::Usage {
                     message: format!("--{name} {value}: above 0 and at most 3600"),
                 })
             }
         };
         if !(1..=60_000).contains(&self.target_ms) {
-            return Err(WeirError::Input {
+            return Err(WeirError::Usage {
                 message: format!("--target-ms {}: 1 to 60000", self.target_ms),
             });
         }
         if self.busy_us > 1_000_000 {
-            return Err(WeirError::Input {
+            return Err(WeirError::Usage {
                 message: format!("--busy-us {}: at most 1000000", self.busy_us),
             });
         }
         if self.warmup >= self.seconds {
-            return Err(WeirError::Input {
+            return Err(WeirError::Usage {
                 message: format!(
                     "--warmup {}: must be shorter than --seconds {} (nothing would be measured)",
                     self.warmup, self.seconds
@@ -362,7 +362,7 @@ impl BarrierJobArgs {
 
 pub(super) fn barrier(args: BarrierArgs) -> Result<(), WeirError> {
     if !(2..=64).contains(&args.workers) {
-        return Err(WeirError::Input {
+        return Err(WeirError::Usage {
             message: format!("--workers {}: 2 to 64", args.workers),
         });
     }
@@ -413,8 +413,8 @@ pub(super) fn barrier(args: BarrierArgs) -> Result<(), WeirError> {
     }
     println!("{}", report.to_json(&job));
     if report.delays_ns.is_empty() {
-        return Err(WeirError::Input {
-            message: "no barrier was aligned: run longer than the barrier interval".to_owned(),
+        return Err(WeirError::WrongAnswer {
+            detail: "no barrier was aligned: run longer than the barrier interval".to_owned(),
         });
     }
     Ok(())
@@ -446,6 +446,6 @@ fn run_local_workers<R>(
     cluster
         .run(&exe, job_args, timeout)?
         .iter()
-        .map(|line| parse(line).map_err(|message| WeirError::Input { message }))
+        .map(|line| parse(line).map_err(|message| WeirError::Worker { message }))
         .collect()
 }

@@ -47,8 +47,8 @@ pub(super) fn sort(args: SortArgs) -> Result<(), WeirError> {
     eprintln!("weir sort: spill i/o: {}", report.io_description);
     println!("{}", report.to_json(&job));
     if report.valid == Some(false) {
-        return Err(WeirError::Input {
-            message: "verification failed: the output is not the sorted input".to_owned(),
+        return Err(WeirError::WrongAnswer {
+            detail: "verification failed: the output is not the sorted input".to_owned(),
         });
     }
     Ok(())
@@ -111,8 +111,8 @@ fn demo_in(work: &std::path::Path, count: u64, memory: u64) -> Result<(), WeirEr
     );
     println!("{}", report.to_json(&job));
     if report.valid != Some(true) {
-        return Err(WeirError::Input {
-            message: "demo sort failed verification".to_owned(),
+        return Err(WeirError::WrongAnswer {
+            detail: "demo sort failed verification".to_owned(),
         });
     }
     Ok(())

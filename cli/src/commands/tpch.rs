@@ -83,8 +83,8 @@ pub(super) fn w2(workload: Workload, args: W2Args) -> Result<(), WeirError> {
     }
     println!("{}", report.to_json(&job));
     if !report.valid {
-        return Err(WeirError::Input {
-            message: format!("{}: the answer failed validation", workload.name()),
+        return Err(WeirError::WrongAnswer {
+            detail: format!("{}: the answer failed validation", workload.name()),
         });
     }
     Ok(())
@@ -109,8 +109,8 @@ pub(super) fn w3(args: W3Args) -> Result<(), WeirError> {
     }
     println!("{}", report.to_json(&job));
     if !report.valid {
-        return Err(WeirError::Input {
-            message: "W3: the answer failed validation".to_owned(),
+        return Err(WeirError::WrongAnswer {
+            detail: "W3: the answer failed validation".to_owned(),
         });
     }
     Ok(())

@@ -46,12 +46,12 @@ const SCALE_MAX: f64 = 1000.0;
 ///
 /// # Errors
 ///
-/// [`WeirError::Input`] for a scale factor that is not a number above 0, at most 1000.
+/// [`WeirError::Usage`] for a scale factor that is not a number above 0, at most 1000.
 pub fn check_scale(scale_factor: f64) -> Result<()> {
     if scale_factor.is_finite() && scale_factor > 0.0 && scale_factor <= SCALE_MAX {
         return Ok(());
     }
-    Err(WeirError::Input {
+    Err(WeirError::Usage {
         message: format!("--scale {scale_factor}: expected a number above 0, at most {SCALE_MAX}"),
     })
 }
@@ -67,7 +67,7 @@ pub fn estimated_bytes(scale_factor: f64) -> u64 {
 ///
 /// # Errors
 ///
-/// [`WeirError::Input`] naming the bytes needed and available.
+/// [`WeirError::Usage`] naming the bytes needed and available.
 pub fn check_space(dir: &Path, scale_factor: f64) -> Result<()> {
     let needed = estimated_bytes(scale_factor);
     let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
@@ -80,7 +80,7 @@ pub fn check_space(dir: &Path, scale_factor: f64) -> Result<()> {
     if free >= needed {
         return Ok(());
     }
-    Err(WeirError::Input {
+    Err(WeirError::Usage {
         message: format!(
             "the TPC-H tables of SF {scale_factor} need about {needed} bytes ({:.1} GB) but \
              the file system of {} has {free} bytes ({:.1} GB) free: nothing was written; \
@@ -101,7 +101,7 @@ pub fn check_space(dir: &Path, scale_factor: f64) -> Result<()> {
 ///
 /// # Errors
 ///
-/// [`WeirError::Input`] for a scale factor that is not a positive finite number up to
+/// [`WeirError::Usage`] for a scale factor that is not a positive finite number up to
 /// 1000, too little free space, or a `dir` holding what weir did not write;
 /// [`WeirError::File`] when a file cannot be created, written or renamed.
 ///
@@ -113,7 +113,7 @@ pub fn generate_tables(scale_factor: f64, dir: &Path, progress: &AtomicU64) -> R
     check_scale(scale_factor)?;
     let state = inspect(dir)?;
     if let DirState::Foreign { found } = &state {
-        return Err(WeirError::Input {
+        return Err(WeirError::Usage {
             message: format!(
                 "{} holds {found}: weir writes tables only into an absent or empty directory \
                  or one holding weir's tables (its {TABLES_MANIFEST}); nothing was touched; \

@@ -168,13 +168,13 @@ impl Manifest {
     ///
     /// # Errors
     ///
-    /// [`WeirError::File`] when it cannot be read; [`WeirError::Input`] when it does not
+    /// [`WeirError::File`] when it cannot be read; [`WeirError::Usage`] when it does not
     /// parse (with the hint to regenerate).
     pub fn read(dir: &Path) -> Result<Manifest> {
         let path = dir.join(TABLES_MANIFEST);
         let text = std::fs::read_to_string(&path)
             .map_err(|e| WeirError::file("read manifest", &path, e))?;
-        Manifest::parse(&text).map_err(|why| WeirError::Input {
+        Manifest::parse(&text).map_err(|why| WeirError::Usage {
             message: format!(
                 "{} is not a weir table manifest: {why} (regenerate the tables with weir gen tpch)",
                 path.display()

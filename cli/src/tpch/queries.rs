@@ -313,7 +313,7 @@ pub type Q3Row = ((i64, i32, i32), i64);
 fn q3(flow: &Dataflow, dir: &Path) -> Box<dyn FnOnce() -> Answer> {
     let customers = super::table(flow, dir, Table::Customer, |row| {
         let customer: Customer<'_> =
-            weir::serde_fmt::from_slice(row).map_err(|e| WeirError::Input {
+            weir::serde_fmt::from_slice(row).map_err(|e| WeirError::Data {
                 message: format!("a malformed customer row: {e}"),
             })?;
         Ok((customer.c_mktsegment == Q3_SEGMENT).then_some(customer.c_custkey))
@@ -472,7 +472,7 @@ fn q10(flow: &Dataflow, dir: &Path) -> Box<dyn FnOnce() -> Answer> {
         .aggregate(|(line, _)| line.1, |acc, revenue| *acc += revenue)
         .key_by(|(custkey, _)| *custkey);
     let customers = super::table(flow, dir, Table::Customer, |row| {
-        let c: Customer<'_> = weir::serde_fmt::from_slice(row).map_err(|e| WeirError::Input {
+        let c: Customer<'_> = weir::serde_fmt::from_slice(row).map_err(|e| WeirError::Data {
             message: format!("a malformed customer row: {e}"),
         })?;
         let strings = [c.c_name, c.c_address, c.c_phone, c.c_comment].map(str::to_string);
@@ -561,14 +561,14 @@ pub fn reference_verdict(query: Query, answer: &Answer, scale: f64) -> String {
 ///
 /// # Errors
 ///
-/// [`WeirError::Input`] with the first differences.
+/// [`WeirError::Usage`] with the first differences.
 pub fn expect_sf1(query: Query, answer: &Answer) -> Result<()> {
     let problems = answer.check_sf1(query.number());
     if problems.is_empty() {
         return Ok(());
     }
-    Err(WeirError::Input {
-        message: format!(
+    Err(WeirError::WrongAnswer {
+        detail: format!(
             "Q{} differs from the reference: {}",
             query.number(),
             problems[..problems.len().min(5)].join("; ")

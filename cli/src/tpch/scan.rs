@@ -98,7 +98,7 @@ impl TableScan {
     /// # Errors
     ///
     /// [`WeirError::File`] when the file or the manifest cannot be opened or read;
-    /// [`WeirError::Input`] when the header is not a weir TPC-H header of this table and
+    /// [`WeirError::Usage`] when the header is not a weir TPC-H header of this table and
     /// version, or differs from the manifest; [`WeirError::Kernel`] when the budget
     /// cannot grant the buffers.
     ///
@@ -113,7 +113,7 @@ impl TableScan {
         let entry = *manifest.entry(table);
         let mut head = vec![0u8; TABLE_BLOCK_BYTES];
         let got = read_full(&mut file, &mut head).map_err(|e| WeirError::file("read", &path, e))?;
-        let bad = |what: String| WeirError::Input {
+        let bad = |what: String| WeirError::Usage {
             message: format!(
                 "{} is not a weir TPC-H {} file: {what}",
                 path.display(),
@@ -142,7 +142,7 @@ impl TableScan {
             entry.bytes,
         );
         if announced != listed || length != entry.bytes {
-            return Err(WeirError::Input {
+            return Err(WeirError::Data {
                 message: format!(
                     "{} differs from its manifest at byte 0 (its header): the file is {length} \
                      bytes and its header \
@@ -217,7 +217,7 @@ impl TableScan {
     ///
     /// # Errors
     ///
-    /// [`WeirError::File`] on a read error; [`WeirError::Input`] for a block whose
+    /// [`WeirError::File`] on a read error; [`WeirError::Usage`] for a block whose
     /// checksum, index or rows are wrong, a malformed row, a file that ends early, or
     /// rows whose count or column totals differ from the manifest (each naming the file
     /// and the byte offset); any error of `row`, which ends the scan.
@@ -315,7 +315,7 @@ impl TableScan {
                 ));
             }
         }
-        Err(WeirError::Input {
+        Err(WeirError::Data {
             message: format!(
                 "{} (bytes 0 to {end}) does not hold the rows that were generated: {} \
                  (changed since generation: regenerate with weir gen tpch)",
@@ -326,7 +326,7 @@ impl TableScan {
     }
 
     fn corrupt(&self, offset: u64, what: String) -> WeirError {
-        WeirError::Input {
+        WeirError::Data {
             message: format!(
                 "{} is corrupt at byte {offset}: {what}",
                 self.path.display()

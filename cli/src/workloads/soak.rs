@@ -339,7 +339,7 @@ pub fn watchdog(
 ///
 /// # Errors
 ///
-/// [`WeirError::Input`] naming the round and what was wrong.
+/// [`WeirError::Usage`] naming the round and what was wrong.
 pub fn verdict(report: &RoundReport) -> Result<()> {
     let mut problems = report.problems.clone();
     for w in &report.workers {
@@ -350,8 +350,8 @@ pub fn verdict(report: &RoundReport) -> Result<()> {
     if problems.is_empty() {
         return Ok(());
     }
-    Err(WeirError::Input {
-        message: format!("soak round {}: {}", report.round, problems.join("; ")),
+    Err(WeirError::WrongAnswer {
+        detail: format!("soak round {}: {}", report.round, problems.join("; ")),
     })
 }
 
@@ -400,7 +400,7 @@ impl SoakArgs {
     fn job(&self) -> Result<SoakJob> {
         let config = self.config.to_config()?;
         if config.workers != 2 {
-            return Err(WeirError::Input {
+            return Err(WeirError::Usage {
                 message: format!(
                     "--workers {}: the soak runs 2 worker processes",
                     config.workers
@@ -408,7 +408,7 @@ impl SoakArgs {
             });
         }
         if !(self.minutes > 0.0 && self.minutes <= 24.0 * 60.0) {
-            return Err(WeirError::Input {
+            return Err(WeirError::Usage {
                 message: format!("--minutes {}: allowed above 0, at most 1440", self.minutes),
             });
         }
@@ -452,8 +452,8 @@ pub fn soak_worker(
         &Arc::default(),
     )?;
     if let Some(problem) = problems.first() {
-        return Err(WeirError::Input {
-            message: format!("soak round {}: {problem}", args.round),
+        return Err(WeirError::WrongAnswer {
+            detail: format!("soak round {}: {problem}", args.round),
         });
     }
     weir::lifecycle::print_line(&report.to_line())?;
@@ -515,7 +515,7 @@ pub fn soak(args: &SoakArgs) -> Result<()> {
         let mut workers = vec![mine];
         for line in lines {
             workers
-                .push(WorkerReport::parse(&line).map_err(|message| WeirError::Input { message })?);
+                .push(WorkerReport::parse(&line).map_err(|message| WeirError::Worker { message })?);
         }
         let report = RoundReport {
             round,

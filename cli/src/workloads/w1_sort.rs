@@ -131,7 +131,7 @@ pub fn generate(count: u64, seed: u64, path: &Path) -> Result<()> {
 ///
 /// # Errors
 ///
-/// [`WeirError::Input`] for an input that is not W1 records or a budget below the minimum,
+/// [`WeirError::Usage`] for an input that is not W1 records or a budget below the minimum,
 /// [`WeirError::File`] for files that cannot be read or written, [`WeirError::Kernel`]
 /// for spill failures.
 ///
@@ -144,7 +144,7 @@ pub fn run_sort(job: &SortJob) -> Result<SortReport> {
     // existing output as it was.
     let (_, records) = open_input(&job.input)?;
     if !(1..=64).contains(&job.threads) {
-        return Err(WeirError::Input {
+        return Err(WeirError::Usage {
             message: format!("--threads {}: expected 1 to 64", job.threads),
         });
     }
@@ -370,7 +370,7 @@ fn open_input(path: &Path) -> Result<(File, u64)> {
     if !meta.is_file() {
         // A directory, a device such as /dev/zero, a pipe: none has a size to split into
         // records, and a device may never end.
-        return Err(WeirError::Input {
+        return Err(WeirError::Usage {
             message: format!(
                 "--input {}: is {}, not a regular file of W1 records",
                 path.display(),
@@ -384,7 +384,7 @@ fn open_input(path: &Path) -> Result<(File, u64)> {
     }
     let len = meta.len();
     if len % RECORD_SIZE as u64 != 0 {
-        return Err(WeirError::Input {
+        return Err(WeirError::Usage {
             message: format!(
                 "{} is not a file of W1 records: its size {len} is not a multiple of {RECORD_SIZE}",
                 path.display()
@@ -428,7 +428,7 @@ fn sort_memory(memory_bytes: u64, threads: usize, compress: bool) -> Result<usiz
     let minimum = SortConfig::default().memory_segments_min() * threads + io;
     if segments < minimum {
         let minimum_bytes = (minimum * segment_size) as u64;
-        return Err(WeirError::Input {
+        return Err(WeirError::Usage {
             message: format!(
                 "--memory {memory_bytes} bytes is below the minimum of {minimum_bytes} bytes \
                  ({}) for sorting with {threads} thread(s)",
@@ -480,7 +480,7 @@ fn read_records(
         carried = rest.len();
     }
     if carried != 0 {
-        return Err(WeirError::Input {
+        return Err(WeirError::Usage {
             message: format!(
                 "{} changed while it was read: it ends inside a record",
                 path.display()

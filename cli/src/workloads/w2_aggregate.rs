@@ -154,12 +154,12 @@ struct Memory {
 ///
 /// # Errors
 ///
-/// [`WeirError::Input`] for more than one thread, a budget below the minimum, or an input
+/// [`WeirError::Usage`] for more than one thread, a budget below the minimum, or an input
 /// that is not a weir TPC-H directory (or is truncated or corrupt); [`WeirError::File`]
 /// for files that cannot be read or written; [`WeirError::Kernel`] for spill failures.
 pub fn run_w2(job: &W2Job) -> Result<W2Report> {
     if job.threads != 1 {
-        return Err(WeirError::Input {
+        return Err(WeirError::Usage {
             message: format!(
                 "--threads {}: only 1 so far; parallel aggregation (a table per thread over \
                  hash partitions of the key) is not built yet",
@@ -271,7 +271,7 @@ fn split_memory(job: &W2Job) -> Result<Memory> {
     let io = TableScan::segments() + 1;
     let minimum = aggregate_min + output_sort + io;
     if segments < minimum {
-        return Err(WeirError::Input {
+        return Err(WeirError::Usage {
             message: format!(
                 "--memory {} bytes is below the minimum of {} bytes for {}",
                 manager.budget_bytes(),
@@ -572,12 +572,12 @@ pub(crate) fn open_spill_store(
 ) -> Result<Arc<dyn SpillStore>> {
     let dir = spill_dir.unwrap_or(input);
     if !dir.is_dir() {
-        return Err(WeirError::Input {
+        return Err(WeirError::Usage {
             message: format!("spill directory {} is not a directory", dir.display()),
         });
     }
     if spill_dir.is_some() && weir_kernel::sys::is_memory_filesystem(dir) {
-        return Err(WeirError::Input {
+        return Err(WeirError::Usage {
             message: format!(
                 "--spill-dir {}: a filesystem in memory (tmpfs or ramfs); spilling there \
                  takes memory outside the budget: choose a directory on a disk",
@@ -596,7 +596,7 @@ pub(crate) fn open_spill_store(
 /// Decodes a whole `lineitem` row of `path` at byte `offset` with serde-fmt (strings
 /// validated too).
 pub(crate) fn decode<'a>(row: &'a [u8], path: &Path, offset: u64) -> Result<Lineitem<'a>> {
-    weir_serde_fmt::from_slice::<Lineitem<'_>>(row).map_err(|e| WeirError::Input {
+    weir_serde_fmt::from_slice::<Lineitem<'_>>(row).map_err(|e| WeirError::Data {
         message: format!(
             "{}: the lineitem row at byte {offset} does not decode: {e}",
             path.display()

@@ -178,12 +178,12 @@ impl W3Report {
 ///
 /// # Errors
 ///
-/// [`WeirError::Input`] for more than one thread, a budget below the minimum, or an input
+/// [`WeirError::Usage`] for more than one thread, a budget below the minimum, or an input
 /// that is not a weir TPC-H directory (or is truncated or corrupt); [`WeirError::File`]
 /// for files that cannot be read or written; [`WeirError::Kernel`] for spill failures.
 pub fn run_w3(job: &W3Job) -> Result<W3Report> {
     if job.threads != 1 {
-        return Err(WeirError::Input {
+        return Err(WeirError::Usage {
             message: format!(
                 "--threads {}: only 1 so far; a parallel join (a table per thread over \
                  hash partitions of the key) is not built yet",
@@ -241,7 +241,7 @@ fn join_segments(manager: &MemoryManager) -> Result<usize> {
     let io = TableScan::segments() + 1;
     let minimum = JoinConfig::default().memory_segments_min() + io;
     if segments < minimum {
-        return Err(WeirError::Input {
+        return Err(WeirError::Usage {
             message: format!(
                 "--memory {} bytes is below the minimum of {} bytes for W3",
                 manager.budget_bytes(),
@@ -492,12 +492,12 @@ fn validate(job: &W3Job, ours: W3Answer, owner: &Owner) -> Result<(bool, Vec<Str
 fn send_order_keys(mut scan: TableScan, sender: &SyncSender<Vec<i64>>) -> Result<u64> {
     let mut batch = Vec::with_capacity(W3_VERIFY_BATCH_KEYS);
     let (mut previous, mut unordered) = (None, 0u64);
-    let gone = || WeirError::Input {
+    let gone = || WeirError::Usage {
         message: "the merge join stopped".to_owned(),
     };
     let path = scan.path().to_path_buf();
     scan.for_each_row_at(|offset, row| {
-        let order = weir_serde_fmt::from_slice::<Order<'_>>(row).map_err(|e| WeirError::Input {
+        let order = weir_serde_fmt::from_slice::<Order<'_>>(row).map_err(|e| WeirError::Data {
             message: format!(
                 "{}: the orders row at byte {offset} does not decode: {e}",
                 path.display()

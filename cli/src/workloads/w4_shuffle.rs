@@ -299,7 +299,7 @@ pub fn parse_flush(text: &str) -> std::result::Result<FlushMode, String> {
 ///
 /// # Errors
 ///
-/// [`WeirError::Input`] for an invalid job; kernel and network errors as they happen.
+/// [`WeirError::Usage`] for an invalid job; kernel and network errors as they happen.
 ///
 /// # Panics
 ///
@@ -711,7 +711,7 @@ fn expected_received(job: &ShuffleJob, sent: Tally) -> Tally {
 }
 
 fn validate(job: &ShuffleJob) -> Result<()> {
-    let invalid = |message: String| Err(WeirError::Input { message });
+    let invalid = |message: String| Err(WeirError::Usage { message });
     if job.record_bytes < RECORD_BYTES_MIN {
         return invalid(format!(
             "record size {} bytes: at least {RECORD_BYTES_MIN} (a u64 key and a u64 value)",

@@ -202,7 +202,7 @@ impl LatencyReport {
         for report in reports {
             latencies
                 .add(&report.latencies)
-                .map_err(|e| WeirError::Input {
+                .map_err(|e| WeirError::Data {
                     message: format!("cannot merge latency histograms: {e}"),
                 })?;
         }
@@ -260,7 +260,7 @@ fn key_hash(record: &[u8]) -> u32 {
 /// When a task thread cannot be started, or a task panicked (a bug).
 pub fn run_latency_worker(job: &LatencyJob, config: NetworkConfig) -> Result<LatencyWorkerReport> {
     if job.rate == 0 {
-        return Err(WeirError::Input {
+        return Err(WeirError::Usage {
             message: "--rate 0: at least 1 record per second".to_owned(),
         });
     }

@@ -319,7 +319,7 @@ fn barrier_times(payload: &[u8]) -> Result<(u64, u64)> {
             .get(at..at + 8)
             .and_then(|bytes| bytes.try_into().ok())
             .map(u64::from_le_bytes)
-            .ok_or_else(|| WeirError::Input {
+            .ok_or_else(|| WeirError::Data {
                 message: format!("a barrier of {} bytes, not 24", payload.len()),
             })
     };
