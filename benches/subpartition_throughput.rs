@@ -1,4 +1,4 @@
-//! M3 (WORKLOADS.md): records through the in-process network stack, one producer thread and
+//! M3 (docs/WORKLOADS.md): records through the in-process network stack, one producer thread and
 //! one consumer thread. The producer writes through a `RecordWriter` (framing, buffer
 //! hand-off, waiting for buffers); the consumer reads an `InputGate` of local channels with
 //! a `RecordReader` per channel (zero-copy within a buffer) and touches each record's first
@@ -7,7 +7,7 @@
 //! timeout 100 ms (the default), so buffers go out when full.
 //!
 //! Run: `cargo bench --bench subpartition_throughput`. Flink's own network benchmark
-//! reports 50–70 M records/s per receiver (WORKLOADS.md, M3).
+//! reports 50–70 M records/s per receiver (docs/WORKLOADS.md, M3).
 
 use std::hint::black_box;
 use std::sync::Arc;

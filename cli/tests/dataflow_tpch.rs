@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use weir::config::Config;
+use weir::error::WeirError;
 use weir_cli::run_tpch::{Generator, ensure_tables, run_query};
 use weir_cli::tpch::q1::{Q1_SHIPDATE_MAX, Q1Sums};
 use weir_cli::tpch::queries::{
@@ -330,11 +331,15 @@ fn every_budget_either_answers_right_or_fails_at_start_naming_the_flag() {
                     ran += 1;
                 }
                 Err(error) => {
-                    let message = error.to_string();
                     assert!(
-                        message.starts_with("--memory ")
-                            || message.starts_with("--network-memory "),
-                        "{memory_mib} MiB, {network_kib} KiB: {message}"
+                        matches!(
+                            error,
+                            WeirError::Config {
+                                field: "memory" | "network_memory",
+                                ..
+                            }
+                        ),
+                        "{memory_mib} MiB, {network_kib} KiB: {error}"
                     );
                     refused += 1;
                 }

@@ -1,4 +1,4 @@
-//! `weir bench shuffle` end to end on a small run: the last line is the WORKLOADS.md JSON
+//! `weir bench shuffle` end to end on a small run: the last line is the docs/WORKLOADS.md JSON
 //! with `valid: true`, and bad arguments are a one-line error with exit code 2.
 
 use std::process::{Command, Output};

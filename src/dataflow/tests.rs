@@ -178,7 +178,7 @@ fn a_failing_operator_fails_the_job_and_frees_everything() {
 }
 
 #[test]
-fn memory_too_small_for_the_operators_names_the_flag() {
+fn memory_too_small_for_the_operators_names_the_field() {
     let flow = Dataflow::new();
     let _ = flow
         .generate(10, |i| i)
@@ -186,5 +186,10 @@ fn memory_too_small_for_the_operators_names_the_flag() {
         .aggregate(|i| *i, |a, b| *a += b)
         .collect();
     let error = runtime::execute(&flow, &config(16, 4 << 20), None).unwrap_err();
-    assert!(error.to_string().starts_with("--memory 4MiB"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .starts_with("invalid configuration: memory = 4MiB, allowed at least"),
+        "{error}"
+    );
 }

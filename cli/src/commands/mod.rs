@@ -56,7 +56,7 @@ pub(crate) enum Command {
         #[command(subcommand)]
         what: Run,
     },
-    /// Run a benchmark workload of WORKLOADS.md; the last line printed is its JSON.
+    /// Run a benchmark workload of docs/WORKLOADS.md; the last line printed is its JSON.
     Bench {
         #[command(subcommand)]
         what: Bench,
@@ -77,7 +77,7 @@ pub(crate) enum Command {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Gen {
-    /// W1 records: 100 bytes each, as specified in WORKLOADS.md.
+    /// W1 records: 100 bytes each, as specified in docs/WORKLOADS.md.
     SortRecords {
         /// Records to write.
         #[arg(long)]

@@ -1,4 +1,4 @@
-//! W1 records: the external-sort workload's input, byte for byte as WORKLOADS.md
+//! W1 records: the external-sort workload's input, byte for byte as docs/WORKLOADS.md
 //! specifies it, and its order-independent checksum.
 //!
 //! ```text

@@ -53,7 +53,7 @@ pub struct SortJob {
     pub progress: bool,
 }
 
-/// What a sort did: the fields of the WORKLOADS.md JSON line.
+/// What a sort did: the fields of the docs/WORKLOADS.md JSON line.
 #[derive(Debug, Clone)]
 pub struct SortReport {
     /// Records sorted.
@@ -79,7 +79,7 @@ pub struct SortReport {
 }
 
 impl SortReport {
-    /// The one-line JSON summary of WORKLOADS.md.
+    /// The one-line JSON summary of docs/WORKLOADS.md.
     pub fn to_json(&self, job: &SortJob) -> String {
         let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
         format!(

@@ -83,7 +83,7 @@ pub struct W2Job {
     pub spill_dir: Option<PathBuf>,
 }
 
-/// What a W2 job did: the fields of the WORKLOADS.md JSON line.
+/// What a W2 job did: the fields of the docs/WORKLOADS.md JSON line.
 #[derive(Debug, Clone)]
 pub struct W2Report {
     /// Rows of `lineitem` read.
@@ -113,7 +113,7 @@ pub struct W2Report {
 }
 
 impl W2Report {
-    /// The one-line JSON summary of WORKLOADS.md.
+    /// The one-line JSON summary of docs/WORKLOADS.md.
     pub fn to_json(&self, job: &W2Job) -> String {
         let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
         format!(

@@ -110,7 +110,7 @@ impl W3Answer {
     }
 }
 
-/// What a W3 job did: the fields of the WORKLOADS.md JSON line.
+/// What a W3 job did: the fields of the docs/WORKLOADS.md JSON line.
 #[derive(Debug, Clone)]
 pub struct W3Report {
     /// The answer of the timed part.
@@ -137,7 +137,7 @@ pub struct W3Report {
 }
 
 impl W3Report {
-    /// The one-line JSON summary of WORKLOADS.md, with the join's counters.
+    /// The one-line JSON summary of docs/WORKLOADS.md, with the join's counters.
     pub fn to_json(&self, job: &W3Job) -> String {
         let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
         let stats = &self.stats;

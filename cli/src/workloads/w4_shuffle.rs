@@ -1,5 +1,5 @@
 //! W4 in one process: a keyed shuffle from source tasks to sink tasks over local channels
-//! (WORKLOADS.md), with the network stack's record writers, input gates and record readers.
+//! (docs/WORKLOADS.md), with the network stack's record writers, input gates and record readers.
 //!
 //! ```text
 //!   source 0 ──RecordWriter(hash by key)──▶ partition 0 ─┬─ subpartition 0 ──┐
@@ -206,7 +206,7 @@ impl Default for ShuffleJob {
     }
 }
 
-/// What a shuffle did: the fields of the WORKLOADS.md JSON line.
+/// What a shuffle did: the fields of the docs/WORKLOADS.md JSON line.
 #[derive(Debug, Clone)]
 pub struct ShuffleReport {
     /// Records the sources sent.
@@ -235,7 +235,7 @@ impl ShuffleReport {
         self.records_received as f64 / self.wall_s
     }
 
-    /// The one-line JSON summary of WORKLOADS.md.
+    /// The one-line JSON summary of docs/WORKLOADS.md.
     pub fn to_json(&self, job: &ShuffleJob) -> String {
         let bytes = self.records_received as f64 * job.record_bytes as f64;
         format!(

@@ -1,4 +1,4 @@
-//! W5: end-to-end latency across worker processes (WORKLOADS.md). Each worker's source
+//! W5: end-to-end latency across worker processes (docs/WORKLOADS.md). Each worker's source
 //! emits (key, timestamp) records at its share of a fixed rate, hash-partitioned to every
 //! worker's sink, which records now − timestamp in an HdrHistogram. The launcher merges
 //! the workers' histograms and reports p50 / p99 / p99.9.
@@ -218,7 +218,7 @@ impl LatencyReport {
         self.latencies.value_at_quantile(quantile) as f64 / 1e6
     }
 
-    /// The WORKLOADS.md JSON line.
+    /// The docs/WORKLOADS.md JSON line.
     pub fn to_json(&self, job: &LatencyJob) -> String {
         format!(
             concat!(

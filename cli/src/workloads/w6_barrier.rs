@@ -1,4 +1,4 @@
-//! W6: barriers under backpressure (WORKLOADS.md). Each worker runs a source that emits as
+//! W6: barriers under backpressure (docs/WORKLOADS.md). Each worker runs a source that emits as
 //! fast as it may (always back-pressured) and a slow map (a fixed busy time per record)
 //! with its sink chained to it; records go from every source to every map by key. Every
 //! interval the sources inject an aligned barrier; its delay is the time from its

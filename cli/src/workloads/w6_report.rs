@@ -309,7 +309,7 @@ impl BarrierReport {
         quantile_ms(&self.alignments_ns, quantile)
     }
 
-    /// The WORKLOADS.md JSON line: the job's figures, then one object per gate.
+    /// The docs/WORKLOADS.md JSON line: the job's figures, then one object per gate.
     pub fn to_json(&self, job: &crate::workloads::w6_barrier::BarrierJob) -> String {
         let gates: Vec<String> = self.workers.iter().map(|w| w.to_json()).collect();
         format!(

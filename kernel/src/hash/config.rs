@@ -3,7 +3,7 @@
 //! The configuration sizes the memory split of [`HashAggregate`](super::HashAggregate)
 //! (a run writer, a run reader and a table a sort fallback can borrow) and the shape of
 //! its recursion (partitions per spill, levels before sorting). The stats are the numbers
-//! WORKLOADS.md reports for a spilling job.
+//! docs/WORKLOADS.md reports for a spilling job.
 
 use crate::constants::{
     HASH_PARTITIONS_DEFAULT, HASH_PARTITIONS_MAX, HASH_PARTITIONS_MIN,

@@ -568,7 +568,7 @@ mod tests {
 
     #[test]
     fn the_probe_runs_here() {
-        // This machine kind has io_uring (shared/research/rust-peers.md §4); a container
+        // The machines weir is developed on have io_uring; a container
         // without it reports why instead, which is what the probe is for.
         match probe() {
             Ok(()) => {}
