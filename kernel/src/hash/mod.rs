@@ -25,11 +25,19 @@
 //! partitions, rebuild), `config` ([`AggregateConfig`], [`AggregateStats`]), `aggregate`
 //! ([`HashAggregate`]: input and spilling), `stream` ([`AggregateStream`]: re-aggregation,
 //! sort fallback and output); for the join, `join_config` ([`JoinType`], [`JoinConfig`],
-//! [`JoinStats`]), `join_table` (partitioned build records and their buckets), `bloom`
-//! (a spilled partition's filter), `join` ([`HashJoin`]: build, probe, spilling),
-//! `join_level` (the end of a level, spilled pairs rebuilt or sorted, the run format),
-//! `join_stream` ([`JoinStream`]: recursion and output) and `merge_join` (the sort-merge
-//! fallback).
+//! [`JoinStats`]), `join_row` ([`JoinRow`]), `join_run` (the run record format),
+//! `join_table` (partitioned build records and their buckets), `bloom` (a spilled
+//! partition's filter), `join_context` (what the join's parts share: store, config, run
+//! io, stats), `join_level` (spilled partitions and the pairs still to join),
+//! `merge_join` (the sort-merge fallback), `join` ([`HashJoin`]: build, probe, spilling)
+//! and `join_stream` ([`JoinStream`]: recursion and output). The join's files import
+//! downwards only:
+//!
+//! ```text
+//!   join_stream ──▶ join ──▶ merge_join ──▶ join_context ──▶ join_run, join_config
+//!        │            └────▶ join_level ───────┘
+//!        └──▶ join_row (also under join and merge_join), join_table (under join)
+//! ```
 //!
 //! ```
 //! use weir_kernel::hash::{AggregateConfig, Count, HashAggregate};
@@ -104,7 +112,10 @@ mod config;
 mod hasher;
 mod join;
 mod join_config;
+mod join_context;
 mod join_level;
+mod join_row;
+mod join_run;
 mod join_stream;
 mod join_table;
 mod merge_join;
@@ -115,7 +126,8 @@ pub use aggregate::HashAggregate;
 pub use aggregator::{Aggregator, Composite, ConcatBytes, Count, MaxI64, MinI64, SumI64};
 pub use config::{AggregateConfig, AggregateStats};
 pub use hasher::{hash_bytes, seed_at};
-pub use join::{HashJoin, JoinRow, ProbeHash};
+pub use join::{HashJoin, ProbeHash};
 pub use join_config::{JoinConfig, JoinStats, JoinType};
+pub use join_row::JoinRow;
 pub use join_stream::JoinStream;
 pub use stream::AggregateStream;
