@@ -22,7 +22,8 @@
 //! Every byte of a table lives in segments of one reservation taken when the operator is
 //! created. Files, by concept: `hasher` (the seeded hash), `aggregator` (what is computed),
 //! `area` (records in segments), `table` (buckets over the area: lookup, growth,
-//! partitions, rebuild), `config` ([`AggregateConfig`], [`AggregateStats`]), `aggregate`
+//! partitions, rebuild), `config` ([`AggregateConfig`], [`AggregateStats`]),
+//! `aggregate_level` (a spilled partition, the groups a level keeps), `aggregate`
 //! ([`HashAggregate`]: input and spilling), `stream` ([`AggregateStream`]: re-aggregation,
 //! sort fallback and output); for the join, `join_config` ([`JoinType`], [`JoinConfig`],
 //! [`JoinStats`]), `join_row` ([`JoinRow`]), `join_run` (the run record format),
@@ -30,10 +31,13 @@
 //! partition's filter), `join_context` (what the join's parts share: store, config, run
 //! io, stats), `join_level` (spilled partitions and the pairs still to join),
 //! `merge_join` (the sort-merge fallback), `join` ([`HashJoin`]: build, probe, spilling)
-//! and `join_stream` ([`JoinStream`]: recursion and output). The join's files import
-//! downwards only:
+//! and `join_stream` ([`JoinStream`]: recursion and output). Each operator's files import
+//! downwards only: its stream stands on top (and defines its `finish`), the parts below
+//! take what they use rather than the whole operator.
 //!
 //! ```text
+//!   stream ──▶ aggregate ──▶ aggregate_level, table, config, aggregator
+//!
 //!   join_stream ──▶ join ──▶ merge_join ──▶ join_context ──▶ join_run, join_config
 //!        │            └────▶ join_level ───────┘
 //!        └──▶ join_row (also under join and merge_join), join_table (under join)
@@ -105,6 +109,7 @@
 //! ```
 
 mod aggregate;
+mod aggregate_level;
 mod aggregator;
 mod area;
 mod bloom;
