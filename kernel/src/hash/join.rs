@@ -620,16 +620,18 @@ impl HashJoin {
                 done: false,
             }));
         }
-        let written = self
+        if self
             .levels
-            .spill_probe(&mut self.context, partition, hash, key, record)?;
-        Ok(
-            if !written && self.context.join_type.keeps_unmatched_probe() {
-                Route::Unmatched
-            } else {
-                Route::Done
-            },
-        )
+            .spill_probe(&mut self.context, partition, hash, key, record)?
+        {
+            return Ok(Route::Done);
+        }
+        // The bloom filter ruled a match out.
+        Ok(if self.context.join_type.keeps_unmatched_probe() {
+            Route::Unmatched
+        } else {
+            Route::Done
+        })
     }
 
     /// The next output row of a probe in progress, if any.
