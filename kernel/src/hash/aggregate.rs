@@ -35,48 +35,17 @@
 
 use std::sync::Arc;
 
+use super::aggregate_level::{Kept, Partition, empty_partitions};
 use super::aggregator::Aggregator;
 use super::area::{HEADER_LEN_MAX, encode_header};
 use super::config::{AggregateConfig, AggregateStats};
 use super::hasher::{hash_bytes, seed_at};
-use super::stream::AggregateStream;
 use super::table::{Slot, Table};
-use crate::constants::{HASH_PREFETCH_BATCH, HASH_SHRINK_PERCENT_MIN, HASH_SPILL_SHARE_PERCENT};
+use crate::constants::{HASH_PREFETCH_BATCH, HASH_SPILL_SHARE_PERCENT};
 use crate::error::{KernelError, Result};
 use crate::memory::{Owner, Reservation};
+use crate::sort::{ExternalSorter, SortedStream};
 use crate::spill::{RunInput, RunOptions, RunOutput, SpillRun, SpillStore};
-
-/// A spilled partition waiting to be aggregated.
-#[derive(Debug, Default)]
-pub(super) struct Partition {
-    pub(super) runs: Vec<SpillRun>,
-    /// Payload bytes of the runs.
-    pub(super) bytes: u64,
-    /// The level its data is re-aggregated at.
-    pub(super) depth: usize,
-    /// Payload bytes of the partition whose re-aggregation spilled it (none for the input).
-    pub(super) parent_bytes: Option<u64>,
-}
-
-impl Partition {
-    /// Whether hashing again is hopeless (or not allowed): sort it instead.
-    pub(super) fn needs_sort(&self, config: &AggregateConfig) -> bool {
-        self.depth > config.recursion_depth_max
-            || self
-                .parent_bytes
-                .is_some_and(|parent| self.bytes * 100 >= parent * HASH_SHRINK_PERCENT_MIN)
-    }
-}
-
-/// The groups a level leaves in the table to be streamed from it.
-#[derive(Debug)]
-pub(super) enum Kept {
-    /// Every group: no partition of the level spilled.
-    All,
-    /// The groups of these bucket ranges (of the scattered table): the partitions that
-    /// never spilled.
-    Buckets(Vec<std::ops::Range<usize>>),
-}
 
 /// What is being folded into a group.
 #[derive(Debug, Clone, Copy)]
@@ -90,13 +59,13 @@ enum Fold<'a> {
 /// Aggregates (key, value) byte pairs by key. See the module documentation.
 #[derive(Debug)]
 pub struct HashAggregate {
-    pub(super) store: Arc<dyn SpillStore>,
-    pub(super) config: AggregateConfig,
-    pub(super) aggregator: Box<dyn Aggregator>,
+    store: Arc<dyn SpillStore>,
+    config: AggregateConfig,
+    aggregator: Box<dyn Aggregator>,
     /// Whether the aggregator's accumulators are of fixed size (updated in place).
     fixed: bool,
     /// `None` only while a sort fallback holds the table's memory.
-    pub(super) table: Option<Table>,
+    table: Option<Table>,
     io: Reservation,
     /// The level the table aggregates at now, and the bytes of its input partition.
     depth: usize,
@@ -104,8 +73,8 @@ pub struct HashAggregate {
     /// This level's partitions.
     partitions: Vec<Partition>,
     /// Spilled partitions of every level, the most recent last.
-    pub(super) pending: Vec<Partition>,
-    pub(super) stats: AggregateStats,
+    pending: Vec<Partition>,
+    stats: AggregateStats,
     acc: Vec<u8>,
     scratch: Vec<u8>,
 }
@@ -228,15 +197,14 @@ impl HashAggregate {
         self.fold(key, Fold::Partial(acc))
     }
 
-    /// Ends input. Partitions that never spilled stream from memory; spilled ones are
-    /// re-aggregated one at a time as the stream reaches them.
-    ///
-    /// # Errors
-    ///
-    /// A spill of the last groups that fails.
-    pub fn finish(mut self) -> Result<AggregateStream> {
-        let kept = self.end_level()?;
-        Ok(AggregateStream::new(self, kept))
+    /// The aggregator, for a stream that merges the groups of a sorted partition.
+    pub(super) fn aggregator(&self) -> &dyn Aggregator {
+        &*self.aggregator
+    }
+
+    /// Counts a group the stream emitted.
+    pub(super) fn count_group(&mut self) {
+        self.stats.groups += 1;
     }
 
     pub(super) fn table(&self) -> &Table {
@@ -421,13 +389,42 @@ impl HashAggregate {
         self.end_level()
     }
 
+    /// The next spilled partition to stream, if any.
+    pub(super) fn pop_partition(&mut self) -> Option<Partition> {
+        self.pending.pop()
+    }
+
+    /// Whether `partition` is to be sorted rather than re-aggregated.
+    pub(super) fn needs_sort(&self, partition: &Partition) -> bool {
+        partition.needs_sort(&self.config)
+    }
+
+    /// Sorts `partition`'s partial aggregates by key with the table's memory, which
+    /// [`HashAggregate::return_memory`] takes back from the sorted stream.
+    ///
+    /// # Errors
+    ///
+    /// A failed read of the partition's runs, or a failed spill of the sorter.
+    pub(super) fn sort_partition(&mut self, partition: Partition) -> Result<SortedStream> {
+        self.stats.sort_fallbacks += 1;
+        let memory = self.take_memory();
+        let config = self.config.sort_config();
+        let mut sorter = ExternalSorter::with_reservation(memory, Arc::clone(&self.store), config)?;
+        for run in partition.runs {
+            self.read_run(&run, |_, key, acc| sorter.push(key, acc))?;
+        }
+        let sorted = sorter.finish()?;
+        self.stats.spilled_bytes += sorted.stats().spilled_bytes;
+        Ok(sorted)
+    }
+
     /// Calls `sink(self, key, acc)` for every partial aggregate of `run`.
     ///
     /// # Errors
     ///
     /// A failed or corrupt read; [`KernelError::Malformed`] for a record whose lengths
     /// do not fit the run or the aggregator; the first error of `sink`.
-    pub(super) fn read_run(
+    fn read_run(
         &mut self,
         run: &SpillRun,
         mut sink: impl FnMut(&mut HashAggregate, &[u8], &[u8]) -> Result<()>,
@@ -481,7 +478,7 @@ impl HashAggregate {
     }
 
     /// Lends the table's memory out (to a sort fallback).
-    pub(super) fn take_memory(&mut self) -> Reservation {
+    fn take_memory(&mut self) -> Reservation {
         self.assert_io_home();
         self.table.take().expect("the table is home").into_memory()
     }
@@ -496,40 +493,5 @@ impl HashAggregate {
         let bits = self.config.partition_bits();
         self.table = Some(Table::new(memory, seed_at(self.config.seed, 0), bits)?);
         Ok(())
-    }
-}
-
-fn empty_partitions(count: usize) -> Vec<Partition> {
-    (0..count).map(|_| Partition::default()).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn partitions_that_do_not_shrink_or_go_too_deep_are_sorted() {
-        let config = AggregateConfig {
-            recursion_depth_max: 2,
-            ..AggregateConfig::default()
-        };
-        let partition = |depth, bytes, parent_bytes| Partition {
-            runs: Vec::new(),
-            bytes,
-            depth,
-            parent_bytes,
-        };
-        assert!(!partition(1, 1000, None).needs_sort(&config));
-        assert!(!partition(2, 700, Some(1000)).needs_sort(&config));
-        assert!(partition(2, 750, Some(1000)).needs_sort(&config));
-        assert!(partition(2, 1200, Some(1000)).needs_sort(&config));
-        assert!(partition(3, 10, Some(1000)).needs_sort(&config));
-    }
-
-    #[test]
-    fn the_aggregation_moves_between_threads() {
-        fn assert_send<T: Send>() {}
-        assert_send::<HashAggregate>();
-        assert_send::<AggregateStream>();
     }
 }

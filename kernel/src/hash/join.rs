@@ -13,9 +13,15 @@
 //!   probe_hashed_group(hash, key, records, emit): a run of probe records with one key,
 //!       looked up once (a key repeated from the last lookup is not looked up again)
 //!   finish ──▶ JoinStream: unmatched build records (right outer), then each spilled pair
-//!              (build runs, probe run) joined again with the next seed, recursively, or
-//!              by sort-merge when it does not shrink or is too deep
+//!              (build runs, probe run) joined again with the next seed (rebuild),
+//!              recursively, or by sort-merge when it does not shrink or is too deep
+//!              (sort_pair lends the table's memory to a MergeJoin)
 //! ```
+//!
+//! The join is three parts and a table: a [`JoinContext`] (store, configuration, run io,
+//! stats) that it lends by `&mut` to the [`Levels`] (which partitions spilled, their runs,
+//! the pairs still to join) and to a [`MergeJoin`]; neither of those sees the table or the
+//! join. `finish` lives with [`JoinStream`](super::JoinStream), which stands above the join.
 //!
 //! The probe side is the left input, the build side the right one (see [`JoinType`]).
 //! Partitions that never spill never touch the disk, so a build side a little larger than
@@ -29,43 +35,22 @@
 //! half the table goes to its partition's run directly, rather than evicting the rest.
 //!
 //! Runs hold `[varint key_len][varint record_len][key][record]` (docs/FORMAT.md, section
-//! 6). After an error the join (or its stream) must be dropped; dropping returns every
+//! 8). After an error the join (or its stream) must be dropped; dropping returns every
 //! segment and deletes every run.
 
 use std::sync::Arc;
 
-use super::bloom::Bloom;
 use super::hasher::{hash_bytes, seed_at};
 use super::join_config::{JoinConfig, JoinStats, JoinType};
-use super::join_level::{Pair, write_record};
-use super::join_stream::JoinStream;
+use super::join_context::JoinContext;
+use super::join_level::{Levels, Pair};
+use super::join_row::JoinRow;
+use super::join_run::{read_record, write_record};
 use super::join_table::{Cursor, JoinTable};
-use crate::constants::HASH_JOIN_PROBE_WRITE_BEHIND;
+use super::merge_join::MergeJoin;
 use crate::error::Result;
 use crate::memory::{Owner, Reservation};
-use crate::spill::{RunOptions, RunOutput, SpillRun, SpillStore};
-
-/// One output row of a join. `key` is the join key; `build` and `probe` are the records of
-/// each side, `None` for the side an outer, semi or anti join leaves out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct JoinRow<'a> {
-    /// The key both records share.
-    pub key: &'a [u8],
-    /// The build (right) record.
-    pub build: Option<&'a [u8]>,
-    /// The probe (left) record.
-    pub probe: Option<&'a [u8]>,
-}
-
-/// A partition's state at the current level.
-#[derive(Debug, Default)]
-pub(super) struct PartitionState {
-    pub(super) spilled: bool,
-    pub(super) build_runs: Vec<SpillRun>,
-    pub(super) build_bytes: u64,
-    pub(super) bloom: Option<Bloom>,
-    pub(super) probe: Option<RunOutput>,
-}
+use crate::spill::{RunOutput, SpillRun, SpillStore};
 
 /// An output row of the table, resolved to bytes by the caller.
 #[derive(Debug, Clone, Copy)]
@@ -108,22 +93,14 @@ pub struct ProbeHash {
 /// A hybrid hash join. See the module documentation.
 #[derive(Debug)]
 pub struct HashJoin {
-    pub(super) store: Arc<dyn SpillStore>,
-    pub(super) config: JoinConfig,
-    pub(super) join_type: JoinType,
+    /// Store, configuration, run io and stats, lent to the levels and a merge fallback.
+    context: JoinContext,
     /// `None` only while a sort-merge fallback holds the table's memory.
-    pub(super) table: Option<JoinTable>,
-    pub(super) io: Reservation,
-    pub(super) reserve: Reservation,
-    pub(super) partitions: Vec<PartitionState>,
-    pub(super) probing: bool,
-    pub(super) depth: usize,
-    pub(super) input_bytes: Option<u64>,
-    pub(super) pending: Vec<Pair>,
-    pub(super) stats: JoinStats,
+    table: Option<JoinTable>,
+    /// Which partitions spilled, and the spilled pairs still to join.
+    levels: Levels,
+    probing: bool,
     scratch: Vec<u8>,
-    pub(super) key: Vec<u8>,
-    pub(super) record: Vec<u8>,
 }
 
 impl HashJoin {
@@ -151,32 +128,22 @@ impl HashJoin {
         let reserve = memory.split(config.reserved_segments(memory_segments));
         let table = JoinTable::new(memory, seed_at(config.seed, 0), partitions);
         Ok(HashJoin {
-            store,
-            config,
-            join_type,
+            context: JoinContext::new(store, config, join_type, io),
             table: Some(table),
-            io,
-            reserve,
-            partitions: empty_partitions(partitions),
+            levels: Levels::new(reserve, partitions),
             probing: false,
-            depth: 0,
-            input_bytes: None,
-            pending: Vec::new(),
-            stats: JoinStats::default(),
             scratch: Vec::new(),
-            key: Vec::new(),
-            record: Vec::new(),
         })
     }
 
     /// What the join did so far.
     pub fn stats(&self) -> JoinStats {
-        self.stats
+        self.context.stats
     }
 
     /// Partitions of the build side.
     pub fn partitions(&self) -> usize {
-        self.partitions.len()
+        self.levels.count()
     }
 
     /// Adds a build (right) record with `key`.
@@ -190,7 +157,7 @@ impl HashJoin {
     /// After [`HashJoin::finish_build`].
     pub fn push_build(&mut self, key: &[u8], record: &[u8]) -> Result<()> {
         assert!(!self.probing, "push_build after finish_build");
-        self.stats.build_records += 1;
+        self.context.stats.build_records += 1;
         let hash = hash_bytes(self.table().seed(), key);
         self.insert_build(hash, key, record)
     }
@@ -208,13 +175,15 @@ impl HashJoin {
     pub fn finish_build(&mut self) -> Result<()> {
         assert!(!self.probing, "finish_build called twice");
         self.probing = true;
-        for partition in 0..self.partitions.len() {
-            if self.partitions[partition].spilled && self.table().bytes(partition) > 0 {
+        for partition in 0..self.levels.count() {
+            if self.levels.is_spilled(partition) && self.table().bytes(partition) > 0 {
                 self.spill_partition(partition)?;
             }
         }
         loop {
-            let in_memory: Vec<bool> = self.partitions.iter().map(|p| !p.spilled).collect();
+            let in_memory: Vec<bool> = (0..self.levels.count())
+                .map(|p| !self.levels.is_spilled(p))
+                .collect();
             if self.table_mut().index(&in_memory)? {
                 return Ok(());
             }
@@ -275,7 +244,7 @@ impl HashJoin {
             hash_bytes(hash.seed, key),
             "a hash of another key"
         );
-        self.stats.probe_records += 1;
+        self.context.stats.probe_records += 1;
         let table = self.table.as_mut().expect("the table is home");
         // The common cases, without the detour through `Route`: a repeat of the last key
         // looked up (whose partition is in memory: probing spills none), or a key of a
@@ -283,11 +252,11 @@ impl HashJoin {
         let partition = table.partition_of(hash.hash);
         let cursor = match table.remembered(hash.hash, key) {
             Some(cursor) => Some(cursor),
-            None if !self.partitions[partition].spilled => Some(table.find(hash.hash, key)),
+            None if !self.levels.is_spilled(partition) => Some(table.find(hash.hash, key)),
             None => None,
         };
         if let Some(cursor) = cursor {
-            debug_assert!(!self.partitions[partition].spilled);
+            debug_assert!(!self.levels.is_spilled(partition));
             let mut matcher = Matcher {
                 cursor,
                 matched: false,
@@ -298,7 +267,7 @@ impl HashJoin {
         let mut matcher = match self.route(hash.hash, key, record)? {
             Route::Done => return Ok(()),
             Route::Unmatched => {
-                self.stats.output_rows += 1;
+                self.context.stats.output_rows += 1;
                 return emit(JoinRow {
                     key,
                     build: None,
@@ -338,10 +307,13 @@ impl HashJoin {
             self.table().seed(),
             "a probe hash of another join"
         );
-        let pairs_only = matches!(self.join_type, JoinType::Inner | JoinType::RightOuter);
+        let pairs_only = matches!(
+            self.context.join_type,
+            JoinType::Inner | JoinType::RightOuter
+        );
         let table = self.table.as_mut().expect("the table is home");
         let partition = table.partition_of(hash.hash);
-        if !pairs_only || records.is_empty() || self.partitions[partition].spilled {
+        if !pairs_only || records.is_empty() || self.levels.is_spilled(partition) {
             for record in records {
                 self.probe_hashed(hash, key, record, &mut emit)?;
             }
@@ -352,17 +324,17 @@ impl HashJoin {
             hash_bytes(hash.seed, key),
             "a hash of another key"
         );
-        self.stats.probe_records += records.len() as u64;
+        self.context.stats.probe_records += records.len() as u64;
         let mut cursor = table.find(hash.hash, key);
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut result = Ok(());
         'matches: while let Some((partition, position)) = table.next_match(&mut cursor) {
-            if self.join_type == JoinType::RightOuter {
+            if self.context.join_type == JoinType::RightOuter {
                 table.set_matched(partition, position);
             }
             let build = table.record(partition, position, &mut scratch).record;
             for record in records {
-                self.stats.output_rows += 1;
+                self.context.stats.output_rows += 1;
                 result = emit(JoinRow {
                     key,
                     build: Some(build),
@@ -389,7 +361,7 @@ impl HashJoin {
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut result = Ok(());
         while let Some(row) = self.next_emit(matcher) {
-            self.stats.output_rows += 1;
+            self.context.stats.output_rows += 1;
             result = emit(self.row(row, key, record, &mut scratch));
             if result.is_err() {
                 break;
@@ -438,10 +410,90 @@ impl HashJoin {
     /// # Panics
     ///
     /// Before [`HashJoin::finish_build`].
-    pub fn finish(mut self) -> Result<JoinStream> {
-        assert!(self.probing, "finish before finish_build");
-        self.end_level()?;
-        Ok(JoinStream::new(self))
+    /// Whether the build side has ended.
+    pub(super) fn is_probing(&self) -> bool {
+        self.probing
+    }
+
+    /// The context the join's parts share, for a stream that reads runs or merges.
+    pub(super) fn context_mut(&mut self) -> &mut JoinContext {
+        &mut self.context
+    }
+
+    /// The join type.
+    pub(super) fn join_type(&self) -> JoinType {
+        self.context.join_type
+    }
+
+    /// Ends the current level: its spilled pairs that can still make rows are pushed.
+    ///
+    /// # Errors
+    ///
+    /// The last write of a probe run fails.
+    pub(super) fn end_level(&mut self) -> Result<()> {
+        self.levels.end_level(&mut self.context)
+    }
+
+    /// The next spilled pair, if any.
+    pub(super) fn pop_pair(&mut self) -> Option<Pair> {
+        self.levels.pop_pair()
+    }
+
+    /// Whether `pair` is to be sort-merged rather than joined by hashing again.
+    pub(super) fn needs_sort(&self, pair: &Pair) -> bool {
+        pair.needs_sort(&self.context.config)
+    }
+
+    /// Builds the table again from `pair`'s build runs with its level's seed; returns its
+    /// probe run, which the caller probes before [`HashJoin::end_level`].
+    ///
+    /// # Errors
+    ///
+    /// A failed read of the build runs, or a failed spill of a sub-partition.
+    pub(super) fn rebuild(&mut self, pair: Pair) -> Result<Option<SpillRun>> {
+        self.context.assert_io_home();
+        let seed = seed_at(self.context.config.seed, pair.depth());
+        self.table_mut().clear(seed);
+        self.probing = false;
+        self.levels.enter(&mut self.context, &pair);
+        let (build_runs, probe) = pair.into_runs();
+        for run in &build_runs {
+            // Not `JoinContext::read_run`: inserting may spill, which needs the context.
+            let mut input = self.context.open_run(run)?;
+            let (mut key, mut record) = self.context.take_buffers();
+            while read_record(&mut input, run.payload_bytes(), &mut key, &mut record)? {
+                self.insert_build(hash_bytes(seed, &key), &key, &record)?;
+            }
+            self.context.put_buffers(key, record);
+            self.context.close_run(input);
+        }
+        drop(build_runs);
+        self.finish_build()?;
+        Ok(probe)
+    }
+
+    /// Lends the table's memory to a sort-merge join of `pair`; [`HashJoin::return_memory`]
+    /// takes it back.
+    ///
+    /// # Errors
+    ///
+    /// A failed read of the pair's runs, or a failed spill of a sorter.
+    pub(super) fn sort_pair(&mut self, pair: Pair) -> Result<MergeJoin> {
+        self.context.assert_io_home();
+        let memory = self.table.take().expect("the table is home").into_memory();
+        let (build_runs, probe) = pair.into_runs();
+        MergeJoin::sort(&mut self.context, memory, build_runs, probe)
+    }
+
+    /// Takes the table's memory back from a sort-merge fallback.
+    ///
+    /// # Panics
+    ///
+    /// When the table holds its memory already.
+    pub(super) fn return_memory(&mut self, memory: Reservation) {
+        assert!(self.table.is_none(), "the table is home already");
+        let seed = seed_at(self.context.config.seed, 0);
+        self.table = Some(JoinTable::new(memory, seed, self.levels.count()));
     }
 
     pub(super) fn table(&self) -> &JoinTable {
@@ -490,7 +542,7 @@ impl HashJoin {
     }
 
     /// Adds a build record whose key hashes to `hash`, spilling until it fits.
-    pub(super) fn insert_build(&mut self, hash: u64, key: &[u8], record: &[u8]) -> Result<()> {
+    fn insert_build(&mut self, hash: u64, key: &[u8], record: &[u8]) -> Result<()> {
         let partition = self.table().partition_of(hash);
         if JoinTable::footprint(key, record) * 2 > self.table().capacity_bytes() {
             // Room for it would take most of the table: a run of its own, at once.
@@ -513,31 +565,19 @@ impl HashJoin {
     /// them keeps the partitions in memory there), or else the largest partition.
     fn victim(&self) -> Option<usize> {
         let table = self.table();
-        let segment_size = self.io.owner().segment_size() as u64;
+        let segment_size = self.context.segment_size() as u64;
         table
-            .largest(|p| self.partitions[p].spilled)
+            .largest(|p| self.levels.is_spilled(p))
             .filter(|&p| table.bytes(p) >= segment_size)
             .or_else(|| table.largest(|_| true))
     }
 
-    /// Marks `partition` spilled, with a bloom filter from the reserve.
-    fn mark_spilled(&mut self, partition: usize) -> Result<()> {
-        if !self.partitions[partition].spilled {
-            let segment = self.reserve.allocate_one()?;
-            let state = &mut self.partitions[partition];
-            state.spilled = true;
-            state.bloom = Some(Bloom::new(segment));
-            self.stats.partitions_spilled += 1;
-        }
-        Ok(())
-    }
-
     /// Writes the build records `partition` holds in memory to a new run of it.
     fn spill_partition(&mut self, partition: usize) -> Result<()> {
-        self.mark_spilled(partition)?;
-        let mut output = self.create_output()?;
+        self.levels.mark_spilled(&mut self.context, partition)?;
+        let mut output = self.context.create_output()?;
         let table = self.table.as_ref().expect("the table is home");
-        let bloom = self.partitions[partition].bloom.as_mut().expect("spilled");
+        let bloom = self.levels.bloom_mut(partition);
         let seed = table.seed();
         table.for_each(partition, &mut self.scratch, |key, record| {
             bloom.insert(hash_bytes(seed, key));
@@ -556,41 +596,16 @@ impl HashJoin {
         key: &[u8],
         record: &[u8],
     ) -> Result<()> {
-        self.mark_spilled(partition)?;
-        let mut output = self.create_output()?;
-        self.partitions[partition]
-            .bloom
-            .as_mut()
-            .expect("spilled")
-            .insert(hash);
+        self.levels.mark_spilled(&mut self.context, partition)?;
+        let mut output = self.context.create_output()?;
+        self.levels.bloom_mut(partition).insert(hash);
         write_record(&mut output, key, record)?;
         self.finish_build_run(partition, output)
     }
 
-    pub(super) fn create_output(&mut self) -> Result<RunOutput> {
-        let writer = self.store.create_run(RunOptions {
-            compress: self.config.compress,
-            write_behind: self.config.write_behind,
-        })?;
-        let segments = self.io.allocate(self.config.segments_per_writer())?;
-        Ok(RunOutput::new(writer, segments))
-    }
-
-    /// Finishes a run the io writer wrote; returns it.
-    pub(super) fn finish_io_output(&mut self, output: RunOutput) -> Result<SpillRun> {
-        let (run, segments) = output.finish()?;
-        for segment in segments {
-            self.io.give_back(segment);
-        }
-        self.stats.spilled_bytes += run.disk_bytes();
-        Ok(run)
-    }
-
     fn finish_build_run(&mut self, partition: usize, output: RunOutput) -> Result<()> {
-        let run = self.finish_io_output(output)?;
-        let state = &mut self.partitions[partition];
-        state.build_bytes += run.payload_bytes();
-        state.build_runs.push(run);
+        let run = self.context.finish_io_output(output)?;
+        self.levels.add_build_run(partition, run);
         Ok(())
     }
 
@@ -598,34 +613,25 @@ impl HashJoin {
     pub(super) fn route(&mut self, hash: u64, key: &[u8], record: &[u8]) -> Result<Route> {
         let table = self.table.as_mut().expect("the table is home");
         let partition = table.partition_of(hash);
-        let state = &mut self.partitions[partition];
-        if !state.spilled {
+        if !self.levels.is_spilled(partition) {
             return Ok(Route::Match(Matcher {
                 cursor: table.find(hash, key),
                 matched: false,
                 done: false,
             }));
         }
-        if !state.bloom.as_ref().expect("spilled").may_contain(hash) {
-            self.stats.bloom_filtered += 1;
-            return Ok(if self.join_type.keeps_unmatched_probe() {
-                Route::Unmatched
-            } else {
-                Route::Done
-            });
+        if self
+            .levels
+            .spill_probe(&mut self.context, partition, hash, key, record)?
+        {
+            return Ok(Route::Done);
         }
-        if state.probe.is_none() {
-            let writer = self.store.create_run(RunOptions {
-                compress: self.config.compress,
-                write_behind: HASH_JOIN_PROBE_WRITE_BEHIND,
-            })?;
-            let segments = self
-                .reserve
-                .allocate(JoinConfig::segments_per_probe_writer())?;
-            state.probe = Some(RunOutput::new(writer, segments));
-        }
-        write_record(state.probe.as_mut().expect("opened"), key, record)?;
-        Ok(Route::Done)
+        // The bloom filter ruled a match out.
+        Ok(if self.context.join_type.keeps_unmatched_probe() {
+            Route::Unmatched
+        } else {
+            Route::Done
+        })
     }
 
     /// The next output row of a probe in progress, if any.
@@ -637,7 +643,7 @@ impl HashJoin {
         let table = self.table.as_mut().expect("the table is home");
         if let Some((partition, position)) = table.next_match(&mut matcher.cursor) {
             matcher.matched = true;
-            match self.join_type {
+            match self.context.join_type {
                 JoinType::LeftSemi => {
                     matcher.done = true;
                     return Some(Emit::Probe);
@@ -655,22 +661,6 @@ impl HashJoin {
             });
         }
         matcher.done = true;
-        (!matcher.matched && self.join_type.keeps_unmatched_probe()).then_some(Emit::Probe)
-    }
-}
-
-pub(super) fn empty_partitions(count: usize) -> Vec<PartitionState> {
-    (0..count).map(|_| PartitionState::default()).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_join_moves_between_threads() {
-        fn assert_send<T: Send>() {}
-        assert_send::<HashJoin>();
-        assert_send::<JoinStream>();
+        (!matcher.matched && self.context.join_type.keeps_unmatched_probe()).then_some(Emit::Probe)
     }
 }

@@ -1,32 +1,44 @@
-//! The levels of a [`HashJoin`]: the end of one (spilled pairs pushed), the next pair
-//! rebuilt with a new seed or sorted for a sort-merge join, and the runs they read.
+//! `Levels`: the spill state of a [`HashJoin`](super::HashJoin) — which partitions of the
+//! current level spilled, their runs and bloom filters, and the spilled pairs still to
+//! join at deeper levels.
 //!
 //! ```text
+//!   mark_spilled(p) ──▶ p's bloom filter from the reserve; add_build_run(p, run)
+//!   spill_probe(p)  ──▶ bloom says no: filtered ──▶ maybe: p's probe run (writer from
+//!                       the reserve, opened on first use)
 //!   end_level ──▶ per spilled partition: probe run closed, bloom filter and probe writer
 //!                 back to the reserve ──▶ Pair { build runs, probe run, depth, parent }
 //!                 pushed when it can still make rows (it has probe records, or the join
 //!                 keeps unmatched build records)
-//!   pop_pair ──▶ shrank and shallow enough: rebuild (read build runs with seed_at(depth))
-//!            ──▶ otherwise: sort_pair (both sides through ExternalSorter) ──▶ MergeJoin
+//!   pop_pair ──▶ Pair::needs_sort? ──▶ no: the join rebuilds its table from it (enter)
+//!                                  ──▶ yes: MergeJoin sorts and merges it
 //! ```
 //!
-//! A pair "does not shrink" when its build bytes are at least [`HASH_SHRINK_PERCENT_MIN`]
-//! percent of those of the pair whose join spilled it: a new seed did not split it (one hot
-//! key), so hashing again would only repeat the work. Runs hold
-//! `[varint key_len][varint record_len][key][record]` (docs/FORMAT.md, section 8).
+//! The levels take the join's [`JoinContext`] by `&mut` for what they share with the rest
+//! of the join (store, configuration, stats), and never see its table. A pair "does not
+//! shrink" when its build bytes are at least [`HASH_SHRINK_PERCENT_MIN`] percent of those
+//! of the pair whose join spilled it: a new seed did not split it (one hot key), so hashing
+//! again would only repeat the work. Invariant: the reserve holds every bloom filter and
+//! probe writer segment between levels, so each level starts with the same memory.
 
-use std::sync::Arc;
-
-use super::hasher::{hash_bytes, seed_at};
-use super::join::{HashJoin, empty_partitions};
+use super::bloom::Bloom;
 use super::join_config::JoinConfig;
-use super::join_table::JoinTable;
-use super::merge_join::MergeJoin;
-use crate::constants::{HASH_JOIN_GROUP_SEGMENTS, HASH_SHRINK_PERCENT_MIN};
-use crate::error::{KernelError, Result};
+use super::join_context::JoinContext;
+use super::join_run::write_record;
+use crate::constants::{HASH_JOIN_PROBE_WRITE_BEHIND, HASH_SHRINK_PERCENT_MIN};
+use crate::error::Result;
 use crate::memory::Reservation;
-use crate::sort::ExternalSorter;
-use crate::spill::{RunInput, RunOutput, SpillRun};
+use crate::spill::{RunOptions, RunOutput, SpillRun};
+
+/// A partition's state at the current level.
+#[derive(Debug, Default)]
+struct PartitionState {
+    spilled: bool,
+    build_runs: Vec<SpillRun>,
+    build_bytes: u64,
+    bloom: Option<Bloom>,
+    probe: Option<RunOutput>,
+}
 
 /// A spilled partition's build runs and probe run, waiting to be joined.
 #[derive(Debug)]
@@ -41,19 +53,140 @@ pub(super) struct Pair {
 
 impl Pair {
     /// Whether hashing again is hopeless (or not allowed): sort-merge it instead.
-    fn needs_sort(&self, config: &JoinConfig) -> bool {
+    pub(super) fn needs_sort(&self, config: &JoinConfig) -> bool {
         self.depth > config.recursion_depth_max
             || self
                 .parent_bytes
                 .is_some_and(|parent| self.build_bytes * 100 >= parent * HASH_SHRINK_PERCENT_MIN)
     }
+
+    /// The level the pair is joined at.
+    pub(super) fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// The pair's build runs and probe run.
+    pub(super) fn into_runs(self) -> (Vec<SpillRun>, Option<SpillRun>) {
+        (self.build_runs, self.probe)
+    }
 }
 
-impl HashJoin {
+/// The spill state of a join across its levels. See the module documentation.
+#[derive(Debug)]
+pub(super) struct Levels {
+    partitions: Vec<PartitionState>,
+    /// Bloom filter and probe writer segments of spilled partitions.
+    reserve: Reservation,
+    pending: Vec<Pair>,
+    depth: usize,
+    /// Build bytes of the pair this level joins (none for the input).
+    input_bytes: Option<u64>,
+}
+
+impl Levels {
+    /// The input level of `partitions` partitions, none spilled.
+    pub(super) fn new(reserve: Reservation, partitions: usize) -> Levels {
+        Levels {
+            partitions: empty_partitions(partitions),
+            reserve,
+            pending: Vec::new(),
+            depth: 0,
+            input_bytes: None,
+        }
+    }
+
+    /// Partitions of a level.
+    pub(super) fn count(&self) -> usize {
+        self.partitions.len()
+    }
+
+    /// Whether `partition` spilled at this level.
+    #[inline]
+    pub(super) fn is_spilled(&self, partition: usize) -> bool {
+        self.partitions[partition].spilled
+    }
+
+    /// Marks `partition` spilled, with a bloom filter from the reserve.
+    ///
+    /// # Errors
+    ///
+    /// The reserve is out of segments (a bug: it holds one per partition).
+    pub(super) fn mark_spilled(
+        &mut self,
+        context: &mut JoinContext,
+        partition: usize,
+    ) -> Result<()> {
+        if !self.partitions[partition].spilled {
+            let segment = self.reserve.allocate_one()?;
+            let state = &mut self.partitions[partition];
+            state.spilled = true;
+            state.bloom = Some(Bloom::new(segment));
+            context.stats.partitions_spilled += 1;
+        }
+        Ok(())
+    }
+
+    /// The bloom filter of spilled `partition`, for its build keys.
+    ///
+    /// # Panics
+    ///
+    /// When `partition` has not spilled.
+    pub(super) fn bloom_mut(&mut self, partition: usize) -> &mut Bloom {
+        self.partitions[partition].bloom.as_mut().expect("spilled")
+    }
+
+    /// Adds a finished build run to `partition`.
+    pub(super) fn add_build_run(&mut self, partition: usize, run: SpillRun) {
+        let state = &mut self.partitions[partition];
+        state.build_bytes += run.payload_bytes();
+        state.build_runs.push(run);
+    }
+
+    /// Sends a probe record (key hashing to `hash`) of spilled `partition` to its probe
+    /// run, unless the bloom filter rules a match out; returns whether it was written.
+    ///
+    /// # Errors
+    ///
+    /// A probe run that cannot be created or written.
+    ///
+    /// # Panics
+    ///
+    /// When `partition` has not spilled.
+    pub(super) fn spill_probe(
+        &mut self,
+        context: &mut JoinContext,
+        partition: usize,
+        hash: u64,
+        key: &[u8],
+        record: &[u8],
+    ) -> Result<bool> {
+        let state = &mut self.partitions[partition];
+        if !state.bloom.as_ref().expect("spilled").may_contain(hash) {
+            context.stats.bloom_filtered += 1;
+            return Ok(false);
+        }
+        if state.probe.is_none() {
+            let writer = context.store.create_run(RunOptions {
+                compress: context.config.compress,
+                write_behind: HASH_JOIN_PROBE_WRITE_BEHIND,
+            })?;
+            let segments = self
+                .reserve
+                .allocate(JoinConfig::segments_per_probe_writer())?;
+            state.probe = Some(RunOutput::new(writer, segments));
+        }
+        write_record(state.probe.as_mut().expect("opened"), key, record)?;
+        Ok(true)
+    }
+
     /// Ends the current level: probe runs are closed, bloom filters and probe writers go
     /// back to the reserve, and every spilled pair that can still produce rows is pushed
     /// on the pending stack (the others' runs are deleted).
-    pub(super) fn end_level(&mut self) -> Result<()> {
+    ///
+    /// # Errors
+    ///
+    /// The last write of a probe run fails.
+    pub(super) fn end_level(&mut self, context: &mut JoinContext) -> Result<()> {
         let count = self.partitions.len();
         let partitions = std::mem::replace(&mut self.partitions, empty_partitions(count));
         for state in partitions.into_iter().rev() {
@@ -66,12 +199,12 @@ impl HashJoin {
                     for segment in segments {
                         self.reserve.give_back(segment);
                     }
-                    self.stats.spilled_bytes += run.disk_bytes();
+                    context.stats.spilled_bytes += run.disk_bytes();
                     Some(run)
                 }
                 None => None,
             };
-            if state.spilled && (probe.is_some() || self.join_type.keeps_unmatched_build()) {
+            if state.spilled && (probe.is_some() || context.join_type.keeps_unmatched_build()) {
                 self.pending.push(Pair {
                     build_runs: state.build_runs,
                     build_bytes: state.build_bytes,
@@ -89,212 +222,22 @@ impl HashJoin {
         self.pending.pop()
     }
 
-    /// Whether `pair` is to be sort-merged rather than joined by hashing again.
-    pub(super) fn needs_sort(&self, pair: &Pair) -> bool {
-        pair.needs_sort(&self.config)
-    }
-
-    /// Builds the table again from `pair`'s build runs with its level's seed; returns its
-    /// probe run, which the caller probes before [`HashJoin::end_level`].
-    ///
-    /// # Errors
-    ///
-    /// A failed read of the build runs, or a failed spill of a sub-partition.
-    pub(super) fn rebuild(&mut self, pair: Pair) -> Result<Option<SpillRun>> {
-        self.assert_io_home();
-        let seed = seed_at(self.config.seed, pair.depth);
-        self.table_mut().clear(seed);
-        self.probing = false;
+    /// Starts the level that joins `pair` by hashing again.
+    pub(super) fn enter(&mut self, context: &mut JoinContext, pair: &Pair) {
         self.depth = pair.depth;
         self.input_bytes = Some(pair.build_bytes);
-        self.stats.recursion_depth_max = self.stats.recursion_depth_max.max(pair.depth as u64);
-        for run in &pair.build_runs {
-            self.read_run(run, |join, key, record| {
-                join.insert_build(hash_bytes(seed, key), key, record)
-            })?;
-        }
-        drop(pair.build_runs);
-        self.finish_build()?;
-        Ok(pair.probe)
-    }
-
-    /// Sorts both sides of `pair` with the table's memory for a sort-merge join.
-    ///
-    /// # Errors
-    ///
-    /// A failed read of the pair's runs, or a failed spill of a sorter.
-    pub(super) fn sort_pair(&mut self, pair: Pair) -> Result<MergeJoin> {
-        self.assert_io_home();
-        self.stats.sort_merge_fallbacks += 1;
-        let mut memory = self.table.take().expect("the table is home").into_memory();
-        let group = memory.split(HASH_JOIN_GROUP_SEGMENTS);
-        let build_memory = memory.split(memory.segments() / 2);
-        let config = self.config.sort_config();
-        let mut sorter =
-            ExternalSorter::with_reservation(build_memory, Arc::clone(&self.store), config)?;
-        for run in &pair.build_runs {
-            self.read_run(run, |_, key, record| sorter.push(key, record))?;
-        }
-        drop(pair.build_runs);
-        let build = sorter.finish()?;
-        self.stats.spilled_bytes += build.stats().spilled_bytes;
-        let mut sorter = ExternalSorter::with_reservation(memory, Arc::clone(&self.store), config)?;
-        if let Some(run) = &pair.probe {
-            self.read_run(run, |_, key, record| sorter.push(key, record))?;
-        }
-        drop(pair.probe);
-        let probe = sorter.finish()?;
-        self.stats.spilled_bytes += probe.stats().spilled_bytes;
-        Ok(MergeJoin::new(
-            self.join_type,
-            build,
-            probe,
-            group,
-            self.table_log2(),
-        ))
-    }
-
-    fn table_log2(&self) -> u32 {
-        self.io.owner().segment_size().trailing_zeros()
-    }
-
-    /// Takes the table's memory back from a sort-merge fallback.
-    pub(super) fn return_memory(&mut self, memory: Reservation) {
-        assert!(self.table.is_none(), "the table is home already");
-        let partitions = self.partitions.len();
-        self.table = Some(JoinTable::new(
-            memory,
-            seed_at(self.config.seed, 0),
-            partitions,
-        ));
-    }
-
-    /// Opens `run` with the io reader's segments.
-    pub(super) fn open_run(&mut self, run: &SpillRun) -> Result<RunInput> {
-        let buffers = self.io.allocate(self.config.segments_per_reader())?;
-        Ok(RunInput::new(self.store.open_run(run, buffers)?))
-    }
-
-    /// Gives the io reader's segments back from a finished input.
-    pub(super) fn close_run(&mut self, input: RunInput) {
-        for segment in input.into_segments() {
-            self.io.give_back(segment);
-        }
-    }
-
-    /// Calls `sink(self, key, record)` for every record of `run`.
-    fn read_run(
-        &mut self,
-        run: &SpillRun,
-        mut sink: impl FnMut(&mut HashJoin, &[u8], &[u8]) -> Result<()>,
-    ) -> Result<()> {
-        let mut input = self.open_run(run)?;
-        let (mut key, mut record) = (
-            std::mem::take(&mut self.key),
-            std::mem::take(&mut self.record),
-        );
-        while read_record(&mut input, run.payload_bytes(), &mut key, &mut record)? {
-            sink(self, &key, &record)?;
-        }
-        (self.key, self.record) = (key, record);
-        self.close_run(input);
-        Ok(())
-    }
-
-    /// Checks that the run writer's and reader's segments came back between runs.
-    fn assert_io_home(&self) {
-        assert_eq!(
-            self.io.segments(),
-            self.config.segments_per_writer() + self.config.segments_per_reader(),
-            "a run writer or reader kept segments of the join"
-        );
+        let stats = &mut context.stats;
+        stats.recursion_depth_max = stats.recursion_depth_max.max(pair.depth as u64);
     }
 }
 
-/// Writes one record of a join run: `[varint key_len][varint record_len][key][record]`.
-pub(super) fn write_record(output: &mut RunOutput, key: &[u8], record: &[u8]) -> Result<()> {
-    output.write_varint(key.len() as u64)?;
-    output.write_varint(record.len() as u64)?;
-    output.write_bytes(key)?;
-    output.write_bytes(record)
-}
-
-/// Reads the next record of a join run of `payload` bytes into `key` and `record`;
-/// `false` at its end.
-///
-/// # Errors
-///
-/// A failed or corrupt read; [`KernelError::Malformed`] for lengths past the run's end.
-pub(super) fn read_record(
-    input: &mut RunInput,
-    payload: u64,
-    key: &mut Vec<u8>,
-    record: &mut Vec<u8>,
-) -> Result<bool> {
-    if input.is_at_end()? {
-        return Ok(false);
-    }
-    let key_len = input.read_varint()?;
-    let record_len = input.read_varint()?;
-    let left = payload - input.bytes_read().min(payload);
-    if key_len.saturating_add(record_len) > left {
-        return Err(KernelError::Malformed {
-            position: input.bytes_read(),
-            what: "join record whose lengths run past the end of its run",
-        });
-    }
-    key.resize(key_len as usize, 0);
-    input.read_exact(key)?;
-    record.resize(record_len as usize, 0);
-    input.read_exact(record)?;
-    Ok(true)
+fn empty_partitions(count: usize) -> Vec<PartitionState> {
+    (0..count).map(|_| PartitionState::default()).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::test_manager;
-    use crate::spill::{RunOptions, SpillConfig, open_store};
-
-    /// The worked example of docs/FORMAT.md, section 8.
-    #[test]
-    fn format_doc_example() {
-        let manager = test_manager(8);
-        let owner = manager.owner("join");
-        let dir = std::env::temp_dir().join(format!("weir-join-format-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = open_store(&SpillConfig::new(dir.clone())).unwrap();
-        let options = RunOptions {
-            compress: false,
-            write_behind: 1,
-        };
-        let mut output = RunOutput::new(
-            store.create_run(options).unwrap(),
-            owner.allocate(2).unwrap(),
-        );
-        let (key, record) = (7u64.to_be_bytes(), 1234i64.to_le_bytes());
-        write_record(&mut output, &key, &record).unwrap();
-        let (run, segments) = output.finish().unwrap();
-        drop(segments);
-        let expected = [
-            0x08, 0x08, 0, 0, 0, 0, 0, 0, 0, 0x07, 0xd2, 0x04, 0, 0, 0, 0, 0, 0,
-        ];
-        assert_eq!(run.payload_bytes(), 18);
-        let mut input = RunInput::new(store.open_run(&run, owner.allocate(2).unwrap()).unwrap());
-        let mut bytes = vec![0; 18];
-        input.read_exact(&mut bytes).unwrap();
-        assert_eq!(bytes, expected);
-        drop((input, run));
-        let mut table = JoinTable::new(owner.reserve(2).unwrap(), 0, 10);
-        assert!(table.append(3, &key, &record).unwrap());
-        assert_eq!(table.bytes(3), 19);
-        let doc = include_str!("../../../docs/FORMAT.md");
-        assert!(doc.contains("08                          varint 8: key_len"));
-        assert!(doc.contains("d2 04 00 00 00 00 00 00     record: 1234 cents"));
-        drop(table.into_memory());
-        manager.leak_check().unwrap();
-        std::fs::remove_dir(&dir).unwrap();
-    }
 
     #[test]
     fn pairs_that_do_not_shrink_or_go_too_deep_are_sorted() {

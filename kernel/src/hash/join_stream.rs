@@ -13,14 +13,36 @@
 //! Each output row is produced once: a key's build and probe records always meet in the
 //! same partition at a level, a partition is joined in memory or spilled whole (both
 //! sides), and the rows of a spilled pair are produced only from its runs.
+//!
+//! [`HashJoin::finish`] is defined here, with the stream it makes: the stream stands above
+//! the join and uses it, and the join does not need to know its stream.
 
 use super::hasher::hash_bytes;
-use super::join::{Emit, HashJoin, JoinRow, Matcher, Route};
+use super::join::{Emit, HashJoin, Matcher, Route};
 use super::join_config::JoinStats;
-use super::join_level::read_record;
+use super::join_row::JoinRow;
+use super::join_run::read_record;
 use super::merge_join::{MergeEmit, MergeJoin};
 use crate::error::Result;
 use crate::spill::{RunInput, SpillRun};
+
+impl HashJoin {
+    /// Ends the probe side: probe runs are closed, and the stream emits the rows still to
+    /// come (unmatched build records, then the spilled pairs joined).
+    ///
+    /// # Errors
+    ///
+    /// A write of a probe run that fails.
+    ///
+    /// # Panics
+    ///
+    /// Before [`HashJoin::finish_build`].
+    pub fn finish(mut self) -> Result<JoinStream> {
+        assert!(self.is_probing(), "finish before finish_build");
+        self.end_level()?;
+        Ok(JoinStream::new(self))
+    }
+}
 
 /// Where the next row comes from.
 #[derive(Debug)]
@@ -62,7 +84,7 @@ pub struct JoinStream {
 }
 
 impl JoinStream {
-    pub(super) fn new(join: HashJoin) -> JoinStream {
+    fn new(join: HashJoin) -> JoinStream {
         let source = after_probe(&join);
         JoinStream {
             join,
@@ -75,7 +97,7 @@ impl JoinStream {
 
     /// What the join did so far.
     pub fn stats(&self) -> JoinStats {
-        self.join.stats
+        self.join.stats()
     }
 
     /// The next row, or `None` after the last. The slices are valid until the next call.
@@ -106,7 +128,7 @@ impl JoinStream {
                 return Err(error);
             }
         };
-        self.join.stats.output_rows += 1;
+        self.join.context_mut().stats.output_rows += 1;
         Ok(Some(match row {
             Row::Table(emit) => {
                 self.join
@@ -171,7 +193,7 @@ impl JoinStream {
                     self.source = Source::Next;
                 }
                 Source::Merge(merge) => {
-                    if let Some(emit) = merge.advance(&mut self.join)? {
+                    if let Some(emit) = merge.advance(self.join.context_mut())? {
                         return Ok(Some(Row::Merge(emit)));
                     }
                     let Source::Merge(merge) = std::mem::replace(&mut self.source, Source::Next)
@@ -192,7 +214,7 @@ impl JoinStream {
         else {
             unreachable!("the source is a probe run");
         };
-        self.join.close_run(input);
+        self.join.context_mut().close_run(input);
         drop(run);
         self.join.end_level()?;
         self.source = after_probe(&self.join);
@@ -209,7 +231,7 @@ impl JoinStream {
         }
         match self.join.rebuild(pair)? {
             Some(run) => {
-                let input = self.join.open_run(&run)?;
+                let input = self.join.context_mut().open_run(&run)?;
                 Ok(Source::Probe {
                     run,
                     input,
@@ -226,12 +248,24 @@ impl JoinStream {
 
 /// What follows the probe side of a level: its unmatched build records, when kept.
 fn after_probe(join: &HashJoin) -> Source {
-    if join.join_type.keeps_unmatched_build() {
+    if join.join_type().keeps_unmatched_build() {
         Source::Unmatched {
             partition: 0,
             position: 0,
         }
     } else {
         Source::Next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_join_moves_between_threads() {
+        fn assert_send<T: Send>() {}
+        assert_send::<HashJoin>();
+        assert_send::<JoinStream>();
     }
 }

@@ -13,15 +13,22 @@
 //!
 //! Both sorters share the table's memory, half each, less the group's segments. A group
 //! larger than its segments is read back from its run once per probe record of its key:
-//! the output of such a key is the product of both sides anyway.
+//! the output of such a key is the product of both sides anyway. The merge borrows the
+//! join's [`JoinContext`] (its runs are the join's, its spills count in the join's stats),
+//! never the join itself; [`MergeJoin::into_memory`] gives every segment back for the
+//! join's table.
+
+use std::sync::Arc;
 
 use super::area::RecordArea;
-use super::join::{HashJoin, JoinRow};
 use super::join_config::JoinType;
-use super::join_level::{read_record, write_record};
+use super::join_context::JoinContext;
+use super::join_row::JoinRow;
+use super::join_run::{read_record, write_record};
+use crate::constants::HASH_JOIN_GROUP_SEGMENTS;
 use crate::error::Result;
 use crate::memory::Reservation;
-use crate::sort::SortedStream;
+use crate::sort::{ExternalSorter, SortedStream};
 use crate::spill::{RunInput, SpillRun};
 
 /// An output row of the merge, resolved to bytes by [`MergeJoin::row`].
@@ -88,7 +95,43 @@ pub(super) struct MergeJoin {
 }
 
 impl MergeJoin {
-    pub(super) fn new(
+    /// Sorts `build_runs` and `probe` with `memory` (the join's table's) for a sort-merge
+    /// join of `context`'s type.
+    ///
+    /// # Errors
+    ///
+    /// A failed read of the runs, or a failed spill of a sorter.
+    pub(super) fn sort(
+        context: &mut JoinContext,
+        mut memory: Reservation,
+        build_runs: Vec<SpillRun>,
+        probe: Option<SpillRun>,
+    ) -> Result<MergeJoin> {
+        context.stats.sort_merge_fallbacks += 1;
+        let group = memory.split(HASH_JOIN_GROUP_SEGMENTS);
+        let build_memory = memory.split(memory.segments() / 2);
+        let config = context.config.sort_config();
+        let store = Arc::clone(&context.store);
+        let mut sorter =
+            ExternalSorter::with_reservation(build_memory, Arc::clone(&store), config)?;
+        for run in &build_runs {
+            context.read_run(run, |key, record| sorter.push(key, record))?;
+        }
+        drop(build_runs);
+        let build = sorter.finish()?;
+        context.stats.spilled_bytes += build.stats().spilled_bytes;
+        let mut sorter = ExternalSorter::with_reservation(memory, store, config)?;
+        if let Some(run) = &probe {
+            context.read_run(run, |key, record| sorter.push(key, record))?;
+        }
+        drop(probe);
+        let probe = sorter.finish()?;
+        context.stats.spilled_bytes += probe.stats().spilled_bytes;
+        let log2 = context.segment_size().trailing_zeros();
+        Ok(MergeJoin::new(context.join_type, build, probe, group, log2))
+    }
+
+    fn new(
         join_type: JoinType,
         build: SortedStream,
         probe: SortedStream,
@@ -155,7 +198,7 @@ impl MergeJoin {
     /// # Errors
     ///
     /// A failed read of a sorted side or of a group run, or a failed write of a group run.
-    pub(super) fn advance(&mut self, join: &mut HashJoin) -> Result<Option<MergeEmit>> {
+    pub(super) fn advance(&mut self, context: &mut JoinContext) -> Result<Option<MergeEmit>> {
         if !self.started {
             self.started = true;
             self.advance_build()?;
@@ -167,7 +210,7 @@ impl MergeJoin {
                         self.state = State::Pairing(cursor);
                         return Ok(Some(MergeEmit::Pair));
                     }
-                    close_cursor(cursor, join);
+                    close_cursor(cursor, context);
                     continue;
                 }
                 State::Flushing(mut cursor) => {
@@ -175,13 +218,13 @@ impl MergeJoin {
                         self.state = State::Flushing(cursor);
                         return Ok(Some(MergeEmit::Build));
                     }
-                    close_cursor(cursor, join);
+                    close_cursor(cursor, context);
                     self.release_group();
                     continue;
                 }
                 State::Idle => {}
             }
-            match self.step(join)? {
+            match self.step(context)? {
                 Step::Row(emit) => return Ok(Some(emit)),
                 Step::Continue => {}
                 Step::Done => return Ok(None),
@@ -190,7 +233,7 @@ impl MergeJoin {
     }
 
     /// One decision in the idle state.
-    fn step(&mut self, join: &mut HashJoin) -> Result<Step> {
+    fn step(&mut self, context: &mut JoinContext) -> Result<Step> {
         if !self.probe_pending && !self.probe_done {
             match self.probe.next()? {
                 Some((key, record)) => {
@@ -204,7 +247,7 @@ impl MergeJoin {
         if self.group_valid && (!self.probe_pending || self.probe_key != self.group_key) {
             if self.join_type.keeps_unmatched_build() && !self.group_matched {
                 copy(&mut self.held_key, &self.group_key);
-                self.state = State::Flushing(self.start_cursor(join)?);
+                self.state = State::Flushing(self.start_cursor(context)?);
             } else {
                 self.release_group();
             }
@@ -225,7 +268,7 @@ impl MergeJoin {
                 JoinType::LeftSemi => Step::Row(MergeEmit::Probe),
                 JoinType::LeftAnti => Step::Continue,
                 JoinType::Inner | JoinType::LeftOuter | JoinType::RightOuter => {
-                    self.state = State::Pairing(self.start_cursor(join)?);
+                    self.state = State::Pairing(self.start_cursor(context)?);
                     Step::Continue
                 }
             });
@@ -239,7 +282,7 @@ impl MergeJoin {
             return Ok(Step::Continue);
         }
         if self.has_head && self.head_key == self.probe_key {
-            self.load_group(join)?;
+            self.load_group(context)?;
             return Ok(Step::Continue);
         }
         self.probe_pending = false;
@@ -270,14 +313,14 @@ impl MergeJoin {
     }
 
     /// Reads every build record of the head's key into the group.
-    fn load_group(&mut self, join: &mut HashJoin) -> Result<()> {
+    fn load_group(&mut self, context: &mut JoinContext) -> Result<()> {
         copy(&mut self.group_key, &self.head_key);
         self.group_valid = true;
         self.group_matched = false;
         let mut output = None;
         while self.has_head && self.head_key == self.group_key {
             if output.is_none() && !self.append_to_group()? {
-                let mut spilled = join.create_output()?;
+                let mut spilled = context.create_output()?;
                 let mut position = 0;
                 while position < self.group.end() {
                     let len = self.group.header(position).total_len() as u64;
@@ -296,7 +339,7 @@ impl MergeJoin {
             self.advance_build()?;
         }
         if let Some(spilled) = output {
-            self.overflow = Some(join.finish_io_output(spilled)?);
+            self.overflow = Some(context.finish_io_output(spilled)?);
         }
         Ok(())
     }
@@ -315,9 +358,9 @@ impl MergeJoin {
         Ok(true)
     }
 
-    fn start_cursor(&mut self, join: &mut HashJoin) -> Result<Cursor> {
+    fn start_cursor(&mut self, context: &mut JoinContext) -> Result<Cursor> {
         Ok(match &self.overflow {
-            Some(run) => Cursor::Disk(join.open_run(run)?),
+            Some(run) => Cursor::Disk(context.open_run(run)?),
             None => Cursor::Memory(0),
         })
     }
@@ -357,9 +400,9 @@ impl MergeJoin {
 }
 
 /// Gives a group run reader's segments back.
-fn close_cursor(cursor: Cursor, join: &mut HashJoin) {
+fn close_cursor(cursor: Cursor, context: &mut JoinContext) {
     if let Cursor::Disk(input) = cursor {
-        join.close_run(input);
+        context.close_run(input);
     }
 }
 
@@ -370,12 +413,9 @@ fn copy(target: &mut Vec<u8>, source: &[u8]) {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
     use crate::hash::join_config::JoinConfig;
     use crate::memory::test_manager;
-    use crate::sort::ExternalSorter;
     use crate::spill::{SpillConfig, open_store};
 
     type Row = (Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>);
@@ -436,9 +476,10 @@ mod tests {
         };
         let owner = manager.owner("merge");
         for join_type in JoinType::ALL {
-            let segments = config.memory_segments_min();
-            let mut join =
-                HashJoin::new(&owner, segments, Arc::clone(&store), join_type, config).unwrap();
+            let io = owner
+                .reserve(config.segments_per_writer() + config.segments_per_reader())
+                .unwrap();
+            let mut context = JoinContext::new(Arc::clone(&store), config, join_type, io);
             let sort = |side: &[(&[u8], u32)]| {
                 let memory = owner
                     .reserve(config.sort_config().memory_segments_min())
@@ -458,7 +499,7 @@ mod tests {
             let group = owner.reserve(2).unwrap();
             let mut merge = MergeJoin::new(join_type, sort(&build), sort(&probe), group, log2);
             let mut rows = Vec::new();
-            while let Some(emit) = merge.advance(&mut join).unwrap() {
+            while let Some(emit) = merge.advance(&mut context).unwrap() {
                 let row = merge.row(emit);
                 rows.push((
                     row.key.to_vec(),
@@ -472,8 +513,11 @@ mod tests {
             );
             rows.sort();
             assert_eq!(rows, expected(&build, &probe, join_type), "{join_type:?}");
-            assert!(join.stats.spilled_bytes > 0, "the group of d went to a run");
-            drop((merge.into_memory(), join));
+            assert!(
+                context.stats.spilled_bytes > 0,
+                "the group of d went to a run"
+            );
+            drop((merge.into_memory(), context));
         }
         manager.leak_check().unwrap();
         assert_eq!(

@@ -22,14 +22,26 @@
 //! Every byte of a table lives in segments of one reservation taken when the operator is
 //! created. Files, by concept: `hasher` (the seeded hash), `aggregator` (what is computed),
 //! `area` (records in segments), `table` (buckets over the area: lookup, growth,
-//! partitions, rebuild), `config` ([`AggregateConfig`], [`AggregateStats`]), `aggregate`
+//! partitions, rebuild), `config` ([`AggregateConfig`], [`AggregateStats`]),
+//! `aggregate_level` (a spilled partition, the groups a level keeps), `aggregate`
 //! ([`HashAggregate`]: input and spilling), `stream` ([`AggregateStream`]: re-aggregation,
 //! sort fallback and output); for the join, `join_config` ([`JoinType`], [`JoinConfig`],
-//! [`JoinStats`]), `join_table` (partitioned build records and their buckets), `bloom`
-//! (a spilled partition's filter), `join` ([`HashJoin`]: build, probe, spilling),
-//! `join_level` (the end of a level, spilled pairs rebuilt or sorted, the run format),
-//! `join_stream` ([`JoinStream`]: recursion and output) and `merge_join` (the sort-merge
-//! fallback).
+//! [`JoinStats`]), `join_row` ([`JoinRow`]), `join_run` (the run record format),
+//! `join_table` (partitioned build records and their buckets), `bloom` (a spilled
+//! partition's filter), `join_context` (what the join's parts share: store, config, run
+//! io, stats), `join_level` (spilled partitions and the pairs still to join),
+//! `merge_join` (the sort-merge fallback), `join` ([`HashJoin`]: build, probe, spilling)
+//! and `join_stream` ([`JoinStream`]: recursion and output). Each operator's files import
+//! downwards only: its stream stands on top (and defines its `finish`), the parts below
+//! take what they use rather than the whole operator.
+//!
+//! ```text
+//!   stream ──▶ aggregate ──▶ aggregate_level, table, config, aggregator
+//!
+//!   join_stream ──▶ join ──▶ merge_join ──▶ join_context ──▶ join_run, join_config
+//!        │            └────▶ join_level ───────┘
+//!        └──▶ join_row (also under join and merge_join), join_table (under join)
+//! ```
 //!
 //! ```
 //! use weir_kernel::hash::{AggregateConfig, Count, HashAggregate};
@@ -97,6 +109,7 @@
 //! ```
 
 mod aggregate;
+mod aggregate_level;
 mod aggregator;
 mod area;
 mod bloom;
@@ -104,7 +117,10 @@ mod config;
 mod hasher;
 mod join;
 mod join_config;
+mod join_context;
 mod join_level;
+mod join_row;
+mod join_run;
 mod join_stream;
 mod join_table;
 mod merge_join;
@@ -115,7 +131,8 @@ pub use aggregate::HashAggregate;
 pub use aggregator::{Aggregator, Composite, ConcatBytes, Count, MaxI64, MinI64, SumI64};
 pub use config::{AggregateConfig, AggregateStats};
 pub use hasher::{hash_bytes, seed_at};
-pub use join::{HashJoin, JoinRow, ProbeHash};
+pub use join::{HashJoin, ProbeHash};
 pub use join_config::{JoinConfig, JoinStats, JoinType};
+pub use join_row::JoinRow;
 pub use join_stream::JoinStream;
 pub use stream::AggregateStream;

@@ -12,15 +12,31 @@
 //! Groups come out in no particular order. Each is emitted once, with every value of its
 //! key folded in: a key's partial aggregates always go to the same partition at one level,
 //! and a partition's groups are emitted only after all of its input has been read.
+//!
+//! [`HashAggregate::finish`] is defined here, with the stream it makes: the stream stands
+//! above the aggregation and uses it, and the aggregation does not need to know its stream.
 
 use std::ops::Range;
-use std::sync::Arc;
 
-use super::aggregate::{HashAggregate, Kept, Partition};
+use super::aggregate::HashAggregate;
+use super::aggregate_level::Kept;
 use super::aggregator::Aggregator;
 use super::config::AggregateStats;
 use crate::error::Result;
-use crate::sort::{ExternalSorter, SortedStream};
+use crate::sort::SortedStream;
+
+impl HashAggregate {
+    /// Ends input. Partitions that never spilled stream from memory; spilled ones are
+    /// re-aggregated one at a time as the stream reaches them.
+    ///
+    /// # Errors
+    ///
+    /// A spill of the last groups that fails.
+    pub fn finish(mut self) -> Result<AggregateStream> {
+        let kept = self.end_level()?;
+        Ok(AggregateStream::new(self, kept))
+    }
+}
 
 /// Where the next group comes from.
 #[derive(Debug)]
@@ -140,7 +156,7 @@ pub struct AggregateStream {
 }
 
 impl AggregateStream {
-    pub(super) fn new(aggregate: HashAggregate, kept: Kept) -> AggregateStream {
+    fn new(aggregate: HashAggregate, kept: Kept) -> AggregateStream {
         AggregateStream {
             aggregate,
             source: table_source(kept),
@@ -150,7 +166,7 @@ impl AggregateStream {
 
     /// What the aggregation did so far.
     pub fn stats(&self) -> AggregateStats {
-        self.aggregate.stats
+        self.aggregate.stats()
     }
 
     /// The next group as `(key, accumulator)`, or `None` after the last. The slices are
@@ -183,7 +199,7 @@ impl AggregateStream {
                 return Err(error);
             }
         }
-        self.aggregate.stats.groups += 1;
+        self.aggregate.count_group();
         match &self.source {
             Source::Table { current, .. } => {
                 let table = self.aggregate.table();
@@ -244,7 +260,7 @@ impl AggregateStream {
                 }
                 None => Ok(false),
             },
-            Source::Sorted(groups) => groups.advance(&*self.aggregate.aggregator),
+            Source::Sorted(groups) => groups.advance(self.aggregate.aggregator()),
             Source::Done | Source::Failed => Ok(false),
         }
     }
@@ -255,30 +271,15 @@ impl AggregateStream {
             self.aggregate
                 .return_memory(groups.stream.into_reservation())?;
         }
-        let Some(partition) = self.aggregate.pending.pop() else {
+        let Some(partition) = self.aggregate.pop_partition() else {
             return Ok(Source::Done);
         };
-        if partition.needs_sort(&self.aggregate.config) {
-            return self.sort(partition);
+        if self.aggregate.needs_sort(&partition) {
+            let sorted = self.aggregate.sort_partition(partition)?;
+            return Ok(Source::Sorted(Box::new(SortedGroups::new(sorted))));
         }
         let kept = self.aggregate.reaggregate(partition)?;
         Ok(table_source(kept))
-    }
-
-    /// Sorts `partition` by key with the table's memory.
-    fn sort(&mut self, partition: Partition) -> Result<Source> {
-        let aggregate = &mut self.aggregate;
-        aggregate.stats.sort_fallbacks += 1;
-        let memory = aggregate.take_memory();
-        let config = aggregate.config.sort_config();
-        let mut sorter =
-            ExternalSorter::with_reservation(memory, Arc::clone(&aggregate.store), config)?;
-        for run in partition.runs {
-            aggregate.read_run(&run, |_, key, acc| sorter.push(key, acc))?;
-        }
-        let sorted = sorter.finish()?;
-        aggregate.stats.spilled_bytes += sorted.stats().spilled_bytes;
-        Ok(Source::Sorted(Box::new(SortedGroups::new(sorted))))
     }
 }
 
@@ -299,5 +300,17 @@ fn table_source(kept: Kept) -> Source {
         range: 0,
         next: 0,
         current: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_aggregation_moves_between_threads() {
+        fn assert_send<T: Send>() {}
+        assert_send::<HashAggregate>();
+        assert_send::<AggregateStream>();
     }
 }
