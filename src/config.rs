@@ -130,6 +130,10 @@ impl Config {
     ///
     /// [`WeirError::Config`] naming the first invalid field, its value and the allowed
     /// range.
+    #[allow(
+        clippy::too_many_lines,
+        reason = "one independent range check per field, in the order of the fields"
+    )]
     pub fn validate(&self) -> Result<()> {
         let invalid = |field: &'static str, value: String, allowed: String| {
             Err(WeirError::Config {

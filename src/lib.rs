@@ -36,7 +36,16 @@
 //! assert_eq!(counts.iter().map(|(_, n)| n).sum::<u64>(), 1000);
 //! # Ok::<(), weir::error::WeirError>(())
 //! ```
+#![cfg_attr(
+    test,
+    allow(
+        clippy::too_many_lines,
+        reason = "a test is a scenario read top to bottom"
+    )
+)]
 #![forbid(unsafe_code)]
+// A library reports through its caller (errors, metrics), never on the process's streams.
+#![deny(clippy::print_stderr, clippy::print_stdout)]
 
 pub mod config;
 pub mod constants;

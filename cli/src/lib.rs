@@ -8,6 +8,13 @@
 //!                 └─▶ workloads/ W1 sort, W2 aggregation, W3 join, W4 shuffle, W5 latency,
 //!                                W6 barriers, the soak
 //! ```
+#![cfg_attr(
+    test,
+    allow(
+        clippy::too_many_lines,
+        reason = "a test is a scenario read top to bottom"
+    )
+)]
 #![forbid(unsafe_code)]
 
 pub mod args;

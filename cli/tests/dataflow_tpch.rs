@@ -3,6 +3,10 @@
 //! each checked against a straightforward computation over the same rows decoded in full.
 //! A job whose source fails mid-way fails cleanly on every worker, and bad configuration
 //! is a one-line error naming the flag.
+#![allow(
+    clippy::too_many_lines,
+    reason = "a test is a scenario read top to bottom"
+)]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};

@@ -1,6 +1,10 @@
 //! The `weir gen sort-records` and `weir sort` commands end to end, on a small file: the
 //! output is the sorted input, the last line is the JSON summary, and bad input is a
 //! one-line error with exit code 2.
+#![allow(
+    clippy::too_many_lines,
+    reason = "a test is a scenario read top to bottom"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

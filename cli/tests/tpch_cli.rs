@@ -2,6 +2,10 @@
 //! deterministic and decodes with the row types; the answers equal a BTreeMap over the
 //! decoded rows at a generous budget and at one that forces spilling; bad arguments and
 //! truncated or corrupt input are one-line errors with exit code 2; no spill file is left.
+#![allow(
+    clippy::too_many_lines,
+    reason = "a test is a scenario read top to bottom"
+)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,10 @@
 //! Worker processes end to end: `weir bench shuffle --workers 2` starts two `weir worker`
 //! processes on loopback and reports a valid W4 line; a worker whose peer is killed
 //! mid-stream reports an error naming the peer within 2 s and exits non-zero.
+#![allow(
+    clippy::too_many_lines,
+    reason = "a test is a scenario read top to bottom"
+)]
 
 use std::io::Read;
 use std::process::{Command, Stdio};

@@ -121,6 +121,10 @@ impl KernelError {
 }
 
 impl fmt::Display for KernelError {
+    #[allow(
+        clippy::too_many_lines,
+        reason = "one arm per error variant: the messages read best side by side"
+    )]
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             KernelError::BudgetExceeded {

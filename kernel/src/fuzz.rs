@@ -271,6 +271,10 @@ pub fn sort_vs_model(data: &[u8]) -> u64 {
 /// # Panics
 ///
 /// On a finding.
+#[allow(
+    clippy::too_many_lines,
+    reason = "a fuzz target is one script: decode the operations, run them on the aggregation and the model, compare"
+)]
 pub fn hash_aggregate_vs_model(data: &[u8]) -> u64 {
     let mut input = Input { data };
     let concat = input.u8() % 2 == 1;
@@ -365,6 +369,10 @@ pub fn hash_aggregate_vs_model(data: &[u8]) -> u64 {
 /// # Panics
 ///
 /// On a finding.
+#[allow(
+    clippy::too_many_lines,
+    reason = "a fuzz target is one script: decode the operations, run them on the join and the model, compare"
+)]
 pub fn hash_join_vs_model(data: &[u8]) -> u64 {
     let mut input = Input { data };
     let join_type = [

@@ -18,9 +18,18 @@
 //! manager.leak_check()?;
 //! # Ok::<(), weir_kernel::KernelError>(())
 //! ```
+#![cfg_attr(
+    test,
+    allow(
+        clippy::too_many_lines,
+        reason = "a test is a scenario read top to bottom"
+    )
+)]
 #![doc(test(attr(deny(warnings))))]
 // Unsafe code is confined to the modules that allow it by name (see docs/SAFETY.md).
 #![deny(unsafe_code)]
+// A library reports through its caller (errors, metrics), never on the process's streams.
+#![deny(clippy::print_stderr, clippy::print_stdout)]
 
 pub mod constants;
 mod error;

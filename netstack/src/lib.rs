@@ -49,6 +49,13 @@
 //! manager.leak_check()?;
 //! # Ok::<(), weir_netstack::NetError>(())
 //! ```
+#![cfg_attr(
+    test,
+    allow(
+        clippy::too_many_lines,
+        reason = "a test is a scenario read top to bottom"
+    )
+)]
 #![doc(test(attr(deny(warnings))))]
 // Unsafe code is confined to the module that allows it by name (see docs/SAFETY.md).
 #![deny(unsafe_code)]

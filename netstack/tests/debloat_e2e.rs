@@ -3,6 +3,10 @@
 //! actually between them (queued in the subpartition, held by the gate, handed out and not
 //! yet consumed) stay within ±30% of throughput × target, where without debloating the
 //! whole pool (10 segments of 32 KiB) would sit full.
+#![allow(
+    clippy::too_many_lines,
+    reason = "a test is a scenario read top to bottom"
+)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -2,6 +2,10 @@
 //! never puts more data buffers on the wire than the credit it was granted, numbers them
 //! without gaps and piggybacks its backlog; a malformed frame from the peer closes the
 //! connection with an error and no hang.
+#![allow(
+    clippy::too_many_lines,
+    reason = "a test is a scenario read top to bottom"
+)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

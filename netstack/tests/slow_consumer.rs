@@ -2,6 +2,10 @@
 //! producer must wait (its writer reports back-pressured time), its pool must never hold
 //! more than its maximum plus overdraft although the grant has far more free, the process's
 //! network memory must stay the fixed grant, and every record must arrive once, in order.
+#![allow(
+    clippy::too_many_lines,
+    reason = "a test is a scenario read top to bottom"
+)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -2,6 +2,10 @@
 //! connected over loopback: records written on one arrive on the other through a remote
 //! input channel under credit-based flow control, once and in order, and every segment of
 //! both workers comes home.
+#![allow(
+    clippy::too_many_lines,
+    reason = "a test is a scenario read top to bottom"
+)]
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;

@@ -44,7 +44,16 @@
 //! assert!(a < b);
 //! # Ok::<(), weir_serde_fmt::Error>(())
 //! ```
+#![cfg_attr(
+    test,
+    allow(
+        clippy::too_many_lines,
+        reason = "a test is a scenario read top to bottom"
+    )
+)]
 #![forbid(unsafe_code)]
+// A library reports through its caller (errors, metrics), never on the process's streams.
+#![deny(clippy::print_stderr, clippy::print_stdout)]
 #![doc(test(attr(deny(warnings))))]
 
 pub mod constants;

@@ -408,6 +408,10 @@ pub fn execute(
 /// # Panics
 ///
 /// As [`execute`].
+#[allow(
+    clippy::too_many_lines,
+    reason = "the job's whole life on one worker, step by step; to shrink when the exchange environment takes over the wiring"
+)]
 pub fn execute_observed(
     program: &Dataflow,
     config: &Config,
@@ -646,6 +650,10 @@ struct TaskShared<'a> {
 
 /// Creates the local tasks' partitions, gates and writers; returns their contexts and the
 /// writers' cancellers.
+#[allow(
+    clippy::too_many_lines,
+    reason = "wires every local task's partitions, gates and channels in one pass; to move into the netstack's exchange environment"
+)]
 fn wire(
     graph: &Graph,
     place: &Placement,

@@ -466,6 +466,10 @@ pub fn soak_worker(
 /// # Errors
 ///
 /// Invalid flags; a round that fails, leaks or computes a wrong result.
+#[allow(
+    clippy::too_many_lines,
+    reason = "a soak round's steps in order; to split when the soak runs on the runtime's barriers"
+)]
 pub fn soak(args: &SoakArgs) -> Result<()> {
     let job = args.job()?;
     let exe = std::env::current_exe().map_err(|e| WeirError::file("find", "weir", e))?;

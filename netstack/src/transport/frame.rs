@@ -231,6 +231,10 @@ impl Message {
     ///
     /// When an ErrorResponse message exceeds [`ERROR_MESSAGE_BYTES_MAX`] or a
     /// BufferResponse's size exceeds [`BUFFER_PAYLOAD_BYTES_MAX`] (bugs of the sender).
+    #[allow(
+        clippy::too_many_lines,
+        reason = "one arm per message kind of the wire protocol (docs/FORMAT.md §6)"
+    )]
     pub fn encode(&self, out: &mut Vec<u8>) {
         let start = out.len();
         out.extend_from_slice(&[0; 4]);
@@ -502,6 +506,10 @@ impl Fields<'_> {
     }
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "one arm per message kind of the wire protocol (docs/FORMAT.md §6)"
+)]
 fn decode_body(id: u8, body: &[u8], frame_len: usize) -> Result<Message> {
     let mut fields = Fields(body);
     let message = match id {

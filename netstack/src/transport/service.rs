@@ -746,6 +746,10 @@ impl EventLoop {
         heartbeats
     }
 
+    #[allow(
+        clippy::too_many_lines,
+        reason = "one arm per command a task sends the event loop"
+    )]
     fn command(&mut self, command: Command) -> Option<u32> {
         match command {
             Command::OpenChannel { peer, channel } => {
@@ -1048,6 +1052,10 @@ impl EventLoop {
         Ok(true)
     }
 
+    #[allow(
+        clippy::too_many_lines,
+        reason = "one arm per message kind of the wire protocol (docs/FORMAT.md §6)"
+    )]
     fn handle(&mut self, peer: u32, message: Message) -> Result<()> {
         let connection = self.connections.get_mut(&peer).expect("checked by serve");
         match message {
