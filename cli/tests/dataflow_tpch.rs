@@ -7,10 +7,8 @@
     clippy::too_many_lines,
     reason = "a test is a scenario read top to bottom"
 )]
-
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use weir::config::Config;
 use weir::error::WeirError;
@@ -22,34 +20,11 @@ use weir_cli::tpch::queries::{
 };
 use weir_cli::tpch::{Customer, Lineitem, Order};
 
+mod support;
+
+use support::{Dir, weir};
+
 const SCALE: f64 = 0.01;
-
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let dir = std::env::temp_dir().join(format!("weir-dataflow-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Dir(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    fn spill(&self) -> PathBuf {
-        let spill = self.path("spill");
-        std::fs::create_dir_all(&spill).unwrap();
-        spill
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn rows<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Vec<T> {
     let header = weir_cli::tpch::block::read_header(&bytes[..4096]).unwrap();
@@ -154,7 +129,7 @@ fn the_nations_are_tpchgens() {
 #[test]
 fn queries_in_one_process_equal_a_plain_computation() {
     let dir = Dir::new("one");
-    let tables = dir.path("tables");
+    let tables = dir.file("tables");
     assert!(ensure_tables(&tables, SCALE, Generator::InProcess).unwrap());
     assert!(
         !ensure_tables(&tables, SCALE, Generator::InProcess).unwrap(),
@@ -187,17 +162,10 @@ fn queries_in_one_process_equal_a_plain_computation() {
     }
 }
 
-fn weir(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn queries_across_two_worker_processes_equal_a_plain_computation() {
     let dir = Dir::new("two");
-    let tables = dir.path("tables");
+    let tables = dir.file("tables");
     let spill = dir.spill();
     let output = weir(&[
         "run",
@@ -250,7 +218,7 @@ fn queries_across_two_worker_processes_equal_a_plain_computation() {
 #[test]
 fn a_source_failing_mid_way_fails_the_job_on_every_worker() {
     let dir = Dir::new("fail");
-    let tables = dir.path("tables");
+    let tables = dir.file("tables");
     ensure_tables(&tables, SCALE, Generator::InProcess).unwrap();
     // Cut lineitem in the middle of a row: both workers' scans fail part-way.
     let lineitem = tables.join("lineitem");
@@ -315,7 +283,7 @@ fn invalid_configuration_is_one_line_naming_the_flag() {
 #[test]
 fn every_budget_either_answers_right_or_fails_at_start_naming_the_flag() {
     let dir = Dir::new("sweep");
-    let tables = dir.path("tables");
+    let tables = dir.file("tables");
     ensure_tables(&tables, SCALE, Generator::InProcess).unwrap();
     let expected = &expected(&tables)[&3];
     let (mut ran, mut refused) = (0, 0);

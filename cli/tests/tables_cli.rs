@@ -7,46 +7,18 @@
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::OnceLock;
 
 use weir_cli::tpch::block::TableWriter;
 use weir_cli::tpch::{Customer, Lineitem, Order, Table, table_rows};
 
+mod support;
+
+use support::{Dir, path, stderr, weir};
+
 const SCALE: &str = "0.01";
 const MANIFEST: &str = "weir-tables.manifest";
-
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let dir = std::env::temp_dir().join(format!("weir-tables-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Dir(dir)
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn weir(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// Tables generated once per run of this file's tests, into cargo's directory for test
 /// files (replaced by the next run: `gen tpch --out` replaces weir's own tables).
@@ -86,10 +58,6 @@ fn contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
         .collect();
     entries.sort();
     entries
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 fn run_tpch(data: &Path, query: &str) -> Output {

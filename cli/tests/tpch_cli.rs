@@ -1,58 +1,22 @@
 //! `weir gen tpch` and `weir bench w2a|w2b` end to end at SF 0.01: generation is
 //! deterministic and decodes with the row types; the answers equal a BTreeMap over the
 //! decoded rows at a generous budget and at one that forces spilling; bad arguments and
-//! truncated or corrupt input are one-line errors with exit code 2; no spill file is left.
+//! truncated or corrupt input are one-line errors (exit code 2 for arguments, 1 for damaged
+//! data); no spill file is left.
 #![allow(
     clippy::too_many_lines,
     reason = "a test is a scenario read top to bottom"
 )]
-
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
 use weir_cli::tpch::{Customer, Lineitem, Order, days_from_civil};
 
+mod support;
+
+use support::{Dir, path, weir};
+
 const SCALE: &str = "0.01";
-
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let dir = std::env::temp_dir().join(format!("weir-tpch-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Dir(dir)
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    /// A fresh directory inside, for spill files.
-    fn spill(&self) -> PathBuf {
-        let spill = self.file("spill");
-        std::fs::create_dir_all(&spill).unwrap();
-        spill
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn weir(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 fn generate(dir: &Path) {
     let result = weir(&["gen", "tpch", "--scale", SCALE, "--out", path(dir)]);

@@ -3,42 +3,13 @@
 //! them; bad arguments are one-line errors with exit code 2; no spill file is left.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
 use weir_cli::tpch::{Lineitem, Order};
 
-struct Dir(PathBuf);
+mod support;
 
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let dir = std::env::temp_dir().join(format!("weir-w3-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("spill")).unwrap();
-        Dir(dir)
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn weir(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use support::{Dir, path, weir};
 
 /// The rows of a table file, decoded in full, after its header.
 fn rows<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Vec<T> {
@@ -81,7 +52,7 @@ fn expected_csv(input: &Path) -> String {
 
 /// Runs W3, which must succeed and be valid; returns its JSON line and its CSV output.
 fn bench(dir: &Dir, input: &Path, memory: &str, build: &str) -> (String, String) {
-    let (output, spill) = (dir.file("w3.csv"), dir.file("spill"));
+    let (output, spill) = (dir.file("w3.csv"), dir.spill());
     let result = weir(&[
         "bench",
         "w3",
@@ -142,7 +113,7 @@ fn w3_equals_a_hashmap_join_in_memory_and_spilling() {
 #[test]
 fn bad_arguments_are_clear_errors() {
     let dir = Dir::new("errors");
-    let spill = dir.file("spill");
+    let spill = dir.spill();
     let fails = |extra: &[&str], needle: &str| {
         let mut args = vec!["bench", "w3", "--spill-dir", path(&spill)];
         args.extend_from_slice(extra);

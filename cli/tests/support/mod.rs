@@ -23,6 +23,13 @@ impl Dir {
         self.0.join(name)
     }
 
+    /// A fresh directory inside, for spill files.
+    pub fn spill(&self) -> PathBuf {
+        let spill = self.file("spill");
+        std::fs::create_dir_all(&spill).unwrap();
+        spill
+    }
+
     /// The names of the directory's entries, sorted.
     pub fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(&self.0)
