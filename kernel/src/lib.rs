@@ -1,9 +1,22 @@
-//! weir's memory kernel: memory segments under a hard budget, paged views, and (in later
-//! modules) spill I/O, external sort, hash aggregation and hybrid hash join.
+//! weir's memory kernel: memory segments under a hard budget, paged views, spill I/O
+//! (io_uring with a portable fallback), external sort, spilling hash aggregation and the
+//! hybrid hash join.
+//!
+//! ```text
+//!   MemoryManager (one budget, fixed-size segments, owners, reservations, leak check)
+//!     ├─ memory::  MemorySegment, PagedOutputView / PagedInputView over segment lists
+//!     ├─ sort::    InMemorySorter (normalized-key index) ─▶ ExternalSorter ─▶ runs ─▶ merge
+//!     ├─ hash::    HashAggregate and HashJoin: tables in segments, partitions that spill
+//!     │            and are processed again level by level, a sort-based fallback
+//!     └─ spill::   SpillStore: checksummed blocks (docs/FORMAT.md §3) written and read
+//!                  through io_uring or pread/pwrite, files unlinked at creation
+//! ```
 //!
 //! Everything large that weir holds lives in [`memory::MemorySegment`]s handed out by a
-//! [`memory::MemoryManager`]. The kernel works on opaque byte records and byte keys; it
-//! knows nothing of serde or the network.
+//! [`memory::MemoryManager`]: an operator that cannot get a segment spills instead of
+//! failing, and every test checks that all segments came home. The kernel works on opaque
+//! byte records and byte keys; it knows nothing of serde or the network. Unsafe code lives
+//! in the modules docs/SAFETY.md lists, each block with its invariant.
 //!
 //! ```
 //! use weir_kernel::memory::{MemoryManager, PagedOutputView};
