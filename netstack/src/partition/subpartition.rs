@@ -581,7 +581,7 @@ mod tests {
                     let segment = loop {
                         match pool.try_request() {
                             Some(segment) => break segment,
-                            None => std::thread::yield_now(),
+                            None => std::thread::sleep(std::time::Duration::from_micros(10)),
                         }
                     };
                     let (mut builder, consumer) = segment.into_builder(DataType::Data);
@@ -599,7 +599,7 @@ mod tests {
             match subpartition.poll_buffer() {
                 Some(p) if p.buffer.data_type() == DataType::EndOfPartition => break,
                 Some(p) => bytes.extend_from_slice(p.buffer.as_bytes()),
-                None => std::thread::yield_now(),
+                None => std::thread::sleep(std::time::Duration::from_micros(10)),
             }
         }
         producer.join().unwrap();
