@@ -25,7 +25,7 @@
 //! subpartitions it was reading, so no task waits forever. The timers are checked on every
 //! pass, busy or idle (the poll waits at most until the next one is due).
 //!
-//! Where the rest lives: the configuration in [`super::config`], the startup handshake in
+//! Where the rest lives: the configuration in `config`, the startup handshake in
 //! `startup`, what tasks and the loop share in `shared`, the loop in `event_loop` (its
 //! schedule in `schedule`, retries in `requests`, strangers in `strangers`), one
 //! connection's state and writing in `connection`, the heartbeat timing in `liveness`.
