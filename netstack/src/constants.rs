@@ -92,6 +92,38 @@ pub const STARTUP_CONNECT_ATTEMPT_MAX: Duration = Duration::from_secs(1);
 /// flood of strangers costs at most this many descriptors (the oldest is dropped first).
 pub const STRANGERS_MAX: usize = 64;
 
+/// How long a worker waits for every peer to connect and greet at startup by default.
+pub const CONNECT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
+
+/// The first wait before a partition request for a partition not yet registered is
+/// retried, by default; it doubles on every retry.
+pub const REQUEST_BACKOFF_INITIAL_DEFAULT: Duration = Duration::from_millis(100);
+
+/// How long a partition request may wait for its partition by default before the reader
+/// is told PartitionNotFound.
+pub const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
+
+/// How long a stopping transport keeps sending what its readers still wait for, by
+/// default.
+pub const DRAIN_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
+
+/// Frames read and frames written per connection per pass of the transport's event loop:
+/// one busy connection cannot keep the loop from the others (or from its timers) for
+/// longer than this many frames take.
+pub const FRAMES_PER_PASS: usize = 64;
+
+/// Readiness events one poll of the event loop takes at most; more wait for the next
+/// pass (the kernel keeps reporting them: none is lost).
+pub const POLL_EVENTS_CAPACITY: usize = 256;
+
+/// The first event-loop token of a connection accepted after startup: above every peer
+/// index (a peer's token is its index), below the loop's own tokens at `usize::MAX`.
+pub const STRANGER_TOKEN_FIRST: usize = 1 << 20;
+
+/// The bytes of the buffer that payloads for channels that are gone are read into and
+/// dropped.
+pub const DISCARD_SCRATCH_BYTES: usize = 16 * 1024;
+
 const _: () = assert!(HEARTBEATS_PER_PEER_TIMEOUT >= 2);
 const _: () = assert!(PEER_TIMEOUT_MIN.as_nanos() < PEER_TIMEOUT_DEFAULT.as_nanos());
 const _: () = assert!(
@@ -99,6 +131,9 @@ const _: () = assert!(
         <= PEER_TIMEOUT_DEFAULT.as_nanos() / HEARTBEATS_PER_PEER_TIMEOUT as u128
 );
 const _: () = assert!(STRANGERS_MAX >= 1);
+const _: () = assert!(FRAMES_PER_PASS >= 1);
+const _: () = assert!(DISCARD_SCRATCH_BYTES >= 1);
+const _: () = assert!(POLL_EVENTS_CAPACITY >= 1);
 const _: () = assert!(KEY_GROUPS_MAX_DEFAULT >= 1);
 const _: () = assert!(DEBLOAT_SHRINK_SPEEDUP >= 1);
 const _: () = assert!(DEBLOAT_IN_USE_PEAK_SPANS >= 1);

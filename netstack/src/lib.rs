@@ -1,39 +1,56 @@
-//! weir's network stack. Built so far, the whole data path inside one process: network
-//! buffers over memory segments and the lock-free builder/consumer hand-off that fills them
-//! ([`buffer`]); the fixed network grant and the local pools that share it, with
-//! redistribution, a per-subpartition cap and a mid-record overdraft ([`pool`]); the
-//! producer side — result partitions, their subpartitions, record writers that wait for
-//! buffers and flush by buffer timeout, and channel selectors ([`partition`]); and the local
-//! consumer side — local input channels reading the producer's buffers without a copy,
-//! remote input channels under credit-based flow control, the input gate and record
-//! readers ([`input`]); and the transport between worker processes — the wire protocol
-//! and a mio event loop carrying every channel between two processes over one TCP
-//! connection ([`transport`]); gates align checkpoint barriers and size their producers'
-//! buffers by throughput ([`debloat`]); tasks split their time into busy, idle and
-//! back-pressured ([`task_time`]) (docs: ARCHITECTURE.md §7, docs/FORMAT.md §6).
+//! weir's network stack: how records travel from a producing task to a consuming one,
+//! in one process or between worker processes, through memory the kernel's
+//! [`kernel::memory::MemoryManager`] accounts for. It is Flink's network stack
+//! re-designed: buffers over memory segments ([`buffer`]), a fixed network grant shared
+//! by local pools ([`pool`]), result partitions and record writers ([`partition`]),
+//! channels, input gates and record readers ([`input`]), and the TCP transport between
+//! processes with credit-based flow control ([`transport`]); gates size their producers'
+//! buffers by throughput ([`debloat`]) and tasks split their time into busy, idle and
+//! back-pressured ([`task_time`]).
 //!
-//! The data path, and where the buffer layer sits in it:
+//! ```text
+//!   RecordWriter ──▶ ResultPartition ──▶ ResultSubpartition (one per consumer)
+//!   (task thread)    (channel selector)    queue of buffers, backlog
+//!                                               │
+//!             ┌──── same process: same buffer ──┴── other process: NetworkService ────┐
+//!             ▼                                      BufferResponse only with credit  ▼
+//!   LocalInputChannel ──┐                   ◀── AddCredit (recycled / floating buffers)
+//!   RemoteInputChannel ─┴──▶ InputGate ──▶ RecordReader (task thread)
+//! ```
+//!
+//! Credit flow: a remote channel announces one credit per buffer it can receive
+//! (exclusive buffers, then floating ones from its gate's pool); the producer's side
+//! sends a data buffer only against credit, so a slow consumer stops its producers by
+//! not granting credit, never by filling a socket or an unbounded queue. Events
+//! (barriers, end of partition) need no credit.
+//!
+//! Inside one buffer, the writer and the reader hand a segment over without a lock, and
+//! pools lend segments out of a fixed grant:
 //!
 //! ```text
 //!   RecordWriter ──▶ BufferBuilder ═══ one segment ═══ BufferConsumer ──▶ ResultSubpartition
 //!   (task thread)    append + commit    (Arc, atomic     build(): newly     queue
-//!                    (Release store)     position)       committed bytes
-//!                                                         as NetworkBuffer
-//!                                                                │
-//!          ┌─────────────────────── local: same buffer ──────────┤
-//!          ▼                                                     ▼ remote: BufferResponse
-//!   LocalInputChannel ──┐                              (writev: header + segment bytes,
-//!   RemoteInputChannel ─┴▶ InputGate ──▶ RecordReader   only with credit; read straight
-//!   (credited segments ◀── payload)                     into the credited segment)
+//!                    (Release store)     position)       committed bytes as a NetworkBuffer
 //!
 //!   NetworkBufferPool (fixed grant) ──▶ LocalBufferPool ──try_request──▶ PooledSegment
 //!   last NetworkBuffer dropped ──▶ Recycler (its LocalBufferPool) or the MemoryManager
 //! ```
 //!
-//! Every byte in flight lives in a [`kernel::memory::MemorySegment`]; a [`NetworkBuffer`]
-//! is a reference-counted view of committed bytes of one, and the segment goes home when
-//! the last view, builder and consumer have dropped. Unsafe code lives in one module, the
-//! builder/consumer hand-off (see docs/SAFETY.md).
+//! Invariants:
+//! - every byte in flight lives in a [`kernel::memory::MemorySegment`]; a
+//!   [`NetworkBuffer`] is a reference-counted view of committed bytes of one, and the
+//!   segment goes home when the last view, builder and consumer have dropped (tests end with
+//!   the manager's `leak_check`);
+//! - every queue has a bound (pools, subpartition queues, frames per event-loop pass,
+//!   strangers), each named in [`constants`];
+//! - nothing a peer sends can panic a worker: malformed frames are errors naming the
+//!   peer, and a lost or silent peer fails only the channels it carried;
+//! - unsafe code lives in one module, the builder/consumer hand-off (docs/SAFETY.md);
+//! - the library prints nothing: errors are returned, counters are in metrics.
+//!
+//! Read on: [`transport`] for the wire and the event loop (the wire format is
+//! docs/FORMAT.md §6), [`buffer`] for the hand-off, [`input::InputGate`] for barriers
+//! and alignment.
 //!
 //! ```
 //! use weir_kernel::memory::MemoryManager;
@@ -59,6 +76,8 @@
 #![doc(test(attr(deny(warnings))))]
 // Unsafe code is confined to the module that allows it by name (see docs/SAFETY.md).
 #![deny(unsafe_code)]
+// A library has no terminal of its own: what it has to say goes in errors and metrics.
+#![deny(clippy::print_stderr, clippy::print_stdout)]
 
 pub mod buffer;
 pub mod constants;

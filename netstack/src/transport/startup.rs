@@ -17,8 +17,8 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
 use std::time::{Duration, Instant};
 
+use super::config::{NetworkConfig, peer_name};
 use super::frame::{FrameDecoder, Message, PROTOCOL_VERSION};
-use super::service::{NetworkConfig, peer_name};
 use crate::constants::{
     STARTUP_CONNECT_ATTEMPT_MAX, STARTUP_CONNECT_RETRY, STARTUP_POLL_INTERVAL, STRANGERS_MAX,
 };
