@@ -77,7 +77,7 @@ mod loom_tests;
 
 pub use buffer::{BufferBuilder, BufferConsumer, DataType, NetworkBuffer, Recycler};
 pub use error::{NetError, Result};
-pub use input::{GatePoll, InputGate, LocalInputChannel, RecordReader};
+pub use input::{GateHandler, GatePoll, GateReader, InputGate, LocalInputChannel, RecordReader};
 pub use partition::{
     ChannelIndex, ChannelSelector, Emit, FlushMode, RecordWriter, ResultPartition,
     ResultSubpartition, SubpartitionIndex,
