@@ -26,7 +26,7 @@ use weir_kernel::sort::SortConfig;
 use weir_kernel::spill::{SpillConfig, SpillStore, open_store};
 use weir_netstack::debloat::{DebloatConfig, SystemClock};
 use weir_netstack::input::{InputChannel, RemoteChannelSpec, RemoteInputChannel};
-use weir_netstack::partition::WriterCanceller;
+use weir_netstack::partition::{IdleFlusher, WriterCanceller};
 use weir_netstack::pool::LocalPoolSpec;
 use weir_netstack::transport::{NetworkConfig, NetworkService, PartitionId};
 use weir_netstack::{
@@ -107,6 +107,8 @@ pub struct TaskContext {
     parallelism: usize,
     gates: HashMap<DatasetId, InputGate>,
     writers: HashMap<DatasetId, (RecordWriter<Target>, Target)>,
+    // Flushes the task's outputs when its input runs dry (flush mode WhenIdle only).
+    idle: Vec<IdleFlusher>,
     memory: Owner,
     operator_segments: usize,
     io: Owner,
@@ -190,6 +192,16 @@ impl TaskContext {
     /// [`NetError::Cancelled`].
     pub fn check_cancelled(&self) -> Result<()> {
         self.cancel.check()
+    }
+
+    /// The task has no input available for now (a source waiting for its next record):
+    /// with `--flush idle` ([`FlushMode::WhenIdle`](weir_netstack::FlushMode::WhenIdle))
+    /// what its outputs hold goes out now; a no-op in the other modes. Tasks reading an
+    /// exchange are flushed so by the runtime whenever their input gate runs dry.
+    pub fn input_idle(&self) {
+        for flusher in &self.idle {
+            flusher.input_idle();
+        }
     }
 
     pub(crate) fn add_idle(&self, idle: Duration) {
@@ -710,6 +722,7 @@ fn wire(
                 parallelism: place.tasks(stage.parallelism),
                 gates: HashMap::new(),
                 writers: HashMap::new(),
+                idle: Vec::new(),
                 memory: shared.managed.owner(format!("stage {index} task {task}")),
                 operator_segments: shared.operator_segments,
                 io: shared
@@ -728,6 +741,7 @@ fn wire(
                 if meta.producer == Some(index)
                     && let Some(writer) = writers.remove(&(dataset, task))
                 {
+                    ctx.idle.extend(writer.0.idle_flusher());
                     ctx.writers.insert(dataset, writer);
                 }
             }
