@@ -31,8 +31,8 @@ use weir_netstack::partition::{
 use weir_netstack::pool::LocalPoolSpec;
 use weir_netstack::transport::{NetworkConfig, NetworkService, PartitionId};
 use weir_netstack::{
-    ChannelIndex, DataType, FlushMode, GatePoll, InputGate, LocalInputChannel, NetError,
-    NetworkBufferPool, RecordReader, RecordWriter, ResultPartition, SubpartitionIndex,
+    ChannelIndex, FlushMode, GateHandler, GateReader, InputGate, LocalInputChannel, NetError,
+    NetworkBufferPool, RecordWriter, ResultPartition, SubpartitionIndex,
 };
 
 use weir::error::{Result, WeirError};
@@ -778,6 +778,7 @@ struct SourceTally {
     back_pressured: Duration,
 }
 
+#[derive(Default)]
 struct SinkTally {
     tally: Tally,
     misplaced: u64,
@@ -861,69 +862,62 @@ fn write_records(job: &ShuffleJob, source: usize, mut writer: KeyedWriter) -> Re
 }
 
 fn run_sink(
-    mut gate: InputGate,
+    gate: InputGate,
     exchange: Exchange,
     sink: usize,
     sinks: usize,
     cancel: &AtomicBool,
 ) -> Result<SinkTally> {
-    let waker = weir::workers::current_thread_waker();
-    let mut readers: Vec<RecordReader> = (0..gate.channel_count())
-        .map(|i| RecordReader::new(channel(i)))
-        .collect();
-    let sinks = u32::try_from(sinks).expect("at most 128 sinks");
-    let mut tally = Tally::default();
-    let mut misplaced = 0;
-    let mut buffers = 0;
+    let mut check = SinkCheck {
+        exchange,
+        sink,
+        sinks: u32::try_from(sinks).expect("at most 128 sinks"),
+        cancel,
+        tally: SinkTally::default(),
+        last_value: vec![None; gate.channel_count()],
+    };
+    GateReader::new(gate).run(&mut check)?;
+    Ok(check.tally)
+}
+
+/// A sink's checks on what it reads: the tally, placement, and each channel's order.
+struct SinkCheck<'a> {
+    exchange: Exchange,
+    sink: usize,
+    sinks: u32,
+    cancel: &'a AtomicBool,
+    tally: SinkTally,
     // The value (record index) last received per channel: a source's records come in
     // increasing index order, so each channel's must too.
-    let mut last_value: Vec<Option<u64>> = vec![None; gate.channel_count()];
-    let mut listening = false;
-    loop {
-        match gate.poll_next()? {
-            GatePoll::Buffer(channel, buffer) => {
-                buffers += 1;
-                listening = false;
-                let reader = &mut readers[channel.as_usize()];
-                match buffer.data_type() {
-                    DataType::Data => {
-                        reader.push(buffer);
-                        let last = &mut last_value[channel.as_usize()];
-                        while let Some(record) = reader.next_record()? {
-                            tally.add(record);
-                            let value =
-                                u64::from_le_bytes(record[8..16].try_into().expect("16 bytes"));
-                            let in_order = last.is_none_or(|last| value > last);
-                            *last = Some(value);
-                            misplaced +=
-                                u64::from(!in_order || !exchange.placed(record, sink, sinks));
-                        }
-                    }
-                    DataType::EndOfPartition => reader.finish()?,
-                    _ => {}
-                }
-            }
-            // Register, then poll once more: data may have arrived in between.
-            GatePoll::Pending if !listening => {
-                gate.register_listener(&waker);
-                listening = true;
-            }
-            GatePoll::Pending => {
-                if cancel.load(Ordering::Acquire) {
-                    return Err(NetError::Cancelled.into());
-                }
-                // Bounded, so a cancel is seen even without a wake-up.
-                std::thread::park_timeout(Duration::from_millis(50));
-                listening = false;
-            }
-            GatePoll::EndOfPartitions => break,
-        }
+    last_value: Vec<Option<u64>>,
+}
+
+impl GateHandler for SinkCheck<'_> {
+    type Error = WeirError;
+
+    #[inline]
+    fn record(&mut self, channel: ChannelIndex, record: &[u8]) -> Result<()> {
+        self.tally.tally.add(record);
+        let value = u64::from_le_bytes(record[8..16].try_into().expect("16 bytes"));
+        let last = &mut self.last_value[channel.as_usize()];
+        let in_order = last.is_none_or(|last| value > last);
+        *last = Some(value);
+        self.tally.misplaced +=
+            u64::from(!in_order || !self.exchange.placed(record, self.sink, self.sinks));
+        Ok(())
     }
-    Ok(SinkTally {
-        tally,
-        misplaced,
-        buffers,
-    })
+
+    fn buffer(&mut self, _gate: &InputGate) -> Result<()> {
+        self.tally.buffers += 1;
+        Ok(())
+    }
+
+    fn check_cancelled(&mut self) -> Result<()> {
+        if self.cancel.load(Ordering::Acquire) {
+            return Err(NetError::Cancelled.into());
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
