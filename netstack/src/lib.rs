@@ -63,6 +63,7 @@
 pub mod buffer;
 pub mod constants;
 pub mod debloat;
+pub mod environment;
 mod error;
 pub mod fuzz;
 pub mod input;
@@ -76,6 +77,7 @@ pub mod transport;
 mod loom_tests;
 
 pub use buffer::{BufferBuilder, BufferConsumer, DataType, NetworkBuffer, Recycler};
+pub use environment::{ChannelSource, ExchangeBuffers, ExchangeEnvironment};
 pub use error::{NetError, Result};
 pub use input::{GateHandler, GatePoll, GateReader, InputGate, LocalInputChannel, RecordReader};
 pub use partition::{
