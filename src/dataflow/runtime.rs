@@ -24,14 +24,13 @@ use weir_kernel::hash::{AggregateConfig, JoinConfig};
 use weir_kernel::memory::{MemoryConfig, MemoryManager, Owner};
 use weir_kernel::sort::SortConfig;
 use weir_kernel::spill::{SpillConfig, SpillStore, open_store};
+use weir_netstack::constants::EVENT_SEGMENTS;
 use weir_netstack::debloat::{DebloatConfig, SystemClock};
-use weir_netstack::input::{InputChannel, RemoteChannelSpec, RemoteInputChannel};
 use weir_netstack::partition::{IdleFlusher, WriterCanceller};
-use weir_netstack::pool::LocalPoolSpec;
 use weir_netstack::transport::{NetworkConfig, NetworkService, PartitionId};
 use weir_netstack::{
-    ChannelIndex, InputGate, LocalInputChannel, NetError, NetworkBufferPool, RecordWriter,
-    ResultPartition, SubpartitionIndex,
+    ChannelSource, ExchangeBuffers, ExchangeEnvironment, InputGate, NetError, NetworkBufferPool,
+    RecordWriter, ResultPartition, SubpartitionIndex,
 };
 
 use super::graph::{DatasetId, Graph, Parallelism};
@@ -39,11 +38,6 @@ use super::operators::Target;
 use super::{Dataflow, Driver};
 use crate::config::Config;
 use crate::error::{Result, WeirError};
-
-/// Segments of the network budget kept for incoming events (they need no credit).
-const EVENT_SEGMENTS: usize = 8;
-/// How long a remote channel waits for its exclusive buffers at start.
-const EXCLUSIVE_BUFFERS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A worker's counters, shared by its tasks.
 #[derive(Debug, Default)]
@@ -632,23 +626,28 @@ fn operator_share(graph: &Graph, place: &Placement, config: &Config) -> Result<u
 /// Segments the local exchanges need: output pools at their maximum, exclusive buffers of
 /// remote channels and floating pools of gates with remote channels.
 fn network_segments(graph: &Graph, place: &Placement, config: &Config) -> usize {
+    let buffers = exchange_buffers(config);
     let mut segments = 0;
     for dataset in &graph.datasets {
         let producer = graph.stages[dataset.producer.expect("validated")].parallelism;
         let consumer = graph.stages[dataset.consumer.expect("validated")].parallelism;
         let consumers = place.tasks(consumer);
         segments +=
-            place.local_tasks(producer).count() * LocalPoolSpec::for_partition(consumers).max;
-        for _ in place.local_tasks(consumer) {
-            let remote = (0..place.tasks(producer))
-                .filter(|&t| !place.is_local(producer, t))
-                .count();
-            if remote > 0 {
-                segments += remote * config.buffers_per_channel + config.floating_per_gate;
-            }
-        }
+            place.local_tasks(producer).count() * ExchangeBuffers::partition_segments(consumers);
+        let remote = (0..place.tasks(producer))
+            .filter(|&t| !place.is_local(producer, t))
+            .count();
+        segments += place.local_tasks(consumer).count() * buffers.gate_segments(remote);
     }
     segments
+}
+
+/// The buffers of a job's exchanges, from its configuration.
+fn exchange_buffers(config: &Config) -> ExchangeBuffers {
+    ExchangeBuffers {
+        per_channel: config.buffers_per_channel,
+        floating_per_gate: config.floating_per_gate,
+    }
 }
 
 /// What every task of a worker shares.
@@ -662,10 +661,6 @@ struct TaskShared<'a> {
 
 /// Creates the local tasks' partitions, gates and writers; returns their contexts and the
 /// writers' cancellers.
-#[allow(
-    clippy::too_many_lines,
-    reason = "wires every local task's partitions, gates and channels in one pass; to move into the netstack's exchange environment"
-)]
 fn wire(
     graph: &Graph,
     place: &Placement,
@@ -674,16 +669,13 @@ fn wire(
     service: Option<&NetworkService>,
     shared: TaskShared<'_>,
 ) -> Result<(Vec<TaskContext>, Vec<WriterCanceller>)> {
+    let env = ExchangeEnvironment::new(grant, service, exchange_buffers(config));
     let mut partitions: HashMap<(DatasetId, usize), ResultPartition> = HashMap::new();
     for (dataset, meta) in graph.datasets.iter().enumerate() {
         let producer = graph.stages[meta.producer.expect("validated")].parallelism;
         let consumers = place.tasks(graph.stages[meta.consumer.expect("validated")].parallelism);
         for task in place.local_tasks(producer) {
-            let pool = grant.create_pool(LocalPoolSpec::for_partition(consumers))?;
-            let partition = ResultPartition::new(pool, consumers);
-            if let Some(service) = service {
-                service.register_partition(partition_id(dataset, task), &partition);
-            }
+            let partition = env.partition(partition_id(dataset, task), consumers)?;
             partitions.insert((dataset, task), partition);
         }
     }
@@ -692,16 +684,7 @@ fn wire(
         let producer = graph.stages[meta.producer.expect("validated")].parallelism;
         let consumer = graph.stages[meta.consumer.expect("validated")].parallelism;
         for task in place.local_tasks(consumer) {
-            let gate = gate(
-                dataset,
-                task,
-                producer,
-                place,
-                config,
-                grant,
-                service,
-                &partitions,
-            )?;
+            let gate = gate(&env, (dataset, task), producer, place, config, &partitions)?;
             gates.insert((dataset, task), gate);
         }
     }
@@ -760,57 +743,27 @@ fn partition_id(dataset: DatasetId, task: usize) -> PartitionId {
 
 /// The gate of consumer task `task` of `dataset`: channel `t` reads producer task `t`,
 /// locally when it runs on this worker.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "the parts of one worker's wiring"
-)]
 fn gate(
-    dataset: DatasetId,
-    task: usize,
+    env: &ExchangeEnvironment<'_>,
+    (dataset, task): (DatasetId, usize),
     producer: Parallelism,
     place: &Placement,
     config: &Config,
-    grant: &NetworkBufferPool,
-    service: Option<&NetworkService>,
     partitions: &HashMap<(DatasetId, usize), ResultPartition>,
 ) -> Result<InputGate> {
-    let producers = place.tasks(producer);
-    let remote = (0..producers).any(|t| !place.is_local(producer, t));
-    let floating = match remote {
-        true => Some(Arc::new(
-            grant.create_pool(LocalPoolSpec::new(1, config.floating_per_gate))?,
-        )),
-        false => None,
-    };
-    let mut channels: Vec<InputChannel> = Vec::with_capacity(producers);
-    for t in 0..producers {
-        let index = ChannelIndex(u32::try_from(t).expect("few tasks"));
-        if place.is_local(producer, t) {
-            let subpartition =
-                partitions[&(dataset, t)].subpartition(SubpartitionIndex::from_usize(task));
-            channels.push(LocalInputChannel::new(index, subpartition).into());
-        } else {
-            let service = service.expect("remote channels need the transport");
-            let peer = u32::try_from(place.worker_of(producer, t)).expect("few workers");
-            let remote = RemoteInputChannel::new(
-                RemoteChannelSpec {
-                    index,
-                    receiver: service.next_receiver(),
-                    partition: partition_id(dataset, t),
-                    subpartition: u32::try_from(task).expect("few tasks"),
-                    peer: service.peer_name(peer),
-                },
-                config.buffers_per_channel,
-                grant,
-                Arc::clone(floating.as_ref().expect("a floating pool")),
-                service.channel_events(),
-                EXCLUSIVE_BUFFERS_TIMEOUT,
-            )?;
-            service.open_channel(peer, remote.shared());
-            channels.push(remote.into());
-        }
-    }
-    let mut gate = InputGate::new(channels);
+    let sources = (0..place.tasks(producer))
+        .map(|t| match place.is_local(producer, t) {
+            true => ChannelSource::Local(
+                partitions[&(dataset, t)].subpartition(SubpartitionIndex::from_usize(task)),
+            ),
+            false => ChannelSource::Remote {
+                peer: u32::try_from(place.worker_of(producer, t)).expect("few workers"),
+                partition: partition_id(dataset, t),
+                subpartition: u32::try_from(task).expect("few tasks"),
+            },
+        })
+        .collect();
+    let mut gate = env.gate(sources)?;
     if config.debloat {
         let debloat = DebloatConfig {
             enabled: true,

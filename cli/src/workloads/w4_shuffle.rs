@@ -16,14 +16,12 @@
 //! were sent with the same checksum, every key on its channel, and every segment came home.
 //! One thread per task; two cores run four tasks, so the figures include the switching.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use weir_kernel::constants::SEGMENT_SIZE_DEFAULT;
 use weir_kernel::memory::{MemoryConfig, MemoryManager};
-use weir_netstack::constants::{BUFFERS_PER_CHANNEL_DEFAULT, FLOATING_BUFFERS_PER_GATE_DEFAULT};
-use weir_netstack::input::{InputChannel, RemoteChannelSpec, RemoteInputChannel};
+use weir_netstack::constants::EVENT_SEGMENTS;
 use weir_netstack::partition::{
     BroadcastSelector, ChannelSelector, ForwardSelector, HashSelector, RescaleSelector,
     RoundRobinSelector, channel_for_key_group, key_group,
@@ -31,8 +29,9 @@ use weir_netstack::partition::{
 use weir_netstack::pool::LocalPoolSpec;
 use weir_netstack::transport::{NetworkConfig, NetworkService, PartitionId};
 use weir_netstack::{
-    ChannelIndex, FlushMode, GateHandler, GateReader, InputGate, LocalInputChannel, NetError,
-    NetworkBufferPool, RecordWriter, ResultPartition, SubpartitionIndex,
+    ChannelIndex, ChannelSource, ExchangeBuffers, ExchangeEnvironment, FlushMode, GateHandler,
+    GateReader, InputGate, LocalInputChannel, NetError, NetworkBufferPool, RecordWriter,
+    ResultPartition, SubpartitionIndex,
 };
 
 use weir::error::{Result, WeirError};
@@ -518,7 +517,6 @@ pub fn run_shuffle_worker(job: &ShuffleJob, config: NetworkConfig) -> Result<Wor
         grant,
         service,
         partition,
-        floating_pool,
         gate,
     } = worker_exchange(config)?;
 
@@ -558,7 +556,7 @@ pub fn run_shuffle_worker(job: &ShuffleJob, config: NetworkConfig) -> Result<Wor
     let sent = sent?;
     let transport = service.metrics();
     service.stop()?;
-    drop((floating_pool, grant));
+    drop(grant);
     let leak_free = match manager.leak_check() {
         Ok(()) => true,
         Err(error) => {
@@ -594,13 +592,12 @@ pub struct WorkerExchange {
     pub service: NetworkService,
     /// The worker's output.
     pub partition: ResultPartition,
-    /// The gate's floating buffers.
-    pub floating_pool: Arc<weir_netstack::LocalBufferPool>,
     /// The worker's input.
     pub gate: InputGate,
 }
 
-/// Sets up one worker's end of an all-to-all exchange between `config.peers` workers.
+/// Sets up one worker's end of an all-to-all exchange between `config.peers` workers,
+/// with the netstack's default buffers per channel and per gate.
 ///
 /// # Errors
 ///
@@ -613,61 +610,42 @@ pub struct WorkerExchange {
 pub fn worker_exchange(config: NetworkConfig) -> Result<WorkerExchange> {
     let workers = config.peers.len();
     let process = config.process;
-    let me = process as usize;
-    let spec = LocalPoolSpec::for_partition(workers);
-    let floating = LocalPoolSpec::new(1, FLOATING_BUFFERS_PER_GATE_DEFAULT);
-    let exclusive = BUFFERS_PER_CHANNEL_DEFAULT * (workers - 1);
-    let segments = spec.max + floating.max + exclusive;
-    // The grant, and a few segments for incoming events (they need no credit).
+    let buffers = ExchangeBuffers::default();
+    let segments =
+        ExchangeBuffers::partition_segments(workers) + buffers.gate_segments(workers - 1);
     let manager = MemoryManager::new(MemoryConfig::with_budget(
-        (segments + 8) * SEGMENT_SIZE_DEFAULT,
+        (segments + EVENT_SEGMENTS) * SEGMENT_SIZE_DEFAULT,
     ))?;
     let owner = manager.owner("network");
     let grant = NetworkBufferPool::new(&owner, segments)?;
     let service = NetworkService::start(config, manager.owner("network events"))?;
-
-    let partition = ResultPartition::new(grant.create_pool(spec)?, workers);
-    let id = PartitionId {
+    let env = ExchangeEnvironment::new(&grant, Some(&service), buffers);
+    let id = |producer| PartitionId {
         dataset: 0,
-        producer: process,
+        producer,
     };
-    service.register_partition(id, &partition);
-    let floating_pool = Arc::new(grant.create_pool(floating)?);
-    let mut channels: Vec<InputChannel> = Vec::with_capacity(workers);
-    for producer in 0..workers {
-        if producer == me {
-            let subpartition = partition.subpartition(SubpartitionIndex::from_usize(me));
-            channels.push(LocalInputChannel::new(channel(producer), subpartition).into());
-        } else {
+    let partition = env.partition(id(process), workers)?;
+    let sources = (0..workers)
+        .map(|producer| {
             let producer = u32::try_from(producer).expect("few workers");
-            let remote = RemoteInputChannel::new(
-                RemoteChannelSpec {
-                    index: channel(producer as usize),
-                    receiver: service.next_receiver(),
-                    partition: PartitionId {
-                        dataset: 0,
-                        producer,
-                    },
+            match producer == process {
+                true => ChannelSource::Local(
+                    partition.subpartition(SubpartitionIndex::from_usize(process as usize)),
+                ),
+                false => ChannelSource::Remote {
+                    peer: producer,
+                    partition: id(producer),
                     subpartition: process,
-                    peer: service.peer_name(producer),
                 },
-                BUFFERS_PER_CHANNEL_DEFAULT,
-                &grant,
-                Arc::clone(&floating_pool),
-                service.channel_events(),
-                Duration::from_secs(10),
-            )?;
-            service.open_channel(producer, remote.shared());
-            channels.push(remote.into());
-        }
-    }
-    let gate = InputGate::new(channels);
+            }
+        })
+        .collect();
+    let gate = env.gate(sources)?;
     Ok(WorkerExchange {
         manager,
         grant,
         service,
         partition,
-        floating_pool,
         gate,
     })
 }

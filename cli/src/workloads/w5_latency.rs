@@ -272,7 +272,6 @@ pub fn run_latency_worker(job: &LatencyJob, config: NetworkConfig) -> Result<Lat
         grant,
         service,
         partition,
-        floating_pool,
         gate,
     } = worker_exchange(config)?;
     let selector = HashSelector::new(key_hash as fn(&[u8]) -> u32);
@@ -306,7 +305,7 @@ pub fn run_latency_worker(job: &LatencyJob, config: NetworkConfig) -> Result<Lat
     let sink = sink?;
     let (sent, source) = source?;
     service.stop()?;
-    drop((floating_pool, grant));
+    drop(grant);
     manager.leak_check()?;
     Ok(LatencyWorkerReport {
         process,

@@ -92,7 +92,6 @@ pub fn run_barrier_worker(job: &BarrierJob, config: NetworkConfig) -> Result<Bar
         grant,
         service,
         partition,
-        floating_pool,
         mut gate,
     } = worker_exchange(config)?;
     let segment_size = manager.segment_size();
@@ -133,7 +132,7 @@ pub fn run_barrier_worker(job: &BarrierJob, config: NetworkConfig) -> Result<Bar
     let mut report = map?;
     report.source = source?;
     service.stop()?;
-    drop((floating_pool, grant));
+    drop(grant);
     manager.leak_check()?;
     Ok(report)
 }
