@@ -29,18 +29,11 @@ use crate::lifecycle::{
 static CLUSTERS_CREATED: AtomicU64 = AtomicU64::new(0);
 
 /// A waker that unparks the thread that called this: how a task thread sleeps on its
-/// input gate (register the waker, poll once more, park).
+/// input gate (register the waker, poll once more, park). The netstack's
+/// [`current_thread_waker`](weir_netstack::input::current_thread_waker), which its
+/// [`GateReader`](weir_netstack::GateReader) uses.
 pub fn current_thread_waker() -> std::task::Waker {
-    std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())))
-}
-
-/// Unparks one thread.
-struct Unpark(std::thread::Thread);
-
-impl std::task::Wake for Unpark {
-    fn wake(self: std::sync::Arc<Self>) {
-        self.0.unpark();
-    }
+    weir_netstack::input::current_thread_waker()
 }
 
 /// Reads a peers file: one `host:port` per line (blank lines and `#` comments skipped); the

@@ -139,3 +139,15 @@ const _: () = assert!(DEBLOAT_SHRINK_SPEEDUP >= 1);
 const _: () = assert!(DEBLOAT_IN_USE_PEAK_SPANS >= 1);
 const _: () = assert!(RECORD_BYTES_MAX_DEFAULT <= u32::MAX as usize);
 const _: () = assert!(RECORD_LENGTH_PREFIX_BYTES == std::mem::size_of::<u32>());
+
+/// The longest a gate reader parks at a time while its gate has nothing: how late it sees
+/// a cancellation without a wake-up (a wake-up ends the park at once).
+pub const GATE_PARK_TIMEOUT_DEFAULT: Duration = Duration::from_millis(50);
+
+/// Segments of a worker's network budget kept beside its grant for incoming events (they
+/// need no credit, so no exclusive or floating buffer holds them).
+pub const EVENT_SEGMENTS: usize = 8;
+
+/// How long a remote input channel waits at start for its exclusive buffers from the
+/// grant (other tasks' pools may be giving segments back).
+pub const EXCLUSIVE_BUFFERS_TIMEOUT: Duration = Duration::from_secs(10);

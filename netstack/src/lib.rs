@@ -82,6 +82,7 @@
 pub mod buffer;
 pub mod constants;
 pub mod debloat;
+pub mod environment;
 mod error;
 pub mod fuzz;
 pub mod input;
@@ -95,8 +96,9 @@ pub mod transport;
 mod loom_tests;
 
 pub use buffer::{BufferBuilder, BufferConsumer, DataType, NetworkBuffer, Recycler};
+pub use environment::{ChannelSource, ExchangeBuffers, ExchangeEnvironment};
 pub use error::{NetError, Result};
-pub use input::{GatePoll, InputGate, LocalInputChannel, RecordReader};
+pub use input::{GateHandler, GatePoll, GateReader, InputGate, LocalInputChannel, RecordReader};
 pub use partition::{
     ChannelIndex, ChannelSelector, Emit, FlushMode, RecordWriter, ResultPartition,
     ResultSubpartition, SubpartitionIndex,

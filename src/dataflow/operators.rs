@@ -15,7 +15,7 @@ use weir_kernel::hash::{
 };
 use weir_kernel::sort::{ExternalSorter, SortConfig};
 use weir_netstack::partition::{ChannelSelector, channel_for_key_group, key_group};
-use weir_netstack::{ChannelIndex, DataType, GatePoll, InputGate, RecordReader, RecordWriter};
+use weir_netstack::{ChannelIndex, GateHandler, GateReader, InputGate, RecordWriter};
 
 use super::graph::Exchange;
 use super::runtime::Counters;
@@ -402,50 +402,54 @@ impl<T> ExchangeIn<T> {
 
 impl<T: Data> Driver for ExchangeIn<T> {
     fn run(&mut self, ctx: &mut TaskContext) -> Result<()> {
-        let mut gate = self.gate.take().expect("a gate is read once");
-        let waker = crate::workers::current_thread_waker();
-        let mut readers: Vec<RecordReader> = (0..gate.channel_count())
-            .map(|i| RecordReader::new(ChannelIndex(u32::try_from(i).expect("few channels"))))
-            .collect();
-        let mut listening = false;
-        let mut buffers = 0u64;
-        loop {
-            match gate.poll_next()? {
-                GatePoll::Buffer(channel, buffer) => {
-                    listening = false;
-                    buffers += 1;
-                    if buffers.is_multiple_of(GATE_SAMPLE_BUFFERS) {
-                        ctx.record_gate(&gate);
-                    }
-                    let reader = &mut readers[channel.as_usize()];
-                    match buffer.data_type() {
-                        DataType::Data => {
-                            reader.push(buffer);
-                            while let Some(record) = reader.next_record()? {
-                                let record = decode(record)?;
-                                self.down.push(record)?;
-                            }
-                        }
-                        DataType::EndOfPartition => reader.finish()?,
-                        _ => {}
-                    }
-                }
-                GatePoll::Pending if !listening => {
-                    gate.register_listener(&waker);
-                    listening = true;
-                }
-                GatePoll::Pending => {
-                    ctx.check_cancelled()?;
-                    let idle = std::time::Instant::now();
-                    std::thread::park_timeout(Duration::from_millis(50));
-                    ctx.add_idle(idle.elapsed());
-                    listening = false;
-                }
-                GatePoll::EndOfPartitions => break,
-            }
-        }
-        ctx.record_gate(&gate);
+        let gate = self.gate.take().expect("a gate is read once");
+        let mut reader = GateReader::new(gate);
+        let mut handler = ChainInput {
+            ctx,
+            down: &mut *self.down,
+            buffers: 0,
+        };
+        reader.run(&mut handler)?;
+        ctx.record_gate(reader.gate());
         self.down.finish()
+    }
+}
+
+/// A task's chain as the handler of its gate reader: records decoded into the chain, the
+/// task's outputs flushed when idle (`--flush idle`), its idle time and gate counted.
+struct ChainInput<'a, T> {
+    ctx: &'a TaskContext,
+    down: &'a mut dyn Push<T>,
+    buffers: u64,
+}
+
+impl<T: Data> GateHandler for ChainInput<'_, T> {
+    type Error = WeirError;
+
+    #[inline]
+    fn record(&mut self, _channel: ChannelIndex, record: &[u8]) -> Result<()> {
+        self.down.push(decode(record)?)
+    }
+
+    fn buffer(&mut self, gate: &InputGate) -> Result<()> {
+        self.buffers += 1;
+        if self.buffers.is_multiple_of(GATE_SAMPLE_BUFFERS) {
+            self.ctx.record_gate(gate);
+        }
+        Ok(())
+    }
+
+    fn idle(&mut self) -> Result<()> {
+        self.ctx.input_idle();
+        Ok(())
+    }
+
+    fn check_cancelled(&mut self) -> Result<()> {
+        self.ctx.check_cancelled()
+    }
+
+    fn parked(&mut self, _gate: &InputGate, slept: Duration) {
+        self.ctx.add_idle(slept);
     }
 }
 

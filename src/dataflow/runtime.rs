@@ -24,14 +24,13 @@ use weir_kernel::hash::{AggregateConfig, JoinConfig};
 use weir_kernel::memory::{MemoryConfig, MemoryManager, Owner};
 use weir_kernel::sort::SortConfig;
 use weir_kernel::spill::{SpillConfig, SpillStore, open_store};
+use weir_netstack::constants::EVENT_SEGMENTS;
 use weir_netstack::debloat::{DebloatConfig, SystemClock};
-use weir_netstack::input::{InputChannel, RemoteChannelSpec, RemoteInputChannel};
-use weir_netstack::partition::WriterCanceller;
-use weir_netstack::pool::LocalPoolSpec;
+use weir_netstack::partition::{IdleFlusher, WriterCanceller};
 use weir_netstack::transport::{NetworkConfig, NetworkService, PartitionId};
 use weir_netstack::{
-    ChannelIndex, InputGate, LocalInputChannel, NetError, NetworkBufferPool, RecordWriter,
-    ResultPartition, SubpartitionIndex,
+    ChannelSource, ExchangeBuffers, ExchangeEnvironment, InputGate, NetError, NetworkBufferPool,
+    RecordWriter, ResultPartition, SubpartitionIndex,
 };
 
 use super::graph::{DatasetId, Graph, Parallelism};
@@ -39,11 +38,6 @@ use super::operators::Target;
 use super::{Dataflow, Driver};
 use crate::config::Config;
 use crate::error::{Result, WeirError};
-
-/// Segments of the network budget kept for incoming events (they need no credit).
-const EVENT_SEGMENTS: usize = 8;
-/// How long a remote channel waits for its exclusive buffers at start.
-const EXCLUSIVE_BUFFERS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A worker's counters, shared by its tasks.
 #[derive(Debug, Default)]
@@ -107,6 +101,8 @@ pub struct TaskContext {
     parallelism: usize,
     gates: HashMap<DatasetId, InputGate>,
     writers: HashMap<DatasetId, (RecordWriter<Target>, Target)>,
+    // Flushes the task's outputs when its input runs dry (flush mode WhenIdle only).
+    idle: Vec<IdleFlusher>,
     memory: Owner,
     operator_segments: usize,
     io: Owner,
@@ -190,6 +186,16 @@ impl TaskContext {
     /// [`NetError::Cancelled`].
     pub fn check_cancelled(&self) -> Result<()> {
         self.cancel.check()
+    }
+
+    /// The task has no input available for now (a source waiting for its next record):
+    /// with `--flush idle` ([`FlushMode::WhenIdle`](weir_netstack::FlushMode::WhenIdle))
+    /// what its outputs hold goes out now; a no-op in the other modes. Tasks reading an
+    /// exchange are flushed so by the runtime whenever their input gate runs dry.
+    pub fn input_idle(&self) {
+        for flusher in &self.idle {
+            flusher.input_idle();
+        }
     }
 
     pub(crate) fn add_idle(&self, idle: Duration) {
@@ -620,23 +626,28 @@ fn operator_share(graph: &Graph, place: &Placement, config: &Config) -> Result<u
 /// Segments the local exchanges need: output pools at their maximum, exclusive buffers of
 /// remote channels and floating pools of gates with remote channels.
 fn network_segments(graph: &Graph, place: &Placement, config: &Config) -> usize {
+    let buffers = exchange_buffers(config);
     let mut segments = 0;
     for dataset in &graph.datasets {
         let producer = graph.stages[dataset.producer.expect("validated")].parallelism;
         let consumer = graph.stages[dataset.consumer.expect("validated")].parallelism;
         let consumers = place.tasks(consumer);
         segments +=
-            place.local_tasks(producer).count() * LocalPoolSpec::for_partition(consumers).max;
-        for _ in place.local_tasks(consumer) {
-            let remote = (0..place.tasks(producer))
-                .filter(|&t| !place.is_local(producer, t))
-                .count();
-            if remote > 0 {
-                segments += remote * config.buffers_per_channel + config.floating_per_gate;
-            }
-        }
+            place.local_tasks(producer).count() * ExchangeBuffers::partition_segments(consumers);
+        let remote = (0..place.tasks(producer))
+            .filter(|&t| !place.is_local(producer, t))
+            .count();
+        segments += place.local_tasks(consumer).count() * buffers.gate_segments(remote);
     }
     segments
+}
+
+/// The buffers of a job's exchanges, from its configuration.
+fn exchange_buffers(config: &Config) -> ExchangeBuffers {
+    ExchangeBuffers {
+        per_channel: config.buffers_per_channel,
+        floating_per_gate: config.floating_per_gate,
+    }
 }
 
 /// What every task of a worker shares.
@@ -650,10 +661,6 @@ struct TaskShared<'a> {
 
 /// Creates the local tasks' partitions, gates and writers; returns their contexts and the
 /// writers' cancellers.
-#[allow(
-    clippy::too_many_lines,
-    reason = "wires every local task's partitions, gates and channels in one pass; to move into the netstack's exchange environment"
-)]
 fn wire(
     graph: &Graph,
     place: &Placement,
@@ -662,16 +669,13 @@ fn wire(
     service: Option<&NetworkService>,
     shared: TaskShared<'_>,
 ) -> Result<(Vec<TaskContext>, Vec<WriterCanceller>)> {
+    let env = ExchangeEnvironment::new(grant, service, exchange_buffers(config));
     let mut partitions: HashMap<(DatasetId, usize), ResultPartition> = HashMap::new();
     for (dataset, meta) in graph.datasets.iter().enumerate() {
         let producer = graph.stages[meta.producer.expect("validated")].parallelism;
         let consumers = place.tasks(graph.stages[meta.consumer.expect("validated")].parallelism);
         for task in place.local_tasks(producer) {
-            let pool = grant.create_pool(LocalPoolSpec::for_partition(consumers))?;
-            let partition = ResultPartition::new(pool, consumers);
-            if let Some(service) = service {
-                service.register_partition(partition_id(dataset, task), &partition);
-            }
+            let partition = env.partition(partition_id(dataset, task), consumers)?;
             partitions.insert((dataset, task), partition);
         }
     }
@@ -680,16 +684,7 @@ fn wire(
         let producer = graph.stages[meta.producer.expect("validated")].parallelism;
         let consumer = graph.stages[meta.consumer.expect("validated")].parallelism;
         for task in place.local_tasks(consumer) {
-            let gate = gate(
-                dataset,
-                task,
-                producer,
-                place,
-                config,
-                grant,
-                service,
-                &partitions,
-            )?;
+            let gate = gate(&env, (dataset, task), producer, place, config, &partitions)?;
             gates.insert((dataset, task), gate);
         }
     }
@@ -710,6 +705,7 @@ fn wire(
                 parallelism: place.tasks(stage.parallelism),
                 gates: HashMap::new(),
                 writers: HashMap::new(),
+                idle: Vec::new(),
                 memory: shared.managed.owner(format!("stage {index} task {task}")),
                 operator_segments: shared.operator_segments,
                 io: shared
@@ -728,6 +724,7 @@ fn wire(
                 if meta.producer == Some(index)
                     && let Some(writer) = writers.remove(&(dataset, task))
                 {
+                    ctx.idle.extend(writer.0.idle_flusher());
                     ctx.writers.insert(dataset, writer);
                 }
             }
@@ -746,57 +743,27 @@ fn partition_id(dataset: DatasetId, task: usize) -> PartitionId {
 
 /// The gate of consumer task `task` of `dataset`: channel `t` reads producer task `t`,
 /// locally when it runs on this worker.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "the parts of one worker's wiring"
-)]
 fn gate(
-    dataset: DatasetId,
-    task: usize,
+    env: &ExchangeEnvironment<'_>,
+    (dataset, task): (DatasetId, usize),
     producer: Parallelism,
     place: &Placement,
     config: &Config,
-    grant: &NetworkBufferPool,
-    service: Option<&NetworkService>,
     partitions: &HashMap<(DatasetId, usize), ResultPartition>,
 ) -> Result<InputGate> {
-    let producers = place.tasks(producer);
-    let remote = (0..producers).any(|t| !place.is_local(producer, t));
-    let floating = match remote {
-        true => Some(Arc::new(
-            grant.create_pool(LocalPoolSpec::new(1, config.floating_per_gate))?,
-        )),
-        false => None,
-    };
-    let mut channels: Vec<InputChannel> = Vec::with_capacity(producers);
-    for t in 0..producers {
-        let index = ChannelIndex(u32::try_from(t).expect("few tasks"));
-        if place.is_local(producer, t) {
-            let subpartition =
-                partitions[&(dataset, t)].subpartition(SubpartitionIndex::from_usize(task));
-            channels.push(LocalInputChannel::new(index, subpartition).into());
-        } else {
-            let service = service.expect("remote channels need the transport");
-            let peer = u32::try_from(place.worker_of(producer, t)).expect("few workers");
-            let remote = RemoteInputChannel::new(
-                RemoteChannelSpec {
-                    index,
-                    receiver: service.next_receiver(),
-                    partition: partition_id(dataset, t),
-                    subpartition: u32::try_from(task).expect("few tasks"),
-                    peer: service.peer_name(peer),
-                },
-                config.buffers_per_channel,
-                grant,
-                Arc::clone(floating.as_ref().expect("a floating pool")),
-                service.channel_events(),
-                EXCLUSIVE_BUFFERS_TIMEOUT,
-            )?;
-            service.open_channel(peer, remote.shared());
-            channels.push(remote.into());
-        }
-    }
-    let mut gate = InputGate::new(channels);
+    let sources = (0..place.tasks(producer))
+        .map(|t| match place.is_local(producer, t) {
+            true => ChannelSource::Local(
+                partitions[&(dataset, t)].subpartition(SubpartitionIndex::from_usize(task)),
+            ),
+            false => ChannelSource::Remote {
+                peer: u32::try_from(place.worker_of(producer, t)).expect("few workers"),
+                partition: partition_id(dataset, t),
+                subpartition: u32::try_from(task).expect("few tasks"),
+            },
+        })
+        .collect();
+    let mut gate = env.gate(sources)?;
     if config.debloat {
         let debloat = DebloatConfig {
             enabled: true,

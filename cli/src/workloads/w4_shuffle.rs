@@ -16,14 +16,12 @@
 //! were sent with the same checksum, every key on its channel, and every segment came home.
 //! One thread per task; two cores run four tasks, so the figures include the switching.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use weir_kernel::constants::SEGMENT_SIZE_DEFAULT;
 use weir_kernel::memory::{MemoryConfig, MemoryManager};
-use weir_netstack::constants::{BUFFERS_PER_CHANNEL_DEFAULT, FLOATING_BUFFERS_PER_GATE_DEFAULT};
-use weir_netstack::input::{InputChannel, RemoteChannelSpec, RemoteInputChannel};
+use weir_netstack::constants::EVENT_SEGMENTS;
 use weir_netstack::partition::{
     BroadcastSelector, ChannelSelector, ForwardSelector, HashSelector, RescaleSelector,
     RoundRobinSelector, channel_for_key_group, key_group,
@@ -31,8 +29,9 @@ use weir_netstack::partition::{
 use weir_netstack::pool::LocalPoolSpec;
 use weir_netstack::transport::{NetworkConfig, NetworkService, PartitionId};
 use weir_netstack::{
-    ChannelIndex, DataType, FlushMode, GatePoll, InputGate, LocalInputChannel, NetError,
-    NetworkBufferPool, RecordReader, RecordWriter, ResultPartition, SubpartitionIndex,
+    ChannelIndex, ChannelSource, ExchangeBuffers, ExchangeEnvironment, FlushMode, GateHandler,
+    GateReader, InputGate, LocalInputChannel, NetError, NetworkBufferPool, RecordWriter,
+    ResultPartition, SubpartitionIndex,
 };
 
 use weir::error::{Result, WeirError};
@@ -518,7 +517,6 @@ pub fn run_shuffle_worker(job: &ShuffleJob, config: NetworkConfig) -> Result<Wor
         grant,
         service,
         partition,
-        floating_pool,
         gate,
     } = worker_exchange(config)?;
 
@@ -558,7 +556,7 @@ pub fn run_shuffle_worker(job: &ShuffleJob, config: NetworkConfig) -> Result<Wor
     let sent = sent?;
     let transport = service.metrics();
     service.stop()?;
-    drop((floating_pool, grant));
+    drop(grant);
     let leak_free = match manager.leak_check() {
         Ok(()) => true,
         Err(error) => {
@@ -594,13 +592,12 @@ pub struct WorkerExchange {
     pub service: NetworkService,
     /// The worker's output.
     pub partition: ResultPartition,
-    /// The gate's floating buffers.
-    pub floating_pool: Arc<weir_netstack::LocalBufferPool>,
     /// The worker's input.
     pub gate: InputGate,
 }
 
-/// Sets up one worker's end of an all-to-all exchange between `config.peers` workers.
+/// Sets up one worker's end of an all-to-all exchange between `config.peers` workers,
+/// with the netstack's default buffers per channel and per gate.
 ///
 /// # Errors
 ///
@@ -613,61 +610,42 @@ pub struct WorkerExchange {
 pub fn worker_exchange(config: NetworkConfig) -> Result<WorkerExchange> {
     let workers = config.peers.len();
     let process = config.process;
-    let me = process as usize;
-    let spec = LocalPoolSpec::for_partition(workers);
-    let floating = LocalPoolSpec::new(1, FLOATING_BUFFERS_PER_GATE_DEFAULT);
-    let exclusive = BUFFERS_PER_CHANNEL_DEFAULT * (workers - 1);
-    let segments = spec.max + floating.max + exclusive;
-    // The grant, and a few segments for incoming events (they need no credit).
+    let buffers = ExchangeBuffers::default();
+    let segments =
+        ExchangeBuffers::partition_segments(workers) + buffers.gate_segments(workers - 1);
     let manager = MemoryManager::new(MemoryConfig::with_budget(
-        (segments + 8) * SEGMENT_SIZE_DEFAULT,
+        (segments + EVENT_SEGMENTS) * SEGMENT_SIZE_DEFAULT,
     ))?;
     let owner = manager.owner("network");
     let grant = NetworkBufferPool::new(&owner, segments)?;
     let service = NetworkService::start(config, manager.owner("network events"))?;
-
-    let partition = ResultPartition::new(grant.create_pool(spec)?, workers);
-    let id = PartitionId {
+    let env = ExchangeEnvironment::new(&grant, Some(&service), buffers);
+    let id = |producer| PartitionId {
         dataset: 0,
-        producer: process,
+        producer,
     };
-    service.register_partition(id, &partition);
-    let floating_pool = Arc::new(grant.create_pool(floating)?);
-    let mut channels: Vec<InputChannel> = Vec::with_capacity(workers);
-    for producer in 0..workers {
-        if producer == me {
-            let subpartition = partition.subpartition(SubpartitionIndex::from_usize(me));
-            channels.push(LocalInputChannel::new(channel(producer), subpartition).into());
-        } else {
+    let partition = env.partition(id(process), workers)?;
+    let sources = (0..workers)
+        .map(|producer| {
             let producer = u32::try_from(producer).expect("few workers");
-            let remote = RemoteInputChannel::new(
-                RemoteChannelSpec {
-                    index: channel(producer as usize),
-                    receiver: service.next_receiver(),
-                    partition: PartitionId {
-                        dataset: 0,
-                        producer,
-                    },
+            match producer == process {
+                true => ChannelSource::Local(
+                    partition.subpartition(SubpartitionIndex::from_usize(process as usize)),
+                ),
+                false => ChannelSource::Remote {
+                    peer: producer,
+                    partition: id(producer),
                     subpartition: process,
-                    peer: service.peer_name(producer),
                 },
-                BUFFERS_PER_CHANNEL_DEFAULT,
-                &grant,
-                Arc::clone(&floating_pool),
-                service.channel_events(),
-                Duration::from_secs(10),
-            )?;
-            service.open_channel(producer, remote.shared());
-            channels.push(remote.into());
-        }
-    }
-    let gate = InputGate::new(channels);
+            }
+        })
+        .collect();
+    let gate = env.gate(sources)?;
     Ok(WorkerExchange {
         manager,
         grant,
         service,
         partition,
-        floating_pool,
         gate,
     })
 }
@@ -778,6 +756,7 @@ struct SourceTally {
     back_pressured: Duration,
 }
 
+#[derive(Default)]
 struct SinkTally {
     tally: Tally,
     misplaced: u64,
@@ -861,69 +840,62 @@ fn write_records(job: &ShuffleJob, source: usize, mut writer: KeyedWriter) -> Re
 }
 
 fn run_sink(
-    mut gate: InputGate,
+    gate: InputGate,
     exchange: Exchange,
     sink: usize,
     sinks: usize,
     cancel: &AtomicBool,
 ) -> Result<SinkTally> {
-    let waker = weir::workers::current_thread_waker();
-    let mut readers: Vec<RecordReader> = (0..gate.channel_count())
-        .map(|i| RecordReader::new(channel(i)))
-        .collect();
-    let sinks = u32::try_from(sinks).expect("at most 128 sinks");
-    let mut tally = Tally::default();
-    let mut misplaced = 0;
-    let mut buffers = 0;
+    let mut check = SinkCheck {
+        exchange,
+        sink,
+        sinks: u32::try_from(sinks).expect("at most 128 sinks"),
+        cancel,
+        tally: SinkTally::default(),
+        last_value: vec![None; gate.channel_count()],
+    };
+    GateReader::new(gate).run(&mut check)?;
+    Ok(check.tally)
+}
+
+/// A sink's checks on what it reads: the tally, placement, and each channel's order.
+struct SinkCheck<'a> {
+    exchange: Exchange,
+    sink: usize,
+    sinks: u32,
+    cancel: &'a AtomicBool,
+    tally: SinkTally,
     // The value (record index) last received per channel: a source's records come in
     // increasing index order, so each channel's must too.
-    let mut last_value: Vec<Option<u64>> = vec![None; gate.channel_count()];
-    let mut listening = false;
-    loop {
-        match gate.poll_next()? {
-            GatePoll::Buffer(channel, buffer) => {
-                buffers += 1;
-                listening = false;
-                let reader = &mut readers[channel.as_usize()];
-                match buffer.data_type() {
-                    DataType::Data => {
-                        reader.push(buffer);
-                        let last = &mut last_value[channel.as_usize()];
-                        while let Some(record) = reader.next_record()? {
-                            tally.add(record);
-                            let value =
-                                u64::from_le_bytes(record[8..16].try_into().expect("16 bytes"));
-                            let in_order = last.is_none_or(|last| value > last);
-                            *last = Some(value);
-                            misplaced +=
-                                u64::from(!in_order || !exchange.placed(record, sink, sinks));
-                        }
-                    }
-                    DataType::EndOfPartition => reader.finish()?,
-                    _ => {}
-                }
-            }
-            // Register, then poll once more: data may have arrived in between.
-            GatePoll::Pending if !listening => {
-                gate.register_listener(&waker);
-                listening = true;
-            }
-            GatePoll::Pending => {
-                if cancel.load(Ordering::Acquire) {
-                    return Err(NetError::Cancelled.into());
-                }
-                // Bounded, so a cancel is seen even without a wake-up.
-                std::thread::park_timeout(Duration::from_millis(50));
-                listening = false;
-            }
-            GatePoll::EndOfPartitions => break,
-        }
+    last_value: Vec<Option<u64>>,
+}
+
+impl GateHandler for SinkCheck<'_> {
+    type Error = WeirError;
+
+    #[inline]
+    fn record(&mut self, channel: ChannelIndex, record: &[u8]) -> Result<()> {
+        self.tally.tally.add(record);
+        let value = u64::from_le_bytes(record[8..16].try_into().expect("16 bytes"));
+        let last = &mut self.last_value[channel.as_usize()];
+        let in_order = last.is_none_or(|last| value > last);
+        *last = Some(value);
+        self.tally.misplaced +=
+            u64::from(!in_order || !self.exchange.placed(record, self.sink, self.sinks));
+        Ok(())
     }
-    Ok(SinkTally {
-        tally,
-        misplaced,
-        buffers,
-    })
+
+    fn buffer(&mut self, _gate: &InputGate) -> Result<()> {
+        self.tally.buffers += 1;
+        Ok(())
+    }
+
+    fn check_cancelled(&mut self) -> Result<()> {
+        if self.cancel.load(Ordering::Acquire) {
+            return Err(NetError::Cancelled.into());
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -23,7 +23,8 @@ use weir_netstack::input::GateMetrics;
 use weir_netstack::partition::HashSelector;
 use weir_netstack::transport::NetworkConfig;
 use weir_netstack::{
-    DataType, FlushMode, GatePoll, InputGate, NetError, RecordReader, RecordWriter, TaskTimeMeter,
+    ChannelIndex, FlushMode, GateHandler, GateReader, InputGate, NetError, RecordWriter,
+    TaskTimeMeter,
 };
 
 use crate::workloads::w4_shuffle::{WorkerExchange, flush_name, worker_exchange};
@@ -271,7 +272,6 @@ pub fn run_latency_worker(job: &LatencyJob, config: NetworkConfig) -> Result<Lat
         grant,
         service,
         partition,
-        floating_pool,
         gate,
     } = worker_exchange(config)?;
     let selector = HashSelector::new(key_hash as fn(&[u8]) -> u32);
@@ -305,7 +305,7 @@ pub fn run_latency_worker(job: &LatencyJob, config: NetworkConfig) -> Result<Lat
     let sink = sink?;
     let (sent, source) = source?;
     service.stop()?;
-    drop((floating_pool, grant));
+    drop(grant);
     manager.leak_check()?;
     Ok(LatencyWorkerReport {
         process,
@@ -365,54 +365,51 @@ struct SinkReport {
     gate: GateMetrics,
 }
 
-fn record_latencies(mut gate: InputGate, cancel: &AtomicBool) -> Result<SinkReport> {
-    let mut meter = TaskTimeMeter::new(Arc::new(SystemClock::default()));
-    let waker = weir::workers::current_thread_waker();
-    let mut readers: Vec<RecordReader> = (0..gate.channel_count())
-        .map(|i| RecordReader::new(weir_netstack::ChannelIndex(u32::try_from(i).expect("few"))))
-        .collect();
-    let mut latencies = histogram();
-    let mut listening = false;
-    loop {
-        match gate.poll_next()? {
-            GatePoll::Buffer(channel, buffer) => {
-                meter.busy();
-                listening = false;
-                let reader = &mut readers[channel.as_usize()];
-                match buffer.data_type() {
-                    DataType::Data => {
-                        reader.push(buffer);
-                        while let Some(record) = reader.next_record()? {
-                            let stamp =
-                                u64::from_le_bytes(record[8..16].try_into().expect("16 bytes"));
-                            let latency = now_ns().saturating_sub(stamp).clamp(1, LATENCY_NS_MAX);
-                            latencies.record(latency).expect("clamped into the bounds");
-                        }
-                    }
-                    DataType::EndOfPartition => reader.finish()?,
-                    _ => {}
-                }
-            }
-            GatePoll::Pending if !listening => {
-                gate.register_listener(&waker);
-                listening = true;
-            }
-            GatePoll::Pending => {
-                if cancel.load(Ordering::Acquire) {
-                    return Err(NetError::Cancelled.into());
-                }
-                meter.idle();
-                std::thread::park_timeout(Duration::from_millis(50));
-                listening = false;
-            }
-            GatePoll::EndOfPartitions => {
-                return Ok(SinkReport {
-                    latencies,
-                    times: meter.take().into(),
-                    gate: gate.metrics(),
-                });
-            }
+fn record_latencies(gate: InputGate, cancel: &AtomicBool) -> Result<SinkReport> {
+    let mut sink = LatencySink {
+        meter: TaskTimeMeter::new(Arc::new(SystemClock::default())),
+        latencies: histogram(),
+        cancel,
+    };
+    let mut reader = GateReader::new(gate);
+    reader.run(&mut sink)?;
+    Ok(SinkReport {
+        latencies: sink.latencies,
+        times: sink.meter.take().into(),
+        gate: reader.gate().metrics(),
+    })
+}
+
+/// The sink's handler: each record's latency, and where the sink's time went.
+struct LatencySink<'a> {
+    meter: TaskTimeMeter,
+    latencies: Histogram<u64>,
+    cancel: &'a AtomicBool,
+}
+
+impl GateHandler for LatencySink<'_> {
+    type Error = WeirError;
+
+    fn record(&mut self, _channel: ChannelIndex, record: &[u8]) -> Result<()> {
+        let stamp = u64::from_le_bytes(record[8..16].try_into().expect("16 bytes"));
+        let latency = now_ns().saturating_sub(stamp).clamp(1, LATENCY_NS_MAX);
+        self.latencies
+            .record(latency)
+            .expect("clamped into the bounds");
+        Ok(())
+    }
+
+    fn buffer(&mut self, _gate: &InputGate) -> Result<()> {
+        self.meter.busy();
+        Ok(())
+    }
+
+    fn check_cancelled(&mut self) -> Result<()> {
+        if self.cancel.load(Ordering::Acquire) {
+            return Err(NetError::Cancelled.into());
         }
+        self.meter.idle();
+        Ok(())
     }
 }
 

@@ -26,7 +26,8 @@ use weir_netstack::debloat::{DebloatConfig, SystemClock};
 use weir_netstack::partition::HashSelector;
 use weir_netstack::transport::NetworkConfig;
 use weir_netstack::{
-    DataType, GatePoll, InputGate, NetError, RecordReader, RecordWriter, TaskTimeMeter,
+    ChannelIndex, DataType, GateHandler, GateReader, InputGate, NetError, NetworkBuffer,
+    RecordWriter, TaskTimeMeter,
 };
 
 use crate::workloads::w4_shuffle::{WorkerExchange, worker_exchange};
@@ -36,6 +37,9 @@ use weir::error::{Result, WeirError};
 
 /// How often the map samples its gate's metrics.
 const GATE_SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
+/// The longest the map parks while its gate has nothing: how often it checks its window
+/// without input.
+const MAP_PARK_TIMEOUT: Duration = Duration::from_millis(20);
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -88,7 +92,6 @@ pub fn run_barrier_worker(job: &BarrierJob, config: NetworkConfig) -> Result<Bar
         grant,
         service,
         partition,
-        floating_pool,
         mut gate,
     } = worker_exchange(config)?;
     let segment_size = manager.segment_size();
@@ -129,7 +132,7 @@ pub fn run_barrier_worker(job: &BarrierJob, config: NetworkConfig) -> Result<Bar
     let mut report = map?;
     report.source = source?;
     service.stop()?;
-    drop((floating_pool, grant));
+    drop(grant);
     manager.leak_check()?;
     Ok(report)
 }
@@ -225,95 +228,129 @@ struct MapWindow {
 
 /// Spins `busy` per record; records each aligned barrier's delay and alignment time, and
 /// samples its gate, in the measured window.
-#[allow(
-    clippy::too_many_lines,
-    reason = "hand-wired W6 map; goes when W6 becomes a dataflow program"
-)]
 fn slow_map(
-    mut gate: InputGate,
+    gate: InputGate,
     job: &BarrierJob,
     segment_size: usize,
     process: u32,
     cancel: &AtomicBool,
 ) -> Result<BarrierWorkerReport> {
-    let waker = weir::workers::current_thread_waker();
-    let mut readers: Vec<RecordReader> = (0..gate.channel_count())
-        .map(|i| RecordReader::new(weir_netstack::ChannelIndex(u32::try_from(i).expect("few"))))
-        .collect();
     let (start, end) = window_ns(job);
-    let mut window = MapWindow {
-        start,
-        end,
-        started: false,
-        ended: false,
-        records: 0,
-        next_sample: Instant::now(),
+    let mut map = SlowMap {
+        job,
+        segment_size,
+        cancel,
+        window: MapWindow {
+            start,
+            end,
+            started: false,
+            ended: false,
+            records: 0,
+            next_sample: Instant::now(),
+        },
+        report: BarrierWorkerReport {
+            process,
+            ..BarrierWorkerReport::default()
+        },
+        meter: TaskTimeMeter::new(Arc::new(SystemClock::default())),
     };
-    let mut report = BarrierWorkerReport {
-        process,
-        ..BarrierWorkerReport::default()
-    };
-    let mut meter = TaskTimeMeter::new(Arc::new(SystemClock::default()));
-    let buffer_size = |gate: &InputGate| {
-        if job.debloat {
-            gate.metrics().debloated_buffer_size
-        } else {
-            segment_size
-        }
-    };
-    let mut listening = false;
-    loop {
-        window_step(&mut window, &mut meter, &gate, &mut report, buffer_size);
-        match gate.poll_next()? {
-            GatePoll::Buffer(channel, buffer) => {
-                meter.busy();
-                listening = false;
-                match buffer.data_type() {
-                    DataType::Data => {
-                        let reader = &mut readers[channel.as_usize()];
-                        reader.push(buffer);
-                        while reader.next_record()?.is_some() {
-                            let until = Instant::now() + job.busy;
-                            while Instant::now() < until {
-                                std::hint::spin_loop();
-                            }
-                            window.records += 1;
-                        }
-                    }
-                    DataType::Barrier => {
-                        let (scheduled, injected) = barrier_times(buffer.as_bytes())?;
-                        if scheduled >= window.start && scheduled < window.end {
-                            report.delays_ns.push(now_ns().saturating_sub(scheduled));
-                            report
-                                .injection_lags_ns
-                                .push(injected.saturating_sub(scheduled));
-                            let alignment = gate.metrics().last_alignment;
-                            report
-                                .alignments_ns
-                                .push(u64::try_from(alignment.as_nanos()).unwrap_or(u64::MAX));
-                        }
-                    }
-                    DataType::EndOfPartition => readers[channel.as_usize()].finish()?,
-                    _ => {}
-                }
-            }
-            GatePoll::Pending if !listening => {
-                gate.register_listener(&waker);
-                listening = true;
-            }
-            GatePoll::Pending => {
-                if cancel.load(Ordering::Acquire) {
-                    return Err(NetError::Cancelled.into());
-                }
-                meter.idle();
-                std::thread::park_timeout(Duration::from_millis(20));
-                listening = false;
-            }
-            GatePoll::EndOfPartitions => break,
-        }
+    let mut reader = GateReader::new(gate).with_park_timeout(MAP_PARK_TIMEOUT);
+    map.step(reader.gate());
+    reader.run(&mut map)?;
+    map.report.buffer_size = map.buffer_size(reader.gate());
+    Ok(map.report)
+}
+
+/// The slow map's handler: its records, barriers, window and gate samples.
+struct SlowMap<'a> {
+    job: &'a BarrierJob,
+    segment_size: usize,
+    cancel: &'a AtomicBool,
+    window: MapWindow,
+    report: BarrierWorkerReport,
+    meter: TaskTimeMeter,
+}
+
+impl SlowMap<'_> {
+    /// The buffer size its producers use: debloated, or whole segments.
+    fn buffer_size(&self, gate: &InputGate) -> usize {
+        buffer_size(self.job.debloat, self.segment_size, gate)
     }
-    report.buffer_size = buffer_size(&gate);
-    Ok(report)
+
+    fn step(&mut self, gate: &InputGate) {
+        let (debloat, segment_size) = (self.job.debloat, self.segment_size);
+        window_step(
+            &mut self.window,
+            &mut self.meter,
+            gate,
+            &mut self.report,
+            |gate| buffer_size(debloat, segment_size, gate),
+        );
+    }
+}
+
+impl GateHandler for SlowMap<'_> {
+    type Error = WeirError;
+
+    fn record(&mut self, _channel: ChannelIndex, _record: &[u8]) -> Result<()> {
+        let until = Instant::now() + self.job.busy;
+        while Instant::now() < until {
+            std::hint::spin_loop();
+        }
+        self.window.records += 1;
+        Ok(())
+    }
+
+    fn buffer(&mut self, gate: &InputGate) -> Result<()> {
+        self.step(gate);
+        self.meter.busy();
+        Ok(())
+    }
+
+    fn event(
+        &mut self,
+        _channel: ChannelIndex,
+        buffer: &NetworkBuffer,
+        gate: &InputGate,
+    ) -> Result<()> {
+        if buffer.data_type() != DataType::Barrier {
+            return Ok(());
+        }
+        let (scheduled, injected) = barrier_times(buffer.as_bytes())?;
+        if scheduled >= self.window.start && scheduled < self.window.end {
+            let report = &mut self.report;
+            report.delays_ns.push(now_ns().saturating_sub(scheduled));
+            report
+                .injection_lags_ns
+                .push(injected.saturating_sub(scheduled));
+            let alignment = gate.metrics().last_alignment;
+            report
+                .alignments_ns
+                .push(u64::try_from(alignment.as_nanos()).unwrap_or(u64::MAX));
+        }
+        Ok(())
+    }
+
+    fn check_cancelled(&mut self) -> Result<()> {
+        if self.cancel.load(Ordering::Acquire) {
+            return Err(NetError::Cancelled.into());
+        }
+        self.meter.idle();
+        Ok(())
+    }
+
+    fn parked(&mut self, gate: &InputGate, _slept: Duration) {
+        self.step(gate);
+    }
+}
+
+/// The buffer size a gate's producers use: debloated, or whole segments.
+fn buffer_size(debloat: bool, segment_size: usize, gate: &InputGate) -> usize {
+    if debloat {
+        gate.metrics().debloated_buffer_size
+    } else {
+        segment_size
+    }
 }
 
 /// The scheduled and the injection time of a barrier's payload.

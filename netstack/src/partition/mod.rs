@@ -14,7 +14,7 @@ mod selector;
 mod subpartition;
 
 pub use ids::{ChannelIndex, SubpartitionIndex};
-pub use record_writer::{FlushMode, RecordWriter, WriterCanceller};
+pub use record_writer::{FlushMode, IdleFlusher, RecordWriter, WriterCanceller};
 pub use result_partition::{Emit, PartitionMetrics, ResultPartition};
 pub use selector::{
     BroadcastSelector, ChannelSelector, ForwardSelector, HashSelector, RescaleSelector,

@@ -95,6 +95,21 @@ impl WriterCanceller {
     }
 }
 
+/// Flushes a [`RecordWriter`]'s output as [`RecordWriter::input_idle`] does, from
+/// wherever its task notices it ran out of input — a gate reader's idle hook at the start
+/// of an operator chain whose end owns the writer.
+#[derive(Debug, Clone)]
+pub struct IdleFlusher(Arc<[Arc<ResultSubpartition>]>);
+
+impl IdleFlusher {
+    /// The task has no more input available for now: what was written goes out.
+    pub fn input_idle(&self) {
+        for subpartition in self.0.iter() {
+            subpartition.flush();
+        }
+    }
+}
+
 impl<S: ChannelSelector> RecordWriter<S> {
     /// A writer of `partition` through `selector` (set up here for the partition's
     /// subpartitions), flushing by `flush_mode`; with [`FlushMode::Timeout`] it starts an
@@ -226,6 +241,21 @@ impl<S: ChannelSelector> RecordWriter<S> {
         if self.flush_mode == FlushMode::WhenIdle {
             self.partition.flush_all();
         }
+    }
+
+    /// A handle that flushes this writer's output when its task runs out of input, with
+    /// [`FlushMode::WhenIdle`]; `None` in the other modes (they flush on their own terms).
+    pub fn idle_flusher(&self) -> Option<IdleFlusher> {
+        (self.flush_mode == FlushMode::WhenIdle).then(|| {
+            IdleFlusher(
+                (0..self.partition.subpartition_count())
+                    .map(|i| {
+                        self.partition
+                            .subpartition(SubpartitionIndex::from_usize(i))
+                    })
+                    .collect(),
+            )
+        })
     }
 
     /// Ends the output: every open buffer finished and EndOfPartition queued in every
@@ -431,11 +461,25 @@ mod tests {
             assert_eq!(drain(&subpartition).len(), readable, "{mode:?}");
             writer.input_idle();
             assert_eq!(drain(&subpartition).len(), when_idle, "{mode:?} when idle");
+            assert_eq!(
+                writer.idle_flusher().is_some(),
+                mode == FlushMode::WhenIdle,
+                "{mode:?}"
+            );
+            writer.emit(b"c").unwrap();
+            if let Some(flusher) = writer.idle_flusher() {
+                flusher.input_idle();
+                assert_eq!(
+                    drain(&subpartition).len(),
+                    5,
+                    "the handle flushes as the writer"
+                );
+            }
             writer.emit(b"b").unwrap();
             writer.flush_all();
             assert_eq!(
                 drain(&subpartition).len(),
-                10 - readable - when_idle,
+                15 - readable - 2 * when_idle,
                 "{mode:?}"
             );
             writer.finish().unwrap();
