@@ -27,7 +27,7 @@ pub struct ConfigArgs {
     #[arg(long, default_value_t = 8)]
     pub floating_buffers: usize,
     /// Output flushing: every, full, idle, or a timeout like 100ms.
-    #[arg(long, default_value = "100ms", value_parser = crate::workloads::w4_shuffle::parse_flush)]
+    #[arg(long, default_value = "100ms", value_parser = parse_flush)]
     pub flush: weir_netstack::FlushMode,
     /// Buffer debloating of input gates: on or off.
     #[arg(long, default_value = "off", value_parser = parse_on_off, action = clap::ArgAction::Set)]
@@ -62,7 +62,38 @@ impl Default for ConfigArgs {
     }
 }
 
-fn parse_on_off(text: &str) -> std::result::Result<bool, String> {
+/// The flush mode as the CLI spells it.
+pub fn flush_name(flush: weir_netstack::FlushMode) -> String {
+    use weir_netstack::FlushMode;
+    match flush {
+        FlushMode::EveryRecord => "every".to_owned(),
+        FlushMode::WhenFull => "full".to_owned(),
+        FlushMode::WhenIdle => "idle".to_owned(),
+        FlushMode::Timeout(t) => format!("{}ms", t.as_millis()),
+    }
+}
+
+/// Parses a flush mode: `every` (or `0`), `full` (or `none`), `idle`, or a timeout like
+/// `100ms`.
+///
+/// # Errors
+///
+/// A message naming the accepted forms.
+pub fn parse_flush(text: &str) -> std::result::Result<weir_netstack::FlushMode, String> {
+    use weir_netstack::FlushMode;
+    match text {
+        "every" | "0" | "0ms" => Ok(FlushMode::EveryRecord),
+        "full" | "none" => Ok(FlushMode::WhenFull),
+        "idle" => Ok(FlushMode::WhenIdle),
+        _ => text
+            .strip_suffix("ms")
+            .and_then(|n| n.parse::<u64>().ok())
+            .map(|ms| FlushMode::Timeout(Duration::from_millis(ms)))
+            .ok_or_else(|| format!("flush mode {text:?}: expected every, full, idle, or <N>ms")),
+    }
+}
+
+pub(crate) fn parse_on_off(text: &str) -> std::result::Result<bool, String> {
     match text {
         "on" => Ok(true),
         "off" => Ok(false),
@@ -138,10 +169,7 @@ impl ConfigArgs {
             format!("--segment-size={}", format_size(self.segment_size)),
             format!("--buffers-per-channel={}", self.buffers_per_channel),
             format!("--floating-buffers={}", self.floating_buffers),
-            format!(
-                "--flush={}",
-                crate::workloads::w4_shuffle::flush_name(self.flush)
-            ),
+            format!("--flush={}", flush_name(self.flush)),
             format!("--debloat={}", if self.debloat { "on" } else { "off" }),
             format!("--debloat-target-ms={}", self.debloat_target_ms),
             format!("--spill-dir={}", config.spill_dir.display()),
@@ -229,6 +257,23 @@ mod tests {
                 "{error}"
             );
         }
+    }
+
+    #[test]
+    fn flush_modes_parse_and_print() {
+        use weir_netstack::FlushMode;
+        assert_eq!(parse_flush("every"), Ok(FlushMode::EveryRecord));
+        assert_eq!(parse_flush("none"), Ok(FlushMode::WhenFull));
+        assert_eq!(
+            parse_flush("5ms"),
+            Ok(FlushMode::Timeout(Duration::from_millis(5)))
+        );
+        assert!(
+            parse_flush("fast")
+                .unwrap_err()
+                .contains("expected every, full, idle")
+        );
+        assert_eq!(flush_name(FlushMode::default()), "100ms");
     }
 
     #[test]

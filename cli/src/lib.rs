@@ -18,9 +18,11 @@
 #![forbid(unsafe_code)]
 
 pub mod args;
+pub mod cluster;
 pub mod commands;
 pub mod constants;
 pub mod progress;
+pub mod report;
 pub mod run_tpch;
 pub mod tpch;
 pub mod workloads;

@@ -291,8 +291,7 @@ pub fn query_worker(
         &config,
         Some(NetworkConfig::new(process, peers)),
     )?;
-    weir::lifecycle::print_line(&report.to_line())?;
-    Ok(())
+    crate::report::print_worker_line(&report)
 }
 
 /// How long a query may run before its worker processes are killed.
@@ -416,30 +415,13 @@ fn run_distributed(
     args: &ConfigArgs,
     rows: &Arc<AtomicU64>,
 ) -> Result<(JobReport, Answer)> {
-    if config.workers == 1 {
-        let (report, answer) = run_query_observed(query, dir, config, None, rows)?;
-        return Ok((
-            JobReport {
-                workers: vec![report],
-            },
-            answer,
-        ));
-    }
-    let cluster = weir::workers::LocalCluster::new(config.workers)?;
-    let exe = std::env::current_exe().map_err(|e| WeirError::file("find", "weir", e))?;
     let mut job_args = vec![
         "query".to_string(),
         format!("--query={}", query.number()),
         format!("--data={}", dir.display()),
     ];
     job_args.extend(args.to_args());
-    let peers = cluster.peers().to_vec();
-    let ((mine, answer), lines) = cluster.run_beside(&exe, &job_args, QUERY_TIMEOUT, || {
-        run_query_observed(query, dir, config, Some(NetworkConfig::new(0, peers)), rows)
-    })?;
-    let mut workers = vec![mine];
-    for line in lines {
-        workers.push(WorkerReport::parse(&line).map_err(|message| WeirError::Worker { message })?);
-    }
-    Ok((JobReport { workers }, answer))
+    crate::cluster::run_job(config, &job_args, QUERY_TIMEOUT, |network| {
+        run_query_observed(query, dir, config, network, rows)
+    })
 }

@@ -1,6 +1,7 @@
 //! Workers die with their launcher and nothing is left behind: after SIGKILL, SIGTERM or
-//! SIGINT to `weir bench shuffle --workers 2`, no worker process and no cluster directory
-//! remain within 2 s; SIGINT ends the launcher with exit code 130 and says so.
+//! SIGINT to `weir bench shuffle --workers 3` (the launcher is worker 0, beside two worker
+//! processes), no worker process and no cluster directory remain within 2 s; SIGINT ends
+//! the launcher with exit code 130 and says so.
 
 mod support;
 
@@ -13,15 +14,15 @@ fn cluster_dir(launcher: u32) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("weir-cluster.{launcher}.0"))
 }
 
-/// Starts a long shuffle across two worker processes; returns the launcher and its
-/// workers once both run.
+/// Starts a long shuffle across the launcher and two worker processes; returns the
+/// launcher and its worker processes once both run.
 fn start_shuffle() -> (std::process::Child, Vec<u32>) {
     let launcher = weir_command()
         .args([
             "bench",
             "shuffle",
             "--workers",
-            "2",
+            "3",
             "--records",
             "100000000000",
         ])

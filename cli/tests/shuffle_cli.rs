@@ -45,7 +45,7 @@ fn bad_arguments_are_usage_errors() {
     for (args, message) in [
         (
             &["bench", "shuffle", "--record-size", "8"][..],
-            "at least 16",
+            "--record-size 8: allowed 16",
         ),
         (&["bench", "shuffle", "--workers", "0"][..], "1 to 64"),
         (

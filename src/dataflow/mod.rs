@@ -377,6 +377,29 @@ impl<T: Data> Stream<T> {
         Collected { records }
     }
 
+    /// One record per task: each of the task's records folded by `f` into a state that
+    /// `init` makes when the task starts, the state pushed on when the input ends (Flink's
+    /// `mapPartition` with one result). Per-task summaries, checks and sketches use it;
+    /// [`collect`](Self::collect) brings them to worker 0.
+    pub fn fold<A: Data, F>(
+        self,
+        init: impl Fn(&TaskContext) -> A + Send + Sync + 'static,
+        f: F,
+    ) -> Stream<A>
+    where
+        F: Fn(&mut A, T) + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        self.chain("fold", 0, move |ctx, down| {
+            Ok(Box::new(operators::Fold {
+                state: Some(init(ctx)),
+                f: Arc::clone(&f),
+                down,
+                _records: PhantomData,
+            }))
+        })
+    }
+
     /// The number of records, in the process of worker 0 after the job ran.
     pub fn count(self) -> Collected<u64> {
         self.chain("count", 0, |_, down| {
@@ -576,6 +599,22 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
             })
         })
     }
+}
+
+/// The task, of a stage with `parallelism` tasks, that [`KeyedStream::partition`] (and
+/// every keyed operator) sends records with this key to — for sinks that check their
+/// placement and sources that read pre-partitioned data.
+///
+/// # Panics
+///
+/// When `parallelism` is 0 or above `u32::MAX`, or the key's type has no key encoding.
+pub fn task_of_key<K: Key>(key: &K, parallelism: usize) -> usize {
+    let channels = u32::try_from(parallelism).expect("a parallelism that fits a u32");
+    assert!(channels >= 1, "a stage has at least one task");
+    let mut bytes = Vec::new();
+    operators::append_key(&mut bytes, key);
+    let max_parallelism = weir_netstack::partition::default_max_parallelism(channels);
+    operators::channel_of_key_bytes(&bytes, channels, max_parallelism) as usize
 }
 
 /// Records a job delivers to the process of worker 0. See [`Stream::collect`].

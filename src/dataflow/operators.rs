@@ -132,6 +132,31 @@ impl<T: Data, U: Data, I: IntoIterator<Item = U>> Push<T> for FlatMap<T, U, I> {
     }
 }
 
+/// Folds a task's records into one state, pushed at the end ([`super::Stream::fold`]).
+pub(crate) struct Fold<T, A, F> {
+    pub(crate) state: Option<A>,
+    pub(crate) f: Arc<F>,
+    pub(crate) down: Box<dyn Push<A>>,
+    pub(crate) _records: PhantomData<fn(T)>,
+}
+
+impl<T: Data, A: Data, F: Fn(&mut A, T) + Send + Sync> Push<T> for Fold<T, A, F> {
+    #[inline]
+    fn push(&mut self, record: T) -> Result<()> {
+        if let Some(state) = &mut self.state {
+            (self.f)(state, record);
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        if let Some(state) = self.state.take() {
+            self.down.push(state)?;
+        }
+        self.down.finish()
+    }
+}
+
 /// Counts the records of a task and pushes the count at the end.
 pub(crate) struct Count {
     pub(crate) count: u64,
@@ -301,6 +326,15 @@ impl ChannelSelector for Target {
     }
 }
 
+/// The channel (consumer task) of `channels` a hash exchange sends a record with these
+/// key bytes to: the bytes' hash, folded to 32 bits, through `max_parallelism` key groups.
+#[inline]
+pub(crate) fn channel_of_key_bytes(key: &[u8], channels: u32, max_parallelism: u32) -> u32 {
+    let hash = hash_bytes(0, key);
+    let group = key_group((hash ^ (hash >> 32)) as u32, max_parallelism);
+    channel_for_key_group(group, channels, max_parallelism).0
+}
+
 /// The end of a stage: records encoded into the exchange's record writer.
 pub(crate) struct ExchangeOut<T> {
     writer: RecordWriter<Target>,
@@ -345,9 +379,7 @@ impl<T: Data> Push<T> for ExchangeOut<T> {
             Exchange::Hash(key) => {
                 self.key.clear();
                 key(&record, &mut self.key);
-                let hash = hash_bytes(0, &self.key);
-                let group = key_group((hash ^ (hash >> 32)) as u32, self.max_parallelism);
-                channel_for_key_group(group, self.channels, self.max_parallelism).0
+                channel_of_key_bytes(&self.key, self.channels, self.max_parallelism)
             }
             Exchange::RoundRobin => {
                 self.next = (self.next + 1) % self.channels;

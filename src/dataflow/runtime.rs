@@ -216,8 +216,8 @@ impl TaskContext {
     }
 }
 
-/// What one worker did in a job.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// What one worker did in a job (serde types: a worker process sends it to its launcher).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WorkerReport {
     /// The worker's process index.
     pub process: u32,
@@ -256,78 +256,8 @@ pub struct WorkerReport {
     pub leak_free: bool,
 }
 
-impl WorkerReport {
-    /// The report as one line of `key=value` pairs (how a worker process reports to the
-    /// process that started it).
-    pub fn to_line(&self) -> String {
-        format!(
-            "weir-worker process={} tasks={} wall_us={} records_exchanged={} bytes_exchanged={} \
-             remote_bytes={} spilled_bytes={} memory_budget={} memory_peak={} network_budget={} \
-             network_granted={} peak_rss={} back_pressured_us={} idle_us={} buffer_size={} in_flight_bytes={} leak_free={}",
-            self.process,
-            self.tasks,
-            self.wall_us,
-            self.records_exchanged,
-            self.bytes_exchanged,
-            self.remote_bytes,
-            self.spilled_bytes,
-            self.memory_budget,
-            self.memory_peak,
-            self.network_budget,
-            self.network_granted,
-            self.peak_rss,
-            self.back_pressured_us,
-            self.idle_us,
-            self.buffer_size,
-            self.in_flight_bytes,
-            self.leak_free,
-        )
-    }
-
-    /// Parses [`to_line`](Self::to_line).
-    ///
-    /// # Errors
-    ///
-    /// A message naming the missing or malformed field.
-    pub fn parse(line: &str) -> std::result::Result<WorkerReport, String> {
-        let rest = line
-            .strip_prefix("weir-worker ")
-            .ok_or_else(|| format!("not a worker report: {line}"))?;
-        let fields: HashMap<&str, &str> = rest
-            .split(' ')
-            .filter_map(|kv| kv.split_once('='))
-            .collect();
-        let num = |name: &str| -> std::result::Result<u64, String> {
-            fields
-                .get(name)
-                .ok_or_else(|| format!("worker report without {name}"))?
-                .parse()
-                .map_err(|e| format!("worker report field {name}: {e}"))
-        };
-        Ok(WorkerReport {
-            process: u32::try_from(num("process")?).map_err(|e| e.to_string())?,
-            tasks: usize::try_from(num("tasks")?).map_err(|e| e.to_string())?,
-            wall_us: num("wall_us")?,
-            records_exchanged: num("records_exchanged")?,
-            bytes_exchanged: num("bytes_exchanged")?,
-            remote_bytes: num("remote_bytes")?,
-            spilled_bytes: num("spilled_bytes")?,
-            memory_budget: num("memory_budget")?,
-            memory_peak: num("memory_peak")?,
-            network_budget: num("network_budget")?,
-            network_granted: num("network_granted")?,
-            peak_rss: num("peak_rss")?,
-            back_pressured_us: num("back_pressured_us")?,
-            idle_us: num("idle_us")?,
-            buffer_size: num("buffer_size")?,
-            in_flight_bytes: num("in_flight_bytes")?,
-            leak_free: fields.get("leak_free") == Some(&"true"),
-        })
-    }
-}
-
 /// What every worker of a job did.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct JobReport {
     /// One report per worker, by process index.
     pub workers: Vec<WorkerReport>,

@@ -193,3 +193,32 @@ fn memory_too_small_for_the_operators_names_the_field() {
         "{error}"
     );
 }
+
+#[test]
+fn fold_gives_one_state_per_task_and_keys_land_where_task_of_key_says() {
+    for slots in [1, 3] {
+        let flow = Dataflow::new();
+        // Per task: (task, records, records whose key belongs to another task).
+        let states = flow
+            .generate(10_000, |i| (i * 31 % 257, i))
+            .key_by(|(k, _)| *k)
+            .partition()
+            .fold(
+                |ctx| (ctx.task(), ctx.parallelism(), 0u64, 0u64),
+                |(task, parallelism, records, misplaced), (key, _)| {
+                    *records += 1;
+                    *misplaced += u64::from(task_of_key(&key, *parallelism) != *task);
+                },
+            )
+            .collect();
+        run(&flow, &config(slots, 16 << 20));
+        let mut states = states.take();
+        states.sort_unstable();
+        assert_eq!(states.len(), slots, "one state per task");
+        assert_eq!(states.iter().map(|s| s.2).sum::<u64>(), 10_000);
+        assert!(states.iter().all(|s| s.3 == 0), "{states:?}");
+        if slots > 1 {
+            assert!(states.iter().all(|s| s.2 > 0), "keys spread: {states:?}");
+        }
+    }
+}

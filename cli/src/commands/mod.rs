@@ -17,9 +17,7 @@ mod network;
 mod sort;
 mod tpch;
 
-use network::{
-    BarrierArgs, BarrierJobArgs, LatencyArgs, LatencyJobArgs, ShuffleArgs, ShuffleJobArgs,
-};
+use network::{BarrierArgs, BarrierJobArgs, LatencyArgs, ShuffleArgs};
 use sort::SortArgs;
 use tpch::{W2Args, W3Args};
 
@@ -103,11 +101,11 @@ pub(crate) enum Gen {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Bench {
-    /// W4: a keyed shuffle of (u64 key, u64 value) records, or larger ones, from 2 source
-    /// tasks to 2 sink tasks.
-    Shuffle(ShuffleArgs),
-    /// W5: end-to-end latency across worker processes at a fixed rate.
-    Latency(LatencyArgs),
+    /// W4: a keyed shuffle of (u64 key, u64 value) records, or larger ones, as a dataflow
+    /// job (default: 2 workers × 1 slot).
+    Shuffle(Box<ShuffleArgs>),
+    /// W5: end-to-end latency across worker processes at a fixed rate, as a dataflow job.
+    Latency(Box<LatencyArgs>),
     /// W6: aligned barriers behind back-pressured data, with and without debloating.
     Barrier(BarrierArgs),
     /// W2a: lineitem GROUP BY l_orderkey: SUM(l_extendedprice), COUNT(*).
@@ -134,10 +132,10 @@ pub(crate) enum WorkerJob {
     Query(Box<QueryWorkerArgs>),
     /// This worker's part of a soak round.
     Soak(Box<SoakWorkerArgs>),
-    /// This worker's source and sink of a W4 shuffle.
-    Shuffle(ShuffleJobArgs),
-    /// This worker's paced source and latency-recording sink of W5.
-    Latency(LatencyJobArgs),
+    /// This worker's part of a W4 shuffle.
+    Shuffle(Box<ShuffleArgs>),
+    /// This worker's part of W5.
+    Latency(Box<LatencyArgs>),
     /// This worker's back-pressured source and slow map of W6.
     Barrier(BarrierJobArgs),
 }
@@ -173,8 +171,8 @@ pub fn run(cli: Cli) -> Result<(), WeirError> {
 fn bench(what: Bench) -> Result<(), WeirError> {
     match what {
         Bench::Soak(args) => soak(&args),
-        Bench::Shuffle(args) => network::shuffle(args),
-        Bench::Latency(args) => network::latency(args),
+        Bench::Shuffle(args) => network::shuffle(&args),
+        Bench::Latency(args) => network::latency(&args),
         Bench::Barrier(args) => network::barrier(args),
         Bench::W2a(args) => tpch::w2(Workload::W2a, args),
         Bench::W2b(args) => tpch::w2(Workload::W2b, args),

@@ -4,17 +4,13 @@
 use std::time::Duration;
 
 use weir::error::WeirError;
-use weir::netstack::FlushMode;
 use weir::netstack::transport::NetworkConfig;
-use weir::workers::LocalCluster;
 
-use crate::workloads::w4_shuffle::{
-    Exchange, ShuffleJob, WorkerReport, combine_workers, flush_name, parse_flush, run_shuffle,
-    run_shuffle_worker,
-};
-use crate::workloads::w5_latency::{
-    LatencyJob, LatencyReport, LatencyWorkerReport, run_latency_worker,
-};
+use crate::args::{ConfigArgs, parse_on_off};
+use crate::cluster::run_worker_processes;
+use crate::report::print_worker_line;
+use crate::workloads::w4_shuffle::{Exchange, ShuffleJob, run_shuffle, run_shuffle_worker};
+use crate::workloads::w5_latency::{LatencyJob, run_latency, run_latency_worker};
 use crate::workloads::w6_barrier::{
     BarrierJob, BarrierReport, BarrierWorkerReport, epoch_after, run_barrier_worker,
 };
@@ -53,135 +49,111 @@ pub(crate) struct BarrierJobArgs {
     pub(crate) epoch_ns: u64,
 }
 
-#[derive(Debug, clap::Args)]
-pub(crate) struct LatencyArgs {
-    /// Worker processes, started locally on loopback (at least 2).
-    #[arg(long, default_value_t = 2)]
-    pub(crate) workers: usize,
-    #[command(flatten)]
-    pub(crate) job: LatencyJobArgs,
-}
-
+/// `weir bench latency` and its workers' part: W5's flags and the job configuration.
 #[derive(Debug, Clone, clap::Args)]
-pub(crate) struct LatencyJobArgs {
+pub(crate) struct LatencyArgs {
     /// Records per second, over all sources.
     #[arg(long)]
     pub(crate) rate: u64,
-    /// When records become readable: every, full, idle, or a buffer timeout like 100ms.
-    #[arg(long, default_value = "100ms", value_parser = parse_flush)]
-    pub(crate) flush: FlushMode,
     /// Seconds the sources emit.
     #[arg(long, default_value_t = 10.0)]
     pub(crate) seconds: f64,
-}
-
-#[derive(Debug, clap::Args)]
-pub(crate) struct ShuffleArgs {
-    /// Worker processes (1: local channels in this process; more: started locally on
-    /// loopback, one source and one sink task each).
-    #[arg(long, default_value_t = 1)]
-    pub(crate) workers: usize,
     #[command(flatten)]
-    pub(crate) job: ShuffleJobArgs,
+    pub(crate) config: ConfigArgs,
 }
 
+impl LatencyArgs {
+    fn job(&self) -> Result<LatencyJob, WeirError> {
+        if !(self.seconds > 0.0 && self.seconds <= 3600.0) {
+            return Err(WeirError::Usage {
+                message: format!("--seconds {}: above 0 and at most 3600", self.seconds),
+            });
+        }
+        Ok(LatencyJob {
+            rate: self.rate,
+            duration: Duration::from_secs_f64(self.seconds),
+            config: self.config.to_config()?,
+        })
+    }
+
+    /// The arguments as a worker's command line.
+    fn to_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "latency".to_owned(),
+            format!("--rate={}", self.rate),
+            format!("--seconds={}", self.seconds),
+        ];
+        args.extend(self.config.to_args());
+        args
+    }
+}
+
+/// `weir bench shuffle` and its workers' part: W4's flags and the job configuration.
 #[derive(Debug, Clone, clap::Args)]
-pub(crate) struct ShuffleJobArgs {
-    /// How records go from sources to sinks: hash (by key), forward, rebalance, rescale
-    /// or broadcast.
+pub(crate) struct ShuffleArgs {
+    /// How records go from sources to sinks: hash (by key), rebalance, broadcast or gather.
     #[arg(long, default_value = "hash", value_parser = Exchange::parse)]
     pub(crate) exchange: Exchange,
     /// Records in total.
     #[arg(long, default_value_t = 10_000_000)]
     pub(crate) records: u64,
-    /// Bytes per record (at least 16: the u64 key and the u64 value).
+    /// Bytes per record, encoded (at least 16: the u64 key and the u64 value).
     #[arg(long, default_value_t = 16)]
     pub(crate) record_size: usize,
-    /// When records become readable: every, full, idle, or a buffer timeout like 100ms.
-    #[arg(long, default_value = "100ms", value_parser = parse_flush)]
-    pub(crate) flush: FlushMode,
     /// Seed of the keys.
     #[arg(long, default_value_t = 42)]
     pub(crate) seed: u64,
-    /// Fail when a peer worker sends nothing for this long (stopped, hung or partitioned):
-    /// seconds or a duration like 500ms (default 10s).
-    #[arg(long, value_parser = crate::args::parse_peer_timeout)]
-    pub(crate) peer_timeout: Option<Duration>,
+    #[command(flatten)]
+    pub(crate) config: ConfigArgs,
 }
 
-impl ShuffleJobArgs {
-    fn job(&self, workers: usize) -> ShuffleJob {
-        ShuffleJob {
+impl ShuffleArgs {
+    fn job(&self) -> Result<ShuffleJob, WeirError> {
+        Ok(ShuffleJob {
             records: self.records,
             record_bytes: self.record_size,
-            flush: self.flush,
             seed: self.seed,
-            workers,
             exchange: self.exchange,
-            ..ShuffleJob::default()
-        }
+            config: self.config.to_config()?,
+        })
     }
 
     /// The arguments as a worker's command line.
     fn to_args(&self) -> Vec<String> {
         let mut args = vec![
             "shuffle".to_owned(),
-            "--records".to_owned(),
-            self.records.to_string(),
-            "--record-size".to_owned(),
-            self.record_size.to_string(),
-            "--flush".to_owned(),
-            flush_name(self.flush),
-            "--seed".to_owned(),
-            self.seed.to_string(),
-            "--exchange".to_owned(),
-            self.exchange.name().to_owned(),
+            format!("--exchange={}", self.exchange.name()),
+            format!("--records={}", self.records),
+            format!("--record-size={}", self.record_size),
+            format!("--seed={}", self.seed),
         ];
-        if let Some(timeout) = self.peer_timeout {
-            args.extend([
-                "--peer-timeout".to_owned(),
-                format!("{}ms", timeout.as_millis()),
-            ]);
-        }
+        args.extend(self.config.to_args());
         args
     }
 }
 
-pub(super) fn shuffle(args: ShuffleArgs) -> Result<(), WeirError> {
-    if !(1..=64).contains(&args.workers) {
-        return Err(WeirError::Usage {
-            message: format!("--workers {}: 1 to 64", args.workers),
-        });
-    }
-    let job = args.job.job(args.workers);
+pub(super) fn shuffle(args: &ShuffleArgs) -> Result<(), WeirError> {
+    let job = args.job()?;
     let progress = crate::progress::Progress::elapsed(format!(
-        "shuffling {} records across {} worker(s)",
-        job.records, job.workers
+        "shuffling {} records across {} worker(s) × {} slot(s)",
+        job.records, job.config.workers, job.config.slots
     ));
-    let report = if args.workers == 1 {
-        run_shuffle(&job)?
-    } else {
-        let reports = run_local_workers(
-            args.workers,
-            &args.job.to_args(),
-            Duration::from_secs(3600),
-            WorkerReport::parse,
-        )?;
-        combine_workers(&job, &reports)
-    };
+    let report = run_shuffle(&job, &args.to_args())?;
     drop(progress);
     eprintln!(
-        "weir bench shuffle: {} records of {} bytes across {} worker(s) in {:.3} s: \
-         {:.1} M records/s, {:.2} GB/s; sources back-pressured {:.3} s",
-        report.records_received,
-        job.record_bytes,
-        job.workers,
+        "weir bench shuffle: {} records of {} bytes, {} exchange, {} source and {} sink tasks \
+         in {:.3} s: {:.1} M records/s, {:.2} GB/s; sources back-pressured {:.3} s",
+        report.records,
+        report.record_bytes,
+        report.exchange,
+        report.sources,
+        report.sinks,
         report.wall_s,
-        report.records_per_s() / 1e6,
-        report.records_per_s() * job.record_bytes as f64 / 1e9,
+        report.records_per_s / 1e6,
+        report.bytes_per_s / 1e9,
         report.back_pressured_s,
     );
-    println!("{}", report.to_json(&job));
+    println!("{}", report.to_json());
     if !report.valid {
         return Err(WeirError::WrongAnswer {
             detail: "the shuffle lost, duplicated or misplaced records".to_owned(),
@@ -193,84 +165,30 @@ pub(super) fn shuffle(args: ShuffleArgs) -> Result<(), WeirError> {
 pub(super) fn shuffle_worker(
     process: u32,
     peers: Vec<std::net::SocketAddr>,
-    args: &ShuffleJobArgs,
+    args: &ShuffleArgs,
 ) -> Result<(), WeirError> {
-    let job = args.job(peers.len());
-    let mut network = NetworkConfig::new(process, peers);
-    if let Some(timeout) = args.peer_timeout {
-        network = network.with_peer_timeout(timeout);
-    }
-    let report = run_shuffle_worker(&job, network)?;
-    weir::lifecycle::print_line(&report.to_line())
+    let report = run_shuffle_worker(&args.job()?, NetworkConfig::new(process, peers))?;
+    print_worker_line(&report)
 }
 
-impl LatencyJobArgs {
-    fn job(&self, workers: usize) -> Result<LatencyJob, WeirError> {
-        if !(self.seconds > 0.0 && self.seconds <= 3600.0) {
-            return Err(WeirError::Usage {
-                message: format!("--seconds {}: above 0 and at most 3600", self.seconds),
-            });
-        }
-        Ok(LatencyJob {
-            rate: self.rate,
-            duration: Duration::from_secs_f64(self.seconds),
-            flush: self.flush,
-            workers,
-        })
-    }
-
-    fn to_args(&self) -> Vec<String> {
-        vec![
-            "latency".to_owned(),
-            "--rate".to_owned(),
-            self.rate.to_string(),
-            "--flush".to_owned(),
-            flush_name(self.flush),
-            "--seconds".to_owned(),
-            self.seconds.to_string(),
-        ]
-    }
-}
-
-pub(super) fn latency(args: LatencyArgs) -> Result<(), WeirError> {
-    if !(2..=64).contains(&args.workers) {
-        return Err(WeirError::Usage {
-            message: format!(
-                "--workers {}: 2 to 64 (latency is measured across processes)",
-                args.workers
-            ),
-        });
-    }
-    let job = args.job.job(args.workers)?;
-    if job.rate == 0 {
-        return Err(WeirError::Usage {
-            message: "--rate 0: at least 1 record per second".to_owned(),
-        });
-    }
-    let timeout = job.duration + Duration::from_secs(120);
-    let reports = run_local_workers(
-        args.workers,
-        &args.job.to_args(),
-        timeout,
-        LatencyWorkerReport::parse,
-    )?;
-    let report = LatencyReport::merge(&reports)?;
+pub(super) fn latency(args: &LatencyArgs) -> Result<(), WeirError> {
+    let job = args.job()?;
+    let report = run_latency(&job, &args.to_args())?;
     eprintln!(
         "weir bench latency: {} records at {}/s, flush {}: p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms",
-        report.latencies.len(),
-        job.rate,
-        flush_name(job.flush),
-        report.quantile_ms(0.5),
-        report.quantile_ms(0.99),
-        report.quantile_ms(0.999),
+        report.records,
+        report.rate,
+        report.flush,
+        report.latency_p50_ms,
+        report.latency_p99_ms,
+        report.latency_p999_ms,
     );
-    println!("{}", report.to_json(&job));
-    if report.latencies.len() != report.sent {
+    println!("{}", report.to_json());
+    if !report.valid {
         return Err(WeirError::WrongAnswer {
             detail: format!(
-                "{} records sent, {} latencies recorded",
-                report.sent,
-                report.latencies.len()
+                "{} latencies recorded, not one per record the sources must send",
+                report.records
             ),
         });
     }
@@ -280,19 +198,10 @@ pub(super) fn latency(args: LatencyArgs) -> Result<(), WeirError> {
 pub(super) fn latency_worker(
     process: u32,
     peers: Vec<std::net::SocketAddr>,
-    args: &LatencyJobArgs,
+    args: &LatencyArgs,
 ) -> Result<(), WeirError> {
-    let job = args.job(peers.len())?;
-    let report = run_latency_worker(&job, NetworkConfig::new(process, peers))?;
-    weir::lifecycle::print_line(&report.to_line())
-}
-
-fn parse_on_off(text: &str) -> Result<bool, String> {
-    match text {
-        "on" => Ok(true),
-        "off" => Ok(false),
-        _ => Err(format!("{text:?}: expected on or off")),
-    }
+    let report = run_latency_worker(&args.job()?, NetworkConfig::new(process, peers))?;
+    print_worker_line(&report)
 }
 
 impl BarrierJobArgs {
@@ -370,12 +279,8 @@ pub(super) fn barrier(args: BarrierArgs) -> Result<(), WeirError> {
     // Workers connect within a second or two; the sources start together at the epoch.
     let epoch = epoch_after(Duration::from_secs(2));
     let timeout = job.duration + Duration::from_secs(300);
-    let reports = run_local_workers(
-        args.workers,
-        &args.job.to_args(epoch),
-        timeout,
-        BarrierWorkerReport::parse,
-    )?;
+    let reports: Vec<BarrierWorkerReport> =
+        run_worker_processes(args.workers, &args.job.to_args(epoch), timeout)?;
     let report = BarrierReport::combine(&reports);
     eprintln!(
         "weir bench barrier: debloat {}, warm-up {:.0} s of {:.0} s, {} barriers measured: \
@@ -430,22 +335,5 @@ pub(super) fn barrier_worker(
         job.epoch_ns = epoch_after(Duration::from_secs(1));
     }
     let report = run_barrier_worker(&job, NetworkConfig::new(process, peers))?;
-    weir::lifecycle::print_line(&report.to_line())
-}
-
-/// Starts `workers` worker processes of this executable on loopback with `job_args` and
-/// parses each one's report (its last stdout line) with `parse`.
-fn run_local_workers<R>(
-    workers: usize,
-    job_args: &[String],
-    timeout: Duration,
-    parse: fn(&str) -> Result<R, String>,
-) -> Result<Vec<R>, WeirError> {
-    let cluster = LocalCluster::new(workers)?;
-    let exe = std::env::current_exe().map_err(|e| WeirError::file("find", "weir", e))?;
-    cluster
-        .run(&exe, job_args, timeout)?
-        .iter()
-        .map(|line| parse(line).map_err(|message| WeirError::Worker { message }))
-        .collect()
+    print_worker_line(&report)
 }

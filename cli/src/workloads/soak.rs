@@ -456,8 +456,7 @@ pub fn soak_worker(
             detail: format!("soak round {}: {problem}", args.round),
         });
     }
-    weir::lifecycle::print_line(&report.to_line())?;
-    Ok(())
+    crate::report::print_worker_line(&report)
 }
 
 /// Runs the soak: rounds until the time is up, a line per round, then a summary and the
@@ -518,8 +517,7 @@ pub fn soak(args: &SoakArgs) -> Result<()> {
         let wall = round_started.elapsed().as_secs_f64();
         let mut workers = vec![mine];
         for line in lines {
-            workers
-                .push(WorkerReport::parse(&line).map_err(|message| WeirError::Worker { message })?);
+            workers.push(crate::report::parse_worker_line(&line)?);
         }
         let report = RoundReport {
             round,
@@ -588,15 +586,27 @@ pub fn soak(args: &SoakArgs) -> Result<()> {
         mib(last),
         mib(rss_max),
     );
-    println!(
-        "{{\"workload\":\"soak\",\"rounds\":{},\"wall_s\":{wall:.1},\"records_per_s\":{:.0},\
-         \"rss_first_mib\":{:.1},\"rss_last_mib\":{:.1},\"peak_rss_mib\":{:.1},\"inflight_bytes_max\":{in_flight},\
-         \"valid\":true}}",
-        rounds.len(),
-        records as f64 / wall,
-        mib(first),
-        mib(last),
-        mib(rss_max),
-    );
+    #[derive(serde::Serialize)]
+    struct Line {
+        rounds: usize,
+        wall_s: f64,
+        records_per_s: f64,
+        rss_first_mib: f64,
+        rss_last_mib: f64,
+        peak_rss_mib: f64,
+        inflight_bytes_max: u64,
+        valid: bool,
+    }
+    let line = Line {
+        rounds: rounds.len(),
+        wall_s: crate::report::round(wall, 1),
+        records_per_s: (records as f64 / wall).round(),
+        rss_first_mib: crate::report::round(mib(first), 1),
+        rss_last_mib: crate::report::round(mib(last), 1),
+        peak_rss_mib: crate::report::round(mib(rss_max), 1),
+        inflight_bytes_max: in_flight,
+        valid: true,
+    };
+    println!("{}", crate::report::Report::new("soak", line).to_json());
     Ok(())
 }

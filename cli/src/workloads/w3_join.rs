@@ -41,6 +41,7 @@ use weir_kernel::memory::{MemoryManager, Owner};
 use weir_kernel::spill::SpillStore;
 
 use crate::constants::{W3_PROBE_BATCH_ROWS, W3_VERIFY_BATCH_KEYS, W3_VERIFY_BATCHES_IN_FLIGHT};
+use crate::report::{Report, round};
 use crate::tpch::lineitem::{EXTENDEDPRICE, ORDERKEY, i64_at};
 use crate::tpch::q1::decimal;
 use crate::tpch::{Order, ROW_BYTES_MAX, Table, TableScan, orders};
@@ -139,38 +140,52 @@ pub struct W3Report {
 impl W3Report {
     /// The one-line JSON summary of docs/WORKLOADS.md, with the join's counters.
     pub fn to_json(&self, job: &W3Job) -> String {
-        let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
+        #[derive(serde::Serialize)]
+        struct Line<'a> {
+            threads: usize,
+            budget_mib: f64,
+            wall_s: f64,
+            verify_s: f64,
+            peak_rss_mib: f64,
+            spilled_bytes: u64,
+            partitions: u64,
+            partitions_spilled: u64,
+            recursion_depth_max: u64,
+            sort_merge_fallbacks: u64,
+            bloom_filtered: u64,
+            build: &'a str,
+            build_records: u64,
+            probe_records: u64,
+            records: u64,
+            sum_extendedprice: String,
+            io_backend: &'a str,
+            agrees_with_second_scan: bool,
+            valid: bool,
+        }
+        let mib = |bytes: u64| round(bytes as f64 / f64::from(1 << 20), 1);
         let stats = &self.stats;
-        format!(
-            concat!(
-                "{{\"workload\":\"W3\",\"system\":\"weir\",\"threads\":{},\"budget_mib\":{},",
-                "\"wall_s\":{:.3},\"verify_s\":{:.3},\"peak_rss_mib\":{:.1},\"spilled_bytes\":{},",
-                "\"partitions\":{},\"partitions_spilled\":{},\"recursion_depth_max\":{},",
-                "\"sort_merge_fallbacks\":{},\"bloom_filtered\":{},\"build\":\"{}\",",
-                "\"build_records\":{},\"probe_records\":{},\"records\":{},",
-                "\"sum_extendedprice\":\"{}\",\"io_backend\":\"{}\",",
-                "\"agrees_with_second_scan\":{},\"valid\":{}}}"
-            ),
-            job.threads,
-            mib(job.memory_bytes),
-            self.wall_s,
-            self.verify_s,
-            mib(self.peak_rss_bytes),
-            stats.spilled_bytes,
-            self.partitions,
-            stats.partitions_spilled,
-            stats.recursion_depth_max,
-            stats.sort_merge_fallbacks,
-            stats.bloom_filtered,
-            job.build.name(),
-            stats.build_records,
-            stats.probe_records,
-            self.answer.count,
-            decimal(self.answer.sum_cents, 2),
-            self.io_backend,
-            self.agrees_with_second_scan,
-            self.valid,
-        )
+        let line = Line {
+            threads: job.threads,
+            budget_mib: mib(job.memory_bytes),
+            wall_s: round(self.wall_s, 3),
+            verify_s: round(self.verify_s, 3),
+            peak_rss_mib: mib(self.peak_rss_bytes),
+            spilled_bytes: stats.spilled_bytes,
+            partitions: self.partitions as u64,
+            partitions_spilled: stats.partitions_spilled,
+            recursion_depth_max: stats.recursion_depth_max,
+            sort_merge_fallbacks: stats.sort_merge_fallbacks,
+            bloom_filtered: stats.bloom_filtered,
+            build: job.build.name(),
+            build_records: stats.build_records,
+            probe_records: stats.probe_records,
+            records: self.answer.count,
+            sum_extendedprice: decimal(self.answer.sum_cents, 2),
+            io_backend: &self.io_backend,
+            agrees_with_second_scan: self.agrees_with_second_scan,
+            valid: self.valid,
+        };
+        Report::new("W3", line).to_json()
     }
 }
 

@@ -22,15 +22,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use weir_kernel::constants::SEGMENT_SIZE_DEFAULT;
+use weir_kernel::memory::{MemoryConfig, MemoryManager};
+use weir_netstack::constants::EVENT_SEGMENTS;
 use weir_netstack::debloat::{DebloatConfig, SystemClock};
 use weir_netstack::partition::HashSelector;
-use weir_netstack::transport::NetworkConfig;
+use weir_netstack::transport::{NetworkConfig, NetworkService, PartitionId};
 use weir_netstack::{
     ChannelIndex, DataType, GateHandler, GateReader, InputGate, NetError, NetworkBuffer,
     RecordWriter, TaskTimeMeter,
 };
+use weir_netstack::{
+    ChannelSource, ExchangeBuffers, ExchangeEnvironment, NetworkBufferPool, ResultPartition,
+    SubpartitionIndex,
+};
 
-use crate::workloads::w4_shuffle::{WorkerExchange, worker_exchange};
 use crate::workloads::w6_report::TaskMsPerSecond;
 pub use crate::workloads::w6_report::{BarrierReport, BarrierWorkerReport};
 use weir::error::{Result, WeirError};
@@ -80,7 +86,8 @@ fn key_hash(record: &[u8]) -> u32 {
 ///
 /// # Errors
 ///
-/// As [`crate::workloads::w4_shuffle::run_shuffle_worker`]; an invalid debloating configuration.
+/// The transport's startup and failures (a peer lost mid-stream is an error naming the
+/// peer); memory the budget cannot grant; an invalid debloating configuration.
 ///
 /// # Panics
 ///
@@ -404,4 +411,76 @@ fn window_step(
 /// Wall-clock nanoseconds `delay` from now: the epoch a launcher hands its workers.
 pub fn epoch_after(delay: Duration) -> u64 {
     now_ns() + u64::try_from(delay.as_nanos()).unwrap_or(0)
+}
+
+/// One worker's end of an all-to-all exchange: its memory, network grant and transport,
+/// its output partition (one subpartition per worker, registered as dataset 0) and its
+/// input gate (one channel per worker: local for its own partition, remote for the
+/// others').
+#[derive(Debug)]
+pub struct WorkerExchange {
+    /// The worker's memory manager (network grant and incoming events).
+    pub manager: MemoryManager,
+    /// The network grant.
+    pub grant: NetworkBufferPool,
+    /// The transport.
+    pub service: NetworkService,
+    /// The worker's output.
+    pub partition: ResultPartition,
+    /// The worker's input.
+    pub gate: InputGate,
+}
+
+/// Sets up one worker's end of an all-to-all exchange between `config.peers` workers,
+/// with the netstack's default buffers per channel and per gate.
+///
+/// # Errors
+///
+/// The transport's startup (peers that cannot be reached); memory the budget cannot
+/// grant.
+///
+/// # Panics
+///
+/// When there are more than `u32::MAX` workers.
+pub fn worker_exchange(config: NetworkConfig) -> Result<WorkerExchange> {
+    let workers = config.peers.len();
+    let process = config.process;
+    let buffers = ExchangeBuffers::default();
+    let segments =
+        ExchangeBuffers::partition_segments(workers) + buffers.gate_segments(workers - 1);
+    let manager = MemoryManager::new(MemoryConfig::with_budget(
+        (segments + EVENT_SEGMENTS) * SEGMENT_SIZE_DEFAULT,
+    ))?;
+    let owner = manager.owner("network");
+    let grant = NetworkBufferPool::new(&owner, segments)?;
+    let service = NetworkService::start(config, manager.owner("network events"))?;
+    let env = ExchangeEnvironment::new(&grant, Some(&service), buffers);
+    let id = |producer| PartitionId {
+        dataset: 0,
+        producer,
+    };
+    let partition = env.partition(id(process), workers)?;
+    let sources = (0..workers)
+        .map(|producer| {
+            let producer = u32::try_from(producer).expect("few workers");
+            match producer == process {
+                true => ChannelSource::Local(
+                    partition.subpartition(SubpartitionIndex::from_usize(process as usize)),
+                ),
+                false => ChannelSource::Remote {
+                    peer: producer,
+                    partition: id(producer),
+                    subpartition: process,
+                },
+            }
+        })
+        .collect();
+    let gate = env.gate(sources)?;
+    Ok(WorkerExchange {
+        manager,
+        grant,
+        service,
+        partition,
+        gate,
+    })
 }

@@ -8,10 +8,13 @@
 //! throughput, so the time to consume reads 0), and where the map's and the source's time went
 //! (busy / idle / back-pressured milliseconds per second, Flink's task metrics).
 
+use serde::{Deserialize, Serialize};
 use weir_netstack::TaskTimes;
 
+use crate::report::{Report, round};
+
 /// Gate samples of one worker over the measured window (every 100 ms).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct GateSamples {
     /// Samples taken.
     pub count: u64,
@@ -53,7 +56,7 @@ impl GateSamples {
 }
 
 /// Busy / idle / back-pressured milliseconds per second of one task.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskMsPerSecond {
     /// Busy ms per second.
     pub busy: u32,
@@ -73,8 +76,9 @@ impl From<TaskTimes> for TaskMsPerSecond {
     }
 }
 
-/// One worker's measurements over the window after the warm-up.
-#[derive(Debug, Clone, PartialEq, Default)]
+/// One worker's measurements over the window after the warm-up (its last line to the
+/// launcher, through [`crate::report::worker_line`]).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct BarrierWorkerReport {
     /// This worker's process index.
     pub process: u32,
@@ -100,147 +104,55 @@ pub struct BarrierWorkerReport {
     pub source: TaskMsPerSecond,
 }
 
-const LINE_PREFIX: &str = "barrier-report ";
-
 impl BarrierWorkerReport {
-    /// One line for the launcher.
-    pub fn to_line(&self) -> String {
-        let list = |values: &[u64]| {
-            let strings: Vec<String> = values.iter().map(u64::to_string).collect();
-            strings.join(",")
-        };
+    /// This gate's figures for the job's JSON line.
+    fn summary(&self) -> GateSummary {
         let g = &self.gate;
-        format!(
-            "{LINE_PREFIX}process={} records={} window_us={} buffer_size={} samples={} \
-             size_sum={} in_use_sum={} inflight_sum={} inflight_max={} ttc_sum={} ttc_max={} \
-             map={},{},{} source={},{},{} delays={} alignments={} injection_lags={}",
-            self.process,
-            self.records,
-            self.window_us,
-            self.buffer_size,
-            g.count,
-            g.buffer_size_sum,
-            g.buffers_in_use_sum,
-            g.inflight_sum,
-            g.inflight_max,
-            g.time_to_consume_ms_sum,
-            g.time_to_consume_ms_max,
-            self.map.busy,
-            self.map.idle,
-            self.map.back_pressured,
-            self.source.busy,
-            self.source.idle,
-            self.source.back_pressured,
-            list(&self.delays_ns),
-            list(&self.alignments_ns),
-            list(&self.injection_lags_ns),
-        )
-    }
-
-    /// Parses [`to_line`](Self::to_line)'s output.
-    ///
-    /// # Errors
-    ///
-    /// A message naming what is malformed.
-    pub fn parse(line: &str) -> std::result::Result<BarrierWorkerReport, String> {
-        let malformed = || format!("not a barrier report: {line:?}");
-        let rest = line.strip_prefix(LINE_PREFIX).ok_or_else(malformed)?;
-        let mut report = BarrierWorkerReport {
-            process: u32::MAX,
-            ..BarrierWorkerReport::default()
-        };
-        for field in rest.split(' ') {
-            let (name, value) = field.split_once('=').ok_or_else(malformed)?;
-            let list = || -> std::result::Result<Vec<u64>, String> {
-                value
-                    .split(',')
-                    .filter(|v| !v.is_empty())
-                    .map(|v| v.parse().map_err(|_| malformed()))
-                    .collect()
-            };
-            let number = || value.parse::<u64>().map_err(|_| malformed());
-            let task = || -> std::result::Result<TaskMsPerSecond, String> {
-                let parts = list()?;
-                let part = |i: usize| {
-                    parts
-                        .get(i)
-                        .and_then(|&v| u32::try_from(v).ok())
-                        .ok_or_else(malformed)
-                };
-                Ok(TaskMsPerSecond {
-                    busy: part(0)?,
-                    idle: part(1)?,
-                    back_pressured: part(2)?,
-                })
-            };
-            match name {
-                "process" => report.process = u32::try_from(number()?).map_err(|_| malformed())?,
-                "records" => report.records = number()?,
-                "window_us" => report.window_us = number()?,
-                "buffer_size" => {
-                    report.buffer_size = usize::try_from(number()?).map_err(|_| malformed())?
-                }
-                "samples" => report.gate.count = number()?,
-                "size_sum" => report.gate.buffer_size_sum = number()?,
-                "in_use_sum" => report.gate.buffers_in_use_sum = number()?,
-                "inflight_sum" => report.gate.inflight_sum = number()?,
-                "inflight_max" => report.gate.inflight_max = number()?,
-                "ttc_sum" => report.gate.time_to_consume_ms_sum = number()?,
-                "ttc_max" => report.gate.time_to_consume_ms_max = number()?,
-                "map" => report.map = task()?,
-                "source" => report.source = task()?,
-                "delays" => report.delays_ns = list()?,
-                "alignments" => report.alignments_ns = list()?,
-                "injection_lags" => report.injection_lags_ns = list()?,
-                _ => return Err(malformed()),
-            }
+        let task = |t: &TaskMsPerSecond| [t.busy, t.idle, t.back_pressured];
+        GateSummary {
+            process: self.process,
+            barriers: self.delays_ns.len(),
+            barrier_delay_p50_ms: quantile_ms(&sorted(&self.delays_ns), 0.5),
+            barrier_delay_p99_ms: quantile_ms(&sorted(&self.delays_ns), 0.99),
+            alignment_p50_ms: quantile_ms(&sorted(&self.alignments_ns), 0.5),
+            alignment_p99_ms: quantile_ms(&sorted(&self.alignments_ns), 0.99),
+            injection_lag_p99_ms: quantile_ms(&sorted(&self.injection_lags_ns), 0.99),
+            buffer_size_bytes: self.buffer_size,
+            buffer_size_bytes_mean: g.mean(g.buffer_size_sum).round(),
+            buffers_in_use_mean: round(g.mean(g.buffers_in_use_sum), 1),
+            inflight_bytes_mean: g.mean(g.inflight_sum).round(),
+            inflight_bytes_max: g.inflight_max,
+            time_to_consume_ms_mean: g.mean(g.time_to_consume_ms_sum).round(),
+            time_to_consume_ms_max: g.time_to_consume_ms_max,
+            records_per_s: (self.records as f64 * 1e6 / self.window_us.max(1) as f64).round(),
+            map_ms_per_s: task(&self.map),
+            source_ms_per_s: task(&self.source),
         }
-        if report.process == u32::MAX {
-            return Err(malformed());
-        }
-        Ok(report)
     }
+}
 
-    /// This gate's JSON object.
-    fn to_json(&self) -> String {
-        let g = &self.gate;
-        format!(
-            concat!(
-                "{{\"process\":{},\"barriers\":{},\"barrier_delay_p50_ms\":{:.1},",
-                "\"barrier_delay_p99_ms\":{:.1},\"alignment_p50_ms\":{:.1},",
-                "\"alignment_p99_ms\":{:.1},\"injection_lag_p99_ms\":{:.1},",
-                "\"buffer_size_bytes\":{},",
-                "\"buffer_size_bytes_mean\":{:.0},\"buffers_in_use_mean\":{:.1},",
-                "\"inflight_bytes_mean\":{:.0},\"inflight_bytes_max\":{},",
-                "\"time_to_consume_ms_mean\":{:.0},\"time_to_consume_ms_max\":{},",
-                "\"records_per_s\":{:.0},",
-                "\"map_busy_ms_per_s\":{},\"map_idle_ms_per_s\":{},",
-                "\"map_back_pressured_ms_per_s\":{},\"source_busy_ms_per_s\":{},",
-                "\"source_idle_ms_per_s\":{},\"source_back_pressured_ms_per_s\":{}}}"
-            ),
-            self.process,
-            self.delays_ns.len(),
-            quantile_ms(&sorted(&self.delays_ns), 0.5),
-            quantile_ms(&sorted(&self.delays_ns), 0.99),
-            quantile_ms(&sorted(&self.alignments_ns), 0.5),
-            quantile_ms(&sorted(&self.alignments_ns), 0.99),
-            quantile_ms(&sorted(&self.injection_lags_ns), 0.99),
-            self.buffer_size,
-            g.mean(g.buffer_size_sum),
-            g.mean(g.buffers_in_use_sum),
-            g.mean(g.inflight_sum),
-            g.inflight_max,
-            g.mean(g.time_to_consume_ms_sum),
-            g.time_to_consume_ms_max,
-            self.records as f64 * 1e6 / self.window_us.max(1) as f64,
-            self.map.busy,
-            self.map.idle,
-            self.map.back_pressured,
-            self.source.busy,
-            self.source.idle,
-            self.source.back_pressured,
-        )
-    }
+/// One gate's figures in W6's JSON line.
+#[derive(Debug, Clone, Serialize)]
+struct GateSummary {
+    process: u32,
+    barriers: usize,
+    barrier_delay_p50_ms: f64,
+    barrier_delay_p99_ms: f64,
+    alignment_p50_ms: f64,
+    alignment_p99_ms: f64,
+    injection_lag_p99_ms: f64,
+    buffer_size_bytes: usize,
+    buffer_size_bytes_mean: f64,
+    buffers_in_use_mean: f64,
+    inflight_bytes_mean: f64,
+    inflight_bytes_max: u64,
+    time_to_consume_ms_mean: f64,
+    time_to_consume_ms_max: u64,
+    records_per_s: f64,
+    /// Busy, idle and back-pressured ms per second of the slow map.
+    map_ms_per_s: [u32; 3],
+    /// The same of the source.
+    source_ms_per_s: [u32; 3],
 }
 
 fn sorted(values: &[u64]) -> Vec<u64> {
@@ -256,7 +168,7 @@ fn quantile_ms(sorted_ns: &[u64], quantile: f64) -> f64 {
         return 0.0;
     }
     let rank = ((quantile * sorted_ns.len() as f64).ceil() as usize).clamp(1, sorted_ns.len());
-    sorted_ns[rank - 1] as f64 / 1e6
+    round(sorted_ns[rank - 1] as f64 / 1e6, 1)
 }
 
 /// The job's result over every worker.
@@ -311,36 +223,56 @@ impl BarrierReport {
 
     /// The docs/WORKLOADS.md JSON line: the job's figures, then one object per gate.
     pub fn to_json(&self, job: &crate::workloads::w6_barrier::BarrierJob) -> String {
-        let gates: Vec<String> = self.workers.iter().map(|w| w.to_json()).collect();
-        format!(
-            concat!(
-                "{{\"workload\":\"W6\",\"system\":\"weir\",\"workers\":{},\"debloat\":{},",
-                "\"target_ms\":{},\"busy_us\":{},\"seconds\":{},\"warmup_s\":{},",
-                "\"measured_s\":{},\"barriers\":{},",
-                "\"barrier_delay_p50_ms\":{:.1},\"barrier_delay_p99_ms\":{:.1},",
-                "\"alignment_p50_ms\":{:.1},\"alignment_p99_ms\":{:.1},",
-                "\"inflight_bytes_max\":{},\"buffer_size_bytes\":{},",
-                "\"records_per_s\":{:.0},\"valid\":{},\"gates\":[{}]}}"
-            ),
-            self.workers.len(),
-            job.debloat,
-            job.target.as_millis(),
-            job.busy.as_micros(),
-            job.duration.as_secs_f64(),
-            job.warmup.as_secs_f64(),
-            job.duration.saturating_sub(job.warmup).as_secs_f64(),
-            self.delays_ns.len(),
-            self.quantile_ms(0.5),
-            self.quantile_ms(0.99),
-            self.alignment_quantile_ms(0.5),
-            self.alignment_quantile_ms(0.99),
-            self.inflight_max,
-            self.buffer_size,
-            self.records_per_s,
-            !self.delays_ns.is_empty(),
-            gates.join(","),
+        Report::new(
+            "W6",
+            BarrierSummary {
+                workers: self.workers.len(),
+                debloat: job.debloat,
+                target_ms: job.target.as_millis(),
+                busy_us: job.busy.as_micros(),
+                seconds: job.duration.as_secs_f64(),
+                warmup_s: job.warmup.as_secs_f64(),
+                measured_s: job.duration.saturating_sub(job.warmup).as_secs_f64(),
+                barriers: self.delays_ns.len(),
+                barrier_delay_p50_ms: self.quantile_ms(0.5),
+                barrier_delay_p99_ms: self.quantile_ms(0.99),
+                alignment_p50_ms: self.alignment_quantile_ms(0.5),
+                alignment_p99_ms: self.alignment_quantile_ms(0.99),
+                inflight_bytes_max: self.inflight_max,
+                buffer_size_bytes: self.buffer_size,
+                records_per_s: self.records_per_s.round(),
+                valid: !self.delays_ns.is_empty(),
+                gates: self
+                    .workers
+                    .iter()
+                    .map(BarrierWorkerReport::summary)
+                    .collect(),
+            },
         )
+        .to_json()
     }
+}
+
+/// W6's JSON line.
+#[derive(Debug, Clone, Serialize)]
+struct BarrierSummary {
+    workers: usize,
+    debloat: bool,
+    target_ms: u128,
+    busy_us: u128,
+    seconds: f64,
+    warmup_s: f64,
+    measured_s: f64,
+    barriers: usize,
+    barrier_delay_p50_ms: f64,
+    barrier_delay_p99_ms: f64,
+    alignment_p50_ms: f64,
+    alignment_p99_ms: f64,
+    inflight_bytes_max: u64,
+    buffer_size_bytes: usize,
+    records_per_s: f64,
+    valid: bool,
+    gates: Vec<GateSummary>,
 }
 
 #[cfg(test)]
@@ -377,7 +309,8 @@ mod tests {
                 back_pressured: 980,
             },
         };
-        let parsed = BarrierWorkerReport::parse(&report.to_line()).unwrap();
+        let parsed: BarrierWorkerReport =
+            crate::report::parse_worker_line(&crate::report::worker_line(&report)).unwrap();
         assert_eq!(parsed, report);
         let combined = BarrierReport::combine(&[report, parsed]);
         assert_eq!(
@@ -389,15 +322,12 @@ mod tests {
         assert!((combined.alignment_quantile_ms(0.99) - 2.0).abs() < 1e-9);
         assert!((combined.records_per_s - 2000.0).abs() < 1e-6);
         assert_eq!(combined.inflight_max, 90_000);
-        let gate = combined.workers[0].to_json();
+        let gate = serde_json::to_string(&combined.workers[0].summary()).unwrap();
         assert!(gate.contains("\"buffers_in_use_mean\":20.0"), "{gate}");
-        assert!(gate.contains("\"map_busy_ms_per_s\":990"), "{gate}");
+        assert!(gate.contains("\"map_ms_per_s\":[990,10,0]"), "{gate}");
         assert!(gate.contains("\"injection_lag_p99_ms\":0.3"), "{gate}");
-        assert!(
-            gate.contains("\"source_back_pressured_ms_per_s\":980"),
-            "{gate}"
-        );
-        assert!(BarrierWorkerReport::parse("barrier-report records=1").is_err());
-        assert!(BarrierWorkerReport::parse("barrier-report process=0 map=1,2").is_err());
+        assert!(gate.contains("\"source_ms_per_s\":[20,0,980]"), "{gate}");
+        let bad = "{\"process\":0,\"map\":[1,2]}";
+        assert!(crate::report::parse_worker_line::<BarrierWorkerReport>(bad).is_err());
     }
 }

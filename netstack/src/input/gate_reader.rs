@@ -332,7 +332,15 @@ mod tests {
                 .all(|(i, r)| r[..] == [i as u8])
         );
         assert_eq!(from_a[50].len(), 5000, "a record spanning buffers");
-        assert_eq!(seen.records.last().unwrap(), &(1, b"late".to_vec()));
+        // Channels interleave as the scheduler pleases (under Miri the 20 ms pause may end
+        // before channel 0 is drained): only each channel's own order is promised.
+        let from_b: Vec<&Vec<u8>> = seen
+            .records
+            .iter()
+            .filter(|(c, _)| *c == 1)
+            .map(|(_, r)| r)
+            .collect();
+        assert_eq!(from_b, [&b"late".to_vec()]);
         assert_eq!(seen.events, [(0, DataType::Event)]);
         assert!(seen.buffers >= 5 && seen.idle >= 1, "waited for channel 1");
         assert!(reader.gate().is_finished());
