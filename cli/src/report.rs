@@ -46,6 +46,42 @@ impl<D: Serialize> Report<D> {
     }
 }
 
+/// The figures every single-process kernel workload (W1, W2a/b, W3) reports first.
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelRun {
+    /// Threads the job ran.
+    pub threads: usize,
+    /// The memory budget, in MiB.
+    pub budget_mib: f64,
+    /// The job's wall time.
+    pub wall_s: f64,
+    /// The verification's wall time (not part of `wall_s`).
+    pub verify_s: f64,
+    /// The process's peak resident set, in MiB.
+    pub peak_rss_mib: f64,
+    /// Bytes spilled to disk.
+    pub spilled_bytes: u64,
+}
+
+impl KernelRun {
+    /// The figures, rounded as reported (MiB to 0.1, seconds to 1 ms).
+    pub fn new(
+        (threads, budget_bytes): (usize, u64),
+        (wall_s, verify_s): (f64, f64),
+        (peak_rss_bytes, spilled_bytes): (u64, u64),
+    ) -> KernelRun {
+        let mib = |bytes: u64| round(bytes as f64 / f64::from(1 << 20), 1);
+        KernelRun {
+            threads,
+            budget_mib: mib(budget_bytes),
+            wall_s: round(wall_s, 3),
+            verify_s: round(verify_s, 3),
+            peak_rss_mib: mib(peak_rss_bytes),
+            spilled_bytes,
+        }
+    }
+}
+
 /// A worker's report as the one line it prints last for its launcher.
 ///
 /// # Panics

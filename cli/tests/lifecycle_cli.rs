@@ -17,7 +17,7 @@ fn cluster_dir(launcher: u32) -> std::path::PathBuf {
 /// Starts a long shuffle across the launcher and two worker processes; returns the
 /// launcher and its worker processes once both run.
 fn start_shuffle() -> (std::process::Child, Vec<u32>) {
-    let launcher = weir_command()
+    let mut launcher = weir_command()
         .args([
             "bench",
             "shuffle",
@@ -36,7 +36,15 @@ fn start_shuffle() -> (std::process::Child, Vec<u32>) {
         workers = children(pid);
         workers.len() == 2
     });
-    assert!(started, "the two workers did not start: {workers:?}");
+    if !started {
+        // Leave nothing running behind a failed test.
+        for &w in &workers {
+            signal(w, "KILL");
+        }
+        signal(pid, "KILL");
+        let _ = launcher.wait();
+        panic!("the two workers did not start: {workers:?}");
+    }
     assert!(cluster_dir(pid).is_dir());
     (launcher, workers)
 }

@@ -378,22 +378,26 @@ impl<T: Data> Stream<T> {
     }
 
     /// One record per task: each of the task's records folded by `f` into a state that
-    /// `init` makes when the task starts, the state pushed on when the input ends (Flink's
-    /// `mapPartition` with one result). Per-task summaries, checks and sketches use it;
-    /// [`collect`](Self::collect) brings them to worker 0.
-    pub fn fold<A: Data, F>(
+    /// `init` makes when the task starts; when the input ends, `finish` turns the state
+    /// into the task's one record (Flink's `mapPartition` with one result). The state is
+    /// any type (it never leaves the task); per-task summaries, checks and sketches use
+    /// it, and [`collect`](Self::collect) brings their results to worker 0.
+    pub fn fold<A: Send + 'static, U: Data, F>(
         self,
         init: impl Fn(&TaskContext) -> A + Send + Sync + 'static,
         f: F,
-    ) -> Stream<A>
+        finish: impl Fn(A) -> U + Send + Sync + 'static,
+    ) -> Stream<U>
     where
         F: Fn(&mut A, T) + Send + Sync + 'static,
     {
         let f = Arc::new(f);
+        let finish: Arc<dyn Fn(A) -> U + Send + Sync> = Arc::new(finish);
         self.chain("fold", 0, move |ctx, down| {
             Ok(Box::new(operators::Fold {
                 state: Some(init(ctx)),
                 f: Arc::clone(&f),
+                finish: Arc::clone(&finish),
                 down,
                 _records: PhantomData,
             }))
@@ -603,18 +607,52 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
 
 /// The task, of a stage with `parallelism` tasks, that [`KeyedStream::partition`] (and
 /// every keyed operator) sends records with this key to — for sinks that check their
-/// placement and sources that read pre-partitioned data.
+/// placement and sources that read pre-partitioned data. Per record, a [`KeyRouter`]
+/// saves the setup.
 ///
 /// # Panics
 ///
 /// When `parallelism` is 0 or above `u32::MAX`, or the key's type has no key encoding.
 pub fn task_of_key<K: Key>(key: &K, parallelism: usize) -> usize {
-    let channels = u32::try_from(parallelism).expect("a parallelism that fits a u32");
-    assert!(channels >= 1, "a stage has at least one task");
-    let mut bytes = Vec::new();
-    operators::append_key(&mut bytes, key);
-    let max_parallelism = weir_netstack::partition::default_max_parallelism(channels);
-    operators::channel_of_key_bytes(&bytes, channels, max_parallelism) as usize
+    KeyRouter::new(parallelism).task_of(key)
+}
+
+/// Routes keys as a keyed exchange to `parallelism` tasks does ([`task_of_key`]), with
+/// its key buffer reused from call to call.
+#[derive(Debug, Clone)]
+pub struct KeyRouter {
+    channels: u32,
+    max_parallelism: u32,
+    bytes: Vec<u8>,
+}
+
+impl KeyRouter {
+    /// A router to `parallelism` tasks.
+    ///
+    /// # Panics
+    ///
+    /// When `parallelism` is 0 or above `u32::MAX`.
+    pub fn new(parallelism: usize) -> KeyRouter {
+        let channels = u32::try_from(parallelism).expect("a parallelism that fits a u32");
+        assert!(channels >= 1, "a stage has at least one task");
+        KeyRouter {
+            channels,
+            max_parallelism: weir_netstack::partition::default_max_parallelism(channels),
+            bytes: Vec::new(),
+        }
+    }
+
+    /// The task records with `key` go to.
+    ///
+    /// # Panics
+    ///
+    /// When the key's type has no key encoding.
+    #[inline]
+    pub fn task_of<K: Key>(&mut self, key: &K) -> usize {
+        self.bytes.clear();
+        operators::append_key(&mut self.bytes, key);
+        operators::channel_of_key_bytes(&self.bytes, self.channels, self.max_parallelism) as usize
+    }
 }
 
 /// Records a job delivers to the process of worker 0. See [`Stream::collect`].

@@ -133,14 +133,15 @@ impl<T: Data, U: Data, I: IntoIterator<Item = U>> Push<T> for FlatMap<T, U, I> {
 }
 
 /// Folds a task's records into one state, pushed at the end ([`super::Stream::fold`]).
-pub(crate) struct Fold<T, A, F> {
+pub(crate) struct Fold<T, A, U, F> {
     pub(crate) state: Option<A>,
     pub(crate) f: Arc<F>,
-    pub(crate) down: Box<dyn Push<A>>,
+    pub(crate) finish: Arc<dyn Fn(A) -> U + Send + Sync>,
+    pub(crate) down: Box<dyn Push<U>>,
     pub(crate) _records: PhantomData<fn(T)>,
 }
 
-impl<T: Data, A: Data, F: Fn(&mut A, T) + Send + Sync> Push<T> for Fold<T, A, F> {
+impl<T: Data, A: Send, U: Data, F: Fn(&mut A, T) + Send + Sync> Push<T> for Fold<T, A, U, F> {
     #[inline]
     fn push(&mut self, record: T) -> Result<()> {
         if let Some(state) = &mut self.state {
@@ -151,7 +152,7 @@ impl<T: Data, A: Data, F: Fn(&mut A, T) + Send + Sync> Push<T> for Fold<T, A, F>
 
     fn finish(&mut self) -> Result<()> {
         if let Some(state) = self.state.take() {
-            self.down.push(state)?;
+            self.down.push((self.finish)(state))?;
         }
         self.down.finish()
     }

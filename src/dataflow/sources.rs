@@ -46,11 +46,13 @@ pub(crate) fn generate<T: Data>(
         let f = Arc::clone(&f);
         Ok(driver(down, move |ctx, down| {
             let (task, tasks) = (ctx.task() as u64, ctx.parallelism() as u64);
-            let mut i = task;
+            let (mut i, mut until_check) = (task, 0);
             while i < count {
-                if (i / tasks) % CANCEL_CHECK_RECORDS == 0 {
+                if until_check == 0 {
                     ctx.check_cancelled()?;
+                    until_check = CANCEL_CHECK_RECORDS;
                 }
+                until_check -= 1;
                 down.push(f(i))?;
                 i += tasks;
             }

@@ -209,6 +209,7 @@ fn fold_gives_one_state_per_task_and_keys_land_where_task_of_key_says() {
                     *records += 1;
                     *misplaced += u64::from(task_of_key(&key, *parallelism) != *task);
                 },
+                |state| state,
             )
             .collect();
         run(&flow, &config(slots, 16 << 20));

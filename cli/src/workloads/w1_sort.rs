@@ -20,7 +20,7 @@ use weir_kernel::memory::{MemoryManager, MemorySegment, Owner};
 use weir_kernel::sort::{ExternalSorter, SortConfig, SortStats, SortedStream};
 use weir_kernel::spill::{SpillConfig, SpillStore, open_store};
 
-use crate::report::{Report, round};
+use crate::report::{KernelRun, Report, round};
 use crate::workloads::w1_records::{self as w1, Checksum, KEY_SIZE, OrderCheck, RECORD_SIZE};
 use weir::config::check_physical_memory;
 use weir::error::{Result, WeirError};
@@ -84,14 +84,10 @@ impl SortReport {
     pub fn to_json(&self, job: &SortJob) -> String {
         #[derive(serde::Serialize)]
         struct Line<'a> {
-            threads: usize,
-            budget_mib: f64,
-            wall_s: f64,
+            #[serde(flatten)]
+            run: KernelRun,
             sort_phase_s: f64,
             merge_phase_s: f64,
-            verify_s: f64,
-            peak_rss_mib: f64,
-            spilled_bytes: u64,
             records: u64,
             runs: u64,
             merge_passes: u64,
@@ -99,16 +95,14 @@ impl SortReport {
             io_backend: &'a str,
             valid: Option<bool>,
         }
-        let mib = |bytes: u64| round(bytes as f64 / f64::from(1 << 20), 1);
         let line = Line {
-            threads: job.threads,
-            budget_mib: mib(job.memory_bytes),
-            wall_s: round(self.wall_s, 3),
+            run: KernelRun::new(
+                (job.threads, job.memory_bytes),
+                (self.wall_s, self.verify_s),
+                (self.peak_rss_bytes, self.stats.spilled_bytes),
+            ),
             sort_phase_s: round(self.sort_phase_s, 3),
             merge_phase_s: round(self.merge_phase_s, 3),
-            verify_s: round(self.verify_s, 3),
-            peak_rss_mib: mib(self.peak_rss_bytes),
-            spilled_bytes: self.stats.spilled_bytes,
             records: self.records,
             runs: (self.stats.runs + self.stats.merge_runs),
             merge_passes: self.stats.merge_passes,

@@ -33,7 +33,7 @@ use weir_kernel::sort::{ExternalSorter, SortConfig};
 use weir_kernel::spill::{SpillConfig, SpillStore, open_store};
 
 use crate::constants::{W2_OUTPUT_SORT_SHARE_INVERSE, W2_PUSH_BATCH_ROWS};
-use crate::report::{Report, round};
+use crate::report::{KernelRun, Report};
 use crate::tpch::lineitem::{
     DISCOUNT, EXTENDEDPRICE, LINESTATUS, ORDERKEY, QUANTITY, RETURNFLAG, SHIPDATE, TAX, i32_at,
     i64_at,
@@ -118,12 +118,8 @@ impl W2Report {
     pub fn to_json(&self, job: &W2Job) -> String {
         #[derive(serde::Serialize)]
         struct Line<'a> {
-            threads: usize,
-            budget_mib: f64,
-            wall_s: f64,
-            verify_s: f64,
-            peak_rss_mib: f64,
-            spilled_bytes: u64,
+            #[serde(flatten)]
+            run: KernelRun,
             partitions_spilled: u64,
             recursion_depth_max: u64,
             sort_fallbacks: u64,
@@ -133,14 +129,15 @@ impl W2Report {
             agrees_with_second_scan: bool,
             valid: bool,
         }
-        let mib = |bytes: u64| round(bytes as f64 / f64::from(1 << 20), 1);
         let line = Line {
-            threads: job.threads,
-            budget_mib: mib(job.memory_bytes),
-            wall_s: round(self.wall_s, 3),
-            verify_s: round(self.verify_s, 3),
-            peak_rss_mib: mib(self.peak_rss_bytes),
-            spilled_bytes: self.stats.spilled_bytes + self.output_spilled_bytes,
+            run: KernelRun::new(
+                (job.threads, job.memory_bytes),
+                (self.wall_s, self.verify_s),
+                (
+                    self.peak_rss_bytes,
+                    self.stats.spilled_bytes + self.output_spilled_bytes,
+                ),
+            ),
             partitions_spilled: self.stats.partitions_spilled,
             recursion_depth_max: self.stats.recursion_depth_max,
             sort_fallbacks: self.stats.sort_fallbacks,

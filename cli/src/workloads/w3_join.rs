@@ -41,7 +41,7 @@ use weir_kernel::memory::{MemoryManager, Owner};
 use weir_kernel::spill::SpillStore;
 
 use crate::constants::{W3_PROBE_BATCH_ROWS, W3_VERIFY_BATCH_KEYS, W3_VERIFY_BATCHES_IN_FLIGHT};
-use crate::report::{Report, round};
+use crate::report::{KernelRun, Report};
 use crate::tpch::lineitem::{EXTENDEDPRICE, ORDERKEY, i64_at};
 use crate::tpch::q1::decimal;
 use crate::tpch::{Order, ROW_BYTES_MAX, Table, TableScan, orders};
@@ -142,12 +142,8 @@ impl W3Report {
     pub fn to_json(&self, job: &W3Job) -> String {
         #[derive(serde::Serialize)]
         struct Line<'a> {
-            threads: usize,
-            budget_mib: f64,
-            wall_s: f64,
-            verify_s: f64,
-            peak_rss_mib: f64,
-            spilled_bytes: u64,
+            #[serde(flatten)]
+            run: KernelRun,
             partitions: u64,
             partitions_spilled: u64,
             recursion_depth_max: u64,
@@ -162,15 +158,13 @@ impl W3Report {
             agrees_with_second_scan: bool,
             valid: bool,
         }
-        let mib = |bytes: u64| round(bytes as f64 / f64::from(1 << 20), 1);
         let stats = &self.stats;
         let line = Line {
-            threads: job.threads,
-            budget_mib: mib(job.memory_bytes),
-            wall_s: round(self.wall_s, 3),
-            verify_s: round(self.verify_s, 3),
-            peak_rss_mib: mib(self.peak_rss_bytes),
-            spilled_bytes: stats.spilled_bytes,
+            run: KernelRun::new(
+                (job.threads, job.memory_bytes),
+                (self.wall_s, self.verify_s),
+                (self.peak_rss_bytes, stats.spilled_bytes),
+            ),
             partitions: self.partitions as u64,
             partitions_spilled: stats.partitions_spilled,
             recursion_depth_max: stats.recursion_depth_max,

@@ -23,7 +23,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 use weir::config::Config;
-use weir::dataflow::{Collected, Data, Dataflow, JobReport, Stream, WorkerReport, task_of_key};
+use weir::dataflow::{Collected, Data, Dataflow, JobReport, KeyRouter, Stream, WorkerReport};
 use weir::error::{Result, WeirError};
 use weir::netstack::transport::NetworkConfig;
 use weir_kernel::hash::hash_bytes;
@@ -258,17 +258,16 @@ fn shuffle<R: Record>(flow: &Dataflow, job: &ShuffleJob) -> Collected<SinkTally>
         .fold(
             move |ctx| SinkCheck::new(exchange, ctx.task(), ctx.parallelism(), sources),
             SinkCheck::add,
+            |check| check.tally,
         )
-        .map(|check| check.tally)
         .collect()
 }
 
 /// A sink task's checks: its tally, the placement of keys and each source's order.
-#[derive(Serialize, Deserialize)]
 struct SinkCheck {
-    hash_placed: bool,
+    // The router of a hash exchange, whose sinks check where each key belongs.
+    router: Option<KeyRouter>,
     task: usize,
-    parallelism: usize,
     tally: SinkTally,
     // The value (record index) last received from each source: task s of the sources
     // generates the indices i with i % sources == s, in increasing order.
@@ -278,9 +277,8 @@ struct SinkCheck {
 impl SinkCheck {
     fn new(exchange: Exchange, task: usize, parallelism: usize, sources: usize) -> SinkCheck {
         SinkCheck {
-            hash_placed: exchange == Exchange::Hash,
+            router: (exchange == Exchange::Hash).then(|| KeyRouter::new(parallelism)),
             task,
-            parallelism,
             tally: SinkTally::default(),
             last: vec![None; sources],
         }
@@ -295,10 +293,18 @@ impl SinkCheck {
             .sum
             .wrapping_add(record_hash(key, value, record.filler_hash()));
         let sources = self.last.len() as u64;
-        let last = &mut self.last[(value % sources) as usize];
+        let source = if sources.is_power_of_two() {
+            value & (sources - 1)
+        } else {
+            value % sources
+        };
+        let last = &mut self.last[source as usize];
         let in_order = last.is_none_or(|last| value > last);
         *last = Some(value);
-        let placed = !self.hash_placed || task_of_key(&key, self.parallelism) == self.task;
+        let placed = self
+            .router
+            .as_mut()
+            .is_none_or(|router| router.task_of(&key) == self.task);
         self.tally.misplaced += u64::from(!in_order || !placed);
     }
 }

@@ -223,6 +223,7 @@ fn program(job: &LatencyJob) -> (Dataflow, Collected<Latencies>) {
                     .record(latency.clamp(1, LATENCY_NS_MAX))
                     .expect("clamped into the bounds");
             },
+            |latencies| latencies,
         )
         .collect();
     (flow, sinks)

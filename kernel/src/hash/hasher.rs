@@ -23,6 +23,9 @@ fn mum(a: u64, b: u64) -> u64 {
 /// Reads up to eight bytes as a little-endian word, zero padded.
 #[inline]
 fn word(bytes: &[u8]) -> u64 {
+    if let Ok(whole) = <[u8; 8]>::try_from(bytes) {
+        return u64::from_le_bytes(whole);
+    }
     let mut padded = [0; 8];
     padded[..bytes.len()].copy_from_slice(bytes);
     u64::from_le_bytes(padded)

@@ -173,7 +173,12 @@ pub fn key_group(key_hash: u32, max_parallelism: u32) -> u32 {
     h ^= h >> 13;
     h = h.wrapping_mul(0xc2b2_ae35);
     h ^= h >> 16;
-    h % max_parallelism
+    if max_parallelism.is_power_of_two() {
+        // The default maximum parallelism is a power of two: a mask, not a division.
+        h & (max_parallelism - 1)
+    } else {
+        h % max_parallelism
+    }
 }
 
 /// The channel that owns `key_group` among `channels`:
@@ -187,7 +192,12 @@ pub fn channel_for_key_group(key_group: u32, channels: u32, max_parallelism: u32
         key_group < max_parallelism,
         "key group {key_group} of {max_parallelism}"
     );
-    let channel = u64::from(key_group) * u64::from(channels) / u64::from(max_parallelism);
+    let scaled = u64::from(key_group) * u64::from(channels);
+    let channel = if max_parallelism.is_power_of_two() {
+        scaled >> max_parallelism.trailing_zeros()
+    } else {
+        scaled / u64::from(max_parallelism)
+    };
     ChannelIndex(u32::try_from(channel).expect("below channels"))
 }
 
