@@ -11,11 +11,11 @@
 //! Record `i` is its key (splitmix64 of the seed and `i`), its value `i`, and for records
 //! larger than 16 bytes a filler of letters: the encoded record is `record_bytes` long.
 //! Each sink task folds what it reads into a [`SinkTally`]: records, an order-independent
-//! checksum (a hash of key, value and the filler's bytes as received), records on the wrong
-//! task (a key [`task_of_key`] places elsewhere) and records out of their source's order.
-//! The run is valid when the tallies equal a model computed apart from the job (every
-//! record once, or once per sink for broadcast), nothing is misplaced, and every worker's
-//! segments came home.
+//! checksum (a hash of key, value and the filler's bytes as received) and records out of
+//! their source's order. The run is valid when every sink's tally equals a model computed
+//! apart from the job — each record on the sink its key routes to ([`KeyRouter`]), on sink
+//! 0 for gather, on every sink for broadcast; for rebalance the total — nothing is out of
+//! order, and every worker's segments came home.
 
 use std::time::Duration;
 
@@ -133,15 +133,6 @@ impl Exchange {
             parallelism
         }
     }
-
-    /// How many sinks receive each record.
-    fn copies(self, sinks: usize) -> u64 {
-        if self == Exchange::Broadcast {
-            sinks as u64
-        } else {
-            1
-        }
-    }
 }
 
 /// What a shuffle did: the fields of its docs/WORKLOADS.md JSON line.
@@ -191,12 +182,22 @@ impl ShuffleReport {
 /// What one sink task read: equal to the model's share in a correct exchange.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SinkTally {
+    /// The sink task.
+    pub task: usize,
     /// Records read.
     pub records: u64,
     /// The wrapping sum of their hashes.
     pub sum: u64,
-    /// Records whose key belongs to another sink, or that came out of their source's order.
-    pub misplaced: u64,
+    /// Records that came out of their source's order.
+    pub out_of_order: u64,
+}
+
+impl SinkTally {
+    #[inline]
+    fn add(&mut self, hash: u64) {
+        self.records += 1;
+        self.sum = self.sum.wrapping_add(hash);
+    }
 }
 
 /// Runs the shuffle on `job.config.workers` workers: this process is worker 0, the others
@@ -251,23 +252,20 @@ fn program(job: &ShuffleJob) -> (Dataflow, Collected<SinkTally>) {
 fn shuffle<R: Record>(flow: &Dataflow, job: &ShuffleJob) -> Collected<SinkTally> {
     let (seed, filler) = (job.seed, filler_len(job.record_bytes));
     let sources = job.config.parallelism();
-    let exchange = job.exchange;
     let records = flow.generate(job.records, move |i| R::new(key_of(seed, i), i, filler));
-    exchange
+    job.exchange
         .route(records, R::key)
         .fold(
-            move |ctx| SinkCheck::new(exchange, ctx.task(), ctx.parallelism(), sources),
+            move |ctx| SinkCheck::new(ctx.task(), sources),
             SinkCheck::add,
             |check| check.tally,
         )
         .collect()
 }
 
-/// A sink task's checks: its tally, the placement of keys and each source's order.
+/// A sink task's checks: its tally and each source's order (where each record belongs is
+/// checked by the model, sink by sink).
 struct SinkCheck {
-    // The router of a hash exchange, whose sinks check where each key belongs.
-    router: Option<KeyRouter>,
-    task: usize,
     tally: SinkTally,
     // The value (record index) last received from each source: task s of the sources
     // generates the indices i with i % sources == s, in increasing order.
@@ -275,23 +273,21 @@ struct SinkCheck {
 }
 
 impl SinkCheck {
-    fn new(exchange: Exchange, task: usize, parallelism: usize, sources: usize) -> SinkCheck {
+    fn new(task: usize, sources: usize) -> SinkCheck {
         SinkCheck {
-            router: (exchange == Exchange::Hash).then(|| KeyRouter::new(parallelism)),
-            task,
-            tally: SinkTally::default(),
+            tally: SinkTally {
+                task,
+                ..SinkTally::default()
+            },
             last: vec![None; sources],
         }
     }
 
     #[inline]
     fn add<R: Record>(&mut self, record: R) {
-        let (key, value) = (record.key(), record.value());
-        self.tally.records += 1;
-        self.tally.sum = self
-            .tally
-            .sum
-            .wrapping_add(record_hash(key, value, record.filler_hash()));
+        let value = record.value();
+        self.tally
+            .add(record_hash(record.key(), value, record.filler_hash()));
         let sources = self.last.len() as u64;
         let source = if sources.is_power_of_two() {
             value & (sources - 1)
@@ -299,13 +295,8 @@ impl SinkCheck {
             value % sources
         };
         let last = &mut self.last[source as usize];
-        let in_order = last.is_none_or(|last| value > last);
+        self.tally.out_of_order += u64::from(last.is_some_and(|last| value <= last));
         *last = Some(value);
-        let placed = self
-            .router
-            .as_mut()
-            .is_none_or(|router| router.task_of(&key) == self.task);
-        self.tally.misplaced += u64::from(!in_order || !placed);
     }
 }
 
@@ -343,39 +334,54 @@ fn summarize(job: &ShuffleJob, report: &JobReport, tallies: &[SinkTally]) -> Shu
 
 fn total(tallies: &[SinkTally]) -> SinkTally {
     tallies.iter().fold(SinkTally::default(), |t, s| SinkTally {
+        task: 0,
         records: t.records + s.records,
         sum: t.sum.wrapping_add(s.sum),
-        misplaced: t.misplaced + s.misplaced,
+        out_of_order: t.out_of_order + s.out_of_order,
     })
 }
 
-/// Whether every sink reported and together they received what the model says: every
-/// record once (once per sink for broadcast), none misplaced.
+/// Whether the sinks received what the model says, sink by sink: every record once on the
+/// sink its key routes to (hash), on sink 0 (gather), on every sink (broadcast); for
+/// rebalance, which spreads records as it pleases, every record once over all sinks. And
+/// no source's records out of order.
 fn tallies_equal_model(job: &ShuffleJob, tallies: &[SinkTally]) -> bool {
-    let sinks = job.exchange.sinks(job.config.parallelism());
-    let copies = job.exchange.copies(sinks);
-    let model = model_tally(job);
-    let expected = SinkTally {
-        records: model.records * copies,
-        sum: model.sum.wrapping_mul(copies),
-        misplaced: 0,
-    };
-    tallies.len() == sinks && total(tallies) == expected
+    let mut tallies = tallies.to_vec();
+    tallies.sort_unstable_by_key(|t| t.task);
+    let expected = model_tallies(job);
+    match job.exchange {
+        Exchange::Rebalance => {
+            tallies.len() == expected.len() && total(&tallies) == total(&expected)
+        }
+        _ => tallies == expected,
+    }
 }
 
-/// What the sources generate, computed apart from the job: every record's hash summed.
-fn model_tally(job: &ShuffleJob) -> SinkTally {
+/// What each sink must receive, computed apart from the job from the records the sources
+/// generate (for rebalance, all on sink 0: only the total is compared).
+fn model_tallies(job: &ShuffleJob) -> Vec<SinkTally> {
     let filler = match job.record_bytes {
         RECORD_BYTES_MIN => Small::new(0, 0, 0).filler_hash(),
         bytes => Large::new(0, 0, filler_len(bytes)).filler_hash(),
     };
-    (0..job.records).fold(SinkTally::default(), |t, i| SinkTally {
-        records: t.records + 1,
-        sum: t
-            .sum
-            .wrapping_add(record_hash(key_of(job.seed, i), i, filler)),
-        misplaced: 0,
-    })
+    let sinks = job.exchange.sinks(job.config.parallelism());
+    let mut tallies: Vec<SinkTally> = (0..sinks)
+        .map(|task| SinkTally {
+            task,
+            ..SinkTally::default()
+        })
+        .collect();
+    let mut router = KeyRouter::new(sinks);
+    for i in 0..job.records {
+        let key = key_of(job.seed, i);
+        let hash = record_hash(key, i, filler);
+        match job.exchange {
+            Exchange::Hash => tallies[router.task_of(&key)].add(hash),
+            Exchange::Gather | Exchange::Rebalance => tallies[0].add(hash),
+            Exchange::Broadcast => tallies.iter_mut().for_each(|t| t.add(hash)),
+        }
+    }
+    tallies
 }
 
 fn validate(job: &ShuffleJob) -> Result<()> {
@@ -580,7 +586,12 @@ mod tests {
                 );
                 assert_eq!(
                     report.records,
-                    records * exchange.copies(exchange.sinks(2)),
+                    records
+                        * if exchange == Exchange::Broadcast {
+                            2
+                        } else {
+                            1
+                        },
                     "{exchange:?}"
                 );
                 assert_eq!(report.record_bytes, record_bytes);
@@ -602,9 +613,17 @@ mod tests {
         let mut lost = tallies.clone();
         lost[0].records -= 1;
         assert!(!summarize(&job, &jobs, &lost).valid);
-        let mut changed = tallies;
+        let mut changed = tallies.clone();
         changed[1].sum ^= 1;
         assert!(!summarize(&job, &jobs, &changed).valid);
+        // A record on the wrong sink: the totals agree, the sinks do not.
+        let mut moved = tallies;
+        let hash = record_hash(key_of(job.seed, 0), 0, 0);
+        moved[0].sum = moved[0].sum.wrapping_add(hash);
+        moved[0].records += 1;
+        moved[1].sum = moved[1].sum.wrapping_sub(hash);
+        moved[1].records -= 1;
+        assert!(!summarize(&job, &jobs, &moved).valid);
     }
 
     #[test]
