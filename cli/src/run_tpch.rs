@@ -305,10 +305,6 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(3600);
 ///
 /// Invalid flags; generation or a job failing; an answer that differs from the reference
 /// at SF 1.
-#[allow(
-    clippy::too_many_lines,
-    reason = "the main job's steps in the order it prints them; to split with the report type of the one exchange path"
-)]
 pub fn run_tpch(args: &TpchArgs) -> Result<()> {
     let config = args.config.to_config()?;
     let queries: Vec<Query> = if args.queries.is_empty() {
@@ -331,21 +327,38 @@ pub fn run_tpch(args: &TpchArgs) -> Result<()> {
             message: format!("Q{}: {}", query.number(), crate::args::describe(&error)),
         })?;
     }
+    prepare_tables(args, &dir)?;
+    let mut differ = Vec::new();
+    for query in queries {
+        if !run_and_check(query, args, &config, &dir)? {
+            differ.push(query.number());
+        }
+    }
+    if !differ.is_empty() {
+        return Err(WeirError::WrongAnswer {
+            detail: format!("answers differ from the reference: {differ:?}"),
+        });
+    }
+    Ok(())
+}
+
+/// Generates the tables into `dir` or reuses them, and says which.
+fn prepare_tables(args: &TpchArgs, dir: &Path) -> Result<()> {
     let started = Instant::now();
     // The default directory is weir's own: tables an older weir left there (another
     // format version) are replaced rather than refused. A --data directory never is.
     let replaced =
-        args.data.is_none() && matches!(inspect(&dir)?, DirState::OtherVersion { .. }) && {
+        args.data.is_none() && matches!(inspect(dir)?, DirState::OtherVersion { .. }) && {
             check_scale(args.scale)?;
             eprintln!(
                 "weir: replacing an older weir's tables in {}",
                 dir.display()
             );
-            generate_in_child(args.scale, &dir)?;
+            generate_in_child(args.scale, dir)?;
             true
         };
     // The child generator draws its own progress on the shared stderr.
-    let generated = ensure_tables(&dir, args.scale, Generator::ChildProcess)? || replaced;
+    let generated = ensure_tables(dir, args.scale, Generator::ChildProcess)? || replaced;
     println!(
         "weir: TPC-H SF {} tables in {} ({})",
         args.scale,
@@ -356,54 +369,50 @@ pub fn run_tpch(args: &TpchArgs) -> Result<()> {
             "reused".to_string()
         }
     );
-    let mut differ = Vec::new();
-    for query in queries {
-        println!(
-            "\nweir: TPC-H Q{} across {} worker process{} × {} slot{}, {} managed + {} network memory each",
-            query.number(),
-            config.workers,
-            if config.workers == 1 { "" } else { "es" },
-            config.slots,
-            if config.slots == 1 { "" } else { "s" },
-            format_size(config.memory),
-            format_size(config.network_memory),
+    Ok(())
+}
+
+/// Runs one query across the workers, prints its answer, its checks and its metrics;
+/// answers whether the answer passed every check.
+fn run_and_check(query: Query, args: &TpchArgs, config: &Config, dir: &Path) -> Result<bool> {
+    println!(
+        "\nweir: TPC-H Q{} across {} worker process{} × {} slot{}, {} managed + {} network memory each",
+        query.number(),
+        config.workers,
+        if config.workers == 1 { "" } else { "es" },
+        config.slots,
+        if config.slots == 1 { "" } else { "s" },
+        format_size(config.memory),
+        format_size(config.network_memory),
+    );
+    let (report, answer) = {
+        // Each of worker 0's tasks of a scanning stage reads its tables in full.
+        let rows = Arc::new(AtomicU64::new(0));
+        let total = config.slots as u64 * input_rows(query, args.scale);
+        let _progress = Progress::start(
+            format!("Q{} (worker 0)", query.number()),
+            Arc::clone(&rows),
+            Some(total),
         );
-        let (report, answer) = {
-            // Each of worker 0's tasks of a scanning stage reads its tables in full.
-            let rows = Arc::new(AtomicU64::new(0));
-            let total = config.slots as u64 * input_rows(query, args.scale);
-            let _progress = Progress::start(
-                format!("Q{} (worker 0)", query.number()),
-                Arc::clone(&rows),
-                Some(total),
-            );
-            run_distributed(query, &dir, &config, &args.config, &rows)?
-        };
-        print!("{}", answer.to_table());
-        let verdict = crate::tpch::queries::reference_verdict(query, &answer, args.scale);
-        println!("Q{}: {} rows, {verdict}", query.number(), answer.rows.len());
-        if args.scale == 1.0 && !answer.check_sf1(query.number()).is_empty() {
-            differ.push(query.number());
-        }
-        if query == Query::Q1 {
-            // Independent of the bytes read: what the generator counted as it wrote them.
-            let problems = check_q1_totals(&answer, &Manifest::read(&dir)?.q1);
-            match problems.first() {
-                None => println!("Q1: its totals equal the generator's (the manifest's q1 line)"),
-                Some(first) => {
-                    println!("Q1: its totals DIFFER from the generator's: {first}");
-                    differ.push(query.number());
-                }
+        run_distributed(query, dir, config, &args.config, &rows)?
+    };
+    print!("{}", answer.to_table());
+    let verdict = crate::tpch::queries::reference_verdict(query, &answer, args.scale);
+    println!("Q{}: {} rows, {verdict}", query.number(), answer.rows.len());
+    let mut right = args.scale != 1.0 || answer.check_sf1(query.number()).is_empty();
+    if query == Query::Q1 {
+        // Independent of the bytes read: what the generator counted as it wrote them.
+        let problems = check_q1_totals(&answer, &Manifest::read(dir)?.q1);
+        match problems.first() {
+            None => println!("Q1: its totals equal the generator's (the manifest's q1 line)"),
+            Some(first) => {
+                println!("Q1: its totals DIFFER from the generator's: {first}");
+                right = false;
             }
         }
-        print!("{}", summary(&report, input_rows(query, args.scale)));
     }
-    if !differ.is_empty() {
-        return Err(WeirError::WrongAnswer {
-            detail: format!("answers differ from the reference: {differ:?}"),
-        });
-    }
-    Ok(())
+    print!("{}", summary(&report, input_rows(query, args.scale)));
+    Ok(right)
 }
 
 /// Runs `query` in this process (one worker) or with this process as worker 0 beside

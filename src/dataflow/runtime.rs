@@ -344,10 +344,6 @@ pub fn execute(
 /// # Panics
 ///
 /// As [`execute`].
-#[allow(
-    clippy::too_many_lines,
-    reason = "the job's whole life on one worker, step by step; to shrink when the exchange environment takes over the wiring"
-)]
 pub fn execute_observed(
     program: &Dataflow,
     config: &Config,
@@ -360,32 +356,11 @@ pub fn execute_observed(
     graph
         .validate()
         .map_err(|message| WeirError::Usage { message })?;
-    let (process, workers) = network
-        .as_ref()
-        .map_or((0, 1), |n| (n.process as usize, n.peers.len()));
-    if workers != config.workers {
-        return Err(WeirError::Usage {
-            message: format!(
-                "the configuration has {} workers, the peer list {workers}",
-                config.workers
-            ),
-        });
-    }
-    let place = Placement {
-        process,
-        slots: config.slots,
-        workers,
-    };
-
-    let managed = MemoryManager::new(MemoryConfig {
-        segment_size: config.segment_size,
-        ..MemoryConfig::with_budget(usize::try_from(config.memory).unwrap_or(usize::MAX))
-    })?;
+    let place = placement(config, network.as_ref())?;
+    let (process, workers) = (place.process, place.workers);
+    let managed = budget(config, config.memory)?;
     let operator_segments = operator_share(&graph, &place, config)?;
-    let net = MemoryManager::new(MemoryConfig {
-        segment_size: config.segment_size,
-        ..MemoryConfig::with_budget(usize::try_from(config.network_memory).unwrap_or(usize::MAX))
-    })?;
+    let net = budget(config, config.network_memory)?;
     let needed = network_share(&graph, &place, config)?;
     let grant = NetworkBufferPool::new(&net.owner("network"), needed)?;
     let service = match network {
@@ -395,12 +370,7 @@ pub fn execute_observed(
         )?),
         _ => None,
     };
-    let mut spill = SpillConfig::new(config.spill_dir.clone());
-    spill.backend = config.io_backend;
-    // The default directory is the system's temp dir, whatever it is on; one the user
-    // chose is refused on a filesystem in memory (Config::validate says so by flag).
-    spill.allow_memory_filesystem = config.spill_dir == std::env::temp_dir();
-    let store = open_store(&spill)?;
+    let store = spill_store(config)?;
     let counters = Arc::new(Counters {
         rows_read: Arc::clone(rows_read),
         ..Counters::default()
@@ -437,9 +407,26 @@ pub fn execute_observed(
     drop(store);
     let network_granted = (grant.total_segments() * config.segment_size) as u64;
     drop(grant);
-    let leaks = [managed.leak_check(), net.leak_check()];
+    // A failed job must still have freed everything: its error says so when it did not.
+    leak_verdict(result, [managed.leak_check(), net.leak_check()])?;
+    Ok(counters.report(
+        config,
+        Ended {
+            process,
+            tasks,
+            wall,
+            remote_bytes: transport.map_or(0, |t| t.bytes_sent),
+            memory_peak: managed.stats().peak_bytes as u64,
+            network_granted,
+            leak_free: true,
+        },
+    ))
+}
+
+/// The job's outcome given the leak checks of its budgets: the job's error (a leak after
+/// it named in it), else the first leak, else `Ok`: every segment came home.
+fn leak_verdict(result: Result<()>, leaks: [weir_kernel::Result<()>; 2]) -> Result<()> {
     if let Err(error) = result {
-        // A failed job must still have freed everything: say so when it did not.
         return Err(match leaks.into_iter().find_map(std::result::Result::err) {
             Some(leak) => WeirError::Leak {
                 detail: format!("{leak}, after the job failed: {error}"),
@@ -447,30 +434,82 @@ pub fn execute_observed(
             None => error,
         });
     }
-    let leak_free = leaks.iter().all(std::result::Result::is_ok);
     for leak in leaks {
         leak?;
     }
-    let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-    Ok(WorkerReport {
-        process: u32::try_from(process).expect("few workers"),
-        tasks,
-        wall_us: micros(wall),
-        records_exchanged: load(&counters.records_exchanged),
-        bytes_exchanged: load(&counters.bytes_exchanged),
-        remote_bytes: transport.map_or(0, |t| t.bytes_sent),
-        spilled_bytes: load(&counters.spilled_bytes),
-        memory_budget: config.memory,
-        memory_peak: managed.stats().peak_bytes as u64,
-        network_budget: config.network_memory,
-        network_granted,
-        peak_rss: weir_kernel::sys::resident_memory().map_or(0, |rss| rss.peak_bytes),
-        back_pressured_us: load(&counters.back_pressured_us),
-        idle_us: load(&counters.idle_us),
-        buffer_size: load(&counters.buffer_size_max),
-        in_flight_bytes: load(&counters.in_flight_bytes_max),
-        leak_free,
+    Ok(())
+}
+
+/// What a worker's report takes from the end of its job beside the counters.
+struct Ended {
+    process: usize,
+    tasks: usize,
+    wall: Duration,
+    remote_bytes: u64,
+    memory_peak: u64,
+    network_granted: u64,
+    leak_free: bool,
+}
+
+impl Counters {
+    fn report(&self, config: &Config, ended: Ended) -> WorkerReport {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        WorkerReport {
+            process: u32::try_from(ended.process).expect("few workers"),
+            tasks: ended.tasks,
+            wall_us: micros(ended.wall),
+            records_exchanged: load(&self.records_exchanged),
+            bytes_exchanged: load(&self.bytes_exchanged),
+            remote_bytes: ended.remote_bytes,
+            spilled_bytes: load(&self.spilled_bytes),
+            memory_budget: config.memory,
+            memory_peak: ended.memory_peak,
+            network_budget: config.network_memory,
+            network_granted: ended.network_granted,
+            peak_rss: weir_kernel::sys::resident_memory().map_or(0, |rss| rss.peak_bytes),
+            back_pressured_us: load(&self.back_pressured_us),
+            idle_us: load(&self.idle_us),
+            buffer_size: load(&self.buffer_size_max),
+            in_flight_bytes: load(&self.in_flight_bytes_max),
+            leak_free: ended.leak_free,
+        }
+    }
+}
+
+/// Where this worker's tasks run: its process index among the configured workers.
+fn placement(config: &Config, network: Option<&NetworkConfig>) -> Result<Placement> {
+    let (process, workers) = network.map_or((0, 1), |n| (n.process as usize, n.peers.len()));
+    if workers != config.workers {
+        return Err(WeirError::Usage {
+            message: format!(
+                "the configuration has {} workers, the peer list {workers}",
+                config.workers
+            ),
+        });
+    }
+    Ok(Placement {
+        process,
+        slots: config.slots,
+        workers,
     })
+}
+
+/// A memory manager of `bytes` in the configuration's segments.
+fn budget(config: &Config, bytes: u64) -> Result<MemoryManager> {
+    Ok(MemoryManager::new(MemoryConfig {
+        segment_size: config.segment_size,
+        ..MemoryConfig::with_budget(usize::try_from(bytes).unwrap_or(usize::MAX))
+    })?)
+}
+
+/// The worker's spill store in the configured directory and backend.
+fn spill_store(config: &Config) -> Result<Arc<dyn SpillStore>> {
+    let mut spill = SpillConfig::new(config.spill_dir.clone());
+    spill.backend = config.io_backend;
+    // The default directory is the system's temp dir, whatever it is on; one the user
+    // chose is refused on a filesystem in memory (Config::validate says so by flag).
+    spill.allow_memory_filesystem = config.spill_dir == std::env::temp_dir();
+    Ok(open_store(&spill)?)
 }
 
 /// Checks, without allocating anything, that `program` fits `config`'s budgets on every
