@@ -350,12 +350,9 @@ pub fn execute_observed(
     network: Option<NetworkConfig>,
     rows_read: &Arc<AtomicU64>,
 ) -> Result<WorkerReport> {
-    config.validate()?;
     let graph = program.graph();
     let graph = graph.borrow();
-    graph
-        .validate()
-        .map_err(|message| WeirError::Usage { message })?;
+    validate(config, &graph)?;
     let place = placement(config, network.as_ref())?;
     let (process, workers) = (place.process, place.workers);
     let managed = budget(config, config.memory)?;
@@ -476,6 +473,14 @@ impl Counters {
     }
 }
 
+/// The configuration's and the program's own checks.
+fn validate(config: &Config, graph: &Graph) -> Result<()> {
+    config.validate()?;
+    graph
+        .validate()
+        .map_err(|message| WeirError::Usage { message })
+}
+
 /// Where this worker's tasks run: its process index among the configured workers.
 fn placement(config: &Config, network: Option<&NetworkConfig>) -> Result<Placement> {
     let (process, workers) = network.map_or((0, 1), |n| (n.process as usize, n.peers.len()));
@@ -522,12 +527,9 @@ fn spill_store(config: &Config) -> Result<Arc<dyn SpillStore>> {
 /// As [`execute`] refuses at start: an invalid configuration or program, too little
 /// managed or network memory on some worker (naming the flag and the amount needed).
 pub fn check_budgets(program: &Dataflow, config: &Config) -> Result<()> {
-    config.validate()?;
     let graph = program.graph();
     let graph = graph.borrow();
-    graph
-        .validate()
-        .map_err(|message| WeirError::Usage { message })?;
+    validate(config, &graph)?;
     for process in 0..config.workers {
         let place = Placement {
             process,

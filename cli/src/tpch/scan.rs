@@ -112,7 +112,8 @@ impl TableScan {
         let manifest = Manifest::read(dir)?;
         let entry = *manifest.entry(table);
         let mut head = vec![0u8; TABLE_BLOCK_BYTES];
-        let got = read_full(&mut file, &mut head).map_err(|e| WeirError::file("read", &path, e))?;
+        let got = crate::workloads::w1_sort::read_full(&mut file, &mut head)
+            .map_err(|e| WeirError::file("read", &path, e))?;
         let bad = |what: String| WeirError::Usage {
             message: format!(
                 "{} is not a weir TPC-H {} file: {what}",
@@ -352,20 +353,6 @@ fn read_segments(file: &mut File, segments: &mut [MemorySegment]) -> io::Result<
                 filled += n;
                 IoSliceMut::advance_slices(&mut slices, n);
             }
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(filled)
-}
-
-/// Reads until `buffer` is full or the file ends.
-fn read_full(file: &mut File, buffer: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buffer.len() {
-        match file.read(&mut buffer[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
             Err(error) => return Err(error),
         }

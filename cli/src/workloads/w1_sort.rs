@@ -501,8 +501,12 @@ fn read_records(
     Ok(count)
 }
 
-/// Reads until `buffer` is full or the file ends.
-fn read_full(file: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
+/// Reads until `buffer` is full or the file ends; answers the bytes read.
+///
+/// # Errors
+///
+/// The read's error (an interrupted read is retried).
+pub(crate) fn read_full(file: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buffer.len() {
         match file.read(&mut buffer[filled..]) {
