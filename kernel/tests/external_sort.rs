@@ -6,16 +6,16 @@
 
 mod common;
 
+use common::manager;
+
 use std::path::Path;
 use std::sync::Arc;
 
 use common::{Rng, SpillDir};
 
-use weir_kernel::memory::{MemoryConfig, MemoryManager, Owner};
+use weir_kernel::memory::Owner;
 use weir_kernel::sort::{ExternalSorter, SortConfig, SortStats};
 use weir_kernel::spill::{FaultyStore, IoBackend, SpillConfig, SpillStore, open_store};
-
-const SEGMENT_SIZE: usize = 4096;
 
 type Pair = (Vec<u8>, Vec<u8>);
 
@@ -30,14 +30,6 @@ fn store_with(dir: &Path, backend: IoBackend, scratch: Option<Owner>) -> Arc<dyn
     config.backend = Some(backend);
     config.scratch = scratch;
     open_store(&config).unwrap()
-}
-
-fn manager(segments: usize) -> MemoryManager {
-    MemoryManager::new(MemoryConfig {
-        segment_size: SEGMENT_SIZE,
-        ..MemoryConfig::with_budget(segments * SEGMENT_SIZE)
-    })
-    .unwrap()
 }
 
 /// Sorts `input` with a sorter of `segments` segments and checks it against the model.

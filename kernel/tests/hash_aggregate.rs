@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::manager;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -19,10 +21,7 @@ use weir_kernel::hash::{
     AggregateConfig, AggregateStats, Aggregator, Composite, ConcatBytes, Count, HashAggregate,
     MaxI64, MinI64, SumI64,
 };
-use weir_kernel::memory::{MemoryConfig, MemoryManager};
 use weir_kernel::spill::{FaultyStore, IoBackend, SpillConfig, SpillStore, open_store};
-
-const SEGMENT_SIZE: usize = 4096;
 
 type Pair = (Vec<u8>, Vec<u8>);
 
@@ -34,14 +33,6 @@ fn store(dir: &Path, backend: IoBackend) -> Arc<dyn SpillStore> {
     config.allow_memory_filesystem = true;
     config.backend = Some(backend);
     open_store(&config).unwrap()
-}
-
-fn manager(segments: usize) -> MemoryManager {
-    MemoryManager::new(MemoryConfig {
-        segment_size: SEGMENT_SIZE,
-        ..MemoryConfig::with_budget(segments * SEGMENT_SIZE)
-    })
-    .unwrap()
 }
 
 fn min_segments(config: &AggregateConfig) -> usize {

@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::manager;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -18,10 +20,7 @@ use proptest::prelude::*;
 
 use weir_kernel::KernelError;
 use weir_kernel::hash::{HashJoin, JoinConfig, JoinRow, JoinStats, JoinType};
-use weir_kernel::memory::{MemoryConfig, MemoryManager};
 use weir_kernel::spill::{FaultyStore, IoBackend, SpillConfig, SpillStore, open_store};
-
-const SEGMENT_SIZE: usize = 4096;
 
 /// A (key, record) input.
 type Rec = (Vec<u8>, Vec<u8>);
@@ -43,14 +42,6 @@ fn store(dir: &Path, backend: IoBackend) -> Arc<dyn SpillStore> {
     config.allow_memory_filesystem = true;
     config.backend = Some(backend);
     open_store(&config).unwrap()
-}
-
-fn manager(segments: usize) -> MemoryManager {
-    MemoryManager::new(MemoryConfig {
-        segment_size: SEGMENT_SIZE,
-        ..MemoryConfig::with_budget(segments * SEGMENT_SIZE)
-    })
-    .unwrap()
 }
 
 fn own(row: JoinRow<'_>) -> (Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>) {

@@ -1,24 +1,16 @@
 //! Paged views: arbitrary sequences of writes read back equal across segment boundaries,
 //! record addresses seek back to records, and running out of segments is a typed answer.
 
+mod common;
+
+use common::{SEGMENT_SIZE, manager};
+
 use std::io::{Read, Write};
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 use weir_kernel::KernelError;
-use weir_kernel::memory::{
-    MemoryConfig, MemoryManager, PagedInputView, PagedOutputView, RecordAddress,
-};
-
-const SEGMENT_SIZE: usize = 4096;
-
-fn manager(segments: usize) -> MemoryManager {
-    MemoryManager::new(MemoryConfig {
-        segment_size: SEGMENT_SIZE,
-        ..MemoryConfig::with_budget(segments * SEGMENT_SIZE)
-    })
-    .unwrap()
-}
+use weir_kernel::memory::{PagedInputView, PagedOutputView, RecordAddress};
 
 fn config() -> Config {
     Config {

@@ -8,10 +8,10 @@
     reason = "a test is a scenario read top to bottom"
 )]
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Wake, Waker};
-use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use weir_kernel::memory::{MemoryConfig, MemoryManager};
@@ -22,14 +22,6 @@ use weir_netstack::{
     ChannelIndex, DataType, FlushMode, GatePoll, InputGate, LocalInputChannel, NetworkBufferPool,
     RecordReader, RecordWriter, ResultPartition, SubpartitionIndex,
 };
-
-struct Unpark(Thread);
-
-impl Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-}
 
 #[test]
 fn in_flight_bytes_converge_to_throughput_times_target() {
@@ -73,7 +65,7 @@ fn in_flight_bytes_converge_to_throughput_times_target() {
     };
 
     // The consumer: 1 MB/s, paced by the clock.
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let waker = common::thread_waker();
     let mut reader = RecordReader::new(ChannelIndex(0));
     let start = Instant::now();
     let mut consumed = 0f64;

@@ -4,107 +4,20 @@
 //! heartbeats keep an idle but live connection up well past the timeout. Every test checks
 //! that every segment came home.
 
+mod common;
+
+use common::{free_addresses, manager, read_all, remote_channel};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::task::{Wake, Waker};
-use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-use weir_kernel::memory::{MemoryConfig, MemoryManager};
-use weir_netstack::input::{RemoteChannelSpec, RemoteInputChannel};
+use weir_kernel::memory::MemoryManager;
 use weir_netstack::partition::ForwardSelector;
-use weir_netstack::pool::{LocalBufferPool, LocalPoolSpec};
+use weir_netstack::pool::LocalPoolSpec;
 use weir_netstack::transport::frame::PROTOCOL_VERSION;
 use weir_netstack::transport::{FrameDecoder, Message, NetworkConfig, NetworkService, PartitionId};
-use weir_netstack::{
-    ChannelIndex, DataType, FlushMode, GatePoll, InputGate, NetError, NetworkBufferPool,
-    RecordReader, RecordWriter, ResultPartition,
-};
-
-struct Unpark(Thread);
-
-impl Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-fn free_addresses(n: usize) -> Vec<SocketAddr> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners.iter().map(|l| l.local_addr().unwrap()).collect()
-}
-
-fn manager() -> Arc<MemoryManager> {
-    Arc::new(
-        MemoryManager::new(MemoryConfig {
-            segment_size: 4096,
-            ..MemoryConfig::with_budget(64 * 4096)
-        })
-        .unwrap(),
-    )
-}
-
-/// A remote channel of `reader_side` reading subpartition 0 of `partition` at `peer`.
-fn remote_channel(
-    reader_side: &NetworkService,
-    peer: u32,
-    grant: &NetworkBufferPool,
-    floating: &Arc<LocalBufferPool>,
-    partition: PartitionId,
-) -> RemoteInputChannel {
-    let spec = RemoteChannelSpec {
-        index: ChannelIndex(0),
-        receiver: reader_side.next_receiver(),
-        partition,
-        subpartition: 0,
-        peer: reader_side.peer_name(peer),
-    };
-    let channel = RemoteInputChannel::new(
-        spec,
-        2,
-        grant,
-        Arc::clone(floating),
-        reader_side.channel_events(),
-        Duration::from_secs(5),
-    )
-    .unwrap();
-    reader_side.open_channel(peer, channel.shared());
-    channel
-}
-
-/// Reads a one-channel gate until its end or an error; counts records.
-fn read_all(channel: RemoteInputChannel) -> Result<u64, NetError> {
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut gate = InputGate::new(vec![channel]);
-    let mut records = RecordReader::new(ChannelIndex(0));
-    let mut count = 0u64;
-    let mut listening = false;
-    loop {
-        match gate.poll_next()? {
-            GatePoll::Buffer(_, buffer) => {
-                listening = false;
-                if buffer.data_type() == DataType::Data {
-                    records.push(buffer);
-                    while records.next_record()?.is_some() {
-                        count += 1;
-                    }
-                }
-            }
-            GatePoll::Pending if !listening => {
-                gate.register_listener(&waker);
-                listening = true;
-            }
-            GatePoll::Pending => {
-                std::thread::park_timeout(Duration::from_millis(100));
-                listening = false;
-            }
-            GatePoll::EndOfPartitions => return Ok(count),
-        }
-    }
-}
+use weir_netstack::{FlushMode, NetworkBufferPool, RecordWriter, ResultPartition};
 
 /// Bytes of a seeded generator (an LCG's high bytes).
 fn seeded_bytes(mut state: u64, len: usize) -> Vec<u8> {
@@ -159,7 +72,7 @@ fn exchange(
     let owner1 = managers[1].owner("network");
     let grant1 = NetworkBufferPool::new(&owner1, 16).unwrap();
     let floating = Arc::new(grant1.create_pool(LocalPoolSpec::new(1, 8)).unwrap());
-    let channel = remote_channel(&consumer_side, 0, &grant1, &floating, id);
+    let channel = remote_channel(&consumer_side, 0, (&grant1, &floating), 0, id, 0);
     let reader = std::thread::spawn(move || read_all(channel));
     let mut writer = RecordWriter::new(partition, ForwardSelector, FlushMode::EveryRecord);
     for i in 0..records / 2 {
@@ -183,7 +96,7 @@ fn exchange(
 
 #[test]
 fn strangers_on_the_port_neither_fail_nor_delay_the_startup() {
-    let managers = [manager(), manager()];
+    let managers = [Arc::new(manager()), Arc::new(manager())];
     let peers = free_addresses(2);
     let started = Instant::now();
     let first = {
@@ -250,7 +163,7 @@ fn silent_raw_peer(address: SocketAddr) -> TcpStream {
 #[test]
 fn a_peer_silent_after_its_hello_fails_the_channels_naming_it() {
     const TIMEOUT: Duration = Duration::from_secs(1);
-    let manager = manager();
+    let manager = Arc::new(manager());
     let peers = free_addresses(2);
     let service = {
         let config = NetworkConfig::new(0, peers.clone()).with_peer_timeout(TIMEOUT);
@@ -267,7 +180,7 @@ fn a_peer_silent_after_its_hello_fails_the_channels_naming_it() {
         producer: 1,
     };
     let started = Instant::now();
-    let channel = remote_channel(&service, 1, &grant, &floating, id);
+    let channel = remote_channel(&service, 1, (&grant, &floating), 0, id, 0);
     let error = read_all(channel).unwrap_err().to_string();
     let waited = started.elapsed();
     // Nothing arrived since the hello, a little before `started`: at most the timeout
@@ -290,7 +203,7 @@ fn a_peer_silent_after_its_hello_fails_the_channels_naming_it() {
 #[test]
 fn heartbeats_keep_an_idle_connection_up_past_the_timeout() {
     const TIMEOUT: Duration = Duration::from_millis(1500);
-    let managers = [manager(), manager()];
+    let managers = [Arc::new(manager()), Arc::new(manager())];
     let peers = free_addresses(2);
     let handles: Vec<_> = (0..2u32)
         .map(|process| {
@@ -321,7 +234,7 @@ fn heartbeats_keep_an_idle_connection_up_past_the_timeout() {
 
 #[test]
 fn an_invalid_liveness_configuration_is_an_error_naming_the_field() {
-    let manager = manager();
+    let manager = Arc::new(manager());
     let peers = free_addresses(1);
     let mut config = NetworkConfig::new(0, peers.clone());
     config.heartbeat_interval = config.peer_timeout;

@@ -7,11 +7,14 @@
     reason = "a test is a scenario read top to bottom"
 )]
 
+mod common;
+
+use common::manager;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use weir_kernel::memory::{MemoryConfig, MemoryManager};
+use weir_kernel::memory::MemoryManager;
 use weir_netstack::partition::ForwardSelector;
 use weir_netstack::pool::LocalPoolSpec;
 use weir_netstack::transport::frame::PROTOCOL_VERSION;
@@ -91,14 +94,6 @@ fn worker_and_raw_peer(
         }
     );
     (service.join().unwrap(), stream)
-}
-
-fn manager() -> MemoryManager {
-    MemoryManager::new(MemoryConfig {
-        segment_size: 4096,
-        ..MemoryConfig::with_budget(64 * 4096)
-    })
-    .unwrap()
 }
 
 #[test]

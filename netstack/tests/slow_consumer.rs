@@ -7,10 +7,10 @@
     reason = "a test is a scenario read top to bottom"
 )]
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::task::{Wake, Waker};
-use std::thread::Thread;
 use std::time::Duration;
 
 use weir_kernel::memory::{MemoryConfig, MemoryManager};
@@ -20,14 +20,6 @@ use weir_netstack::{
     ChannelIndex, DataType, FlushMode, GatePoll, InputGate, LocalInputChannel, NetworkBufferPool,
     RecordReader, RecordWriter, ResultPartition, SubpartitionIndex,
 };
-
-struct Unpark(Thread);
-
-impl Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-}
 
 #[test]
 fn a_slow_consumer_back_pressures_the_producer_within_the_pools_bounds() {
@@ -71,7 +63,7 @@ fn a_slow_consumer_back_pressures_the_producer_within_the_pools_bounds() {
     };
 
     let consumer = std::thread::spawn(move || {
-        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+        let waker = common::thread_waker();
         let mut gate = InputGate::new(vec![channel]);
         let mut reader = RecordReader::new(ChannelIndex(0));
         let mut next = 0u64;

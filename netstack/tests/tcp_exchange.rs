@@ -7,48 +7,23 @@
     reason = "a test is a scenario read top to bottom"
 )]
 
-use std::net::{SocketAddr, TcpListener};
+mod common;
+
+use common::{free_addresses, manager, read_all, remote_channel, thread_waker};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::task::{Wake, Waker};
-use std::thread::Thread;
 use std::time::Duration;
 
-use weir_kernel::memory::{MemoryConfig, MemoryManager};
+use weir_kernel::memory::MemoryManager;
 use weir_netstack::debloat::{DebloatConfig, SystemClock};
 use weir_netstack::input::{RemoteChannelSpec, RemoteInputChannel};
 use weir_netstack::partition::ForwardSelector;
-use weir_netstack::pool::LocalBufferPool;
 use weir_netstack::pool::LocalPoolSpec;
 use weir_netstack::transport::{NetworkConfig, NetworkService, PartitionId};
 use weir_netstack::{
-    ChannelIndex, DataType, FlushMode, GatePoll, InputGate, NetError, NetworkBufferPool,
-    RecordReader, RecordWriter, ResultPartition, SubpartitionIndex,
+    ChannelIndex, DataType, FlushMode, GatePoll, InputGate, NetworkBufferPool, RecordReader,
+    RecordWriter, ResultPartition, SubpartitionIndex,
 };
-
-struct Unpark(Thread);
-
-impl Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-fn free_addresses(n: usize) -> Vec<SocketAddr> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners.iter().map(|l| l.local_addr().unwrap()).collect()
-}
-
-fn manager() -> Arc<MemoryManager> {
-    Arc::new(
-        MemoryManager::new(MemoryConfig {
-            segment_size: 4096,
-            ..MemoryConfig::with_budget(64 * 4096)
-        })
-        .unwrap(),
-    )
-}
 
 /// Starts both services (each waits for the other at startup).
 fn start_pair(managers: &[Arc<MemoryManager>; 2]) -> (NetworkService, NetworkService) {
@@ -73,70 +48,10 @@ fn start_pair_with(
     ((services.next().unwrap(), services.next().unwrap()), peers)
 }
 
-/// A remote channel of worker 1 reading `partition`'s `subpartition` at worker 0.
-fn remote_channel(
-    consumer_side: &NetworkService,
-    grant: &NetworkBufferPool,
-    floating: &Arc<LocalBufferPool>,
-    index: u32,
-    partition: PartitionId,
-    subpartition: u32,
-) -> RemoteInputChannel {
-    let spec = RemoteChannelSpec {
-        index: ChannelIndex(index),
-        receiver: consumer_side.next_receiver(),
-        partition,
-        subpartition,
-        peer: consumer_side.peer_name(0),
-    };
-    let channel = RemoteInputChannel::new(
-        spec,
-        2,
-        grant,
-        Arc::clone(floating),
-        consumer_side.channel_events(),
-        Duration::from_secs(5),
-    )
-    .unwrap();
-    consumer_side.open_channel(0, channel.shared());
-    channel
-}
-
-/// Reads a one-channel gate until its end or an error; counts records.
-fn read_all(channel: RemoteInputChannel) -> Result<u64, NetError> {
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut gate = InputGate::new(vec![channel]);
-    let mut records = RecordReader::new(ChannelIndex(0));
-    let mut count = 0u64;
-    let mut listening = false;
-    loop {
-        match gate.poll_next()? {
-            GatePoll::Buffer(_, buffer) => {
-                listening = false;
-                if buffer.data_type() == DataType::Data {
-                    records.push(buffer);
-                    while records.next_record()?.is_some() {
-                        count += 1;
-                    }
-                }
-            }
-            GatePoll::Pending if !listening => {
-                gate.register_listener(&waker);
-                listening = true;
-            }
-            GatePoll::Pending => {
-                std::thread::park_timeout(Duration::from_millis(100));
-                listening = false;
-            }
-            GatePoll::EndOfPartitions => return Ok(count),
-        }
-    }
-}
-
 #[test]
 fn records_cross_the_connection_once_in_order_under_credit() {
     const RECORDS: u64 = 200_000;
-    let managers = [manager(), manager()];
+    let managers = [Arc::new(manager()), Arc::new(manager())];
     let (producer_side, consumer_side) = start_pair(&managers);
 
     // Worker 0: one partition of one subpartition, registered for remote readers.
@@ -175,7 +90,7 @@ fn records_cross_the_connection_once_in_order_under_credit() {
     consumer_side.open_channel(0, channel.shared());
 
     let reader = std::thread::spawn(move || {
-        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+        let waker = thread_waker();
         let mut gate = InputGate::new(vec![channel]);
         let mut records = RecordReader::new(ChannelIndex(0));
         let mut next = 0u64;
@@ -232,7 +147,7 @@ fn records_cross_the_connection_once_in_order_under_credit() {
 
 #[test]
 fn a_partition_never_registered_fails_the_channel_with_partition_not_found() {
-    let managers = [manager(), manager()];
+    let managers = [Arc::new(manager()), Arc::new(manager())];
     let ((producer_side, consumer_side), _) = start_pair_with(&managers, |config| {
         config.request_timeout = Duration::from_millis(300);
     });
@@ -243,7 +158,7 @@ fn a_partition_never_registered_fails_the_channel_with_partition_not_found() {
         dataset: 1,
         producer: 9,
     };
-    let channel = remote_channel(&consumer_side, &grant1, &floating, 0, missing, 0);
+    let channel = remote_channel(&consumer_side, 0, (&grant1, &floating), 0, missing, 0);
     let started = std::time::Instant::now();
     let error = read_all(channel).unwrap_err().to_string();
     assert!(error.contains("worker 0 at 127.0.0.1:"), "{error}");
@@ -264,7 +179,7 @@ fn a_partition_never_registered_fails_the_channel_with_partition_not_found() {
 /// applies when the partition appears (it used to be dropped, leaving whole segments).
 #[test]
 fn a_buffer_size_announced_before_the_partition_is_registered_applies_to_it() {
-    let managers = [manager(), manager()];
+    let managers = [Arc::new(manager()), Arc::new(manager())];
     let (producer_side, consumer_side) = start_pair(&managers);
     let owner1 = managers[1].owner("network");
     let grant1 = NetworkBufferPool::new(&owner1, 16).unwrap();
@@ -273,7 +188,7 @@ fn a_buffer_size_announced_before_the_partition_is_registered_applies_to_it() {
         dataset: 3,
         producer: 0,
     };
-    let channel = remote_channel(&consumer_side, &grant1, &floating, 0, id, 0);
+    let channel = remote_channel(&consumer_side, 0, (&grant1, &floating), 0, id, 0);
     let mut gate = InputGate::new(vec![channel]);
     let config = DebloatConfig::new(managers[1].segment_size());
     gate.enable_debloating(config, Arc::new(SystemClock::default()))
@@ -308,7 +223,7 @@ fn a_buffer_size_announced_before_the_partition_is_registered_applies_to_it() {
 #[test]
 fn a_stalled_channel_does_not_block_the_others_on_the_connection() {
     const RECORDS: u64 = 50_000;
-    let managers = [manager(), manager()];
+    let managers = [Arc::new(manager()), Arc::new(manager())];
     let ((producer_side, consumer_side), _) = start_pair_with(&managers, |config| {
         config.drain_timeout = Duration::from_millis(200);
     });
@@ -326,8 +241,8 @@ fn a_stalled_channel_does_not_block_the_others_on_the_connection() {
     let owner1 = managers[1].owner("network");
     let grant1 = NetworkBufferPool::new(&owner1, 16).unwrap();
     let floating = Arc::new(grant1.create_pool(LocalPoolSpec::new(1, 8)).unwrap());
-    let stalled = remote_channel(&consumer_side, &grant1, &floating, 0, id, 0);
-    let flowing = remote_channel(&consumer_side, &grant1, &floating, 0, id, 1);
+    let stalled = remote_channel(&consumer_side, 0, (&grant1, &floating), 0, id, 0);
+    let flowing = remote_channel(&consumer_side, 0, (&grant1, &floating), 0, id, 1);
     let reader = std::thread::spawn(move || read_all(flowing));
 
     // Records alternate between the stalled and the flowing subpartition until the
@@ -380,7 +295,7 @@ fn a_stalled_channel_does_not_block_the_others_on_the_connection() {
 /// hang), and both workers' segments come home.
 #[test]
 fn a_lost_peer_fails_the_reader_with_an_error_naming_it() {
-    let managers = [manager(), manager()];
+    let managers = [Arc::new(manager()), Arc::new(manager())];
     let ((producer_side, consumer_side), _) = start_pair_with(&managers, |config| {
         config.drain_timeout = Duration::from_millis(50);
     });
@@ -398,7 +313,7 @@ fn a_lost_peer_fails_the_reader_with_an_error_naming_it() {
     let owner1 = managers[1].owner("network");
     let grant1 = NetworkBufferPool::new(&owner1, 16).unwrap();
     let floating = Arc::new(grant1.create_pool(LocalPoolSpec::new(1, 8)).unwrap());
-    let channel = remote_channel(&consumer_side, &grant1, &floating, 0, id, 0);
+    let channel = remote_channel(&consumer_side, 0, (&grant1, &floating), 0, id, 0);
     let reader = std::thread::spawn(move || read_all(channel));
     for _ in 0..100 {
         let _ = partition.try_emit_record(&[1u8; 1000], SubpartitionIndex(0));
@@ -431,7 +346,7 @@ fn a_lost_peer_fails_the_reader_with_an_error_naming_it() {
 fn garbage_on_the_listening_port_does_not_disturb_the_workers() {
     use std::io::Write as _;
     const RECORDS: u64 = 20_000;
-    let managers = [manager(), manager()];
+    let managers = [Arc::new(manager()), Arc::new(manager())];
     let ((producer_side, consumer_side), peers) = start_pair_with(&managers, |_| {});
     for garbage in [
         &b"GET / HTTP/1.1\r\n\r\n"[..],
@@ -457,7 +372,7 @@ fn garbage_on_the_listening_port_does_not_disturb_the_workers() {
     let owner1 = managers[1].owner("network");
     let grant1 = NetworkBufferPool::new(&owner1, 16).unwrap();
     let floating = Arc::new(grant1.create_pool(LocalPoolSpec::new(1, 8)).unwrap());
-    let channel = remote_channel(&consumer_side, &grant1, &floating, 0, id, 0);
+    let channel = remote_channel(&consumer_side, 0, (&grant1, &floating), 0, id, 0);
     let reader = std::thread::spawn(move || read_all(channel));
     let mut writer = RecordWriter::new(partition, ForwardSelector, FlushMode::default());
     for i in 0..RECORDS {
@@ -529,7 +444,7 @@ fn worker_side<S: weir_netstack::ChannelSelector + 'static>(
     }
     let gate = InputGate::new(channels);
     let sink = std::thread::spawn(move || {
-        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+        let waker = thread_waker();
         let mut gate = gate;
         let mut readers = [
             RecordReader::new(ChannelIndex(0)),
@@ -605,7 +520,7 @@ fn every_selector_across_two_workers_delivers_each_record_once_in_order() {
     };
     const RECORDS: u64 = 3_000;
     fn run<S: weir_netstack::ChannelSelector + 'static>(make: impl Fn() -> S, copies: u64) {
-        let managers = [manager(), manager()];
+        let managers = [Arc::new(manager()), Arc::new(manager())];
         let (a, b) = start_pair(&managers);
         let (left_selector, right_selector) = (make(), make());
         let (counts_a, counts_b) = std::thread::scope(|scope| {

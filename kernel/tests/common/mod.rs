@@ -1,9 +1,23 @@
-//! Helpers shared by the kernel's integration tests: a seeded generator and a spill
-//! directory that is checked empty and removed.
+//! Helpers shared by the kernel's integration tests: a memory manager, a seeded generator
+//! and a spill directory that is checked empty and removed.
 
 #![allow(dead_code, reason = "each test file uses a different part")]
 
 use std::path::{Path, PathBuf};
+
+use weir_kernel::memory::{MemoryConfig, MemoryManager};
+
+/// The segment size of the integration tests: small, so few records fill a segment.
+pub(crate) const SEGMENT_SIZE: usize = 4096;
+
+/// A manager of `segments` segments of [`SEGMENT_SIZE`].
+pub(crate) fn manager(segments: usize) -> MemoryManager {
+    MemoryManager::new(MemoryConfig {
+        segment_size: SEGMENT_SIZE,
+        ..MemoryConfig::with_budget(segments * SEGMENT_SIZE)
+    })
+    .unwrap()
+}
 
 /// splitmix64: small, seeded, good enough to make keys and payloads.
 pub(crate) struct Rng(pub u64);
