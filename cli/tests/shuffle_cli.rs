@@ -1,14 +1,9 @@
 //! `weir bench shuffle` end to end on a small run: the last line is the docs/WORKLOADS.md JSON
 //! with `valid: true`, and bad arguments are a one-line error with exit code 2.
 
-use std::process::{Command, Output};
+mod support;
 
-fn weir(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use support::weir;
 
 #[test]
 fn a_small_shuffle_prints_a_valid_json_line() {

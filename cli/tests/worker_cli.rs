@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use weir::workers::LocalCluster;
 
-fn weir() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_weir"))
-}
+mod support;
+
+use support::weir_command as weir;
 
 #[test]
 fn a_two_worker_shuffle_is_valid_for_small_and_large_records() {
