@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::marker::PhantomData;
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,11 +14,11 @@ use weir_kernel::hash::{
     AggregateConfig, Aggregator, HashAggregate, HashJoin, JoinConfig, JoinRow, JoinType, hash_bytes,
 };
 use weir_kernel::sort::{ExternalSorter, SortConfig};
-use weir_netstack::partition::{ChannelSelector, channel_for_key_group, key_group};
+use weir_netstack::partition::{channel_for_key_group, key_group};
 use weir_netstack::{ChannelIndex, GateHandler, GateReader, InputGate, RecordWriter};
 
 use super::graph::Exchange;
-use super::runtime::Counters;
+use super::runtime::{Counters, Target};
 use super::{Data, Driver, Key, Push, TaskContext};
 use crate::error::{Result, WeirError};
 use crate::output::OutputFile;
@@ -308,22 +308,6 @@ impl Driver for Sequence {
             driver.run(ctx)?;
         }
         Ok(())
-    }
-}
-
-/// The channel the exchange picked for the record being written; the record writer's
-/// selector reads it.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Target(Arc<AtomicU32>);
-
-impl ChannelSelector for Target {
-    fn setup(&mut self, channels: u32) {
-        assert!(channels >= 1, "an exchange needs a consumer");
-    }
-
-    #[inline]
-    fn select_channel(&mut self, _record: &[u8]) -> ChannelIndex {
-        ChannelIndex(self.0.load(Ordering::Relaxed))
     }
 }
 

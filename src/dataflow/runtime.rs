@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use weir_kernel::hash::{AggregateConfig, JoinConfig};
@@ -26,18 +26,33 @@ use weir_kernel::sort::SortConfig;
 use weir_kernel::spill::{SpillConfig, SpillStore, open_store};
 use weir_netstack::constants::EVENT_SEGMENTS;
 use weir_netstack::debloat::{DebloatConfig, SystemClock};
-use weir_netstack::partition::{IdleFlusher, WriterCanceller};
+use weir_netstack::partition::{ChannelSelector, IdleFlusher, WriterCanceller};
 use weir_netstack::transport::{NetworkConfig, NetworkService, PartitionId};
 use weir_netstack::{
-    ChannelSource, ExchangeBuffers, ExchangeEnvironment, InputGate, NetError, NetworkBufferPool,
-    RecordWriter, ResultPartition, SubpartitionIndex,
+    ChannelIndex, ChannelSource, ExchangeBuffers, ExchangeEnvironment, InputGate, NetError,
+    NetworkBufferPool, RecordWriter, ResultPartition, SubpartitionIndex,
 };
 
 use super::graph::{DatasetId, Graph, Parallelism};
-use super::operators::Target;
 use super::{Dataflow, Driver};
 use crate::config::Config;
 use crate::error::{Result, WeirError};
+
+/// The channel the exchange picked for the record being written; the record writer's
+/// selector reads it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Target(pub(crate) Arc<AtomicU32>);
+
+impl ChannelSelector for Target {
+    fn setup(&mut self, channels: u32) {
+        assert!(channels >= 1, "an exchange needs a consumer");
+    }
+
+    #[inline]
+    fn select_channel(&mut self, _record: &[u8]) -> ChannelIndex {
+        ChannelIndex(self.0.load(Ordering::Relaxed))
+    }
+}
 
 /// A worker's counters, shared by its tasks.
 #[derive(Debug, Default)]

@@ -38,7 +38,7 @@ use weir_netstack::{
 };
 
 use crate::workloads::w6_report::TaskMsPerSecond;
-pub use crate::workloads::w6_report::{BarrierReport, BarrierWorkerReport};
+pub use crate::workloads::w6_report::{BarrierJob, BarrierReport, BarrierWorkerReport};
 use weir::error::{Result, WeirError};
 
 /// How often the map samples its gate's metrics.
@@ -46,26 +46,6 @@ const GATE_SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
 /// The longest the map parks while its gate has nothing: how often it checks its window
 /// without input.
 const MAP_PARK_TIMEOUT: Duration = Duration::from_millis(20);
-
-/// What to run.
-#[derive(Debug, Clone)]
-pub struct BarrierJob {
-    /// Whether the maps' gates debloat.
-    pub debloat: bool,
-    /// The debloating target.
-    pub target: Duration,
-    /// The map's busy time per record.
-    pub busy: Duration,
-    /// How long the sources emit.
-    pub duration: Duration,
-    /// The time between barriers.
-    pub interval: Duration,
-    /// Barriers scheduled before this much time has passed are aligned but not counted
-    /// (buffers start at full size; debloating needs a few seconds to settle).
-    pub warmup: Duration,
-    /// Wall-clock nanoseconds at which the sources start (shared by every worker).
-    pub epoch_ns: u64,
-}
 
 fn now_ns() -> u64 {
     let since = SystemTime::now()

@@ -8,10 +8,32 @@
 //! throughput, so the time to consume reads 0), and where the map's and the source's time went
 //! (busy / idle / back-pressured milliseconds per second, Flink's task metrics).
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use weir_netstack::TaskTimes;
 
 use crate::report::{Report, round};
+
+/// What W6 runs (what its report states beside the figures).
+#[derive(Debug, Clone)]
+pub struct BarrierJob {
+    /// Whether the maps' gates debloat.
+    pub debloat: bool,
+    /// The debloating target.
+    pub target: Duration,
+    /// The map's busy time per record.
+    pub busy: Duration,
+    /// How long the sources emit.
+    pub duration: Duration,
+    /// The time between barriers.
+    pub interval: Duration,
+    /// Barriers scheduled before this much time has passed are aligned but not counted
+    /// (buffers start at full size; debloating needs a few seconds to settle).
+    pub warmup: Duration,
+    /// Wall-clock nanoseconds at which the sources start (shared by every worker).
+    pub epoch_ns: u64,
+}
 
 /// Gate samples of one worker over the measured window (every 100 ms).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -222,7 +244,7 @@ impl BarrierReport {
     }
 
     /// The docs/WORKLOADS.md JSON line: the job's figures, then one object per gate.
-    pub fn to_json(&self, job: &crate::workloads::w6_barrier::BarrierJob) -> String {
+    pub fn to_json(&self, job: &BarrierJob) -> String {
         Report::new(
             "W6",
             BarrierSummary {
