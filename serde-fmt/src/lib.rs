@@ -68,6 +68,6 @@ mod varint;
 pub use descending::Descending;
 pub use error::{Error, Result};
 pub use record::{
-    RecordReader, append_to_vec, from_slice, from_slice_prefix, serialized_size, to_slice, to_vec,
-    to_writer,
+    RecordReader, append_to_vec, fixed_size, from_slice, from_slice_prefix, serialized_size,
+    to_slice, to_vec, to_writer,
 };

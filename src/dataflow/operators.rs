@@ -471,9 +471,13 @@ impl<T: Data> GateHandler for ChainInput<'_, T> {
 }
 
 /// Accumulators as their serde-fmt encoding, merged by decoding both, folding and
-/// encoding the result (the kernel's general, variable-size path).
+/// encoding the result. When every value of `A` encodes to the same size
+/// ([`weir_serde_fmt::fixed_size`]: sums, counts, min/max and tuples or structs of them),
+/// the result is written over the stored accumulator in place; otherwise the kernel
+/// appends it and compacts the dead copies (the variable-size path).
 struct SerdeMerge<A> {
     merge: Merge<A>,
+    size: Option<usize>,
 }
 
 impl<A> fmt::Debug for SerdeMerge<A> {
@@ -490,11 +494,35 @@ impl<A: Data> SerdeMerge<A> {
         (self.merge)(&mut acc, other);
         weir_serde_fmt::append_to_vec(out, &acc).expect("an accumulator encodes");
     }
+
+    /// Folds `other` into the fixed-size accumulator `acc`, in place.
+    ///
+    /// # Panics
+    ///
+    /// When `A`'s encoding is not the size its type promised (a custom `Serialize` that
+    /// writes other fields than its `Deserialize` reads: a bug of the program).
+    fn merged_in_place(&self, acc: &mut [u8], other: &[u8]) {
+        let mut value: A =
+            weir_serde_fmt::from_slice(acc).expect("an accumulator this job encoded");
+        let other: A = weir_serde_fmt::from_slice(other).expect("an accumulator this job encoded");
+        (self.merge)(&mut value, other);
+        let written = weir_serde_fmt::to_slice(acc, &value)
+            .expect("an accumulator of a fixed size fits its place");
+        assert_eq!(written, acc.len(), "an accumulator changed its fixed size");
+    }
 }
 
 impl<A: Data> Aggregator for SerdeMerge<A> {
     fn accumulator_size(&self) -> Option<usize> {
-        None
+        self.size
+    }
+
+    fn update(&self, acc: &mut [u8], value: &[u8]) {
+        self.merged_in_place(acc, value);
+    }
+
+    fn merge(&self, acc: &mut [u8], other: &[u8]) {
+        self.merged_in_place(acc, other);
     }
 
     fn init(&self, value: &[u8], out: &mut Vec<u8>) {
@@ -518,6 +546,7 @@ fn new_aggregate<A: Data>(ctx: &mut TaskContext, merge: &Merge<A>) -> Result<Has
         ctx.spill_store(),
         Box::new(SerdeMerge {
             merge: Arc::clone(merge),
+            size: weir_serde_fmt::fixed_size::<A>().filter(|&size| size > 0),
         }),
         AggregateConfig::default(),
     )?)

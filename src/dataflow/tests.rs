@@ -223,3 +223,52 @@ fn fold_gives_one_state_per_task_and_keys_land_where_task_of_key_says() {
         }
     }
 }
+
+/// Fixed-size accumulators (updated in place) and variable-size ones (re-appended) both
+/// equal a hash map when the aggregation spills at the smallest budget it accepts.
+#[test]
+fn aggregations_that_spill_equal_a_hash_map_for_fixed_and_variable_accumulators() {
+    const KEYS: u64 = 150_000;
+    let mut expected: HashMap<u64, (i64, u64)> = HashMap::new();
+    for i in 0..300_000u64 {
+        let e = expected.entry(i * 7919 % KEYS).or_default();
+        e.0 += i as i64 - 1000;
+        e.1 += 1;
+    }
+    // Fixed: (i64, u64) encodes to 16 bytes for every value.
+    let flow = Dataflow::new();
+    let sums = flow
+        .generate(300_000, |i| (i * 7919 % KEYS, i as i64 - 1000))
+        .key_by(|(k, _)| *k)
+        .aggregate(
+            |(_, v)| (*v, 1u64),
+            |a, b| {
+                a.0 += b.0;
+                a.1 += b.1;
+            },
+        )
+        .collect();
+    let report = run(&flow, &config(1, 5 << 20));
+    assert!(report.spilled_bytes > 0, "{report:?}");
+    let got: HashMap<u64, (i64, u64)> = sums.take().into_iter().collect();
+    assert_eq!(got, expected);
+    // Variable: the count as a decimal string.
+    let flow = Dataflow::new();
+    let counts = flow
+        .generate(300_000, |i| i * 7919 % KEYS)
+        .key_by(|k| *k)
+        .aggregate(
+            |_| "1".to_string(),
+            |a, b| *a = (a.parse::<u64>().unwrap() + b.parse::<u64>().unwrap()).to_string(),
+        )
+        .collect();
+    let report = run(&flow, &config(1, 5 << 20));
+    assert!(report.spilled_bytes > 0, "{report:?}");
+    let got: HashMap<u64, u64> = counts
+        .take()
+        .into_iter()
+        .map(|(k, n)| (k, n.parse().unwrap()))
+        .collect();
+    let want: HashMap<u64, u64> = expected.iter().map(|(k, v)| (*k, v.1)).collect();
+    assert_eq!(got, want);
+}

@@ -19,6 +19,7 @@
 //! The byte-exact specification is `docs/FORMAT.md`.
 
 mod de;
+mod fixed;
 mod reader;
 mod ser;
 
@@ -29,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::output::{IoOutput, Output, SizeOutput, SliceOutput, size_changed};
 pub(crate) use de::RecordDeserializer;
+pub use fixed::fixed_size;
 pub use reader::RecordReader;
 use ser::RecordSerializer;
 
