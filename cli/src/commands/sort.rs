@@ -58,9 +58,10 @@ pub(super) fn sort(args: SortArgs) -> Result<(), WeirError> {
 pub(super) fn demo(count: u64, memory: u64, dir: Option<PathBuf>) -> Result<(), WeirError> {
     let base = dir.unwrap_or_else(std::env::temp_dir);
     let work = base.join(format!("weir-demo.{}", std::process::id()));
-    // Removed on every way out: below on success and failure, and on a signal.
+    // A new directory only (an existing one of that name is not weir's to remove), then
+    // removed on every way out: below on success and failure, and on a signal.
+    std::fs::create_dir(&work).map_err(|e| WeirError::file("create directory", &work, e))?;
     let _registered = weir::lifecycle::remove_on_exit(&work);
-    std::fs::create_dir_all(&work).map_err(|e| WeirError::file("create directory", &work, e))?;
     let result = demo_in(&work, count, memory);
     let cleanup =
         std::fs::remove_dir_all(&work).map_err(|e| WeirError::file("remove directory", &work, e));
