@@ -30,6 +30,7 @@
 //! sort orders by them (wrap a field in [`crate::serde_fmt::Descending`] to reverse it).
 
 mod graph;
+mod group_cache;
 mod operators;
 pub mod runtime;
 mod sources;

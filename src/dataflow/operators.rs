@@ -18,6 +18,7 @@ use weir_netstack::partition::{channel_for_key_group, key_group};
 use weir_netstack::{ChannelIndex, GateHandler, GateReader, InputGate, RecordWriter};
 
 use super::graph::Exchange;
+use super::group_cache::GroupCache;
 use super::runtime::{Counters, Target};
 use super::{Data, Driver, Key, Push, TaskContext};
 use crate::error::{Result, WeirError};
@@ -566,11 +567,26 @@ fn emit_groups<K: Key, A: Data>(
     down.finish()
 }
 
-/// Pre-aggregation before an exchange: a record's accumulator folded into its key's.
+/// An accumulator the group cache evicts: encoded and merged into the kernel table.
+fn evict_into<A: Data>(
+    table: &mut HashAggregate,
+    scratch: &mut Vec<u8>,
+    key: &[u8],
+    acc: &A,
+) -> Result<()> {
+    scratch.clear();
+    append_record(scratch, acc)?;
+    Ok(table.push_partial(key, scratch)?)
+}
+
+/// Pre-aggregation before an exchange: a record's accumulator folded into its key's,
+/// through the typed [`GroupCache`] when the accumulator has a fixed size.
 pub(crate) struct Combine<K, T, A> {
     table: Option<HashAggregate>,
+    cache: Option<GroupCache<A>>,
     key: Arc<dyn Fn(&T) -> K + Send + Sync>,
     lift: Arc<dyn Fn(&T) -> A + Send + Sync>,
+    merge: Merge<A>,
     counters: Arc<Counters>,
     down: Box<dyn Push<(K, A)>>,
     pair: Encoded,
@@ -586,8 +602,10 @@ impl<K: Key, T: Data, A: Data> Combine<K, T, A> {
     ) -> Result<Combine<K, T, A>> {
         Ok(Combine {
             table: Some(new_aggregate(ctx, &merge)?),
+            cache: GroupCache::for_type(),
             key,
             lift,
+            merge,
             counters: ctx.counters(),
             down,
             pair: Encoded::default(),
@@ -597,20 +615,41 @@ impl<K: Key, T: Data, A: Data> Combine<K, T, A> {
 
 impl<K: Key, T: Data, A: Data> Push<T> for Combine<K, T, A> {
     fn push(&mut self, record: T) -> Result<()> {
-        self.pair.set(&(self.key)(&record), &(self.lift)(&record))?;
+        let key = (self.key)(&record);
+        let value = (self.lift)(&record);
         let table = self.table.as_mut().expect("pushed before finish");
+        let value = match &mut self.cache {
+            Some(cache) => {
+                let scratch = &mut self.pair.value;
+                match cache.fold(&key, value, &self.merge, |key, acc| {
+                    evict_into(table, scratch, key, &acc)
+                })? {
+                    Some(value) => value,
+                    None => return Ok(()),
+                }
+            }
+            None => value,
+        };
+        self.pair.set(&key, &value)?;
         Ok(table.push(&self.pair.key, &self.pair.value)?)
     }
 
     fn finish(&mut self) -> Result<()> {
-        let table = self.table.take().expect("finished once");
+        let mut table = self.table.take().expect("finished once");
+        if let Some(cache) = &mut self.cache {
+            let scratch = &mut self.pair.value;
+            cache.flush(|key, acc| evict_into(&mut table, scratch, key, &acc))?;
+        }
         emit_groups(table, &self.counters, &mut *self.down)
     }
 }
 
-/// The final aggregation after the exchange: partial accumulators merged per key.
+/// The final aggregation after the exchange: partial accumulators merged per key,
+/// through the typed [`GroupCache`] when the accumulator has a fixed size.
 pub(crate) struct Aggregate<K, A> {
     table: Option<HashAggregate>,
+    cache: Option<GroupCache<A>>,
+    merge: Merge<A>,
     counters: Arc<Counters>,
     down: Box<dyn Push<(K, A)>>,
     pair: Encoded,
@@ -624,6 +663,8 @@ impl<K: Key, A: Data> Aggregate<K, A> {
     ) -> Result<Aggregate<K, A>> {
         Ok(Aggregate {
             table: Some(new_aggregate(ctx, &merge)?),
+            cache: GroupCache::for_type(),
+            merge,
             counters: ctx.counters(),
             down,
             pair: Encoded::default(),
@@ -633,13 +674,29 @@ impl<K: Key, A: Data> Aggregate<K, A> {
 
 impl<K: Key, A: Data> Push<(K, A)> for Aggregate<K, A> {
     fn push(&mut self, (key, acc): (K, A)) -> Result<()> {
-        self.pair.set(&key, &acc)?;
         let table = self.table.as_mut().expect("pushed before finish");
+        let acc = match &mut self.cache {
+            Some(cache) => {
+                let scratch = &mut self.pair.value;
+                match cache.fold(&key, acc, &self.merge, |key, acc| {
+                    evict_into(table, scratch, key, &acc)
+                })? {
+                    Some(acc) => acc,
+                    None => return Ok(()),
+                }
+            }
+            None => acc,
+        };
+        self.pair.set(&key, &acc)?;
         Ok(table.push_partial(&self.pair.key, &self.pair.value)?)
     }
 
     fn finish(&mut self) -> Result<()> {
-        let table = self.table.take().expect("finished once");
+        let mut table = self.table.take().expect("finished once");
+        if let Some(cache) = &mut self.cache {
+            let scratch = &mut self.pair.value;
+            cache.flush(|key, acc| evict_into(&mut table, scratch, key, &acc))?;
+        }
         emit_groups(table, &self.counters, &mut *self.down)
     }
 }
