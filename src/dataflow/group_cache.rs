@@ -163,14 +163,17 @@ mod tests {
 
     use super::*;
 
+    /// Each key's count and sum.
+    type Groups = HashMap<u64, (u64, u64)>;
+
     /// Folds `keys` (each with value 1 and its own number) through a cache whose
     /// evictions, flush and returned values land in a map; returns it and the cache.
-    fn through_cache(keys: &[u64]) -> (HashMap<u64, (u64, u64)>, GroupCache<(u64, u64)>) {
+    fn through_cache(keys: &[u64]) -> (Groups, GroupCache<(u64, u64)>) {
         let merge: Merge<(u64, u64)> = Arc::new(|acc, value| {
             acc.0 += value.0;
             acc.1 += value.1;
         });
-        let mut table: HashMap<u64, (u64, u64)> = HashMap::new();
+        let mut table = Groups::new();
         let mut add = |key: u64, (n, sum): (u64, u64)| {
             let entry = table.entry(key).or_default();
             entry.0 += n;
@@ -195,8 +198,8 @@ mod tests {
         (table, cache)
     }
 
-    fn model(keys: &[u64]) -> HashMap<u64, (u64, u64)> {
-        let mut expected: HashMap<u64, (u64, u64)> = HashMap::new();
+    fn model(keys: &[u64]) -> Groups {
+        let mut expected = Groups::new();
         for &key in keys {
             let entry = expected.entry(key).or_default();
             entry.0 += 1;
