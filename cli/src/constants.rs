@@ -9,6 +9,11 @@ use crate::tpch::ROW_BYTES_MAX;
 /// hold whole blocks and a row never has to be put together from two segments.
 pub const TABLE_BLOCK_BYTES: usize = SEGMENT_SIZE_MIN;
 
+/// Data blocks of a chunk (1 MiB): the unit a scan splits a table file by, with row count
+/// and column totals of its own in the manifest, so that each task of a scan checks the
+/// rows it read against totals independent of the bytes.
+pub const TABLE_CHUNK_BLOCKS: u64 = 256;
+
 /// Bytes of a data block's header: block index, payload bytes and rows, a `u32` each.
 pub const TABLE_BLOCK_HEADER_BYTES: usize = 12;
 

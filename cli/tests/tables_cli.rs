@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
 
+use weir::kernel::memory::MemoryManager;
 use weir_cli::tpch::block::TableWriter;
-use weir_cli::tpch::{Customer, Lineitem, Order, Table, table_rows};
+use weir_cli::tpch::{Customer, Lineitem, Order, Table, TableScan, chunk_share, table_rows};
 
 mod support;
 
@@ -290,6 +291,60 @@ fn damaged_tables_are_errors_naming_the_file_and_offset_never_answers() {
             "duplicated rows",
         );
     }
+}
+
+/// The rows of `table` in `dir` that P tasks read, each its [`chunk_share`], in task order.
+fn split_scan(dir: &Path, table: Table, tasks: u64) -> weir::error::Result<Vec<Vec<u8>>> {
+    let manager = MemoryManager::with_budget(8 << 20).unwrap();
+    let mut rows = Vec::new();
+    for task in 0..tasks {
+        let owner = manager.owner(format!("scan[{task}]"));
+        let mut scan = TableScan::open(dir, table, &owner)?;
+        let share = chunk_share(scan.chunks(), task, tasks);
+        let count = scan.for_each_row_in(share, |_, row| {
+            rows.push(row.to_vec());
+            Ok(())
+        })?;
+        assert!(count <= rows.len() as u64);
+    }
+    manager.leak_check().unwrap();
+    Ok(rows)
+}
+
+#[test]
+fn tasks_splitting_a_table_by_chunks_read_every_row_once_and_check_their_chunks() {
+    for table in Table::ALL {
+        let bytes = std::fs::read(generated().join(table.name())).unwrap();
+        let (_, all) = table_rows(&bytes, table).unwrap();
+        // One task, a few, and more tasks than the table has chunks.
+        for tasks in [1, 2, 3, 5, 64] {
+            let rows = split_scan(generated(), table, tasks).unwrap();
+            assert!(
+                rows.iter().map(Vec::as_slice).eq(all.iter().copied()),
+                "{tasks} tasks"
+            );
+        }
+    }
+    // The first and last rows of lineitem swapped, checksums and header re-sealed: the
+    // table's totals still hold, the first and last chunks' do not, and the task that
+    // reads either fails naming the chunk.
+    let dir = Dir::new("chunks");
+    let data = dir.file("tables");
+    copy_tables(&data);
+    rewrite(&data, Table::Lineitem, |mut rows| {
+        let last = rows.len() - 1;
+        rows.swap(0, last);
+        rows
+    });
+    let error = split_scan(&data, Table::Lineitem, 1)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("(chunk 0, bytes 4096 to"), "{error}");
+    assert!(error.contains("the manifest says"), "{error}");
+    let error = split_scan(&data, Table::Lineitem, 3)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("chunk 0"), "{error}");
 }
 
 #[test]

@@ -6,7 +6,8 @@
 //!   free space checked against the estimate ── else refused, nothing written
 //!   tpchgen row ──convert (cents, days, flag bytes)──▶ Lineitem/Order/Customer
 //!     ──serde-fmt──▶ TableWriter (4 KiB checksummed blocks) ──▶ STAGING/<table>
-//!     └─ totals of the row values ──▶ STAGING/weir-tables.manifest (last, by rename)
+//!     └─ totals of the row values, per table and per chunk of blocks
+//!                                  ──▶ STAGING/weir-tables.manifest (last, by rename)
 //!   STAGING renamed to DIR (absent or empty DIR), or its files renamed over the files
 //!   DIR's manifest lists, the manifest last; STAGING removed on failure
 //! ```
@@ -30,7 +31,9 @@ use super::block::{TableWriter, Written};
 use super::manifest::{DirState, Manifest, Q1Totals, TableEntry, Totals, inspect, staging_dir};
 use super::q1::Q1_SHIPDATE_MAX;
 use super::{Customer, Lineitem, Order, Table};
-use crate::constants::{TABLE_BYTES_FIXED, TABLE_BYTES_PER_SCALE, TABLES_MANIFEST};
+use crate::constants::{
+    TABLE_BYTES_FIXED, TABLE_BYTES_PER_SCALE, TABLE_CHUNK_BLOCKS, TABLES_MANIFEST,
+};
 use weir::error::{Result, WeirError};
 
 /// Bytes of the write buffer of each table file.
@@ -297,6 +300,7 @@ struct Sink<'a> {
     path: std::path::PathBuf,
     encoded: Vec<u8>,
     totals: Totals,
+    chunks: Vec<Totals>,
     progress: &'a AtomicU64,
 }
 
@@ -306,10 +310,17 @@ impl Sink<'_> {
         self.encoded.clear();
         weir_serde_fmt::to_writer(&mut self.encoded, row)
             .map_err(|e| WeirError::file("write", &self.path, io::Error::other(e)))?;
-        self.out
+        let block = self
+            .out
             .row(&self.encoded)
             .map_err(|e| WeirError::file("write", &self.path, e))?;
         self.totals.add(sums);
+        // The writer names the block; the totals are the generator's values.
+        let chunk = usize::try_from(block / TABLE_CHUNK_BLOCKS).expect("a chunk index");
+        if chunk == self.chunks.len() {
+            self.chunks.push(Totals::default());
+        }
+        self.chunks[chunk].add(sums);
         if self.totals.rows.is_multiple_of(PROGRESS_ROWS) {
             self.progress.fetch_add(PROGRESS_ROWS, Ordering::Relaxed);
         }
@@ -338,11 +349,16 @@ fn write_table(
         path,
         encoded: Vec::new(),
         totals: Totals::default(),
+        chunks: Vec::new(),
         progress,
     };
     fill(&mut sink)?;
     let Sink {
-        out, path, totals, ..
+        out,
+        path,
+        totals,
+        chunks,
+        ..
     } = sink;
     progress.fetch_add(totals.rows % PROGRESS_ROWS, Ordering::Relaxed);
     let (
@@ -365,5 +381,6 @@ fn write_table(
         bytes,
         blocks,
         totals,
+        chunks,
     })
 }

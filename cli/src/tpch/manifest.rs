@@ -2,9 +2,11 @@
 //! a directory it is pointed at.
 //!
 //! ```text
-//!   weir-tables format 2
+//!   weir-tables format 3
 //!   scale 0.01
 //!   table lineitem bytes 8372224 blocks 2043 rows 60175 l_orderkey … l_quantity … l_extendedprice …
+//!   chunk lineitem 0 rows 7532 l_orderkey … l_quantity … l_extendedprice …
+//!   …                                       (one line per chunk of TABLE_CHUNK_BLOCKS blocks)
 //!   table orders bytes … blocks … rows 15000 o_orderkey … o_totalprice …
 //!   table customer bytes … blocks … rows 1500 c_custkey … c_acctbal …
 //!   q1 rows … l_quantity … l_extendedprice …
@@ -12,7 +14,10 @@
 //!
 //! The totals are wrapping `i64` sums computed from the generator's rows as they were
 //! generated, not from the files: they are what a scan (and an answer) is checked against,
-//! independently of the bytes. `q1` sums the rows TPC-H Q1 reads (`l_shipdate` up to
+//! independently of the bytes. A chunk's totals cover the rows of its blocks (chunk `c`
+//! holds data blocks `c × TABLE_CHUNK_BLOCKS` up to the next chunk's first), so a task that
+//! scans a range of chunks checks what it read on its own; the chunks add up to the
+//! table's totals. `q1` sums the rows TPC-H Q1 reads (`l_shipdate` up to
 //! 1998-09-02). The manifest is written last, through a temporary file and a rename, so a
 //! directory with a manifest holds complete tables.
 
@@ -20,7 +25,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::{FORMAT_VERSION, MAGIC, Table};
-use crate::constants::TABLES_MANIFEST;
+use crate::constants::{TABLE_CHUNK_BLOCKS, TABLES_MANIFEST};
 use weir::error::{Result, WeirError};
 
 /// The most summed columns of a table ([`Table::summed_columns`]).
@@ -47,7 +52,7 @@ impl Totals {
 }
 
 /// One table file as the manifest lists it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableEntry {
     /// Which table (its file is `DIR/<name>`).
     pub table: Table,
@@ -57,6 +62,14 @@ pub struct TableEntry {
     pub blocks: u64,
     /// Rows and column totals of the generated rows.
     pub totals: Totals,
+    /// Rows and column totals of each chunk ([`TABLE_CHUNK_BLOCKS`] data blocks; the last
+    /// may have fewer), in file order.
+    pub chunks: Vec<Totals>,
+}
+
+/// The chunks of a file of `blocks` data blocks.
+pub fn chunks_of(blocks: u64) -> u64 {
+    blocks.div_ceil(TABLE_CHUNK_BLOCKS)
 }
 
 /// The totals of the `lineitem` rows TPC-H Q1 reads.
@@ -110,10 +123,16 @@ impl Manifest {
                 entry.blocks,
                 entry.totals.rows
             );
-            for ((name, _), sum) in entry.table.summed_columns().iter().zip(entry.totals.sums) {
-                let _ = write!(text, " {name} {sum}");
+            write_sums(&mut text, entry.table, &entry.totals);
+            for (index, chunk) in entry.chunks.iter().enumerate() {
+                let _ = write!(
+                    text,
+                    "chunk {} {index} rows {}",
+                    entry.table.name(),
+                    chunk.rows
+                );
+                write_sums(&mut text, entry.table, chunk);
             }
-            text.push('\n');
         }
         let q1 = &self.q1;
         let _ = writeln!(
@@ -124,7 +143,9 @@ impl Manifest {
         text
     }
 
-    /// Parses a manifest of this format version.
+    /// Parses a manifest of this format version and checks that it adds up: each table
+    /// lists its chunks once each, in order, as many as its blocks make, and their totals
+    /// sum to the table's.
     ///
     /// # Errors
     ///
@@ -135,12 +156,22 @@ impl Manifest {
             return Err(format!("it is of table format version {version}"));
         }
         let mut scale_factor = None;
-        let (mut tables, mut q1) = (Vec::new(), None);
+        let (mut tables, mut q1) = (Vec::<TableEntry>::new(), None);
         for line in text.lines().skip(1) {
             let words: Vec<&str> = line.split_whitespace().collect();
             match words.as_slice() {
                 ["scale", value] => scale_factor = value.parse::<f64>().ok(),
                 ["table", name, fields @ ..] => tables.push(parse_table(name, fields)?),
+                ["chunk", name, index, fields @ ..] => {
+                    let entry = tables
+                        .last_mut()
+                        .filter(|entry| entry.table.name() == *name)
+                        .ok_or_else(|| format!("chunk line {line:?} does not follow its table"))?;
+                    if index.parse::<usize>().ok() != Some(entry.chunks.len()) {
+                        return Err(format!("chunk line {line:?} is out of order"));
+                    }
+                    entry.chunks.push(parse_totals(entry.table, fields)?);
+                }
                 ["q1", fields @ ..] => {
                     let value = |key: &str| field(fields, key);
                     q1 = Some(Q1Totals {
@@ -156,6 +187,9 @@ impl Manifest {
         tables.sort_by_key(|entry: &TableEntry| Table::ALL.iter().position(|t| *t == entry.table));
         if tables.iter().map(|e| e.table).collect::<Vec<_>>() != Table::ALL {
             return Err("it does not list lineitem, orders and customer once each".into());
+        }
+        for entry in &tables {
+            check_chunks(entry)?;
         }
         Ok(Manifest {
             scale_factor: scale_factor.ok_or("it names no scale")?,
@@ -211,11 +245,15 @@ fn field(fields: &[&str], key: &str) -> std::result::Result<i64, String> {
         .ok_or_else(|| format!("no number for {key}"))
 }
 
-fn parse_table(name: &str, fields: &[&str]) -> std::result::Result<TableEntry, String> {
-    let table = *Table::ALL
-        .iter()
-        .find(|t| t.name() == name)
-        .ok_or_else(|| format!("it lists an unknown table {name:?}"))?;
+/// Appends ` column sum` for each summed column of `table`, and the line's end.
+fn write_sums(text: &mut String, table: Table, totals: &Totals) {
+    for ((name, _), sum) in table.summed_columns().iter().zip(totals.sums) {
+        let _ = write!(text, " {name} {sum}");
+    }
+    text.push('\n');
+}
+
+fn parse_totals(table: Table, fields: &[&str]) -> std::result::Result<Totals, String> {
     let mut totals = Totals {
         rows: field(fields, "rows")? as u64,
         sums: [0; SUMS_MAX],
@@ -223,12 +261,48 @@ fn parse_table(name: &str, fields: &[&str]) -> std::result::Result<TableEntry, S
     for (sum, (column, _)) in totals.sums.iter_mut().zip(table.summed_columns()) {
         *sum = field(fields, column)?;
     }
+    Ok(totals)
+}
+
+fn parse_table(name: &str, fields: &[&str]) -> std::result::Result<TableEntry, String> {
+    let table = *Table::ALL
+        .iter()
+        .find(|t| t.name() == name)
+        .ok_or_else(|| format!("it lists an unknown table {name:?}"))?;
     Ok(TableEntry {
         table,
         bytes: field(fields, "bytes")? as u64,
         blocks: field(fields, "blocks")? as u64,
-        totals,
+        totals: parse_totals(table, fields)?,
+        chunks: Vec::new(),
     })
+}
+
+/// Checks that `entry` lists as many chunks as its blocks make and that they add up to
+/// its totals.
+fn check_chunks(entry: &TableEntry) -> std::result::Result<(), String> {
+    let name = entry.table.name();
+    if entry.chunks.len() as u64 != chunks_of(entry.blocks) {
+        return Err(format!(
+            "{name} has {} blocks, which make {} chunks, and {} chunk lines",
+            entry.blocks,
+            chunks_of(entry.blocks),
+            entry.chunks.len()
+        ));
+    }
+    let mut sum = Totals::default();
+    for chunk in &entry.chunks {
+        sum.rows += chunk.rows;
+        for (total, value) in sum.sums.iter_mut().zip(chunk.sums) {
+            *total = total.wrapping_add(value);
+        }
+    }
+    if sum != entry.totals {
+        return Err(format!(
+            "{name}'s chunk lines do not add up to its table line"
+        ));
+    }
+    Ok(())
 }
 
 /// The format version a manifest's first line names.
@@ -392,19 +466,31 @@ mod tests {
             tables: Table::ALL
                 .iter()
                 .enumerate()
-                .map(|(i, &table)| TableEntry {
-                    table,
-                    bytes: 4096 * (i as u64 + 2),
-                    blocks: i as u64 + 1,
-                    totals: Totals {
-                        rows: 10 + i as u64,
-                        sums: [-1, i64::MAX, 3],
-                    },
-                })
-                .map(|mut e| {
-                    let n = e.table.summed_columns().len();
-                    e.totals.sums[n..].fill(0);
-                    e
+                .map(|(i, &table)| {
+                    let n = table.summed_columns().len();
+                    let blocks = TABLE_CHUNK_BLOCKS * i as u64 + 1;
+                    let mut chunks: Vec<Totals> = (0..chunks_of(blocks))
+                        .map(|c| {
+                            let mut sums = [-1, i64::MAX, 3 + c as i64];
+                            sums[n..].fill(0);
+                            Totals { rows: 10 + c, sums }
+                        })
+                        .collect();
+                    chunks[0].rows += i as u64;
+                    let mut totals = Totals::default();
+                    for chunk in &chunks {
+                        totals.rows += chunk.rows;
+                        for (t, v) in totals.sums.iter_mut().zip(chunk.sums) {
+                            *t = t.wrapping_add(v);
+                        }
+                    }
+                    TableEntry {
+                        table,
+                        bytes: 4096 * (blocks + 1),
+                        blocks,
+                        totals,
+                        chunks,
+                    }
                 })
                 .collect(),
             q1: Q1Totals {
@@ -414,7 +500,23 @@ mod tests {
             },
         };
         assert_eq!(Manifest::parse(&manifest.to_text()), Ok(manifest.clone()));
-        let other = manifest.to_text().replace("format 2", "format 3");
-        assert!(Manifest::parse(&other).unwrap_err().contains("version 3"));
+        let other = manifest.to_text().replace("format 3", "format 2");
+        assert!(Manifest::parse(&other).unwrap_err().contains("version 2"));
+        // A chunk's rows changed, a chunk dropped, chunks swapped: refused.
+        let text = manifest.to_text();
+        let changed = text.replacen("chunk orders 0 rows 11", "chunk orders 0 rows 12", 1);
+        assert!(Manifest::parse(&changed).unwrap_err().contains("add up"));
+        let dropped: String = text
+            .lines()
+            .filter(|l| !l.starts_with("chunk orders 1 "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(Manifest::parse(&dropped).unwrap_err().contains("chunk"));
+        let swapped = text.replacen("chunk orders 0 ", "chunk orders 1 ", 1);
+        assert!(
+            Manifest::parse(&swapped)
+                .unwrap_err()
+                .contains("out of order")
+        );
     }
 }

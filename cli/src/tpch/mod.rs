@@ -30,7 +30,7 @@ pub mod source;
 
 pub use block::table_rows;
 pub use generate::{check_scale, generate_tables};
-pub use scan::{TableScan, record_len};
+pub use scan::{TableScan, chunk_share, record_len};
 pub use source::table;
 
 use serde::{Deserialize, Serialize};
@@ -38,9 +38,10 @@ use serde::{Deserialize, Serialize};
 /// The first eight bytes of every table file.
 pub const MAGIC: [u8; 8] = *b"WEIRTPCH";
 
-/// The version of the table layouts; a reader rejects any other. Version 1 had no blocks
-/// and no checksums; version 2 is the blocks of [`block`].
-pub const FORMAT_VERSION: u32 = 2;
+/// The version of the table files and their manifest; a reader rejects any other. Version
+/// 1 had no blocks and no checksums; version 2 brought the blocks of [`block`]; version 3
+/// adds the manifest's per-chunk totals, which let a scan split a file among tasks.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The longest row a reader accepts, in bytes: far above the longest TPC-H row (a
 /// customer: 24 fixed bytes and about 220 bytes of strings), far below a block.

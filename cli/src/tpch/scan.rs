@@ -4,8 +4,12 @@
 //!   file ──read_vectored──▶ [seg 0][seg 1] ... [seg 15]   one system call fills up to
 //!                              │                          16 segments (512 KiB)
 //!        each 4 KiB block: checksum, index, rows ──▶ its rows handed out in place
-//!        at the end: blocks, rows and column totals against the header and the manifest
+//!        at each chunk's end: its rows and column totals against the manifest's
 //! ```
+//!
+//! A scan reads the whole file or a range of its chunks (TABLE_CHUNK_BLOCKS blocks, 1 MiB
+//! each): P tasks that each scan their [`chunk_share`] read every row exactly once, and
+//! each checks what it read against the manifest on its own.
 //!
 //! Blocks never cross a segment (a segment is a whole number of blocks) and rows never
 //! cross a block, so every row is handed out where it was read. A row's end is found by
@@ -19,16 +23,26 @@
 //! are wrong is an error naming the file and the byte offset: never an answer.
 
 use std::fs::File;
-use std::io::{self, IoSliceMut, Read};
+use std::io::{self, IoSliceMut, Read, Seek, SeekFrom};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use weir_kernel::memory::{MemorySegment, Owner};
 
 use super::block::{check_block, file_bytes, file_seed, read_header, split_rows};
 use super::lineitem::i64_at;
-use super::manifest::{Manifest, Totals};
+use super::manifest::{Manifest, Totals, chunks_of};
 use super::{ROW_BYTES_MAX, Table};
-use crate::constants::{SCAN_READ_SEGMENTS, TABLE_BLOCK_BYTES, TABLE_BLOCK_HEADER_BYTES};
+use crate::constants::{
+    SCAN_READ_SEGMENTS, TABLE_BLOCK_BYTES, TABLE_BLOCK_HEADER_BYTES, TABLE_CHUNK_BLOCKS,
+};
+
+/// The chunks task `task` of `tasks` scans when a table of `chunks` chunks is split among
+/// them: contiguous ranges, in task order, that cover every chunk once and differ in
+/// length by at most one.
+pub fn chunk_share(chunks: u64, task: u64, tasks: u64) -> Range<u64> {
+    chunks * task / tasks..chunks * (task + 1) / tasks
+}
 use weir::error::{Result, WeirError};
 
 /// The length of the row at the start of `bytes`: `Ok(Some(len))` when it is wholly
@@ -110,7 +124,7 @@ impl TableScan {
         let path = dir.join(table.name());
         let mut file = File::open(&path).map_err(|e| WeirError::file("open input", &path, e))?;
         let manifest = Manifest::read(dir)?;
-        let entry = *manifest.entry(table);
+        let entry = manifest.entry(table).clone();
         let mut head = vec![0u8; TABLE_BLOCK_BYTES];
         let got = crate::workloads::w1_sort::read_full(&mut file, &mut head)
             .map_err(|e| WeirError::file("read", &path, e))?;
@@ -193,6 +207,12 @@ impl TableScan {
         self.manifest.entry(self.table).totals.rows
     }
 
+    /// The file's chunks (the last may be short): what [`TableScan::for_each_row_in`]
+    /// ranges over.
+    pub fn chunks(&self) -> u64 {
+        chunks_of(self.blocks)
+    }
+
     /// The file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -218,25 +238,57 @@ impl TableScan {
     ///
     /// # Errors
     ///
-    /// [`WeirError::File`] on a read error; [`WeirError::Usage`] for a block whose
-    /// checksum, index or rows are wrong, a malformed row, a file that ends early, or
-    /// rows whose count or column totals differ from the manifest (each naming the file
+    /// As [`TableScan::for_each_row_in`].
+    pub fn for_each_row_at(&mut self, row: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<u64> {
+        self.for_each_row_in(0..self.chunks(), row)
+    }
+
+    /// Calls `row` with the file offset and the bytes of every row of the chunks
+    /// `chunks`, in file order; returns how many there were. The scan seeks to the first
+    /// chunk's first block and reads to the last one's end, checking every block, and at
+    /// the end of each chunk its rows and column totals against the manifest's.
+    ///
+    /// # Errors
+    ///
+    /// [`WeirError::File`] on a read or seek error; [`WeirError::Data`] for a block whose
+    /// checksum, index or rows are wrong, a malformed row, a file that ends early, or a
+    /// chunk whose rows or column totals differ from the manifest (each naming the file
     /// and the byte offset); any error of `row`, which ends the scan.
-    pub fn for_each_row_at(
+    ///
+    /// # Panics
+    ///
+    /// When `chunks` reaches past [`TableScan::chunks`] (a bug of the caller).
+    pub fn for_each_row_in(
         &mut self,
+        chunks: Range<u64>,
         mut row: impl FnMut(u64, &[u8]) -> Result<()>,
     ) -> Result<u64> {
-        let mut totals = Totals::default();
-        let mut index = 0u64;
-        loop {
-            let filled = read_segments(&mut self.file, &mut self.buffers)
+        assert!(
+            chunks.end <= self.chunks(),
+            "chunks {chunks:?} of {}",
+            self.chunks()
+        );
+        let first = chunks.start * TABLE_CHUNK_BLOCKS;
+        let end = (chunks.end * TABLE_CHUNK_BLOCKS).min(self.blocks);
+        if first >= end {
+            return Ok(0);
+        }
+        let block_bytes = TABLE_BLOCK_BYTES as u64;
+        self.file
+            .seek(SeekFrom::Start((first + 1) * block_bytes))
+            .map_err(|e| WeirError::file("seek in input", &self.path, e))?;
+        let (mut totals, mut rows) = (Totals::default(), 0);
+        let mut index = first;
+        while index < end {
+            let wanted = usize::try_from((end - index) * block_bytes).unwrap_or(usize::MAX);
+            let filled = read_segments(&mut self.file, &mut self.buffers, wanted)
                 .map_err(|e| WeirError::file("read input", &self.path, e))?;
             if filled == 0 {
-                break;
+                let what = format!("the file ends after {index} of {} blocks", self.blocks);
+                return Err(self.corrupt((index + 1) * block_bytes, what));
             }
-            let blocks = (filled / TABLE_BLOCK_BYTES) as u64;
-            if !filled.is_multiple_of(TABLE_BLOCK_BYTES) || index + blocks > self.blocks {
-                let offset = (index + 1) * TABLE_BLOCK_BYTES as u64;
+            if !filled.is_multiple_of(TABLE_BLOCK_BYTES) {
+                let offset = (index + 1) * block_bytes;
                 let what = "the file's length changed while it was read".to_owned();
                 return Err(self.corrupt(offset, what));
             }
@@ -250,11 +302,15 @@ impl TableScan {
                 for block in bytes.chunks_exact(TABLE_BLOCK_BYTES) {
                     self.block(block, index, &mut totals, &mut row)?;
                     index += 1;
+                    if index.is_multiple_of(TABLE_CHUNK_BLOCKS) || index == self.blocks {
+                        self.check_chunk(index, &totals)?;
+                        rows += totals.rows;
+                        totals = Totals::default();
+                    }
                 }
             }
         }
-        self.check_end(index, &totals)?;
-        Ok(totals.rows)
+        Ok(rows)
     }
 
     /// Checks data block `index` and hands out its rows.
@@ -291,13 +347,10 @@ impl TableScan {
         )
     }
 
-    fn check_end(&self, blocks: u64, totals: &Totals) -> Result<()> {
-        let end = (blocks + 1) * TABLE_BLOCK_BYTES as u64;
-        if blocks != self.blocks {
-            let what = format!("the file ends after {blocks} of {} blocks", self.blocks);
-            return Err(self.corrupt(end, what));
-        }
-        let expected = &self.manifest.entry(self.table).totals;
+    /// Checks the totals of the chunk that ends before block `end` against the manifest.
+    fn check_chunk(&self, end: u64, totals: &Totals) -> Result<()> {
+        let chunk = (end - 1) / TABLE_CHUNK_BLOCKS;
+        let expected = &self.manifest.entry(self.table).chunks[chunk as usize];
         if totals == expected {
             return Ok(());
         }
@@ -316,11 +369,14 @@ impl TableScan {
                 ));
             }
         }
+        let block_bytes = TABLE_BLOCK_BYTES as u64;
         Err(WeirError::Data {
             message: format!(
-                "{} (bytes 0 to {end}) does not hold the rows that were generated: {} \
-                 (changed since generation: regenerate with weir gen tpch)",
+                "{} (chunk {chunk}, bytes {} to {}) does not hold the rows that were \
+                 generated: {} (changed since generation: regenerate with weir gen tpch)",
                 self.path.display(),
+                (chunk * TABLE_CHUNK_BLOCKS + 1) * block_bytes,
+                (end + 1) * block_bytes,
                 differences.join("; ")
             ),
         })
@@ -336,13 +392,24 @@ impl TableScan {
     }
 }
 
-/// Fills `segments` in order with one vectored read after another, until they are full
-/// or the file ends; returns the bytes read.
-fn read_segments(file: &mut File, segments: &mut [MemorySegment]) -> io::Result<usize> {
-    let total: usize = segments.iter().map(MemorySegment::size).sum();
+/// Fills `segments` in order with one vectored read after another, until they are full,
+/// `wanted` bytes are read, or the file ends; returns the bytes read.
+fn read_segments(
+    file: &mut File,
+    segments: &mut [MemorySegment],
+    wanted: usize,
+) -> io::Result<usize> {
+    let size = segments.first().map_or(0, MemorySegment::size);
+    let total = (segments.len() * size).min(wanted);
+    let used = total.div_ceil(size.max(1));
+    let segments = &mut segments[..used];
     let mut slices: Vec<IoSliceMut<'_>> = segments
         .iter_mut()
-        .map(|segment| IoSliceMut::new(segment.as_mut_slice()))
+        .enumerate()
+        .map(|(n, segment)| {
+            let take = size.min(total - n * size);
+            IoSliceMut::new(&mut segment.as_mut_slice()[..take])
+        })
         .collect();
     let mut slices = slices.as_mut_slice();
     let mut filled = 0;

@@ -1,6 +1,6 @@
 //! A table file as a dataflow source, through the library's push-source API: each task
-//! scans the file through its own I/O buffers (set aside in the worker's budget) and keeps
-//! its share of the rows.
+//! scans its share of the file's chunks through its own I/O buffers (set aside in the
+//! worker's budget), so P tasks read the file once between them.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,16 +8,17 @@ use std::sync::Arc;
 use weir::dataflow::{Data, Dataflow, Push, Stream, TaskContext};
 use weir::error::Result;
 
-use super::{Table, TableScan};
+use super::{Table, TableScan, chunk_share};
 
 /// Rows between two looks at the job's cancel flag (and two progress updates).
 const CANCEL_CHECK_ROWS: u64 = 1 << 16;
 
 /// The rows of a table file written by `weir gen tpch`, each passed as its encoded bytes
 /// to `project` (read the needed fields at their fixed offsets, or decode the row with
-/// serde-fmt), which returns the record or `None` to drop the row. Task `t` of P takes the
-/// rows `i` with `i % P == t`; every task reads the file sequentially through its own I/O
-/// buffers, which count in the worker's budget, and checks every block's checksum.
+/// serde-fmt), which returns the record or `None` to drop the row. Task `t` of P reads the
+/// `t`-th of P contiguous ranges of the file's chunks ([`chunk_share`]) sequentially
+/// through its own I/O buffers, which count in the worker's budget, checking every
+/// block's checksum and each chunk's totals against the manifest.
 pub fn table<T: Data>(
     flow: &Dataflow,
     dir: impl Into<PathBuf>,
@@ -31,15 +32,15 @@ pub fn table<T: Data>(
         move |ctx: &TaskContext, down: &mut dyn Push<T>| {
             let (task, tasks) = (ctx.task() as u64, ctx.parallelism() as u64);
             let mut scan = TableScan::open(&dir, table, &ctx.io_owner())?;
+            let share = chunk_share(scan.chunks(), task, tasks);
             let mut index = 0u64;
-            scan.for_each_row(|row| {
-                let mine = index % tasks == task;
+            scan.for_each_row_in(share, |_, row| {
                 index += 1;
                 if index.is_multiple_of(CANCEL_CHECK_ROWS) {
                     ctx.check_cancelled()?;
                     ctx.count_rows_read(CANCEL_CHECK_ROWS);
                 }
-                if mine && let Some(record) = project(row)? {
+                if let Some(record) = project(row)? {
                     down.push(record)?;
                 }
                 Ok(())
