@@ -581,29 +581,94 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
         join_type: JoinType,
     ) -> Stream<(Option<T>, Option<R>)> {
         let (left_key, right_key) = (Arc::clone(&self.key), Arc::clone(&right.key));
-        let left = self.partition();
-        let right = right.partition();
-        merged("join", left, right, 1, |left_open, right_open| {
-            Arc::new(move |ctx, down| {
-                let join = operators::Join::new(ctx, join_type, down)?;
-                let build = right_open(
-                    ctx,
-                    Box::new(operators::JoinBuild {
-                        join: join.clone(),
-                        key: Arc::clone(&right_key),
-                    }),
-                )?;
-                let probe = left_open(
-                    ctx,
-                    Box::new(operators::JoinProbe {
-                        join,
-                        key: Arc::clone(&left_key),
-                    }),
-                )?;
-                Ok(Box::new(operators::Sequence(vec![build, probe])) as Box<dyn Driver>)
-            })
-        })
+        hash_join(
+            self.partition(),
+            left_key,
+            right.partition(),
+            right_key,
+            join_type,
+        )
     }
+
+    /// The inner join with a small `right` that is broadcast: every task builds a hash
+    /// table of all of `right` and probes it with its own left records, which stay where
+    /// they are (no exchange on the left: the records of a large scan are joined in the
+    /// scan's chain, not serialized and shuffled). Use it when `right` is small beside the
+    /// left (a dimension table, a filtered side); each task holds a copy of it in its
+    /// memory share, spilling as any join when it does not fit.
+    ///
+    /// # Panics
+    ///
+    /// When the left stream runs on one task (after `gather`).
+    pub fn broadcast_join<R: Data>(self, right: KeyedStream<K, R>) -> Stream<(T, R)> {
+        self.broadcast_join_as(right, JoinType::Inner)
+            .map(|(l, r)| match (l, r) {
+                (Some(l), Some(r)) => (l, r),
+                _ => unreachable!("an inner join row has both sides"),
+            })
+    }
+
+    /// [`broadcast_join`](Self::broadcast_join) of `join_type`: inner, left outer, left
+    /// semi or left anti (the types whose rows each task can decide from its own left
+    /// records and the whole right side).
+    ///
+    /// # Panics
+    ///
+    /// For a right or full outer join (every task would emit the unmatched right records,
+    /// each once per task), or when the left stream runs on one task.
+    pub fn broadcast_join_as<R: Data>(
+        self,
+        right: KeyedStream<K, R>,
+        join_type: JoinType,
+    ) -> Stream<(Option<T>, Option<R>)> {
+        assert!(
+            matches!(
+                join_type,
+                JoinType::Inner | JoinType::LeftOuter | JoinType::LeftSemi | JoinType::LeftAnti
+            ),
+            "a broadcast join cannot be a {join_type:?} join: each task sees all of the right side"
+        );
+        let (left_key, right_key) = (Arc::clone(&self.key), Arc::clone(&right.key));
+        hash_join(
+            self.stream,
+            left_key,
+            right.stream.broadcast(),
+            right_key,
+            join_type,
+        )
+    }
+}
+
+/// A hash join of two streams already placed for it (both partitioned by key, or the
+/// right broadcast): the right input is read to its end into the kernel join's build
+/// side, then the left one probes it.
+fn hash_join<K: Key, T: Data, R: Data>(
+    left: Stream<T>,
+    left_key: Arc<dyn Fn(&T) -> K + Send + Sync>,
+    right: Stream<R>,
+    right_key: Arc<dyn Fn(&R) -> K + Send + Sync>,
+    join_type: JoinType,
+) -> Stream<(Option<T>, Option<R>)> {
+    merged("join", left, right, 1, |left_open, right_open| {
+        Arc::new(move |ctx, down| {
+            let join = operators::Join::new(ctx, join_type, down)?;
+            let build = right_open(
+                ctx,
+                Box::new(operators::JoinBuild {
+                    join: join.clone(),
+                    key: Arc::clone(&right_key),
+                }),
+            )?;
+            let probe = left_open(
+                ctx,
+                Box::new(operators::JoinProbe {
+                    join,
+                    key: Arc::clone(&left_key),
+                }),
+            )?;
+            Ok(Box::new(operators::Sequence(vec![build, probe])) as Box<dyn Driver>)
+        })
+    })
 }
 
 /// The task, of a stage with `parallelism` tasks, that [`KeyedStream::partition`] (and

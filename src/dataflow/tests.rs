@@ -50,6 +50,41 @@ fn aggregate_by_key_equals_a_hash_map() {
     }
 }
 
+/// What a join of `join_type` of `left` with `right` on the first field returns, sorted.
+fn nested_loop_join(
+    left: &[(u32, i64)],
+    right: &[(u32, String)],
+    join_type: JoinType,
+) -> Vec<JoinedRow> {
+    let mut expected = Vec::new();
+    for l in left {
+        let matches: Vec<_> = right.iter().filter(|r| r.0 == l.0).collect();
+        match join_type {
+            JoinType::Inner | JoinType::LeftOuter | JoinType::RightOuter => {
+                for r in &matches {
+                    expected.push((Some(*l), Some((*r).clone())));
+                }
+                if matches.is_empty() && join_type == JoinType::LeftOuter {
+                    expected.push((Some(*l), None));
+                }
+            }
+            JoinType::LeftSemi if !matches.is_empty() => expected.push((Some(*l), None)),
+            JoinType::LeftAnti if matches.is_empty() => expected.push((Some(*l), None)),
+            _ => {}
+        }
+    }
+    if join_type == JoinType::RightOuter {
+        for r in right.iter().filter(|r| !left.iter().any(|l| l.0 == r.0)) {
+            expected.push((None, Some(r.clone())));
+        }
+    }
+    expected.sort();
+    expected
+}
+
+/// A row of the test joins.
+type JoinedRow = (Option<(u32, i64)>, Option<(u32, String)>);
+
 #[test]
 fn joins_equal_a_nested_loop() {
     let orders: Vec<(u32, String)> = (0..300).map(|i| (i % 120, format!("o{i}"))).collect();
@@ -73,31 +108,77 @@ fn joins_equal_a_nested_loop() {
         run(&flow, &config(2, 16 << 20));
         let mut got = rows.take();
         got.sort();
-        let mut expected = Vec::new();
-        for l in &items {
-            let matches: Vec<_> = orders.iter().filter(|r| r.0 == l.0).collect();
-            match join_type {
-                JoinType::Inner | JoinType::LeftOuter | JoinType::RightOuter => {
-                    for r in &matches {
-                        expected.push((Some(*l), Some((*r).clone())));
-                    }
-                    if matches.is_empty() && join_type == JoinType::LeftOuter {
-                        expected.push((Some(*l), None));
-                    }
-                }
-                JoinType::LeftSemi if !matches.is_empty() => expected.push((Some(*l), None)),
-                JoinType::LeftAnti if matches.is_empty() => expected.push((Some(*l), None)),
-                _ => {}
-            }
-        }
-        if join_type == JoinType::RightOuter {
-            for r in orders.iter().filter(|r| !items.iter().any(|l| l.0 == r.0)) {
-                expected.push((None, Some(r.clone())));
-            }
-        }
-        expected.sort();
-        assert_eq!(got, expected, "{join_type:?}");
+        assert_eq!(
+            got,
+            nested_loop_join(&items, &orders, join_type),
+            "{join_type:?}"
+        );
     }
+}
+
+#[test]
+fn broadcast_joins_equal_a_nested_loop_and_shuffle_only_the_right_side() {
+    let orders: Vec<(u32, String)> = (0..300).map(|i| (i % 120, format!("o{i}"))).collect();
+    let items: Vec<(u32, i64)> = (0..900).map(|i| (i % 150, i64::from(i))).collect();
+    for slots in [1, 3] {
+        for join_type in [
+            JoinType::Inner,
+            JoinType::LeftOuter,
+            JoinType::LeftSemi,
+            JoinType::LeftAnti,
+        ] {
+            let flow = Dataflow::new();
+            let (o, it) = (orders.clone(), items.clone());
+            let left = flow
+                .generate(it.len() as u64, move |i| it[i as usize])
+                .key_by(|(k, _)| *k);
+            let right = flow
+                .generate(o.len() as u64, move |i| o[i as usize].clone())
+                .key_by(|(k, _)| *k);
+            let rows = left.broadcast_join_as(right, join_type).collect();
+            let report = run(&flow, &config(slots, 16 << 20));
+            let mut got = rows.take();
+            got.sort();
+            let expected = nested_loop_join(&items, &orders, join_type);
+            // The right side (a broadcast record counts once), then the joined rows to the
+            // collecting task: the left side is never exchanged.
+            let sent = (orders.len() + expected.len()) as u64;
+            assert_eq!(
+                report.records_exchanged, sent,
+                "{join_type:?}, {slots} slots"
+            );
+            assert_eq!(got, expected, "{join_type:?}, {slots} slots");
+        }
+    }
+    let inner = {
+        let flow = Dataflow::new();
+        let (o, it) = (orders.clone(), items.clone());
+        let left = flow
+            .generate(it.len() as u64, move |i| it[i as usize])
+            .key_by(|(k, _)| *k);
+        let right = flow
+            .generate(o.len() as u64, move |i| o[i as usize].clone())
+            .key_by(|(k, _)| *k);
+        let rows = left.broadcast_join(right).collect();
+        run(&flow, &config(2, 16 << 20));
+        let mut got: Vec<JoinedRow> = rows
+            .take()
+            .into_iter()
+            .map(|(l, r)| (Some(l), Some(r)))
+            .collect();
+        got.sort();
+        got
+    };
+    assert_eq!(inner, nested_loop_join(&items, &orders, JoinType::Inner));
+}
+
+#[test]
+#[should_panic(expected = "cannot be a RightOuter join")]
+fn a_broadcast_join_refuses_join_types_that_would_repeat_right_rows() {
+    let flow = Dataflow::new();
+    let left = flow.generate(10, |i| i).key_by(|i| *i);
+    let right = flow.generate(10, |i| i).key_by(|i| *i);
+    let _ = left.broadcast_join_as(right, JoinType::RightOuter);
 }
 
 #[test]

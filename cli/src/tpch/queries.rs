@@ -4,13 +4,17 @@
 //!
 //! ```text
 //!   Q1   lineitem ─filter shipdate─▶ key_by(flag, status) ─aggregate sums─▶ collect
-//!   Q3   customer ─BUILDING─┐
-//!        orders ─date─▶ join(custkey) ─┐
-//!        lineitem ─shipdate──────▶ join(orderkey) ─aggregate revenue─▶ top 10 ─▶ collect
+//!   Q3   customer ─BUILDING─▶ broadcast ─┐
+//!        orders ─date─▶ join(custkey) ─▶ broadcast ─┐
+//!        lineitem ─shipdate──────────────▶ join(orderkey) ─aggregate revenue─▶ top 10 ─▶ collect
 //!   Q6   lineitem ─filters─▶ aggregate revenue ─▶ collect
-//!   Q10  orders ─quarter─┐
-//!        lineitem ─R──▶ join(orderkey) ─aggregate by custkey─▶ join customer ─▶
-//!        join nation ─▶ top 20 ─▶ collect
+//!   Q10  orders ─quarter─▶ broadcast ─┐
+//!        lineitem ─R──▶ join(orderkey) ─aggregate by custkey─▶ broadcast ─┐
+//!        customer ──────────────────────────────────────▶ join(custkey) ─▶
+//!        join nation (broadcast) ─▶ top 20 ─▶ collect
+//!
+//!   The large side of every join (lineitem, orders, customer) is probed where it is
+//!   scanned; the small filtered side is broadcast to every task (a broadcast join).
 //! ```
 //!
 //! Sums are exact integers: prices in cents times (100 − discount) give revenues at
@@ -333,7 +337,7 @@ fn q3(flow: &Dataflow, dir: &Path) -> Box<dyn FnOnce() -> Answer> {
     })
     .key_by(|order| order.1);
     let their_orders = orders
-        .join(customers)
+        .broadcast_join(customers)
         .map(|((orderkey, _, date, priority), _)| (orderkey, date, priority))
         .key_by(|order| order.0);
     let lineitems = table(flow, dir, Table::Lineitem, |row| {
@@ -347,7 +351,7 @@ fn q3(flow: &Dataflow, dir: &Path) -> Box<dyn FnOnce() -> Answer> {
         )
     };
     let groups = lineitems
-        .join(their_orders)
+        .broadcast_join(their_orders)
         .key_by(|(_, order)| *order)
         .aggregate(|(line, _)| line.1, |acc, revenue| *acc += revenue);
     let result = top(top(groups).gather()).collect();
@@ -467,7 +471,7 @@ fn q10(flow: &Dataflow, dir: &Path) -> Box<dyn FnOnce() -> Answer> {
     })
     .key_by(|line| line.0);
     let per_customer = returned
-        .join(orders)
+        .broadcast_join(orders)
         .key_by(|(_, order)| order.1)
         .aggregate(|(line, _)| line.1, |acc, revenue| *acc += revenue)
         .key_by(|(custkey, _)| *custkey);
@@ -484,13 +488,13 @@ fn q10(flow: &Dataflow, dir: &Path) -> Box<dyn FnOnce() -> Answer> {
             (i as i64, NATIONS[i as usize].to_string())
         })
         .key_by(|n| n.0);
-    let rows = per_customer
-        .join(customers)
-        .key_by(|(_, customer)| customer.2)
-        .join(nation_names)
+    let rows = customers
+        .broadcast_join(per_customer)
+        .key_by(|(customer, _)| customer.2)
+        .broadcast_join(nation_names)
         .map(
             |(
-                ((custkey, revenue), (_, acctbal, _, [name, address, phone, comment])),
+                ((_, acctbal, _, [name, address, phone, comment]), (custkey, revenue)),
                 (_, nation),
             )| Q10Row {
                 c_custkey: custkey,
