@@ -38,15 +38,6 @@ pub const TABLE_BYTES_FIXED: u64 = 1 << 20;
 /// are 512 KiB per system call, large enough that the read costs little beside the copy.
 pub const SCAN_READ_SEGMENTS: usize = 16;
 
-/// With `--output`, W2a sorts its groups by key with an external sorter that takes
-/// `1 / W2_OUTPUT_SORT_SHARE_INVERSE` of the budget (at least the sorter's minimum); the
-/// aggregation keeps the rest.
-pub const W2_OUTPUT_SORT_SHARE_INVERSE: usize = 4;
-
-/// W2a hands rows to the aggregation this many at a time (`HashAggregate::push_batch`,
-/// which prefetches their buckets): a few kernel batches, on the stack of the scan.
-pub const W2_PUSH_BATCH_ROWS: usize = 64;
-
 const _: () = assert!(ROW_BYTES_MAX < SEGMENT_SIZE_MIN);
 // A block holds at least two of the longest rows beside its header and checksum.
 const _: () = assert!(
@@ -60,10 +51,3 @@ pub const W3_VERIFY_BATCH_KEYS: usize = 4096;
 /// Batches in flight between the two scans of W3's validation: the bound that keeps the
 /// `orders` scan from running ahead of the merge.
 pub const W3_VERIFY_BATCHES_IN_FLIGHT: usize = 4;
-
-/// W3 hands probe rows to the join in batches of this many: a full batch's keys are
-/// hashed and their buckets prefetched, and the batch is probed when the next one is
-/// full, so the bucket array's cache misses overlap. `lineitem` has about four rows per
-/// order key in a row, so 64 rows are about 16 distinct keys, about what a core's line
-/// fill buffers hold.
-pub const W3_PROBE_BATCH_ROWS: usize = 64;

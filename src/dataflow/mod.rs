@@ -661,10 +661,7 @@ fn hash_join<K: Key, T: Data, R: Data>(
             )?;
             let probe = left_open(
                 ctx,
-                Box::new(operators::JoinProbe {
-                    join,
-                    key: Arc::clone(&left_key),
-                }),
+                Box::new(operators::JoinProbe::new(join, Arc::clone(&left_key))),
             )?;
             Ok(Box::new(operators::Sequence(vec![build, probe])) as Box<dyn Driver>)
         })

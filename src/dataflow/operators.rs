@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use weir_kernel::hash::{
-    AggregateConfig, Aggregator, HashAggregate, HashJoin, JoinConfig, JoinRow, JoinType, hash_bytes,
+    AggregateConfig, Aggregator, HashAggregate, HashJoin, JoinConfig, JoinRow, JoinType, ProbeHash,
+    hash_bytes,
 };
 use weir_kernel::sort::{ExternalSorter, SortConfig};
 use weir_netstack::partition::{channel_for_key_group, key_group};
@@ -579,17 +580,88 @@ fn evict_into<A: Data>(
     Ok(table.push_partial(key, scratch)?)
 }
 
-/// Pre-aggregation before an exchange: a record's accumulator folded into its key's,
-/// through the typed [`GroupCache`] when the accumulator has a fixed size.
-pub(crate) struct Combine<K, T, A> {
+/// Records a combiner's table takes before it judges whether the table reduces them.
+const COMBINE_PROBATION: u64 = 1 << 16;
+/// A combiner whose table holds more than this percentage of groups per record taken
+/// (after [`COMBINE_PROBATION`] records) forwards from then on: its table does not pay.
+const COMBINE_MAX_GROUP_PERCENT: u64 = 50;
+
+/// Where a combiner's accumulators go: its kernel table, or — once the table has shown
+/// that it does not reduce the input (keys that repeat only in runs, which the cache
+/// already folds, or not at all) — straight on to the exchange, as DataFusion skips
+/// partial aggregation.
+struct CombineOut<K, A> {
     table: Option<HashAggregate>,
+    taken: u64,
+    counters: Arc<Counters>,
+    down: Box<dyn Push<(K, A)>>,
+    pair: Encoded,
+}
+
+impl<K: Key, A: Data> CombineOut<K, A> {
+    /// An accumulator of the key whose encoding is `key` (from the cache).
+    fn put_encoded(&mut self, key: &[u8], acc: A) -> Result<()> {
+        match &mut self.table {
+            Some(table) => {
+                self.pair.value.clear();
+                append_record(&mut self.pair.value, &acc)?;
+                table.push_partial(key, &self.pair.value)?;
+                self.taken()
+            }
+            None => self.down.push((decode_key(key)?, acc)),
+        }
+    }
+
+    /// An accumulator of `key`.
+    fn put(&mut self, key: K, acc: A) -> Result<()> {
+        match &mut self.table {
+            Some(table) => {
+                self.pair.set(&key, &acc)?;
+                table.push_partial(&self.pair.key, &self.pair.value)?;
+                self.taken()
+            }
+            None => self.down.push((key, acc)),
+        }
+    }
+
+    /// Counts an accumulator the table took; at the end of the probation, forwards from
+    /// now on if the table holds too many groups for the records it took.
+    fn taken(&mut self) -> Result<()> {
+        self.taken += 1;
+        if self.taken != COMBINE_PROBATION {
+            return Ok(());
+        }
+        let table = self.table.as_ref().expect("a table took the records");
+        let groups = table.groups_in_memory() as u64;
+        if groups * 100 <= self.taken * COMBINE_MAX_GROUP_PERCENT {
+            return Ok(());
+        }
+        let table = self.table.take().expect("a table took the records");
+        let mut groups = table.finish()?;
+        while let Some((key, acc)) = groups.next()? {
+            self.down.push((decode_key(key)?, decode(acc)?))?;
+        }
+        self.counters.add_spilled(groups.stats().spilled_bytes);
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        match self.table.take() {
+            Some(table) => emit_groups(table, &self.counters, &mut *self.down),
+            None => self.down.finish(),
+        }
+    }
+}
+
+/// Pre-aggregation before an exchange: a record's accumulator folded into its key's,
+/// through the typed [`GroupCache`] when the accumulator has a fixed size, then the
+/// kernel table (or, when that does not pay, the exchange).
+pub(crate) struct Combine<K, T, A> {
     cache: Option<GroupCache<A>>,
     key: Arc<dyn Fn(&T) -> K + Send + Sync>,
     lift: Arc<dyn Fn(&T) -> A + Send + Sync>,
     merge: Merge<A>,
-    counters: Arc<Counters>,
-    down: Box<dyn Push<(K, A)>>,
-    pair: Encoded,
+    out: CombineOut<K, A>,
 }
 
 impl<K: Key, T: Data, A: Data> Combine<K, T, A> {
@@ -601,14 +673,17 @@ impl<K: Key, T: Data, A: Data> Combine<K, T, A> {
         down: Box<dyn Push<(K, A)>>,
     ) -> Result<Combine<K, T, A>> {
         Ok(Combine {
-            table: Some(new_aggregate(ctx, &merge)?),
             cache: GroupCache::for_type(),
             key,
             lift,
+            out: CombineOut {
+                table: Some(new_aggregate(ctx, &merge)?),
+                taken: 0,
+                counters: ctx.counters(),
+                down,
+                pair: Encoded::default(),
+            },
             merge,
-            counters: ctx.counters(),
-            down,
-            pair: Encoded::default(),
         })
     }
 }
@@ -617,30 +692,25 @@ impl<K: Key, T: Data, A: Data> Push<T> for Combine<K, T, A> {
     fn push(&mut self, record: T) -> Result<()> {
         let key = (self.key)(&record);
         let value = (self.lift)(&record);
-        let table = self.table.as_mut().expect("pushed before finish");
+        let out = &mut self.out;
         let value = match &mut self.cache {
-            Some(cache) => {
-                let scratch = &mut self.pair.value;
-                match cache.fold(&key, value, &self.merge, |key, acc| {
-                    evict_into(table, scratch, key, &acc)
-                })? {
-                    Some(value) => value,
-                    None => return Ok(()),
-                }
-            }
+            Some(cache) => match cache.fold(&key, value, &self.merge, |key, acc| {
+                out.put_encoded(key, acc)
+            })? {
+                Some(value) => value,
+                None => return Ok(()),
+            },
             None => value,
         };
-        self.pair.set(&key, &value)?;
-        Ok(table.push(&self.pair.key, &self.pair.value)?)
+        out.put(key, value)
     }
 
     fn finish(&mut self) -> Result<()> {
-        let mut table = self.table.take().expect("finished once");
+        let out = &mut self.out;
         if let Some(cache) = &mut self.cache {
-            let scratch = &mut self.pair.value;
-            cache.flush(|key, acc| evict_into(&mut table, scratch, key, &acc))?;
+            cache.flush(|key, acc| out.put_encoded(key, acc))?;
         }
-        emit_groups(table, &self.counters, &mut *self.down)
+        out.finish()
     }
 }
 
@@ -838,43 +908,103 @@ impl<K: Key, L: Data, R: Data> Push<R> for JoinBuild<K, L, R> {
 }
 
 /// The probe (left) input of a join; its end drains the spilled partitions and finishes
-/// the join's downstream.
+/// Probes a join keeps in flight: each probe's bucket is prefetched when its record
+/// arrives and looked up this many records later, so the cache misses of a table larger
+/// than the cache overlap instead of stalling one after another.
+const PROBES_IN_FLIGHT: usize = 16;
+
+/// A probe record waiting for its bucket: its encoded key and record, and its hash.
+#[derive(Default)]
+struct PendingProbe {
+    pair: Encoded,
+    hash: Option<ProbeHash>,
+}
+
+/// The probe (left) input of a join, [`PROBES_IN_FLIGHT`] records ahead of its lookups.
 pub(crate) struct JoinProbe<K, L, R> {
-    pub(crate) join: Join<L, R>,
-    pub(crate) key: Arc<dyn Fn(&L) -> K + Send + Sync>,
+    join: Join<L, R>,
+    key: Arc<dyn Fn(&L) -> K + Send + Sync>,
+    ring: Vec<PendingProbe>,
+    head: usize,
+    pending: usize,
+}
+
+impl<K, L, R> JoinProbe<K, L, R> {
+    pub(crate) fn new(join: Join<L, R>, key: Arc<dyn Fn(&L) -> K + Send + Sync>) -> Self {
+        JoinProbe {
+            join,
+            key,
+            ring: (0..PROBES_IN_FLIGHT)
+                .map(|_| PendingProbe::default())
+                .collect(),
+            head: 0,
+            pending: 0,
+        }
+    }
+}
+
+/// Probes `join` with one pending record, pushing its rows to `down`.
+fn probe_pending<L: Data, R: Data>(
+    join: &mut HashJoin,
+    down: &mut dyn Push<(Option<L>, Option<R>)>,
+    probe: &mut PendingProbe,
+) -> Result<()> {
+    let hash = probe.hash.take().expect("a pending probe has its hash");
+    // The kernel's callback answers kernel errors: a failure downstream stops the probe
+    // with a placeholder and is returned in its place.
+    let mut failure = None;
+    let probed = join.probe_hashed(hash, &probe.pair.key, &probe.pair.value, |row| {
+        push_row(down, row).map_err(|error| {
+            failure = Some(error);
+            weir_kernel::KernelError::Malformed {
+                position: 0,
+                what: "a join row its consumer failed on",
+            }
+        })
+    });
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(probed?),
+    }
+}
+
+impl<K: Key, L: Data, R: Data> JoinProbe<K, L, R> {
+    /// Probes the oldest pending record.
+    fn probe_oldest(&mut self, inner: &mut JoinInner<L, R>) -> Result<()> {
+        let join = inner.join.as_mut().expect("probing");
+        let oldest = &mut self.ring[self.head];
+        self.head = (self.head + 1) % PROBES_IN_FLIGHT;
+        self.pending -= 1;
+        probe_pending(join, &mut *inner.down, oldest)
+    }
 }
 
 impl<K: Key, L: Data, R: Data> Push<L> for JoinProbe<K, L, R> {
     fn push(&mut self, record: L) -> Result<()> {
-        let mut inner = self.join.inner.lock().expect("join");
-        let JoinInner {
-            join, down, pair, ..
-        } = &mut *inner;
-        pair.set(&(self.key)(&record), &record)?;
-        let down = &mut **down;
-        // The kernel's callback answers kernel errors: a failure downstream stops the
-        // probe with a placeholder and is returned in its place.
-        let mut failure = None;
-        let probed = join
-            .as_mut()
-            .expect("probing")
-            .probe(&pair.key, &pair.value, |row| {
-                push_row(down, row).map_err(|error| {
-                    failure = Some(error);
-                    weir_kernel::KernelError::Malformed {
-                        position: 0,
-                        what: "a join row its consumer failed on",
-                    }
-                })
-            });
-        match failure {
-            Some(error) => Err(error),
-            None => Ok(probed?),
+        let join = self.join.clone();
+        let mut inner = join.inner.lock().expect("join");
+        if self.pending == PROBES_IN_FLIGHT {
+            self.probe_oldest(&mut inner)?;
         }
+        let slot = &mut self.ring[(self.head + self.pending) % PROBES_IN_FLIGHT];
+        slot.pair.set(&(self.key)(&record), &record)?;
+        slot.hash = Some(
+            inner
+                .join
+                .as_ref()
+                .expect("probing")
+                .prefetch(&slot.pair.key),
+        );
+        self.pending += 1;
+        Ok(())
     }
 
     fn finish(&mut self) -> Result<()> {
-        let mut inner = self.join.inner.lock().expect("join");
+        let join = self.join.clone();
+        let mut inner = join.inner.lock().expect("join");
+        while self.pending > 0 {
+            self.probe_oldest(&mut inner)?;
+        }
         let JoinInner {
             join,
             down,

@@ -14,16 +14,17 @@ pub(crate) struct W2Args {
     /// The directory `weir gen tpch` wrote.
     #[arg(long)]
     pub(crate) input: PathBuf,
-    /// Memory budget, input buffers included, like 256MiB.
+    /// Memory budget, like 256MiB: 4 MiB of it for the job's network buffers, the rest
+    /// managed memory (scan buffers, aggregation or join, output sort).
     #[arg(long, value_parser = parse_size)]
     pub(crate) memory: u64,
-    /// Threads (only 1 so far).
+    /// Task slots (threads) of the job's one worker.
     #[arg(long, default_value_t = 1)]
     pub(crate) threads: usize,
     /// Write the result as CSV with a header (W2: ordered by the group key).
     #[arg(long)]
     pub(crate) output: Option<PathBuf>,
-    /// Directory for spill files (default: the input directory).
+    /// Directory for spill files (default: the system temp directory).
     #[arg(long)]
     pub(crate) spill_dir: Option<PathBuf>,
 }

@@ -1,12 +1,11 @@
-//! The W2 jobs behind `weir bench w2a|w2b`: hash aggregation of TPC-H `lineitem` within
-//! a memory budget, and their validation.
+//! The W2 jobs behind `weir bench w2a|w2b`: hash aggregation of TPC-H `lineitem` as
+//! dataflow programs within a memory budget, and their validation.
 //!
 //! ```text
-//!   DIR/lineitem ──TableScan (16 segments)──▶ row ──fixed offsets──▶ (key, value)
-//!       ──push──▶ HashAggregate (the rest of the budget; spills to --spill-dir)
-//!   finish ──▶ AggregateStream ──▶ W2a: checksum of (orderkey, sum, count);
-//!                                       with --output, ExternalSorter by key ──▶ CSV
-//!                                  W2b: ≤ 65536 groups (2-byte keys) ──▶ sorted ──▶ CSV
+//!   W2a  lineitem ─(l_orderkey, l_extendedprice)─▶ key_by(orderkey)
+//!          ─aggregate (sum, count)─▶ fold: checksum per task ─▶ collect
+//!        with --output: ─aggregate─▶ gather ─sort_by(orderkey)─▶ CSV sink (+ checksum)
+//!   W2b  lineitem ─Q1 filter, Q1 sums─▶ key_by(flag, status) ─aggregate─▶ collect ─▶ CSV
 //!   validation (after the timing): the answer's totals against the manifest's, which
 //!   the generator computed from its rows (W2a: rows, l_extendedprice, l_orderkey per
 //!   row; W2b: rows, l_quantity, l_extendedprice of the rows Q1 reads), and for W2b at
@@ -17,22 +16,24 @@
 //! ```
 //!
 //! W2a: `SELECT l_orderkey, SUM(l_extendedprice), COUNT(*) FROM lineitem GROUP BY
-//! l_orderkey`. W2b: TPC-H Q1. Keys are big-endian (the key format of `i64`: sign bit
-//! flipped), so sorting keys as bytes orders groups by key. Every buffer of the query
-//! path is a segment of one memory manager whose budget is `--memory`: the scan's
-//! buffers, the aggregation's table and spill I/O, the output sorter and writer.
+//! l_orderkey`. W2b: TPC-H Q1. Both are written with the public dataflow API, as a user
+//! would, and run in this process on `--threads` task slots (one worker): the figures are
+//! the operator layer's. `--memory` is the whole budget: [`W2_NETWORK_MEMORY`] of it for
+//! the buffers of the job's local exchanges, the rest managed memory (scan buffers,
+//! aggregations, the output sort). The hand-driven kernel aggregation stays a
+//! micro-benchmark (`benches/hash_aggregate.rs`).
 
 use std::collections::BTreeMap;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use weir_kernel::hash::{AggregateConfig, AggregateStats, AggregateStream, HashAggregate};
+use weir::config::Config;
+use weir::dataflow::{Dataflow, Push, WorkerReport, execute_observed};
 use weir_kernel::memory::{MemoryManager, Owner};
-use weir_kernel::sort::{ExternalSorter, SortConfig};
-use weir_kernel::spill::{SpillConfig, SpillStore, open_store};
 
-use crate::constants::{W2_OUTPUT_SORT_SHARE_INVERSE, W2_PUSH_BATCH_ROWS};
 use crate::report::{KernelRun, Report};
 use crate::tpch::lineitem::{
     DISCOUNT, EXTENDEDPRICE, LINESTATUS, ORDERKEY, QUANTITY, RETURNFLAG, SHIPDATE, TAX, i32_at,
@@ -40,13 +41,18 @@ use crate::tpch::lineitem::{
 };
 use crate::tpch::manifest::Manifest;
 use crate::tpch::q1::{
-    Q1_CSV_HEADER, Q1_SHIPDATE_MAX, Q1Aggregator, Q1Sums, SumCount, check_sf1_reference, decimal,
-    q1_csv_row,
+    Q1_CSV_HEADER, Q1_SHIPDATE_MAX, Q1Sums, check_sf1_reference, decimal, q1_csv_row,
 };
 use crate::tpch::{Lineitem, Table, TableScan};
-use crate::workloads::w1_sort::SegmentWriter;
 use weir::error::{Result, WeirError};
 use weir::output::OutputFile;
+
+/// Bytes of `--memory` that a W2 or W3 job gives its local exchanges' network buffers;
+/// the rest is managed memory.
+pub const W2_NETWORK_MEMORY: u64 = 4 << 20;
+
+/// Bytes of the CSV writer's buffer (outside the segments: a small constant).
+const CSV_BUFFER_BYTES: usize = 64 << 10;
 
 /// Which W2 workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,11 +82,11 @@ pub struct W2Job {
     pub input: PathBuf,
     /// The memory budget in bytes: scan buffers, aggregation and output sorting.
     pub memory_bytes: u64,
-    /// Threads (only 1 so far).
+    /// Task slots of the job's one worker.
     pub threads: usize,
     /// Where the result goes as CSV (none: the groups are only counted and checked).
     pub output: Option<PathBuf>,
-    /// Where spill files go (default: the input directory).
+    /// Where spill files go (default: the system's temp directory).
     pub spill_dir: Option<PathBuf>,
 }
 
@@ -97,12 +103,10 @@ pub struct W2Report {
     pub verify_s: f64,
     /// The process's peak resident set, in bytes.
     pub peak_rss_bytes: u64,
-    /// The aggregation's counters.
-    pub stats: AggregateStats,
-    /// Bytes the output sorter spilled.
-    pub output_spilled_bytes: u64,
-    /// The spill backend that ran.
-    pub io_backend: String,
+    /// Bytes the job's kernel operators spilled.
+    pub spilled_bytes: u64,
+    /// Records the job's exchanges carried.
+    pub records_exchanged: u64,
     /// Whether the answer's totals equal the manifest's generation-time totals (and, for
     /// W2b at SF 1, the answer equals the TPC-H reference answer), and the second scan
     /// agrees.
@@ -117,15 +121,13 @@ impl W2Report {
     /// The one-line JSON summary of docs/WORKLOADS.md.
     pub fn to_json(&self, job: &W2Job) -> String {
         #[derive(serde::Serialize)]
-        struct Line<'a> {
+        struct Line {
             #[serde(flatten)]
             run: KernelRun,
-            partitions_spilled: u64,
-            recursion_depth_max: u64,
-            sort_fallbacks: u64,
             records: u64,
             groups: u64,
-            io_backend: &'a str,
+            records_exchanged: u64,
+            network_bytes: u64,
             agrees_with_second_scan: bool,
             valid: bool,
         }
@@ -133,17 +135,12 @@ impl W2Report {
             run: KernelRun::new(
                 (job.threads, job.memory_bytes),
                 (self.wall_s, self.verify_s),
-                (
-                    self.peak_rss_bytes,
-                    self.stats.spilled_bytes + self.output_spilled_bytes,
-                ),
+                (self.peak_rss_bytes, self.spilled_bytes),
             ),
-            partitions_spilled: self.stats.partitions_spilled,
-            recursion_depth_max: self.stats.recursion_depth_max,
-            sort_fallbacks: self.stats.sort_fallbacks,
             records: self.rows,
             groups: self.groups,
-            io_backend: &self.io_backend,
+            records_exchanged: self.records_exchanged,
+            network_bytes: W2_NETWORK_MEMORY,
             agrees_with_second_scan: self.agrees_with_second_scan,
             valid: self.valid,
         };
@@ -151,171 +148,252 @@ impl W2Report {
     }
 }
 
-/// The budget, split once.
-struct Memory {
-    manager: MemoryManager,
-    aggregate: usize,
-    output_sort: usize,
-}
-
 /// Runs a W2 job and validates its answer.
 ///
 /// # Errors
 ///
-/// [`WeirError::Usage`] for more than one thread, a budget below the minimum, or an input
-/// that is not a weir TPC-H directory (or is truncated or corrupt); [`WeirError::File`]
-/// for files that cannot be read or written; [`WeirError::Kernel`] for spill failures.
-#[allow(
-    clippy::too_many_lines,
-    reason = "the W2 job's phases in order; to split when W2 becomes a dataflow program"
-)]
+/// [`WeirError::Usage`] for a budget or slot count the runtime refuses, or an input that
+/// is not a weir TPC-H directory; [`WeirError::Data`] for a truncated or corrupt one;
+/// [`WeirError::File`] for files that cannot be read or written; [`WeirError::Kernel`]
+/// for spill failures.
 pub fn run_w2(job: &W2Job) -> Result<W2Report> {
-    if job.threads != 1 {
-        return Err(WeirError::Usage {
-            message: format!(
-                "--threads {}: only 1 so far; parallel aggregation (a table per thread over \
-                 hash partitions of the key) is not built yet",
-                job.threads
-            ),
-        });
-    }
-    let memory = split_memory(job)?;
-    let manager = &memory.manager;
-    let store = open_spill_store(job.spill_dir.as_deref(), &job.input)?;
+    let config = job_config(job.memory_bytes, job.threads, job.spill_dir.as_deref())?;
     // Last of the checks: the output is touched only once every argument passed.
     let output = create_output(job.output.as_deref(), &job.input)?;
-    let scan_owner = manager.owner("w2/scan");
     let started = Instant::now();
-    let mut scan = TableScan::open(&job.input, Table::Lineitem, &scan_owner)?;
-    let aggregate_owner = manager.owner("w2/aggregate");
-    let (answer, rows, stats, output_spilled_bytes) = match job.workload {
-        Workload::W2a => {
-            let mut aggregate = new_aggregate(&aggregate_owner, &memory, &store, job.workload)?;
-            // Rows go to the table in batches, whose lookups overlap their cache misses.
-            let mut batch: Vec<([u8; 8], [u8; 8])> = Vec::with_capacity(W2_PUSH_BATCH_ROWS);
-            let rows = scan.for_each_row(|row| {
-                let key = order_key(i64_at(row, ORDERKEY));
-                batch.push((key, i64_at(row, EXTENDEDPRICE).to_le_bytes()));
-                if batch.len() == W2_PUSH_BATCH_ROWS {
-                    aggregate.push_batch(&batch)?;
-                    batch.clear();
-                }
-                Ok(())
-            })?;
-            aggregate.push_batch(&batch)?;
-            drop(scan);
-            let mut stream = aggregate.finish()?;
-            let sort_owner = manager.owner("w2/output");
-            let (answer, sort_spilled) =
-                w2a_output(output.as_ref(), &mut stream, &sort_owner, &memory, &store)?;
-            (answer, rows, stream.stats(), sort_spilled)
-        }
-        Workload::W2b => {
-            let mut aggregate = new_aggregate(&aggregate_owner, &memory, &store, job.workload)?;
-            let rows = scan.for_each_row(|row| {
-                if i32_at(row, SHIPDATE) > Q1_SHIPDATE_MAX {
-                    return Ok(());
-                }
-                let key = [row[RETURNFLAG], row[LINESTATUS]];
-                let value = Q1Sums::value_of_row(
-                    i64_at(row, QUANTITY),
-                    i64_at(row, EXTENDEDPRICE),
-                    i64_at(row, DISCOUNT),
-                    i64_at(row, TAX),
-                );
-                Ok(aggregate.push(&key, &value)?)
-            })?;
-            drop(scan);
-            let mut stream = aggregate.finish()?;
-            let answer = w2b_output(output.as_ref(), &mut stream, manager)?;
-            (answer, rows, stream.stats(), 0)
-        }
+    let (answer, run) = match job.workload {
+        Workload::W2a => w2a(job, &config, output.as_ref())?,
+        Workload::W2b => w2b(job, &config, output.as_ref())?,
     };
-    manager.leak_check()?;
     let wall_s = started.elapsed().as_secs_f64();
     let peak_rss_bytes = weir_kernel::sys::resident_memory().map_or(0, |rss| rss.peak_bytes);
     let verify_started = Instant::now();
-    let (agrees_with_second_scan, problems) = validate(job, &answer, &scan_owner)?;
+    let manager = MemoryManager::with_budget(usize::try_from(config.memory).unwrap_or(usize::MAX))?;
+    let (agrees_with_second_scan, problems) =
+        validate(job, &answer, &manager.owner("w2/validate"))?;
     manager.leak_check()?;
     // Only an answer that passed validation replaces an existing output.
     if let Some(output) = output.filter(|_| problems.is_empty()) {
         output.commit()?;
     }
     Ok(W2Report {
-        rows,
+        rows: run.rows,
         groups: answer.groups(),
         wall_s,
         verify_s: verify_started.elapsed().as_secs_f64(),
         peak_rss_bytes,
-        stats,
-        output_spilled_bytes,
-        io_backend: store.backend().to_string(),
+        spilled_bytes: run.report.spilled_bytes,
+        records_exchanged: run.report.records_exchanged,
         valid: problems.is_empty(),
         agrees_with_second_scan,
         problems,
     })
 }
 
-/// The key of an `l_orderkey`: the key format of `i64` (big-endian, sign bit flipped), so
-/// that byte order is numeric order.
-#[inline]
-pub(crate) fn order_key(orderkey: i64) -> [u8; 8] {
-    ((orderkey as u64) ^ (1 << 63)).to_be_bytes()
-}
-
-fn key_order(key: &[u8]) -> i64 {
-    let bytes: [u8; 8] = key.try_into().expect("an 8-byte order key");
-    (u64::from_be_bytes(bytes) ^ (1 << 63)) as i64
-}
-
-fn split_memory(job: &W2Job) -> Result<Memory> {
-    let manager =
-        MemoryManager::with_budget(usize::try_from(job.memory_bytes).unwrap_or(usize::MAX))?;
-    let segments = manager.budget_bytes() / manager.segment_size();
-    let aggregate_min = AggregateConfig::default().memory_segments_min();
-    let sorting = job.workload == Workload::W2a && job.output.is_some();
-    let output_sort = if sorting {
-        (segments / W2_OUTPUT_SORT_SHARE_INVERSE).max(SortConfig::default().memory_segments_min())
-    } else {
-        0
-    };
-    // The scan's buffers, and one segment for the output writer.
-    let io = TableScan::segments() + 1;
-    let minimum = aggregate_min + output_sort + io;
-    if segments < minimum {
+/// The configuration of a W2 or W3 job: one worker with `slots` task slots, `memory`
+/// split into [`W2_NETWORK_MEMORY`] of network buffers and managed memory.
+///
+/// # Errors
+///
+/// [`WeirError::Usage`] for a budget too small to leave the runtime's minimum of managed
+/// memory beside the network buffers, or a bad slot count or spill directory.
+pub(crate) fn job_config(memory: u64, slots: usize, spill_dir: Option<&Path>) -> Result<Config> {
+    let managed = memory.saturating_sub(W2_NETWORK_MEMORY);
+    if managed < weir::config::MEMORY_MIN {
         return Err(WeirError::Usage {
             message: format!(
-                "--memory {} bytes is below the minimum of {} bytes for {}",
-                manager.budget_bytes(),
-                minimum * manager.segment_size(),
-                job.workload.name()
+                "--memory {memory} bytes is below the minimum of {} bytes ({} of network \
+                 buffers and {} of managed memory)",
+                W2_NETWORK_MEMORY + weir::config::MEMORY_MIN,
+                W2_NETWORK_MEMORY,
+                weir::config::MEMORY_MIN
             ),
         });
     }
-    Ok(Memory {
-        aggregate: segments - output_sort - io,
-        output_sort,
-        manager,
+    let config = Config {
+        memory: managed,
+        network_memory: W2_NETWORK_MEMORY,
+        slots,
+        spill_dir: spill_dir.map_or_else(std::env::temp_dir, Path::to_path_buf),
+        ..Config::default()
+    };
+    config.validate()?;
+    Ok(config)
+}
+
+/// What the dataflow run of a job did.
+pub(crate) struct Run {
+    /// Rows its sources read.
+    pub(crate) rows: u64,
+    /// The worker's report.
+    pub(crate) report: WorkerReport,
+}
+
+/// Runs `flow` in this process under `config`.
+pub(crate) fn execute(flow: &Dataflow, config: &Config) -> Result<Run> {
+    let rows = Arc::new(AtomicU64::new(0));
+    let report = execute_observed(flow, config, None, &rows).map_err(|error| match error {
+        WeirError::Usage { message } => WeirError::Usage {
+            message: format!(
+                "{message} (managed memory: --memory less {} MiB of network buffers)",
+                W2_NETWORK_MEMORY >> 20
+            ),
+        },
+        other => other,
+    })?;
+    if !report.leak_free {
+        return Err(WeirError::Data {
+            message: "the job did not return all of its segments".to_owned(),
+        });
+    }
+    Ok(Run {
+        rows: rows.load(Ordering::Relaxed),
+        report,
     })
 }
 
-fn new_aggregate(
-    owner: &Owner,
-    memory: &Memory,
-    store: &Arc<dyn SpillStore>,
-    workload: Workload,
-) -> Result<HashAggregate> {
-    let aggregator: Box<dyn weir_kernel::hash::Aggregator> = match workload {
-        Workload::W2a => Box::new(SumCount),
-        Workload::W2b => Box::new(Q1Aggregator),
+/// W2a as a dataflow program: the groups' checksum, and with `--output` the groups sorted
+/// by key as CSV.
+fn w2a(job: &W2Job, config: &Config, output: Option<&OutputFile>) -> Result<(Answer, Run)> {
+    let flow = Dataflow::new();
+    let groups = crate::tpch::table(&flow, &job.input, Table::Lineitem, |row| {
+        Ok(Some((i64_at(row, ORDERKEY), i64_at(row, EXTENDEDPRICE))))
+    })
+    .key_by(|(orderkey, _)| *orderkey)
+    .aggregate(
+        |(_, price)| (*price, 1i64),
+        |acc, (price, count)| {
+            acc.0 = acc.0.wrapping_add(price);
+            acc.1 += count;
+        },
+    );
+    let Some(output) = output else {
+        let checksums = groups
+            .fold(
+                |_| GroupChecksum::default(),
+                |checksum, (orderkey, (sum, count))| checksum.add(orderkey, sum, count),
+                |checksum| checksum,
+            )
+            .collect();
+        let run = execute(&flow, config)?;
+        let checksum = checksums
+            .take()
+            .iter()
+            .fold(GroupChecksum::default(), GroupChecksum::merged);
+        return Ok((Answer::W2a(checksum), run));
     };
-    Ok(HashAggregate::new(
-        owner,
-        memory.aggregate,
-        Arc::clone(store),
-        aggregator,
-        AggregateConfig::default(),
-    )?)
+    let file = output.try_clone()?;
+    let path = output.temp_path().to_path_buf();
+    let checksum = Arc::new(Mutex::new(GroupChecksum::default()));
+    let written = Arc::clone(&checksum);
+    groups
+        .gather()
+        .sort_by(|(orderkey, _)| *orderkey, None)
+        .sink(move |_| {
+            let file = file
+                .try_clone()
+                .map_err(|e| WeirError::file("write", &path, e))?;
+            Ok(Box::new(W2aCsv {
+                out: BufWriter::with_capacity(CSV_BUFFER_BYTES, file),
+                path: path.clone(),
+                header: false,
+                checksum: Arc::clone(&written),
+                line: String::new(),
+            }))
+        });
+    let run = execute(&flow, config)?;
+    let checksum = *checksum.lock().expect("the checksum");
+    Ok((Answer::W2a(checksum), run))
+}
+
+/// W2a's `--output`: the sorted groups as CSV lines, and their checksum.
+struct W2aCsv {
+    out: BufWriter<std::fs::File>,
+    path: PathBuf,
+    header: bool,
+    checksum: Arc<Mutex<GroupChecksum>>,
+    line: String,
+}
+
+impl W2aCsv {
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.out
+            .write_all(bytes)
+            .map_err(|e| WeirError::file("write", &self.path, e))
+    }
+}
+
+impl Push<(i64, (i64, i64))> for W2aCsv {
+    fn push(&mut self, (orderkey, (sum, count)): (i64, (i64, i64))) -> Result<()> {
+        if !self.header {
+            self.header = true;
+            self.write(b"l_orderkey,sum_extendedprice,count_order\n")?;
+        }
+        self.checksum
+            .lock()
+            .expect("the checksum")
+            .add(orderkey, sum, count);
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        line.push_str(&orderkey.to_string());
+        line.push(',');
+        line.push_str(&decimal(i128::from(sum), 2));
+        line.push(',');
+        line.push_str(&count.to_string());
+        line.push('\n');
+        let written = self.write(line.as_bytes());
+        self.line = line;
+        written
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        if !self.header {
+            self.header = true;
+            self.write(b"l_orderkey,sum_extendedprice,count_order\n")?;
+        }
+        self.out
+            .flush()
+            .map_err(|e| WeirError::file("write", &self.path, e))
+    }
+}
+
+/// W2b (TPC-H Q1) as a dataflow program: every group, ordered by key, and with
+/// `--output` as CSV.
+fn w2b(job: &W2Job, config: &Config, output: Option<&OutputFile>) -> Result<(Answer, Run)> {
+    let flow = Dataflow::new();
+    let groups = crate::tpch::table(&flow, &job.input, Table::Lineitem, |row| {
+        Ok((i32_at(row, SHIPDATE) <= Q1_SHIPDATE_MAX).then(|| {
+            let sums = Q1Sums::of_row(
+                i64_at(row, QUANTITY),
+                i64_at(row, EXTENDEDPRICE),
+                i64_at(row, DISCOUNT),
+                i64_at(row, TAX),
+            );
+            ((row[RETURNFLAG], row[LINESTATUS]), sums)
+        }))
+    })
+    .key_by(|(group, _)| *group)
+    .aggregate(|(_, sums)| *sums, |acc, sums| acc.add(&sums))
+    .collect();
+    let run = execute(&flow, config)?;
+    let mut groups: Vec<(u8, u8, Q1Sums)> = groups
+        .take()
+        .into_iter()
+        .map(|((flag, status), sums)| (flag, status, sums))
+        .collect();
+    groups.sort_by_key(|&(flag, status, _)| (flag, status));
+    if let Some(output) = output {
+        let mut csv = String::from(Q1_CSV_HEADER);
+        csv.push('\n');
+        for (flag, status, sums) in &groups {
+            csv.push_str(&q1_csv_row(*flag, *status, sums));
+            csv.push('\n');
+        }
+        let mut file = output.try_clone()?;
+        file.write_all(csv.as_bytes())
+            .map_err(|e| WeirError::file("write", output.temp_path(), e))?;
+    }
+    Ok((Answer::W2b(groups), run))
 }
 
 /// The answer a job computed, in the form its validation compares.
@@ -340,7 +418,7 @@ impl Answer {
 /// equal for equal sets of groups, whatever their order. The hash is splitmix64's
 /// finalizer over the three words chained (cheap: it runs once per group inside the
 /// timing). The totals are what the manifest's totals check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 struct GroupChecksum {
     groups: u64,
     rows: i64,
@@ -362,6 +440,17 @@ impl GroupChecksum {
         self.extendedprice = self.extendedprice.wrapping_add(sum);
         self.orderkeys = self.orderkeys.wrapping_add(orderkey.wrapping_mul(count));
     }
+
+    /// The checksum of both checksums' groups (of disjoint sets of groups).
+    fn merged(self, other: &GroupChecksum) -> GroupChecksum {
+        GroupChecksum {
+            groups: self.groups + other.groups,
+            rows: self.rows.wrapping_add(other.rows),
+            sum: self.sum.wrapping_add(other.sum),
+            extendedprice: self.extendedprice.wrapping_add(other.extendedprice),
+            orderkeys: self.orderkeys.wrapping_add(other.orderkeys),
+        }
+    }
 }
 
 /// splitmix64's finalizer: every input bit affects every output bit.
@@ -370,81 +459,6 @@ fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
-}
-
-/// Streams W2a's groups into the checksum and, with `--output`, sorts them by key and
-/// writes them as CSV. Returns the checksum and the output sorter's spilled bytes.
-fn w2a_output(
-    output: Option<&OutputFile>,
-    stream: &mut AggregateStream,
-    owner: &Owner,
-    memory: &Memory,
-    store: &Arc<dyn SpillStore>,
-) -> Result<(Answer, u64)> {
-    let mut checksum = GroupChecksum::default();
-    let Some(output) = output else {
-        while let Some((key, acc)) = stream.next()? {
-            checksum.add(key_order(key), i64_at(acc, 0), i64_at(acc, 8));
-        }
-        return Ok((Answer::W2a(checksum), 0));
-    };
-    let config = SortConfig::default();
-    let mut sorter = ExternalSorter::new(owner, memory.output_sort, Arc::clone(store), config)?;
-    while let Some((key, acc)) = stream.next()? {
-        checksum.add(key_order(key), i64_at(acc, 0), i64_at(acc, 8));
-        sorter.push(key, acc)?;
-    }
-    let mut sorted = sorter.finish()?;
-    let mut writer = SegmentWriter::new(
-        output.try_clone()?,
-        output.temp_path(),
-        owner.allocate_one()?,
-    );
-    writer.write(b"l_orderkey,sum_extendedprice,count_order\n")?;
-    let mut line = String::new();
-    while let Some((key, acc)) = sorted.next()? {
-        line.clear();
-        line.push_str(&key_order(key).to_string());
-        line.push(',');
-        line.push_str(&decimal(i128::from(i64_at(acc, 0)), 2));
-        line.push(',');
-        line.push_str(&i64_at(acc, 8).to_string());
-        line.push('\n');
-        writer.write(line.as_bytes())?;
-    }
-    writer.finish()?;
-    Ok((Answer::W2a(checksum), sorted.stats().spilled_bytes))
-}
-
-/// Collects Q1's groups (at most 65536: the keys are two bytes), ordered by key, and
-/// writes them as CSV with `--output`.
-fn w2b_output(
-    output: Option<&OutputFile>,
-    stream: &mut AggregateStream,
-    manager: &MemoryManager,
-) -> Result<Answer> {
-    let mut groups = Vec::new();
-    while let Some((key, acc)) = stream.next()? {
-        assert_eq!(key.len(), 2, "a Q1 key is two flag bytes");
-        groups.push((key[0], key[1], Q1Sums::from_acc(acc)));
-    }
-    groups.sort_by_key(|&(flag, status, _)| (flag, status));
-    if let Some(output) = output {
-        let owner = manager.owner("w2/output");
-        let mut writer = SegmentWriter::new(
-            output.try_clone()?,
-            output.temp_path(),
-            owner.allocate_one()?,
-        );
-        writer.write(Q1_CSV_HEADER.as_bytes())?;
-        writer.write(b"\n")?;
-        for (flag, status, sums) in &groups {
-            writer.write(q1_csv_row(*flag, *status, sums).as_bytes())?;
-            writer.write(b"\n")?;
-        }
-        writer.finish()?;
-    }
-    Ok(Answer::W2b(groups))
 }
 
 /// The validation pass: the answer's totals against the manifest's (and, for W2b at SF
@@ -581,34 +595,6 @@ pub(crate) fn create_output(output: Option<&Path>, input: &Path) -> Result<Optio
         .transpose()
 }
 
-/// The spill store in `spill_dir`, or else in the input directory.
-pub(crate) fn open_spill_store(
-    spill_dir: Option<&Path>,
-    input: &Path,
-) -> Result<Arc<dyn SpillStore>> {
-    let dir = spill_dir.unwrap_or(input);
-    if !dir.is_dir() {
-        return Err(WeirError::Usage {
-            message: format!("spill directory {} is not a directory", dir.display()),
-        });
-    }
-    if spill_dir.is_some() && weir_kernel::sys::is_memory_filesystem(dir) {
-        return Err(WeirError::Usage {
-            message: format!(
-                "--spill-dir {}: a filesystem in memory (tmpfs or ramfs); spilling there \
-                 takes memory outside the budget: choose a directory on a disk",
-                dir.display()
-            ),
-        });
-    }
-    Ok(open_store(&SpillConfig {
-        // The input's directory, when no spill directory was named, is accepted wherever
-        // the user keeps the tables.
-        allow_memory_filesystem: true,
-        ..SpillConfig::new(dir.to_path_buf())
-    })?)
-}
-
 /// Decodes a whole `lineitem` row of `path` at byte `offset` with serde-fmt (strings
 /// validated too).
 pub(crate) fn decode<'a>(row: &'a [u8], path: &Path, offset: u64) -> Result<Lineitem<'a>> {
@@ -625,20 +611,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn order_keys_sort_as_numbers() {
-        let mut keys: Vec<i64> = vec![5, -1, 0, i64::MAX, i64::MIN, 300];
-        let mut encoded: Vec<[u8; 8]> = keys.iter().map(|&k| order_key(k)).collect();
-        encoded.sort();
-        keys.sort();
-        let decoded: Vec<i64> = encoded.iter().map(|k| key_order(k)).collect();
-        assert_eq!(decoded, keys);
-        assert_eq!(
-            order_key(7).to_vec(),
-            weir_serde_fmt::key::to_vec(&7i64).unwrap()
-        );
-    }
-
-    #[test]
     fn the_group_checksum_ignores_order() {
         let (mut a, mut b) = (GroupChecksum::default(), GroupChecksum::default());
         a.add(1, 10, 2);
@@ -652,5 +624,10 @@ mod tests {
         c.add(1, 2, 3);
         d.add(1, 3, 2);
         assert_ne!(c, d, "the fields are not interchangeable");
+        // Tasks' checksums of disjoint groups merge into the checksum of all of them.
+        let (mut e, mut f) = (GroupChecksum::default(), GroupChecksum::default());
+        e.add(1, 10, 2);
+        f.add(2, 20, 1);
+        assert_eq!(e.merged(&f), a);
     }
 }

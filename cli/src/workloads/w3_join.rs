@@ -1,14 +1,11 @@
-//! The W3 job behind `weir bench w3`: orders ⋈ lineitem on the order key within a memory
-//! budget, `COUNT(*)` and `SUM(l_extendedprice)` over the joined rows, and its validation.
+//! The W3 job behind `weir bench w3`: orders ⋈ lineitem on the order key as a dataflow
+//! program within a memory budget, `COUNT(*)` and `SUM(l_extendedprice)` over the joined
+//! rows, and its validation.
 //!
 //! ```text
-//!   DIR/orders ──TableScan──▶ o_orderkey ──push_build(key, no record)──▶ HashJoin
-//!   DIR/lineitem ──TableScan──▶ (l_orderkey, l_extendedprice) ──▶ a batch of
-//!       W3_PROBE_BATCH_ROWS rows ──full: hashed, buckets prefetched──▶ probed when the
-//!       next batch is full, each run of one key at once ──▶ count, sum
-//!                                   (partitions in memory: at once; spilled ones: bloom
-//!                                    filter, then a probe run on disk)
-//!   finish ──▶ JoinStream: the spilled pairs joined ──▶ count, sum ──▶ CSV (--output)
+//!   orders ─o_orderkey─▶ key_by ══broadcast══▶ join (build, in every task) ─┐
+//!   lineitem ─(l_orderkey, l_extendedprice)─▶ key_by ─▶ join (probe, where scanned)
+//!     ─fold: count, sum per task─▶ collect ─▶ CSV (--output)
 //!   validation (after the timing): every lineitem row has its order (TPC-H's foreign
 //!   key), so the count and sum must be the manifest's lineitem rows and l_extendedprice
 //!   total, which the generator computed from its rows: `valid`. Beside it, both files
@@ -18,35 +15,32 @@
 //! ```
 //!
 //! Build side: `orders` (1.5 M rows at SF 1), the smaller input and the one whose key is
-//! unique, so a probe finds at most one match and the table holds only the keys (11 bytes
-//! a row: a record header, the 8-byte key, the matched byte; no record bytes: the
-//! aggregate needs nothing of an order but its key). Probe side: `lineitem` (6 M rows),
-//! whose probe record is its 8-byte `l_extendedprice`. `--build lineitem` swaps the sides
-//! (a table four times larger with about four records a key), for measurements and for
-//! tests that must spill on small inputs. Keys are `order_key` of
-//! [`w2_job`](crate::workloads::w2_aggregate) (big-endian, sign bit flipped). Only the aggregate is made:
-//! joined rows are counted and summed as they are emitted, never materialized.
-//!
-//! Every buffer of the query path is a segment of one memory manager whose budget is
-//! `--memory`: one scan's buffers at a time (build side, then probe side), the join's
-//! table, bloom filters and spill I/O, and the output writer.
+//! unique; it is broadcast to every task (one worker: a copy per slot), so the 6 M
+//! lineitem rows are probed where they are scanned, never exchanged. `--build lineitem`
+//! swaps the sides (a table four times larger with about four
+//! records a key), for measurements and for tests that must spill on small inputs. The
+//! program uses only the public dataflow API and runs in this process on `--threads`
+//! task slots; `--memory` is split as for W2 ([`W2_NETWORK_MEMORY`] of network buffers,
+//! the rest managed). Joined rows are counted and summed as they come, never
+//! materialized. The hand-driven kernel join (batched, prefetching probes) stays a
+//! micro-benchmark (`benches/hash_join.rs`).
 
+use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::Instant;
 
-use weir_kernel::hash::{HashJoin, JoinConfig, JoinRow, JoinStats, JoinType, ProbeHash};
+use weir::dataflow::Dataflow;
 use weir_kernel::memory::{MemoryManager, Owner};
-use weir_kernel::spill::SpillStore;
 
-use crate::constants::{W3_PROBE_BATCH_ROWS, W3_VERIFY_BATCH_KEYS, W3_VERIFY_BATCHES_IN_FLIGHT};
+use crate::constants::{W3_VERIFY_BATCH_KEYS, W3_VERIFY_BATCHES_IN_FLIGHT};
 use crate::report::{KernelRun, Report};
 use crate::tpch::lineitem::{EXTENDEDPRICE, ORDERKEY, i64_at};
 use crate::tpch::q1::decimal;
-use crate::tpch::{Order, ROW_BYTES_MAX, Table, TableScan, orders};
-use crate::workloads::w1_sort::SegmentWriter;
-use crate::workloads::w2_aggregate::{create_output, decode, open_spill_store, order_key};
+use crate::tpch::{Order, Table, TableScan, orders};
+use crate::workloads::w2_aggregate::{
+    W2_NETWORK_MEMORY, create_output, decode, execute, job_config,
+};
 use weir::error::{Result, WeirError};
 
 /// The header of W3's CSV output.
@@ -79,18 +73,18 @@ pub struct W3Job {
     pub input: PathBuf,
     /// The memory budget in bytes: scan buffers, the join, the output writer.
     pub memory_bytes: u64,
-    /// Threads (only 1 so far).
+    /// Task slots of the job's one worker.
     pub threads: usize,
     /// Where the result goes as CSV (none: it is only checked).
     pub output: Option<PathBuf>,
-    /// Where spill files go (default: the input directory).
+    /// Where spill files go (default: the system's temp directory).
     pub spill_dir: Option<PathBuf>,
     /// The table the join builds on.
     pub build: BuildSide,
 }
 
 /// The answer: joined rows and the sum of their `l_extendedprice`, in cents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct W3Answer {
     /// `COUNT(*)` of the joined rows.
     pub count: u64,
@@ -103,6 +97,14 @@ impl W3Answer {
     fn add(&mut self, extendedprice: i64) {
         self.count += 1;
         self.sum_cents += i128::from(extendedprice);
+    }
+
+    /// The answer over both answers' rows.
+    fn merged(self, other: &W3Answer) -> W3Answer {
+        W3Answer {
+            count: self.count + other.count,
+            sum_cents: self.sum_cents + other.sum_cents,
+        }
     }
 
     /// The CSV row: the count, then the sum with 2 decimals.
@@ -122,12 +124,12 @@ pub struct W3Report {
     pub verify_s: f64,
     /// The process's peak resident set, in bytes.
     pub peak_rss_bytes: u64,
-    /// The join's counters.
-    pub stats: JoinStats,
-    /// Partitions of the join's build side.
-    pub partitions: usize,
-    /// The spill backend that ran.
-    pub io_backend: String,
+    /// Rows the job's scans read (both tables).
+    pub rows_read: u64,
+    /// Bytes the job's kernel operators spilled.
+    pub spilled_bytes: u64,
+    /// Records the job's exchanges carried.
+    pub records_exchanged: u64,
     /// Whether the answer equals the manifest's lineitem totals and the merge join of the
     /// validation agrees.
     pub valid: bool,
@@ -144,38 +146,27 @@ impl W3Report {
         struct Line<'a> {
             #[serde(flatten)]
             run: KernelRun,
-            partitions: u64,
-            partitions_spilled: u64,
-            recursion_depth_max: u64,
-            sort_merge_fallbacks: u64,
-            bloom_filtered: u64,
             build: &'a str,
-            build_records: u64,
-            probe_records: u64,
+            rows_read: u64,
+            records_exchanged: u64,
+            network_bytes: u64,
             records: u64,
             sum_extendedprice: String,
-            io_backend: &'a str,
             agrees_with_second_scan: bool,
             valid: bool,
         }
-        let stats = &self.stats;
         let line = Line {
             run: KernelRun::new(
                 (job.threads, job.memory_bytes),
                 (self.wall_s, self.verify_s),
-                (self.peak_rss_bytes, stats.spilled_bytes),
+                (self.peak_rss_bytes, self.spilled_bytes),
             ),
-            partitions: self.partitions as u64,
-            partitions_spilled: stats.partitions_spilled,
-            recursion_depth_max: stats.recursion_depth_max,
-            sort_merge_fallbacks: stats.sort_merge_fallbacks,
-            bloom_filtered: stats.bloom_filtered,
             build: job.build.name(),
-            build_records: stats.build_records,
-            probe_records: stats.probe_records,
+            rows_read: self.rows_read,
+            records_exchanged: self.records_exchanged,
+            network_bytes: W2_NETWORK_MEMORY,
             records: self.answer.count,
             sum_extendedprice: decimal(self.answer.sum_cents, 2),
-            io_backend: &self.io_backend,
             agrees_with_second_scan: self.agrees_with_second_scan,
             valid: self.valid,
         };
@@ -187,43 +178,58 @@ impl W3Report {
 ///
 /// # Errors
 ///
-/// [`WeirError::Usage`] for more than one thread, a budget below the minimum, or an input
-/// that is not a weir TPC-H directory (or is truncated or corrupt); [`WeirError::File`]
-/// for files that cannot be read or written; [`WeirError::Kernel`] for spill failures.
+/// [`WeirError::Usage`] for a budget or slot count the runtime refuses, or an input that
+/// is not a weir TPC-H directory; [`WeirError::Data`] for a truncated or corrupt one;
+/// [`WeirError::File`] for files that cannot be read or written; [`WeirError::Kernel`]
+/// for spill failures.
 pub fn run_w3(job: &W3Job) -> Result<W3Report> {
-    if job.threads != 1 {
-        return Err(WeirError::Usage {
-            message: format!(
-                "--threads {}: only 1 so far; a parallel join (a table per thread over \
-                 hash partitions of the key) is not built yet",
-                job.threads
-            ),
-        });
-    }
-    let manager =
-        MemoryManager::with_budget(usize::try_from(job.memory_bytes).unwrap_or(usize::MAX))?;
-    let join_segments = join_segments(&manager)?;
-    let store = open_spill_store(job.spill_dir.as_deref(), &job.input)?;
+    let config = job_config(job.memory_bytes, job.threads, job.spill_dir.as_deref())?;
     // Last of the checks: the output is touched only once every argument passed.
     let output = create_output(job.output.as_deref(), &job.input)?;
-    let scan_owner = manager.owner("w3/scan");
-    let join_owner = manager.owner("w3/join");
     let started = Instant::now();
-    let (answer, stats, partitions) = join(job, &scan_owner, &join_owner, join_segments, &store)?;
+    let flow = Dataflow::new();
+    let orders = crate::tpch::table(&flow, &job.input, Table::Orders, |row| {
+        Ok(Some(i64_at(row, orders::ORDERKEY)))
+    })
+    .key_by(|orderkey| *orderkey);
+    let lines = crate::tpch::table(&flow, &job.input, Table::Lineitem, |row| {
+        Ok(Some((i64_at(row, ORDERKEY), i64_at(row, EXTENDEDPRICE))))
+    })
+    .key_by(|(orderkey, _)| *orderkey);
+    let fold = |answer: &mut W3Answer, price: i64| answer.add(price);
+    let answers = match job.build {
+        BuildSide::Orders => lines
+            .broadcast_join(orders)
+            .fold(
+                |_| W3Answer::default(),
+                move |answer, ((_, price), _)| fold(answer, price),
+                |answer| answer,
+            )
+            .collect(),
+        BuildSide::Lineitem => orders
+            .broadcast_join(lines)
+            .fold(
+                |_| W3Answer::default(),
+                move |answer, (_, (_, price))| fold(answer, price),
+                |answer| answer,
+            )
+            .collect(),
+    };
+    let run = execute(&flow, &config)?;
+    let answer = answers
+        .take()
+        .iter()
+        .fold(W3Answer::default(), W3Answer::merged);
     if let Some(output) = &output {
-        let mut writer = SegmentWriter::new(
-            output.try_clone()?,
-            output.temp_path(),
-            scan_owner.allocate_one()?,
-        );
-        writer.write(format!("{W3_CSV_HEADER}\n{}\n", answer.csv_row()).as_bytes())?;
-        writer.finish()?;
+        let mut file = output.try_clone()?;
+        file.write_all(format!("{W3_CSV_HEADER}\n{}\n", answer.csv_row()).as_bytes())
+            .map_err(|e| WeirError::file("write", output.temp_path(), e))?;
     }
-    manager.leak_check()?;
     let wall_s = started.elapsed().as_secs_f64();
     let peak_rss_bytes = weir_kernel::sys::resident_memory().map_or(0, |rss| rss.peak_bytes);
     let verify_started = Instant::now();
-    let (agrees_with_second_scan, problems) = validate(job, answer, &scan_owner)?;
+    let manager = MemoryManager::with_budget(usize::try_from(config.memory).unwrap_or(usize::MAX))?;
+    let (agrees_with_second_scan, problems) = validate(job, answer, &manager.owner("w3/validate"))?;
     manager.leak_check()?;
     // Only an answer that passed validation replaces an existing output.
     if let Some(output) = output.filter(|_| problems.is_empty()) {
@@ -234,208 +240,13 @@ pub fn run_w3(job: &W3Job) -> Result<W3Report> {
         wall_s,
         verify_s: verify_started.elapsed().as_secs_f64(),
         peak_rss_bytes,
-        stats,
-        partitions,
-        io_backend: store.backend().to_string(),
+        rows_read: run.rows,
+        spilled_bytes: run.report.spilled_bytes,
+        records_exchanged: run.report.records_exchanged,
         valid: problems.is_empty(),
         agrees_with_second_scan,
         problems,
     })
-}
-
-/// The join's share of the budget: all of it but one scan's buffers and the output
-/// writer's segment (the two scans run one after the other).
-fn join_segments(manager: &MemoryManager) -> Result<usize> {
-    let segments = manager.budget_bytes() / manager.segment_size();
-    let io = TableScan::segments() + 1;
-    let minimum = JoinConfig::default().memory_segments_min() + io;
-    if segments < minimum {
-        return Err(WeirError::Usage {
-            message: format!(
-                "--memory {} bytes is below the minimum of {} bytes for W3",
-                manager.budget_bytes(),
-                minimum * manager.segment_size(),
-            ),
-        });
-    }
-    Ok(segments - io)
-}
-
-/// The timed part: build on one table, probe with the other, drain the spilled pairs.
-fn join(
-    job: &W3Job,
-    scan_owner: &Owner,
-    join_owner: &Owner,
-    join_segments: usize,
-    store: &Arc<dyn SpillStore>,
-) -> Result<(W3Answer, JoinStats, usize)> {
-    let mut join = HashJoin::new(
-        join_owner,
-        join_segments,
-        Arc::clone(store),
-        JoinType::Inner,
-        JoinConfig::default(),
-    )?;
-    let partitions = join.partitions();
-    let (build, probe) = match job.build {
-        BuildSide::Orders => (Table::Orders, Table::Lineitem),
-        BuildSide::Lineitem => (Table::Lineitem, Table::Orders),
-    };
-    let mut scan = TableScan::open(&job.input, build, scan_owner)?;
-    scan.for_each_row(|row| {
-        let (key, record) = join_input(build, row);
-        Ok(join.push_build(&key, record)?)
-    })?;
-    drop(scan);
-    join.finish_build()?;
-    let mut answer = W3Answer::default();
-    let mut probes = ProbeBatches::new(probe);
-    let mut scan = TableScan::open(&job.input, probe, scan_owner)?;
-    scan.for_each_row(|row| {
-        let (key, record) = join_input(probe, row);
-        probes.push(&mut join, key, record, &mut answer)
-    })?;
-    drop(scan);
-    probes.finish(&mut join, &mut answer)?;
-    let mut stream = join.finish()?;
-    while let Some(joined) = stream.next()? {
-        answer.add(extendedprice_of(joined));
-    }
-    Ok((answer, stream.stats(), partitions))
-}
-
-/// The probe side's rows in two batches of [`W3_PROBE_BATCH_ROWS`]: while one fills, the
-/// buckets of the other's keys are being loaded into the cache; a full batch is hashed
-/// and prefetched, then the one before it is probed. Consecutive rows of one key (about
-/// four line items an order, in a row) share the hash and the prefetch of the first.
-struct ProbeBatches {
-    /// Bytes of each row's probe record: the same for every row of a table.
-    record_len: usize,
-    filling: ProbeBatch,
-    /// Hashed and prefetched, not probed yet.
-    waiting: ProbeBatch,
-    last: Option<([u8; 8], ProbeHash)>,
-}
-
-/// Up to [`W3_PROBE_BATCH_ROWS`] probe rows: keys, records (at most 8 bytes) and, once
-/// hashed, the keys' hashes.
-struct ProbeBatch {
-    len: usize,
-    keys: [[u8; 8]; W3_PROBE_BATCH_ROWS],
-    records: [[u8; 8]; W3_PROBE_BATCH_ROWS],
-    hashes: [Option<ProbeHash>; W3_PROBE_BATCH_ROWS],
-}
-
-impl ProbeBatch {
-    fn new() -> ProbeBatch {
-        ProbeBatch {
-            len: 0,
-            keys: [[0; 8]; W3_PROBE_BATCH_ROWS],
-            records: [[0; 8]; W3_PROBE_BATCH_ROWS],
-            hashes: [None; W3_PROBE_BATCH_ROWS],
-        }
-    }
-}
-
-impl ProbeBatches {
-    fn new(table: Table) -> ProbeBatches {
-        ProbeBatches {
-            // The record of any row, here of one of zeros.
-            record_len: join_input(table, &[0; ROW_BYTES_MAX]).1.len(),
-            filling: ProbeBatch::new(),
-            waiting: ProbeBatch::new(),
-            last: None,
-        }
-    }
-
-    #[inline]
-    fn push(
-        &mut self,
-        join: &mut HashJoin,
-        key: [u8; 8],
-        record: &[u8],
-        answer: &mut W3Answer,
-    ) -> Result<()> {
-        debug_assert_eq!(record.len(), self.record_len);
-        let batch = &mut self.filling;
-        batch.keys[batch.len] = key;
-        batch.records[batch.len][..record.len()].copy_from_slice(record);
-        batch.len += 1;
-        if batch.len == W3_PROBE_BATCH_ROWS {
-            self.prefetch(join);
-            self.probe_waiting(join, answer)?;
-            std::mem::swap(&mut self.filling, &mut self.waiting);
-        }
-        Ok(())
-    }
-
-    /// Hashes the filling batch's keys and prefetches their buckets.
-    fn prefetch(&mut self, join: &HashJoin) {
-        let batch = &mut self.filling;
-        for (key, hash) in batch.keys[..batch.len].iter().zip(&mut batch.hashes) {
-            let known = match self.last {
-                Some((last_key, last_hash)) if last_key == *key => last_hash,
-                _ => join.prefetch(key),
-            };
-            self.last = Some((*key, known));
-            *hash = Some(known);
-        }
-    }
-
-    /// Probes the waiting batch, each run of rows with one key at once, and empties it.
-    fn probe_waiting(&mut self, join: &mut HashJoin, answer: &mut W3Answer) -> Result<()> {
-        let batch = &mut self.waiting;
-        let mut records: [&[u8]; W3_PROBE_BATCH_ROWS] = [&[]; W3_PROBE_BATCH_ROWS];
-        for (record, bytes) in records.iter_mut().zip(&batch.records[..batch.len]) {
-            *record = &bytes[..self.record_len];
-        }
-        let mut start = 0;
-        while start < batch.len {
-            let key = &batch.keys[start];
-            let run = batch.keys[start..batch.len]
-                .iter()
-                .take_while(|k| *k == key);
-            let end = start + run.count();
-            let hash = batch.hashes[start].expect("a waiting batch is hashed");
-            join.probe_hashed_group(hash, key, &records[start..end], |joined| {
-                answer.add(extendedprice_of(joined));
-                Ok(())
-            })?;
-            start = end;
-        }
-        batch.len = 0;
-        Ok(())
-    }
-
-    /// Probes the rows left.
-    fn finish(mut self, join: &mut HashJoin, answer: &mut W3Answer) -> Result<()> {
-        self.probe_waiting(join, answer)?;
-        self.prefetch(join);
-        std::mem::swap(&mut self.filling, &mut self.waiting);
-        self.probe_waiting(join, answer)
-    }
-}
-
-/// A row's join key and record: an order gives only its key (no record bytes), a line
-/// item its key and its 8-byte `l_extendedprice`.
-#[inline]
-fn join_input(table: Table, row: &[u8]) -> ([u8; 8], &[u8]) {
-    match table {
-        Table::Lineitem => (
-            order_key(i64_at(row, ORDERKEY)),
-            &row[EXTENDEDPRICE..EXTENDEDPRICE + 8],
-        ),
-        _ => (order_key(i64_at(row, orders::ORDERKEY)), &[]),
-    }
-}
-
-/// The `l_extendedprice` of a joined row: the record of the lineitem side, the one of
-/// eight bytes (the orders side's is empty).
-#[inline]
-fn extendedprice_of(joined: JoinRow<'_>) -> i64 {
-    let both = "an inner join row has both records";
-    let (build, probe) = (joined.build.expect(both), joined.probe.expect(both));
-    i64_at(if build.is_empty() { probe } else { build }, 0)
 }
 
 /// The validation pass: the answer against the manifest's lineitem totals, then a merge

@@ -129,6 +129,12 @@ impl HashAggregate {
         self.stats
     }
 
+    /// Groups in the in-memory table now (spilled ones not counted): with
+    /// [`AggregateStats::records`], how much a pre-aggregation reduces its input.
+    pub fn groups_in_memory(&self) -> usize {
+        self.table.as_ref().map_or(0, |table| table.groups())
+    }
+
     /// Folds `value` into the group of `key`.
     ///
     /// # Errors
