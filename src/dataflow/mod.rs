@@ -132,8 +132,11 @@ impl Dataflow {
         self.source(name, io_segments, sources::push_fn(run))
     }
 
-    /// The lines of a UTF-8 text file (`.tbl`, CSV, logs) without their line ends: task
-    /// `t` of P takes the lines `i` with `i % P == t`.
+    /// The lines of a UTF-8 text file (`.tbl`, CSV, logs) without their line ends (`\n`
+    /// or `\r\n`). Task `t` of P reads about 1/P of the file's bytes: the lines that
+    /// start in the `t`-th of P equal byte ranges, so the tasks read every line once
+    /// between them and the file once (the task whose range ends inside a line reads it
+    /// to its end; the next one skips it).
     pub fn text_lines(&self, path: impl Into<std::path::PathBuf>) -> Stream<String> {
         self.source("text", 0, sources::text_lines(path.into()))
     }

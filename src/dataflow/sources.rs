@@ -71,31 +71,47 @@ pub(crate) fn push_fn<T: Data>(
     })
 }
 
+/// The byte range task `task` of `tasks` reads of a file of `bytes` bytes.
+fn byte_share(bytes: u64, task: u64, tasks: u64) -> (u64, u64) {
+    let at = |t: u64| (u128::from(bytes) * u128::from(t) / u128::from(tasks)) as u64;
+    (at(task), at(task + 1))
+}
+
 pub(crate) fn text_lines(path: PathBuf) -> Open<String> {
     let path = Arc::new(path);
     Arc::new(move |_, down| {
         let path = Arc::clone(&path);
         Ok(driver(down, move |ctx, down| {
             let (task, tasks) = (ctx.task() as u64, ctx.parallelism() as u64);
+            let read_error = |e| WeirError::file("read input", &*path, e);
             let file = std::fs::File::open(&*path)
                 .map_err(|e| WeirError::file("open input", &*path, e))?;
+            let bytes = file.metadata().map_err(read_error)?.len();
+            // The task's lines are those that start in its byte range: it skips the line
+            // its range starts inside of (the task before reads it to its end) and reads
+            // on past its range's end to the end of the last line starting in it.
+            let (start, end) = byte_share(bytes, task, tasks);
             let mut reader = BufReader::new(file);
+            let mut at = start;
+            if start > 0 {
+                reader
+                    .seek(SeekFrom::Start(start - 1))
+                    .map_err(read_error)?;
+                let mut skipped = Vec::new();
+                at = start - 1 + reader.read_until(b'\n', &mut skipped).map_err(read_error)? as u64;
+            }
             let mut line = String::new();
-            let mut index = 0u64;
-            loop {
+            let mut count = 0u64;
+            while at < end {
                 line.clear();
-                let read = reader
-                    .read_line(&mut line)
-                    .map_err(|e| WeirError::file("read input", &*path, e))?;
+                let read = reader.read_line(&mut line).map_err(read_error)?;
                 if read == 0 {
                     break;
                 }
-                if index % tasks == task {
-                    let text = line.trim_end_matches(['\n', '\r']);
-                    down.push(text.to_string())?;
-                }
-                index += 1;
-                if index.is_multiple_of(CANCEL_CHECK_RECORDS) {
+                at += read as u64;
+                down.push(line.trim_end_matches(['\n', '\r']).to_string())?;
+                count += 1;
+                if count.is_multiple_of(CANCEL_CHECK_RECORDS) {
                     ctx.check_cancelled()?;
                 }
             }

@@ -353,3 +353,38 @@ fn aggregations_that_spill_equal_a_hash_map_for_fixed_and_variable_accumulators(
     let want: HashMap<u64, u64> = expected.iter().map(|(k, v)| (*k, v.1)).collect();
     assert_eq!(got, want);
 }
+
+#[test]
+fn tasks_split_a_text_file_by_bytes_and_read_every_line_once() {
+    let dir = std::env::temp_dir().join(format!("weir-text-lines-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Lines of 0 to 40 bytes, some with CRLF, one of several kilobytes, no final newline.
+    let mut lines: Vec<String> = (0..500u32)
+        .map(|i| "x".repeat((i * 7919 % 41) as usize) + &i.to_string())
+        .collect();
+    lines[3] = String::new();
+    lines[250] = "long".repeat(2000);
+    let mut text = String::new();
+    for (i, line) in lines.iter().enumerate() {
+        text.push_str(line);
+        if i + 1 < lines.len() {
+            text.push_str(if i % 5 == 0 { "\r\n" } else { "\n" });
+        }
+    }
+    let path = dir.join("lines.txt");
+    std::fs::write(&path, &text).unwrap();
+    for slots in [1, 2, 3, 7, 16] {
+        let flow = Dataflow::new();
+        let got = flow
+            .text_lines(&path)
+            .fold(|_| Vec::new(), |all, line| all.push(line), |all| all)
+            .collect();
+        run(&flow, &config(slots, 64 << 20));
+        let mut got: Vec<String> = got.take().into_iter().flatten().collect();
+        got.sort();
+        let mut expected = lines.clone();
+        expected.sort();
+        assert_eq!(got, expected, "{slots} slots");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
