@@ -36,27 +36,10 @@ done
 mkdir -p "$dir/spill"
 here=$(pwd)
 
-cargo build --release --quiet
-weir=${CARGO_TARGET_DIR:-$here/target}/release/weir
-venv=$dir/venv
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
-fi
-if ! "$venv/bin/python" -c 'import duckdb, datafusion, polars, pyarrow' 2>/dev/null \
-    || [ ! -x "$venv/bin/tpchgen-cli" ]; then
-  "$venv/bin/pip" install --quiet duckdb datafusion polars pyarrow tpchgen-cli
-fi
-py=$venv/bin/python
+parquet_tables="lineitem orders customer nation"
+# shellcheck source=benches/compare/tpch_setup.sh
+source "$here/benches/compare/tpch_setup.sh"
 peers=$here/benches/compare/tpch_peers.py
-
-tables=$dir/tpch-sf$scale
-[ -f "$tables/weir-tables.manifest" ] || "$weir" gen tpch --scale "$scale" --out "$tables"
-parquet=$dir/parquet-sf$scale
-for table in lineitem orders customer nation; do
-  if [ ! -f "$parquet/$table.parquet" ]; then
-    "$venv/bin/tpchgen-cli" parquet -s "$scale" --tables "$table" --output-dir "$parquet"
-  fi
-done
 
 results=$dir/results.jsonl
 : > "$results"
@@ -85,30 +68,4 @@ for run in $(seq "$runs"); do
   done
 done
 
-"$py" - "$results" <<'PY'
-import json, statistics, sys
-rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
-groups = {}
-for row in rows:
-    groups.setdefault((row["query"], row["threads"]), {}).setdefault(row["system"], []).append(row)
-print(f"{'query':<7}{'threads':<9}{'system':<12}{'median s':>9}{'min':>7}{'max':>7}"
-      f"{'peak MiB':>10}{'/duckdb':>9}  failures")
-for (query, threads), systems in groups.items():
-    medians = {}
-    for system, runs in systems.items():
-        times = [r["wall_s"] for r in runs if r.get("wall_s") is not None and r.get("valid")]
-        medians[system] = statistics.median(times) if times else None
-    duck = medians.get("duckdb")
-    for system, runs in systems.items():
-        times = sorted(r["wall_s"] for r in runs if r.get("wall_s") is not None and r.get("valid"))
-        rss = max((r.get("peak_rss_mib") or 0) for r in runs)
-        failures = [r.get("error") or "invalid" for r in runs if not r.get("valid")]
-        fmt = lambda v: f"{v:.3f}" if v is not None else "failed"
-        median = medians[system]
-        ratio = f"{median / duck:.2f}" if median and duck else ""
-        note = f"{len(failures)}/{len(runs)}: {failures[0]}" if failures else ""
-        print(f"{query:<7}{threads:<9}{system:<12}{fmt(median):>9}"
-              f"{fmt(times[0] if times else None):>7}{fmt(times[-1] if times else None):>7}"
-              f"{rss:>10.0f}{ratio:>9}  {note}")
-print("polars runs without a memory limit (it has none to set); its budget column is nominal.")
-PY
+"$py" "$here/benches/compare/summarize.py" "$results" query threads

@@ -14,11 +14,10 @@ it only says the query returned rows. Polars has no memory limit: it runs unlimi
 says so.
 """
 
-import json
-import os
-import resource
 import sys
 import time
+
+import peers
 
 QUERIES = {
     1: """
@@ -81,18 +80,6 @@ SF1 = {
 }
 
 
-def peak_rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def parse_size(text):
-    units = {"kib": 10, "mib": 20, "gib": 30, "kb": 10, "mb": 20, "gb": 30}
-    for unit, shift in units.items():
-        if text.lower().endswith(unit):
-            return int(text[: -len(unit)]) << shift
-    return int(text)
-
-
 def check(query, table, scale):
     if scale != "1":
         return table.num_rows > 0
@@ -102,45 +89,28 @@ def check(query, table, scale):
 
 
 def run_duckdb(query, parquet, memory, threads, spill_dir):
-    import duckdb
-
-    con = duckdb.connect()
-    con.execute(f"SET memory_limit='{memory}'")
-    con.execute(f"SET threads={threads}")
-    con.execute(f"SET temp_directory='{spill_dir}'")
+    con = peers.duckdb(memory, threads, spill_dir)
     for table in TABLES[query]:
         con.execute(
             f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{parquet}/{table}.parquet')"
         )
     start = time.perf_counter()
-    relation = con.sql(QUERIES[query])
-    # DuckDB 2 calls it to_arrow_table; DuckDB 1 arrow.
-    fetch = getattr(relation, "to_arrow_table", None) or relation.arrow
-    table = fetch()
+    table = peers.fetch_duckdb(con.sql(QUERIES[query]))
     return time.perf_counter() - start, table
 
 
 def run_datafusion(query, parquet, memory, threads, spill_dir):
-    from datafusion import RuntimeEnvBuilder, SessionConfig, SessionContext
     import pyarrow as pa
 
-    runtime = (
-        RuntimeEnvBuilder()
-        .with_disk_manager_specified(spill_dir)
-        .with_fair_spill_pool(parse_size(memory))
-    )
-    config = SessionConfig().with_target_partitions(threads)
-    ctx = SessionContext(config, runtime)
+    ctx = peers.datafusion(memory, threads, spill_dir)
     for table in TABLES[query]:
         ctx.register_parquet(table, f"{parquet}/{table}.parquet")
     start = time.perf_counter()
     batches = ctx.sql(QUERIES[query]).collect()
-    table = pa.Table.from_batches(batches)
-    return time.perf_counter() - start, table
+    return time.perf_counter() - start, pa.Table.from_batches(batches)
 
 
 def run_polars(query, parquet, memory, threads, spill_dir):
-    # POLARS_MAX_THREADS is set before polars is imported.
     import polars as pl
 
     ctx = pl.SQLContext()
@@ -156,27 +126,19 @@ def main():
     scale = sys.argv[7] if len(sys.argv) > 7 else "1"
     query = int(query)
     if system == "polars":
-        os.environ["POLARS_MAX_THREADS"] = threads
+        peers.polars_threads(threads)
     runner = {"duckdb": run_duckdb, "datafusion": run_datafusion, "polars": run_polars}[system]
-    result = {
+    fields = {
         "query": f"Q{query}",
         "system": system,
         "budget": memory if system != "polars" else f"{memory} (not enforced)",
         "threads": int(threads),
-        "wall_s": None,
-        "peak_rss_mib": None,
-        "valid": False,
-        "error": None,
     }
-    try:
-        wall_s, table = runner(query, parquet, memory, int(threads), spill_dir)
-        result["wall_s"] = wall_s
-        result["peak_rss_mib"] = peak_rss_mib()
-        result["valid"] = check(query, table, scale)
-    except Exception as error:  # a failure under the budget is a result, recorded as such
-        result["error"] = str(error).splitlines()[0][:200]
-        result["peak_rss_mib"] = peak_rss_mib()
-    print(json.dumps(result))
+    peers.result(
+        fields,
+        lambda: runner(query, parquet, memory, int(threads), spill_dir),
+        lambda table: check(query, table, scale),
+    )
 
 
 if __name__ == "__main__":

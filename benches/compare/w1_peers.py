@@ -12,9 +12,10 @@ The run commands print one line of JSON: {"system", "wall_s", "peak_rss_mib", "v
 
 import json
 import os
-import resource
 import sys
 import time
+
+import peers
 
 RECORD = 100
 KEY = 10
@@ -45,10 +46,6 @@ def prepare(w1_path, out_dir):
     writer.close()
 
 
-def peak_rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def verify(parquet_out, n_expected):
     import pyarrow.parquet as pq
 
@@ -75,7 +72,7 @@ def run_datafusion(parquet, out, memory, threads, spill_dir):
     import datafusion
     from datafusion import SessionConfig, SessionContext, RuntimeEnvBuilder, col
 
-    limit = parse_size(memory)
+    limit = peers.parse_size(memory)
     runtime = RuntimeEnvBuilder().with_disk_manager_specified(spill_dir).with_fair_spill_pool(limit)
     config = SessionConfig().with_target_partitions(threads)
     ctx = SessionContext(config, runtime)
@@ -83,14 +80,6 @@ def run_datafusion(parquet, out, memory, threads, spill_dir):
     df = ctx.read_parquet(parquet).sort(col("key").sort(ascending=True))
     df.write_parquet(out)
     return time.perf_counter() - start
-
-
-def parse_size(text):
-    units = {"kib": 10, "mib": 20, "gib": 30, "kb": 10, "mb": 20, "gb": 30}
-    for unit, shift in units.items():
-        if text.lower().endswith(unit):
-            return int(text[: -len(unit)]) << shift
-    return int(text)
 
 
 def main():
@@ -104,11 +93,11 @@ def main():
     result = {"system": command, "wall_s": None, "peak_rss_mib": None, "valid": False, "error": None}
     try:
         result["wall_s"] = runner(parquet, out, memory, int(threads), spill_dir)
-        result["peak_rss_mib"] = peak_rss_mib()
+        result["peak_rss_mib"] = peers.peak_rss_mib()
         result["valid"] = verify(out, n_expected)
     except Exception as error:  # a failure under the budget is a result, recorded as such
         result["error"] = str(error).splitlines()[0][:200]
-        result["peak_rss_mib"] = peak_rss_mib()
+        result["peak_rss_mib"] = peers.peak_rss_mib()
     print(json.dumps(result))
 
 

@@ -19,27 +19,14 @@ validation checks with a merge join of the two tables).
 Polars has no memory limit: it runs its streaming engine unlimited, and says so.
 """
 
-import json
-import os
-import resource
 import sys
 import time
 
-Q1 = """
-select l_returnflag, l_linestatus,
-       sum(l_quantity) as sum_qty,
-       sum(l_extendedprice) as sum_base_price,
-       sum(l_extendedprice * (1 - l_discount)) as sum_disc_price,
-       sum(l_extendedprice * (1 - l_discount) * (1 + l_tax)) as sum_charge,
-       avg(l_quantity) as avg_qty,
-       avg(l_extendedprice) as avg_price,
-       avg(l_discount) as avg_disc,
-       count(*) as count_order
-from lineitem
-where l_shipdate <= date '1998-12-01' - interval '90' day
-group by l_returnflag, l_linestatus
-order by l_returnflag, l_linestatus
-"""
+import peers
+import tpch_peers
+
+# TPC-H Q1, as tpch_peers.py runs it.
+Q1 = tpch_peers.QUERIES[1]
 
 W2A = """
 select l_orderkey, sum(l_extendedprice) as sum_extendedprice, count(*) as count_order
@@ -57,18 +44,6 @@ W3_SF1 = (6_001_215, 22_957_731_090_120)
 
 # count_order of TPC-H Q1 at SF 1 (A|F, N|F, N|O, R|F), from the TPC-H answer set.
 Q1_COUNTS_SF1 = [1478493, 38854, 2920374, 1478870]
-
-
-def peak_rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def parse_size(text):
-    units = {"kib": 10, "mib": 20, "gib": 30, "kb": 10, "mb": 20, "gb": 30}
-    for unit, shift in units.items():
-        if text.lower().endswith(unit):
-            return int(text[: -len(unit)]) << shift
-    return int(text)
 
 
 def check(workload, table):
@@ -93,41 +68,25 @@ def tables(workload):
 
 
 def run_duckdb(workload, parquet, memory, threads, spill_dir):
-    import duckdb
-
-    con = duckdb.connect()
-    con.execute(f"SET memory_limit='{memory}'")
-    con.execute(f"SET threads={threads}")
-    con.execute(f"SET temp_directory='{spill_dir}'")
+    con = peers.duckdb(memory, threads, spill_dir)
     for table in tables(workload):
         con.execute(
             f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{parquet}/{table}.parquet')"
         )
     start = time.perf_counter()
-    relation = con.sql(QUERIES[workload])
-    # DuckDB 2 calls it to_arrow_table; DuckDB 1 arrow.
-    fetch = getattr(relation, "to_arrow_table", None) or relation.arrow
-    table = fetch()
+    table = peers.fetch_duckdb(con.sql(QUERIES[workload]))
     return time.perf_counter() - start, table
 
 
 def run_datafusion(workload, parquet, memory, threads, spill_dir):
-    from datafusion import RuntimeEnvBuilder, SessionConfig, SessionContext
     import pyarrow as pa
 
-    runtime = (
-        RuntimeEnvBuilder()
-        .with_disk_manager_specified(spill_dir)
-        .with_fair_spill_pool(parse_size(memory))
-    )
-    config = SessionConfig().with_target_partitions(threads)
-    ctx = SessionContext(config, runtime)
+    ctx = peers.datafusion(memory, threads, spill_dir)
     for table in tables(workload):
         ctx.register_parquet(table, f"{parquet}/{table}.parquet")
     start = time.perf_counter()
     batches = ctx.sql(QUERIES[workload]).collect()
-    table = pa.Table.from_batches(batches)
-    return time.perf_counter() - start, table
+    return time.perf_counter() - start, pa.Table.from_batches(batches)
 
 
 def run_polars(workload, parquet, memory, threads, spill_dir):
@@ -174,26 +133,18 @@ def run_polars(workload, parquet, memory, threads, spill_dir):
 def main():
     system, workload, parquet, memory, threads, spill_dir = sys.argv[1:7]
     if system == "polars":
-        os.environ["POLARS_MAX_THREADS"] = threads
+        peers.polars_threads(threads)
     runner = {"duckdb": run_duckdb, "datafusion": run_datafusion, "polars": run_polars}[system]
-    result = {
+    fields = {
         "workload": workload.upper().replace("W2A", "W2a").replace("W2B", "W2b"),
         "system": system,
         "budget": memory if system != "polars" else f"{memory} (not enforced)",
-        "wall_s": None,
-        "peak_rss_mib": None,
-        "valid": False,
-        "error": None,
     }
-    try:
-        wall_s, table = runner(workload, parquet, memory, int(threads), spill_dir)
-        result["wall_s"] = wall_s
-        result["peak_rss_mib"] = peak_rss_mib()
-        result["valid"] = check(workload, table)
-    except Exception as error:  # a failure under the budget is a result, recorded as such
-        result["error"] = str(error).splitlines()[0][:200]
-        result["peak_rss_mib"] = peak_rss_mib()
-    print(json.dumps(result))
+    peers.result(
+        fields,
+        lambda: runner(workload, parquet, memory, int(threads), spill_dir),
+        lambda table: check(workload, table),
+    )
 
 
 if __name__ == "__main__":

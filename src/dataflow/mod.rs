@@ -563,11 +563,7 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
     /// A hybrid hash join that builds on `right` (put the smaller input there) and spills
     /// partitions of both sides when its memory share is full.
     pub fn join<R: Data>(self, right: KeyedStream<K, R>) -> Stream<(T, R)> {
-        self.join_as(right, JoinType::Inner)
-            .map(|(l, r)| match (l, r) {
-                (Some(l), Some(r)) => (l, r),
-                _ => unreachable!("an inner join row has both sides"),
-            })
+        self.join_as(right, JoinType::Inner).map(inner_row)
     }
 
     /// A join of `join_type` with `right` on equal keys: for inner and outer joins one
@@ -605,10 +601,7 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
     /// When the left stream runs on one task (after `gather`).
     pub fn broadcast_join<R: Data>(self, right: KeyedStream<K, R>) -> Stream<(T, R)> {
         self.broadcast_join_as(right, JoinType::Inner)
-            .map(|(l, r)| match (l, r) {
-                (Some(l), Some(r)) => (l, r),
-                _ => unreachable!("an inner join row has both sides"),
-            })
+            .map(inner_row)
     }
 
     /// [`broadcast_join`](Self::broadcast_join) of `join_type`: inner, left outer, left
@@ -639,6 +632,14 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
             right_key,
             join_type,
         )
+    }
+}
+
+/// An inner join's row: both sides are there.
+fn inner_row<T, R>(row: (Option<T>, Option<R>)) -> (T, R) {
+    match row {
+        (Some(l), Some(r)) => (l, r),
+        _ => unreachable!("an inner join row has both sides"),
     }
 }
 

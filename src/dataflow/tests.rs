@@ -85,10 +85,33 @@ fn nested_loop_join(
 /// A row of the test joins.
 type JoinedRow = (Option<(u32, i64)>, Option<(u32, String)>);
 
+/// The join tests' inputs: orders (the right side) and items (the left).
+fn join_inputs() -> (Vec<(u32, String)>, Vec<(u32, i64)>) {
+    let orders = (0..300).map(|i| (i % 120, format!("o{i}"))).collect();
+    let items = (0..900).map(|i| (i % 150, i64::from(i))).collect();
+    (orders, items)
+}
+
+/// A program whose left stream is `items` and right stream `orders`, keyed by their
+/// first field and joined by `join`; returns the program and its collected rows.
+fn join_flow<Row: Data>(
+    join: impl FnOnce(KeyedStream<u32, (u32, i64)>, KeyedStream<u32, (u32, String)>) -> Stream<Row>,
+) -> (Dataflow, Collected<Row>) {
+    let (orders, items) = join_inputs();
+    let flow = Dataflow::new();
+    let left = flow
+        .generate(items.len() as u64, move |i| items[i as usize])
+        .key_by(|(k, _)| *k);
+    let right = flow
+        .generate(orders.len() as u64, move |i| orders[i as usize].clone())
+        .key_by(|(k, _)| *k);
+    let rows = join(left, right).collect();
+    (flow, rows)
+}
+
 #[test]
 fn joins_equal_a_nested_loop() {
-    let orders: Vec<(u32, String)> = (0..300).map(|i| (i % 120, format!("o{i}"))).collect();
-    let items: Vec<(u32, i64)> = (0..900).map(|i| (i % 150, i64::from(i))).collect();
+    let (orders, items) = join_inputs();
     for join_type in [
         JoinType::Inner,
         JoinType::LeftOuter,
@@ -96,30 +119,18 @@ fn joins_equal_a_nested_loop() {
         JoinType::LeftSemi,
         JoinType::LeftAnti,
     ] {
-        let flow = Dataflow::new();
-        let (o, it) = (orders.clone(), items.clone());
-        let left = flow
-            .generate(it.len() as u64, move |i| it[i as usize])
-            .key_by(|(k, _)| *k);
-        let right = flow
-            .generate(o.len() as u64, move |i| o[i as usize].clone())
-            .key_by(|(k, _)| *k);
-        let rows = left.join_as(right, join_type).collect();
+        let (flow, rows) = join_flow(|left, right| left.join_as(right, join_type));
         run(&flow, &config(2, 16 << 20));
         let mut got = rows.take();
         got.sort();
-        assert_eq!(
-            got,
-            nested_loop_join(&items, &orders, join_type),
-            "{join_type:?}"
-        );
+        let expected = nested_loop_join(&items, &orders, join_type);
+        assert_eq!(got, expected, "{join_type:?}");
     }
 }
 
 #[test]
 fn broadcast_joins_equal_a_nested_loop_and_shuffle_only_the_right_side() {
-    let orders: Vec<(u32, String)> = (0..300).map(|i| (i % 120, format!("o{i}"))).collect();
-    let items: Vec<(u32, i64)> = (0..900).map(|i| (i % 150, i64::from(i))).collect();
+    let (orders, items) = join_inputs();
     for slots in [1, 3] {
         for join_type in [
             JoinType::Inner,
@@ -127,15 +138,7 @@ fn broadcast_joins_equal_a_nested_loop_and_shuffle_only_the_right_side() {
             JoinType::LeftSemi,
             JoinType::LeftAnti,
         ] {
-            let flow = Dataflow::new();
-            let (o, it) = (orders.clone(), items.clone());
-            let left = flow
-                .generate(it.len() as u64, move |i| it[i as usize])
-                .key_by(|(k, _)| *k);
-            let right = flow
-                .generate(o.len() as u64, move |i| o[i as usize].clone())
-                .key_by(|(k, _)| *k);
-            let rows = left.broadcast_join_as(right, join_type).collect();
+            let (flow, rows) = join_flow(|left, right| left.broadcast_join_as(right, join_type));
             let report = run(&flow, &config(slots, 16 << 20));
             let mut got = rows.take();
             got.sort();
@@ -143,33 +146,20 @@ fn broadcast_joins_equal_a_nested_loop_and_shuffle_only_the_right_side() {
             // The right side (a broadcast record counts once), then the joined rows to the
             // collecting task: the left side is never exchanged.
             let sent = (orders.len() + expected.len()) as u64;
-            assert_eq!(
-                report.records_exchanged, sent,
-                "{join_type:?}, {slots} slots"
-            );
-            assert_eq!(got, expected, "{join_type:?}, {slots} slots");
+            let case = format!("{join_type:?}, {slots} slots");
+            assert_eq!(report.records_exchanged, sent, "{case}");
+            assert_eq!(got, expected, "{case}");
         }
     }
-    let inner = {
-        let flow = Dataflow::new();
-        let (o, it) = (orders.clone(), items.clone());
-        let left = flow
-            .generate(it.len() as u64, move |i| it[i as usize])
-            .key_by(|(k, _)| *k);
-        let right = flow
-            .generate(o.len() as u64, move |i| o[i as usize].clone())
-            .key_by(|(k, _)| *k);
-        let rows = left.broadcast_join(right).collect();
-        run(&flow, &config(2, 16 << 20));
-        let mut got: Vec<JoinedRow> = rows
-            .take()
-            .into_iter()
-            .map(|(l, r)| (Some(l), Some(r)))
-            .collect();
-        got.sort();
-        got
-    };
-    assert_eq!(inner, nested_loop_join(&items, &orders, JoinType::Inner));
+    let (flow, rows) = join_flow(|left, right| left.broadcast_join(right));
+    run(&flow, &config(2, 16 << 20));
+    let mut got: Vec<JoinedRow> = rows
+        .take()
+        .into_iter()
+        .map(|(l, r)| (Some(l), Some(r)))
+        .collect();
+    got.sort();
+    assert_eq!(got, nested_loop_join(&items, &orders, JoinType::Inner));
 }
 
 #[test]

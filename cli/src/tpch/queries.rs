@@ -247,8 +247,10 @@ fn revenue(row: &[u8]) -> i64 {
     i64_at(row, EXTENDEDPRICE) * (100 - i64_at(row, DISCOUNT))
 }
 
-fn q1(flow: &Dataflow, dir: &Path) -> Box<dyn FnOnce() -> Answer> {
-    let groups: Collected<((u8, u8), Q1Sums)> = table(flow, dir, Table::Lineitem, |row| {
+/// Q1's groups: `lineitem` up to its ship date, aggregated by return flag and line
+/// status (one record per group, unordered).
+pub fn q1_groups(flow: &Dataflow, dir: &Path) -> weir::dataflow::Stream<((u8, u8), Q1Sums)> {
+    table(flow, dir, Table::Lineitem, |row| {
         (i32_at(row, SHIPDATE) <= Q1_SHIPDATE_MAX).then(|| {
             let sums = Q1Sums::of_row(
                 i64_at(row, QUANTITY),
@@ -261,7 +263,10 @@ fn q1(flow: &Dataflow, dir: &Path) -> Box<dyn FnOnce() -> Answer> {
     })
     .key_by(|(group, _)| *group)
     .aggregate(|(_, sums)| *sums, |acc, sums| acc.add(&sums))
-    .collect();
+}
+
+fn q1(flow: &Dataflow, dir: &Path) -> Box<dyn FnOnce() -> Answer> {
+    let groups: Collected<((u8, u8), Q1Sums)> = q1_groups(flow, dir).collect();
     Box::new(move || {
         let mut groups = groups.take();
         groups.sort_by_key(|(group, _)| *group);

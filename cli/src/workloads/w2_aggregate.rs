@@ -35,10 +35,7 @@ use weir::dataflow::{Dataflow, Push, WorkerReport, execute_observed};
 use weir_kernel::memory::{MemoryManager, Owner};
 
 use crate::report::{KernelRun, Report};
-use crate::tpch::lineitem::{
-    DISCOUNT, EXTENDEDPRICE, LINESTATUS, ORDERKEY, QUANTITY, RETURNFLAG, SHIPDATE, TAX, i32_at,
-    i64_at,
-};
+use crate::tpch::lineitem::{EXTENDEDPRICE, ORDERKEY, i64_at};
 use crate::tpch::manifest::Manifest;
 use crate::tpch::q1::{
     Q1_CSV_HEADER, Q1_SHIPDATE_MAX, Q1Sums, check_sf1_reference, decimal, q1_csv_row,
@@ -361,20 +358,7 @@ impl Push<(i64, (i64, i64))> for W2aCsv {
 /// `--output` as CSV.
 fn w2b(job: &W2Job, config: &Config, output: Option<&OutputFile>) -> Result<(Answer, Run)> {
     let flow = Dataflow::new();
-    let groups = crate::tpch::table(&flow, &job.input, Table::Lineitem, |row| {
-        Ok((i32_at(row, SHIPDATE) <= Q1_SHIPDATE_MAX).then(|| {
-            let sums = Q1Sums::of_row(
-                i64_at(row, QUANTITY),
-                i64_at(row, EXTENDEDPRICE),
-                i64_at(row, DISCOUNT),
-                i64_at(row, TAX),
-            );
-            ((row[RETURNFLAG], row[LINESTATUS]), sums)
-        }))
-    })
-    .key_by(|(group, _)| *group)
-    .aggregate(|(_, sums)| *sums, |acc, sums| acc.add(&sums))
-    .collect();
+    let groups = crate::tpch::queries::q1_groups(&flow, &job.input).collect();
     let run = execute(&flow, config)?;
     let mut groups: Vec<(u8, u8, Q1Sums)> = groups
         .take()
