@@ -85,8 +85,11 @@ fn nested_loop_join(
 /// A row of the test joins.
 type JoinedRow = (Option<(u32, i64)>, Option<(u32, String)>);
 
+/// The right side of the test joins.
+type Orders = Vec<(u32, String)>;
+
 /// The join tests' inputs: orders (the right side) and items (the left).
-fn join_inputs() -> (Vec<(u32, String)>, Vec<(u32, i64)>) {
+fn join_inputs() -> (Orders, Vec<(u32, i64)>) {
     let orders = (0..300).map(|i| (i % 120, format!("o{i}"))).collect();
     let items = (0..900).map(|i| (i % 150, i64::from(i))).collect();
     (orders, items)
