@@ -828,10 +828,11 @@ impl<K: Key, T: Data> Push<T> for Sort<K, T> {
     }
 }
 
-/// A join's state, shared by its build and probe inputs (which run one after the other
-/// in the task's thread).
+/// A kernel hash join shared by its build and probe inputs: the build input fills it
+/// (through the lock: both are opened before either runs), the probe input takes it when
+/// the build is done and then owns it, so probing takes no lock.
 pub(crate) struct Join<L, R> {
-    inner: Arc<Mutex<JoinInner<L, R>>>,
+    inner: Arc<Mutex<Option<JoinInner<L, R>>>>,
 }
 
 struct JoinInner<L, R> {
@@ -864,22 +865,47 @@ impl<L: Data, R: Data> Join<L, R> {
             JoinConfig::default(),
         )?;
         Ok(Join {
-            inner: Arc::new(Mutex::new(JoinInner {
+            inner: Arc::new(Mutex::new(Some(JoinInner {
                 join: Some(join),
                 counters: ctx.counters(),
                 down,
                 pair: Encoded::default(),
-            })),
+            }))),
         })
+    }
+
+    /// Runs `f` on the join while the build side has it.
+    fn building<T>(&self, f: impl FnOnce(&mut JoinInner<L, R>) -> T) -> T {
+        let mut inner = self.inner.lock().expect("join");
+        f(inner
+            .as_mut()
+            .expect("the build runs before the probe takes the join"))
+    }
+
+    /// The join, for the probe side to own.
+    fn take(&self) -> JoinInner<L, R> {
+        self.inner
+            .lock()
+            .expect("join")
+            .take()
+            .expect("the probe takes the join once")
     }
 }
 
-/// Decodes one joined row and pushes it.
+/// Decodes one joined row and pushes it; `probe`, when there, is the typed probe record
+/// the row's probe bytes encode (moved, not decoded).
 fn push_row<L: Data, R: Data>(
     down: &mut dyn Push<(Option<L>, Option<R>)>,
     row: JoinRow<'_>,
+    probe: &mut Option<L>,
 ) -> Result<()> {
-    let left = row.probe.map(decode).transpose()?;
+    let left = match row.probe {
+        Some(bytes) => Some(match probe.take() {
+            Some(record) => record,
+            None => decode(bytes)?,
+        }),
+        None => None,
+    };
     let right = row.build.map(decode).transpose()?;
     down.push((left, right))
 }
@@ -892,128 +918,134 @@ pub(crate) struct JoinBuild<K, L, R> {
 
 impl<K: Key, L: Data, R: Data> Push<R> for JoinBuild<K, L, R> {
     fn push(&mut self, record: R) -> Result<()> {
-        let mut inner = self.join.inner.lock().expect("join");
-        let JoinInner { join, pair, .. } = &mut *inner;
-        pair.set(&(self.key)(&record), &record)?;
-        Ok(join
-            .as_mut()
-            .expect("building")
-            .push_build(&pair.key, &pair.value)?)
+        self.join.building(|inner| {
+            let JoinInner { join, pair, .. } = inner;
+            pair.set(&(self.key)(&record), &record)?;
+            Ok(join
+                .as_mut()
+                .expect("building")
+                .push_build(&pair.key, &pair.value)?)
+        })
     }
 
     fn finish(&mut self) -> Result<()> {
-        let mut inner = self.join.inner.lock().expect("join");
-        Ok(inner.join.as_mut().expect("building").finish_build()?)
+        self.join
+            .building(|inner| Ok(inner.join.as_mut().expect("building").finish_build()?))
     }
 }
 
-/// The probe (left) input of a join; its end drains the spilled partitions and finishes
 /// Probes a join keeps in flight: each probe's bucket is prefetched when its record
 /// arrives and looked up this many records later, so the cache misses of a table larger
 /// than the cache overlap instead of stalling one after another.
 const PROBES_IN_FLIGHT: usize = 16;
 
-/// A probe record waiting for its bucket: its encoded key and record, and its hash.
-#[derive(Default)]
-struct PendingProbe {
+/// A probe record waiting for its bucket: the record, its encoded key and record, and its
+/// hash.
+struct PendingProbe<L> {
+    record: Option<L>,
     pair: Encoded,
     hash: Option<ProbeHash>,
 }
 
-/// The probe (left) input of a join, [`PROBES_IN_FLIGHT`] records ahead of its lookups.
+/// The probe (left) input of a join, [`PROBES_IN_FLIGHT`] records ahead of its lookups;
+/// its end drains the spilled partitions and finishes downstream.
 pub(crate) struct JoinProbe<K, L, R> {
-    join: Join<L, R>,
+    shared: Join<L, R>,
+    /// The join, once taken from `shared` (at the first record or the end).
+    join: Option<JoinInner<L, R>>,
     key: Arc<dyn Fn(&L) -> K + Send + Sync>,
-    ring: Vec<PendingProbe>,
+    ring: Vec<PendingProbe<L>>,
     head: usize,
     pending: usize,
 }
 
-impl<K, L, R> JoinProbe<K, L, R> {
+impl<K, L: Data, R: Data> JoinProbe<K, L, R> {
     pub(crate) fn new(join: Join<L, R>, key: Arc<dyn Fn(&L) -> K + Send + Sync>) -> Self {
         JoinProbe {
-            join,
+            shared: join,
+            join: None,
             key,
             ring: (0..PROBES_IN_FLIGHT)
-                .map(|_| PendingProbe::default())
+                .map(|_| PendingProbe {
+                    record: None,
+                    pair: Encoded::default(),
+                    hash: None,
+                })
                 .collect(),
             head: 0,
             pending: 0,
         }
     }
-}
 
-/// Probes `join` with one pending record, pushing its rows to `down`.
-fn probe_pending<L: Data, R: Data>(
-    join: &mut HashJoin,
-    down: &mut dyn Push<(Option<L>, Option<R>)>,
-    probe: &mut PendingProbe,
-) -> Result<()> {
-    let hash = probe.hash.take().expect("a pending probe has its hash");
-    // The kernel's callback answers kernel errors: a failure downstream stops the probe
-    // with a placeholder and is returned in its place.
-    let mut failure = None;
-    let probed = join.probe_hashed(hash, &probe.pair.key, &probe.pair.value, |row| {
-        push_row(down, row).map_err(|error| {
-            failure = Some(error);
-            weir_kernel::KernelError::Malformed {
-                position: 0,
-                what: "a join row its consumer failed on",
-            }
-        })
-    });
-    match failure {
-        Some(error) => Err(error),
-        None => Ok(probed?),
+    fn join(&mut self) -> &mut JoinInner<L, R> {
+        let shared = &self.shared;
+        self.join.get_or_insert_with(|| shared.take())
     }
-}
 
-impl<K: Key, L: Data, R: Data> JoinProbe<K, L, R> {
     /// Probes the oldest pending record.
-    fn probe_oldest(&mut self, inner: &mut JoinInner<L, R>) -> Result<()> {
+    fn probe_oldest(&mut self) -> Result<()> {
+        let (head, pending) = (self.head, &mut self.pending);
+        self.head = (head + 1) % PROBES_IN_FLIGHT;
+        *pending -= 1;
+        let inner = self.join.as_mut().expect("a pending probe has the join");
+        let probe = &mut self.ring[head];
         let join = inner.join.as_mut().expect("probing");
-        let oldest = &mut self.ring[self.head];
-        self.head = (self.head + 1) % PROBES_IN_FLIGHT;
-        self.pending -= 1;
-        probe_pending(join, &mut *inner.down, oldest)
+        let down = &mut *inner.down;
+        let hash = probe.hash.take().expect("a pending probe has its hash");
+        // The kernel's callback answers kernel errors: a failure downstream stops the
+        // probe with a placeholder and is returned in its place.
+        let mut failure = None;
+        let record = &mut probe.record;
+        let probed = join.probe_hashed(hash, &probe.pair.key, &probe.pair.value, |row| {
+            push_row(down, row, record).map_err(|error| {
+                failure = Some(error);
+                weir_kernel::KernelError::Malformed {
+                    position: 0,
+                    what: "a join row its consumer failed on",
+                }
+            })
+        });
+        // Unmatched, or sent to a spilled partition: its bytes are what is kept.
+        *record = None;
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(probed?),
+        }
     }
 }
 
 impl<K: Key, L: Data, R: Data> Push<L> for JoinProbe<K, L, R> {
     fn push(&mut self, record: L) -> Result<()> {
-        let join = self.join.clone();
-        let mut inner = join.inner.lock().expect("join");
         if self.pending == PROBES_IN_FLIGHT {
-            self.probe_oldest(&mut inner)?;
+            self.probe_oldest()?;
         }
-        let slot = &mut self.ring[(self.head + self.pending) % PROBES_IN_FLIGHT];
-        slot.pair.set(&(self.key)(&record), &record)?;
-        slot.hash = Some(
-            inner
-                .join
-                .as_ref()
-                .expect("probing")
-                .prefetch(&slot.pair.key),
-        );
+        let key = (self.key)(&record);
+        let index = (self.head + self.pending) % PROBES_IN_FLIGHT;
+        self.join();
+        let inner = self.join.as_ref().expect("taken above");
+        let join = inner.join.as_ref().expect("probing");
+        let slot = &mut self.ring[index];
+        slot.pair.set(&key, &record)?;
+        slot.hash = Some(join.prefetch(&slot.pair.key));
+        slot.record = Some(record);
         self.pending += 1;
         Ok(())
     }
 
     fn finish(&mut self) -> Result<()> {
-        let join = self.join.clone();
-        let mut inner = join.inner.lock().expect("join");
+        self.join();
         while self.pending > 0 {
-            self.probe_oldest(&mut inner)?;
+            self.probe_oldest()?;
         }
         let JoinInner {
             join,
             down,
             counters,
             ..
-        } = &mut *inner;
+        } = self.join.as_mut().expect("taken above");
         let mut rows = join.take().expect("finished once").finish()?;
         while let Some(row) = rows.next()? {
-            push_row(&mut **down, row)?;
+            push_row(&mut **down, row, &mut None)?;
         }
         counters.add_spilled(rows.stats().spilled_bytes);
         drop(rows);
