@@ -381,3 +381,38 @@ fn tasks_split_a_text_file_by_bytes_and_read_every_line_once() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_combiner_that_does_not_reduce_forwards_and_one_that_does_keeps_its_table() {
+    // Keys in runs of four (as an orders' line items): the cache folds each run, the
+    // combiner's table would hold a group per record it takes, so it forwards; the final
+    // aggregation still sees every group.
+    let sums = |keys: fn(u64) -> u64, records: u64, slots: usize| {
+        let flow = Dataflow::new();
+        let sums = flow
+            .generate(records, move |i| (keys(i), 1u64))
+            .key_by(|(k, _)| *k)
+            .aggregate(|(_, n)| *n, |a, b| *a += b)
+            .collect();
+        let report = run(&flow, &config(slots, 32 << 20));
+        let got: BTreeMap<u64, u64> = sums.take().into_iter().collect();
+        let mut want: BTreeMap<u64, u64> = BTreeMap::new();
+        for i in 0..records {
+            *want.entry(keys(i)).or_default() += 1;
+        }
+        assert_eq!(got, want);
+        (report.records_exchanged, want.len() as u64)
+    };
+    // One task generates every record: runs stay runs.
+    let (exchanged, groups) = sums(|i| i / 4, 400_000, 1);
+    // Each run once into the exchange, then each group once to the collector.
+    assert_eq!(exchanged, 2 * groups, "forwarded runs");
+    // 1,000 keys spread over 400,000 records: the table reduces them to 1,000 partials
+    // a task.
+    let (exchanged, groups) = sums(|i| i * 7919 % 1000, 400_000, 2);
+    assert_eq!(groups, 1000);
+    assert!(
+        exchanged <= 2 * 1000 + 1000,
+        "{exchanged} records exchanged"
+    );
+}
