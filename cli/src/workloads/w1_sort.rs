@@ -608,15 +608,21 @@ pub(crate) fn read_full(file: &mut impl Read, buffer: &mut [u8]) -> io::Result<u
     Ok(filled)
 }
 
+/// Bytes a positional [`SegmentWriter`] writes between two starts of writeback.
+const WRITEBACK_BYTES: u64 = 8 << 20;
+
 /// Buffers output in one segment, written to the file whenever it fills: at the file's
 /// cursor, or from a given offset on with positional writes (for writers that share a
-/// file).
+/// file; these also start the disk writes of every [`WRITEBACK_BYTES`] they wrote, so
+/// that the output's `fsync` at commit has less left to wait for).
 pub(crate) struct SegmentWriter<'p> {
     file: File,
     path: &'p Path,
     segment: MemorySegment,
     filled: usize,
     offset: Option<u64>,
+    // Where the bytes not yet sent to writeback start.
+    written_back: u64,
 }
 
 impl<'p> SegmentWriter<'p> {
@@ -627,6 +633,7 @@ impl<'p> SegmentWriter<'p> {
             segment,
             filled: 0,
             offset: None,
+            written_back: 0,
         }
     }
 
@@ -639,6 +646,7 @@ impl<'p> SegmentWriter<'p> {
     ) -> SegmentWriter<'p> {
         SegmentWriter {
             offset: Some(offset),
+            written_back: offset,
             ..SegmentWriter::new(file, path, segment)
         }
     }
@@ -664,6 +672,15 @@ impl<'p> SegmentWriter<'p> {
                 std::os::unix::fs::FileExt::write_all_at(&self.file, bytes, *offset)
                     .map_err(|e| WeirError::file("write output", self.path, e))?;
                 *offset += bytes.len() as u64;
+                if *offset - self.written_back >= WRITEBACK_BYTES {
+                    // Best effort: commit's fsync writes whatever this did not.
+                    let _ = weir_kernel::sys::start_writeback(
+                        &self.file,
+                        self.written_back,
+                        *offset - self.written_back,
+                    );
+                    self.written_back = *offset;
+                }
             }
             None => self
                 .file
