@@ -298,6 +298,9 @@ fn sample_splitters(
         .collect())
 }
 
+/// Records a sorting thread sorts into ranges at a time (their indices are bytes).
+const CLASSIFY_BATCH: usize = 256;
+
 /// What every sorting thread shares.
 struct Sorters<'a> {
     job: &'a SortJob,
@@ -372,13 +375,24 @@ impl Sorters<'_> {
         // One count per thread: with fewer splitters (an empty input) the last stay 0.
         let mut counts = vec![0u64; self.job.threads];
         let mut position = 0;
-        let read = read_records(file, path, self.io_owner, |record| {
-            let range = Place::new(&record[..KEY_SIZE], position).range(splitters);
-            position += 1;
-            counts[range] += 1;
-            if range == t {
-                progress.tick();
-                sorter.push_keyed(record, KEY_SIZE)?;
+        let read = read_record_batches(file, path, self.io_owner, |batch| {
+            for batch in batch.chunks(CLASSIFY_BATCH * RECORD_SIZE) {
+                // This range's records, picked without a branch on each: with random keys
+                // such a branch goes the other way about every other record.
+                let mut mine = [0u8; CLASSIFY_BATCH];
+                let mut n = 0;
+                for (i, record) in batch.chunks_exact(RECORD_SIZE).enumerate() {
+                    let range = Place::new(&record[..KEY_SIZE], position).range(splitters);
+                    position += 1;
+                    counts[range] += 1;
+                    mine[n] = i as u8;
+                    n += usize::from(range == t);
+                }
+                for &i in &mine[..n] {
+                    let at = usize::from(i) * RECORD_SIZE;
+                    progress.tick();
+                    sorter.push_keyed(&batch[at..at + RECORD_SIZE], KEY_SIZE)?;
+                }
             }
             Ok(())
         })?;
@@ -543,6 +557,19 @@ fn sort_memory(memory_bytes: u64, threads: usize, compress: bool) -> Result<usiz
 /// Reads W1 records from `file` through one segment, calling `push` for each; returns how
 /// many there were.
 fn read_records(
+    file: impl Read,
+    path: &Path,
+    owner: &Owner,
+    mut push: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<u64> {
+    read_record_batches(file, path, owner, |batch| {
+        batch.chunks_exact(RECORD_SIZE).try_for_each(&mut push)
+    })
+}
+
+/// Reads W1 records from `file` through one segment, calling `push` with whole records,
+/// several at a time; returns how many there were.
+fn read_record_batches(
     mut file: impl Read,
     path: &Path,
     owner: &Owner,
@@ -570,12 +597,12 @@ fn read_records(
             count += 1;
             push(&carry)?;
         }
-        let mut records = bytes.chunks_exact(RECORD_SIZE);
-        for record in &mut records {
-            count += 1;
-            push(record)?;
+        let whole = bytes.len() - bytes.len() % RECORD_SIZE;
+        if whole > 0 {
+            count += (whole / RECORD_SIZE) as u64;
+            push(&bytes[..whole])?;
         }
-        let rest = records.remainder();
+        let rest = &bytes[whole..];
         carry[..rest.len()].copy_from_slice(rest);
         carried = rest.len();
     }
