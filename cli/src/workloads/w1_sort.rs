@@ -147,7 +147,7 @@ pub fn generate(count: u64, seed: u64, path: &Path) -> Result<()> {
 /// Runs the sort job.
 ///
 /// With T threads the records are split into T key ranges by splitters sampled from the
-/// input ([`sample_splitters`]), so that the threads' sorted outputs are disjoint and the
+/// input (see `sample_splitters`), so that the threads' sorted outputs are disjoint and the
 /// output is their concatenation. Each thread reads the whole input, sorts the records of
 /// its range within its share of the memory, counts every range's records on the way, and
 /// then writes its sorted range into the output at the offset of the ranges before it:
@@ -300,6 +300,7 @@ fn sample_splitters(
 
 /// Records a sorting thread sorts into ranges at a time (their indices are bytes).
 const CLASSIFY_BATCH: usize = 256;
+const _: () = assert!(CLASSIFY_BATCH <= u8::MAX as usize + 1);
 
 /// What every sorting thread shares.
 struct Sorters<'a> {
