@@ -201,6 +201,38 @@ pub fn is_memory_filesystem(path: &std::path::Path) -> bool {
     filesystem_type(path).is_some_and(|t| t == "tmpfs" || t == "ramfs")
 }
 
+/// Starts writing `len` bytes of `file` from `offset` on back to its disk, without waiting
+/// for them (`sync_file_range` with `SYNC_FILE_RANGE_WRITE`): a later `fsync` of the file
+/// then finds them written or on their way, and waits that much less. It makes nothing
+/// durable by itself. Does nothing where the call does not exist (not Linux, Miri).
+///
+/// # Errors
+///
+/// The system refused (a range out of bounds, an I/O error already known).
+pub fn start_writeback(file: &fs::File, offset: u64, len: u64) -> io::Result<()> {
+    #[cfg(all(target_os = "linux", not(miri)))]
+    {
+        use std::os::fd::AsRawFd as _;
+        let offset = i64::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
+        let len = i64::try_from(len).map_err(|_| io::ErrorKind::InvalidInput)?;
+        // SAFETY: the descriptor belongs to `file`, which the borrow keeps open during the
+        // call; the call reads no memory of ours.
+        #[allow(unsafe_code, reason = "the one libc call that starts writeback")]
+        let result = unsafe {
+            libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
+        };
+        if result != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    #[cfg(not(all(target_os = "linux", not(miri))))]
+    {
+        let _ = (file, offset, len);
+        Ok(())
+    }
+}
+
 /// Bytes an unprivileged process may still write to the file system holding `path`
 /// (`statvfs`: available blocks times the fragment size). `None` where that cannot be
 /// found (no such path, a path with a NUL byte, not Unix, Miri).

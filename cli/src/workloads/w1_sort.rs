@@ -2,22 +2,32 @@
 //! sorted by their 10-byte key within a memory budget, to a file.
 //!
 //! ```text
-//!   input file ──read into a segment──▶ records ──push──▶ ExternalSorter ──spill──▶ disk
-//!   SortedStream ──next──▶ (verify order + checksum) ──▶ segment ──write──▶ output file
+//!   input ──keys at evenly spaced positions──▶ T-1 splitters: T key ranges
+//!   thread t (of T):
+//!     input file ──read into a segment──▶ records ──range t?──push──▶ ExternalSorter
+//!                                            └──count per range      ──spill──▶ disk
+//!     SortedStream ──next──▶ segment ──write at the offset of range t──▶ output file
+//!   (--verify: output order + checksum against the input's, both read back)
 //! ```
+//!
+//! The ranges are disjoint and in key order, so the output is their concatenation: no
+//! serial merge. Ranges divide (key, position in the input) pairs, so even equal keys are
+//! shared evenly between the threads. Each thread reads the whole input (cheaper than
+//! handing records between threads) and counts every range's records, so it knows its
+//! offset in the output as soon as it has read the input.
 //!
 //! Every byte the job holds is in the budget: the read and write buffers are segments of
 //! the same memory manager as the sorter.
 
 use std::fs::File;
-use std::io::{self, IsTerminal, Read, Seek, SeekFrom, Write};
+use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use weir_kernel::memory::{MemoryManager, MemorySegment, Owner};
-use weir_kernel::sort::{ExternalSorter, SortConfig, SortStats, SortedStream};
+use weir_kernel::sort::{ExternalSorter, SortConfig, SortStats};
 use weir_kernel::spill::{SpillConfig, SpillStore, open_store};
 
 use crate::report::{KernelRun, Report, round};
@@ -42,7 +52,7 @@ pub struct SortJob {
     pub output: PathBuf,
     /// The memory budget in bytes, every buffer included.
     pub memory_bytes: u64,
-    /// Threads: each sorts its share of the input in its share of the memory.
+    /// Threads: each sorts one key range of the input in its share of the memory.
     pub threads: usize,
     /// Where spill files go (default: the output's directory).
     pub spill_dir: Option<PathBuf>,
@@ -61,9 +71,9 @@ pub struct SortReport {
     pub records: u64,
     /// Wall time of the whole job.
     pub wall_s: f64,
-    /// Reading the input and spilling runs.
+    /// Reading the input and spilling runs: until the last thread had done so.
     pub sort_phase_s: f64,
-    /// Merging and writing the output.
+    /// Merging and writing the output: the rest of `wall_s`.
     pub merge_phase_s: f64,
     /// The verification pass (not part of `wall_s`).
     pub verify_s: f64,
@@ -136,24 +146,27 @@ pub fn generate(count: u64, seed: u64, path: &Path) -> Result<()> {
 
 /// Runs the sort job.
 ///
+/// With T threads the records are split into T key ranges by splitters sampled from the
+/// input (see `sample_splitters`), so that the threads' sorted outputs are disjoint and the
+/// output is their concatenation. Each thread reads the whole input, sorts the records of
+/// its range within its share of the memory, counts every range's records on the way, and
+/// then writes its sorted range into the output at the offset of the ranges before it:
+/// there is no serial merge, and no thread waits for another.
+///
 /// # Errors
 ///
-/// [`WeirError::Usage`] for an input that is not W1 records or a budget below the minimum,
-/// [`WeirError::File`] for files that cannot be read or written, [`WeirError::Kernel`]
-/// for spill failures.
+/// [`WeirError::Usage`] for an input that is not W1 records (or changes while it is
+/// read) or a budget below the minimum, [`WeirError::File`] for files that cannot be read
+/// or written, [`WeirError::Kernel`] for spill failures.
 ///
 /// # Panics
 ///
 /// When a sorting thread panicked (a bug).
-#[allow(
-    clippy::too_many_lines,
-    reason = "the sort job's phases in order (check, sort, merge, verify, commit); to split into one function per phase"
-)]
 pub fn run_sort(job: &SortJob) -> Result<SortReport> {
     let started = Instant::now();
     // Every argument is checked before the output is touched: a refused run leaves an
     // existing output as it was.
-    let (_, records) = open_input(&job.input)?;
+    let (input, records) = open_input(&job.input)?;
     if !(1..=64).contains(&job.threads) {
         return Err(WeirError::Usage {
             message: format!("--threads {}: expected 1 to 64", job.threads),
@@ -166,86 +179,29 @@ pub fn run_sort(job: &SortJob) -> Result<SortReport> {
     let store = open_spill_store(job, &manager)?;
     let output = OutputFile::create("--output", &job.output, &[&job.input])?;
     let io_owner = manager.owner("sort/io");
-    let config = SortConfig {
-        compress: job.compress,
-        ..SortConfig::default()
+    let splitters = sample_splitters(&input, &job.input, records, job.threads, &io_owner)?;
+    drop(input);
+    let sorters = Sorters {
+        job,
+        records,
+        started,
+        manager: &manager,
+        segments: sort_segments,
+        store: &store,
+        config: SortConfig {
+            compress: job.compress,
+            ..SortConfig::default()
+        },
+        io_owner: &io_owner,
     };
-    let progress = Progress::new(job.progress, "sorting", records);
-
-    // Sort phase: each thread reads its share of the input and sorts it within its share of
-    // the memory; the streams it leaves are merged below.
-    let partitions: Vec<Result<(SortedStream, u64)>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..job.threads)
-            .map(|t| {
-                let range = (records * t as u64 / job.threads as u64)
-                    ..(records * (t as u64 + 1) / job.threads as u64);
-                let owner = manager.owner(format!("sort[{t}]"));
-                let (store, io_owner, progress) = (Arc::clone(&store), &io_owner, &progress);
-                scope.spawn(move || {
-                    sort_partition(
-                        job,
-                        range,
-                        &owner,
-                        sort_segments,
-                        store,
-                        config,
-                        io_owner,
-                        progress,
-                    )
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("sort thread panicked"))
-            .collect()
-    });
-    let (mut streams, mut records_read) = (Vec::new(), 0);
-    for partition in partitions {
-        let (stream, count) = partition?;
-        streams.push(stream);
-        records_read += count;
-    }
-    let sort_phase_s = started.elapsed().as_secs_f64();
-
-    progress.finish();
-    let progress = Progress::new(job.progress, "merging", records_read);
-    let mut writer = SegmentWriter::new(
-        output.try_clone()?,
-        output.temp_path(),
-        io_owner.allocate_one()?,
-    );
-    if let [stream] = streams.as_mut_slice() {
-        while let Some((_, record)) = stream.next()? {
-            progress.tick();
-            writer.write(record)?;
-        }
-    } else {
-        merge_streams(&mut streams, |record| {
-            progress.tick();
-            writer.write(record)
-        })?;
-    }
-    writer.finish()?;
-    let stats = streams
-        .iter()
-        .map(SortedStream::stats)
-        .fold(SortStats::default(), add_stats);
-    drop(streams);
-    progress.finish();
+    let (stats, sort_phase_s) = sorters.run(&splitters, &output)?;
     manager.leak_check()?;
     let wall_s = started.elapsed().as_secs_f64();
     let peak_rss_bytes = weir_kernel::sys::resident_memory().map_or(0, |rss| rss.peak_bytes);
     let verify_started = Instant::now();
     let valid = if job.verify {
-        let progress = Progress::new(job.progress, "verifying", 2 * records_read);
-        let valid = verify_files(
-            &job.input,
-            output.temp_path(),
-            records_read,
-            &manager,
-            &progress,
-        )?;
+        let progress = Progress::new(job.progress, "verifying", 2 * records);
+        let valid = verify_files(&job.input, output.temp_path(), records, &manager, &progress)?;
         progress.finish();
         Some(valid)
     } else {
@@ -256,7 +212,7 @@ pub fn run_sort(job: &SortJob) -> Result<SortReport> {
         output.commit()?;
     }
     Ok(SortReport {
-        records: records_read,
+        records,
         wall_s,
         sort_phase_s,
         merge_phase_s: wall_s - sort_phase_s,
@@ -269,64 +225,212 @@ pub fn run_sort(job: &SortJob) -> Result<SortReport> {
     })
 }
 
-/// Reads records `range` of the input and sorts them; returns the stream and the count.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "one call site: the per-thread half of run_sort"
-)]
-fn sort_partition(
-    job: &SortJob,
-    range: std::ops::Range<u64>,
-    owner: &Owner,
-    segments: usize,
-    store: Arc<dyn SpillStore>,
-    config: SortConfig,
-    io_owner: &Owner,
-    progress: &Progress,
-) -> Result<(SortedStream, u64)> {
-    let mut file =
-        File::open(&job.input).map_err(|e| WeirError::file("open input", &job.input, e))?;
-    let start = range.start * RECORD_SIZE as u64;
-    file.seek(SeekFrom::Start(start))
-        .map_err(|e| WeirError::file("seek in input", &job.input, e))?;
-    let input = file.take((range.end - range.start) * RECORD_SIZE as u64);
-    let mut sorter = ExternalSorter::new(owner, segments, store, config)?;
-    let count = read_records(input, &job.input, io_owner, |record| {
-        progress.tick();
-        sorter.push_keyed(record, KEY_SIZE).map_err(WeirError::from)
-    })?;
-    Ok((sorter.finish()?, count))
+/// Bytes of one sampled key in the sample segment: the key, then the sample's index as a
+/// big-endian `u16` (samples are taken in input order, so it orders as their positions).
+const SAMPLE_ENTRY: usize = KEY_SIZE + 2;
+
+/// A record's place in the order the key ranges divide: its key (as two big-endian
+/// numbers, which order as the bytes do), then its position in the input. The position
+/// breaks ties, so that even records with equal keys are shared evenly between ranges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Place {
+    key_high: u64,
+    key_low: u16,
+    position: u64,
 }
 
-/// Merges several sorted streams, handing each record to `write` in key order. Each
-/// stream's current record is copied out so that all heads can be compared at once.
-fn merge_streams(
-    streams: &mut [SortedStream],
-    mut write: impl FnMut(&[u8]) -> Result<()>,
-) -> Result<()> {
-    let mut heads: Vec<Option<Vec<u8>>> = Vec::with_capacity(streams.len());
-    for stream in streams.iter_mut() {
-        heads.push(stream.next()?.map(|(_, record)| record.to_vec()));
-    }
-    loop {
-        let winner = heads
-            .iter()
-            .enumerate()
-            .filter_map(|(i, head)| head.as_ref().map(|record| (i, &record[..KEY_SIZE])))
-            .min_by(|a, b| a.1.cmp(b.1))
-            .map(|(i, _)| i);
-        let Some(winner) = winner else {
-            return Ok(());
-        };
-        write(heads[winner].as_deref().expect("the winner has a head"))?;
-        match streams[winner].next()? {
-            Some((_, record)) => {
-                let head = heads[winner].as_mut().expect("the winner has a head");
-                head.clear();
-                head.extend_from_slice(record);
-            }
-            None => heads[winner] = None,
+impl Place {
+    /// The place of the record at `position` whose key is `key` (`KEY_SIZE` bytes).
+    #[inline]
+    fn new(key: &[u8], position: u64) -> Place {
+        let mut high = [0; 8];
+        high.copy_from_slice(&key[..8]);
+        Place {
+            key_high: u64::from_be_bytes(high),
+            key_low: u16::from_be_bytes([key[8], key[9]]),
+            position,
         }
+    }
+
+    /// The key range the record at this place is in: how many splitters it is at or past.
+    #[inline]
+    fn range(&self, splitters: &[Place]) -> usize {
+        splitters.partition_point(|splitter| splitter <= self)
+    }
+}
+
+/// The `threads - 1` splitters that divide the input's records into key ranges of about
+/// equal size: the places of records at evenly spaced positions of the input (as many as
+/// one segment holds), sorted, taken at the quantiles. Deterministic for a given input;
+/// none for one thread or an empty input (one range then holds every record).
+fn sample_splitters(
+    input: &File,
+    path: &Path,
+    records: u64,
+    threads: usize,
+    owner: &Owner,
+) -> Result<Vec<Place>> {
+    use std::os::unix::fs::FileExt as _;
+    if threads == 1 || records == 0 {
+        return Ok(Vec::new());
+    }
+    let mut segment = owner.allocate_one()?;
+    let capacity = (segment.size() / SAMPLE_ENTRY).min(usize::from(u16::MAX) + 1);
+    let count = usize::try_from(records).unwrap_or(usize::MAX).min(capacity);
+    let position = |i: usize| (i as u128 * u128::from(records) / count as u128) as u64;
+    let (entries, _) = segment.as_mut_slice().as_chunks_mut::<SAMPLE_ENTRY>();
+    let entries = &mut entries[..count];
+    for (i, entry) in entries.iter_mut().enumerate() {
+        let (key, index) = entry.split_at_mut(KEY_SIZE);
+        input
+            .read_exact_at(key, position(i) * RECORD_SIZE as u64)
+            .map_err(|e| WeirError::file("read input", path, e))?;
+        index.copy_from_slice(&(i as u16).to_be_bytes());
+    }
+    // Key, then big-endian sample index: byte order is the order of places.
+    entries.sort_unstable();
+    Ok((1..threads)
+        .map(|j| {
+            let entry = &entries[j * count / threads];
+            let i = u16::from_be_bytes([entry[KEY_SIZE], entry[KEY_SIZE + 1]]);
+            Place::new(&entry[..KEY_SIZE], position(usize::from(i)))
+        })
+        .collect())
+}
+
+/// Records a sorting thread sorts into ranges at a time (their indices are bytes).
+const CLASSIFY_BATCH: usize = 256;
+const _: () = assert!(CLASSIFY_BATCH <= u8::MAX as usize + 1);
+
+/// What every sorting thread shares.
+struct Sorters<'a> {
+    job: &'a SortJob,
+    records: u64,
+    started: Instant,
+    manager: &'a MemoryManager,
+    segments: usize,
+    store: &'a Arc<dyn SpillStore>,
+    config: SortConfig,
+    io_owner: &'a Owner,
+}
+
+/// What one thread did.
+struct RangeDone {
+    /// Its sorter's counters.
+    stats: SortStats,
+    /// When it had read the input and spilled its runs, since the job started.
+    sorted_s: f64,
+    /// The records of every range, as this thread counted them on its read of the input.
+    counts: Vec<u64>,
+}
+
+impl Sorters<'_> {
+    /// Sorts each key range on a thread of its own into the output; answers the sorters'
+    /// counters together and the time at which the last thread finished its sort phase.
+    fn run(&self, splitters: &[Place], output: &OutputFile) -> Result<(SortStats, f64)> {
+        let progress = Progress::new(self.job.progress, "sorting", 2 * self.records);
+        let done: Vec<Result<RangeDone>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..self.job.threads)
+                .map(|t| {
+                    let owner = self.manager.owner(format!("sort[{t}]"));
+                    let progress = &progress;
+                    scope.spawn(move || self.sort_range(t, splitters, &owner, output, progress))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("sort thread panicked"))
+                .collect()
+        });
+        progress.finish();
+        let done = done.into_iter().collect::<Result<Vec<_>>>()?;
+        // Each thread placed its range by its own counts: they must agree, or the input
+        // changed between the threads' reads and the output is not the sorted input.
+        let counts = &done[0].counts;
+        if counts.iter().sum::<u64>() != self.records || done.iter().any(|d| d.counts != *counts) {
+            return Err(changed_while_read(&self.job.input));
+        }
+        let stats = done
+            .iter()
+            .map(|d| d.stats)
+            .fold(SortStats::default(), add_stats);
+        let sort_phase_s = done.iter().map(|d| d.sorted_s).fold(0.0, f64::max);
+        Ok((stats, sort_phase_s))
+    }
+
+    /// Range `t`, on its own thread: reads the whole input, sorts the records of the range
+    /// and counts those of every range, then writes the sorted range into the output at
+    /// the offset of the records of the ranges before it.
+    fn sort_range(
+        &self,
+        t: usize,
+        splitters: &[Place],
+        owner: &Owner,
+        output: &OutputFile,
+        progress: &Progress,
+    ) -> Result<RangeDone> {
+        let path = &self.job.input;
+        let file = File::open(path).map_err(|e| WeirError::file("open input", path, e))?;
+        let mut sorter =
+            ExternalSorter::new(owner, self.segments, Arc::clone(self.store), self.config)?;
+        // One count per thread: with fewer splitters (an empty input) the last stay 0.
+        let mut counts = vec![0u64; self.job.threads];
+        let mut position = 0;
+        let read = read_record_batches(file, path, self.io_owner, |batch| {
+            for batch in batch.chunks(CLASSIFY_BATCH * RECORD_SIZE) {
+                // This range's records, picked without a branch on each: with random keys
+                // such a branch goes the other way about every other record.
+                let mut mine = [0u8; CLASSIFY_BATCH];
+                let mut n = 0;
+                for (i, record) in batch.chunks_exact(RECORD_SIZE).enumerate() {
+                    let range = Place::new(&record[..KEY_SIZE], position).range(splitters);
+                    position += 1;
+                    counts[range] += 1;
+                    mine[n] = i as u8;
+                    n += usize::from(range == t);
+                }
+                for &i in &mine[..n] {
+                    let at = usize::from(i) * RECORD_SIZE;
+                    progress.tick();
+                    sorter.push_keyed(&batch[at..at + RECORD_SIZE], KEY_SIZE)?;
+                }
+            }
+            Ok(())
+        })?;
+        if read != self.records {
+            return Err(changed_while_read(path));
+        }
+        let mut stream = sorter.finish()?;
+        let sorted_s = self.started.elapsed().as_secs_f64();
+        let offset = counts[..t].iter().sum::<u64>() * RECORD_SIZE as u64;
+        let mut writer = SegmentWriter::at(
+            output.try_clone()?,
+            output.temp_path(),
+            self.io_owner.allocate_one()?,
+            offset,
+        );
+        while let Some((_, record)) = stream.next()? {
+            progress.tick();
+            writer.write(record)?;
+        }
+        writer.finish()?;
+        // Dropped here, so that each thread deletes its own runs.
+        let stats = stream.stats();
+        drop(stream);
+        Ok(RangeDone {
+            stats,
+            sorted_s,
+            counts,
+        })
+    }
+}
+
+fn changed_while_read(path: &Path) -> WeirError {
+    WeirError::Usage {
+        message: format!(
+            "{} changed while it was read: the records read differ from its size",
+            path.display()
+        ),
     }
 }
 
@@ -454,6 +558,19 @@ fn sort_memory(memory_bytes: u64, threads: usize, compress: bool) -> Result<usiz
 /// Reads W1 records from `file` through one segment, calling `push` for each; returns how
 /// many there were.
 fn read_records(
+    file: impl Read,
+    path: &Path,
+    owner: &Owner,
+    mut push: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<u64> {
+    read_record_batches(file, path, owner, |batch| {
+        batch.chunks_exact(RECORD_SIZE).try_for_each(&mut push)
+    })
+}
+
+/// Reads W1 records from `file` through one segment, calling `push` with whole records,
+/// several at a time; returns how many there were.
+fn read_record_batches(
     mut file: impl Read,
     path: &Path,
     owner: &Owner,
@@ -481,12 +598,12 @@ fn read_records(
             count += 1;
             push(&carry)?;
         }
-        let mut records = bytes.chunks_exact(RECORD_SIZE);
-        for record in &mut records {
-            count += 1;
-            push(record)?;
+        let whole = bytes.len() - bytes.len() % RECORD_SIZE;
+        if whole > 0 {
+            count += (whole / RECORD_SIZE) as u64;
+            push(&bytes[..whole])?;
         }
-        let rest = records.remainder();
+        let rest = &bytes[whole..];
         carry[..rest.len()].copy_from_slice(rest);
         carried = rest.len();
     }
@@ -519,12 +636,21 @@ pub(crate) fn read_full(file: &mut impl Read, buffer: &mut [u8]) -> io::Result<u
     Ok(filled)
 }
 
-/// Buffers output in one segment, written to the file whenever it fills.
+/// Bytes a positional [`SegmentWriter`] writes between two starts of writeback.
+const WRITEBACK_BYTES: u64 = 8 << 20;
+
+/// Buffers output in one segment, written to the file whenever it fills: at the file's
+/// cursor, or from a given offset on with positional writes (for writers that share a
+/// file; these also start the disk writes of every [`WRITEBACK_BYTES`] they wrote, so
+/// that the output's `fsync` at commit has less left to wait for).
 pub(crate) struct SegmentWriter<'p> {
     file: File,
     path: &'p Path,
     segment: MemorySegment,
     filled: usize,
+    offset: Option<u64>,
+    // Where the bytes not yet sent to writeback start.
+    written_back: u64,
 }
 
 impl<'p> SegmentWriter<'p> {
@@ -534,6 +660,22 @@ impl<'p> SegmentWriter<'p> {
             path,
             segment,
             filled: 0,
+            offset: None,
+            written_back: 0,
+        }
+    }
+
+    /// A writer whose bytes go to `file` from `offset` on, whatever its cursor.
+    pub(crate) fn at(
+        file: File,
+        path: &'p Path,
+        segment: MemorySegment,
+        offset: u64,
+    ) -> SegmentWriter<'p> {
+        SegmentWriter {
+            offset: Some(offset),
+            written_back: offset,
+            ..SegmentWriter::new(file, path, segment)
         }
     }
 
@@ -552,9 +694,27 @@ impl<'p> SegmentWriter<'p> {
     }
 
     fn flush(&mut self) -> Result<()> {
-        self.file
-            .write_all(&self.segment.as_slice()[..self.filled])
-            .map_err(|e| WeirError::file("write output", self.path, e))?;
+        let bytes = &self.segment.as_slice()[..self.filled];
+        match &mut self.offset {
+            Some(offset) => {
+                std::os::unix::fs::FileExt::write_all_at(&self.file, bytes, *offset)
+                    .map_err(|e| WeirError::file("write output", self.path, e))?;
+                *offset += bytes.len() as u64;
+                if *offset - self.written_back >= WRITEBACK_BYTES {
+                    // Best effort: commit's fsync writes whatever this did not.
+                    let _ = weir_kernel::sys::start_writeback(
+                        &self.file,
+                        self.written_back,
+                        *offset - self.written_back,
+                    );
+                    self.written_back = *offset;
+                }
+            }
+            None => self
+                .file
+                .write_all(bytes)
+                .map_err(|e| WeirError::file("write output", self.path, e))?,
+        }
         self.filled = 0;
         Ok(())
     }
