@@ -10,7 +10,7 @@ use std::error::Error;
 
 use weir::config::Config;
 use weir::dataflow::{Dataflow, runtime};
-use weir_cli::run_tpch::{Generator, default_data_dir, ensure_tables};
+use weir_cli::run_tpch::{Generator, ensure_default_tables};
 use weir_cli::tpch::lineitem::{
     DISCOUNT, EXTENDEDPRICE, LINESTATUS, QUANTITY, RETURNFLAG, SHIPDATE, TAX, i32_at, i64_at,
 };
@@ -22,8 +22,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut args = std::env::args().skip(1);
     let scale: f64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(0.01);
     let slots = args.next().map(|s| s.parse()).transpose()?.unwrap_or(2);
-    let dir = default_data_dir(scale);
-    ensure_tables(&dir, scale, Generator::InProcess)?;
+    let (dir, _) = ensure_default_tables(scale, Generator::InProcess)?;
 
     let flow = Dataflow::new();
     let groups = tpch::table(&flow, &dir, Table::Lineitem, |row| {

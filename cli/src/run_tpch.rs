@@ -92,6 +92,33 @@ pub fn ensure_tables(dir: &Path, scale: f64, generator: Generator) -> Result<boo
     }
 }
 
+/// [`ensure_tables`] for weir's own default directory ([`default_data_dir`]): tables an
+/// older weir left there (another format version) are replaced rather than refused, as
+/// only weir writes there. Returns the directory and whether it generated.
+///
+/// # Errors
+///
+/// As [`ensure_tables`].
+pub fn ensure_default_tables(scale: f64, generator: Generator) -> Result<(PathBuf, bool)> {
+    let dir = default_data_dir(scale);
+    check_scale(scale)?;
+    let replaced = matches!(inspect(&dir)?, DirState::OtherVersion { .. }) && {
+        eprintln!(
+            "weir: replacing an older weir's tables in {}",
+            dir.display()
+        );
+        match generator {
+            Generator::InProcess => {
+                generate_tables(scale, &dir, &AtomicU64::new(0))?;
+            }
+            Generator::ChildProcess => generate_in_child(scale, &dir)?,
+        }
+        true
+    };
+    let generated = ensure_tables(&dir, scale, generator)? || replaced;
+    Ok((dir, generated))
+}
+
 /// Where [`ensure_tables`] runs the generator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Generator {
@@ -346,19 +373,13 @@ pub fn run_tpch(args: &TpchArgs) -> Result<()> {
 fn prepare_tables(args: &TpchArgs, dir: &Path) -> Result<()> {
     let started = Instant::now();
     // The default directory is weir's own: tables an older weir left there (another
-    // format version) are replaced rather than refused. A --data directory never is.
-    let replaced =
-        args.data.is_none() && matches!(inspect(dir)?, DirState::OtherVersion { .. }) && {
-            check_scale(args.scale)?;
-            eprintln!(
-                "weir: replacing an older weir's tables in {}",
-                dir.display()
-            );
-            generate_in_child(args.scale, dir)?;
-            true
-        };
-    // The child generator draws its own progress on the shared stderr.
-    let generated = ensure_tables(dir, args.scale, Generator::ChildProcess)? || replaced;
+    // format version) are replaced rather than refused. A --data directory never is. The
+    // child generator draws its own progress on the shared stderr.
+    let generated = if args.data.is_none() {
+        ensure_default_tables(args.scale, Generator::ChildProcess)?.1
+    } else {
+        ensure_tables(dir, args.scale, Generator::ChildProcess)?
+    };
     println!(
         "weir: TPC-H SF {} tables in {} ({})",
         args.scale,
