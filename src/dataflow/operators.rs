@@ -603,9 +603,7 @@ impl<K: Key, A: Data> CombineOut<K, A> {
     fn put_encoded(&mut self, key: &[u8], acc: A) -> Result<()> {
         match &mut self.table {
             Some(table) => {
-                self.pair.value.clear();
-                append_record(&mut self.pair.value, &acc)?;
-                table.push_partial(key, &self.pair.value)?;
+                evict_into(table, &mut self.pair.value, key, &acc)?;
                 self.taken()
             }
             None => self.down.push((decode_key(key)?, acc)),

@@ -290,67 +290,48 @@ fn w2a(job: &W2Job, config: &Config, output: Option<&OutputFile>) -> Result<(Ans
             let file = file
                 .try_clone()
                 .map_err(|e| WeirError::file("write", &path, e))?;
-            Ok(Box::new(W2aCsv {
+            let mut csv = W2aCsv {
                 out: BufWriter::with_capacity(CSV_BUFFER_BYTES, file),
                 path: path.clone(),
-                header: false,
-                checksum: Arc::clone(&written),
-                line: String::new(),
-            }))
+                checksum: GroupChecksum::default(),
+                done: Arc::clone(&written),
+            };
+            let header = writeln!(csv.out, "l_orderkey,sum_extendedprice,count_order");
+            csv.written(header)?;
+            Ok(Box::new(csv))
         });
     let run = execute(&flow, config)?;
     let checksum = *checksum.lock().expect("the checksum");
     Ok((Answer::W2a(checksum), run))
 }
 
-/// W2a's `--output`: the sorted groups as CSV lines, and their checksum.
+/// W2a's `--output`: the sorted groups as CSV lines, and their checksum (handed to `done`
+/// at the end).
 struct W2aCsv {
     out: BufWriter<std::fs::File>,
     path: PathBuf,
-    header: bool,
-    checksum: Arc<Mutex<GroupChecksum>>,
-    line: String,
+    checksum: GroupChecksum,
+    done: Arc<Mutex<GroupChecksum>>,
 }
 
 impl W2aCsv {
-    fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        self.out
-            .write_all(bytes)
-            .map_err(|e| WeirError::file("write", &self.path, e))
+    fn written(&self, result: std::io::Result<()>) -> Result<()> {
+        result.map_err(|e| WeirError::file("write", &self.path, e))
     }
 }
 
 impl Push<(i64, (i64, i64))> for W2aCsv {
     fn push(&mut self, (orderkey, (sum, count)): (i64, (i64, i64))) -> Result<()> {
-        if !self.header {
-            self.header = true;
-            self.write(b"l_orderkey,sum_extendedprice,count_order\n")?;
-        }
-        self.checksum
-            .lock()
-            .expect("the checksum")
-            .add(orderkey, sum, count);
-        let mut line = std::mem::take(&mut self.line);
-        line.clear();
-        line.push_str(&orderkey.to_string());
-        line.push(',');
-        line.push_str(&decimal(i128::from(sum), 2));
-        line.push(',');
-        line.push_str(&count.to_string());
-        line.push('\n');
-        let written = self.write(line.as_bytes());
-        self.line = line;
-        written
+        self.checksum.add(orderkey, sum, count);
+        let sum = decimal(i128::from(sum), 2);
+        let line = writeln!(self.out, "{orderkey},{sum},{count}");
+        self.written(line)
     }
 
     fn finish(&mut self) -> Result<()> {
-        if !self.header {
-            self.header = true;
-            self.write(b"l_orderkey,sum_extendedprice,count_order\n")?;
-        }
-        self.out
-            .flush()
-            .map_err(|e| WeirError::file("write", &self.path, e))
+        *self.done.lock().expect("the checksum") = self.checksum;
+        let flushed = self.out.flush();
+        self.written(flushed)
     }
 }
 
