@@ -18,7 +18,7 @@ py=$venv/bin/python
 tables=$dir/tpch-sf$scale
 # Tables of an older weir (another format line) are regenerated: `gen tpch` replaces weir's
 # own tables. The format is docs/FORMAT.md §7's FORMAT_VERSION.
-if ! head -n 1 "$tables/weir-tables.manifest" 2>/dev/null | grep -qx "weir-tables format 3"; then
+if ! head -n 1 "$tables/weir-tables.manifest" 2>/dev/null | grep -qx "weir-tables format 4"; then
   "$weir" gen tpch --scale "$scale" --out "$tables"
 fi
 parquet=$dir/parquet-sf$scale

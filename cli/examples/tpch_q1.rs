@@ -1,5 +1,5 @@
 //! TPC-H Q1 (the pricing summary report) written with the dataflow API over the tables of
-//! `weir gen tpch`: a scan that reads only the fields it needs at their fixed offsets, a
+//! `weir gen tpch`: a scan that reads only the fields it needs through a zero-copy row view, a
 //! filter pushed into the scan, and a keyed aggregation with a combiner before the shuffle.
 //!
 //! ```sh
@@ -11,12 +11,9 @@ use std::error::Error;
 use weir::config::Config;
 use weir::dataflow::{Dataflow, runtime};
 use weir_cli::run_tpch::{Generator, ensure_default_tables};
-use weir_cli::tpch::lineitem::{
-    DISCOUNT, EXTENDEDPRICE, LINESTATUS, QUANTITY, RETURNFLAG, SHIPDATE, TAX, i32_at, i64_at,
-};
 use weir_cli::tpch::q1::{Q1_SHIPDATE_MAX, Q1Sums};
 use weir_cli::tpch::queries::q1_answer;
-use weir_cli::tpch::{self, Table};
+use weir_cli::tpch::lineitem;
 
 fn main() -> Result<(), Box<dyn Error>> {
     let mut args = std::env::args().skip(1);
@@ -25,16 +22,16 @@ fn main() -> Result<(), Box<dyn Error>> {
     let (dir, _) = ensure_default_tables(scale, Generator::InProcess)?;
 
     let flow = Dataflow::new();
-    let groups = tpch::table(&flow, &dir, Table::Lineitem, |row| {
-        if i32_at(row, SHIPDATE) > Q1_SHIPDATE_MAX {
+    let groups = lineitem::scan(&flow, &dir, |line| {
+        if line.l_shipdate() > Q1_SHIPDATE_MAX {
             return Ok(None);
         }
-        let group = (row[RETURNFLAG], row[LINESTATUS]);
+        let group = (line.l_returnflag(), line.l_linestatus());
         let sums = Q1Sums::of_row(
-            i64_at(row, QUANTITY),
-            i64_at(row, EXTENDEDPRICE),
-            i64_at(row, DISCOUNT),
-            i64_at(row, TAX),
+            line.l_quantity(),
+            line.l_extendedprice(),
+            line.l_discount(),
+            line.l_tax(),
         );
         Ok(Some((group, sums)))
     })

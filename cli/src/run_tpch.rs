@@ -26,7 +26,7 @@ use crate::tpch::generate::check_space;
 use crate::tpch::manifest::{DirState, Manifest, inspect};
 use crate::tpch::queries::check_q1_totals;
 use crate::tpch::queries::{Answer, Query};
-use crate::tpch::{check_scale, generate_tables};
+use crate::tpch::{Table, check_scale, generate_tables};
 
 /// Where the tables of scale `scale` are kept between runs by default.
 pub fn default_data_dir(scale: f64) -> PathBuf {
@@ -246,21 +246,55 @@ pub fn format_size_approx(bytes: u64) -> String {
 
 /// The input rows a query scans at `scale` (for rows/s): the rows of the tables it reads.
 pub fn input_rows(query: Query, scale: f64) -> u64 {
-    let lineitem = (6_001_215.0 * scale) as u64;
-    let orders = (1_500_000.0 * scale) as u64;
-    let customer = (150_000.0 * scale) as u64;
-    match query {
-        Query::Q1 | Query::Q6 => lineitem,
-        Query::Q3 | Query::Q10 => lineitem + orders + customer,
+    query
+        .tables()
+        .iter()
+        .map(|table| match table {
+            // NATION and REGION are the same at every scale.
+            Table::Nation => 25,
+            Table::Region => 5,
+            Table::Lineitem => (6_001_215.0 * scale) as u64,
+            Table::Orders => (1_500_000.0 * scale) as u64,
+            Table::Customer => (150_000.0 * scale) as u64,
+            Table::Part => (200_000.0 * scale) as u64,
+            Table::Supplier => (10_000.0 * scale) as u64,
+            Table::PartSupp => (800_000.0 * scale) as u64,
+        })
+        .sum()
+}
+
+/// The queries `--query` names: numbers, or `all`.
+///
+/// # Errors
+///
+/// [`WeirError::Usage`] naming a value that is neither.
+pub fn parse_queries(values: &[String]) -> Result<Vec<Query>> {
+    if values.is_empty() {
+        return Ok(vec![Query::Q1, Query::Q3]);
     }
+    let mut queries = Vec::new();
+    for value in values {
+        if value == "all" {
+            queries.extend(Query::all());
+            continue;
+        }
+        let number: u32 = value.parse().map_err(|_| WeirError::Usage {
+            message: format!("--query {value}: expected a query number or all"),
+        })?;
+        queries.push(Query::from_number(number).map_err(|message| WeirError::Usage { message })?);
+    }
+    queries.sort();
+    queries.dedup();
+    Ok(queries)
 }
 
 /// `weir run tpch`: which queries, at which scale, over which tables.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TpchArgs {
-    /// A TPC-H query to run: 1, 3, 6 or 10 (repeat the flag for several; default 1 and 3).
+    /// A TPC-H query to run, by number, or `all` (repeat the flag for several; default 1
+    /// and 3).
     #[arg(long = "query")]
-    pub queries: Vec<u32>,
+    pub queries: Vec<String>,
     /// The scale factor: 1 is 6,001,215 lineitem rows.
     #[arg(long, default_value_t = 1.0)]
     pub scale: f64,
@@ -334,14 +368,7 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(3600);
 /// at SF 1.
 pub fn run_tpch(args: &TpchArgs) -> Result<()> {
     let config = args.config.to_config()?;
-    let queries: Vec<Query> = if args.queries.is_empty() {
-        vec![Query::Q1, Query::Q3]
-    } else {
-        args.queries
-            .iter()
-            .map(|n| Query::from_number(*n).map_err(|message| WeirError::Usage { message }))
-            .collect::<Result<_>>()?
-    };
+    let queries = parse_queries(&args.queries)?;
     let dir = args
         .data
         .clone()

@@ -393,7 +393,7 @@ fn a_scale_that_cannot_fit_is_refused_before_anything_is_written() {
     let message = stderr(&result);
     assert_eq!(result.status.code(), Some(2), "{message}");
     assert!(
-        message.contains("need about 940001048576 bytes"),
+        message.contains("need about 1100001048576 bytes"),
         "{message}"
     );
     assert!(message.contains("free"), "{message}");

@@ -87,7 +87,7 @@ pub(crate) enum Gen {
         #[arg(long)]
         out: PathBuf,
     },
-    /// TPC-H lineitem, orders and customer as files of weir records and their manifest
+    /// The eight TPC-H tables as files of weir records and their manifest
     /// (docs/FORMAT.md §7); DIR must be absent, empty, or hold weir's tables.
     Tpch {
         /// The scale factor: 1 is 6,001,215 lineitem rows.

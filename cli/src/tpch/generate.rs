@@ -25,12 +25,17 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
-use tpchgen::generators::{CustomerGenerator, LineItemGenerator, OrderGenerator};
+use tpchgen::generators::{
+    CustomerGenerator, LineItemGenerator, NationGenerator, OrderGenerator, PartGenerator,
+    PartSuppGenerator, RegionGenerator, SupplierGenerator,
+};
 
 use super::block::{TableWriter, Written};
-use super::manifest::{DirState, Manifest, Q1Totals, TableEntry, Totals, inspect, staging_dir};
+use super::manifest::{
+    DirState, Manifest, Q1Totals, SUMS_MAX, TableEntry, Totals, inspect, staging_dir,
+};
 use super::q1::Q1_SHIPDATE_MAX;
-use super::{Customer, Lineitem, Order, Table};
+use super::{Customer, Lineitem, Nation, Order, Part, PartSupp, Region, Supplier, Table};
 use crate::constants::{
     TABLE_BYTES_FIXED, TABLE_BYTES_PER_SCALE, TABLE_CHUNK_BLOCKS, TABLES_MANIFEST,
 };
@@ -95,7 +100,7 @@ pub fn check_space(dir: &Path, scale_factor: f64) -> Result<()> {
     })
 }
 
-/// Writes `lineitem`, `orders`, `customer` and the manifest for `scale_factor` into
+/// Writes the eight tables and the manifest for `scale_factor` into
 /// `dir`, counting the rows written in `progress`; returns the manifest.
 ///
 /// `dir` may be absent, empty, or hold weir's tables (of any scale or format version):
@@ -179,7 +184,7 @@ fn install(staging: &Path, dir: &Path, state: &DirState) -> Result<()> {
     std::fs::remove_dir(staging).map_err(|e| WeirError::file("remove", staging, e))
 }
 
-/// Generates the three tables and the manifest into `dir`.
+/// Generates the eight tables and the manifest into `dir`.
 fn write_all_tables(scale_factor: f64, dir: &Path, progress: &AtomicU64) -> Result<Manifest> {
     let (lineitem, q1) = write_lineitem(scale_factor, dir, progress)?;
     let manifest = Manifest {
@@ -188,6 +193,11 @@ fn write_all_tables(scale_factor: f64, dir: &Path, progress: &AtomicU64) -> Resu
             lineitem,
             write_orders(scale_factor, dir, progress)?,
             write_customer(scale_factor, dir, progress)?,
+            write_part(scale_factor, dir, progress)?,
+            write_supplier(scale_factor, dir, progress)?,
+            write_partsupp(scale_factor, dir, progress)?,
+            write_nation(scale_factor, dir, progress)?,
+            write_region(scale_factor, dir, progress)?,
         ],
         q1,
     };
@@ -227,8 +237,7 @@ fn write_lineitem(
                 q1.quantity = q1.quantity.wrapping_add(row.l_quantity);
                 q1.extendedprice = q1.extendedprice.wrapping_add(row.l_extendedprice);
             }
-            let sums = [row.l_orderkey, row.l_quantity, row.l_extendedprice];
-            sink.row(&row, &sums)?;
+            sink.row(&row, &row.summed_values())?;
         }
         Ok(())
     })?;
@@ -252,7 +261,7 @@ fn write_orders(scale_factor: f64, dir: &Path, progress: &AtomicU64) -> Result<T
                 o_clerk: &clerk,
                 o_comment: row.o_comment,
             };
-            sink.row(&order, &[order.o_orderkey, order.o_totalprice])?;
+            sink.row(&order, &order.summed_values())?;
         }
         Ok(())
     })
@@ -260,14 +269,9 @@ fn write_orders(scale_factor: f64, dir: &Path, progress: &AtomicU64) -> Result<T
 
 fn write_customer(scale_factor: f64, dir: &Path, progress: &AtomicU64) -> Result<TableEntry> {
     write_table(dir, Table::Customer, scale_factor, progress, |sink| {
-        let mut text = String::new();
+        let mut text = Texts::default();
         for row in CustomerGenerator::new(scale_factor, 1, 1).iter() {
-            text.clear();
-            write!(text, "{}|{}|{}", row.c_name, row.c_address, row.c_phone)
-                .expect("formatting into a String");
-            let mut parts = text.splitn(3, '|');
-            let mut next = || parts.next().expect("three formatted parts");
-            let (name, address, phone) = (next(), next(), next());
+            let [name, address, phone] = text.of([&row.c_name, &row.c_address, &row.c_phone]);
             let customer = Customer {
                 c_custkey: row.c_custkey,
                 c_nationkey: row.c_nationkey,
@@ -278,10 +282,122 @@ fn write_customer(scale_factor: f64, dir: &Path, progress: &AtomicU64) -> Result
                 c_mktsegment: row.c_mktsegment,
                 c_comment: row.c_comment,
             };
-            sink.row(&customer, &[customer.c_custkey, customer.c_acctbal])?;
+            sink.row(&customer, &customer.summed_values())?;
         }
         Ok(())
     })
+}
+
+fn write_part(scale_factor: f64, dir: &Path, progress: &AtomicU64) -> Result<TableEntry> {
+    write_table(dir, Table::Part, scale_factor, progress, |sink| {
+        let mut text = Texts::default();
+        for row in PartGenerator::new(scale_factor, 1, 1).iter() {
+            let [name, mfgr, brand] = text.of([&row.p_name, &row.p_mfgr, &row.p_brand]);
+            let part = Part {
+                p_partkey: row.p_partkey,
+                p_size: row.p_size,
+                p_retailprice: row.p_retailprice.into_inner(),
+                p_name: name,
+                p_mfgr: mfgr,
+                p_brand: brand,
+                p_type: row.p_type,
+                p_container: row.p_container,
+                p_comment: row.p_comment,
+            };
+            sink.row(&part, &part.summed_values())?;
+        }
+        Ok(())
+    })
+}
+
+fn write_supplier(scale_factor: f64, dir: &Path, progress: &AtomicU64) -> Result<TableEntry> {
+    write_table(dir, Table::Supplier, scale_factor, progress, |sink| {
+        let mut text = Texts::default();
+        for row in SupplierGenerator::new(scale_factor, 1, 1).iter() {
+            let [name, address, phone] = text.of([&row.s_name, &row.s_address, &row.s_phone]);
+            let supplier = Supplier {
+                s_suppkey: row.s_suppkey,
+                s_nationkey: row.s_nationkey,
+                s_acctbal: row.s_acctbal.into_inner(),
+                s_name: name,
+                s_address: address,
+                s_phone: phone,
+                s_comment: &row.s_comment,
+            };
+            sink.row(&supplier, &supplier.summed_values())?;
+        }
+        Ok(())
+    })
+}
+
+fn write_partsupp(scale_factor: f64, dir: &Path, progress: &AtomicU64) -> Result<TableEntry> {
+    write_table(dir, Table::PartSupp, scale_factor, progress, |sink| {
+        for row in PartSuppGenerator::new(scale_factor, 1, 1).iter() {
+            let partsupp = PartSupp {
+                ps_partkey: row.ps_partkey,
+                ps_suppkey: row.ps_suppkey,
+                ps_availqty: row.ps_availqty,
+                ps_supplycost: row.ps_supplycost.into_inner(),
+                ps_comment: row.ps_comment,
+            };
+            sink.row(&partsupp, &partsupp.summed_values())?;
+        }
+        Ok(())
+    })
+}
+
+fn write_nation(scale_factor: f64, dir: &Path, progress: &AtomicU64) -> Result<TableEntry> {
+    write_table(dir, Table::Nation, scale_factor, progress, |sink| {
+        for row in NationGenerator::new(scale_factor, 1, 1).iter() {
+            let nation = Nation {
+                n_nationkey: row.n_nationkey,
+                n_regionkey: row.n_regionkey,
+                n_name: row.n_name,
+                n_comment: row.n_comment,
+            };
+            sink.row(&nation, &nation.summed_values())?;
+        }
+        Ok(())
+    })
+}
+
+fn write_region(scale_factor: f64, dir: &Path, progress: &AtomicU64) -> Result<TableEntry> {
+    write_table(dir, Table::Region, scale_factor, progress, |sink| {
+        for row in RegionGenerator::new(scale_factor, 1, 1).iter() {
+            let region = Region {
+                r_regionkey: row.r_regionkey,
+                r_name: row.r_name,
+                r_comment: row.r_comment,
+            };
+            sink.row(&region, &region.summed_values())?;
+        }
+        Ok(())
+    })
+}
+
+/// Text columns the generator hands out as values that format themselves (names, phone
+/// numbers, addresses), formatted into one reused buffer.
+#[derive(Default)]
+struct Texts {
+    buffer: String,
+}
+
+impl Texts {
+    /// Each of `values` formatted, borrowed from the buffer.
+    fn of<const N: usize>(&mut self, values: [&dyn std::fmt::Display; N]) -> [&str; N] {
+        self.buffer.clear();
+        let mut ends = [0; N];
+        for (end, value) in ends.iter_mut().zip(values) {
+            write!(self.buffer, "{value}").expect("formatting into a String");
+            *end = self.buffer.len();
+        }
+        let mut start = 0;
+        ends.map(|end| {
+            let text = &self.buffer[start..end];
+            start = end;
+            text
+        })
+    }
 }
 
 /// A one-letter TPC-H flag as its byte.
@@ -306,7 +422,7 @@ struct Sink<'a> {
 
 impl Sink<'_> {
     /// Appends `row`, whose summed columns ([`Table::summed_columns`]) hold `sums`.
-    fn row<T: Serialize>(&mut self, row: &T, sums: &[i64]) -> Result<()> {
+    fn row<T: Serialize>(&mut self, row: &T, sums: &[i64; SUMS_MAX]) -> Result<()> {
         self.encoded.clear();
         weir_serde_fmt::to_writer(&mut self.encoded, row)
             .map_err(|e| WeirError::file("write", &self.path, io::Error::other(e)))?;

@@ -2,7 +2,7 @@
 //! a directory it is pointed at.
 //!
 //! ```text
-//!   weir-tables format 3
+//!   weir-tables format 4
 //!   scale 0.01
 //!   table lineitem bytes 8372224 blocks 2043 rows 60175 l_orderkey … l_quantity … l_extendedprice …
 //!   chunk lineitem 0 rows 7532 l_orderkey … l_quantity … l_extendedprice …
@@ -186,7 +186,7 @@ impl Manifest {
         }
         tables.sort_by_key(|entry: &TableEntry| Table::ALL.iter().position(|t| *t == entry.table));
         if tables.iter().map(|e| e.table).collect::<Vec<_>>() != Table::ALL {
-            return Err("it does not list lineitem, orders and customer once each".into());
+            return Err("it does not list each of the eight tables once".into());
         }
         for entry in &tables {
             check_chunks(entry)?;
@@ -500,8 +500,8 @@ mod tests {
             },
         };
         assert_eq!(Manifest::parse(&manifest.to_text()), Ok(manifest.clone()));
-        let other = manifest.to_text().replace("format 3", "format 2");
-        assert!(Manifest::parse(&other).unwrap_err().contains("version 2"));
+        let other = manifest.to_text().replace("format 4", "format 3");
+        assert!(Manifest::parse(&other).unwrap_err().contains("version 3"));
         // A chunk's rows changed, a chunk dropped, chunks swapped: refused.
         let text = manifest.to_text();
         let changed = text.replacen("chunk orders 0 rows 11", "chunk orders 0 rows 12", 1);

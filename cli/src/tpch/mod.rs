@@ -26,11 +26,17 @@ pub mod manifest;
 pub mod q1;
 pub mod queries;
 mod scan;
+pub mod schema;
 pub mod source;
 
 pub use block::table_rows;
 pub use generate::{check_scale, generate_tables};
 pub use scan::{TableScan, chunk_share, record_len};
+pub use schema::{
+    Customer, CustomerRow, Lineitem, LineitemRow, Nation, NationRow, Order, OrderRow, Part,
+    PartRow, PartSupp, PartSuppRow, Region, RegionRow, Supplier, SupplierRow, customer, lineitem,
+    nation, orders, part, partsupp, region, supplier,
+};
 pub use source::table;
 
 use serde::{Deserialize, Serialize};
@@ -40,8 +46,9 @@ pub const MAGIC: [u8; 8] = *b"WEIRTPCH";
 
 /// The version of the table files and their manifest; a reader rejects any other. Version
 /// 1 had no blocks and no checksums; version 2 brought the blocks of [`block`]; version 3
-/// adds the manifest's per-chunk totals, which let a scan split a file among tasks.
-pub const FORMAT_VERSION: u32 = 3;
+/// adds the manifest's per-chunk totals, which let a scan split a file among tasks;
+/// version 4 writes all eight TPC-H tables (three before).
+pub const FORMAT_VERSION: u32 = 4;
 
 /// The longest row a reader accepts, in bytes: far above the longest TPC-H row (a
 /// customer: 24 fixed bytes and about 220 bytes of strings), far below a block.
@@ -66,7 +73,7 @@ pub struct FileHeader<'a> {
     pub block_bytes: u32,
 }
 
-/// The tables `weir gen tpch` writes.
+/// The tables `weir gen tpch` writes, each declared in [`schema`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Table {
     /// LINEITEM, rows [`Lineitem`].
@@ -75,11 +82,30 @@ pub enum Table {
     Orders,
     /// CUSTOMER, rows [`Customer`].
     Customer,
+    /// PART, rows [`Part`].
+    Part,
+    /// SUPPLIER, rows [`Supplier`].
+    Supplier,
+    /// PARTSUPP, rows [`PartSupp`].
+    PartSupp,
+    /// NATION, rows [`Nation`].
+    Nation,
+    /// REGION, rows [`Region`].
+    Region,
 }
 
 impl Table {
     /// Every table, in the order they are written.
-    pub const ALL: [Table; 3] = [Table::Lineitem, Table::Orders, Table::Customer];
+    pub const ALL: [Table; 8] = [
+        Table::Lineitem,
+        Table::Orders,
+        Table::Customer,
+        Table::Part,
+        Table::Supplier,
+        Table::PartSupp,
+        Table::Nation,
+        Table::Region,
+    ];
 
     /// The table's name, which is also its file name.
     pub fn name(self) -> &'static str {
@@ -87,6 +113,11 @@ impl Table {
             Table::Lineitem => "lineitem",
             Table::Orders => "orders",
             Table::Customer => "customer",
+            Table::Part => "part",
+            Table::Supplier => "supplier",
+            Table::PartSupp => "partsupp",
+            Table::Nation => "nation",
+            Table::Region => "region",
         }
     }
 
@@ -100,7 +131,12 @@ impl Table {
         match self {
             Table::Lineitem => lineitem::FIXED_BYTES,
             Table::Orders => orders::FIXED_BYTES,
-            Table::Customer => 24,
+            Table::Customer => customer::FIXED_BYTES,
+            Table::Part => part::FIXED_BYTES,
+            Table::Supplier => supplier::FIXED_BYTES,
+            Table::PartSupp => partsupp::FIXED_BYTES,
+            Table::Nation => nation::FIXED_BYTES,
+            Table::Region => region::FIXED_BYTES,
         }
     }
 
@@ -108,161 +144,30 @@ impl Table {
     /// and offset in the row.
     pub fn summed_columns(self) -> &'static [(&'static str, usize)] {
         match self {
-            Table::Lineitem => &[
-                ("l_orderkey", lineitem::ORDERKEY),
-                ("l_quantity", lineitem::QUANTITY),
-                ("l_extendedprice", lineitem::EXTENDEDPRICE),
-            ],
-            Table::Orders => &[
-                ("o_orderkey", orders::ORDERKEY),
-                ("o_totalprice", orders::TOTALPRICE),
-            ],
-            Table::Customer => &[("c_custkey", 0), ("c_acctbal", 16)],
+            Table::Lineitem => lineitem::SUMMED,
+            Table::Orders => orders::SUMMED,
+            Table::Customer => customer::SUMMED,
+            Table::Part => part::SUMMED,
+            Table::Supplier => supplier::SUMMED,
+            Table::PartSupp => partsupp::SUMMED,
+            Table::Nation => nation::SUMMED,
+            Table::Region => region::SUMMED,
         }
     }
 
     /// Strings (each a varint length and UTF-8 bytes) after the fixed-width fields.
     pub fn strings(self) -> usize {
         match self {
-            Table::Lineitem => 3,
-            Table::Orders => 3,
-            Table::Customer => 5,
+            Table::Lineitem => lineitem::STRINGS,
+            Table::Orders => orders::STRINGS,
+            Table::Customer => customer::STRINGS,
+            Table::Part => part::STRINGS,
+            Table::Supplier => supplier::STRINGS,
+            Table::PartSupp => partsupp::STRINGS,
+            Table::Nation => nation::STRINGS,
+            Table::Region => region::STRINGS,
         }
     }
-}
-
-/// A LINEITEM row, in the TPC-H column order (which already puts strings last).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(
-    missing_docs,
-    reason = "the TPC-H column names; units are in the struct doc"
-)]
-pub struct Lineitem<'a> {
-    pub l_orderkey: i64,
-    pub l_partkey: i64,
-    pub l_suppkey: i64,
-    pub l_linenumber: i32,
-    /// Cents: 17 items are 1700.
-    pub l_quantity: i64,
-    /// Cents.
-    pub l_extendedprice: i64,
-    /// Hundredths: 0.04 is 4.
-    pub l_discount: i64,
-    /// Hundredths.
-    pub l_tax: i64,
-    pub l_returnflag: u8,
-    pub l_linestatus: u8,
-    /// Days since 1970-01-01, like the three dates.
-    pub l_shipdate: i32,
-    pub l_commitdate: i32,
-    pub l_receiptdate: i32,
-    pub l_shipinstruct: &'a str,
-    pub l_shipmode: &'a str,
-    pub l_comment: &'a str,
-}
-
-/// An ORDERS row: the fixed-width columns first (`o_shippriority` moves up), then the
-/// strings in TPC-H order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(
-    missing_docs,
-    reason = "the TPC-H column names; units are in the struct doc"
-)]
-pub struct Order<'a> {
-    pub o_orderkey: i64,
-    pub o_custkey: i64,
-    /// `F`, `O` or `P`.
-    pub o_orderstatus: u8,
-    /// Cents.
-    pub o_totalprice: i64,
-    /// Days since 1970-01-01.
-    pub o_orderdate: i32,
-    pub o_shippriority: i32,
-    pub o_orderpriority: &'a str,
-    pub o_clerk: &'a str,
-    pub o_comment: &'a str,
-}
-
-/// A CUSTOMER row: the fixed-width columns first, then the strings in TPC-H order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(
-    missing_docs,
-    reason = "the TPC-H column names; units are in the struct doc"
-)]
-pub struct Customer<'a> {
-    pub c_custkey: i64,
-    pub c_nationkey: i64,
-    /// Cents (may be negative).
-    pub c_acctbal: i64,
-    pub c_name: &'a str,
-    pub c_address: &'a str,
-    pub c_phone: &'a str,
-    pub c_mktsegment: &'a str,
-    pub c_comment: &'a str,
-}
-
-/// Lean access to the fixed-width fields of an encoded [`Lineitem`] row.
-///
-/// Each accessor reads at a fixed offset. The caller passes a whole row, as
-/// [`TableScan`] hands it out (at least [`FIXED_BYTES`](lineitem::FIXED_BYTES) long).
-pub mod lineitem {
-    /// Offset of `l_orderkey` (`i64`).
-    pub const ORDERKEY: usize = 0;
-    /// Offset of `l_quantity` (`i64`, cents).
-    pub const QUANTITY: usize = 28;
-    /// Offset of `l_extendedprice` (`i64`, cents).
-    pub const EXTENDEDPRICE: usize = 36;
-    /// Offset of `l_discount` (`i64`, hundredths).
-    pub const DISCOUNT: usize = 44;
-    /// Offset of `l_tax` (`i64`, hundredths).
-    pub const TAX: usize = 52;
-    /// Offset of `l_returnflag` (`u8`).
-    pub const RETURNFLAG: usize = 60;
-    /// Offset of `l_linestatus` (`u8`).
-    pub const LINESTATUS: usize = 61;
-    /// Offset of `l_shipdate` (`i32`, days since 1970-01-01).
-    pub const SHIPDATE: usize = 62;
-    /// Bytes of the fixed-width fields; the three strings follow.
-    pub const FIXED_BYTES: usize = 74;
-
-    /// The little-endian `i64` at `offset` of `row`.
-    ///
-    /// # Panics
-    ///
-    /// When `row` is shorter than `offset + 8` (not a whole row).
-    #[inline]
-    pub fn i64_at(row: &[u8], offset: usize) -> i64 {
-        let bytes: [u8; 8] = row[offset..offset + 8].try_into().expect("eight bytes");
-        i64::from_le_bytes(bytes)
-    }
-
-    /// The little-endian `i32` at `offset` of `row`.
-    ///
-    /// # Panics
-    ///
-    /// When `row` is shorter than `offset + 4` (not a whole row).
-    #[inline]
-    pub fn i32_at(row: &[u8], offset: usize) -> i32 {
-        let bytes: [u8; 4] = row[offset..offset + 4].try_into().expect("four bytes");
-        i32::from_le_bytes(bytes)
-    }
-}
-
-/// Lean access to the fixed-width fields of an encoded [`Order`] row: the same accessors
-/// as [`lineitem`], at the offsets of docs/FORMAT.md, section 7.
-pub mod orders {
-    /// Offset of `o_orderkey` (`i64`).
-    pub const ORDERKEY: usize = 0;
-    /// Offset of `o_custkey` (`i64`).
-    pub const CUSTKEY: usize = 8;
-    /// Offset of `o_totalprice` (`i64`, cents).
-    pub const TOTALPRICE: usize = 17;
-    /// Offset of `o_orderdate` (`i32`, days since 1970-01-01).
-    pub const ORDERDATE: usize = 25;
-    /// Offset of `o_shippriority` (`i32`).
-    pub const SHIPPRIORITY: usize = 29;
-    /// Bytes of the fixed-width fields; the three strings follow.
-    pub const FIXED_BYTES: usize = 33;
 }
 
 /// The proleptic Gregorian date `days` after 1970-01-01 as `YYYY-MM-DD` (Howard
@@ -336,17 +241,26 @@ mod tests {
 
     #[test]
     fn lineitem_offsets_match_the_serde_layout() {
-        use lineitem::*;
         let bytes = weir_serde_fmt::to_vec(&row()).unwrap();
-        assert_eq!(i64_at(&bytes, ORDERKEY), row().l_orderkey);
-        assert_eq!(i64_at(&bytes, QUANTITY), 1700);
-        assert_eq!(i64_at(&bytes, EXTENDEDPRICE), 2_116_823);
-        assert_eq!(i64_at(&bytes, DISCOUNT), 4);
-        assert_eq!(i64_at(&bytes, TAX), 2);
-        assert_eq!(bytes[RETURNFLAG], b'N');
-        assert_eq!(bytes[LINESTATUS], b'O');
-        assert_eq!(i32_at(&bytes, SHIPDATE), 9_568);
-        assert_eq!(bytes[FIXED_BYTES], 17, "the first string's length follows");
+        let view = LineitemRow::new(&bytes).unwrap();
+        assert_eq!(view.l_orderkey(), row().l_orderkey);
+        assert_eq!(view.l_partkey(), 155_190);
+        assert_eq!(view.l_suppkey(), 7706);
+        assert_eq!(view.l_linenumber(), 1);
+        assert_eq!(view.l_quantity(), 1700);
+        assert_eq!(view.l_extendedprice(), 2_116_823);
+        assert_eq!(view.l_discount(), 4);
+        assert_eq!(view.l_tax(), 2);
+        assert_eq!(view.l_returnflag(), b'N');
+        assert_eq!(view.l_linestatus(), b'O');
+        assert_eq!(view.l_shipdate(), 9_568);
+        assert_eq!(view.l_commitdate(), 9_538);
+        assert_eq!(view.l_receiptdate(), 9_577);
+        assert_eq!(view.l_shipinstruct().unwrap(), "DELIVER IN PERSON");
+        assert_eq!(view.l_shipmode().unwrap(), "TRUCK");
+        assert_eq!(view.l_comment().unwrap(), "egular courts above the");
+        assert_eq!(view.decode().unwrap(), row());
+        assert_eq!(bytes[lineitem::FIXED_BYTES], 17, "the first string's length follows");
         assert_eq!(record_len(Table::Lineitem, &bytes), Ok(Some(bytes.len())));
     }
 

@@ -35,7 +35,7 @@ use weir::dataflow::{Dataflow, Push, WorkerReport, execute_observed};
 use weir_kernel::memory::{MemoryManager, Owner};
 
 use crate::report::{KernelRun, Report};
-use crate::tpch::lineitem::{EXTENDEDPRICE, ORDERKEY, i64_at};
+use crate::tpch::lineitem;
 use crate::tpch::manifest::Manifest;
 use crate::tpch::q1::{
     Q1_CSV_HEADER, Q1_SHIPDATE_MAX, Q1Sums, check_sf1_reference, decimal, q1_csv_row,
@@ -253,8 +253,8 @@ pub(crate) fn execute(flow: &Dataflow, config: &Config) -> Result<Run> {
 /// by key as CSV.
 fn w2a(job: &W2Job, config: &Config, output: Option<&OutputFile>) -> Result<(Answer, Run)> {
     let flow = Dataflow::new();
-    let groups = crate::tpch::table(&flow, &job.input, Table::Lineitem, |row| {
-        Ok(Some((i64_at(row, ORDERKEY), i64_at(row, EXTENDEDPRICE))))
+    let groups = lineitem::scan(&flow, &job.input, |line| {
+        Ok(Some((line.l_orderkey(), line.l_extendedprice())))
     })
     .key_by(|(orderkey, _)| *orderkey)
     .aggregate(

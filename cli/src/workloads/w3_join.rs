@@ -35,9 +35,8 @@ use weir_kernel::memory::{MemoryManager, Owner};
 
 use crate::constants::{W3_VERIFY_BATCH_KEYS, W3_VERIFY_BATCHES_IN_FLIGHT};
 use crate::report::{KernelRun, Report};
-use crate::tpch::lineitem::{EXTENDEDPRICE, ORDERKEY, i64_at};
 use crate::tpch::q1::decimal;
-use crate::tpch::{Order, Table, TableScan, orders};
+use crate::tpch::{Order, Table, TableScan, lineitem, orders};
 use crate::workloads::w2_aggregate::{
     W2_NETWORK_MEMORY, create_output, decode, execute, job_config,
 };
@@ -188,12 +187,10 @@ pub fn run_w3(job: &W3Job) -> Result<W3Report> {
     let output = create_output(job.output.as_deref(), &job.input)?;
     let started = Instant::now();
     let flow = Dataflow::new();
-    let orders = crate::tpch::table(&flow, &job.input, Table::Orders, |row| {
-        Ok(Some(i64_at(row, orders::ORDERKEY)))
-    })
+    let orders = orders::scan(&flow, &job.input, |order| Ok(Some(order.o_orderkey())))
     .key_by(|orderkey| *orderkey);
-    let lines = crate::tpch::table(&flow, &job.input, Table::Lineitem, |row| {
-        Ok(Some((i64_at(row, ORDERKEY), i64_at(row, EXTENDEDPRICE))))
+    let lines = lineitem::scan(&flow, &job.input, |line| {
+        Ok(Some((line.l_orderkey(), line.l_extendedprice())))
     })
     .key_by(|(orderkey, _)| *orderkey);
     let fold = |answer: &mut W3Answer, price: i64| answer.add(price);
