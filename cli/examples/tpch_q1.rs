@@ -11,9 +11,9 @@ use std::error::Error;
 use weir::config::Config;
 use weir::dataflow::{Dataflow, runtime};
 use weir_cli::run_tpch::{Generator, ensure_default_tables};
+use weir_cli::tpch::lineitem;
 use weir_cli::tpch::q1::{Q1_SHIPDATE_MAX, Q1Sums};
 use weir_cli::tpch::queries::q1_answer;
-use weir_cli::tpch::lineitem;
 
 fn main() -> Result<(), Box<dyn Error>> {
     let mut args = std::env::args().skip(1);

@@ -26,6 +26,9 @@ use support::{Dir, weir};
 
 const SCALE: f64 = 0.01;
 
+/// The queries this file computes the plain way as well.
+const PLAIN: [Query; 4] = [Query::Q1, Query::Q3, Query::Q6, Query::Q10];
+
 fn rows<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Vec<T> {
     let header = weir_cli::tpch::block::read_header(&bytes[..4096]).unwrap();
     let table = weir_cli::tpch::Table::from_name(header.table).unwrap();
@@ -144,7 +147,7 @@ fn queries_in_one_process_equal_a_plain_computation() {
             spill_dir: dir.spill(),
             ..Config::default()
         };
-        for query in Query::ALL {
+        for query in PLAIN {
             let (report, answer) = run_query(query, &tables, &config, None).unwrap();
             assert!(report.leak_free);
             assert_eq!(
@@ -198,7 +201,7 @@ fn queries_across_two_worker_processes_equal_a_plain_computation() {
         String::from_utf8_lossy(&output.stderr)
     );
     let expected = expected(&tables);
-    for query in Query::ALL {
+    for query in PLAIN {
         let table = expected[&query.number()].to_table();
         assert!(
             stdout.contains(&table),
@@ -262,11 +265,8 @@ fn invalid_configuration_is_one_line_naming_the_flag() {
             "3000",
             "--segment-size 3000B: allowed a power of two",
         ),
-        (
-            "--query",
-            "2",
-            "--query 2: weir runs TPC-H queries 1, 3, 6 and 10",
-        ),
+        ("--query", "23", "--query 23: weir runs TPC-H queries 1, "),
+        ("--query", "x", "--query x: expected a query number or all"),
     ] {
         let output = weir(&["run", "tpch", "--scale", "0.01", flag, value]);
         let stderr = String::from_utf8_lossy(&output.stderr);

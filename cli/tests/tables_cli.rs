@@ -40,7 +40,7 @@ fn generated() -> &'static Path {
 /// A copy of the generated tables in `dir`.
 fn copy_tables(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
-    for name in ["lineitem", "orders", "customer", MANIFEST] {
+    for name in Table::ALL.map(Table::name).into_iter().chain([MANIFEST]) {
         std::fs::copy(generated().join(name), dir.join(name)).unwrap();
     }
 }
@@ -177,26 +177,29 @@ fn rewrite(dir: &Path, table: Table, change: impl FnOnce(Vec<Vec<u8>>) -> Vec<Ve
     .unwrap();
 }
 
-/// Row 100 with one cent more in its money column.
+/// Row 100 with its last summed column (a money column where the table has one) one
+/// more, through the table's row type.
 fn one_cent_more(table: Table, mut rows: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     let row = &rows[100];
-    rows[100] = match table {
+    let bumped = match table {
         Table::Lineitem => {
             let mut r: Lineitem<'_> = weir::serde_fmt::from_slice(row).unwrap();
             r.l_extendedprice += 1;
-            weir::serde_fmt::to_vec(&r).unwrap()
+            weir::serde_fmt::to_vec(&r)
         }
         Table::Orders => {
             let mut r: Order<'_> = weir::serde_fmt::from_slice(row).unwrap();
             r.o_totalprice += 1;
-            weir::serde_fmt::to_vec(&r).unwrap()
+            weir::serde_fmt::to_vec(&r)
         }
         Table::Customer => {
             let mut r: Customer<'_> = weir::serde_fmt::from_slice(row).unwrap();
             r.c_acctbal += 1;
-            weir::serde_fmt::to_vec(&r).unwrap()
+            weir::serde_fmt::to_vec(&r)
         }
+        other => panic!("no damage case for {other:?}"),
     };
+    rows[100] = bumped.unwrap();
     rows
 }
 
@@ -248,7 +251,9 @@ fn every_reader_fails(data: &Path, table: Table, needles: &[&str], case: &str) {
 #[test]
 fn damaged_tables_are_errors_naming_the_file_and_offset_never_answers() {
     let dir = Dir::new("damage");
-    for table in Table::ALL {
+    // The tables the damage cases know a reader of (Q1, Q3, W2 and W3); the others share
+    // the block and manifest code these exercise.
+    for table in [Table::Lineitem, Table::Orders, Table::Customer] {
         let data = dir.file(table.name());
         // Five flipped bytes in the middle of the file: its block's checksum.
         copy_tables(&data);

@@ -260,7 +260,11 @@ mod tests {
         assert_eq!(view.l_shipmode().unwrap(), "TRUCK");
         assert_eq!(view.l_comment().unwrap(), "egular courts above the");
         assert_eq!(view.decode().unwrap(), row());
-        assert_eq!(bytes[lineitem::FIXED_BYTES], 17, "the first string's length follows");
+        assert_eq!(
+            bytes[lineitem::FIXED_BYTES],
+            17,
+            "the first string's length follows"
+        );
         assert_eq!(record_len(Table::Lineitem, &bytes), Ok(Some(bytes.len())));
     }
 

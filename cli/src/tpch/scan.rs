@@ -333,7 +333,9 @@ impl TableScan {
             |at, bytes| {
                 totals.rows += 1;
                 for (sum, &(_, column)) in totals.sums.iter_mut().zip(columns) {
-                    *sum = sum.wrapping_add(i64::from_le_bytes(bytes[column..column + 8].try_into().expect("eight bytes")));
+                    *sum = sum.wrapping_add(i64::from_le_bytes(
+                        bytes[column..column + 8].try_into().expect("eight bytes"),
+                    ));
                 }
                 row(base + at as u64, bytes)
             },

@@ -22,9 +22,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::Table;
 use super::manifest::SUMS_MAX;
 use super::source::table;
-use super::Table;
 use weir::dataflow::{Data, Dataflow, Stream};
 use weir::error::{Result, WeirError};
 
@@ -78,7 +78,9 @@ fn string_at<'a>(table: Table, row: &'a [u8], index: usize) -> Result<&'a str> {
         let mut len: u64 = 0;
         let mut shift = 0;
         loop {
-            let byte = *row.get(at).ok_or_else(|| malformed("a string is cut short"))?;
+            let byte = *row
+                .get(at)
+                .ok_or_else(|| malformed("a string is cut short"))?;
             at += 1;
             len |= u64::from(byte & 0x7f) << shift;
             if byte & 0x80 == 0 {
@@ -489,7 +491,10 @@ mod tests {
         bytes[9] = 0xff; // inside "EUROPE": not UTF-8
         let view = RegionRow::new(&bytes).unwrap();
         let error = view.r_name().unwrap_err().to_string();
-        assert!(error.contains("region") && error.contains("UTF-8"), "{error}");
+        assert!(
+            error.contains("region") && error.contains("UTF-8"),
+            "{error}"
+        );
         bytes[8] = 0x7f; // a length past the row
         assert!(RegionRow::new(&bytes).unwrap().r_name().is_err());
     }

@@ -188,7 +188,7 @@ pub fn run_w3(job: &W3Job) -> Result<W3Report> {
     let started = Instant::now();
     let flow = Dataflow::new();
     let orders = orders::scan(&flow, &job.input, |order| Ok(Some(order.o_orderkey())))
-    .key_by(|orderkey| *orderkey);
+        .key_by(|orderkey| *orderkey);
     let lines = lineitem::scan(&flow, &job.input, |line| {
         Ok(Some((line.l_orderkey(), line.l_extendedprice())))
     })

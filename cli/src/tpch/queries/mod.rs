@@ -40,12 +40,21 @@ type Build = fn(&Dataflow, &Path) -> Box<dyn FnOnce() -> Answer>;
 /// Each query: number, what builds it, the tables it reads.
 const QUERIES: &[(u32, Build, &[Table])] = &[
     (1, q01::build, &[Table::Lineitem]),
-    (3, q03::build, &[Table::Lineitem, Table::Orders, Table::Customer]),
+    (
+        3,
+        q03::build,
+        &[Table::Lineitem, Table::Orders, Table::Customer],
+    ),
     (6, q06::build, &[Table::Lineitem]),
     (
         10,
         q10::build,
-        &[Table::Lineitem, Table::Orders, Table::Customer, Table::Nation],
+        &[
+            Table::Lineitem,
+            Table::Orders,
+            Table::Customer,
+            Table::Nation,
+        ],
     ),
 ];
 
@@ -65,7 +74,10 @@ impl Query {
 
     /// Every query, in number order.
     pub fn all() -> Vec<Query> {
-        QUERIES.iter().map(|(number, _, _)| Query(*number)).collect()
+        QUERIES
+            .iter()
+            .map(|(number, _, _)| Query(*number))
+            .collect()
     }
 
     /// The query's number.

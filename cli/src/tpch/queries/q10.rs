@@ -116,9 +116,8 @@ pub(super) fn build(flow: &Dataflow, dir: &Path) -> Box<dyn FnOnce() -> Answer> 
                 c_comment: comment,
             },
         );
-    let top = |rows: Stream<Q10Row>| {
-        rows.sort_by(|r| (Descending(r.revenue), r.c_custkey), Some(20))
-    };
+    let top =
+        |rows: Stream<Q10Row>| rows.sort_by(|r| (Descending(r.revenue), r.c_custkey), Some(20));
     let result = top(top(rows).gather()).collect();
     Box::new(move || q10_answer(&result.take()))
 }
@@ -154,5 +153,3 @@ pub fn q10_answer(rows: &[Q10Row]) -> Answer {
         rows,
     )
 }
-
-
