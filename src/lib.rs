@@ -54,6 +54,7 @@ pub mod error;
 pub mod lifecycle;
 pub mod output;
 pub mod size;
+pub mod spmd;
 pub mod workers;
 
 pub use weir_kernel as kernel;

@@ -127,6 +127,12 @@ impl LocalCluster {
         })
     }
 
+    /// The cluster directory: the peers file, and whatever the launch leaves there
+    /// (removed with the cluster).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The peers file.
     pub fn peers_file(&self) -> PathBuf {
         self.dir.join("peers")
@@ -151,7 +157,7 @@ impl LocalCluster {
     /// Never: a spawned child's stdout is always piped.
     pub fn run(&self, exe: &Path, job_args: &[String], timeout: Duration) -> Result<Vec<String>> {
         let deadline = Instant::now() + timeout;
-        let children = self.start(exe, job_args, 0)?;
+        let children = self.start(exe, &Launch::Worker(job_args), 0)?;
         wait(children, deadline, timeout)
     }
 
@@ -171,8 +177,36 @@ impl LocalCluster {
         timeout: Duration,
         local: impl FnOnce() -> Result<T>,
     ) -> Result<(T, Vec<String>)> {
+        self.beside(exe, &Launch::Worker(job_args), timeout, local)
+    }
+
+    /// [`run_beside`](Self::run_beside) for a program that is its own worker
+    /// ([`crate::spmd`]): processes 1 to N − 1 run `exe args` with
+    /// [`PROCESS_ENV`](crate::spmd::PROCESS_ENV) and
+    /// [`PEERS_ENV`](crate::spmd::PEERS_ENV) naming their index and the peers file.
+    ///
+    /// # Errors
+    ///
+    /// As [`run_beside`](Self::run_beside).
+    pub fn run_beside_spmd<T>(
+        &self,
+        exe: &Path,
+        args: &[String],
+        timeout: Duration,
+        local: impl FnOnce() -> Result<T>,
+    ) -> Result<(T, Vec<String>)> {
+        self.beside(exe, &Launch::Spmd(args), timeout, local)
+    }
+
+    fn beside<T>(
+        &self,
+        exe: &Path,
+        launch: &Launch<'_>,
+        timeout: Duration,
+        local: impl FnOnce() -> Result<T>,
+    ) -> Result<(T, Vec<String>)> {
         let deadline = Instant::now() + timeout;
-        let mut children = self.start(exe, job_args, 1)?;
+        let mut children = self.start(exe, launch, 1)?;
         match local() {
             Ok(value) => Ok((value, wait(children, deadline, timeout)?)),
             Err(error) => {
@@ -187,16 +221,24 @@ impl LocalCluster {
     /// Starts worker processes `first` to N − 1. Each one's stdin is a pipe this process
     /// holds (the worker ends when it closes) and its environment names this process and
     /// the cluster directory ([`crate::lifecycle::watch_launcher`]).
-    fn start(&self, exe: &Path, job_args: &[String], first: usize) -> Result<Vec<Worker>> {
+    fn start(&self, exe: &Path, launch: &Launch<'_>, first: usize) -> Result<Vec<Worker>> {
         let mut children: Vec<Worker> = Vec::new();
         for process in first..self.peers.len() {
-            let child = Command::new(exe)
-                .arg("worker")
-                .arg("--process")
-                .arg(process.to_string())
-                .arg("--peers")
-                .arg(self.peers_file())
-                .args(job_args)
+            let mut command = Command::new(exe);
+            match launch {
+                Launch::Worker(job_args) => command
+                    .arg("worker")
+                    .arg("--process")
+                    .arg(process.to_string())
+                    .arg("--peers")
+                    .arg(self.peers_file())
+                    .args(*job_args),
+                Launch::Spmd(args) => command
+                    .args(*args)
+                    .env(crate::spmd::PROCESS_ENV, process.to_string())
+                    .env(crate::spmd::PEERS_ENV, self.peers_file()),
+            };
+            let child = command
                 .env(LAUNCHER_PID_ENV, std::process::id().to_string())
                 .env(CLUSTER_DIR_ENV, &self.dir)
                 .stdin(Stdio::piped())
@@ -220,6 +262,14 @@ impl LocalCluster {
         }
         Ok(children)
     }
+}
+
+/// How worker processes are started.
+enum Launch<'a> {
+    /// `exe worker --process I --peers FILE <job args>`: the `weir` command line.
+    Worker(&'a [String]),
+    /// `exe <args>` with the SPMD environment: a program that is its own worker.
+    Spmd(&'a [String]),
 }
 
 /// A started worker process.
