@@ -5,7 +5,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::{Driver, TaskContext};
+use crate::constants::COMBINE_MEMORY_BYTES;
 use crate::error::Result;
+use crate::kernel::hash::{AggregateConfig, JoinConfig};
+use crate::kernel::sort::SortConfig;
 
 /// A dataset's index in the graph: its exchange's identity on the wire.
 pub(crate) type DatasetId = usize;
@@ -17,6 +20,55 @@ pub(crate) enum Parallelism {
     All,
     /// One, on worker 0.
     One,
+}
+
+/// A kernel operator in a chain: each task running it gets a share of the worker's
+/// managed memory for it, by what it can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MemoryOp {
+    /// An external sort: more memory, fewer and longer runs.
+    Sort,
+    /// A final hash aggregation: more memory, fewer spilled partitions.
+    Aggregate,
+    /// A combiner before an exchange: its table only pre-aggregates, and it hands its
+    /// groups on when the table is full, so a few MiB serve it as well as a lot.
+    Combine,
+    /// A hybrid hash join: more memory, fewer spilled partitions.
+    Join,
+}
+
+impl MemoryOp {
+    /// The operator's name in reports and errors.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            MemoryOp::Sort => "sort",
+            MemoryOp::Aggregate => "aggregate",
+            MemoryOp::Combine => "combiner",
+            MemoryOp::Join => "join",
+        }
+    }
+
+    /// Segments below which the kernel operator cannot run.
+    pub(crate) fn segments_min(self) -> usize {
+        match self {
+            MemoryOp::Sort => SortConfig::default().memory_segments_min(),
+            MemoryOp::Aggregate | MemoryOp::Combine => {
+                AggregateConfig::default().memory_segments_min()
+            }
+            MemoryOp::Join => JoinConfig::default().memory_segments_min(),
+        }
+    }
+
+    /// The most segments that help the operator, for `segment_size`: `None` when more
+    /// memory always means less spilling.
+    pub(crate) fn segments_max(self, segment_size: usize) -> Option<usize> {
+        match self {
+            MemoryOp::Combine => {
+                Some((COMBINE_MEMORY_BYTES / segment_size).max(self.segments_min()))
+            }
+            MemoryOp::Sort | MemoryOp::Aggregate | MemoryOp::Join => None,
+        }
+    }
 }
 
 /// Appends a record's key bytes to the buffer.
@@ -56,7 +108,7 @@ pub(crate) struct Stage {
     pub(crate) parallelism: Parallelism,
     /// Kernel operators in the chain: each task gets a share of the worker's memory for
     /// each.
-    pub(crate) memory_ops: usize,
+    pub(crate) memory_ops: Vec<MemoryOp>,
     /// Segments of I/O buffers each task's sources hold.
     pub(crate) io_segments: usize,
     pub(crate) open: OpenStage,

@@ -45,7 +45,7 @@ use serde::de::DeserializeOwned;
 use weir_kernel::hash::JoinType;
 
 use crate::error::Result;
-use graph::{DatasetId, Exchange, Graph, Parallelism, Stage};
+use graph::{DatasetId, Exchange, Graph, MemoryOp, Parallelism, Stage};
 pub use runtime::{JobReport, TaskContext, WorkerReport, execute, execute_observed};
 
 /// What flows through a stream: a record type serde-fmt can encode and decode.
@@ -171,7 +171,7 @@ impl Dataflow {
             open,
             inputs: Vec::new(),
             parallelism: Parallelism::All,
-            memory_ops: 0,
+            memory_ops: Vec::new(),
             io_segments,
             name: name.to_string(),
         }
@@ -186,7 +186,7 @@ pub struct Stream<T> {
     inputs: Vec<DatasetId>,
     parallelism: Parallelism,
     // Kernel operators (each takes a share of the worker's memory) and I/O buffers.
-    memory_ops: usize,
+    memory_ops: Vec<MemoryOp>,
     io_segments: usize,
     name: String,
 }
@@ -207,7 +207,7 @@ impl<T: Data> Stream<T> {
     fn chain<U: Data>(
         self,
         name: &str,
-        memory_ops: usize,
+        memory_ops: &[MemoryOp],
         wrap: impl Fn(&mut TaskContext, Box<dyn Push<U>>) -> Result<Box<dyn Push<T>>>
         + Send
         + Sync
@@ -222,7 +222,7 @@ impl<T: Data> Stream<T> {
             }),
             inputs: self.inputs,
             parallelism: self.parallelism,
-            memory_ops: self.memory_ops + memory_ops,
+            memory_ops: [self.memory_ops, memory_ops.to_vec()].concat(),
             io_segments: self.io_segments,
             name: format!("{} → {name}", self.name),
         }
@@ -231,7 +231,7 @@ impl<T: Data> Stream<T> {
     /// Each record through `f`.
     pub fn map<U: Data>(self, f: impl Fn(T) -> U + Send + Sync + 'static) -> Stream<U> {
         let f: Arc<dyn Fn(T) -> U + Send + Sync> = Arc::new(f);
-        self.chain("map", 0, move |_, down| {
+        self.chain("map", &[], move |_, down| {
             Ok(Box::new(operators::Map {
                 f: Arc::clone(&f),
                 down,
@@ -242,7 +242,7 @@ impl<T: Data> Stream<T> {
     /// The records for which `f` holds.
     pub fn filter(self, f: impl Fn(&T) -> bool + Send + Sync + 'static) -> Stream<T> {
         let f: Arc<dyn Fn(&T) -> bool + Send + Sync> = Arc::new(f);
-        self.chain("filter", 0, move |_, down| {
+        self.chain("filter", &[], move |_, down| {
             Ok(Box::new(operators::Filter {
                 f: Arc::clone(&f),
                 down,
@@ -256,7 +256,7 @@ impl<T: Data> Stream<T> {
         f: impl Fn(T) -> I + Send + Sync + 'static,
     ) -> Stream<U> {
         let f: Arc<dyn Fn(T) -> I + Send + Sync> = Arc::new(f);
-        self.chain("flat_map", 0, move |_, down| {
+        self.chain("flat_map", &[], move |_, down| {
             Ok(Box::new(operators::FlatMap {
                 f: Arc::clone(&f),
                 down,
@@ -316,7 +316,7 @@ impl<T: Data> Stream<T> {
             }),
             inputs: vec![dataset],
             parallelism,
-            memory_ops: 0,
+            memory_ops: Vec::new(),
             io_segments: 0,
             name: name.to_string(),
         }
@@ -352,7 +352,7 @@ impl<T: Data> Stream<T> {
         limit: Option<u64>,
     ) -> Stream<T> {
         let key: Arc<dyn Fn(&T) -> K + Send + Sync> = Arc::new(key);
-        self.chain("sort", 1, move |ctx, down| {
+        self.chain("sort", &[MemoryOp::Sort], move |ctx, down| {
             Ok(Box::new(operators::Sort::new(
                 ctx,
                 Arc::clone(&key),
@@ -397,7 +397,7 @@ impl<T: Data> Stream<T> {
     {
         let f = Arc::new(f);
         let finish: Arc<dyn Fn(A) -> U + Send + Sync> = Arc::new(finish);
-        self.chain("fold", 0, move |ctx, down| {
+        self.chain("fold", &[], move |ctx, down| {
             Ok(Box::new(operators::Fold {
                 state: Some(init(ctx)),
                 f: Arc::clone(&f),
@@ -410,7 +410,7 @@ impl<T: Data> Stream<T> {
 
     /// The number of records, in the process of worker 0 after the job ran.
     pub fn count(self) -> Collected<u64> {
-        self.chain("count", 0, |_, down| {
+        self.chain("count", &[], |_, down| {
             Ok(Box::new(operators::Count { count: 0, down }))
         })
         .collect()
@@ -454,7 +454,7 @@ impl<T: Data> Stream<T> {
     ///
     /// When one stream runs on every task and the other on one (after `gather`).
     pub fn union(self, other: Stream<T>) -> Stream<T> {
-        merged("union", self, other, 0, |left, right| {
+        merged("union", self, other, &[], |left, right| {
             Arc::new(move |ctx, down| {
                 let shared = operators::Shared::new(down, 2);
                 let first = left(ctx, Box::new(shared.clone()))?;
@@ -466,7 +466,7 @@ impl<T: Data> Stream<T> {
 }
 
 /// A stream fed by two (a union, a join): `open` builds its chain from theirs; their
-/// exchanges, memory and I/O add up, and `memory_ops` more kernel operators join them.
+/// exchanges, memory and I/O add up, and the kernel operators `memory_ops` join them.
 ///
 /// # Panics
 ///
@@ -475,7 +475,7 @@ fn merged<A, B, C>(
     what: &str,
     left: Stream<A>,
     right: Stream<B>,
-    memory_ops: usize,
+    memory_ops: &[MemoryOp],
     open: impl FnOnce(Open<A>, Open<B>) -> Open<C>,
 ) -> Stream<C> {
     assert_eq!(
@@ -489,7 +489,7 @@ fn merged<A, B, C>(
         open: open(left.open, right.open),
         inputs,
         parallelism: left.parallelism,
-        memory_ops: left.memory_ops + right.memory_ops + memory_ops,
+        memory_ops: [left.memory_ops, right.memory_ops, memory_ops.to_vec()].concat(),
         io_segments: left.io_segments + right.io_segments,
         name: format!("{what}({}, {})", left.name, right.name),
     }
@@ -538,19 +538,21 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
         let key = self.key;
         let lift: Arc<dyn Fn(&T) -> A + Send + Sync> = Arc::new(lift);
         let combine_merge = Arc::clone(&merge);
-        let combined = self.stream.chain("combine", 1, move |ctx, down| {
-            Ok(Box::new(operators::Combine::new(
-                ctx,
-                Arc::clone(&key),
-                Arc::clone(&lift),
-                Arc::clone(&combine_merge),
-                down,
-            )?))
-        });
+        let combined = self
+            .stream
+            .chain("combine", &[MemoryOp::Combine], move |ctx, down| {
+                Ok(Box::new(operators::Combine::new(
+                    ctx,
+                    Arc::clone(&key),
+                    Arc::clone(&lift),
+                    Arc::clone(&combine_merge),
+                    down,
+                )?))
+            });
         combined
             .key_by(|(key, _): &(K, A)| key.clone())
             .partition()
-            .chain("aggregate", 1, move |ctx, down| {
+            .chain("aggregate", &[MemoryOp::Aggregate], move |ctx, down| {
                 Ok(Box::new(operators::Aggregate::new(
                     ctx,
                     Arc::clone(&merge),
@@ -653,23 +655,29 @@ fn hash_join<K: Key, T: Data, R: Data>(
     right_key: Arc<dyn Fn(&R) -> K + Send + Sync>,
     join_type: JoinType,
 ) -> Stream<(Option<T>, Option<R>)> {
-    merged("join", left, right, 1, |left_open, right_open| {
-        Arc::new(move |ctx, down| {
-            let join = operators::Join::new(ctx, join_type, down)?;
-            let build = right_open(
-                ctx,
-                Box::new(operators::JoinBuild {
-                    join: join.clone(),
-                    key: Arc::clone(&right_key),
-                }),
-            )?;
-            let probe = left_open(
-                ctx,
-                Box::new(operators::JoinProbe::new(join, Arc::clone(&left_key))),
-            )?;
-            Ok(Box::new(operators::Sequence(vec![build, probe])) as Box<dyn Driver>)
-        })
-    })
+    merged(
+        "join",
+        left,
+        right,
+        &[MemoryOp::Join],
+        |left_open, right_open| {
+            Arc::new(move |ctx, down| {
+                let join = operators::Join::new(ctx, join_type, down)?;
+                let build = right_open(
+                    ctx,
+                    Box::new(operators::JoinBuild {
+                        join: join.clone(),
+                        key: Arc::clone(&right_key),
+                    }),
+                )?;
+                let probe = left_open(
+                    ctx,
+                    Box::new(operators::JoinProbe::new(join, Arc::clone(&left_key))),
+                )?;
+                Ok(Box::new(operators::Sequence(vec![build, probe])) as Box<dyn Driver>)
+            })
+        },
+    )
 }
 
 /// The task, of a stage with `parallelism` tasks, that [`KeyedStream::partition`] (and

@@ -14,11 +14,13 @@ use weir_kernel::hash::{
     AggregateConfig, Aggregator, HashAggregate, HashJoin, JoinConfig, JoinRow, JoinType, ProbeHash,
     hash_bytes,
 };
+use weir_kernel::memory::Owner;
 use weir_kernel::sort::{ExternalSorter, SortConfig};
+use weir_kernel::spill::SpillStore;
 use weir_netstack::partition::{channel_for_key_group, key_group};
 use weir_netstack::{ChannelIndex, GateHandler, GateReader, InputGate, RecordWriter};
 
-use super::graph::Exchange;
+use super::graph::{Exchange, MemoryOp};
 use super::group_cache::GroupCache;
 use super::runtime::{Counters, Target};
 use super::{Data, Driver, Key, Push, TaskContext};
@@ -540,12 +542,26 @@ impl<A: Data> Aggregator for SerdeMerge<A> {
     }
 }
 
-fn new_aggregate<A: Data>(ctx: &mut TaskContext, merge: &Merge<A>) -> Result<HashAggregate> {
-    let (owner, segments) = ctx.operator_memory()?;
+fn new_aggregate<A: Data>(
+    ctx: &mut TaskContext,
+    merge: &Merge<A>,
+    op: MemoryOp,
+) -> Result<HashAggregate> {
+    let (owner, segments) = ctx.operator_memory(op)?;
+    aggregate_table(&owner, segments, ctx.spill_store(), merge)
+}
+
+/// A kernel hash aggregation of `segments` of `owner`'s memory, merging with `merge`.
+fn aggregate_table<A: Data>(
+    owner: &Owner,
+    segments: usize,
+    store: Arc<dyn SpillStore>,
+    merge: &Merge<A>,
+) -> Result<HashAggregate> {
     Ok(HashAggregate::new(
-        &owner,
+        owner,
         segments,
-        ctx.spill_store(),
+        store,
         Box::new(SerdeMerge {
             merge: Arc::clone(merge),
             size: weir_serde_fmt::fixed_size::<A>().filter(|&size| size > 0),
@@ -585,6 +601,8 @@ const COMBINE_PROBATION: u64 = 1 << 16;
 /// A combiner whose table holds more than this percentage of groups per record taken
 /// (after [`COMBINE_PROBATION`] records) forwards from then on: its table does not pay.
 const COMBINE_MAX_GROUP_PERCENT: u64 = 50;
+/// Records a combiner's table takes between two looks at whether it filled up.
+const COMBINE_FULL_CHECK_RECORDS: u64 = 64;
 
 /// Where a combiner's accumulators go: its kernel table, or — once the table has shown
 /// that it does not reduce the input (keys that repeat only in runs, which the cache
@@ -592,6 +610,8 @@ const COMBINE_MAX_GROUP_PERCENT: u64 = 50;
 /// partial aggregation.
 struct CombineOut<K, A> {
     table: Option<HashAggregate>,
+    /// A new, empty table for the combiner (its share of memory, its spill store).
+    fresh: Box<dyn Fn() -> Result<HashAggregate> + Send>,
     taken: u64,
     counters: Arc<Counters>,
     down: Box<dyn Push<(K, A)>>,
@@ -622,10 +642,21 @@ impl<K: Key, A: Data> CombineOut<K, A> {
         }
     }
 
-    /// Counts an accumulator the table took; at the end of the probation, forwards from
-    /// now on if the table holds too many groups for the records it took.
+    /// Counts an accumulator the table took; hands the table's groups on when it filled
+    /// up (a combiner's table is small: it pre-aggregates, and spilling would only add
+    /// I/O); at the end of the probation, forwards from now on if the table holds too
+    /// many groups for the records it took.
     fn taken(&mut self) -> Result<()> {
         self.taken += 1;
+        if self.taken.is_multiple_of(COMBINE_FULL_CHECK_RECORDS) {
+            let table = self.table.as_ref().expect("a table took the records");
+            if table.stats().table_spills > 0 {
+                // The full table's memory comes home before the new one takes its share.
+                let full = self.table.take().expect("a table took the records");
+                self.hand_on(full)?;
+                self.table = Some((self.fresh)()?);
+            }
+        }
         if self.taken != COMBINE_PROBATION {
             return Ok(());
         }
@@ -635,6 +666,11 @@ impl<K: Key, A: Data> CombineOut<K, A> {
             return Ok(());
         }
         let table = self.table.take().expect("a table took the records");
+        self.hand_on(table)
+    }
+
+    /// Every group of `table` on to the exchange.
+    fn hand_on(&mut self, table: HashAggregate) -> Result<()> {
         let mut groups = table.finish()?;
         while let Some((key, acc)) = groups.next()? {
             self.down.push((decode_key(key)?, decode(acc)?))?;
@@ -675,7 +711,12 @@ impl<K: Key, T: Data, A: Data> Combine<K, T, A> {
             key,
             lift,
             out: CombineOut {
-                table: Some(new_aggregate(ctx, &merge)?),
+                table: Some(new_aggregate(ctx, &merge, MemoryOp::Combine)?),
+                fresh: {
+                    let (owner, segments) = ctx.operator_memory(MemoryOp::Combine)?;
+                    let (store, merge) = (ctx.spill_store(), Arc::clone(&merge));
+                    Box::new(move || aggregate_table(&owner, segments, Arc::clone(&store), &merge))
+                },
                 taken: 0,
                 counters: ctx.counters(),
                 down,
@@ -730,7 +771,7 @@ impl<K: Key, A: Data> Aggregate<K, A> {
         down: Box<dyn Push<(K, A)>>,
     ) -> Result<Aggregate<K, A>> {
         Ok(Aggregate {
-            table: Some(new_aggregate(ctx, &merge)?),
+            table: Some(new_aggregate(ctx, &merge, MemoryOp::Aggregate)?),
             cache: GroupCache::for_type(),
             merge,
             counters: ctx.counters(),
@@ -786,7 +827,7 @@ impl<K: Key, T: Data> Sort<K, T> {
         limit: Option<u64>,
         down: Box<dyn Push<T>>,
     ) -> Result<Sort<K, T>> {
-        let (owner, segments) = ctx.operator_memory()?;
+        let (owner, segments) = ctx.operator_memory(MemoryOp::Sort)?;
         Ok(Sort {
             sorter: Some(ExternalSorter::new(
                 &owner,
@@ -854,7 +895,7 @@ impl<L: Data, R: Data> Join<L, R> {
         join_type: JoinType,
         down: Box<dyn Push<(Option<L>, Option<R>)>>,
     ) -> Result<Join<L, R>> {
-        let (owner, segments) = ctx.operator_memory()?;
+        let (owner, segments) = ctx.operator_memory(MemoryOp::Join)?;
         let join = HashJoin::new(
             &owner,
             segments,

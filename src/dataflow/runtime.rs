@@ -20,9 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use weir_kernel::hash::{AggregateConfig, JoinConfig};
 use weir_kernel::memory::{MemoryConfig, MemoryManager, Owner};
-use weir_kernel::sort::SortConfig;
 use weir_kernel::spill::{SpillConfig, SpillStore, open_store};
 use weir_netstack::constants::EVENT_SEGMENTS;
 use weir_netstack::debloat::{DebloatConfig, SystemClock};
@@ -33,7 +31,7 @@ use weir_netstack::{
     NetworkBufferPool, RecordWriter, ResultPartition, SubpartitionIndex,
 };
 
-use super::graph::{DatasetId, Graph, Parallelism};
+use super::graph::{DatasetId, Graph, MemoryOp, Parallelism};
 use super::{Dataflow, Driver};
 use crate::config::Config;
 use crate::error::{Result, WeirError};
@@ -119,7 +117,7 @@ pub struct TaskContext {
     // Flushes the task's outputs when its input runs dry (flush mode WhenIdle only).
     idle: Vec<IdleFlusher>,
     memory: Owner,
-    operator_segments: usize,
+    operator_shares: OperatorShares,
     io: Owner,
     store: Arc<dyn SpillStore>,
     counters: Arc<Counters>,
@@ -167,9 +165,11 @@ impl TaskContext {
             })
     }
 
-    /// The owner to charge a kernel operator to, and the operator's share in segments.
-    pub(crate) fn operator_memory(&mut self) -> Result<(Owner, usize)> {
-        Ok((self.memory.clone(), self.operator_segments))
+    /// The owner to charge a kernel operator to, and the share in segments of an `op`:
+    /// see [`OperatorShares`].
+    pub(crate) fn operator_memory(&mut self, op: MemoryOp) -> Result<(Owner, usize)> {
+        let segments = self.operator_shares.of(op, self.memory.segment_size());
+        Ok((self.memory.clone(), segments))
     }
 
     /// The memory owner a source charges its I/O buffers to: the runtime set aside the
@@ -371,7 +371,7 @@ pub fn execute_observed(
     let place = placement(config, network.as_ref())?;
     let (process, workers) = (place.process, place.workers);
     let managed = budget(config, config.memory)?;
-    let operator_segments = operator_share(&graph, &place, config)?;
+    let operator_shares = operator_share(&graph, &place, config)?;
     let net = budget(config, config.network_memory)?;
     let needed = network_share(&graph, &place, config)?;
     let grant = NetworkBufferPool::new(&net.owner("network"), needed)?;
@@ -397,7 +397,7 @@ pub fn execute_observed(
         service.as_ref(),
         TaskShared {
             managed: &managed,
-            operator_segments,
+            operator_shares,
             store: &store,
             counters: &counters,
             cancel: &cancel,
@@ -576,37 +576,107 @@ fn network_share(graph: &Graph, place: &Placement, config: &Config) -> Result<us
     Ok(needed)
 }
 
-/// Each kernel operator's share of the managed budget, in segments: what the sources'
-/// I/O buffers leave, divided equally among the operators of the local tasks.
-fn operator_share(graph: &Graph, place: &Placement, config: &Config) -> Result<usize> {
-    let (mut io, mut ops) = (0, 0);
+/// Segments each kernel operator of a worker gets beyond its own minimum
+/// ([`MemoryOp::segments_min`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct OperatorShares {
+    /// For a bounded operator (a combiner), up to its most useful size.
+    bounded_extra: usize,
+    /// For an operator whose need is open-ended (sort, final aggregation, join).
+    elastic_extra: usize,
+}
+
+impl OperatorShares {
+    /// The segments of an `op` for `segment_size`.
+    pub(crate) fn of(&self, op: MemoryOp, segment_size: usize) -> usize {
+        let min = op.segments_min();
+        match op.segments_max(segment_size) {
+            Some(most) => min + self.bounded_extra.min(most.saturating_sub(min)),
+            None => min + self.elastic_extra,
+        }
+    }
+}
+
+/// The kernel operators' shares of the managed budget, by need: each gets its own
+/// minimum; of what the sources' I/O buffers and the minimums leave, a bounded operator
+/// (a combiner) takes up to its most useful size but no more than an equal slice, and the
+/// operators whose need is open-ended (sorts, final aggregations, joins) share the rest
+/// equally. The error, when the minimums do not fit, names the operator that needs the
+/// most and the budget that would do.
+fn operator_share(graph: &Graph, place: &Placement, config: &Config) -> Result<OperatorShares> {
+    let (mut io, mut minimums) = (0, 0);
+    let mut ops: Vec<(MemoryOp, &str)> = Vec::new();
     for stage in &graph.stages {
         let local = place.local_tasks(stage.parallelism).count();
         io += local * stage.io_segments;
-        ops += local * stage.memory_ops;
+        for &op in &stage.memory_ops {
+            ops.extend(std::iter::repeat_n((op, stage.name.as_str()), local));
+            minimums += local * op.segments_min();
+        }
     }
-    if ops == 0 {
-        return Ok(0);
+    if ops.is_empty() {
+        return Ok(OperatorShares::default());
     }
-    let minimum = JoinConfig::default()
-        .memory_segments_min()
-        .max(AggregateConfig::default().memory_segments_min())
-        .max(SortConfig::default().memory_segments_min());
     let segments = config.memory_segments();
-    let share = segments.saturating_sub(io) / ops;
-    if share < minimum {
-        return Err(WeirError::Config {
-            field: "memory",
-            value: crate::size::format_size(config.memory),
-            allowed: format!(
-                "at least {}: worker {} runs {ops} sort/hash operators and {io} segments of \
-                 I/O buffers",
-                crate::size::format_size(((io + ops * minimum) * config.segment_size) as u64),
-                place.process,
-            ),
-        });
+    let Some(surplus) = segments.checked_sub(io + minimums) else {
+        return Err(too_small(&ops, io + minimums, io, place.process, config));
+    };
+    let bounded: Vec<usize> = ops
+        .iter()
+        .filter_map(|(op, _)| {
+            op.segments_max(config.segment_size)
+                .map(|m| m - op.segments_min())
+        })
+        .collect();
+    let slice = surplus / ops.len();
+    let bounded_extra = bounded.iter().copied().max().unwrap_or(0).min(slice);
+    let taken: usize = bounded.iter().map(|most| (*most).min(bounded_extra)).sum();
+    let elastic = ops.len() - bounded.len();
+    Ok(OperatorShares {
+        bounded_extra,
+        elastic_extra: (surplus - taken).checked_div(elastic).unwrap_or(0),
+    })
+}
+
+/// The error of a budget below the `needed` segments: the operators, the one that
+/// needs the most, and the I/O buffers.
+fn too_small(
+    ops: &[(MemoryOp, &str)],
+    needed: usize,
+    io: usize,
+    process: usize,
+    config: &Config,
+) -> WeirError {
+    let size = |segments: usize| crate::size::format_size((segments * config.segment_size) as u64);
+    let counts: Vec<String> = [
+        MemoryOp::Join,
+        MemoryOp::Aggregate,
+        MemoryOp::Sort,
+        MemoryOp::Combine,
+    ]
+    .into_iter()
+    .filter_map(|kind| {
+        let n = ops.iter().filter(|(op, _)| *op == kind).count();
+        (n > 0).then(|| format!("{n} {}{}", kind.name(), if n == 1 { "" } else { "s" }))
+    })
+    .collect();
+    let (op, stage) = ops
+        .iter()
+        .max_by_key(|(op, _)| op.segments_min())
+        .expect("at least one operator");
+    WeirError::Config {
+        field: "memory",
+        value: crate::size::format_size(config.memory),
+        allowed: format!(
+            "at least {}: worker {process} runs {} (a {} needs at least {}: the largest is in \
+             \"{stage}\") and the sources' {} of I/O buffers",
+            size(needed),
+            counts.join(", "),
+            op.name(),
+            size(op.segments_min()),
+            size(io),
+        ),
     }
-    Ok(share)
 }
 
 /// Segments the local exchanges need: output pools at their maximum, exclusive buffers of
@@ -639,7 +709,7 @@ fn exchange_buffers(config: &Config) -> ExchangeBuffers {
 /// What every task of a worker shares.
 struct TaskShared<'a> {
     managed: &'a MemoryManager,
-    operator_segments: usize,
+    operator_shares: OperatorShares,
     store: &'a Arc<dyn SpillStore>,
     counters: &'a Arc<Counters>,
     cancel: &'a CancelFlag,
@@ -693,7 +763,7 @@ fn wire(
                 writers: HashMap::new(),
                 idle: Vec::new(),
                 memory: shared.managed.owner(format!("stage {index} task {task}")),
-                operator_segments: shared.operator_segments,
+                operator_shares: shared.operator_shares,
                 io: shared
                     .managed
                     .owner(format!("stage {index} task {task} io")),

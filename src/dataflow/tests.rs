@@ -209,7 +209,7 @@ fn union_flat_map_rebalance_broadcast_and_count() {
         .aggregate(|_| 1u64, |a, b| *a += b);
     let counts: BTreeMap<String, u64> = {
         let handle = counted.collect();
-        run(&flow, &config(3, 16 << 20));
+        run(&flow, &config(3, 48 << 20));
         handle.take().into_iter().collect()
     };
     assert_eq!(counts["a"], 1000);
@@ -219,7 +219,7 @@ fn union_flat_map_rebalance_broadcast_and_count() {
 
     let flow = Dataflow::new();
     let n = flow.generate(10, |i| i).broadcast().count();
-    run(&flow, &config(3, 16 << 20));
+    run(&flow, &config(3, 48 << 20));
     assert_eq!(n.take().iter().sum::<u64>(), 30);
 }
 
@@ -416,5 +416,79 @@ fn a_combiner_that_does_not_reduce_forwards_and_one_that_does_keeps_its_table() 
     assert!(
         exchanged <= 2 * 1000 + 1000,
         "{exchanged} records exchanged"
+    );
+}
+
+#[test]
+fn a_full_combiner_hands_its_groups_on_and_the_answer_stays_exact() {
+    // Blocks of 131,072 records, each cycling four times over 32,768 keys of its own:
+    // the table reduces its input (it keeps it past the probation), and after a few
+    // blocks it is full, hands its groups on to the exchange and starts again; the final
+    // aggregation, with the rest of the budget, merges the partial sums exactly.
+    let (records, keys) = (800_000u64, 6 * 32_768 + 13_568);
+    let key = |i: u64| i % 32_768 + 32_768 * (i / 131_072);
+    let flow = Dataflow::new();
+    let sums = flow
+        .generate(records, move |i| (key(i), i))
+        .key_by(|(k, _)| *k)
+        .aggregate(|(_, v)| *v, |a, b| *a += b)
+        .collect();
+    let dir = std::env::temp_dir().join(format!("weir-combine-full-{}", std::process::id()));
+    std::fs::create_dir(&dir).unwrap();
+    let config = Config {
+        spill_dir: dir.clone(),
+        // Each task's combiner gets about 2 MiB: less than its 105,000 groups take.
+        ..config(2, 8 << 20)
+    };
+    let report = run(&flow, &config);
+    let mut want: HashMap<u64, u64> = HashMap::new();
+    for i in 0..records {
+        *want.entry(key(i)).or_default() += i;
+    }
+    let got: HashMap<u64, u64> = sums.take().into_iter().collect();
+    assert_eq!(got, want);
+    // Six blocks of 32,768 keys, and a last one of 13,568 records.
+    assert_eq!(want.len() as u64, keys);
+    // More partial groups crossed the exchange than a table holding them all would send
+    // (one per key and task), fewer than the records.
+    assert!(
+        report.records_exchanged > 2 * keys && report.records_exchanged < records + keys,
+        "{} records exchanged",
+        report.records_exchanged
+    );
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        0,
+        "no spill file left"
+    );
+    std::fs::remove_dir(&dir).unwrap();
+}
+
+#[test]
+fn operators_get_memory_by_need_and_the_error_names_the_one_that_needs_most() {
+    // Six combiners and six aggregations and one join per task, three tasks: 39 kernel
+    // operators. Equal shares of at least a join's minimum each would need 80 MiB; by
+    // need, each gets its own minimum and 48 MiB do.
+    let flow = Dataflow::new();
+    let mut streams = Vec::new();
+    for n in 0..6u64 {
+        streams.push(
+            flow.generate(20_000, move |i| (i % (10 + n), 1u64))
+                .key_by(|(k, _)| *k)
+                .aggregate(|(_, c)| *c, |a, b| *a += b),
+        );
+    }
+    let all = streams.into_iter().reduce(Stream::union).unwrap();
+    let right = flow.generate(100, |i| (i, ())).key_by(|(k, _)| *k);
+    let joined = all.key_by(|(k, _)| *k).join(right).count();
+    run(&flow, &config(3, 48 << 20));
+    // Every group of the six aggregations has a key below 100: 10 + 11 + … + 15 rows.
+    assert_eq!(joined.take().iter().sum::<u64>(), 75);
+    // Too little: the message names the operator that needs the most.
+    let error = runtime::execute(&flow, &config(3, 16 << 20), None).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("3 joins, 18 aggregates") && message.contains("a join needs at least"),
+        "{message}"
     );
 }
