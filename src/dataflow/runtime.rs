@@ -3,8 +3,9 @@
 //! ```text
 //!   execute(program, config, network)            (on every worker, with its process index)
 //!     1. place tasks: task t of a stage with P tasks runs on worker t / slots
-//!     2. managed budget (config.memory): per task, the sources' I/O buffers, then an
-//!        equal share of the rest for each kernel operator (sort, aggregate, join)
+//!     2. managed budget (config.memory): per task, the sources' I/O buffers; each kernel
+//!        operator its own minimum; of the rest, a combiner up to its most useful size
+//!        (4 MiB) and the sorts, final aggregations and joins equal shares (by need)
 //!     3. network budget (config.network_memory): one output pool per local producer task
 //!        and exchange (Flink's sizes), exclusive buffers per remote channel and a
 //!        floating pool per gate with remote channels; too little is an error at start
