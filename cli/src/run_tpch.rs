@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use weir_netstack::transport::NetworkConfig;
 
 use weir::config::Config;
-use weir::dataflow::{Dataflow, JobReport, WorkerReport, runtime};
+use weir::dataflow::{Dataflow, JobReport, OperatorReport, WorkerReport, runtime};
 use weir::error::{Result, WeirError};
 use weir::size::format_size;
 
@@ -230,7 +230,45 @@ pub fn summary(report: &JobReport, input_rows: u64) -> String {
             if w.leak_free { "" } else { ", SEGMENTS LEAKED" },
         ));
     }
+    out.push_str(&operator_lines(report));
     out
+}
+
+/// One line per kernel operator of the job, summed over the workers: records in and
+/// out, spilled bytes and finish time.
+pub fn operator_lines(report: &JobReport) -> String {
+    let mut totals: Vec<OperatorReport> = Vec::new();
+    for op in report.workers.iter().flat_map(|w| &w.operators) {
+        match totals
+            .iter_mut()
+            .find(|t| t.stage == op.stage && t.index == op.index)
+        {
+            Some(total) => {
+                total.tasks += op.tasks;
+                total.records_in += op.records_in;
+                total.records_out += op.records_out;
+                total.spilled_bytes += op.spilled_bytes;
+                total.finish_us += op.finish_us;
+            }
+            None => totals.push(op.clone()),
+        }
+    }
+    totals
+        .iter()
+        .map(|op| {
+            format!(
+                "  {:<9} {:>11} in {:>11} out, spilled {:>9}, finish {:.2} s ({} task{}) in {}\n",
+                op.operator,
+                op.records_in,
+                op.records_out,
+                format_size_approx(op.spilled_bytes),
+                op.finish_us as f64 / 1e6,
+                op.tasks,
+                if op.tasks == 1 { "" } else { "s" },
+                op.stage,
+            )
+        })
+        .collect()
 }
 
 /// A size in the nearest unit with one decimal: `37.5 MiB`.

@@ -31,6 +31,7 @@
 
 mod graph;
 mod group_cache;
+mod metrics;
 mod operators;
 pub mod runtime;
 mod sources;
@@ -46,6 +47,7 @@ use weir_kernel::hash::JoinType;
 
 use crate::error::Result;
 use graph::{DatasetId, Exchange, Graph, MemoryOp, Parallelism, Stage};
+pub use metrics::OperatorReport;
 pub use runtime::{JobReport, TaskContext, WorkerReport, execute, execute_observed};
 
 /// What flows through a stream: a record type serde-fmt can encode and decode.

@@ -22,7 +22,8 @@ use weir_netstack::{ChannelIndex, GateHandler, GateReader, InputGate, RecordWrit
 
 use super::graph::{Exchange, MemoryOp};
 use super::group_cache::GroupCache;
-use super::runtime::{Counters, Target};
+use super::metrics::Meter;
+use super::runtime::{Counters, OperatorSlot, Target};
 use super::{Data, Driver, Key, Push, TaskContext};
 use crate::error::{Result, WeirError};
 use crate::output::OutputFile;
@@ -542,15 +543,6 @@ impl<A: Data> Aggregator for SerdeMerge<A> {
     }
 }
 
-fn new_aggregate<A: Data>(
-    ctx: &mut TaskContext,
-    merge: &Merge<A>,
-    op: MemoryOp,
-) -> Result<HashAggregate> {
-    let (owner, segments) = ctx.operator_memory(op)?;
-    aggregate_table(&owner, segments, ctx.spill_store(), merge)
-}
-
 /// A kernel hash aggregation of `segments` of `owner`'s memory, merging with `merge`.
 fn aggregate_table<A: Data>(
     owner: &Owner,
@@ -570,17 +562,21 @@ fn aggregate_table<A: Data>(
     )?)
 }
 
-/// Emits every group of a finished aggregation as `(key, accumulator)`.
+/// Emits every group of a finished aggregation as `(key, accumulator)`, counted by
+/// `meter`, and finishes downstream.
 fn emit_groups<K: Key, A: Data>(
     aggregate: HashAggregate,
-    counters: &Counters,
+    meter: &mut Meter,
     down: &mut dyn Push<(K, A)>,
 ) -> Result<()> {
+    meter.finishing();
     let mut groups = aggregate.finish()?;
     while let Some((key, acc)) = groups.next()? {
         down.push((decode_key(key)?, decode(acc)?))?;
+        meter.gave(1);
     }
-    counters.add_spilled(groups.stats().spilled_bytes);
+    meter.done(groups.stats().spilled_bytes);
+    drop(groups);
     down.finish()
 }
 
@@ -613,7 +609,7 @@ struct CombineOut<K, A> {
     /// A new, empty table for the combiner (its share of memory, its spill store).
     fresh: Box<dyn Fn() -> Result<HashAggregate> + Send>,
     taken: u64,
-    counters: Arc<Counters>,
+    meter: Meter,
     down: Box<dyn Push<(K, A)>>,
     pair: Encoded,
 }
@@ -626,7 +622,10 @@ impl<K: Key, A: Data> CombineOut<K, A> {
                 evict_into(table, &mut self.pair.value, key, &acc)?;
                 self.taken()
             }
-            None => self.down.push((decode_key(key)?, acc)),
+            None => {
+                self.meter.gave(1);
+                self.down.push((decode_key(key)?, acc))
+            }
         }
     }
 
@@ -638,7 +637,10 @@ impl<K: Key, A: Data> CombineOut<K, A> {
                 table.push_partial(&self.pair.key, &self.pair.value)?;
                 self.taken()
             }
-            None => self.down.push((key, acc)),
+            None => {
+                self.meter.gave(1);
+                self.down.push((key, acc))
+            }
         }
     }
 
@@ -674,15 +676,19 @@ impl<K: Key, A: Data> CombineOut<K, A> {
         let mut groups = table.finish()?;
         while let Some((key, acc)) = groups.next()? {
             self.down.push((decode_key(key)?, decode(acc)?))?;
+            self.meter.gave(1);
         }
-        self.counters.add_spilled(groups.stats().spilled_bytes);
+        self.meter.spilled(groups.stats().spilled_bytes);
         Ok(())
     }
 
     fn finish(&mut self) -> Result<()> {
         match self.table.take() {
-            Some(table) => emit_groups(table, &self.counters, &mut *self.down),
-            None => self.down.finish(),
+            Some(table) => emit_groups(table, &mut self.meter, &mut *self.down),
+            None => {
+                self.meter.done(0);
+                self.down.finish()
+            }
         }
     }
 }
@@ -706,19 +712,29 @@ impl<K: Key, T: Data, A: Data> Combine<K, T, A> {
         merge: Merge<A>,
         down: Box<dyn Push<(K, A)>>,
     ) -> Result<Combine<K, T, A>> {
+        let OperatorSlot {
+            owner,
+            segments,
+            meter,
+        } = ctx.operator(MemoryOp::Combine);
+        let store = ctx.spill_store();
         Ok(Combine {
             cache: GroupCache::for_type(),
             key,
             lift,
             out: CombineOut {
-                table: Some(new_aggregate(ctx, &merge, MemoryOp::Combine)?),
+                table: Some(aggregate_table(
+                    &owner,
+                    segments,
+                    Arc::clone(&store),
+                    &merge,
+                )?),
                 fresh: {
-                    let (owner, segments) = ctx.operator_memory(MemoryOp::Combine)?;
-                    let (store, merge) = (ctx.spill_store(), Arc::clone(&merge));
+                    let merge = Arc::clone(&merge);
                     Box::new(move || aggregate_table(&owner, segments, Arc::clone(&store), &merge))
                 },
                 taken: 0,
-                counters: ctx.counters(),
+                meter,
                 down,
                 pair: Encoded::default(),
             },
@@ -729,6 +745,7 @@ impl<K: Key, T: Data, A: Data> Combine<K, T, A> {
 
 impl<K: Key, T: Data, A: Data> Push<T> for Combine<K, T, A> {
     fn push(&mut self, record: T) -> Result<()> {
+        self.out.meter.took(1);
         let key = (self.key)(&record);
         let value = (self.lift)(&record);
         let out = &mut self.out;
@@ -746,6 +763,7 @@ impl<K: Key, T: Data, A: Data> Push<T> for Combine<K, T, A> {
 
     fn finish(&mut self) -> Result<()> {
         let out = &mut self.out;
+        out.meter.finishing();
         if let Some(cache) = &mut self.cache {
             cache.flush(|key, acc| out.put_encoded(key, acc))?;
         }
@@ -759,7 +777,7 @@ pub(crate) struct Aggregate<K, A> {
     table: Option<HashAggregate>,
     cache: Option<GroupCache<A>>,
     merge: Merge<A>,
-    counters: Arc<Counters>,
+    meter: Meter,
     down: Box<dyn Push<(K, A)>>,
     pair: Encoded,
 }
@@ -770,11 +788,17 @@ impl<K: Key, A: Data> Aggregate<K, A> {
         merge: Merge<A>,
         down: Box<dyn Push<(K, A)>>,
     ) -> Result<Aggregate<K, A>> {
+        let slot = ctx.operator(MemoryOp::Aggregate);
         Ok(Aggregate {
-            table: Some(new_aggregate(ctx, &merge, MemoryOp::Aggregate)?),
+            table: Some(aggregate_table(
+                &slot.owner,
+                slot.segments,
+                ctx.spill_store(),
+                &merge,
+            )?),
             cache: GroupCache::for_type(),
             merge,
-            counters: ctx.counters(),
+            meter: slot.meter,
             down,
             pair: Encoded::default(),
         })
@@ -783,6 +807,7 @@ impl<K: Key, A: Data> Aggregate<K, A> {
 
 impl<K: Key, A: Data> Push<(K, A)> for Aggregate<K, A> {
     fn push(&mut self, (key, acc): (K, A)) -> Result<()> {
+        self.meter.took(1);
         let table = self.table.as_mut().expect("pushed before finish");
         let acc = match &mut self.cache {
             Some(cache) => {
@@ -801,12 +826,13 @@ impl<K: Key, A: Data> Push<(K, A)> for Aggregate<K, A> {
     }
 
     fn finish(&mut self) -> Result<()> {
+        self.meter.finishing();
         let mut table = self.table.take().expect("finished once");
         if let Some(cache) = &mut self.cache {
             let scratch = &mut self.pair.value;
             cache.flush(|key, acc| evict_into(&mut table, scratch, key, &acc))?;
         }
-        emit_groups(table, &self.counters, &mut *self.down)
+        emit_groups(table, &mut self.meter, &mut *self.down)
     }
 }
 
@@ -815,7 +841,7 @@ pub(crate) struct Sort<K, T> {
     sorter: Option<ExternalSorter>,
     key: Arc<dyn Fn(&T) -> K + Send + Sync>,
     limit: Option<u64>,
-    counters: Arc<Counters>,
+    meter: Meter,
     down: Box<dyn Push<T>>,
     pair: Encoded,
 }
@@ -827,17 +853,17 @@ impl<K: Key, T: Data> Sort<K, T> {
         limit: Option<u64>,
         down: Box<dyn Push<T>>,
     ) -> Result<Sort<K, T>> {
-        let (owner, segments) = ctx.operator_memory(MemoryOp::Sort)?;
+        let slot = ctx.operator(MemoryOp::Sort);
         Ok(Sort {
             sorter: Some(ExternalSorter::new(
-                &owner,
-                segments,
+                &slot.owner,
+                slot.segments,
                 ctx.spill_store(),
                 SortConfig::default(),
             )?),
             key,
             limit,
-            counters: ctx.counters(),
+            meter: slot.meter,
             down,
             pair: Encoded::default(),
         })
@@ -846,12 +872,14 @@ impl<K: Key, T: Data> Sort<K, T> {
 
 impl<K: Key, T: Data> Push<T> for Sort<K, T> {
     fn push(&mut self, record: T) -> Result<()> {
+        self.meter.took(1);
         self.pair.set(&(self.key)(&record), &record)?;
         let sorter = self.sorter.as_mut().expect("pushed before finish");
         Ok(sorter.push(&self.pair.key, &self.pair.value)?)
     }
 
     fn finish(&mut self) -> Result<()> {
+        self.meter.finishing();
         let sorter = self.sorter.take().expect("finished once");
         let mut sorted = sorter.finish()?;
         let mut left = self.limit.unwrap_or(u64::MAX);
@@ -859,9 +887,10 @@ impl<K: Key, T: Data> Push<T> for Sort<K, T> {
             && let Some((_, record)) = sorted.next()?
         {
             self.down.push(decode(record)?)?;
+            self.meter.gave(1);
             left -= 1;
         }
-        self.counters.add_spilled(sorted.stats().spilled_bytes);
+        self.meter.done(sorted.stats().spilled_bytes);
         drop(sorted);
         self.down.finish()
     }
@@ -876,7 +905,7 @@ pub(crate) struct Join<L, R> {
 
 struct JoinInner<L, R> {
     join: Option<HashJoin>,
-    counters: Arc<Counters>,
+    meter: Meter,
     down: Box<dyn Push<(Option<L>, Option<R>)>>,
     pair: Encoded,
 }
@@ -895,10 +924,10 @@ impl<L: Data, R: Data> Join<L, R> {
         join_type: JoinType,
         down: Box<dyn Push<(Option<L>, Option<R>)>>,
     ) -> Result<Join<L, R>> {
-        let (owner, segments) = ctx.operator_memory(MemoryOp::Join)?;
+        let slot = ctx.operator(MemoryOp::Join);
         let join = HashJoin::new(
-            &owner,
-            segments,
+            &slot.owner,
+            slot.segments,
             ctx.spill_store(),
             join_type,
             JoinConfig::default(),
@@ -906,7 +935,7 @@ impl<L: Data, R: Data> Join<L, R> {
         Ok(Join {
             inner: Arc::new(Mutex::new(Some(JoinInner {
                 join: Some(join),
-                counters: ctx.counters(),
+                meter: slot.meter,
                 down,
                 pair: Encoded::default(),
             }))),
@@ -1072,21 +1101,21 @@ impl<K: Key, L: Data, R: Data> Push<L> for JoinProbe<K, L, R> {
     }
 
     fn finish(&mut self) -> Result<()> {
-        self.join();
+        self.join().meter.finishing();
         while self.pending > 0 {
             self.probe_oldest()?;
         }
         let JoinInner {
-            join,
-            down,
-            counters,
-            ..
+            join, down, meter, ..
         } = self.join.as_mut().expect("taken above");
         let mut rows = join.take().expect("finished once").finish()?;
         while let Some(row) = rows.next()? {
             push_row(&mut **down, row, &mut None)?;
         }
-        counters.add_spilled(rows.stats().spilled_bytes);
+        let stats = rows.stats();
+        meter.took(stats.build_records + stats.probe_records);
+        meter.gave(stats.output_rows);
+        meter.done(stats.spilled_bytes);
         drop(rows);
         down.finish()
     }

@@ -33,6 +33,7 @@ use weir_netstack::{
 };
 
 use super::graph::{DatasetId, Graph, MemoryOp, Parallelism};
+use super::metrics::{Meter, OperatorReport, OperatorTotals};
 use super::{Dataflow, Driver};
 use crate::config::Config;
 use crate::error::{Result, WeirError};
@@ -65,9 +66,14 @@ pub(crate) struct Counters {
     in_flight_bytes_max: AtomicU64,
     // Rows the sources read (all they scanned, their share or not), for progress.
     rows_read: Arc<AtomicU64>,
+    operators: OperatorTotals,
 }
 
 impl Counters {
+    pub(crate) fn operators(&self) -> &OperatorTotals {
+        &self.operators
+    }
+
     pub(crate) fn add_rows_read(&self, rows: u64) {
         self.rows_read.fetch_add(rows, Ordering::Relaxed);
     }
@@ -119,6 +125,7 @@ pub struct TaskContext {
     idle: Vec<IdleFlusher>,
     memory: Owner,
     operator_shares: OperatorShares,
+    operators_opened: usize,
     io: Owner,
     store: Arc<dyn SpillStore>,
     counters: Arc<Counters>,
@@ -166,11 +173,17 @@ impl TaskContext {
             })
     }
 
-    /// The owner to charge a kernel operator to, and the share in segments of an `op`:
-    /// see [`OperatorShares`].
-    pub(crate) fn operator_memory(&mut self, op: MemoryOp) -> Result<(Owner, usize)> {
-        let segments = self.operator_shares.of(op, self.memory.segment_size());
-        Ok((self.memory.clone(), segments))
+    /// What a kernel operator `op` of this task's chain runs with: the owner to charge
+    /// its memory to, its share in segments ([`OperatorShares`]) and its meter. Each
+    /// kernel operator calls it once, as its chain is opened.
+    pub(crate) fn operator(&mut self, op: MemoryOp) -> OperatorSlot {
+        let id = (self.stage, self.operators_opened);
+        self.operators_opened += 1;
+        OperatorSlot {
+            owner: self.memory.clone(),
+            segments: self.operator_shares.of(op, self.memory.segment_size()),
+            meter: Meter::new(id, op, Arc::clone(&self.counters)),
+        }
     }
 
     /// The memory owner a source charges its I/O buffers to: the runtime set aside the
@@ -270,6 +283,9 @@ pub struct WorkerReport {
     pub in_flight_bytes: u64,
     /// Whether every segment came home.
     pub leak_free: bool,
+    /// What each kernel operator did, in stage order.
+    #[serde(default)]
+    pub operators: Vec<OperatorReport>,
 }
 
 /// What every worker of a job did.
@@ -423,6 +439,7 @@ pub fn execute_observed(
     // A failed job must still have freed everything: its error says so when it did not.
     leak_verdict(result, [managed.leak_check(), net.leak_check()])?;
     Ok(counters.report(
+        &graph,
         config,
         Ended {
             process,
@@ -465,7 +482,7 @@ struct Ended {
 }
 
 impl Counters {
-    fn report(&self, config: &Config, ended: Ended) -> WorkerReport {
+    fn report(&self, graph: &Graph, config: &Config, ended: Ended) -> WorkerReport {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         WorkerReport {
             process: u32::try_from(ended.process).expect("few workers"),
@@ -485,6 +502,7 @@ impl Counters {
             buffer_size: load(&self.buffer_size_max),
             in_flight_bytes: load(&self.in_flight_bytes_max),
             leak_free: ended.leak_free,
+            operators: self.operators.reports(graph),
         }
     }
 }
@@ -575,6 +593,16 @@ fn network_share(graph: &Graph, place: &Placement, config: &Config) -> Result<us
         });
     }
     Ok(needed)
+}
+
+/// What a kernel operator of a task runs with ([`TaskContext::operator`]).
+pub(crate) struct OperatorSlot {
+    /// The owner its memory is charged to.
+    pub(crate) owner: Owner,
+    /// Its share, in segments.
+    pub(crate) segments: usize,
+    /// Its counts, for the report.
+    pub(crate) meter: Meter,
 }
 
 /// Segments each kernel operator of a worker gets beyond its own minimum
@@ -765,6 +793,7 @@ fn wire(
                 idle: Vec::new(),
                 memory: shared.managed.owner(format!("stage {index} task {task}")),
                 operator_shares: shared.operator_shares,
+                operators_opened: 0,
                 io: shared
                     .managed
                     .owner(format!("stage {index} task {task} io")),

@@ -492,3 +492,39 @@ fn operators_get_memory_by_need_and_the_error_names_the_one_that_needs_most() {
         "{message}"
     );
 }
+
+#[test]
+fn the_report_has_each_kernel_operators_records_and_spill() {
+    // generate → combine ─hash─▶ aggregate → sort (top 5) ─gather─▶ sort → collect, at
+    // 2 slots, spilling: each operator's counts add up across its tasks.
+    let flow = Dataflow::new();
+    let top = flow
+        .generate(60_000, |i| (i % 20_000, 1u64))
+        .key_by(|(k, _)| *k)
+        .aggregate(|(_, n)| *n, |a, b| *a += b)
+        .sort_by(|(k, _)| *k, Some(5))
+        .gather()
+        .sort_by(|(k, _)| *k, Some(5))
+        .collect();
+    let report = run(&flow, &config(2, 16 << 20));
+    assert_eq!(top.take().len(), 5);
+    let ops: Vec<(&str, u64, u64, u64)> = report
+        .operators
+        .iter()
+        .map(|o| (o.operator.as_str(), o.tasks, o.records_in, o.records_out))
+        .collect();
+    let combined = report.operators[0].records_out;
+    assert_eq!(
+        ops,
+        [
+            ("combiner", 2, 60_000, combined),
+            ("aggregate", 2, combined, 20_000),
+            ("sort", 2, 20_000, 10),
+            ("sort", 1, 10, 5),
+        ]
+    );
+    assert_eq!(report.operators[1].index, 0);
+    assert_eq!(report.operators[2].index, 1, "the sort after the aggregate");
+    let spilled: u64 = report.operators.iter().map(|o| o.spilled_bytes).sum();
+    assert_eq!(spilled, report.spilled_bytes);
+}

@@ -69,7 +69,7 @@ const fn offset_of(sizes: &[usize], index: usize) -> usize {
 }
 
 /// The string `index` (counting from 0) after the fixed fields of `row`, borrowed.
-fn string_at<'a>(table: Table, row: &'a [u8], index: usize) -> Result<&'a str> {
+fn string_at(table: Table, row: &[u8], index: usize) -> Result<&str> {
     let malformed = |what: &str| WeirError::Data {
         message: format!("a malformed {} row: {what}", table.name()),
     };
