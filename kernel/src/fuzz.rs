@@ -73,16 +73,26 @@ impl Input<'_> {
 /// targets in parallel, and each checks its directory empty).
 fn spill_dir() -> PathBuf {
     thread_local! {
-        static DIR: PathBuf = {
+        static DIR: SpillDir = {
             static NEXT: AtomicUsize = AtomicUsize::new(0);
             let thread = NEXT.fetch_add(1, Ordering::Relaxed);
             let dir = std::env::temp_dir()
                 .join(format!("weir-fuzz-{}-{thread}", std::process::id()));
             std::fs::create_dir_all(&dir).expect("the fuzz spill directory can be created");
-            dir
+            SpillDir(dir)
         };
     }
-    DIR.with(PathBuf::clone)
+    DIR.with(|dir| dir.0.clone())
+}
+
+/// A thread's fuzz spill directory, removed when the thread ends (if empty: every
+/// target checks that it left no file there).
+struct SpillDir(PathBuf);
+
+impl Drop for SpillDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
 }
 
 fn store() -> Arc<dyn SpillStore> {
