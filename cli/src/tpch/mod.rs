@@ -21,6 +21,7 @@
 //! section 7.
 
 pub mod block;
+pub mod decimal;
 pub mod generate;
 pub mod manifest;
 pub mod q1;
@@ -30,6 +31,7 @@ pub mod schema;
 pub mod source;
 
 pub use block::table_rows;
+pub use decimal::Decimal;
 pub use generate::{check_scale, generate_tables};
 pub use scan::{TableScan, chunk_share, record_len};
 pub use schema::{

@@ -13,6 +13,7 @@
 //! would overflow from about SF 40 on. Every sum is exact; only the averages divide,
 //! rounded half away from zero to [`AVG_SCALE`] decimals.
 
+pub use super::decimal::{decimal, quotient, round};
 use weir_kernel::hash::Aggregator;
 
 use super::days_from_civil;
@@ -202,48 +203,6 @@ impl Aggregator for SumCount {
         acc[..8].copy_from_slice(&sum.to_le_bytes());
         acc[8..16].copy_from_slice(&count.to_le_bytes());
     }
-}
-
-/// `value` (a decimal with `scale` digits after the point) as text: `-12.0500`.
-pub fn decimal(value: i128, scale: u32) -> String {
-    let unit = 10u128.pow(scale);
-    let sign = if value < 0 { "-" } else { "" };
-    let magnitude = value.unsigned_abs();
-    if scale == 0 {
-        return format!("{sign}{magnitude}");
-    }
-    let (whole, fraction) = (magnitude / unit, magnitude % unit);
-    format!("{sign}{whole}.{fraction:0width$}", width = scale as usize)
-}
-
-/// `sum / count` for a sum of scale `sum_scale`, at scale `scale` (at least
-/// `sum_scale`), rounded half away from zero.
-///
-/// # Panics
-///
-/// When `count` is not positive or `scale < sum_scale`.
-pub fn quotient(sum: i128, sum_scale: u32, count: i64, scale: u32) -> i128 {
-    assert!(
-        count > 0 && scale >= sum_scale,
-        "an average of {count} values"
-    );
-    let numerator = sum.unsigned_abs() * 10u128.pow(scale - sum_scale);
-    let count = count as u128;
-    let rounded = (2 * numerator + count) / (2 * count);
-    let rounded = rounded as i128;
-    if sum < 0 { -rounded } else { rounded }
-}
-
-/// `value` of scale `scale` rounded half away from zero to scale `to` (at most `scale`).
-///
-/// # Panics
-///
-/// When `to > scale`.
-pub fn round(value: i128, scale: u32, to: u32) -> i128 {
-    assert!(to <= scale, "rounding scale {scale} up to {to}");
-    let unit = 10u128.pow(scale - to);
-    let rounded = ((2 * value.unsigned_abs() + unit) / (2 * unit)) as i128;
-    if value < 0 { -rounded } else { rounded }
 }
 
 /// The CSV header of Q1's output, in the specification's column order.
