@@ -27,6 +27,7 @@ mod q01;
 mod q03;
 mod q06;
 mod q10;
+mod q22;
 
 pub use q01::{q1_answer, q1_groups};
 pub use q03::{Q3_DATE, Q3_SEGMENT, Q3Row, q3_answer};
@@ -56,6 +57,7 @@ const QUERIES: &[(u32, Build, &[Table])] = &[
             Table::Nation,
         ],
     ),
+    (22, q22::build, &[Table::Customer, Table::Orders]),
 ];
 
 /// A TPC-H query weir runs as a dataflow program, by number.

@@ -1,0 +1,86 @@
+//! Q22, global sales opportunity: customers of seven country codes with more than the
+//! average positive balance and no orders, counted and summed per country code.
+//!
+//! ```text
+//!   customer ─codes, balance > 0─▶ aggregate (sum, count) ─broadcast─┐   (the average)
+//!   customer ─codes───────────────────────────────────────────▶ join(unit) ─balance > avg─┐
+//!   orders ─▶ aggregate by custkey (one per customer with orders) ───────────────▶ anti join(custkey)
+//!     ─▶ aggregate by code (count, sum) ─▶ gather ─▶ sort by code ─▶ collect
+//! ```
+//!
+//! The scalar subquery (the average) is computed in the dataflow and joined to every
+//! customer on the unit key, as an engine decorrelates it.
+
+use std::path::Path;
+
+use super::Answer;
+use crate::tpch::q1::decimal;
+use crate::tpch::{customer, orders};
+use weir::dataflow::Dataflow;
+use weir::kernel::hash::JoinType;
+
+/// Q22's country codes: the first two characters of `c_phone`.
+const Q22_CODES: [&str; 7] = ["13", "31", "23", "29", "30", "18", "17"];
+
+/// A customer of the seven codes: `(c_custkey, code, c_acctbal)`.
+type Customer = (i64, String, i64);
+
+fn customers(flow: &Dataflow, dir: &Path) -> weir::dataflow::Stream<Customer> {
+    customer::scan(flow, dir, |c| {
+        let code = c.c_phone()?.get(..2).unwrap_or_default();
+        Ok(Q22_CODES
+            .contains(&code)
+            .then(|| (c.c_custkey(), code.to_owned(), c.c_acctbal())))
+    })
+}
+
+pub(super) fn build(flow: &Dataflow, dir: &Path) -> Box<dyn FnOnce() -> Answer> {
+    // (sum, count) of the positive balances, one record.
+    let average = customers(flow, dir)
+        .filter(|(_, _, balance)| *balance > 0)
+        .key_by(|_| ())
+        .aggregate(
+            |(_, _, balance)| (i128::from(*balance), 1i64),
+            |a, b| {
+                a.0 += b.0;
+                a.1 += b.1;
+            },
+        )
+        .key_by(|_| ());
+    let above = customers(flow, dir)
+        .key_by(|_| ())
+        .broadcast_join(average)
+        .filter(|((_, _, balance), (_, (sum, count)))| {
+            i128::from(*balance) * i128::from(*count) > *sum
+        })
+        .map(|(customer, _)| customer)
+        .key_by(|(custkey, _, _)| *custkey);
+    let with_orders = orders::scan(flow, dir, |o| Ok(Some(o.o_custkey())))
+        .key_by(|custkey| *custkey)
+        .aggregate(|_| (), |(), ()| ())
+        .key_by(|(custkey, ())| *custkey);
+    let per_code = above
+        .join_as(with_orders, JoinType::LeftAnti)
+        .flat_map(|(customer, _)| customer)
+        .key_by(|(_, code, _)| code.clone())
+        .aggregate(
+            |(_, _, balance)| (1u64, *balance),
+            |a, b| {
+                a.0 += b.0;
+                a.1 += b.1;
+            },
+        )
+        .gather()
+        .sort_by(|(code, _)| code.clone(), None)
+        .collect();
+    Box::new(move || {
+        let rows = per_code
+            .take()
+            .into_iter()
+            .map(|(code, (count, balance))| {
+                vec![code, count.to_string(), decimal(i128::from(balance), 2)]
+            })
+            .collect();
+        Answer::new(&["cntrycode", "numcust", "totacctbal"], rows)
+    })
+}
