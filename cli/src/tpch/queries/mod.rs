@@ -27,6 +27,7 @@ mod q01;
 mod q03;
 mod q06;
 mod q10;
+mod q16;
 mod q22;
 
 pub use q01::{q1_answer, q1_groups};
@@ -57,6 +58,7 @@ const QUERIES: &[(u32, Build, &[Table])] = &[
             Table::Nation,
         ],
     ),
+    (16, q16::build, &[Table::Part, Table::PartSupp, Table::Supplier]),
     (22, q22::build, &[Table::Customer, Table::Orders]),
 ];
 
