@@ -172,10 +172,10 @@ impl Table {
     }
 }
 
-/// The proleptic Gregorian date `days` after 1970-01-01 as `YYYY-MM-DD` (Howard
-/// Hinnant's `civil_from_days`).
-pub fn date_text(days: i32) -> String {
-    let z = i64::from(days) + 719_468;
+/// The year, month and day of the proleptic Gregorian date `days` after 1970-01-01
+/// (Howard Hinnant's `civil_from_days`).
+pub const fn civil_from_days(days: i32) -> (i32, u32, u32) {
+    let z = days as i64 + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z.rem_euclid(146_097);
     let year_of_era =
@@ -184,7 +184,18 @@ pub fn date_text(days: i32) -> String {
     let mp = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    let year = year_of_era + era * 400 + if month <= 2 { 1 } else { 0 };
+    (year as i32, month as u32, day as u32)
+}
+
+/// The year of the date `days` after 1970-01-01.
+pub const fn year_of(days: i32) -> i32 {
+    civil_from_days(days).0
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01 as `YYYY-MM-DD`.
+pub fn date_text(days: i32) -> String {
+    let (year, month, day) = civil_from_days(days);
     format!("{year:04}-{month:02}-{day:02}")
 }
 

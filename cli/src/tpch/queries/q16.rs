@@ -36,7 +36,12 @@ pub(super) fn build(flow: &Dataflow, dir: &Path) -> Box<dyn FnOnce() -> Answer> 
     let parts = part::scan(flow, dir, |p| {
         let (brand, kind) = (p.p_brand()?, p.p_type()?);
         let keep = brand != BRAND && !kind.starts_with(TYPE_PREFIX) && SIZES.contains(&p.p_size());
-        Ok(keep.then(|| (p.p_partkey(), (brand.to_owned(), kind.to_owned(), p.p_size()))))
+        Ok(keep.then(|| {
+            (
+                p.p_partkey(),
+                (brand.to_owned(), kind.to_owned(), p.p_size()),
+            )
+        }))
     })
     .key_by(|(partkey, _)| *partkey);
     let complained = supplier::scan(flow, dir, |s| {
@@ -56,9 +61,10 @@ pub(super) fn build(flow: &Dataflow, dir: &Path) -> Box<dyn FnOnce() -> Answer> 
         .key_by(|((group, _), ())| group.clone())
         .aggregate(|_| 1u64, |a, b| *a += b);
     let order = |rows: Stream<(Group, u64)>| {
-        rows.sort_by(|((brand, kind, size), count)| {
-            (Descending(*count), brand.clone(), kind.clone(), *size)
-        }, None)
+        rows.sort_by(
+            |((brand, kind, size), count)| (Descending(*count), brand.clone(), kind.clone(), *size),
+            None,
+        )
     };
     let result = order(order(counts).gather()).collect();
     Box::new(move || {
