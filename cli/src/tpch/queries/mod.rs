@@ -19,15 +19,21 @@ use std::path::Path;
 use super::Table;
 use super::manifest::Q1Totals;
 use super::q1::decimal;
-use weir::dataflow::Dataflow;
+use weir::dataflow::{Data, Dataflow, Key, KeyedStream, Stream};
 use weir::error::{Result, WeirError};
 
 mod q01;
 mod q03;
+mod q04;
+mod q05;
 mod q06;
 mod q09;
 mod q10;
+mod q12;
+mod q13;
+mod q14;
 mod q16;
+mod q18;
 mod q22;
 
 pub use q01::{q1_answer, q1_groups};
@@ -76,6 +82,27 @@ const QUERIES: &[(u32, Build, &[Table])] = &[
         &[Table::Part, Table::PartSupp, Table::Supplier],
     ),
     (22, q22::build, &[Table::Customer, Table::Orders]),
+    (4, q04::build, &[Table::Orders, Table::Lineitem]),
+    (
+        5,
+        q05::build,
+        &[
+            Table::Region,
+            Table::Nation,
+            Table::Customer,
+            Table::Orders,
+            Table::Lineitem,
+            Table::Supplier,
+        ],
+    ),
+    (12, q12::build, &[Table::Lineitem, Table::Orders]),
+    (13, q13::build, &[Table::Orders, Table::Customer]),
+    (14, q14::build, &[Table::Lineitem, Table::Part]),
+    (
+        18,
+        q18::build,
+        &[Table::Lineitem, Table::Orders, Table::Customer],
+    ),
 ];
 
 /// A TPC-H query weir runs as a dataflow program, by number.
@@ -291,6 +318,47 @@ fn parse_decimal(text: &str) -> Option<(i128, u32)> {
 #[inline]
 fn revenue(line: &super::LineitemRow<'_>) -> i64 {
     line.l_extendedprice() * (100 - line.l_discount())
+}
+
+/// The nations as `(n_nationkey, n_name)`, keyed by key, for a broadcast join.
+fn nation_names(flow: &Dataflow, dir: &Path) -> KeyedStream<i64, (i64, String)> {
+    super::nation::scan(flow, dir, |n| {
+        Ok(Some((n.n_nationkey(), n.n_name()?.to_owned())))
+    })
+    .key_by(|(nationkey, _)| *nationkey)
+}
+
+/// The nations of region `name` as `(n_nationkey, n_name)`, keyed by key, for a
+/// broadcast join.
+fn region_nations(
+    flow: &Dataflow,
+    dir: &Path,
+    name: &'static str,
+) -> KeyedStream<i64, (i64, String)> {
+    let region = super::region::scan(flow, dir, move |r| {
+        Ok((r.r_name()? == name).then(|| r.r_regionkey()))
+    })
+    .key_by(|regionkey| *regionkey);
+    super::nation::scan(flow, dir, |n| {
+        Ok(Some((
+            n.n_regionkey(),
+            n.n_nationkey(),
+            n.n_name()?.to_owned(),
+        )))
+    })
+    .key_by(|(regionkey, _, _)| *regionkey)
+    .broadcast_join(region)
+    .map(|((_, nationkey, name), _)| (nationkey, name))
+    .key_by(|(nationkey, _)| *nationkey)
+}
+
+/// The `n`-row top of `rows` by `key`: each task's top, gathered, and the top of those.
+fn top<T: Data, K: Key>(
+    rows: Stream<T>,
+    key: impl Fn(&T) -> K + Send + Sync + Clone + 'static,
+    n: Option<u64>,
+) -> Stream<T> {
+    rows.sort_by(key.clone(), n).gather().sort_by(key, n)
 }
 
 /// Runs nothing; checks an answer against the SF 1 reference and says so in one line.
