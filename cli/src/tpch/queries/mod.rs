@@ -23,17 +23,26 @@ use weir::dataflow::{Data, Dataflow, Key, KeyedStream, Stream};
 use weir::error::{Result, WeirError};
 
 mod q01;
+mod q02;
 mod q03;
 mod q04;
 mod q05;
 mod q06;
+mod q07;
+mod q08;
 mod q09;
 mod q10;
+mod q11;
 mod q12;
 mod q13;
 mod q14;
+mod q15;
 mod q16;
+mod q17;
 mod q18;
+mod q19;
+mod q20;
+mod q21;
 mod q22;
 
 pub use q01::{q1_answer, q1_groups};
@@ -102,6 +111,70 @@ const QUERIES: &[(u32, Build, &[Table])] = &[
         18,
         q18::build,
         &[Table::Lineitem, Table::Orders, Table::Customer],
+    ),
+    (
+        7,
+        q07::build,
+        &[
+            Table::Nation,
+            Table::Supplier,
+            Table::Customer,
+            Table::Orders,
+            Table::Lineitem,
+        ],
+    ),
+    (
+        8,
+        q08::build,
+        &[
+            Table::Part,
+            Table::Nation,
+            Table::Supplier,
+            Table::Lineitem,
+            Table::Region,
+            Table::Customer,
+            Table::Orders,
+        ],
+    ),
+    (
+        11,
+        q11::build,
+        &[Table::Nation, Table::Supplier, Table::PartSupp],
+    ),
+    (15, q15::build, &[Table::Lineitem, Table::Supplier]),
+    (17, q17::build, &[Table::Part, Table::Lineitem]),
+    (19, q19::build, &[Table::Part, Table::Lineitem]),
+    (
+        2,
+        q02::build,
+        &[
+            Table::Region,
+            Table::Nation,
+            Table::Supplier,
+            Table::Part,
+            Table::PartSupp,
+        ],
+    ),
+    (
+        20,
+        q20::build,
+        &[
+            Table::Part,
+            Table::Lineitem,
+            Table::PartSupp,
+            Table::Nation,
+            Table::Supplier,
+        ],
+    ),
+    (
+        21,
+        q21::build,
+        &[
+            Table::Nation,
+            Table::Supplier,
+            Table::Lineitem,
+            Table::Orders,
+        ],
     ),
 ];
 
