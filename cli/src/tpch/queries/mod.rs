@@ -289,9 +289,10 @@ impl Answer {
         out
     }
 
-    /// Compares with the answer `tpchgen` ships for query `number` at SF 1: the same
-    /// rows in the same order, every cell equal as text or, as a decimal, within half a
-    /// unit of the reference's last digit. Returns the differences (empty: equal).
+    /// Compares with the answer `tpchgen` ships for query `number` at SF 1 (with its two
+    /// known errata corrected: see `Erratum`): the same rows in the same order, every
+    /// cell equal as text or, as a decimal, within half a unit of the reference's last
+    /// digit. Returns the differences (empty: equal).
     pub fn check_sf1(&self, number: u32) -> Vec<String> {
         let Some(reference) =
             tpchgen::q_and_a::answers_sf1::answer(i32::try_from(number).unwrap_or(0))
@@ -312,8 +313,22 @@ impl Answer {
             ));
         }
         for (index, (ours, theirs)) in self.rows.iter().zip(&expected).enumerate() {
+            if ours.len() != theirs.len() {
+                problems.push(format!(
+                    "row {index}: {} columns, the reference has {}",
+                    ours.len(),
+                    theirs.len()
+                ));
+            }
             for (column, (ours, theirs)) in ours.iter().zip(theirs).enumerate() {
-                if !cell_matches(ours, theirs) {
+                let matches = match erratum(number, index, column) {
+                    Some(Erratum::Truncated { chars }) => {
+                        theirs.chars().count() <= chars && ours.starts_with(theirs)
+                    }
+                    Some(Erratum::Wrong { value }) => cell_matches(ours, value),
+                    None => cell_matches(ours, theirs),
+                };
+                if !matches {
                     problems.push(format!(
                         "row {index} {}: {ours}, the reference says {theirs}",
                         self.header[column]
@@ -322,6 +337,27 @@ impl Answer {
             }
         }
         problems
+    }
+}
+
+/// A known defect of a reference answer `tpchgen` 4.0 ships for SF 1, found by running
+/// the query in DuckDB 2.0.1 over the same generator's rows (`benches/compare/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Erratum {
+    /// The column's cells are cut to this many characters: Q11's `ps_partkey` reads
+    /// `1297` for 129760. Ours must start with the reference's text.
+    Truncated { chars: usize },
+    /// The cell is wrong; this is the right value. Q17's `avg_yearly` reads 348406.02,
+    /// where the sum of the qualifying prices, 2438842.38, over 7 is 348406.054…
+    Wrong { value: &'static str },
+}
+
+/// The erratum of the reference's cell of query `number`, if any.
+fn erratum(number: u32, _row: usize, column: usize) -> Option<Erratum> {
+    match (number, column) {
+        (11, 0) => Some(Erratum::Truncated { chars: 4 }),
+        (17, 0) => Some(Erratum::Wrong { value: "348406.05" }),
+        _ => None,
     }
 }
 
@@ -391,14 +427,6 @@ fn parse_decimal(text: &str) -> Option<(i128, u32)> {
 #[inline]
 fn revenue(line: &super::LineitemRow<'_>) -> i64 {
     line.l_extendedprice() * (100 - line.l_discount())
-}
-
-/// The nations as `(n_nationkey, n_name)`, keyed by key, for a broadcast join.
-fn nation_names(flow: &Dataflow, dir: &Path) -> KeyedStream<i64, (i64, String)> {
-    super::nation::scan(flow, dir, |n| {
-        Ok(Some((n.n_nationkey(), n.n_name()?.to_owned())))
-    })
-    .key_by(|(nationkey, _)| *nationkey)
 }
 
 /// The nations of region `name` as `(n_nationkey, n_name)`, keyed by key, for a
