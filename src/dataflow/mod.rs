@@ -32,6 +32,7 @@
 mod graph;
 mod group_cache;
 mod operators;
+mod relational;
 pub mod runtime;
 mod sources;
 
@@ -739,5 +740,7 @@ impl<T> Collected<T> {
     }
 }
 
+#[cfg(test)]
+mod relational_tests;
 #[cfg(test)]
 mod tests;

@@ -142,6 +142,11 @@ impl TaskContext {
         self.task
     }
 
+    /// This task's stage: its index in the program, as errors name it.
+    pub(crate) fn stage(&self) -> usize {
+        self.stage
+    }
+
     /// The number of tasks of this stage.
     pub fn parallelism(&self) -> usize {
         self.parallelism
