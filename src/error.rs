@@ -64,7 +64,10 @@ pub enum WeirError {
         /// What is wrong and where (file, offset), with the numbers.
         message: String,
     },
-    /// A task of a job failed in a way that is not one of the other kinds (a panic).
+    /// A task of a job failed in a way that is not one of the other kinds: a panic (a
+    /// bug), or an error the program's own function returned (a
+    /// [`Stream::try_map`](crate::dataflow::Stream::try_map) and its kin), whose message
+    /// is the cause.
     Task {
         /// The stage's index in the program.
         stage: usize,

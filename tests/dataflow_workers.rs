@@ -1,5 +1,6 @@
 //! Two workers of one job in one test process (each with its own memory, transport and
-//! tasks, over loopback): records cross the TCP transport both ways, and a task that fails
+//! tasks, over loopback): records cross the TCP transport both ways (also from both
+//! branches of a tee), and a task that fails
 //! on one worker fails the job on both — the other sees its peer go away — with every
 //! segment home and no hang.
 
@@ -101,4 +102,43 @@ fn a_task_failing_on_one_worker_fails_the_job_on_both() {
         assert!(!error.contains("leak"), "{error}");
     }
     assert!(started.elapsed() < Duration::from_secs(60), "no hang");
+}
+
+/// A tee whose branches both cross the transport: per-key sums and per-key counts of
+/// one generated stream, as `(key, sum)` then `(key + 1000, count)`.
+fn teed_sums_and_counts() -> Program {
+    let flow = Dataflow::new();
+    let (summed, counted) = flow.generate(200_000, |i| (i % 1000, i)).tee();
+    let sums = summed
+        .key_by(|(k, _)| *k)
+        .aggregate(|(_, v)| *v, |a, b| *a += b)
+        .collect();
+    let counts = counted
+        .key_by(|(k, _)| *k)
+        .aggregate(|_| 1u64, |a, b| *a += b)
+        .map(|(k, n)| (k + 1000, n))
+        .collect();
+    (
+        flow,
+        Box::new(move || {
+            let mut all = sums.take();
+            all.extend(counts.take());
+            all
+        }),
+    )
+}
+
+#[test]
+fn a_tee_feeds_two_aggregations_across_two_workers() {
+    let [zero, one] = run_two(teed_sums_and_counts);
+    let (report, mut got) = zero.unwrap();
+    assert!(report.leak_free && report.remote_bytes > 0, "{report:?}");
+    let (report, rest) = one.unwrap();
+    assert!(report.leak_free && rest.is_empty(), "{report:?}");
+    got.sort_unstable();
+    let mut expected: Vec<(u64, u64)> = (0..1000u64)
+        .map(|k| (k, (0..200).map(|j| k + 1000 * j).sum()))
+        .collect();
+    expected.extend((0..1000u64).map(|k| (k + 1000, 200)));
+    assert_eq!(got, expected);
 }

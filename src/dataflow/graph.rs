@@ -133,11 +133,26 @@ pub(crate) struct Dataset {
     pub(crate) consumer: Option<usize>,
 }
 
-/// Stages and datasets, in the order they were built (producers before consumers).
+/// A chain ended in its sink (or, through a tee, its sinks) with the exchanges it reads
+/// and writes: what becomes a stage once every branch of its tees has ended.
+pub(crate) struct Ending {
+    pub(crate) stage: Stage,
+    pub(crate) inputs: Vec<DatasetId>,
+    pub(crate) outputs: Vec<DatasetId>,
+}
+
+/// Stages and datasets, in the order they were built. A stage is registered when its
+/// chain ends, so the consumer of a tee's branch may come before the tee's stage.
 #[derive(Debug, Default)]
 pub(crate) struct Graph {
     pub(crate) stages: Vec<Stage>,
     pub(crate) datasets: Vec<Dataset>,
+    /// Tees made so far (the next tee's identity).
+    tees: usize,
+    /// Tees with a branch that has not ended yet.
+    tees_open: usize,
+    /// What the program asked for that cannot run, found while it was built.
+    refusals: Vec<String>,
 }
 
 impl Graph {
@@ -150,23 +165,52 @@ impl Graph {
         self.datasets.len() - 1
     }
 
-    pub(crate) fn set_producer(&mut self, dataset: DatasetId, stage: usize) {
-        self.datasets[dataset].producer = Some(stage);
-    }
-
-    /// Adds `stage`, the consumer of `inputs`; returns its index.
-    pub(crate) fn add_stage(&mut self, stage: Stage, inputs: &[DatasetId]) -> usize {
+    /// Adds the stage of `ending`, the consumer of its inputs and the producer of its
+    /// outputs.
+    pub(crate) fn add_stage(&mut self, ending: Ending) {
         let index = self.stages.len();
-        self.stages.push(stage);
-        for &dataset in inputs {
+        self.stages.push(ending.stage);
+        for dataset in ending.inputs {
             self.datasets[dataset].consumer = Some(index);
         }
-        index
+        for dataset in ending.outputs {
+            self.datasets[dataset].producer = Some(index);
+        }
     }
 
-    /// Checks that every exchange has both ends: a stream that was built and never ended
-    /// in a sink leaves a dataset without consumer.
+    /// A new tee, open until [`close_tee`](Self::close_tee); returns its identity.
+    pub(crate) fn open_tee(&mut self) -> usize {
+        self.tees += 1;
+        self.tees_open += 1;
+        self.tees - 1
+    }
+
+    /// Every branch of a tee has ended.
+    pub(crate) fn close_tee(&mut self) {
+        assert!(self.tees_open > 0, "a tee closes once");
+        self.tees_open -= 1;
+    }
+
+    /// Notes that the program cannot run, and why: [`execute`](super::execute) refuses
+    /// it before anything runs.
+    pub(crate) fn refuse(&mut self, why: String) {
+        self.refusals.push(why);
+    }
+
+    /// Checks that the program can run: nothing was refused while it was built, and every
+    /// exchange has both ends (a stream that was built and never ended in a sink leaves a
+    /// dataset without consumer, or a tee open).
     pub(crate) fn validate(&self) -> std::result::Result<(), String> {
+        if let Some(why) = self.refusals.first() {
+            return Err(why.clone());
+        }
+        if self.tees_open > 0 {
+            return Err(format!(
+                "{} of {} tees have a branch that is not consumed: end both streams of a \
+                 tee in a sink",
+                self.tees_open, self.tees
+            ));
+        }
         if self.stages.is_empty() {
             return Err("the program has no sink (collect, count, discard, write_lines)".into());
         }

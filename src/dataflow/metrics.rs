@@ -25,7 +25,8 @@ pub struct OperatorReport {
     pub stage: String,
     /// `sort`, `aggregate`, `combiner` or `join`.
     pub operator: String,
-    /// Its place among the stage's kernel operators, from the source (0) on.
+    /// Its place among the stage's kernel operators: from the source (0) on in a chain
+    /// and a join; a stage ending in a tee counts its branches' operators first.
     pub index: u64,
     /// Tasks of this worker that ran it.
     pub tasks: u64,

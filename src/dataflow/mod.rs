@@ -25,6 +25,12 @@
 //! before its probe (left) input; the right input must therefore not depend on the left
 //! one's progress (as for any blocking exchange).
 //!
+//! The operators a query plan needs beside these — fallible transforms, `distinct`,
+//! `limit`, `top_k`, semi and anti joins — are built from them (module `relational`). A
+//! stream read by two consumers is split with [`Stream::tee`]: both branches run in the
+//! stream's chain, record by record, so they must not meet again in a join or union
+//! (module `tee` says why; such a program is refused before it runs).
+//!
 //! Keys are encoded with serde-fmt's order-preserving key format: the exchange hashes
 //! those bytes into key groups (Flink's scheme), the kernel operators compare them, and a
 //! sort orders by them (wrap a field in [`crate::serde_fmt::Descending`] to reverse it).
@@ -33,8 +39,10 @@ mod graph;
 mod group_cache;
 mod metrics;
 mod operators;
+mod relational;
 pub mod runtime;
 mod sources;
+mod tee;
 
 use std::cell::RefCell;
 use std::marker::PhantomData;
@@ -46,7 +54,7 @@ use serde::de::DeserializeOwned;
 use weir_kernel::hash::JoinType;
 
 use crate::error::Result;
-use graph::{DatasetId, Exchange, Graph, MemoryOp, Parallelism, Stage};
+use graph::{DatasetId, Ending, Exchange, Graph, MemoryOp, Parallelism, Stage};
 pub use metrics::OperatorReport;
 pub use runtime::{JobReport, TaskContext, WorkerReport, execute, execute_observed};
 
@@ -176,6 +184,8 @@ impl Dataflow {
             memory_ops: Vec::new(),
             io_segments,
             name: name.to_string(),
+            branch: None,
+            tees: Vec::new(),
         }
     }
 }
@@ -191,6 +201,12 @@ pub struct Stream<T> {
     memory_ops: Vec<MemoryOp>,
     io_segments: usize,
     name: String,
+    // The tee this chain is a branch of, when it is one (its stage is registered when
+    // every branch of the tee has ended).
+    branch: Option<tee::Branch>,
+    // Every tee upstream of this stream, across exchanges: two streams that share one
+    // cannot be merged (see `merged`).
+    tees: Vec<tee::TeeId>,
 }
 
 impl<T> std::fmt::Debug for Stream<T> {
@@ -199,6 +215,7 @@ impl<T> std::fmt::Debug for Stream<T> {
             .field("name", &self.name)
             .field("inputs", &self.inputs)
             .field("parallelism", &self.parallelism)
+            .field("tees", &self.tees)
             .finish_non_exhaustive()
     }
 }
@@ -227,6 +244,8 @@ impl<T: Data> Stream<T> {
             memory_ops: [self.memory_ops, memory_ops.to_vec()].concat(),
             io_segments: self.io_segments,
             name: format!("{} → {name}", self.name),
+            branch: self.branch,
+            tees: self.tees,
         }
     }
 
@@ -300,7 +319,8 @@ impl<T: Data> Stream<T> {
         let graph = Rc::clone(&self.graph);
         let dataset = graph.borrow_mut().add_dataset(exchange.kind());
         let exchange = Arc::new(exchange);
-        let producer = self.into_stage(move |ctx| {
+        let tees = self.tees.clone();
+        self.into_stage(vec![dataset], move |ctx| {
             let writer = ctx.take_writer(dataset)?;
             let counters = ctx.counters();
             Ok(Box::new(operators::ExchangeOut::new(
@@ -309,7 +329,6 @@ impl<T: Data> Stream<T> {
                 counters,
             )) as Box<dyn Push<T>>)
         });
-        graph.borrow_mut().set_producer(dataset, producer);
         Stream {
             graph,
             open: Arc::new(move |ctx, down| {
@@ -321,14 +340,18 @@ impl<T: Data> Stream<T> {
             memory_ops: Vec::new(),
             io_segments: 0,
             name: name.to_string(),
+            branch: None,
+            tees,
         }
     }
 
-    /// Ends the chain in `sink` and registers it as a stage; returns the stage's index.
+    /// Ends the chain in `sink`, which writes the exchanges `outputs` (if any), and
+    /// registers it as a stage (or, for a tee's branch, as one of the tee's ends).
     fn into_stage(
         self,
+        outputs: Vec<DatasetId>,
         sink: impl Fn(&mut TaskContext) -> Result<Box<dyn Push<T>>> + Send + Sync + 'static,
-    ) -> usize {
+    ) {
         let open = self.open;
         let stage = Stage {
             name: self.name,
@@ -340,7 +363,12 @@ impl<T: Data> Stream<T> {
                 open(ctx, push)
             }),
         };
-        self.graph.borrow_mut().add_stage(stage, &self.inputs)
+        let ending = Ending {
+            stage,
+            inputs: self.inputs,
+            outputs,
+        };
+        tee::end(&self.graph, self.branch, ending);
     }
 
     /// The records of each task sorted by `key` (serde-fmt key order; wrap fields in
@@ -374,7 +402,7 @@ impl<T: Data> Stream<T> {
         };
         let records = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&records);
-        stream.into_stage(move |_| {
+        stream.into_stage(Vec::new(), move |_| {
             Ok(Box::new(operators::CollectSink {
                 records: Arc::clone(&sink),
                 local: Vec::new(),
@@ -424,12 +452,12 @@ impl<T: Data> Stream<T> {
         self,
         open: impl Fn(&TaskContext) -> Result<Box<dyn Push<T>>> + Send + Sync + 'static,
     ) {
-        self.into_stage(move |ctx| open(ctx));
+        self.into_stage(Vec::new(), move |ctx| open(ctx));
     }
 
     /// Consumes the stream and drops every record.
     pub fn discard(self) {
-        self.into_stage(|_| Ok(Box::new(operators::Discard)));
+        self.into_stage(Vec::new(), |_| Ok(Box::new(operators::Discard)));
     }
 
     /// Writes each record as one line `line(&record)` to `DIR/part-T` (T the task index),
@@ -441,7 +469,7 @@ impl<T: Data> Stream<T> {
     ) {
         let dir = dir.into();
         let line: Arc<dyn Fn(&T) -> String + Send + Sync> = Arc::new(line);
-        self.into_stage(move |ctx| {
+        self.into_stage(Vec::new(), move |ctx| {
             Ok(Box::new(operators::LinesSink::create(
                 &dir,
                 ctx.task(),
@@ -470,13 +498,18 @@ impl<T: Data> Stream<T> {
 /// A stream fed by two (a union, a join): `open` builds its chain from theirs; their
 /// exchanges, memory and I/O add up, and the kernel operators `memory_ops` join them.
 ///
+/// Two streams from one tee are refused (the program's [`runtime::execute`] fails with
+/// the reason): a union or join reads one input to its end before the other, and the tee
+/// upstream pushes each record to both, so it could run ahead of the waiting input only
+/// by holding all of it. So are two tee branches of one chain from different tees.
+///
 /// # Panics
 ///
 /// When one input runs on every task and the other on one (after `gather`).
 fn merged<A, B, C>(
     what: &str,
-    left: Stream<A>,
-    right: Stream<B>,
+    mut left: Stream<A>,
+    mut right: Stream<B>,
     memory_ops: &[MemoryOp],
     open: impl FnOnce(Open<A>, Open<B>) -> Open<C>,
 ) -> Stream<C> {
@@ -484,6 +517,11 @@ fn merged<A, B, C>(
         left.parallelism, right.parallelism,
         "{what} of streams with different parallelism"
     );
+    let branch = tee::merged_branch(what, &mut left, &mut right);
+    let mut tees = left.tees;
+    tees.extend(right.tees);
+    tees.sort_unstable();
+    tees.dedup();
     let mut inputs = left.inputs;
     inputs.extend(right.inputs);
     Stream {
@@ -494,6 +532,8 @@ fn merged<A, B, C>(
         memory_ops: [left.memory_ops, right.memory_ops, memory_ops.to_vec()].concat(),
         io_segments: left.io_segments + right.io_segments,
         name: format!("{what}({}, {})", left.name, right.name),
+        branch,
+        tees,
     }
 }
 
@@ -749,5 +789,9 @@ impl<T> Collected<T> {
     }
 }
 
+#[cfg(test)]
+mod relational_tests;
+#[cfg(test)]
+mod tee_tests;
 #[cfg(test)]
 mod tests;

@@ -15,6 +15,7 @@
 //!        error is the job's; every segment home (leak check) and spill files deleted
 //! ```
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -34,7 +35,8 @@ use weir_netstack::{
 
 use super::graph::{DatasetId, Graph, MemoryOp, Parallelism};
 use super::metrics::{Meter, OperatorReport, OperatorTotals};
-use super::{Dataflow, Driver};
+use super::tee::TeeId;
+use super::{Data, Dataflow, Driver, Push};
 use crate::config::Config;
 use crate::error::{Result, WeirError};
 
@@ -130,6 +132,9 @@ pub struct TaskContext {
     store: Arc<dyn SpillStore>,
     counters: Arc<Counters>,
     cancel: CancelFlag,
+    // The chains of tee branches built so far, by tee and branch, for the chain above the
+    // tee (each a `Box<dyn Push<T>>`, its record type erased).
+    branch_heads: HashMap<(TeeId, usize), Box<dyn Any + Send>>,
 }
 
 impl fmt::Debug for TaskContext {
@@ -146,6 +151,11 @@ impl TaskContext {
     /// This task's index among its stage's tasks.
     pub fn task(&self) -> usize {
         self.task
+    }
+
+    /// This task's stage: its index in the program, as errors name it.
+    pub(crate) fn stage(&self) -> usize {
+        self.stage
     }
 
     /// The number of tasks of this stage.
@@ -202,6 +212,37 @@ impl TaskContext {
 
     pub(crate) fn spill_store(&self) -> Arc<dyn SpillStore> {
         Arc::clone(&self.store)
+    }
+
+    /// Keeps the chain of branch `index` of tee `tee`, built from its sink up to the tee,
+    /// for [`take_branch_head`](Self::take_branch_head).
+    pub(crate) fn put_branch_head<T: Data>(
+        &mut self,
+        tee: TeeId,
+        index: usize,
+        head: Box<dyn Push<T>>,
+    ) {
+        let previous = self.branch_heads.insert((tee, index), Box::new(head));
+        assert!(previous.is_none(), "a tee's branch is built once per task");
+    }
+
+    /// The chain of branch `index` of tee `tee`.
+    ///
+    /// # Panics
+    ///
+    /// When it was not built, or with another record type (a bug of the tee).
+    pub(crate) fn take_branch_head<T: Data>(
+        &mut self,
+        tee: TeeId,
+        index: usize,
+    ) -> Box<dyn Push<T>> {
+        let head = self
+            .branch_heads
+            .remove(&(tee, index))
+            .expect("a tee's branches are built before it");
+        *head
+            .downcast::<Box<dyn Push<T>>>()
+            .expect("a tee's branch takes the tee's records")
     }
 
     pub(crate) fn counters(&self) -> Arc<Counters> {
@@ -800,6 +841,7 @@ fn wire(
                 store: Arc::clone(shared.store),
                 counters: Arc::clone(shared.counters),
                 cancel: shared.cancel.clone(),
+                branch_heads: HashMap::new(),
             };
             for (dataset, meta) in graph.datasets.iter().enumerate() {
                 if meta.consumer == Some(index)

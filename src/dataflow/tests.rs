@@ -7,7 +7,7 @@ use weir_kernel::hash::JoinType;
 use super::*;
 use crate::config::Config;
 
-fn config(slots: usize, memory: u64) -> Config {
+pub(super) fn config(slots: usize, memory: u64) -> Config {
     Config {
         slots,
         memory,
@@ -15,7 +15,7 @@ fn config(slots: usize, memory: u64) -> Config {
     }
 }
 
-fn run(flow: &Dataflow, config: &Config) -> WorkerReport {
+pub(super) fn run(flow: &Dataflow, config: &Config) -> WorkerReport {
     let report = runtime::execute(flow, config, None).unwrap();
     assert!(report.leak_free);
     report
@@ -51,7 +51,7 @@ fn aggregate_by_key_equals_a_hash_map() {
 }
 
 /// What a join of `join_type` of `left` with `right` on the first field returns, sorted.
-fn nested_loop_join(
+pub(super) fn nested_loop_join(
     left: &[(u32, i64)],
     right: &[(u32, String)],
     join_type: JoinType,
@@ -83,13 +83,13 @@ fn nested_loop_join(
 }
 
 /// A row of the test joins.
-type JoinedRow = (Option<(u32, i64)>, Option<(u32, String)>);
+pub(super) type JoinedRow = (Option<(u32, i64)>, Option<(u32, String)>);
 
 /// The right side of the test joins.
-type Orders = Vec<(u32, String)>;
+pub(super) type Orders = Vec<(u32, String)>;
 
 /// The join tests' inputs: orders (the right side) and items (the left).
-fn join_inputs() -> (Orders, Vec<(u32, i64)>) {
+pub(super) fn join_inputs() -> (Orders, Vec<(u32, i64)>) {
     let orders = (0..300).map(|i| (i % 120, format!("o{i}"))).collect();
     let items = (0..900).map(|i| (i % 150, i64::from(i))).collect();
     (orders, items)
@@ -97,7 +97,7 @@ fn join_inputs() -> (Orders, Vec<(u32, i64)>) {
 
 /// A program whose left stream is `items` and right stream `orders`, keyed by their
 /// first field and joined by `join`; returns the program and its collected rows.
-fn join_flow<Row: Data>(
+pub(super) fn join_flow<Row: Data>(
     join: impl FnOnce(KeyedStream<u32, (u32, i64)>, KeyedStream<u32, (u32, String)>) -> Stream<Row>,
 ) -> (Dataflow, Collected<Row>) {
     let (orders, items) = join_inputs();
