@@ -38,32 +38,37 @@ fn cheapest(a: &mut Cheapest, b: Cheapest) {
     }
 }
 
-pub(super) fn build(flow: &Dataflow, dir: &Path) -> Box<dyn FnOnce() -> Answer> {
-    let suppliers =
-        || {
-            supplier::scan(flow, dir, |s| {
-            Ok(Some((
-                s.s_nationkey(),
-                (
-                    s.s_suppkey(),
-                    s.s_acctbal(),
-                    s.s_name()?.to_owned(),
-                    s.s_address()?.to_owned(),
-                    s.s_phone()?.to_owned(),
-                    s.s_comment()?.to_owned(),
-                ),
-            )))
-        })
-        .key_by(|(nationkey, _)| *nationkey)
-        .broadcast_join(region_nations(flow, dir, REGION))
-        .map(|((_, (suppkey, balance, name, address, phone, comment)), (_, nation))| -> Supplier {
+/// The European suppliers, with their nation's name.
+fn european_suppliers(flow: &Dataflow, dir: &Path) -> weir::dataflow::Stream<Supplier> {
+    supplier::scan(flow, dir, |s| {
+        Ok(Some((
+            s.s_nationkey(),
+            (
+                s.s_suppkey(),
+                s.s_acctbal(),
+                s.s_name()?.to_owned(),
+                s.s_address()?.to_owned(),
+                s.s_phone()?.to_owned(),
+                s.s_comment()?.to_owned(),
+            ),
+        )))
+    })
+    .key_by(|(nationkey, _)| *nationkey)
+    .broadcast_join(region_nations(flow, dir, REGION))
+    .map(
+        |((_, (suppkey, balance, name, address, phone, comment)), (_, nation))| -> Supplier {
             (suppkey, balance, name, nation, address, phone, comment)
-        })
-        };
+        },
+    )
+}
+
+pub(super) fn build(flow: &Dataflow, dir: &Path) -> Box<dyn FnOnce() -> Answer> {
+    let suppliers = || european_suppliers(flow, dir);
     let parts = part::scan(flow, dir, |p| {
-        Ok((p.p_size() == SIZE && p.p_type()?.ends_with(TYPE_SUFFIX))
-            .then(|| Ok::<_, weir::error::WeirError>((p.p_partkey(), p.p_mfgr()?.to_owned())))
-            .transpose()?)
+        if p.p_size() != SIZE || !p.p_type()?.ends_with(TYPE_SUFFIX) {
+            return Ok(None);
+        }
+        Ok(Some((p.p_partkey(), p.p_mfgr()?.to_owned())))
     })
     .key_by(|(partkey, _)| *partkey);
     let offers = partsupp::scan(flow, dir, |ps| {

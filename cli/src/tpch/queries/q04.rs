@@ -17,13 +17,10 @@ const DATES: (i32, i32) = (days_from_civil(1993, 7, 1), days_from_civil(1993, 10
 
 pub(super) fn build(flow: &Dataflow, dir: &Path) -> Box<dyn FnOnce() -> Answer> {
     let quarter = orders::scan(flow, dir, |o| {
-        let date = o.o_orderdate();
-        Ok((DATES.0..DATES.1)
-            .contains(&date)
-            .then(|| {
-                Ok::<_, weir::error::WeirError>((o.o_orderkey(), o.o_orderpriority()?.to_owned()))
-            })
-            .transpose()?)
+        if !(DATES.0..DATES.1).contains(&o.o_orderdate()) {
+            return Ok(None);
+        }
+        Ok(Some((o.o_orderkey(), o.o_orderpriority()?.to_owned())))
     })
     .key_by(|(orderkey, _)| *orderkey);
     let late = lineitem::scan(flow, dir, |l| {

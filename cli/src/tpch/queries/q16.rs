@@ -5,7 +5,7 @@
 //!   part ─brand, type, sizes─▶ broadcast ─┐
 //!   partsupp ──────────────────────▶ join(partkey) ─┐
 //!   supplier ─Customer…Complaints─▶ broadcast ──▶ anti join(suppkey)
-//!     ─▶ aggregate by (brand, type, size, suppkey)   (distinct suppliers)
+//!     ─▶ distinct (brand, type, size, suppkey)
 //!     ─▶ aggregate by (brand, type, size): count ─▶ sort ─▶ gather ─▶ sort ─▶ collect
 //! ```
 
@@ -14,7 +14,6 @@ use std::path::Path;
 use super::Answer;
 use crate::tpch::{part, partsupp, supplier};
 use weir::dataflow::{Dataflow, Stream};
-use weir::kernel::hash::JoinType;
 use weir::serde_fmt::Descending;
 
 /// Q16's parameters: the brand and type prefix left out, the sizes kept.
@@ -53,12 +52,11 @@ pub(super) fn build(flow: &Dataflow, dir: &Path) -> Box<dyn FnOnce() -> Answer> 
         .broadcast_join(parts)
         .map(|((_, suppkey), (_, group))| (suppkey, group))
         .key_by(|(suppkey, _)| *suppkey)
-        .broadcast_join_as(complained, JoinType::LeftAnti)
-        .flat_map(|(row, _)| row);
+        .broadcast_anti_join(complained);
     let counts = suppliers
-        .key_by(|(suppkey, group)| (group.clone(), *suppkey))
-        .aggregate(|_| (), |(), ()| ())
-        .key_by(|((group, _), ())| group.clone())
+        .map(|(suppkey, group)| (group, suppkey))
+        .distinct()
+        .key_by(|(group, _)| group.clone())
         .aggregate(|_| 1u64, |a, b| *a += b);
     let order = |rows: Stream<(Group, u64)>| {
         rows.sort_by(

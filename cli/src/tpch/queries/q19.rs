@@ -13,8 +13,11 @@ use crate::tpch::q1::decimal;
 use crate::tpch::{lineitem, part};
 use weir::dataflow::Dataflow;
 
-/// The classes: brand, containers, quantity range (in items), the largest size.
-const CLASSES: [(&str, [&str; 4], (i64, i64), i32); 3] = [
+/// A class: brand, containers, quantity range (in items), the largest size.
+type Class = (&'static str, [&'static str; 4], (i64, i64), i32);
+
+/// Q19's three classes.
+const CLASSES: [Class; 3] = [
     (
         "Brand#12",
         ["SM CASE", "SM BOX", "SM PACK", "SM PKG"],

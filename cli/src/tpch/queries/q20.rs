@@ -15,7 +15,6 @@ use std::path::Path;
 use super::{Answer, top};
 use crate::tpch::{days_from_civil, lineitem, nation, part, partsupp, supplier};
 use weir::dataflow::{Dataflow, KeyedStream};
-use weir::kernel::hash::JoinType;
 
 const COLOR: &str = "forest";
 const NATION: &str = "CANADA";
@@ -50,9 +49,9 @@ pub(super) fn build(flow: &Dataflow, dir: &Path) -> Box<dyn FnOnce() -> Answer> 
         .key_by(|(key, _)| *key)
         .join(stock)
         .filter(|((_, quantity), (_, available))| 200 * i64::from(*available) > *quantity)
-        .key_by(|(((_, suppkey), _), _)| *suppkey)
-        .aggregate(|_| (), |(), ()| ())
-        .key_by(|(suppkey, ())| *suppkey);
+        .map(|(((_, suppkey), _), _)| suppkey)
+        .distinct()
+        .key_by(|suppkey| *suppkey);
     let canada = nation::scan(flow, dir, |n| {
         Ok((n.n_name()? == NATION).then(|| n.n_nationkey()))
     })
@@ -69,8 +68,7 @@ pub(super) fn build(flow: &Dataflow, dir: &Path) -> Box<dyn FnOnce() -> Answer> 
     .broadcast_join(canada)
     .map(|((_, suppkey, name, address), _)| (suppkey, name, address))
     .key_by(|(suppkey, _, _)| *suppkey)
-    .broadcast_join_as(suppliers, JoinType::LeftSemi)
-    .flat_map(|(supplier, _)| supplier);
+    .broadcast_semi_join(suppliers);
     let result = top(rows, |(_, name, _)| name.clone(), None).collect();
     Box::new(move || {
         let rows = result

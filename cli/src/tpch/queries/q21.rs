@@ -19,8 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Answer, top};
 use crate::tpch::{lineitem, nation, orders, supplier};
-use weir::dataflow::Dataflow;
-use weir::kernel::hash::JoinType;
+use weir::dataflow::{Dataflow, KeyedStream};
 use weir::serde_fmt::Descending;
 
 const NATION: &str = "SAUDI ARABIA";
@@ -59,24 +58,27 @@ impl Two {
 /// An order's suppliers, late suppliers and late lines.
 type Order = (Two, Two, u64);
 
+/// The Saudi suppliers' keys and names, keyed by key.
+fn saudi_suppliers(flow: &Dataflow, dir: &Path) -> KeyedStream<i64, (i64, String)> {
+    let nations = nation::scan(flow, dir, |n| {
+        Ok((n.n_name()? == NATION).then(|| n.n_nationkey()))
+    })
+    .key_by(|nationkey| *nationkey);
+    supplier::scan(flow, dir, |s| {
+        Ok(Some((
+            s.s_nationkey(),
+            s.s_suppkey(),
+            s.s_name()?.to_owned(),
+        )))
+    })
+    .key_by(|(nationkey, _, _)| *nationkey)
+    .broadcast_join(nations)
+    .map(|((_, suppkey, name), _)| (suppkey, name))
+    .key_by(|(suppkey, _)| *suppkey)
+}
+
 pub(super) fn build(flow: &Dataflow, dir: &Path) -> Box<dyn FnOnce() -> Answer> {
-    let saudi = || {
-        let nations = nation::scan(flow, dir, |n| {
-            Ok((n.n_name()? == NATION).then(|| n.n_nationkey()))
-        })
-        .key_by(|nationkey| *nationkey);
-        supplier::scan(flow, dir, |s| {
-            Ok(Some((
-                s.s_nationkey(),
-                s.s_suppkey(),
-                s.s_name()?.to_owned(),
-            )))
-        })
-        .key_by(|(nationkey, _, _)| *nationkey)
-        .broadcast_join(nations)
-        .map(|((_, suppkey, name), _)| (suppkey, name))
-        .key_by(|(suppkey, _)| *suppkey)
-    };
+    let saudi = || saudi_suppliers(flow, dir);
     // The orders with a late line of a Saudi supplier: the only ones that can count (a
     // semi-join reduction of the second scan).
     let candidates = lineitem::scan(flow, dir, |l| {
@@ -84,17 +86,16 @@ pub(super) fn build(flow: &Dataflow, dir: &Path) -> Box<dyn FnOnce() -> Answer> 
     })
     .key_by(|(_, suppkey)| *suppkey)
     .broadcast_join(saudi())
-    .key_by(|((orderkey, _), _)| *orderkey)
-    .aggregate(|_| (), |(), ()| ())
-    .key_by(|(orderkey, ())| *orderkey);
+    .map(|((orderkey, _), _)| orderkey)
+    .distinct()
+    .key_by(|orderkey| *orderkey);
     // (orderkey, the one late supplier's name, its late lines)
     let waiting = lineitem::scan(flow, dir, |l| {
         let late = l.l_receiptdate() > l.l_commitdate();
         Ok(Some((l.l_orderkey(), l.l_suppkey(), late)))
     })
     .key_by(|(orderkey, _, _)| *orderkey)
-    .broadcast_join_as(candidates, JoinType::LeftSemi)
-    .flat_map(|(line, _)| line)
+    .broadcast_semi_join(candidates)
     .key_by(|(orderkey, _, _)| *orderkey)
     .aggregate(
         |(_, suppkey, late)| -> Order {

@@ -17,7 +17,6 @@ use super::Answer;
 use crate::tpch::q1::decimal;
 use crate::tpch::{customer, orders};
 use weir::dataflow::Dataflow;
-use weir::kernel::hash::JoinType;
 
 /// Q22's country codes: the first two characters of `c_phone`.
 const Q22_CODES: [&str; 7] = ["13", "31", "23", "29", "30", "18", "17"];
@@ -56,12 +55,10 @@ pub(super) fn build(flow: &Dataflow, dir: &Path) -> Box<dyn FnOnce() -> Answer> 
         .map(|(customer, _)| customer)
         .key_by(|(custkey, _, _)| *custkey);
     let with_orders = orders::scan(flow, dir, |o| Ok(Some(o.o_custkey())))
-        .key_by(|custkey| *custkey)
-        .aggregate(|_| (), |(), ()| ())
-        .key_by(|(custkey, ())| *custkey);
+        .distinct()
+        .key_by(|custkey| *custkey);
     let per_code = above
-        .join_as(with_orders, JoinType::LeftAnti)
-        .flat_map(|(customer, _)| customer)
+        .anti_join(with_orders)
         .key_by(|(_, code, _)| code.clone())
         .aggregate(
             |(_, _, balance)| (1u64, *balance),
