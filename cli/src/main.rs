@@ -1,6 +1,6 @@
 //! The `weir` command line.
 //!
-//! `weir` with no arguments runs the main job, TPC-H Q1 and Q3 across two worker
+//! `weir` with no arguments runs the main job, the 22 TPC-H queries across two worker
 //! processes (`weir run tpch` with other queries, scales and configurations); `weir demo`
 //! the verified external sort; `weir gen sort-records` writes W1 input;
 //! `weir sort` sorts it within a memory budget; `weir gen tpch` writes TPC-H tables;

@@ -308,7 +308,7 @@ pub fn input_rows(query: Query, scale: f64) -> u64 {
 /// [`WeirError::Usage`] naming a value that is neither.
 pub fn parse_queries(values: &[String]) -> Result<Vec<Query>> {
     if values.is_empty() {
-        return Ok(vec![Query::Q1, Query::Q3]);
+        return Ok(Query::all());
     }
     let mut queries = Vec::new();
     for value in values {
@@ -329,8 +329,8 @@ pub fn parse_queries(values: &[String]) -> Result<Vec<Query>> {
 /// `weir run tpch`: which queries, at which scale, over which tables.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TpchArgs {
-    /// A TPC-H query to run, by number, or `all` (repeat the flag for several; default 1
-    /// and 3).
+    /// A TPC-H query to run, by number, or `all` (repeat the flag for several; default
+    /// all).
     #[arg(long = "query")]
     pub queries: Vec<String>,
     /// The scale factor: 1 is 6,001,215 lineitem rows.

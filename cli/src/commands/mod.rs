@@ -121,8 +121,8 @@ pub(crate) enum Bench {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Run {
-    /// TPC-H queries as dataflow jobs (default: Q1 and Q3 at SF 1 across 2 workers with
-    /// 64 MiB of managed memory each), their answers checked against the reference.
+    /// TPC-H queries as dataflow jobs (default: all 22 at SF 1 across 2 workers with 64
+    /// MiB of managed memory each), their answers checked against the reference.
     Tpch(Box<TpchArgs>),
 }
 

@@ -58,39 +58,21 @@ type Build = fn(&Dataflow, &Path) -> Box<dyn FnOnce() -> Answer>;
 const QUERIES: &[(u32, Build, &[Table])] = &[
     (1, q01::build, &[Table::Lineitem]),
     (
+        2,
+        q02::build,
+        &[
+            Table::Region,
+            Table::Nation,
+            Table::Supplier,
+            Table::Part,
+            Table::PartSupp,
+        ],
+    ),
+    (
         3,
         q03::build,
         &[Table::Lineitem, Table::Orders, Table::Customer],
     ),
-    (6, q06::build, &[Table::Lineitem]),
-    (
-        9,
-        q09::build,
-        &[
-            Table::Part,
-            Table::Lineitem,
-            Table::PartSupp,
-            Table::Supplier,
-            Table::Nation,
-            Table::Orders,
-        ],
-    ),
-    (
-        10,
-        q10::build,
-        &[
-            Table::Lineitem,
-            Table::Orders,
-            Table::Customer,
-            Table::Nation,
-        ],
-    ),
-    (
-        16,
-        q16::build,
-        &[Table::Part, Table::PartSupp, Table::Supplier],
-    ),
-    (22, q22::build, &[Table::Customer, Table::Orders]),
     (4, q04::build, &[Table::Orders, Table::Lineitem]),
     (
         5,
@@ -104,14 +86,7 @@ const QUERIES: &[(u32, Build, &[Table])] = &[
             Table::Supplier,
         ],
     ),
-    (12, q12::build, &[Table::Lineitem, Table::Orders]),
-    (13, q13::build, &[Table::Orders, Table::Customer]),
-    (14, q14::build, &[Table::Lineitem, Table::Part]),
-    (
-        18,
-        q18::build,
-        &[Table::Lineitem, Table::Orders, Table::Customer],
-    ),
+    (6, q06::build, &[Table::Lineitem]),
     (
         7,
         q07::build,
@@ -137,24 +112,48 @@ const QUERIES: &[(u32, Build, &[Table])] = &[
         ],
     ),
     (
+        9,
+        q09::build,
+        &[
+            Table::Part,
+            Table::Lineitem,
+            Table::PartSupp,
+            Table::Supplier,
+            Table::Nation,
+            Table::Orders,
+        ],
+    ),
+    (
+        10,
+        q10::build,
+        &[
+            Table::Lineitem,
+            Table::Orders,
+            Table::Customer,
+            Table::Nation,
+        ],
+    ),
+    (
         11,
         q11::build,
         &[Table::Nation, Table::Supplier, Table::PartSupp],
     ),
+    (12, q12::build, &[Table::Lineitem, Table::Orders]),
+    (13, q13::build, &[Table::Orders, Table::Customer]),
+    (14, q14::build, &[Table::Lineitem, Table::Part]),
     (15, q15::build, &[Table::Lineitem, Table::Supplier]),
-    (17, q17::build, &[Table::Part, Table::Lineitem]),
-    (19, q19::build, &[Table::Part, Table::Lineitem]),
     (
-        2,
-        q02::build,
-        &[
-            Table::Region,
-            Table::Nation,
-            Table::Supplier,
-            Table::Part,
-            Table::PartSupp,
-        ],
+        16,
+        q16::build,
+        &[Table::Part, Table::PartSupp, Table::Supplier],
     ),
+    (17, q17::build, &[Table::Part, Table::Lineitem]),
+    (
+        18,
+        q18::build,
+        &[Table::Lineitem, Table::Orders, Table::Customer],
+    ),
+    (19, q19::build, &[Table::Part, Table::Lineitem]),
     (
         20,
         q20::build,
@@ -176,6 +175,7 @@ const QUERIES: &[(u32, Build, &[Table])] = &[
             Table::Orders,
         ],
     ),
+    (22, q22::build, &[Table::Customer, Table::Orders]),
 ];
 
 /// A TPC-H query weir runs as a dataflow program, by number.
@@ -194,10 +194,12 @@ impl Query {
 
     /// Every query, in number order.
     pub fn all() -> Vec<Query> {
-        QUERIES
+        let mut all: Vec<Query> = QUERIES
             .iter()
             .map(|(number, _, _)| Query(*number))
-            .collect()
+            .collect();
+        all.sort_unstable();
+        all
     }
 
     /// The query's number.
