@@ -26,7 +26,8 @@ pub const SLOTS_MAX: usize = 64;
 pub struct Config {
     /// Managed memory per worker (`--memory`, default 64 MiB): the budget its sort, hash
     /// aggregation and join operators and its sources' I/O buffers share. Each kernel
-    /// operator of each task gets an equal share of what the I/O buffers leave.
+    /// operator of each task gets its own minimum, a combiner up to 4 MiB, and the sorts,
+    /// final aggregations and joins equal shares of the rest (by need).
     pub memory: u64,
     /// Network memory per worker (`--network-memory`, default 16 MiB), a budget of its
     /// own beside `memory`: the output pools of its tasks and the buffers of their remote

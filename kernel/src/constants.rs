@@ -229,3 +229,16 @@ const _: () = assert!(HASH_JOIN_INDEX_PREFETCH_DISTANCE >= 1);
 /// as `lineitem` is by order key, repeats its keys). An integer key takes 8 bytes;
 /// longer keys are looked up every time. The memo lives in the table, not in segments.
 pub const HASH_JOIN_MEMO_KEY_BYTES_MAX: usize = 32;
+
+/// Probes a join's key filter answers before it judges whether the filter pays.
+pub const HASH_JOIN_FILTER_PROBATION: u64 = 1 << 16;
+
+/// A join whose key filter let more than this percentage of its first
+/// [`HASH_JOIN_FILTER_PROBATION`] probes through (a probe side that mostly matches) stops
+/// asking it: the filter's cache line then only adds to the bucket's.
+pub const HASH_JOIN_FILTER_PASS_PERCENT_MAX: u64 = 50;
+
+/// The most keys a join table builds a key filter for: 2 MiB of filter at 16 bits a key,
+/// about what stays in a core's cache; a larger filter would miss the cache as the
+/// bucket array does.
+pub const HASH_JOIN_FILTER_KEYS_MAX: usize = 1 << 20;

@@ -132,12 +132,22 @@ fn run(
         }
         join.finish_build()?;
         let mut rows = Rows::new();
-        // Runs of equal keys go to `probe_hashed_group` and single records to `probe`, in
-        // turn, so both are checked against the model.
+        // Runs of equal keys go to `probe_hashed_group`, to `probe` a record at a time,
+        // and through the key filter (`prefetch_unless_filtered`, then `probe_hashed` for
+        // the records it lets through), in turn, so all are checked against the model.
         let mut start = 0;
         for (index, group) in probe.chunk_by(|a, b| a.0 == b.0).enumerate() {
             let key = &group[0].0;
-            if index % 2 == 0 {
+            if index % 3 == 2 {
+                for (key, record) in group {
+                    if let Some(hash) = join.prefetch_unless_filtered(key) {
+                        join.probe_hashed(hash, key, record, |row| {
+                            rows.push(own(row));
+                            Ok(())
+                        })?;
+                    }
+                }
+            } else if index % 3 == 0 {
                 let records: Vec<&[u8]> = group.iter().map(|(_, r)| r.as_slice()).collect();
                 let hash = join.prefetch(key);
                 join.probe_hashed_group(hash, key, &records, |row| {
@@ -236,6 +246,29 @@ fn every_join_type_in_memory_matches_the_nested_loop() {
         assert_eq!(stats.partitions_spilled, 0, "{stats:?}");
         assert_eq!(stats.spilled_bytes, 0, "{stats:?}");
         assert_eq!(stats.recursion_depth_max, 0, "{stats:?}");
+    }
+}
+
+/// A large probe side against a small build side, most probe keys absent (a scan
+/// against a filtered dimension): the key filter answers most probes of the joins that
+/// drop unmatched probe records, and every join type still matches the model.
+#[test]
+fn a_probe_side_that_mostly_misses_is_answered_by_the_key_filter() {
+    let mut rng = Rng(3);
+    let build = side(500, b'b', |_| key(rng.below(2000) as u64));
+    let probe = side(20_000, b'p', |i| key(i as u64 * 7));
+    let stats = check("filter", &build, &probe, 400, small_config());
+    for (join_type, stats) in JoinType::ALL.iter().zip(&stats) {
+        let drops = matches!(
+            join_type,
+            JoinType::Inner | JoinType::LeftSemi | JoinType::RightOuter
+        );
+        // About a third of the probes go through the filter; at least 90% of those miss.
+        if drops {
+            assert!(stats.key_filtered > 5_000, "{join_type:?}: {stats:?}");
+        } else {
+            assert_eq!(stats.key_filtered, 0, "{join_type:?}: {stats:?}");
+        }
     }
 }
 

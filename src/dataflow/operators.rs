@@ -67,6 +67,18 @@ impl Encoded {
         self.value.clear();
         append_record(&mut self.value, value)
     }
+
+    /// Encodes `key` (key format) in place of the last key.
+    fn set_key<K: Key>(&mut self, key: &K) {
+        self.key.clear();
+        append_key(&mut self.key, key);
+    }
+
+    /// Encodes `value` (record format) in place of the last value.
+    fn set_value<V: Data>(&mut self, value: &V) -> Result<()> {
+        self.value.clear();
+        append_record(&mut self.value, value)
+    }
 }
 
 /// Decodes a record the chain (or a peer) encoded.
@@ -1090,11 +1102,17 @@ impl<K: Key, L: Data, R: Data> Push<L> for JoinProbe<K, L, R> {
         let key = (self.key)(&record);
         let index = (self.head + self.pending) % PROBES_IN_FLIGHT;
         self.join();
-        let inner = self.join.as_ref().expect("taken above");
-        let join = inner.join.as_ref().expect("probing");
+        let inner = self.join.as_mut().expect("taken above");
+        let join = inner.join.as_mut().expect("probing");
         let slot = &mut self.ring[index];
-        slot.pair.set(&key, &record)?;
-        slot.hash = Some(join.prefetch(&slot.pair.key));
+        slot.pair.set_key(&key);
+        // A key the build side certainly lacks, of a join that emits nothing for it, is
+        // done here: its record is never encoded.
+        let Some(hash) = join.prefetch_unless_filtered(&slot.pair.key) else {
+            return Ok(());
+        };
+        slot.pair.set_value(&record)?;
+        slot.hash = Some(hash);
         slot.record = Some(record);
         self.pending += 1;
         Ok(())

@@ -48,6 +48,7 @@ use super::join_row::JoinRow;
 use super::join_run::{read_record, write_record};
 use super::join_table::{Cursor, JoinTable};
 use super::merge_join::MergeJoin;
+use crate::constants::{HASH_JOIN_FILTER_PASS_PERCENT_MAX, HASH_JOIN_FILTER_PROBATION};
 use crate::error::Result;
 use crate::memory::{Owner, Reservation};
 use crate::spill::{RunOutput, SpillRun, SpillStore};
@@ -101,6 +102,10 @@ pub struct HashJoin {
     levels: Levels,
     probing: bool,
     scratch: Vec<u8>,
+    /// Probes the key filter answered, and those it let through: a filter that lets
+    /// most through (a probe side that mostly matches) is asked no more.
+    filter_asked: u64,
+    filter_passed: u64,
 }
 
 impl HashJoin {
@@ -133,6 +138,8 @@ impl HashJoin {
             levels: Levels::new(reserve, partitions),
             probing: false,
             scratch: Vec::new(),
+            filter_asked: 0,
+            filter_passed: 0,
         })
     }
 
@@ -389,6 +396,42 @@ impl HashJoin {
             self.table().prefetch(hash.hash);
         }
         hash
+    }
+
+    /// [`HashJoin::prefetch`] of a probe key that first asks the table's key filter:
+    /// `None` when the key certainly has no match and the join type emits nothing for an
+    /// unmatched probe record (inner, left semi, right outer) — the record is counted as
+    /// probed and needs no [`HashJoin::probe_hashed`] — else its hash, its bucket being
+    /// loaded. Keys of spilled partitions always pass (their own bloom filters act when
+    /// the partition is joined).
+    ///
+    /// # Panics
+    ///
+    /// Before [`HashJoin::finish_build`].
+    #[inline]
+    pub fn prefetch_unless_filtered(&mut self, key: &[u8]) -> Option<ProbeHash> {
+        assert!(self.probing, "probe before finish_build");
+        let hash = self.hash(key);
+        let drops_unmatched = matches!(
+            self.context.join_type,
+            JoinType::Inner | JoinType::LeftSemi | JoinType::RightOuter
+        );
+        let asking = drops_unmatched
+            && (self.filter_asked < HASH_JOIN_FILTER_PROBATION
+                || self.filter_passed * 100
+                    < self.filter_asked * HASH_JOIN_FILTER_PASS_PERCENT_MAX);
+        let table = self.table.as_ref().expect("the table is home");
+        if asking && !self.levels.is_spilled(table.partition_of(hash.hash)) {
+            self.filter_asked += 1;
+            if !table.may_contain(hash.hash) {
+                self.context.stats.probe_records += 1;
+                self.context.stats.key_filtered += 1;
+                return None;
+            }
+            self.filter_passed += 1;
+        }
+        table.prefetch(hash.hash);
+        Some(hash)
     }
 
     #[inline]

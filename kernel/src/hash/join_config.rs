@@ -206,6 +206,9 @@ pub struct JoinStats {
     /// Probe records of spilled partitions the bloom filter showed to have no match: not
     /// written to disk (and emitted at once when the join keeps unmatched probe records).
     pub bloom_filtered: u64,
+    /// Probe records of partitions in memory the table's key filter showed to have no
+    /// match: answered without a lookup.
+    pub key_filtered: u64,
     /// Spilled pairs joined by sort-merge because they did not shrink or were too deep.
     pub sort_merge_fallbacks: u64,
 }

@@ -43,9 +43,10 @@
 use std::collections::VecDeque;
 
 use super::area::RecordArea;
+use super::key_filter::KeyFilter;
 use crate::constants::{
-    HASH_BUCKET_SIZE, HASH_JOIN_INDEX_PREFETCH_DISTANCE, HASH_JOIN_MEMO_KEY_BYTES_MAX,
-    HASH_LOAD_PERCENT_MAX, HASH_TAG_BITS,
+    HASH_BUCKET_SIZE, HASH_JOIN_FILTER_KEYS_MAX, HASH_JOIN_INDEX_PREFETCH_DISTANCE,
+    HASH_JOIN_MEMO_KEY_BYTES_MAX, HASH_LOAD_PERCENT_MAX, HASH_TAG_BITS,
 };
 use crate::error::Result;
 use crate::memory::{MemorySegment, Reservation};
@@ -115,6 +116,8 @@ pub(crate) struct JoinTable {
     ranges: Vec<(usize, usize)>,
     links: Vec<MemorySegment>,
     links_len: u64,
+    /// The keys of the indexed partitions, when the budget had room for it.
+    filter: KeyFilter,
     /// `None` before the index, after it is dropped, and for keys longer than the memo
     /// holds.
     memo: Option<Memo>,
@@ -156,6 +159,7 @@ impl JoinTable {
             areas: (0..partitions).map(|_| RecordArea::new(log2)).collect(),
             records: vec![0; partitions],
             buckets: Vec::new(),
+            filter: KeyFilter::default(),
             bucket_count: 0,
             bucket_shift: (segment_size / HASH_BUCKET_SIZE).trailing_zeros(),
             ranges: vec![(0, 0); partitions],
@@ -327,7 +331,42 @@ impl JoinTable {
                 }
             }
         }
+        self.fill_filter(in_memory);
         Ok(true)
+    }
+
+    /// Builds the key filter of the indexed partitions, where what the index left of the
+    /// budget has room for it (an optimization, never a reason to spill) and the table is
+    /// small enough for its filter to stay in the cache.
+    fn fill_filter(&mut self, in_memory: &[bool]) {
+        let keys: usize = (0..self.partitions())
+            .filter(|&p| in_memory[p])
+            .map(|p| self.records[p] as usize)
+            .sum();
+        if keys > HASH_JOIN_FILTER_KEYS_MAX {
+            return;
+        }
+        let Ok(segments) = self
+            .memory
+            .allocate(KeyFilter::segments_for(keys, 1 << self.log2))
+        else {
+            return;
+        };
+        let mut filter = KeyFilter::new(keys, segments);
+        let mut scratch = Vec::new();
+        for partition in (0..self.partitions()).filter(|&p| in_memory[p]) {
+            let area = &self.areas[partition];
+            let mut position = 0;
+            while position < area.end() {
+                let header = area.header(position);
+                filter.insert(hash_bytes(
+                    self.seed,
+                    area.body(position, &header, &mut scratch).0,
+                ));
+                position += header.total_len() as u64;
+            }
+        }
+        self.filter = filter;
     }
 
     /// Puts the record at `position` of `partition` in its key's bucket, or at the head of
@@ -435,13 +474,26 @@ impl JoinTable {
 
     /// Gives the bucket array and the links back.
     fn unindex(&mut self) {
-        for segment in self.buckets.drain(..).chain(self.links.drain(..)) {
+        let filter = self.filter.take_segments();
+        for segment in self
+            .buckets
+            .drain(..)
+            .chain(self.links.drain(..))
+            .chain(filter)
+        {
             self.memory.give_back(segment);
         }
         self.links_len = 0;
         self.bucket_count = 0;
         self.ranges.fill((0, 0));
         self.memo = None;
+    }
+
+    /// Whether a key of `hash` may be in the table's indexed partitions (`false`: it is
+    /// certainly not), from the key filter (without one, every key may be).
+    #[inline]
+    pub(crate) fn may_contain(&self, hash: u64) -> bool {
+        self.filter.may_contain(hash)
     }
 
     /// Whether the table has been indexed.
@@ -641,6 +693,7 @@ impl JoinTable {
     fn segments_used(&self) -> usize {
         self.buckets.len()
             + self.links.len()
+            + self.filter.segments()
             + self.areas.iter().map(RecordArea::segments).sum::<usize>()
     }
 }

@@ -123,6 +123,7 @@ mod join_row;
 mod join_run;
 mod join_stream;
 mod join_table;
+mod key_filter;
 mod merge_join;
 mod stream;
 mod table;
