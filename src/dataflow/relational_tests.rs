@@ -82,6 +82,11 @@ fn a_user_error_fails_the_job_with_its_message_and_not_as_a_panic() {
         );
         assert!(message.contains("bad record 4321"), "{message}");
         assert!(!message.contains("panicked"), "{message}");
+        assert_eq!(
+            error.exit_code(),
+            1,
+            "a failure while running, not a usage error"
+        );
     }
     let flow = Dataflow::new();
     let _ = flow

@@ -64,22 +64,10 @@ pub fn record_len(table: Table, bytes: &[u8]) -> std::result::Result<Option<usiz
             Some(_) => {}
             None => return Ok(None),
         }
-        let mut len: u64 = 0;
-        let mut shift = 0;
-        loop {
-            let Some(&byte) = bytes.get(at) else {
-                return Ok(None);
-            };
-            at += 1;
-            len |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                break;
-            }
-            shift += 7;
-            if shift > 63 {
-                return Err("a string length is not a varint");
-            }
-        }
+        let Some((len, next)) = string_len(bytes, at)? else {
+            return Ok(None);
+        };
+        at = next;
         if len > ROW_BYTES_MAX as u64 {
             return Err("a string is longer than any row may be");
         }
@@ -89,6 +77,35 @@ pub fn record_len(table: Table, bytes: &[u8]) -> std::result::Result<Option<usiz
         return Err("a row is longer than any row may be");
     }
     Ok((at <= bytes.len()).then_some(at))
+}
+
+/// The varint length of the string at `at` of `bytes` and where its bytes start; `None`
+/// when `bytes` end inside the length.
+///
+/// # Errors
+///
+/// A length of more than ten bytes (not a varint).
+#[inline]
+pub(crate) fn string_len(
+    bytes: &[u8],
+    mut at: usize,
+) -> std::result::Result<Option<(u64, usize)>, &'static str> {
+    let mut len: u64 = 0;
+    let mut shift = 0;
+    loop {
+        let Some(&byte) = bytes.get(at) else {
+            return Ok(None);
+        };
+        at += 1;
+        len |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(Some((len, at)));
+        }
+        shift += 7;
+        if shift > 63 {
+            return Err("a string length is not a varint");
+        }
+    }
 }
 
 /// Streams the rows of one table file. See the module documentation.

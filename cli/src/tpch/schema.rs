@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Table;
 use super::manifest::SUMS_MAX;
+use super::scan::string_len;
 use super::source::table;
 use weir::dataflow::{Data, Dataflow, Stream};
 use weir::error::{Result, WeirError};
@@ -75,22 +76,10 @@ fn string_at(table: Table, row: &[u8], index: usize) -> Result<&str> {
     };
     let mut at = table.fixed_bytes();
     for i in 0..=index {
-        let mut len: u64 = 0;
-        let mut shift = 0;
-        loop {
-            let byte = *row
-                .get(at)
-                .ok_or_else(|| malformed("a string is cut short"))?;
-            at += 1;
-            len |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                break;
-            }
-            shift += 7;
-            if shift > 63 {
-                return Err(malformed("a string length is not a varint"));
-            }
-        }
+        let (len, next) = string_len(row, at)
+            .map_err(malformed)?
+            .ok_or_else(|| malformed("a string is cut short"))?;
+        at = next;
         let len = usize::try_from(len).map_err(|_| malformed("a string is too long"))?;
         let end = at
             .checked_add(len)

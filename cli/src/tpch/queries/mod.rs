@@ -431,6 +431,14 @@ fn revenue(line: &super::LineitemRow<'_>) -> i64 {
     line.l_extendedprice() * (100 - line.l_discount())
 }
 
+/// The key of the nation named `name`, keyed by itself, for a broadcast join.
+fn nation_named(flow: &Dataflow, dir: &Path, name: &'static str) -> KeyedStream<i64, i64> {
+    super::nation::scan(flow, dir, move |n| {
+        Ok((n.n_name()? == name).then(|| n.n_nationkey()))
+    })
+    .key_by(|nationkey| *nationkey)
+}
+
 /// The nations of region `name` as `(n_nationkey, n_name)`, keyed by key, for a
 /// broadcast join.
 fn region_nations(

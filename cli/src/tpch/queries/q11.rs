@@ -15,7 +15,7 @@ use std::path::Path;
 
 use super::{Answer, top};
 use crate::tpch::q1::decimal;
-use crate::tpch::{nation, partsupp, supplier};
+use crate::tpch::{partsupp, supplier};
 use weir::dataflow::{Dataflow, Stream};
 use weir::serde_fmt::Descending;
 
@@ -25,10 +25,7 @@ const FRACTION_DIVISOR: i128 = 10_000;
 
 /// Each part's stock value with German suppliers (cents × units), by partkey.
 fn values(flow: &Dataflow, dir: &Path) -> Stream<(i64, i128)> {
-    let germany = nation::scan(flow, dir, |n| {
-        Ok((n.n_name()? == NATION).then(|| n.n_nationkey()))
-    })
-    .key_by(|nationkey| *nationkey);
+    let germany = super::nation_named(flow, dir, NATION);
     let suppliers = supplier::scan(flow, dir, |s| Ok(Some((s.s_suppkey(), s.s_nationkey()))))
         .key_by(|(_, nationkey)| *nationkey)
         .broadcast_join(germany)

@@ -13,7 +13,7 @@
 use std::path::Path;
 
 use super::{Answer, top};
-use crate::tpch::{days_from_civil, lineitem, nation, part, partsupp, supplier};
+use crate::tpch::{days_from_civil, lineitem, part, partsupp, supplier};
 use weir::dataflow::{Dataflow, KeyedStream};
 
 const COLOR: &str = "forest";
@@ -52,10 +52,7 @@ pub(super) fn build(flow: &Dataflow, dir: &Path) -> Box<dyn FnOnce() -> Answer> 
         .map(|(((_, suppkey), _), _)| suppkey)
         .distinct()
         .key_by(|suppkey| *suppkey);
-    let canada = nation::scan(flow, dir, |n| {
-        Ok((n.n_name()? == NATION).then(|| n.n_nationkey()))
-    })
-    .key_by(|nationkey| *nationkey);
+    let canada = super::nation_named(flow, dir, NATION);
     let rows = supplier::scan(flow, dir, |s| {
         Ok(Some((
             s.s_nationkey(),

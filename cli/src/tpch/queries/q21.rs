@@ -18,7 +18,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{Answer, top};
-use crate::tpch::{lineitem, nation, orders, supplier};
+use crate::tpch::{lineitem, orders, supplier};
 use weir::dataflow::{Dataflow, KeyedStream};
 use weir::serde_fmt::Descending;
 
@@ -60,10 +60,7 @@ type Order = (Two, Two, u64);
 
 /// The Saudi suppliers' keys and names, keyed by key.
 fn saudi_suppliers(flow: &Dataflow, dir: &Path) -> KeyedStream<i64, (i64, String)> {
-    let nations = nation::scan(flow, dir, |n| {
-        Ok((n.n_name()? == NATION).then(|| n.n_nationkey()))
-    })
-    .key_by(|nationkey| *nationkey);
+    let nations = super::nation_named(flow, dir, NATION);
     supplier::scan(flow, dir, |s| {
         Ok(Some((
             s.s_nationkey(),

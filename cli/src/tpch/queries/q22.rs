@@ -4,7 +4,7 @@
 //! ```text
 //!   customer ─codes, balance > 0─▶ aggregate (sum, count) ─broadcast─┐   (the average)
 //!   customer ─codes───────────────────────────────────────────▶ join(unit) ─balance > avg─┐
-//!   orders ─▶ aggregate by custkey (one per customer with orders) ───────────────▶ anti join(custkey)
+//!   orders ─▶ semi join(custkey) with those customers (broadcast) ─▶ distinct ───▶ anti join(custkey)
 //!     ─▶ aggregate by code (count, sum) ─▶ gather ─▶ sort by code ─▶ collect
 //! ```
 //!
@@ -33,8 +33,10 @@ fn customers(flow: &Dataflow, dir: &Path) -> weir::dataflow::Stream<Customer> {
     })
 }
 
-pub(super) fn build(flow: &Dataflow, dir: &Path) -> Box<dyn FnOnce() -> Answer> {
-    // (sum, count) of the positive balances, one record.
+/// The customers of the seven codes whose balance is above the average positive one,
+/// keyed by customer: the average (a scalar subquery) is a one-record aggregation
+/// broadcast to every customer and compared on the unit key.
+fn above_average(flow: &Dataflow, dir: &Path) -> weir::dataflow::KeyedStream<i64, Customer> {
     let average = customers(flow, dir)
         .filter(|(_, _, balance)| *balance > 0)
         .key_by(|_| ())
@@ -46,15 +48,23 @@ pub(super) fn build(flow: &Dataflow, dir: &Path) -> Box<dyn FnOnce() -> Answer> 
             },
         )
         .key_by(|_| ());
-    let above = customers(flow, dir)
+    customers(flow, dir)
         .key_by(|_| ())
         .broadcast_join(average)
         .filter(|((_, _, balance), (_, (sum, count)))| {
             i128::from(*balance) * i128::from(*count) > *sum
         })
         .map(|(customer, _)| customer)
-        .key_by(|(custkey, _, _)| *custkey);
+        .key_by(|(custkey, _, _)| *custkey)
+}
+
+pub(super) fn build(flow: &Dataflow, dir: &Path) -> Box<dyn FnOnce() -> Answer> {
+    let above = above_average(flow, dir);
+    // Of those customers, the ones with orders: the orders scan probes them where it
+    // reads (a broadcast semi join), so only their orders go on, not all 1.5M.
     let with_orders = orders::scan(flow, dir, |o| Ok(Some(o.o_custkey())))
+        .key_by(|custkey| *custkey)
+        .broadcast_semi_join(above_average(flow, dir))
         .distinct()
         .key_by(|custkey| *custkey);
     let per_code = above
