@@ -391,7 +391,8 @@ pub fn hash_join_vs_model(data: &[u8]) -> u64 {
         JoinType::RightOuter,
         JoinType::LeftSemi,
         JoinType::LeftAnti,
-    ][input.below(5)];
+        JoinType::FullOuter,
+    ][input.below(6)];
     let config = JoinConfig {
         seed: u64::from(input.u32()),
         ..JoinConfig::default()
@@ -448,11 +449,15 @@ pub fn hash_join_vs_model(data: &[u8]) -> u64 {
         for (key, left) in probe {
             let matches: &[&Vec<u8>] = by_key.get(key).map_or(&[], Vec::as_slice);
             match join_type {
-                JoinType::Inner | JoinType::LeftOuter | JoinType::RightOuter => {
+                JoinType::Inner
+                | JoinType::LeftOuter
+                | JoinType::RightOuter
+                | JoinType::FullOuter => {
                     for right in matches {
                         expected.push((key.clone(), Some(left.clone()), Some((*right).clone())));
                     }
-                    if matches.is_empty() && join_type == JoinType::LeftOuter {
+                    let outer = matches!(join_type, JoinType::LeftOuter | JoinType::FullOuter);
+                    if matches.is_empty() && outer {
                         expected.push((key.clone(), Some(left.clone()), None));
                     }
                 }
@@ -465,7 +470,7 @@ pub fn hash_join_vs_model(data: &[u8]) -> u64 {
                 _ => {}
             }
         }
-        if join_type == JoinType::RightOuter {
+        if matches!(join_type, JoinType::RightOuter | JoinType::FullOuter) {
             let probed: std::collections::BTreeSet<&Vec<u8>> =
                 probe.iter().map(|(k, _)| k).collect();
             for (key, right) in build {

@@ -64,7 +64,10 @@ fn nested_loop(build: &[Rec], probe: &[Rec], join_type: JoinType) -> Rows {
                 build_matched[i] = true;
                 if matches!(
                     join_type,
-                    JoinType::Inner | JoinType::LeftOuter | JoinType::RightOuter
+                    JoinType::Inner
+                        | JoinType::LeftOuter
+                        | JoinType::RightOuter
+                        | JoinType::FullOuter
                 ) {
                     rows.push((
                         probe_key.clone(),
@@ -75,7 +78,7 @@ fn nested_loop(build: &[Rec], probe: &[Rec], join_type: JoinType) -> Rows {
             }
         }
         let alone = match join_type {
-            JoinType::LeftOuter | JoinType::LeftAnti => !matched,
+            JoinType::LeftOuter | JoinType::LeftAnti | JoinType::FullOuter => !matched,
             JoinType::LeftSemi => matched,
             JoinType::Inner | JoinType::RightOuter => false,
         };
@@ -83,7 +86,7 @@ fn nested_loop(build: &[Rec], probe: &[Rec], join_type: JoinType) -> Rows {
             rows.push((probe_key.clone(), None, Some(probe_record.clone())));
         }
     }
-    if join_type == JoinType::RightOuter {
+    if matches!(join_type, JoinType::RightOuter | JoinType::FullOuter) {
         for (i, (key, record)) in build.iter().enumerate() {
             if !build_matched[i] {
                 rows.push((key.clone(), Some(record.clone()), None));
@@ -352,8 +355,8 @@ fn a_hot_key_larger_than_memory_falls_back_to_sort_merge() {
     }
 }
 
-/// A hot key larger than memory that no probe record matches: a right outer join emits
-/// its build records alone, read back from the group's run.
+/// A hot key larger than memory that no probe record matches: a right or full outer join
+/// emits its build records alone, read back from the group's run.
 #[test]
 fn an_unmatched_hot_key_is_emitted_whole_by_sort_merge() {
     let build = side(3000, b'b', |i| key(if i % 10 == 0 { 1 } else { 42 }));
@@ -368,8 +371,12 @@ fn an_unmatched_hot_key_is_emitted_whole_by_sort_merge() {
     );
     for (join_type, stats) in JoinType::ALL.iter().zip(stats) {
         assert!(stats.partitions_spilled > 0, "{stats:?}");
-        // Only a right outer join has a use for a spilled partition no probe record reaches.
-        let fallbacks = u64::from(*join_type == JoinType::RightOuter);
+        // Only right and full outer joins have a use for a spilled partition no probe
+        // record reaches.
+        let fallbacks = u64::from(matches!(
+            join_type,
+            JoinType::RightOuter | JoinType::FullOuter
+        ));
         assert_eq!(
             stats.sort_merge_fallbacks, fallbacks,
             "{join_type:?}: {stats:?}"

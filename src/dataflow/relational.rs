@@ -257,6 +257,21 @@ impl<T: Key> Stream<T> {
 }
 
 impl<K: Key, T: Data> KeyedStream<K, T> {
+    /// The full outer join with `right` on equal keys: one `(Some(left), Some(right))` per
+    /// matching pair, and each record of either side without a match once, with `None`
+    /// for the other. A hybrid hash join that builds on `right`: each task emits the
+    /// unmatched right records of its own keys once it has read all of its left side.
+    ///
+    /// # Panics
+    ///
+    /// When one input runs on every task and the other on one (after `gather`).
+    pub fn full_outer_join<R: Data>(
+        self,
+        right: KeyedStream<K, R>,
+    ) -> Stream<(Option<T>, Option<R>)> {
+        self.join_as(right, JoinType::FullOuter)
+    }
+
     /// The left records with at least one right record of the same key, each once (SQL's
     /// `EXISTS` and `IN`). A hybrid hash join that builds on `right`, as
     /// [`join`](Self::join).

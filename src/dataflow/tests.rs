@@ -60,11 +60,12 @@ pub(super) fn nested_loop_join(
     for l in left {
         let matches: Vec<_> = right.iter().filter(|r| r.0 == l.0).collect();
         match join_type {
-            JoinType::Inner | JoinType::LeftOuter | JoinType::RightOuter => {
+            JoinType::Inner | JoinType::LeftOuter | JoinType::RightOuter | JoinType::FullOuter => {
                 for r in &matches {
                     expected.push((Some(*l), Some((*r).clone())));
                 }
-                if matches.is_empty() && join_type == JoinType::LeftOuter {
+                let outer = matches!(join_type, JoinType::LeftOuter | JoinType::FullOuter);
+                if matches.is_empty() && outer {
                     expected.push((Some(*l), None));
                 }
             }
@@ -73,7 +74,7 @@ pub(super) fn nested_loop_join(
             _ => {}
         }
     }
-    if join_type == JoinType::RightOuter {
+    if matches!(join_type, JoinType::RightOuter | JoinType::FullOuter) {
         for r in right.iter().filter(|r| !left.iter().any(|l| l.0 == r.0)) {
             expected.push((None, Some(r.clone())));
         }
@@ -121,6 +122,7 @@ fn joins_equal_a_nested_loop() {
         JoinType::RightOuter,
         JoinType::LeftSemi,
         JoinType::LeftAnti,
+        JoinType::FullOuter,
     ] {
         let (flow, rows) = join_flow(|left, right| left.join_as(right, join_type));
         run(&flow, &config(2, 16 << 20));

@@ -336,7 +336,7 @@ impl HashJoin {
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut result = Ok(());
         'matches: while let Some((partition, position)) = table.next_match(&mut cursor) {
-            if self.context.join_type == JoinType::RightOuter {
+            if self.context.join_type.keeps_unmatched_build() {
                 table.set_matched(partition, position);
             }
             let build = table.record(partition, position, &mut scratch).record;
@@ -695,7 +695,9 @@ impl HashJoin {
                     matcher.done = true;
                     return None;
                 }
-                JoinType::RightOuter => table.set_matched(partition, position),
+                JoinType::RightOuter | JoinType::FullOuter => {
+                    table.set_matched(partition, position);
+                }
                 JoinType::Inner | JoinType::LeftOuter => {}
             }
             return Some(Emit::Pair {

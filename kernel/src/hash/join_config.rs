@@ -32,26 +32,33 @@ pub enum JoinType {
     LeftSemi,
     /// Each probe record without a match once, with no build record.
     LeftAnti,
+    /// Inner pairs, each probe record without a match once with no build record, and
+    /// each build record without a match once with no probe record.
+    FullOuter,
 }
 
 impl JoinType {
     /// Every join type, for tests and benchmarks.
-    pub const ALL: [JoinType; 5] = [
+    pub const ALL: [JoinType; 6] = [
         JoinType::Inner,
         JoinType::LeftOuter,
         JoinType::RightOuter,
         JoinType::LeftSemi,
         JoinType::LeftAnti,
+        JoinType::FullOuter,
     ];
 
     /// Whether probe records without a match are emitted.
     pub(super) fn keeps_unmatched_probe(self) -> bool {
-        matches!(self, JoinType::LeftOuter | JoinType::LeftAnti)
+        matches!(
+            self,
+            JoinType::LeftOuter | JoinType::LeftAnti | JoinType::FullOuter
+        )
     }
 
     /// Whether build records without a match are emitted (and need a matched bit).
     pub(super) fn keeps_unmatched_build(self) -> bool {
-        self == JoinType::RightOuter
+        matches!(self, JoinType::RightOuter | JoinType::FullOuter)
     }
 }
 

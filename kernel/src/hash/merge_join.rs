@@ -267,7 +267,10 @@ impl MergeJoin {
             return Ok(match self.join_type {
                 JoinType::LeftSemi => Step::Row(MergeEmit::Probe),
                 JoinType::LeftAnti => Step::Continue,
-                JoinType::Inner | JoinType::LeftOuter | JoinType::RightOuter => {
+                JoinType::Inner
+                | JoinType::LeftOuter
+                | JoinType::RightOuter
+                | JoinType::FullOuter => {
                     self.state = State::Pairing(self.start_cursor(context)?);
                     Step::Continue
                 }
@@ -429,10 +432,15 @@ mod tests {
                 JoinType::LeftSemi if !matches.is_empty() => {
                     rows.push((key.to_vec(), None, Some(bytes(p))))
                 }
-                JoinType::LeftAnti | JoinType::LeftOuter if matches.is_empty() => {
+                JoinType::LeftAnti | JoinType::LeftOuter | JoinType::FullOuter
+                    if matches.is_empty() =>
+                {
                     rows.push((key.to_vec(), None, Some(bytes(p))));
                 }
-                JoinType::Inner | JoinType::LeftOuter | JoinType::RightOuter => rows.extend(
+                JoinType::Inner
+                | JoinType::LeftOuter
+                | JoinType::RightOuter
+                | JoinType::FullOuter => rows.extend(
                     matches
                         .iter()
                         .map(|&b| (key.to_vec(), Some(bytes(b)), Some(bytes(p)))),
@@ -440,7 +448,7 @@ mod tests {
                 _ => {}
             }
         }
-        if join_type == JoinType::RightOuter {
+        if join_type.keeps_unmatched_build() {
             for &(key, b) in build {
                 if !probe.iter().any(|p| p.0 == key) {
                     rows.push((key.to_vec(), Some(bytes(b)), None));
