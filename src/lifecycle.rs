@@ -26,7 +26,7 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Environment variable a launcher sets for its workers: its own process id.
 pub const LAUNCHER_PID_ENV: &str = "WEIR_LAUNCHER_PID";
@@ -52,6 +52,9 @@ static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
 });
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+/// Set by the signal thread as it takes a termination signal, before it stops anything.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 fn registry() -> std::sync::MutexGuard<'static, Registry> {
     // A panic while holding the lock cannot leave the two lists inconsistent (each
@@ -177,6 +180,19 @@ pub fn print_line(line: &str) -> crate::error::Result<()> {
         .map_err(|e| crate::error::WeirError::file("write report to", "stdout", e))
 }
 
+/// Parks the calling thread for good once a termination signal has been taken; returns at
+/// once otherwise. The signal thread then owns the way out (its clean-up, its message, exit
+/// 128 + n): a main thread whose work failed *because* the signal stopped its children (a
+/// worker's connection lost) calls this before reporting, so the process does not exit
+/// first with that failure's code (1) and a misleading message.
+pub fn defer_to_signal() {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        loop {
+            std::thread::park();
+        }
+    }
+}
+
 /// Installs the termination-signal thread of a command-line process: SIGINT, SIGTERM and
 /// SIGHUP are blocked in every thread (call this first in `main`, before any thread
 /// starts) and taken by one thread, which stops registered children, removes registered
@@ -197,6 +213,7 @@ pub fn install(program: &'static str) -> bool {
                 let Ok(signal) = weir_kernel::sys::wait_termination_signal() else {
                     return;
                 };
+                INTERRUPTED.store(true, Ordering::SeqCst);
                 if let Some(launcher) = launcher_gone_already() {
                     // The parent-death signal of a worker: say why, as the watcher would.
                     launcher_gone(program, launcher);

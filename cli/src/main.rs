@@ -22,6 +22,8 @@ fn main() -> ExitCode {
     weir::kernel::sys::limit_heap_arenas();
     weir::lifecycle::watch_launcher("weir");
     let result = run(Cli::parse());
+    // A signal that stopped the job exits with its own code and message, not the job's.
+    weir::lifecycle::defer_to_signal();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -443,16 +443,6 @@ impl HashJoin {
         }
     }
 
-    /// Ends the probe side: probe runs are closed, and the stream emits the rows still to
-    /// come (unmatched build records, then the spilled pairs joined).
-    ///
-    /// # Errors
-    ///
-    /// A write of a probe run that fails.
-    ///
-    /// # Panics
-    ///
-    /// Before [`HashJoin::finish_build`].
     /// Whether the build side has ended.
     pub(super) fn is_probing(&self) -> bool {
         self.probing
