@@ -234,8 +234,8 @@ pub fn summary(report: &JobReport, input_rows: u64) -> String {
     out
 }
 
-/// One line per kernel operator of the job, summed over the workers: records in and
-/// out, spilled bytes and finish time.
+/// One line per kernel operator of the job, summed over the workers: records (and their
+/// encoded bytes) in and out, spilled bytes and finish time.
 pub fn operator_lines(report: &JobReport) -> String {
     let mut totals: Vec<OperatorReport> = Vec::new();
     for op in report.workers.iter().flat_map(|w| &w.operators) {
@@ -247,6 +247,8 @@ pub fn operator_lines(report: &JobReport) -> String {
                 total.tasks += op.tasks;
                 total.records_in += op.records_in;
                 total.records_out += op.records_out;
+                total.bytes_in += op.bytes_in;
+                total.bytes_out += op.bytes_out;
                 total.spilled_bytes += op.spilled_bytes;
                 total.finish_us += op.finish_us;
             }
@@ -257,10 +259,12 @@ pub fn operator_lines(report: &JobReport) -> String {
         .iter()
         .map(|op| {
             format!(
-                "  {:<9} {:>11} in {:>11} out, spilled {:>9}, finish {:.2} s ({} task{}) in {}\n",
+                "  {:<9} {:>9} in ({:>9}) {:>9} out ({:>9}), spilled {:>9}, finish {:.2} s ({} task{}) in {}\n",
                 op.operator,
                 op.records_in,
+                format_size_approx(op.bytes_in),
                 op.records_out,
+                format_size_approx(op.bytes_out),
                 format_size_approx(op.spilled_bytes),
                 op.finish_us as f64 / 1e6,
                 op.tasks,

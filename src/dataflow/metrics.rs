@@ -6,9 +6,12 @@
 //!     (the n-th kernel operator a task opens is the n-th of its stage: the same on every
 //!      task, so tasks' meters of one operator meet under one id)
 //!   operator: meter.took(n) per record in, meter.gave(n) per record out,
+//!             meter.stored(b) per encoded record given to the kernel,
+//!             meter.emitted(b) per encoded record the kernel gave back,
 //!             at its end meter.done(spilled bytes, finish time) ──▶ Counters
 //!   worker report: operators = [OperatorReport { stage, operator, tasks, records_in,
-//!                  records_out, spilled_bytes, finish_us }], in stage order
+//!                  records_out, bytes_in, bytes_out, spilled_bytes, finish_us }],
+//!                  in stage order
 //! ```
 
 use std::collections::BTreeMap;
@@ -34,6 +37,15 @@ pub struct OperatorReport {
     pub records_in: u64,
     /// Records it gave to the rest of its chain (groups, sorted records, joined rows).
     pub records_out: u64,
+    /// Bytes of the encoded records (key and record, in serde-fmt's formats) it gave its
+    /// kernel operator: the sort's records, the join's build records and the probe
+    /// records that passed its key filter, the accumulators that reached an aggregation's
+    /// table (records folded in the typed group cache first count when the cache hands
+    /// them on, and a combiner that forwards without its table encodes nothing).
+    pub bytes_in: u64,
+    /// Bytes of the encoded records its kernel operator gave back (sorted records,
+    /// groups, the probe and build records of joined rows).
+    pub bytes_out: u64,
     /// Bytes it wrote to spill files.
     pub spilled_bytes: u64,
     /// Time from the end of its input to the end of its output (sorting and merging,
@@ -61,6 +73,8 @@ impl OperatorTotals {
         total.tasks += 1;
         total.records_in += task.records_in;
         total.records_out += task.records_out;
+        total.bytes_in += task.bytes_in;
+        total.bytes_out += task.bytes_out;
         total.spilled_bytes += task.spilled_bytes;
         total.finish_us += task.finish_us;
     }
@@ -122,6 +136,18 @@ impl Meter {
     #[inline]
     pub(crate) fn gave(&mut self, n: u64) {
         self.task.records_out += n;
+    }
+
+    /// `bytes` of encoded records given to the kernel operator.
+    #[inline]
+    pub(crate) fn stored(&mut self, bytes: usize) {
+        self.task.bytes_in += bytes as u64;
+    }
+
+    /// `bytes` of encoded records the kernel operator gave back.
+    #[inline]
+    pub(crate) fn emitted(&mut self, bytes: usize) {
+        self.task.bytes_out += bytes as u64;
     }
 
     /// The input ended: the finish time starts (once).

@@ -584,6 +584,7 @@ fn emit_groups<K: Key, A: Data>(
     meter.finishing();
     let mut groups = aggregate.finish()?;
     while let Some((key, acc)) = groups.next()? {
+        meter.emitted(key.len() + acc.len());
         down.push((decode_key(key)?, decode(acc)?))?;
         meter.gave(1);
     }
@@ -592,15 +593,18 @@ fn emit_groups<K: Key, A: Data>(
     down.finish()
 }
 
-/// An accumulator the group cache evicts: encoded and merged into the kernel table.
+/// An accumulator the group cache evicts: encoded and merged into the kernel table,
+/// counted by `meter`.
 fn evict_into<A: Data>(
     table: &mut HashAggregate,
+    meter: &mut Meter,
     scratch: &mut Vec<u8>,
     key: &[u8],
     acc: &A,
 ) -> Result<()> {
     scratch.clear();
     append_record(scratch, acc)?;
+    meter.stored(key.len() + scratch.len());
     Ok(table.push_partial(key, scratch)?)
 }
 
@@ -631,7 +635,7 @@ impl<K: Key, A: Data> CombineOut<K, A> {
     fn put_encoded(&mut self, key: &[u8], acc: A) -> Result<()> {
         match &mut self.table {
             Some(table) => {
-                evict_into(table, &mut self.pair.value, key, &acc)?;
+                evict_into(table, &mut self.meter, &mut self.pair.value, key, &acc)?;
                 self.taken()
             }
             None => {
@@ -646,6 +650,8 @@ impl<K: Key, A: Data> CombineOut<K, A> {
         match &mut self.table {
             Some(table) => {
                 self.pair.set(&key, &acc)?;
+                self.meter
+                    .stored(self.pair.key.len() + self.pair.value.len());
                 table.push_partial(&self.pair.key, &self.pair.value)?;
                 self.taken()
             }
@@ -687,6 +693,7 @@ impl<K: Key, A: Data> CombineOut<K, A> {
     fn hand_on(&mut self, table: HashAggregate) -> Result<()> {
         let mut groups = table.finish()?;
         while let Some((key, acc)) = groups.next()? {
+            self.meter.emitted(key.len() + acc.len());
             self.down.push((decode_key(key)?, decode(acc)?))?;
             self.meter.gave(1);
         }
@@ -823,9 +830,9 @@ impl<K: Key, A: Data> Push<(K, A)> for Aggregate<K, A> {
         let table = self.table.as_mut().expect("pushed before finish");
         let acc = match &mut self.cache {
             Some(cache) => {
-                let scratch = &mut self.pair.value;
+                let (meter, scratch) = (&mut self.meter, &mut self.pair.value);
                 match cache.fold(&key, acc, &self.merge, |key, acc| {
-                    evict_into(table, scratch, key, &acc)
+                    evict_into(table, meter, scratch, key, &acc)
                 })? {
                     Some(acc) => acc,
                     None => return Ok(()),
@@ -834,6 +841,8 @@ impl<K: Key, A: Data> Push<(K, A)> for Aggregate<K, A> {
             None => acc,
         };
         self.pair.set(&key, &acc)?;
+        self.meter
+            .stored(self.pair.key.len() + self.pair.value.len());
         Ok(table.push_partial(&self.pair.key, &self.pair.value)?)
     }
 
@@ -841,8 +850,8 @@ impl<K: Key, A: Data> Push<(K, A)> for Aggregate<K, A> {
         self.meter.finishing();
         let mut table = self.table.take().expect("finished once");
         if let Some(cache) = &mut self.cache {
-            let scratch = &mut self.pair.value;
-            cache.flush(|key, acc| evict_into(&mut table, scratch, key, &acc))?;
+            let (meter, scratch) = (&mut self.meter, &mut self.pair.value);
+            cache.flush(|key, acc| evict_into(&mut table, meter, scratch, key, &acc))?;
         }
         emit_groups(table, &mut self.meter, &mut *self.down)
     }
@@ -886,6 +895,8 @@ impl<K: Key, T: Data> Push<T> for Sort<K, T> {
     fn push(&mut self, record: T) -> Result<()> {
         self.meter.took(1);
         self.pair.set(&(self.key)(&record), &record)?;
+        self.meter
+            .stored(self.pair.key.len() + self.pair.value.len());
         let sorter = self.sorter.as_mut().expect("pushed before finish");
         Ok(sorter.push(&self.pair.key, &self.pair.value)?)
     }
@@ -898,6 +909,7 @@ impl<K: Key, T: Data> Push<T> for Sort<K, T> {
         while left > 0
             && let Some((_, record)) = sorted.next()?
         {
+            self.meter.emitted(record.len());
             self.down.push(decode(record)?)?;
             self.meter.gave(1);
             left -= 1;
@@ -976,9 +988,11 @@ impl<L: Data, R: Data> Join<L, R> {
 /// the row's probe bytes encode (moved, not decoded).
 fn push_row<L: Data, R: Data>(
     down: &mut dyn Push<(Option<L>, Option<R>)>,
+    meter: &mut Meter,
     row: JoinRow<'_>,
     probe: &mut Option<L>,
 ) -> Result<()> {
+    meter.emitted(row.probe.map_or(0, <[u8]>::len) + row.build.map_or(0, <[u8]>::len));
     let left = match row.probe {
         Some(bytes) => Some(match probe.take() {
             Some(record) => record,
@@ -999,8 +1013,11 @@ pub(crate) struct JoinBuild<K, L, R> {
 impl<K: Key, L: Data, R: Data> Push<R> for JoinBuild<K, L, R> {
     fn push(&mut self, record: R) -> Result<()> {
         self.join.building(|inner| {
-            let JoinInner { join, pair, .. } = inner;
+            let JoinInner {
+                join, pair, meter, ..
+            } = inner;
             pair.set(&(self.key)(&record), &record)?;
+            meter.stored(pair.key.len() + pair.value.len());
             Ok(join
                 .as_mut()
                 .expect("building")
@@ -1070,14 +1087,14 @@ impl<K, L: Data, R: Data> JoinProbe<K, L, R> {
         let inner = self.join.as_mut().expect("a pending probe has the join");
         let probe = &mut self.ring[head];
         let join = inner.join.as_mut().expect("probing");
-        let down = &mut *inner.down;
+        let (down, meter) = (&mut *inner.down, &mut inner.meter);
         let hash = probe.hash.take().expect("a pending probe has its hash");
         // The kernel's callback answers kernel errors: a failure downstream stops the
         // probe with a placeholder and is returned in its place.
         let mut failure = None;
         let record = &mut probe.record;
         let probed = join.probe_hashed(hash, &probe.pair.key, &probe.pair.value, |row| {
-            push_row(down, row, record).map_err(|error| {
+            push_row(down, meter, row, record).map_err(|error| {
                 failure = Some(error);
                 weir_kernel::KernelError::Malformed {
                     position: 0,
@@ -1112,6 +1129,9 @@ impl<K: Key, L: Data, R: Data> Push<L> for JoinProbe<K, L, R> {
             return Ok(());
         };
         slot.pair.set_value(&record)?;
+        inner
+            .meter
+            .stored(slot.pair.key.len() + slot.pair.value.len());
         slot.hash = Some(hash);
         slot.record = Some(record);
         self.pending += 1;
@@ -1128,7 +1148,7 @@ impl<K: Key, L: Data, R: Data> Push<L> for JoinProbe<K, L, R> {
         } = self.join.as_mut().expect("taken above");
         let mut rows = join.take().expect("finished once").finish()?;
         while let Some(row) = rows.next()? {
-            push_row(&mut **down, row, &mut None)?;
+            push_row(&mut **down, meter, row, &mut None)?;
         }
         let stats = rows.stats();
         meter.took(stats.build_records + stats.probe_records);

@@ -529,4 +529,15 @@ fn the_report_has_each_kernel_operators_records_and_spill() {
     assert_eq!(report.operators[2].index, 1, "the sort after the aggregate");
     let spilled: u64 = report.operators.iter().map(|o| o.spilled_bytes).sum();
     assert_eq!(spilled, report.spilled_bytes);
+    // Bytes: the sorts hold (u64 key, (u64, u64) record) pairs: a key of 8 bytes and a
+    // record of 1 to 10 bytes per varint field, the same pairs in as out.
+    let [_, aggregate, first_sort, last_sort] = &report.operators[..] else {
+        unreachable!("four operators, checked above")
+    };
+    assert!(aggregate.bytes_in > 0 && aggregate.bytes_out > 0);
+    for sort in [first_sort, last_sort] {
+        assert!(sort.bytes_in >= sort.records_in * 10, "{sort:?}");
+        assert!(sort.bytes_in <= sort.records_in * 28, "{sort:?}");
+    }
+    assert!(last_sort.bytes_out <= last_sort.bytes_in);
 }
