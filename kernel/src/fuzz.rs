@@ -385,14 +385,7 @@ pub fn hash_aggregate_vs_model(data: &[u8]) -> u64 {
 )]
 pub fn hash_join_vs_model(data: &[u8]) -> u64 {
     let mut input = Input { data };
-    let join_type = [
-        JoinType::Inner,
-        JoinType::LeftOuter,
-        JoinType::RightOuter,
-        JoinType::LeftSemi,
-        JoinType::LeftAnti,
-        JoinType::FullOuter,
-    ][input.below(6)];
+    let join_type = JoinType::ALL[input.below(JoinType::ALL.len())];
     let config = JoinConfig {
         seed: u64::from(input.u32()),
         ..JoinConfig::default()
@@ -470,13 +463,17 @@ pub fn hash_join_vs_model(data: &[u8]) -> u64 {
                 _ => {}
             }
         }
-        if matches!(join_type, JoinType::RightOuter | JoinType::FullOuter) {
-            let probed: std::collections::BTreeSet<&Vec<u8>> =
-                probe.iter().map(|(k, _)| k).collect();
-            for (key, right) in build {
-                if !probed.contains(key) {
-                    expected.push((key.clone(), None, Some(right.clone())));
+        let probed: std::collections::BTreeSet<&Vec<u8>> = probe.iter().map(|(k, _)| k).collect();
+        for (key, right) in build {
+            let kept = match join_type {
+                JoinType::RightOuter | JoinType::FullOuter | JoinType::RightAnti => {
+                    !probed.contains(key)
                 }
+                JoinType::RightSemi => probed.contains(key),
+                _ => false,
+            };
+            if kept {
+                expected.push((key.clone(), None, Some(right.clone())));
             }
         }
         out.sort();

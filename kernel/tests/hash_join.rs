@@ -80,17 +80,22 @@ fn nested_loop(build: &[Rec], probe: &[Rec], join_type: JoinType) -> Rows {
         let alone = match join_type {
             JoinType::LeftOuter | JoinType::LeftAnti | JoinType::FullOuter => !matched,
             JoinType::LeftSemi => matched,
-            JoinType::Inner | JoinType::RightOuter => false,
+            JoinType::Inner | JoinType::RightOuter | JoinType::RightSemi | JoinType::RightAnti => {
+                false
+            }
         };
         if alone {
             rows.push((probe_key.clone(), None, Some(probe_record.clone())));
         }
     }
-    if matches!(join_type, JoinType::RightOuter | JoinType::FullOuter) {
-        for (i, (key, record)) in build.iter().enumerate() {
-            if !build_matched[i] {
-                rows.push((key.clone(), Some(record.clone()), None));
-            }
+    for (i, (key, record)) in build.iter().enumerate() {
+        let alone = match join_type {
+            JoinType::RightOuter | JoinType::FullOuter | JoinType::RightAnti => !build_matched[i],
+            JoinType::RightSemi => build_matched[i],
+            _ => false,
+        };
+        if alone {
+            rows.push((key.clone(), Some(record.clone()), None));
         }
     }
     rows.sort();
@@ -264,7 +269,11 @@ fn a_probe_side_that_mostly_misses_is_answered_by_the_key_filter() {
     for (join_type, stats) in JoinType::ALL.iter().zip(&stats) {
         let drops = matches!(
             join_type,
-            JoinType::Inner | JoinType::LeftSemi | JoinType::RightOuter
+            JoinType::Inner
+                | JoinType::LeftSemi
+                | JoinType::RightOuter
+                | JoinType::RightSemi
+                | JoinType::RightAnti
         );
         // About a third of the probes go through the filter; at least 90% of those miss.
         if drops {
@@ -371,11 +380,11 @@ fn an_unmatched_hot_key_is_emitted_whole_by_sort_merge() {
     );
     for (join_type, stats) in JoinType::ALL.iter().zip(stats) {
         assert!(stats.partitions_spilled > 0, "{stats:?}");
-        // Only right and full outer joins have a use for a spilled partition no probe
-        // record reaches.
+        // Only joins that keep unmatched build records (right outer and anti, full
+        // outer) have a use for a spilled partition no probe record reaches.
         let fallbacks = u64::from(matches!(
             join_type,
-            JoinType::RightOuter | JoinType::FullOuter
+            JoinType::RightOuter | JoinType::RightAnti | JoinType::FullOuter
         ));
         assert_eq!(
             stats.sort_merge_fallbacks, fallbacks,

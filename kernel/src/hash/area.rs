@@ -369,6 +369,13 @@ impl RecordArea {
         (segment, offset)
     }
 
+    /// The byte at `position`.
+    #[inline]
+    pub(crate) fn byte_at(&self, position: u64) -> u8 {
+        let (segment, offset) = self.locate(position);
+        self.segments[segment].get_u8(offset)
+    }
+
     /// Overwrites the bytes at `position` (an accumulator of unchanged length).
     pub(crate) fn write_at(&mut self, mut position: u64, mut bytes: &[u8]) {
         while !bytes.is_empty() {

@@ -412,10 +412,7 @@ impl HashJoin {
     pub fn prefetch_unless_filtered(&mut self, key: &[u8]) -> Option<ProbeHash> {
         assert!(self.probing, "probe before finish_build");
         let hash = self.hash(key);
-        let drops_unmatched = matches!(
-            self.context.join_type,
-            JoinType::Inner | JoinType::LeftSemi | JoinType::RightOuter
-        );
+        let drops_unmatched = self.context.join_type.drops_unmatched_probe();
         let asking = drops_unmatched
             && (self.filter_asked < HASH_JOIN_FILTER_PROBATION
                 || self.filter_passed * 100
@@ -674,7 +671,7 @@ impl HashJoin {
             return None;
         }
         let table = self.table.as_mut().expect("the table is home");
-        if let Some((partition, position)) = table.next_match(&mut matcher.cursor) {
+        while let Some((partition, position)) = table.next_match(&mut matcher.cursor) {
             matcher.matched = true;
             match self.context.join_type {
                 JoinType::LeftSemi => {
@@ -684,6 +681,22 @@ impl HashJoin {
                 JoinType::LeftAnti => {
                     matcher.done = true;
                     return None;
+                }
+                // A key's build records are all marked by the first probe that matches
+                // it, so one marked record means the key is done.
+                JoinType::RightSemi | JoinType::RightAnti => {
+                    if table.is_matched(partition, position) {
+                        matcher.done = true;
+                        return None;
+                    }
+                    table.set_matched(partition, position);
+                    if self.context.join_type == JoinType::RightSemi {
+                        return Some(Emit::Build {
+                            partition,
+                            position,
+                        });
+                    }
+                    continue;
                 }
                 JoinType::RightOuter | JoinType::FullOuter => {
                     table.set_matched(partition, position);

@@ -4,7 +4,9 @@
 //! Sides: the **probe** side is the *left* input and the **build** side the *right* one,
 //! the usual convention when the smaller input is built (Flink builds the right side of
 //! its hybrid hash join as well). So a left outer join keeps every probe record, a right
-//! outer join every build record, and semi and anti joins return probe records.
+//! outer join every build record, left semi and anti joins return probe records, and right
+//! semi and anti joins return build records (build the smaller side, whichever side the
+//! query keeps).
 
 use crate::constants::{
     HASH_JOIN_GROUP_SEGMENTS, HASH_JOIN_PARTITIONS_MAX, HASH_JOIN_PARTITIONS_MIN,
@@ -32,6 +34,12 @@ pub enum JoinType {
     LeftSemi,
     /// Each probe record without a match once, with no build record.
     LeftAnti,
+    /// Each build record with at least one match once, with no probe record (emitted at
+    /// its first match).
+    RightSemi,
+    /// Each build record without a match once, with no probe record (emitted after the
+    /// probe side).
+    RightAnti,
     /// Inner pairs, each probe record without a match once with no build record, and
     /// each build record without a match once with no probe record.
     FullOuter,
@@ -39,12 +47,14 @@ pub enum JoinType {
 
 impl JoinType {
     /// Every join type, for tests and benchmarks.
-    pub const ALL: [JoinType; 6] = [
+    pub const ALL: [JoinType; 8] = [
         JoinType::Inner,
         JoinType::LeftOuter,
         JoinType::RightOuter,
         JoinType::LeftSemi,
         JoinType::LeftAnti,
+        JoinType::RightSemi,
+        JoinType::RightAnti,
         JoinType::FullOuter,
     ];
 
@@ -58,7 +68,16 @@ impl JoinType {
 
     /// Whether build records without a match are emitted (and need a matched bit).
     pub(super) fn keeps_unmatched_build(self) -> bool {
-        matches!(self, JoinType::RightOuter | JoinType::FullOuter)
+        matches!(
+            self,
+            JoinType::RightOuter | JoinType::RightAnti | JoinType::FullOuter
+        )
+    }
+
+    /// Whether a probe record without a match emits nothing (the joins a key filter can
+    /// answer for).
+    pub(super) fn drops_unmatched_probe(self) -> bool {
+        !self.keeps_unmatched_probe()
     }
 }
 

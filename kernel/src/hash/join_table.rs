@@ -652,6 +652,13 @@ impl JoinTable {
         }
     }
 
+    /// Whether the matched byte of the record at `position` of `partition` is set.
+    pub(crate) fn is_matched(&self, partition: usize, position: u64) -> bool {
+        let area = &self.areas[partition];
+        let at = position + area.header(position).acc_offset() as u64;
+        area.byte_at(at) != 0
+    }
+
     /// Sets the matched byte of the record at `position` of `partition`.
     pub(crate) fn set_matched(&mut self, partition: usize, position: u64) {
         let area = &mut self.areas[partition];

@@ -263,10 +263,19 @@ impl MergeJoin {
         }
         if self.group_valid {
             self.probe_pending = false;
+            let first_match = !self.group_matched;
             self.group_matched = true;
             return Ok(match self.join_type {
                 JoinType::LeftSemi => Step::Row(MergeEmit::Probe),
-                JoinType::LeftAnti => Step::Continue,
+                JoinType::LeftAnti | JoinType::RightAnti => Step::Continue,
+                // The group's build records, once, at its first match; flushing ends
+                // the group, so later probes of its key find none.
+                JoinType::RightSemi if first_match => {
+                    copy(&mut self.held_key, &self.group_key);
+                    self.state = State::Flushing(self.start_cursor(context)?);
+                    Step::Continue
+                }
+                JoinType::RightSemi => Step::Continue,
                 JoinType::Inner
                 | JoinType::LeftOuter
                 | JoinType::RightOuter
@@ -448,11 +457,14 @@ mod tests {
                 _ => {}
             }
         }
-        if join_type.keeps_unmatched_build() {
-            for &(key, b) in build {
-                if !probe.iter().any(|p| p.0 == key) {
-                    rows.push((key.to_vec(), Some(bytes(b)), None));
-                }
+        for &(key, b) in build {
+            let probed = probe.iter().any(|p| p.0 == key);
+            let alone = match join_type {
+                JoinType::RightSemi => probed,
+                _ => join_type.keeps_unmatched_build() && !probed,
+            };
+            if alone {
+                rows.push((key.to_vec(), Some(bytes(b)), None));
             }
         }
         rows.sort();
