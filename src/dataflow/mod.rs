@@ -612,8 +612,12 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
 
     /// A join of `join_type` with `right` on equal keys: for inner and outer joins one
     /// row per matching pair and, for outer joins, one per unmatched record of the outer
-    /// side(s) with `None` for the other; for semi and anti joins the left records with
-    /// (without) a match, with `None` on the right.
+    /// side(s) with `None` for the other; for left semi and anti joins the left records
+    /// with (without) a match, with `None` on the right; for right semi and anti joins the
+    /// right records with (without) a match, with `None` on the left. The table is built
+    /// on `right` in every case: to build on the smaller side, put it on the right and
+    /// choose the type that keeps the records wanted (a left outer join building on the
+    /// left is `right.join_as(left, JoinType::RightOuter)`).
     ///
     /// # Panics
     ///

@@ -293,6 +293,31 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
         self.join_as(right, JoinType::LeftAnti).map(left_row)
     }
 
+    /// [`semi_join`](Self::semi_join) that builds on the left side: use it when the left
+    /// input is the smaller one (the orders of one quarter against every late line item).
+    /// The kernel's right semi join with the inputs swapped: each task holds its left
+    /// records in the join table and emits each once, at the first right record that
+    /// matches it, with no deduplication of the right side; the right records are probed
+    /// as they come and dropped.
+    ///
+    /// # Panics
+    ///
+    /// When one input runs on every task and the other on one (after `gather`).
+    pub fn semi_join_build_left<R: Data>(self, right: KeyedStream<K, R>) -> Stream<T> {
+        right.join_as(self, JoinType::RightSemi).map(right_row)
+    }
+
+    /// [`anti_join`](Self::anti_join) that builds on the left side (the smaller input):
+    /// each task holds its left records in the join table, marks those a right record
+    /// matches, and emits the others once its right side has ended.
+    ///
+    /// # Panics
+    ///
+    /// When one input runs on every task and the other on one (after `gather`).
+    pub fn anti_join_build_left<R: Data>(self, right: KeyedStream<K, R>) -> Stream<T> {
+        right.join_as(self, JoinType::RightAnti).map(right_row)
+    }
+
     /// [`semi_join`](Self::semi_join) with a small `right` that is broadcast, as
     /// [`broadcast_join`](Self::broadcast_join): the left records stay where they are.
     ///
@@ -313,6 +338,14 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
     pub fn broadcast_anti_join<R: Data>(self, right: KeyedStream<K, R>) -> Stream<T> {
         self.broadcast_join_as(right, JoinType::LeftAnti)
             .map(left_row)
+    }
+}
+
+/// A right semi or anti join's row: the right (build) record alone.
+fn right_row<T, R>(row: (Option<T>, Option<R>)) -> R {
+    match row {
+        (None, Some(right)) => right,
+        _ => unreachable!("a right semi or anti join row is a right record alone"),
     }
 }
 

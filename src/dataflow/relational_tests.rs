@@ -197,9 +197,19 @@ fn semi_and_anti_joins_equal_a_nested_loop() {
     type Joined =
         fn(KeyedStream<u32, (u32, i64)>, KeyedStream<u32, (u32, String)>) -> Stream<(u32, i64)>;
     type Case<'a> = (&'a str, Joined, &'a [(u32, i64)]);
-    let cases: [Case<'_>; 4] = [
+    let cases: [Case<'_>; 6] = [
         ("semi", |l, r| l.semi_join(r), &semi),
         ("anti", |l, r| l.anti_join(r), &anti),
+        (
+            "semi building left",
+            |l, r| l.semi_join_build_left(r),
+            &semi,
+        ),
+        (
+            "anti building left",
+            |l, r| l.anti_join_build_left(r),
+            &anti,
+        ),
         ("broadcast semi", |l, r| l.broadcast_semi_join(r), &semi),
         ("broadcast anti", |l, r| l.broadcast_anti_join(r), &anti),
     ];

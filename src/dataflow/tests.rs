@@ -74,8 +74,14 @@ pub(super) fn nested_loop_join(
             _ => {}
         }
     }
-    if matches!(join_type, JoinType::RightOuter | JoinType::FullOuter) {
-        for r in right.iter().filter(|r| !left.iter().any(|l| l.0 == r.0)) {
+    for r in right {
+        let matched = left.iter().any(|l| l.0 == r.0);
+        let alone = match join_type {
+            JoinType::RightOuter | JoinType::FullOuter | JoinType::RightAnti => !matched,
+            JoinType::RightSemi => matched,
+            _ => false,
+        };
+        if alone {
             expected.push((None, Some(r.clone())));
         }
     }
@@ -116,14 +122,7 @@ pub(super) fn join_flow<Row: Data>(
 #[test]
 fn joins_equal_a_nested_loop() {
     let (orders, items) = join_inputs();
-    for join_type in [
-        JoinType::Inner,
-        JoinType::LeftOuter,
-        JoinType::RightOuter,
-        JoinType::LeftSemi,
-        JoinType::LeftAnti,
-        JoinType::FullOuter,
-    ] {
+    for join_type in JoinType::ALL {
         let (flow, rows) = join_flow(|left, right| left.join_as(right, join_type));
         run(&flow, &config(2, 16 << 20));
         let mut got = rows.take();
