@@ -5,6 +5,7 @@
 //!   main.rs (clap) ─▶ run_tpch   TPC-H queries across worker processes (the main job)
 //!                 ├─▶ tpch/      table files (checksummed blocks, manifest), generation,
 //!                 │              scans, the queries as dataflow programs, reference answers
+//!                 ├─▶ nexmark/   Nexmark events as a split source, queries q0–q2
 //!                 └─▶ workloads/ W1 sort, W2 aggregation, W3 join, W4 shuffle, W5 latency,
 //!                                W6 barriers, the soak
 //! ```
@@ -21,6 +22,7 @@ pub mod args;
 pub mod cluster;
 pub mod commands;
 pub mod constants;
+pub mod nexmark;
 pub mod progress;
 pub mod report;
 pub mod run_tpch;

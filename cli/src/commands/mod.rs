@@ -1,5 +1,6 @@
 //! The command tree of `weir` and its dispatch: each group of commands lives in its own
-//! file (`sort`, `tpch`, `network`), the workloads themselves in [`crate::workloads`].
+//! file (`sort`, `tpch`, `nexmark`, `network`), the workloads themselves in
+//! [`crate::workloads`].
 
 use std::path::PathBuf;
 
@@ -14,10 +15,12 @@ use crate::workloads::w1_sort::generate;
 use crate::workloads::w2_aggregate::Workload;
 
 mod network;
+mod nexmark;
 mod sort;
 mod tpch;
 
 use network::{BarrierArgs, BarrierJobArgs, LatencyArgs, ShuffleArgs};
+use nexmark::NexmarkArgs;
 use sort::SortArgs;
 use tpch::{W2Args, W3Args};
 
@@ -49,7 +52,7 @@ pub(crate) enum Command {
         #[command(subcommand)]
         job: WorkerJob,
     },
-    /// Run a dataflow job: TPC-H queries across worker processes.
+    /// Run a dataflow job: TPC-H or Nexmark queries across worker processes.
     Run {
         #[command(subcommand)]
         what: Run,
@@ -97,6 +100,17 @@ pub(crate) enum Gen {
         #[arg(long)]
         out: PathBuf,
     },
+    /// The first N Nexmark events of the standard generator as one CSV file (a column
+    /// for the event type, 0 person, 1 auction, 2 bid, then each type's columns), for
+    /// another engine to check weir's answers; written through a temporary file.
+    Nexmark {
+        /// Events to write.
+        #[arg(long)]
+        events: u64,
+        /// The CSV file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,6 +138,10 @@ pub(crate) enum Run {
     /// TPC-H queries as dataflow jobs (default: all 22 at SF 1 across 2 workers with 64
     /// MiB of managed memory each), their answers checked against the reference.
     Tpch(Box<TpchArgs>),
+    /// A Nexmark query over the standard generator's events (q0, q1, q2 so far), its
+    /// source split across every worker's tasks (default: 2 workers × 1 slot); the rows
+    /// checked against a plain loop over the same events; the last line is its JSON.
+    Nexmark(Box<NexmarkArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -151,6 +169,9 @@ pub fn run(cli: Cli) -> Result<(), WeirError> {
         Some(Command::Run {
             what: Run::Tpch(args),
         }) => run_tpch(&args),
+        Some(Command::Run {
+            what: Run::Nexmark(args),
+        }) => nexmark::run_nexmark(&args),
         Some(Command::Demo { count, memory, dir }) => sort::demo(count, memory, dir),
         Some(Command::Gen {
             what: Gen::SortRecords { count, seed, out },
@@ -158,6 +179,9 @@ pub fn run(cli: Cli) -> Result<(), WeirError> {
         Some(Command::Gen {
             what: Gen::Tpch { scale, out },
         }) => tpch::gen_tpch(scale, &out),
+        Some(Command::Gen {
+            what: Gen::Nexmark { events, out },
+        }) => nexmark::gen_nexmark(events, &out),
         Some(Command::Sort(args)) => sort::sort(args),
         Some(Command::Bench { what }) => bench(what),
         Some(Command::Worker {

@@ -1,0 +1,217 @@
+//! `weir run nexmark` and `weir gen nexmark`: the Nexmark queries as dataflow jobs on
+//! worker processes (through the library's SPMD entry point, as a user's program runs),
+//! and the events as CSV for other engines to check answers with.
+
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+
+use clap::Args;
+use serde::Serialize;
+use weir::config::Config;
+use weir::dataflow::{Collected, Stream};
+use weir::error::{Result, WeirError};
+use weir::output::OutputFile;
+use weir::spmd;
+
+use crate::args::ConfigArgs;
+use crate::nexmark::{
+    EVENTS_HEADER, Events, Row, event_csv, events, first_events, generator_rate, header, model,
+    query_fn,
+};
+use crate::report::Report;
+
+/// `weir run nexmark`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct NexmarkArgs {
+    /// The query: 0 (pass-through), 1 (currency conversion) or 2 (selection).
+    #[arg(long, default_value_t = 1)]
+    query: u32,
+    /// Events to generate in all, across the source's tasks.
+    #[arg(long, default_value_t = 10_000_000)]
+    events: u64,
+    /// Events per second in all (default: as fast as the generator goes).
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Write the query's rows as CSV to DIR/part-T (one file per task), each through a
+    /// temporary file renamed when its task ends.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Skip checking the rows against a plain loop over the same events (that check
+    /// runs after the job, outside its wall time, and regenerates every event).
+    #[arg(long)]
+    no_verify: bool,
+    /// Also measure the generator alone (events generated and dropped, one task's share
+    /// on one thread, times the tasks), the ceiling of a job fed by it, after the job.
+    #[arg(long)]
+    ceiling: bool,
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
+/// The JSON line of `weir run nexmark` (docs/WORKLOADS.md).
+#[derive(Debug, Serialize)]
+struct NexmarkReport {
+    query: u32,
+    workers: usize,
+    slots: usize,
+    events: u64,
+    wall_s: f64,
+    events_per_s: f64,
+    rows: u64,
+    peak_rss_mib: f64,
+    /// The generator's own rate for as many tasks as the job had (`--ceiling`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    generator_events_per_s: Option<f64>,
+    /// The rows' count and digest equal a plain loop's over the same events (`null`
+    /// with `--no-verify`).
+    valid: Option<bool>,
+}
+
+/// Runs `weir run nexmark`.
+///
+/// # Errors
+///
+/// A usage error (a query not built, an invalid configuration); the job's error.
+pub(crate) fn run_nexmark(args: &NexmarkArgs) -> Result<()> {
+    let make = query_fn(args.query)?;
+    let config = args.config.to_config()?;
+    let (query, output) = (args.query, args.output.clone());
+    let spec = Events {
+        count: Some(args.events),
+        rate: args.rate,
+    };
+    let outcome = spmd::run(&config, |flow| {
+        let rows = events(flow, spec).flat_map(make);
+        let digests = match output {
+            Some(dir) => {
+                let (out, rest) = rows.tee();
+                out.write_lines(dir, move |row| row.csv(query));
+                rest
+            }
+            None => rows,
+        };
+        digest(digests)
+    })?;
+    let Some(outcome) = outcome else {
+        return Ok(()); // a worker process: its part is done
+    };
+    let (rows, digest) = outcome
+        .records
+        .iter()
+        .fold((0u64, 0u64), |(n, d), ((), (rows, digest))| {
+            (n + rows, d.wrapping_add(*digest))
+        });
+    let wall_s = outcome.report.wall_s();
+    let valid = if args.no_verify {
+        None
+    } else {
+        Some(model(args.query, args.events)? == (rows, digest))
+    };
+    let ceiling = args.ceiling.then(|| ceiling(args.events, wall_s, &config));
+    let peak_rss = outcome.report.workers.iter().map(|w| w.peak_rss).max();
+    eprintln!("{}", summary(args, &config, rows, wall_s, valid));
+    if let Some(dir) = &args.output {
+        eprintln!(
+            "weir: rows in {}/part-* as CSV: {}",
+            dir.display(),
+            header(args.query)
+        );
+    }
+    let report = NexmarkReport {
+        query: args.query,
+        workers: config.workers,
+        slots: config.slots,
+        events: args.events,
+        wall_s,
+        events_per_s: args.events as f64 / wall_s,
+        rows,
+        peak_rss_mib: peak_rss.unwrap_or(0) as f64 / (1 << 20) as f64,
+        generator_events_per_s: ceiling,
+        valid,
+    };
+    println!("{}", Report::new("nexmark", report).to_json());
+    if valid == Some(false) {
+        return Err(WeirError::Data {
+            message: format!(
+                "Nexmark q{}: the job's rows differ from a plain loop's over the same events",
+                args.query
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The job's one-line summary on stderr.
+fn summary(
+    args: &NexmarkArgs,
+    config: &Config,
+    rows: u64,
+    wall_s: f64,
+    valid: Option<bool>,
+) -> String {
+    format!(
+        "weir: Nexmark q{} over {} events ({}) across {} worker process{} × {} slot{}: {rows} rows in {wall_s:.2} s, {:.2} M events/s{}",
+        args.query,
+        args.events,
+        args.rate
+            .map_or_else(|| "unthrottled".to_owned(), |r| format!("{r} events/s")),
+        config.workers,
+        if config.workers == 1 { "" } else { "es" },
+        config.slots,
+        if config.slots == 1 { "" } else { "s" },
+        args.events as f64 / wall_s / 1e6,
+        match valid {
+            Some(true) => "; rows equal a plain loop's over the same events",
+            Some(false) => "; ROWS DIFFER from a plain loop's over the same events",
+            None => "",
+        },
+    )
+}
+
+/// The generator's own rate for as many tasks as the job had, said on stderr beside the
+/// job's.
+fn ceiling(events: u64, wall_s: f64, config: &Config) -> f64 {
+    let threads = config.workers * config.slots;
+    let rate = generator_rate(events, threads);
+    eprintln!(
+        "weir: the generator alone, for {threads} tasks: {:.2} M events/s; the job ran at {:.0}% of it",
+        rate / 1e6,
+        100.0 * events as f64 / wall_s / rate
+    );
+    rate
+}
+
+/// The rows' count and the wrapping sum of their digests, folded per task and summed on
+/// one task.
+fn digest(rows: Stream<Row>) -> Collected<((), (u64, u64))> {
+    rows.key_by(|_| ())
+        .aggregate(
+            |row| (1u64, row.digest()),
+            |a, b| {
+                a.0 += b.0;
+                a.1 = a.1.wrapping_add(b.1);
+            },
+        )
+        .collect()
+}
+
+/// Runs `weir gen nexmark`: the first `count` events as CSV ([`EVENTS_HEADER`]) to `out`,
+/// through a temporary file renamed when complete.
+///
+/// # Errors
+///
+/// [`WeirError::Usage`] for an output that may not be written; a write that fails.
+pub(crate) fn gen_nexmark(count: u64, out: &std::path::Path) -> Result<()> {
+    let file = OutputFile::create("--out", out, &[])?;
+    let write = |e| WeirError::file("write", file.temp_path(), e);
+    let mut writer = BufWriter::with_capacity(1 << 20, file.try_clone()?);
+    writeln!(writer, "{EVENTS_HEADER}").map_err(write)?;
+    for event in first_events(count) {
+        writeln!(writer, "{}", event_csv(&event)).map_err(write)?;
+    }
+    writer.flush().map_err(write)?;
+    drop(writer);
+    file.commit()?;
+    eprintln!("weir: {count} Nexmark events written to {}", out.display());
+    Ok(())
+}
