@@ -13,7 +13,9 @@
 //! [`netstack::transport::NetworkConfig`], as one of several worker processes); [`config`]
 //! holds what a job may set; [`workers`] starts worker processes on one host and
 //! [`lifecycle`] makes them end with their launcher; [`output`] writes files that replace
-//! their target only on success. The kernel's crates are re-exported: [`kernel`] (memory,
+//! their target only on success; [`record_file`] writes records once as checksummed,
+//! splittable blocks that [`Dataflow::read_records`](dataflow::Dataflow::read_records)
+//! reads back as a source; [`spmd`] runs a user's own binary as launcher and workers. The kernel's crates are re-exported: [`kernel`] (memory,
 //! spill, sort, hash), [`netstack`] (the network stack) and [`serde_fmt`] (record and key
 //! formats). The `weir` command line, TPC-H and the benchmark workloads are the `weir-cli`
 //! package in `cli/`, built on this library.
@@ -53,6 +55,7 @@ pub mod dataflow;
 pub mod error;
 pub mod lifecycle;
 pub mod output;
+pub mod record_file;
 pub mod size;
 pub mod spmd;
 pub mod workers;

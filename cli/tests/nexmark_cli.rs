@@ -101,3 +101,63 @@ fn a_query_not_built_yet_is_a_usage_error() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("q0, q1 and q2"), "{stderr}");
 }
+
+#[test]
+fn a_record_file_of_events_is_read_by_every_query_with_the_same_rows() {
+    let dir = Dir::new("nexmark-records");
+    let file = dir.file("events.rec");
+    let output = weir(&[
+        "gen",
+        "nexmark",
+        "--events",
+        "20000",
+        "--out",
+        path(&file),
+        "--format",
+        "records",
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    for query in ["0", "1", "2"] {
+        let output = weir(&[
+            "run",
+            "nexmark",
+            "--query",
+            query,
+            "--input",
+            path(&file),
+            "--workers",
+            "2",
+            "--slots",
+            "2",
+            "--memory",
+            "16MiB",
+        ]);
+        assert!(output.status.success(), "q{query}: {output:?}");
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        let json = stdout.lines().last().unwrap();
+        for field in ["\"events\":20000", "\"valid\":true"] {
+            assert!(json.contains(field), "{field} in {json}");
+        }
+    }
+    // A damaged block fails the job naming the file, not with a wrong answer.
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[4096 * 5 + 200] ^= 0x10;
+    let damaged = dir.file("damaged.rec");
+    std::fs::write(&damaged, bytes).unwrap();
+    let output = weir(&[
+        "run",
+        "nexmark",
+        "--query",
+        "0",
+        "--input",
+        path(&damaged),
+        "--workers",
+        "1",
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("damaged.rec") && stderr.contains("checksum"),
+        "{stderr}"
+    );
+}

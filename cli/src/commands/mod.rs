@@ -100,16 +100,21 @@ pub(crate) enum Gen {
         #[arg(long)]
         out: PathBuf,
     },
-    /// The first N Nexmark events of the standard generator as one CSV file (a column
-    /// for the event type, 0 person, 1 auction, 2 bid, then each type's columns), for
-    /// another engine to check weir's answers; written through a temporary file.
+    /// The first N Nexmark events of the standard generator: as one CSV file (a column
+    /// for the event type, 0 person, 1 auction, 2 bid, then each type's columns) for
+    /// another engine to check weir's answers, or as a weir record file
+    /// (docs/FORMAT.md §10) that `weir run nexmark --input` reads at full speed; written
+    /// through a temporary file.
     Nexmark {
         /// Events to write.
         #[arg(long)]
         events: u64,
-        /// The CSV file to write.
+        /// The file to write.
         #[arg(long)]
         out: PathBuf,
+        /// csv or records.
+        #[arg(long, default_value = "csv")]
+        format: String,
     },
 }
 
@@ -180,8 +185,13 @@ pub fn run(cli: Cli) -> Result<(), WeirError> {
             what: Gen::Tpch { scale, out },
         }) => tpch::gen_tpch(scale, &out),
         Some(Command::Gen {
-            what: Gen::Nexmark { events, out },
-        }) => nexmark::gen_nexmark(events, &out),
+            what:
+                Gen::Nexmark {
+                    events,
+                    out,
+                    format,
+                },
+        }) => nexmark::gen_nexmark(events, &out, &format),
         Some(Command::Sort(args)) => sort::sort(args),
         Some(Command::Bench { what }) => bench(what),
         Some(Command::Worker {

@@ -8,15 +8,16 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::Serialize;
 use weir::config::Config;
-use weir::dataflow::{Collected, Stream};
+use weir::dataflow::{Collected, Dataflow, Stream};
 use weir::error::{Result, WeirError};
 use weir::output::OutputFile;
+use weir::record_file::{read_header, write_records};
 use weir::spmd;
 
 use crate::args::ConfigArgs;
 use crate::nexmark::{
-    EVENTS_HEADER, Events, Row, event_csv, events, first_events, generator_rate, header, model,
-    query_fn,
+    EVENTS_HEADER, Event, Events, Row, event_csv, events, first_events, generator_rate, header,
+    model, query_fn,
 };
 use crate::report::Report;
 
@@ -29,6 +30,10 @@ pub(crate) struct NexmarkArgs {
     /// Events to generate in all, across the source's tasks.
     #[arg(long, default_value_t = 10_000_000)]
     events: u64,
+    /// Read the events from a record file of `weir gen nexmark --format records` instead
+    /// of generating them (its events are the generator's first N; --events is ignored).
+    #[arg(long)]
+    input: Option<PathBuf>,
     /// Events per second in all (default: as fast as the generator goes).
     #[arg(long)]
     rate: Option<u64>,
@@ -74,24 +79,14 @@ struct NexmarkReport {
 /// A usage error (a query not built, an invalid configuration); the job's error.
 pub(crate) fn run_nexmark(args: &NexmarkArgs) -> Result<()> {
     let make = query_fn(args.query)?;
+    // The events a file holds are the generator's first N: the model checks them so.
+    let mut args = args.clone();
+    if let Some(input) = &args.input {
+        args.events = read_header(input)?.records;
+    }
+    let args = &args;
     let config = args.config.to_config()?;
-    let (query, output) = (args.query, args.output.clone());
-    let spec = Events {
-        count: Some(args.events),
-        rate: args.rate,
-    };
-    let outcome = spmd::run(&config, |flow| {
-        let rows = events(flow, spec).flat_map(make);
-        let digests = match output {
-            Some(dir) => {
-                let (out, rest) = rows.tee();
-                out.write_lines(dir, move |row| row.csv(query));
-                rest
-            }
-            None => rows,
-        };
-        digest(digests)
-    })?;
+    let outcome = spmd::run(&config, |flow| job(flow, args, make))?;
     let Some(outcome) = outcome else {
         return Ok(()); // a worker process: its part is done
     };
@@ -139,6 +134,36 @@ pub(crate) fn run_nexmark(args: &NexmarkArgs) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// The program every worker builds: the events (generated, or read from `--input`), the
+/// query's rows (also written as CSV on `--output`), and their count and digest.
+fn job(
+    flow: &Dataflow,
+    args: &NexmarkArgs,
+    make: fn(Event) -> Option<Row>,
+) -> Collected<((), (u64, u64))> {
+    let events = match &args.input {
+        Some(path) => flow.read_records::<Event>(path.clone()),
+        None => events(
+            flow,
+            Events {
+                count: Some(args.events),
+                rate: args.rate,
+            },
+        ),
+    };
+    let rows = events.flat_map(make);
+    let query = args.query;
+    let rows = match &args.output {
+        Some(dir) => {
+            let (out, rest) = rows.tee();
+            out.write_lines(dir.clone(), move |row| row.csv(query));
+            rest
+        }
+        None => rows,
+    };
+    digest(rows)
 }
 
 /// The job's one-line summary on stderr.
@@ -195,13 +220,32 @@ fn digest(rows: Stream<Row>) -> Collected<((), (u64, u64))> {
         .collect()
 }
 
-/// Runs `weir gen nexmark`: the first `count` events as CSV ([`EVENTS_HEADER`]) to `out`,
-/// through a temporary file renamed when complete.
+/// Runs `weir gen nexmark`: the first `count` events as CSV ([`EVENTS_HEADER`]) or as a
+/// record file to `out`, through a temporary file renamed when complete.
 ///
 /// # Errors
 ///
-/// [`WeirError::Usage`] for an output that may not be written; a write that fails.
-pub(crate) fn gen_nexmark(count: u64, out: &std::path::Path) -> Result<()> {
+/// [`WeirError::Usage`] for an output that may not be written or an unknown format; a
+/// write that fails.
+pub(crate) fn gen_nexmark(count: u64, out: &std::path::Path, format: &str) -> Result<()> {
+    match format {
+        "csv" => {}
+        "records" => {
+            let header = write_records(out, first_events(count))?;
+            eprintln!(
+                "weir: {} Nexmark events written to {} as a record file ({} blocks)",
+                header.records,
+                out.display(),
+                header.blocks
+            );
+            return Ok(());
+        }
+        _ => {
+            return Err(WeirError::Usage {
+                message: format!("--format {format}: expected csv or records"),
+            });
+        }
+    }
     let file = OutputFile::create("--out", out, &[])?;
     let write = |e| WeirError::file("write", file.temp_path(), e);
     let mut writer = BufWriter::with_capacity(1 << 20, file.try_clone()?);
