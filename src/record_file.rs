@@ -407,7 +407,8 @@ fn read_share<T: Data>(path: &Path, ctx: &TaskContext, down: &mut dyn Push<T>) -
     ))
     .map_err(|e| WeirError::file("read", path, e))?;
     let (mut index, mut records) = (share.start, 0u64);
-    while index < share.end {
+    // Until the share is read, or a `limit` downstream is done (looked at per read).
+    while index < share.end && !down.is_done() {
         // Fill the segments with the next blocks, then hand out their records.
         let mut filled = Vec::with_capacity(buffers.len());
         for segment in &mut buffers {
@@ -557,6 +558,36 @@ mod tests {
         std::fs::write(&foreign, mixed).unwrap();
         let error = read_all(&foreign, 1).unwrap_err().to_string();
         assert!(error.contains("checksum"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_limit_stops_the_reading() {
+        let dir = dir("limit");
+        let path = dir.join("records");
+        write_records(&path, records(50_000)).unwrap();
+        let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = Arc::clone(&read);
+        let flow = Dataflow::new();
+        let first = flow
+            .read_records::<(u64, String)>(&path)
+            .map(move |record| {
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                record
+            })
+            .limit(3)
+            .collect();
+        let config = Config {
+            workers: 1,
+            slots: 1,
+            memory: 16 << 20,
+            ..Config::default()
+        };
+        runtime::execute(&flow, &config, None).unwrap();
+        assert_eq!(first.take().len(), 3);
+        // One read of the task's segments (8 × 32 KiB = 64 blocks), not the whole file.
+        let read = read.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(read < 10_000, "{read} records read");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

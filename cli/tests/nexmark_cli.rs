@@ -9,25 +9,23 @@ use support::{Dir, path, weir};
 #[test]
 fn each_query_across_two_workers_equals_the_plain_loop() {
     for query in ["0", "1", "2"] {
-        let output = weir(&[
-            "run",
-            "nexmark",
-            "--query",
-            query,
-            "--events",
-            "30000",
-            "--workers",
-            "2",
-            "--memory",
-            "16MiB",
-        ]);
-        assert!(output.status.success(), "q{query}: {output:?}");
-        let stdout = String::from_utf8(output.stdout).unwrap();
-        let json = stdout.lines().last().unwrap();
-        assert!(json.starts_with("{\"workload\":\"nexmark\""), "{json}");
-        for field in ["\"events\":30000", "\"valid\":true", "\"events_per_s\":"] {
-            assert!(json.contains(field), "{field} in {json}");
-        }
+        let source = ["--events", "30000", "--workers", "2"];
+        assert_valid_run(query, &source, "\"events\":30000");
+    }
+}
+
+/// Runs `weir run nexmark --query QUERY SOURCE… --memory 16MiB` and checks its JSON line:
+/// the workload, `expected`, `valid: true` and a rate.
+fn assert_valid_run(query: &str, source: &[&str], expected: &str) {
+    let mut args = vec!["run", "nexmark", "--query", query, "--memory", "16MiB"];
+    args.extend_from_slice(source);
+    let output = weir(&args);
+    assert!(output.status.success(), "q{query}: {output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let json = stdout.lines().last().unwrap();
+    assert!(json.starts_with("{\"workload\":\"nexmark\""), "{json}");
+    for field in [expected, "\"valid\":true", "\"events_per_s\":"] {
+        assert!(json.contains(field), "{field} in {json}");
     }
 }
 
@@ -118,26 +116,8 @@ fn a_record_file_of_events_is_read_by_every_query_with_the_same_rows() {
     ]);
     assert!(output.status.success(), "{output:?}");
     for query in ["0", "1", "2"] {
-        let output = weir(&[
-            "run",
-            "nexmark",
-            "--query",
-            query,
-            "--input",
-            path(&file),
-            "--workers",
-            "2",
-            "--slots",
-            "2",
-            "--memory",
-            "16MiB",
-        ]);
-        assert!(output.status.success(), "q{query}: {output:?}");
-        let stdout = String::from_utf8(output.stdout).unwrap();
-        let json = stdout.lines().last().unwrap();
-        for field in ["\"events\":20000", "\"valid\":true"] {
-            assert!(json.contains(field), "{field} in {json}");
-        }
+        let source = ["--input", path(&file), "--workers", "2", "--slots", "2"];
+        assert_valid_run(query, &source, "\"events\":20000");
     }
     // A damaged block fails the job naming the file, not with a wrong answer.
     let mut bytes = std::fs::read(&file).unwrap();

@@ -86,6 +86,17 @@ pub trait Push<T>: Send {
     ///
     /// As [`push`](Self::push).
     fn finish(&mut self) -> Result<()>;
+
+    /// Whether this consumer takes no more records: a [`limit`](Stream::limit) that has
+    /// passed its last one, and the operators in front of it that only forward (`map`,
+    /// `filter`, `flat_map` and their fallible forms, a `tee` whose branches are all
+    /// done). Sources look at it now and then and stop early, so a limit ends the scan
+    /// (or the unbounded source) in front of it; records pushed after are dropped. A
+    /// source of one's own ([`Dataflow::source_push`]) should look too. `false` by
+    /// default: sorts, aggregations, joins and exchanges need all their input.
+    fn is_done(&self) -> bool {
+        false
+    }
 }
 
 /// The source of a task's records: it pushes them into the task's chain, then finishes it.

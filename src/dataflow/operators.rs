@@ -109,6 +109,10 @@ impl<T: Data, U: Data> Push<T> for Map<T, U> {
     fn finish(&mut self) -> Result<()> {
         self.down.finish()
     }
+
+    fn is_done(&self) -> bool {
+        self.down.is_done()
+    }
 }
 
 pub(crate) struct Filter<T> {
@@ -128,6 +132,10 @@ impl<T: Data> Push<T> for Filter<T> {
     fn finish(&mut self) -> Result<()> {
         self.down.finish()
     }
+
+    fn is_done(&self) -> bool {
+        self.down.is_done()
+    }
 }
 
 pub(crate) struct FlatMap<T, U, I> {
@@ -146,6 +154,10 @@ impl<T: Data, U: Data, I: IntoIterator<Item = U>> Push<T> for FlatMap<T, U, I> {
 
     fn finish(&mut self) -> Result<()> {
         self.down.finish()
+    }
+
+    fn is_done(&self) -> bool {
+        self.down.is_done()
     }
 }
 
@@ -304,6 +316,10 @@ impl<T> Clone for Shared<T> {
 impl<T: Data> Push<T> for Shared<T> {
     fn push(&mut self, record: T) -> Result<()> {
         self.inner.lock().expect("union").0.push(record)
+    }
+
+    fn is_done(&self) -> bool {
+        self.inner.lock().expect("union").0.is_done()
     }
 
     fn finish(&mut self) -> Result<()> {

@@ -77,6 +77,10 @@ impl<T: Data, U: Data, E: Display> Push<T> for TryMap<T, U, E> {
     fn finish(&mut self) -> Result<()> {
         self.down.finish()
     }
+
+    fn is_done(&self) -> bool {
+        self.down.is_done()
+    }
 }
 
 struct TryFilter<T, E> {
@@ -97,6 +101,10 @@ impl<T: Data, E: Display> Push<T> for TryFilter<T, E> {
 
     fn finish(&mut self) -> Result<()> {
         self.down.finish()
+    }
+
+    fn is_done(&self) -> bool {
+        self.down.is_done()
     }
 }
 
@@ -119,6 +127,10 @@ impl<T: Data, U: Data, I: IntoIterator<Item = U>, E: Display> Push<T> for TryFla
     fn finish(&mut self) -> Result<()> {
         self.down.finish()
     }
+
+    fn is_done(&self) -> bool {
+        self.down.is_done()
+    }
 }
 
 /// Forwards the first `left` records of its task and drops the rest.
@@ -139,6 +151,10 @@ impl<T: Data> Push<T> for Limit<T> {
 
     fn finish(&mut self) -> Result<()> {
         self.down.finish()
+    }
+
+    fn is_done(&self) -> bool {
+        self.left == 0 || self.down.is_done()
     }
 }
 
@@ -203,8 +219,10 @@ impl<T: Data> Stream<T> {
     /// which are gathered to one task (on worker 0) that forwards the first `n` it
     /// receives. Which `n` records is unspecified (it depends on the tasks' timing)
     /// unless the stream is ordered: for the first `n` by a key use
-    /// [`top_k`](Self::top_k). The records after a task's `n`-th are still computed
-    /// upstream, then dropped.
+    /// [`top_k`](Self::top_k). Once a task has forwarded its `n`-th record, the source of
+    /// its chain stops at its next look ([`Push::is_done`]), so a limit ends a scan or an
+    /// unbounded source in front of it; upstream of an exchange, the other stages run to
+    /// their end.
     pub fn limit(self, n: u64) -> Stream<T> {
         let limit = move |_: &mut TaskContext, down: Box<dyn Push<T>>| {
             Ok(Box::new(Limit { left: n, down }) as Box<dyn Push<T>>)

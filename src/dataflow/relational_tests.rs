@@ -223,3 +223,21 @@ fn semi_and_anti_joins_equal_a_nested_loop() {
         }
     }
 }
+
+#[test]
+fn a_limit_stops_the_source_in_front_of_it() {
+    // A source of 2^62 records: without the early stop this job would not end.
+    for slots in [1, 2] {
+        let flow = Dataflow::new();
+        let first = flow
+            .generate(1 << 62, |i| i)
+            .filter(|i| i % 3 == 0)
+            .map(|i| i * 2)
+            .limit(5)
+            .collect();
+        run(&flow, &config(slots, 16 << 20));
+        let got = first.take();
+        assert_eq!(got.len(), 5, "{slots} slots");
+        assert!(got.iter().all(|i| i % 6 == 0), "{got:?}");
+    }
+}

@@ -50,6 +50,9 @@ pub(crate) fn generate<T: Data>(
             while i < count {
                 if until_check == 0 {
                     ctx.check_cancelled()?;
+                    if down.is_done() {
+                        break;
+                    }
                     until_check = CANCEL_CHECK_RECORDS;
                 }
                 until_check -= 1;
@@ -113,6 +116,9 @@ pub(crate) fn text_lines(path: PathBuf) -> Open<String> {
                 count += 1;
                 if count.is_multiple_of(CANCEL_CHECK_RECORDS) {
                     ctx.check_cancelled()?;
+                    if down.is_done() {
+                        break;
+                    }
                 }
             }
             Ok(())
@@ -160,6 +166,9 @@ pub(crate) fn fixed_width(path: PathBuf, width: usize) -> Open<Vec<u8>> {
                 down.push(record)?;
                 if index.is_multiple_of(CANCEL_CHECK_RECORDS) {
                     ctx.check_cancelled()?;
+                    if down.is_done() {
+                        break;
+                    }
                 }
             }
             Ok(())
@@ -181,6 +190,9 @@ where
                 down.push(record?)?;
                 if (index as u64).is_multiple_of(CANCEL_CHECK_RECORDS) {
                     ctx.check_cancelled()?;
+                    if down.is_done() {
+                        break;
+                    }
                 }
             }
             Ok(())

@@ -223,4 +223,8 @@ impl<T: Data + Clone> Push<T> for TeePush<T> {
         }
         Ok(())
     }
+
+    fn is_done(&self) -> bool {
+        self.heads.iter().all(|head| head.is_done())
+    }
 }

@@ -67,8 +67,8 @@ fn share(task: u64, tasks: u64, count: Option<u64>) -> Option<u64> {
 
 /// The Nexmark events as a source: task `t` of P generates events `t`, `t + P`, … of the
 /// standard generator, so the stream holds each of the first `events.count` events once
-/// (every event, until the job is cancelled, without a count), at most `events.rate` per
-/// second in all.
+/// (every event, until the job is cancelled or a `limit` downstream is done, without a
+/// count), at most `events.rate` per second in all.
 pub fn events(flow: &Dataflow, events: Events) -> Stream<Event> {
     flow.source_push("nexmark", 0, move |ctx: &TaskContext, down| {
         let (task, tasks) = (ctx.task() as u64, ctx.parallelism() as u64);
@@ -85,6 +85,9 @@ pub fn events(flow: &Dataflow, events: Events) -> Stream<Event> {
             if generated.is_multiple_of(CHECK_EVENTS) {
                 ctx.check_cancelled()?;
                 ctx.count_rows_read(CHECK_EVENTS);
+                if down.is_done() {
+                    break;
+                }
             }
             if let Some(rate) = per_task
                 && generated.is_multiple_of(PACE_EVENTS)
@@ -374,6 +377,17 @@ mod tests {
         // 2,000 events at 20,000 a second: not before 0.1 s (an upper bound would be a
         // timing test on a shared machine).
         assert!(started.elapsed() >= Duration::from_millis(95));
+    }
+
+    #[test]
+    fn an_unbounded_source_ends_at_a_limit() {
+        let flow = Dataflow::new();
+        let bids = events(&flow, Events::default())
+            .flat_map(query_fn(0).unwrap())
+            .limit(10)
+            .collect();
+        runtime::execute(&flow, &config(2), None).unwrap();
+        assert_eq!(bids.take().len(), 10);
     }
 
     #[test]
