@@ -768,3 +768,91 @@ fn distinct_equal_zipf_and_hot_keys() {
         assert_eq!(stats.sort_fallbacks, 0, "{name}: {stats:?}");
     }
 }
+
+/// `try_push_partial` never spills: a full table refuses the pair and stays as it was, a
+/// fresh one takes the rest, and the groups of both tables together merge to the model
+/// (each partial counted once); nothing was written to disk.
+#[test]
+fn a_full_table_refuses_partials_instead_of_spilling() {
+    let mut rng = Rng(21);
+    let input = random(&mut rng, 40_000, 20_000, 8);
+    let dir = SpillDir::new("try-push");
+    let manager = manager(64);
+    let owner = manager.owner("combiner");
+    let config = AggregateConfig::default();
+    let segments = min_segments(&config);
+    let table = || {
+        HashAggregate::new(
+            &owner,
+            segments,
+            store(dir.path(), IoBackend::Sync),
+            numbers(),
+            config,
+        )
+        .unwrap()
+    };
+    // Each value as the partial accumulator of a group of one record.
+    let aggregator = numbers();
+    let partials: Vec<(Vec<u8>, Vec<u8>)> = input
+        .iter()
+        .map(|(key, value)| {
+            let mut acc = Vec::new();
+            aggregator.init(value, &mut acc);
+            (key.clone(), acc)
+        })
+        .collect();
+    let mut handed_on: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut current = table();
+    let mut refusals = 0;
+    for (key, acc) in &partials {
+        if current.try_push_partial(key, acc).unwrap() {
+            continue;
+        }
+        refusals += 1;
+        let mut stream = std::mem::replace(&mut current, table()).finish().unwrap();
+        while let Some((key, acc)) = stream.next().unwrap() {
+            handed_on.push((key.to_vec(), acc.to_vec()));
+        }
+        assert_eq!(
+            stream.stats().spilled_bytes,
+            0,
+            "a refusing table spills nothing"
+        );
+        drop(stream);
+        assert!(
+            current.try_push_partial(key, acc).unwrap(),
+            "a fresh table takes it"
+        );
+    }
+    assert!(refusals > 0, "the table filled up");
+    drain(current, &mut handed_on);
+    // Merge the handed-on partials in a table that may spill, and compare.
+    let mut merged = HashAggregate::new(
+        &owner,
+        32,
+        store(dir.path(), IoBackend::Sync),
+        numbers(),
+        config,
+    )
+    .unwrap();
+    for (key, acc) in &handed_on {
+        merged.push_partial(key, acc).unwrap();
+    }
+    let mut groups = Vec::new();
+    drain(merged, &mut groups);
+    assert_eq!(
+        groups.into_iter().collect::<Groups>(),
+        numbers_model(&input)
+    );
+    manager.leak_check().unwrap();
+    dir.assert_empty();
+}
+
+/// Every group of `aggregate` appended to `groups`; returns the bytes it spilled.
+fn drain(aggregate: HashAggregate, groups: &mut Vec<(Vec<u8>, Vec<u8>)>) -> u64 {
+    let mut stream = aggregate.finish().unwrap();
+    while let Some((key, acc)) = stream.next().unwrap() {
+        groups.push((key.to_vec(), acc.to_vec()));
+    }
+    stream.stats().spilled_bytes
+}

@@ -629,8 +629,6 @@ const COMBINE_PROBATION: u64 = 1 << 16;
 /// A combiner whose table holds more than this percentage of groups per record taken
 /// (after [`COMBINE_PROBATION`] records) forwards from then on: its table does not pay.
 const COMBINE_MAX_GROUP_PERCENT: u64 = 50;
-/// Records a combiner's table takes between two looks at whether it filled up.
-const COMBINE_FULL_CHECK_RECORDS: u64 = 64;
 
 /// Where a combiner's accumulators go: its kernel table, or — once the table has shown
 /// that it does not reduce the input (keys that repeat only in runs, which the cache
@@ -649,50 +647,61 @@ struct CombineOut<K, A> {
 impl<K: Key, A: Data> CombineOut<K, A> {
     /// An accumulator of the key whose encoding is `key` (from the cache).
     fn put_encoded(&mut self, key: &[u8], acc: A) -> Result<()> {
-        match &mut self.table {
-            Some(table) => {
-                evict_into(table, &mut self.meter, &mut self.pair.value, key, &acc)?;
-                self.taken()
-            }
-            None => {
-                self.meter.gave(1);
-                self.down.push((decode_key(key)?, acc))
-            }
+        if self.table.is_none() {
+            self.meter.gave(1);
+            return self.down.push((decode_key(key)?, acc));
         }
+        let mut value = std::mem::take(&mut self.pair.value);
+        value.clear();
+        append_record(&mut value, &acc)?;
+        let stored = self.store(key, &value);
+        self.pair.value = value;
+        if !stored? {
+            self.meter.gave(1);
+            return self.down.push((decode_key(key)?, acc));
+        }
+        self.taken()
     }
 
     /// An accumulator of `key`.
     fn put(&mut self, key: K, acc: A) -> Result<()> {
-        match &mut self.table {
-            Some(table) => {
-                self.pair.set(&key, &acc)?;
-                self.meter
-                    .stored(self.pair.key.len() + self.pair.value.len());
-                table.push_partial(&self.pair.key, &self.pair.value)?;
-                self.taken()
-            }
-            None => {
-                self.meter.gave(1);
-                self.down.push((key, acc))
-            }
+        if self.table.is_none() {
+            self.meter.gave(1);
+            return self.down.push((key, acc));
         }
+        self.pair.set(&key, &acc)?;
+        let pair = std::mem::take(&mut self.pair);
+        let stored = self.store(&pair.key, &pair.value);
+        self.pair = pair;
+        if !stored? {
+            self.meter.gave(1);
+            return self.down.push((key, acc));
+        }
+        self.taken()
     }
 
-    /// Counts an accumulator the table took; hands the table's groups on when it filled
-    /// up (a combiner's table is small: it pre-aggregates, and spilling would only add
-    /// I/O); at the end of the probation, forwards from now on if the table holds too
-    /// many groups for the records it took.
+    /// Folds the encoded pair into the table. A full table is never spilled (a combiner
+    /// pre-aggregates, and writing its partial groups to disk would only add I/O): its
+    /// groups are handed on to the exchange, and a fresh table takes the pair. `false`
+    /// when even a fresh table cannot hold it (a group larger than the combiner's memory):
+    /// the caller sends it on by itself.
+    fn store(&mut self, key: &[u8], value: &[u8]) -> Result<bool> {
+        self.meter.stored(key.len() + value.len());
+        let table = self.table.as_mut().expect("a combiner with its table");
+        if table.try_push_partial(key, value)? {
+            return Ok(true);
+        }
+        // The full table's memory comes home before the new one takes its share.
+        let full = self.table.take().expect("a combiner with its table");
+        self.hand_on(full)?;
+        let fresh = self.table.insert((self.fresh)()?);
+        Ok(fresh.try_push_partial(key, value)?)
+    }
+
+    /// Counts an accumulator the table took; at the end of the probation, forwards from
+    /// now on if the table holds too many groups for the records it took.
     fn taken(&mut self) -> Result<()> {
         self.taken += 1;
-        if self.taken.is_multiple_of(COMBINE_FULL_CHECK_RECORDS) {
-            let table = self.table.as_ref().expect("a table took the records");
-            if table.stats().table_spills > 0 {
-                // The full table's memory comes home before the new one takes its share.
-                let full = self.table.take().expect("a table took the records");
-                self.hand_on(full)?;
-                self.table = Some((self.fresh)()?);
-            }
-        }
         if self.taken != COMBINE_PROBATION {
             return Ok(());
         }

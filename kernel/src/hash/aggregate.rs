@@ -203,6 +203,36 @@ impl HashAggregate {
         self.fold(key, Fold::Partial(acc))
     }
 
+    /// [`HashAggregate::push_partial`] that never spills: `Ok(false)` when the table
+    /// has no room for the group (nothing was folded, nothing written), for a caller that
+    /// would rather hand the table's groups on and start a new one than write to disk — a
+    /// combiner before an exchange, whose groups are partial anyway. A table that spilled
+    /// before (through [`HashAggregate::push_partial`]) still has its runs.
+    ///
+    /// # Errors
+    ///
+    /// As [`HashAggregate::push_partial`], but never a spill's.
+    ///
+    /// # Panics
+    ///
+    /// As [`HashAggregate::push_partial`].
+    pub fn try_push_partial(&mut self, key: &[u8], acc: &[u8]) -> Result<bool> {
+        if let Some(size) = self.aggregator.accumulator_size() {
+            assert_eq!(
+                acc.len(),
+                size,
+                "partial accumulator of {} bytes",
+                acc.len()
+            );
+        }
+        let hash = hash_bytes(self.table().seed(), key);
+        let folded = self.fold_or_refuse(hash, key, Fold::Partial(acc))?;
+        if folded {
+            self.stats.records += 1;
+        }
+        Ok(folded)
+    }
+
     /// The aggregator, for a stream that merges the groups of a sorted partition.
     pub(super) fn aggregator(&self) -> &dyn Aggregator {
         &*self.aggregator
@@ -230,47 +260,52 @@ impl HashAggregate {
     #[inline]
     fn fold_hashed(&mut self, hash: u64, key: &[u8], input: Fold<'_>) -> Result<()> {
         loop {
-            let table = self.table.as_mut().expect("the table is home");
-            let aggregator = &*self.aggregator;
-            match table.find(hash, key) {
-                Slot::Found { address, .. } if self.fixed => {
-                    table.update_in_place(address, |acc| match input {
-                        Fold::Value(value) => aggregator.update(acc, value),
-                        Fold::Partial(other) => aggregator.merge(acc, other),
-                    });
-                    return Ok(());
-                }
-                Slot::Found { address, .. } => {
-                    self.acc.clear();
-                    let (_, old) = table.record(address, &mut self.scratch);
-                    match input {
-                        Fold::Value(value) => aggregator.update_into(old, value, &mut self.acc),
-                        Fold::Partial(other) => aggregator.merge_into(old, other, &mut self.acc),
-                    }
-                    if table.replace(hash, key, &self.acc)? {
-                        return Ok(());
-                    }
-                }
-                Slot::Vacant { index } => {
-                    self.acc.clear();
-                    match input {
-                        Fold::Value(value) => aggregator.init(value, &mut self.acc),
-                        Fold::Partial(other) => self.acc.extend_from_slice(other),
-                    }
-                    if table.insert(index, hash, key, &self.acc)? {
-                        return Ok(());
-                    }
-                    if table.groups() == 0 {
-                        // Too large for the whole table: a run of its own.
-                        return self.spill_single(hash, key);
-                    }
-                }
+            if self.fold_or_refuse(hash, key, input)? {
+                return Ok(());
+            }
+            if self.table().groups() == 0 {
+                // Too large for the whole table: a run of its own (`self.acc` holds it).
+                return self.spill_single(hash, key);
             }
             // No room. Spill the largest partitions and try again: the group stays if its
             // partition stays (and is folded into then), or starts afresh if it went to
             // disk as a partial result. Each spill empties at least one partition, so the
             // group's own partition goes at the latest when it is the last one left.
             self.spill()?;
+        }
+    }
+
+    /// Folds `input` into the group of `key` if the table has room: `Ok(false)` when it
+    /// has none (the table unchanged; `self.acc` holds the group's new accumulator).
+    #[inline]
+    fn fold_or_refuse(&mut self, hash: u64, key: &[u8], input: Fold<'_>) -> Result<bool> {
+        let table = self.table.as_mut().expect("the table is home");
+        let aggregator = &*self.aggregator;
+        match table.find(hash, key) {
+            Slot::Found { address, .. } if self.fixed => {
+                table.update_in_place(address, |acc| match input {
+                    Fold::Value(value) => aggregator.update(acc, value),
+                    Fold::Partial(other) => aggregator.merge(acc, other),
+                });
+                Ok(true)
+            }
+            Slot::Found { address, .. } => {
+                self.acc.clear();
+                let (_, old) = table.record(address, &mut self.scratch);
+                match input {
+                    Fold::Value(value) => aggregator.update_into(old, value, &mut self.acc),
+                    Fold::Partial(other) => aggregator.merge_into(old, other, &mut self.acc),
+                }
+                table.replace(hash, key, &self.acc)
+            }
+            Slot::Vacant { index } => {
+                self.acc.clear();
+                match input {
+                    Fold::Value(value) => aggregator.init(value, &mut self.acc),
+                    Fold::Partial(other) => self.acc.extend_from_slice(other),
+                }
+                table.insert(index, hash, key, &self.acc)
+            }
         }
     }
 
