@@ -400,9 +400,9 @@ impl HashJoin {
 
     /// [`HashJoin::prefetch`] of a probe key that first asks the table's key filter:
     /// `None` when the key certainly has no match and the join type emits nothing for an
-    /// unmatched probe record (inner, left semi, right outer) — the record is counted as
-    /// probed and needs no [`HashJoin::probe_hashed`] — else its hash, its bucket being
-    /// loaded. Keys of spilled partitions always pass (their own bloom filters act when
+    /// unmatched probe record (inner, left and right semi, right outer and anti) — the
+    /// record is counted as probed and needs no [`HashJoin::probe_hashed`] — else its
+    /// hash, its bucket being loaded. Keys of spilled partitions always pass (their own bloom filters act when
     /// the partition is joined).
     ///
     /// # Panics
