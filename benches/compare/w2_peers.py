@@ -26,7 +26,7 @@ import peers
 import tpch_peers
 
 # TPC-H Q1, as tpch_peers.py runs it.
-Q1 = tpch_peers.QUERIES[1]
+Q1 = tpch_peers.load_query(1)
 
 W2A = """
 select l_orderkey, sum(l_extendedprice) as sum_extendedprice, count(*) as count_order
