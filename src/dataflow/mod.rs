@@ -449,7 +449,9 @@ impl<T: Data> Stream<T> {
         })
     }
 
-    /// The number of records, in the process of worker 0 after the job ran.
+    /// The number of records each task saw: one count per task, collected in the process
+    /// of worker 0 after the job ran; the stream's total is their sum
+    /// (`counts.take().iter().sum::<u64>()`).
     pub fn count(self) -> Collected<u64> {
         self.chain("count", &[], |_, down| {
             Ok(Box::new(operators::Count { count: 0, down }))
