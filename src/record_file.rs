@@ -410,9 +410,9 @@ fn read_share<T: Data>(path: &Path, ctx: &TaskContext, down: &mut dyn Push<T>) -
     // Until the share is read, or a `limit` downstream is done (looked at per read).
     while index < share.end && !down.is_done() {
         // Fill the segments with the next blocks, then hand out their records.
-        let mut filled = Vec::with_capacity(buffers.len());
+        let (mut filled, mut read_to) = (Vec::with_capacity(buffers.len()), index);
         for segment in &mut buffers {
-            let blocks = segment_blocks.min(share.end - index - filled.iter().sum::<u64>());
+            let blocks = segment_blocks.min(share.end - read_to);
             if blocks == 0 {
                 break;
             }
@@ -420,6 +420,7 @@ fn read_share<T: Data>(path: &Path, ctx: &TaskContext, down: &mut dyn Push<T>) -
             file.read_exact(segment.bytes_mut(0, bytes))
                 .map_err(|e| WeirError::file("read", path, e))?;
             filled.push(blocks);
+            read_to += blocks;
         }
         for (segment, blocks) in buffers.iter().zip(&filled) {
             for b in 0..*blocks as usize {
