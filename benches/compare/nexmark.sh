@@ -4,12 +4,12 @@
 # nexmark_queries/qQ.sql over the CSV; the two row sets must be equal (nexmark_check.py).
 # Then each query's throughput, as `weir run nexmark` prints it, without --output.
 #
-#   benches/compare/nexmark.sh [--events 1000000] [--queries "0 1 2"] [--workers 2]
+#   benches/compare/nexmark.sh [--events 1000000] [--queries "0 1 2 5 7 8"] [--workers 2]
 #                              [--dir DIR] [--python PYTHON_WITH_DUCKDB]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-events=1000000 queries="0 1 2" workers=2 dir=${TMPDIR:-/tmp}/weir-nexmark-compare python=""
+events=1000000 queries="0 1 2 5 7 8" workers=2 dir=${TMPDIR:-/tmp}/weir-nexmark-compare python=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --events) events=$2; shift 2 ;;

@@ -35,6 +35,10 @@ pub(crate) enum MemoryOp {
     Combine,
     /// A hybrid hash join: more memory, fewer spilled partitions.
     Join,
+    /// An event-time window operator: two hash aggregations (the open windows, and the
+    /// table they move to when a watermark fires some): more memory, fewer spilled
+    /// partitions.
+    Window,
 }
 
 impl MemoryOp {
@@ -45,6 +49,7 @@ impl MemoryOp {
             MemoryOp::Aggregate => "aggregate",
             MemoryOp::Combine => "combiner",
             MemoryOp::Join => "join",
+            MemoryOp::Window => "window",
         }
     }
 
@@ -56,6 +61,7 @@ impl MemoryOp {
                 AggregateConfig::default().memory_segments_min()
             }
             MemoryOp::Join => JoinConfig::default().memory_segments_min(),
+            MemoryOp::Window => 2 * AggregateConfig::default().memory_segments_min(),
         }
     }
 
@@ -66,7 +72,7 @@ impl MemoryOp {
             MemoryOp::Combine => {
                 Some((COMBINE_MEMORY_BYTES / segment_size).max(self.segments_min()))
             }
-            MemoryOp::Sort | MemoryOp::Aggregate | MemoryOp::Join => None,
+            MemoryOp::Sort | MemoryOp::Aggregate | MemoryOp::Join | MemoryOp::Window => None,
         }
     }
 }

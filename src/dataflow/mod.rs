@@ -35,6 +35,7 @@
 //! those bytes into key groups (Flink's scheme), the kernel operators compare them, and a
 //! sort orders by them (wrap a field in [`crate::serde_fmt::Descending`] to reverse it).
 
+mod event_time;
 mod graph;
 mod group_cache;
 mod metrics;
@@ -43,6 +44,7 @@ mod relational;
 pub mod runtime;
 mod sources;
 mod tee;
+mod window;
 
 use std::cell::RefCell;
 use std::marker::PhantomData;
@@ -54,9 +56,11 @@ use serde::de::DeserializeOwned;
 use weir_kernel::hash::JoinType;
 
 use crate::error::Result;
+pub use event_time::{WATERMARK_INTERVAL_DEFAULT, Watermark, Watermarks};
 use graph::{DatasetId, Ending, Exchange, Graph, MemoryOp, Parallelism, Stage};
 pub use metrics::OperatorReport;
 pub use runtime::{JobReport, TaskContext, WorkerReport, execute, execute_observed};
+pub use window::{Window, WindowedStream, Windows};
 
 /// What flows through a stream: a record type serde-fmt can encode and decode.
 pub trait Data: Serialize + DeserializeOwned + Send + 'static {}
@@ -96,6 +100,19 @@ pub trait Push<T>: Send {
     /// default: sorts, aggregations, joins and exchanges need all their input.
     fn is_done(&self) -> bool {
         false
+    }
+
+    /// Event time has reached `watermark` (see [`Watermark`]): operators that only
+    /// forward pass it on, window operators fire the windows it closes, and an exchange
+    /// sends it to every consumer task. Dropped by default (sinks, and the batch
+    /// operators, which emit at the end of their input).
+    ///
+    /// # Errors
+    ///
+    /// As [`push`](Self::push).
+    fn watermark(&mut self, watermark: Watermark) -> Result<()> {
+        let _ = watermark;
+        Ok(())
     }
 }
 
@@ -294,6 +311,26 @@ impl<T: Data> Stream<T> {
                 down,
                 _items: PhantomData,
             }))
+        })
+    }
+
+    /// The stream in event time: `timestamp` gives each record's time in milliseconds,
+    /// and watermarks made by `watermarks` follow the records from here on, through the
+    /// operators that forward and across exchanges, to the window operators
+    /// ([`KeyedStream::window`]). Put it right after the source, where the order of the
+    /// records is the source's own. See [`Watermarks`].
+    pub fn event_time(
+        self,
+        timestamp: impl Fn(&T) -> i64 + Send + Sync + 'static,
+        watermarks: Watermarks,
+    ) -> Stream<T> {
+        let timestamp: event_time::Timestamp<T> = Arc::new(timestamp);
+        self.chain("event_time", &[], move |_, down| {
+            Ok(Box::new(event_time::EventTime::new(
+                Arc::clone(&timestamp),
+                watermarks,
+                down,
+            )))
         })
     }
 
@@ -616,6 +653,22 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
             })
     }
 
+    /// The stream cut into event-time `windows` by `timestamp` (milliseconds, the same
+    /// times the stream's [`Stream::event_time`] gave): aggregate each key's records per
+    /// window with [`WindowedStream::aggregate`]. The stream needs watermarks upstream,
+    /// or its windows fire only at the end of the input.
+    pub fn window(
+        self,
+        windows: Windows,
+        timestamp: impl Fn(&T) -> i64 + Send + Sync + 'static,
+    ) -> WindowedStream<K, T> {
+        WindowedStream {
+            keyed: self,
+            windows,
+            timestamp: Arc::new(timestamp),
+        }
+    }
+
     /// The inner join with `right` on equal keys: one `(left, right)` per matching pair.
     /// A hybrid hash join that builds on `right` (put the smaller input there) and spills
     /// partitions of both sides when its memory share is full.
@@ -812,3 +865,5 @@ mod relational_tests;
 mod tee_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod window_tests;

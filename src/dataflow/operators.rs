@@ -18,8 +18,11 @@ use weir_kernel::memory::Owner;
 use weir_kernel::sort::{ExternalSorter, SortConfig};
 use weir_kernel::spill::SpillStore;
 use weir_netstack::partition::{channel_for_key_group, key_group};
-use weir_netstack::{ChannelIndex, GateHandler, GateReader, InputGate, RecordWriter};
+use weir_netstack::{
+    ChannelIndex, DataType, GateHandler, GateReader, InputGate, NetworkBuffer, RecordWriter,
+};
 
+use super::event_time::{GateWatermark, Watermark};
 use super::graph::{Exchange, MemoryOp};
 use super::group_cache::GroupCache;
 use super::metrics::Meter;
@@ -44,7 +47,7 @@ pub(crate) fn append_key<K: Key>(out: &mut Vec<u8>, key: &K) {
 }
 
 /// `record`'s serde-fmt encoding appended to `out`.
-fn append_record<T: Data>(out: &mut Vec<u8>, record: &T) -> Result<()> {
+pub(crate) fn append_record<T: Data>(out: &mut Vec<u8>, record: &T) -> Result<()> {
     weir_serde_fmt::append_to_vec(out, record).map_err(|e| WeirError::Data {
         message: format!("a record cannot be encoded: {e}"),
     })?;
@@ -82,14 +85,14 @@ impl Encoded {
 }
 
 /// Decodes a record the chain (or a peer) encoded.
-fn decode<T: Data>(bytes: &[u8]) -> Result<T> {
+pub(crate) fn decode<T: Data>(bytes: &[u8]) -> Result<T> {
     weir_serde_fmt::from_slice(bytes).map_err(|e| WeirError::Data {
         message: format!("a malformed record of {} bytes: {e}", bytes.len()),
     })
 }
 
 /// Decodes a key the chain encoded.
-fn decode_key<K: Key>(bytes: &[u8]) -> Result<K> {
+pub(crate) fn decode_key<K: Key>(bytes: &[u8]) -> Result<K> {
     weir_serde_fmt::key::from_slice(bytes).map_err(|e| WeirError::Data {
         message: format!("a malformed key of {} bytes: {e}", bytes.len()),
     })
@@ -104,6 +107,10 @@ impl<T: Data, U: Data> Push<T> for Map<T, U> {
     #[inline]
     fn push(&mut self, record: T) -> Result<()> {
         self.down.push((self.f)(record))
+    }
+
+    fn watermark(&mut self, watermark: Watermark) -> Result<()> {
+        self.down.watermark(watermark)
     }
 
     fn finish(&mut self) -> Result<()> {
@@ -129,6 +136,10 @@ impl<T: Data> Push<T> for Filter<T> {
         Ok(())
     }
 
+    fn watermark(&mut self, watermark: Watermark) -> Result<()> {
+        self.down.watermark(watermark)
+    }
+
     fn finish(&mut self) -> Result<()> {
         self.down.finish()
     }
@@ -150,6 +161,10 @@ impl<T: Data, U: Data, I: IntoIterator<Item = U>> Push<T> for FlatMap<T, U, I> {
             self.down.push(item)?;
         }
         Ok(())
+    }
+
+    fn watermark(&mut self, watermark: Watermark) -> Result<()> {
+        self.down.watermark(watermark)
     }
 
     fn finish(&mut self) -> Result<()> {
@@ -365,6 +380,8 @@ pub(crate) struct ExchangeOut<T> {
     next: u32,
     record: Vec<u8>,
     key: Vec<u8>,
+    /// The last watermark sent.
+    watermark: i64,
 }
 
 impl<T> ExchangeOut<T> {
@@ -385,6 +402,7 @@ impl<T> ExchangeOut<T> {
             next: 0,
             record: Vec::new(),
             key: Vec::new(),
+            watermark: i64::MIN,
         }
     }
 }
@@ -410,7 +428,22 @@ impl<T: Data> Push<T> for ExchangeOut<T> {
         Ok(self.writer.emit(&self.record)?)
     }
 
+    fn watermark(&mut self, watermark: Watermark) -> Result<()> {
+        if watermark.time <= self.watermark {
+            return Ok(());
+        }
+        self.watermark = watermark.time;
+        self.writer
+            .broadcast_event(DataType::Event, &watermark.encode())?;
+        // A watermark is worth sending now: windows downstream wait for it.
+        self.writer.flush_all();
+        Ok(())
+    }
+
     fn finish(&mut self) -> Result<()> {
+        // The END watermark: this task's output never holds its consumers' event time
+        // back (nor fails to close their windows).
+        self.watermark(Watermark::now(Watermark::END, 0))?;
         self.writer.finish()?;
         self.finished = true;
         let metrics = self.writer.metrics();
@@ -458,6 +491,7 @@ impl<T: Data> Driver for ExchangeIn<T> {
             ctx,
             down: &mut *self.down,
             buffers: 0,
+            watermark: None,
         };
         reader.run(&mut handler)?;
         ctx.record_gate(reader.gate());
@@ -471,14 +505,41 @@ struct ChainInput<'a, T> {
     ctx: &'a TaskContext,
     down: &'a mut dyn Push<T>,
     buffers: u64,
+    /// The gate's event time, from its first watermark on.
+    watermark: Option<GateWatermark>,
 }
 
 impl<T: Data> GateHandler for ChainInput<'_, T> {
     type Error = WeirError;
 
     #[inline]
-    fn record(&mut self, _channel: ChannelIndex, record: &[u8]) -> Result<()> {
+    fn record(&mut self, channel: ChannelIndex, record: &[u8]) -> Result<()> {
+        if let Some(watermark) = &mut self.watermark {
+            watermark.touch(channel);
+        }
         self.down.push(decode(record)?)
+    }
+
+    fn event(
+        &mut self,
+        channel: ChannelIndex,
+        buffer: &NetworkBuffer,
+        gate: &InputGate,
+    ) -> Result<()> {
+        if buffer.data_type() != DataType::Event {
+            return Ok(());
+        }
+        let Some(watermark) = Watermark::decode(buffer.as_bytes())? else {
+            return Ok(());
+        };
+        let advanced = self
+            .watermark
+            .get_or_insert_with(|| GateWatermark::new(gate.channel_count()))
+            .channel_watermark(channel, watermark);
+        match advanced {
+            Some(watermark) => self.down.watermark(watermark),
+            None => Ok(()),
+        }
     }
 
     fn buffer(&mut self, gate: &InputGate) -> Result<()> {
@@ -491,6 +552,10 @@ impl<T: Data> GateHandler for ChainInput<'_, T> {
 
     fn idle(&mut self) -> Result<()> {
         self.ctx.input_idle();
+        // Waiting for input: channels may have fallen idle and let event time advance.
+        if let Some(advanced) = self.watermark.as_mut().and_then(GateWatermark::tick) {
+            self.down.watermark(advanced)?;
+        }
         Ok(())
     }
 
@@ -572,7 +637,7 @@ impl<A: Data> Aggregator for SerdeMerge<A> {
 }
 
 /// A kernel hash aggregation of `segments` of `owner`'s memory, merging with `merge`.
-fn aggregate_table<A: Data>(
+pub(crate) fn aggregate_table<A: Data>(
     owner: &Owner,
     segments: usize,
     store: Arc<dyn SpillStore>,

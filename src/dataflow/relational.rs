@@ -22,7 +22,7 @@ use std::sync::Arc;
 use weir_kernel::hash::JoinType;
 
 use super::graph::Parallelism;
-use super::{Data, Key, KeyedStream, Push, Stream, TaskContext};
+use super::{Data, Key, KeyedStream, Push, Stream, TaskContext, Watermark};
 use crate::error::{Result, WeirError};
 
 /// Where a user's function failed: what a fallible operator names in the job's error.
@@ -74,6 +74,10 @@ impl<T: Data, U: Data, E: Display> Push<T> for TryMap<T, U, E> {
         }
     }
 
+    fn watermark(&mut self, watermark: Watermark) -> Result<()> {
+        self.down.watermark(watermark)
+    }
+
     fn finish(&mut self) -> Result<()> {
         self.down.finish()
     }
@@ -97,6 +101,10 @@ impl<T: Data, E: Display> Push<T> for TryFilter<T, E> {
             Ok(false) => Ok(()),
             Err(error) => Err(self.failing.error(error)),
         }
+    }
+
+    fn watermark(&mut self, watermark: Watermark) -> Result<()> {
+        self.down.watermark(watermark)
     }
 
     fn finish(&mut self) -> Result<()> {
@@ -124,6 +132,10 @@ impl<T: Data, U: Data, I: IntoIterator<Item = U>, E: Display> Push<T> for TryFla
         Ok(())
     }
 
+    fn watermark(&mut self, watermark: Watermark) -> Result<()> {
+        self.down.watermark(watermark)
+    }
+
     fn finish(&mut self) -> Result<()> {
         self.down.finish()
     }
@@ -147,6 +159,10 @@ impl<T: Data> Push<T> for Limit<T> {
         }
         self.left -= 1;
         self.down.push(record)
+    }
+
+    fn watermark(&mut self, watermark: Watermark) -> Result<()> {
+        self.down.watermark(watermark)
     }
 
     fn finish(&mut self) -> Result<()> {

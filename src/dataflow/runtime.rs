@@ -18,8 +18,8 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use weir_kernel::memory::{MemoryConfig, MemoryManager, Owner};
@@ -69,6 +69,10 @@ pub(crate) struct Counters {
     // Rows the sources read (all they scanned, their share or not), for progress.
     rows_read: Arc<AtomicU64>,
     operators: OperatorTotals,
+    late_records: AtomicU64,
+    // For each fired window, microseconds from the emit of the watermark that fired it
+    // to the end of its results.
+    window_latency_us: Mutex<Vec<u64>>,
 }
 
 impl Counters {
@@ -82,6 +86,38 @@ impl Counters {
 
     pub(crate) fn add_spilled(&self, bytes: u64) {
         self.spilled_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_late(&self, records: u64) {
+        self.late_records.fetch_add(records, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_window_latency(&self, micros: u64) {
+        self.window_latency_us
+            .lock()
+            .expect("window latencies")
+            .push(micros);
+    }
+
+    fn windows_fired(&self) -> u64 {
+        self.window_latency_us
+            .lock()
+            .expect("window latencies")
+            .len() as u64
+    }
+
+    /// The `percent` percentile of the window latencies (0 when no window fired).
+    fn window_latency(&self, percent: usize) -> u64 {
+        let mut latencies = self
+            .window_latency_us
+            .lock()
+            .expect("window latencies")
+            .clone();
+        if latencies.is_empty() {
+            return 0;
+        }
+        latencies.sort_unstable();
+        latencies[(latencies.len() - 1) * percent / 100]
     }
 
     pub(crate) fn add_exchanged(&self, records: u64, bytes: u64, back_pressured: Duration) {
@@ -327,6 +363,20 @@ pub struct WorkerReport {
     /// What each kernel operator did, in stage order.
     #[serde(default)]
     pub operators: Vec<OperatorReport>,
+    /// Records that reached a window operator after the watermark had passed every
+    /// window they belong to: counted and dropped.
+    #[serde(default)]
+    pub late_records: u64,
+    /// Windows its window operators fired before the end of their input.
+    #[serde(default)]
+    pub windows_fired: u64,
+    /// Median of the time from a watermark's emit at its source to the end of the results
+    /// of a window it fired, in microseconds (0: no window fired before the end).
+    #[serde(default)]
+    pub window_latency_p50_us: u64,
+    /// The 99th percentile of that time, in microseconds.
+    #[serde(default)]
+    pub window_latency_p99_us: u64,
 }
 
 /// What every worker of a job did.
@@ -544,6 +594,10 @@ impl Counters {
             in_flight_bytes: load(&self.in_flight_bytes_max),
             leak_free: ended.leak_free,
             operators: self.operators.reports(graph),
+            late_records: load(&self.late_records),
+            windows_fired: self.windows_fired(),
+            window_latency_p50_us: self.window_latency(50),
+            window_latency_p99_us: self.window_latency(99),
         }
     }
 }
@@ -723,6 +777,7 @@ fn too_small(
         MemoryOp::Aggregate,
         MemoryOp::Sort,
         MemoryOp::Combine,
+        MemoryOp::Window,
     ]
     .into_iter()
     .filter_map(|kind| {

@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use super::graph::{Ending, Graph, Stage};
 use super::operators::Sequence;
-use super::{Data, Driver, Push, Stream};
+use super::{Data, Driver, Push, Stream, Watermark};
 use crate::error::Result;
 
 /// A tee's identity in its program.
@@ -215,6 +215,13 @@ impl<T: Data + Clone> Push<T> for TeePush<T> {
             head.push(record.clone())?;
         }
         last.push(record)
+    }
+
+    fn watermark(&mut self, watermark: Watermark) -> Result<()> {
+        for head in &mut self.heads {
+            head.watermark(watermark)?;
+        }
+        Ok(())
     }
 
     fn finish(&mut self) -> Result<()> {

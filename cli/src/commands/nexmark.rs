@@ -16,15 +16,17 @@ use weir::spmd;
 
 use crate::args::ConfigArgs;
 use crate::nexmark::{
-    EVENTS_HEADER, Event, Events, Row, event_csv, events, first_events, generator_rate, header,
-    model, query_fn,
+    EVENTS_HEADER, Event, Events, Row, check_query, event_csv, events, first_events,
+    generator_rate, header, model,
 };
 use crate::report::Report;
 
 /// `weir run nexmark`.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct NexmarkArgs {
-    /// The query: 0 (pass-through), 1 (currency conversion) or 2 (selection).
+    /// The query: 0 (pass-through), 1 (currency conversion), 2 (selection), 5 (hot items:
+    /// sliding windows), 7 (highest bid: tumbling windows) or 8 (new users: a windowed
+    /// join).
     #[arg(long, default_value_t = 1)]
     query: u32,
     /// Events to generate in all, across the source's tasks.
@@ -78,7 +80,7 @@ struct NexmarkReport {
 ///
 /// A usage error (a query not built, an invalid configuration); the job's error.
 pub(crate) fn run_nexmark(args: &NexmarkArgs) -> Result<()> {
-    let make = query_fn(args.query)?;
+    check_query(args.query)?;
     // The events a file holds are the generator's first N: the model checks them so.
     let mut args = args.clone();
     if let Some(input) = &args.input {
@@ -86,7 +88,7 @@ pub(crate) fn run_nexmark(args: &NexmarkArgs) -> Result<()> {
     }
     let args = &args;
     let config = args.config.to_config()?;
-    let outcome = spmd::run(&config, |flow| job(flow, args, make))?;
+    let outcome = spmd::run(&config, |flow| job(flow, args))?;
     let Some(outcome) = outcome else {
         return Ok(()); // a worker process: its part is done
     };
@@ -138,11 +140,7 @@ pub(crate) fn run_nexmark(args: &NexmarkArgs) -> Result<()> {
 
 /// The program every worker builds: the events (generated, or read from `--input`), the
 /// query's rows (also written as CSV on `--output`), and their count and digest.
-fn job(
-    flow: &Dataflow,
-    args: &NexmarkArgs,
-    make: fn(Event) -> Option<Row>,
-) -> Collected<((), (u64, u64))> {
+fn job(flow: &Dataflow, args: &NexmarkArgs) -> Collected<((), (u64, u64))> {
     let events = match &args.input {
         Some(path) => flow.read_records::<Event>(path.clone()),
         None => events(
@@ -153,8 +151,8 @@ fn job(
             },
         ),
     };
-    let rows = events.flat_map(make);
     let query = args.query;
+    let rows = crate::nexmark::query(events, query).expect("checked before the job");
     let rows = match &args.output {
         Some(dir) => {
             let (out, rest) = rows.tee();

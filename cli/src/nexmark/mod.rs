@@ -1,5 +1,6 @@
 //! Nexmark, the streaming benchmark of an online auction (people register, open
-//! auctions, bid), as a dataflow source and its stateless queries q0–q2.
+//! auctions, bid), as a dataflow source, its stateless queries q0–q2 and its windowed
+//! queries q5, q7 and q8 (module `windowed`).
 //!
 //! ```text
 //!   events(flow, N, rate) ── task t of P: the generator at offset t, step P ──▶ Stream<Event>
@@ -16,6 +17,8 @@
 //! benchmark of Flink and RisingWave: q1's rate is the exact decimal `0.908 × price`
 //! (written with three decimals), q2 keeps `auction % 123 == 0` (the original Nexmark
 //! listed five auction ids instead).
+
+mod windowed;
 
 use std::time::{Duration, Instant};
 
@@ -34,7 +37,7 @@ const CHECK_EVENTS: u64 = 1 << 14;
 const PACE_EVENTS: u64 = 64;
 
 /// The queries `weir run nexmark` runs.
-pub const QUERIES: [u32; 3] = [0, 1, 2];
+pub const QUERIES: [u32; 6] = [0, 1, 2, 5, 7, 8];
 
 /// How many events a source generates, and how fast.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -117,6 +120,15 @@ pub type BidRow = (u64, u64, u64, u64, String);
 /// A row of q2: `(auction, price)`.
 pub type AuctionPrice = (u64, u64);
 
+/// A row of q5: `(window start, window end, auction, bids)`.
+pub type HotItem = (i64, i64, u64, u64);
+
+/// A row of q7: `(auction, price, bidder, date_time, extra)`.
+pub type HighestBid = (u64, u64, u64, u64, String);
+
+/// A row of q8: `(person id, name, window start)`.
+pub type NewUser = (u64, String, i64);
+
 /// What a query's rows are.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Row {
@@ -124,6 +136,12 @@ pub enum Row {
     Bid(BidRow),
     /// q2.
     AuctionPrice(AuctionPrice),
+    /// q5.
+    HotItem(HotItem),
+    /// q7.
+    HighestBid(HighestBid),
+    /// q8.
+    NewUser(NewUser),
 }
 
 impl Row {
@@ -139,6 +157,11 @@ impl Row {
                 format!("{auction},{bidder},{price},{date_time},{extra}")
             }
             Row::AuctionPrice((auction, price)) => format!("{auction},{price}"),
+            Row::HotItem((start, end, auction, num)) => format!("{start},{end},{auction},{num}"),
+            Row::HighestBid((auction, price, bidder, date_time, extra)) => {
+                format!("{auction},{price},{bidder},{date_time},{extra}")
+            }
+            Row::NewUser((id, name, start)) => format!("{id},{name},{start}"),
         }
     }
 
@@ -155,6 +178,13 @@ impl Row {
                 mix(&[*auction, *bidder, *price, *date_time, extra.len() as u64])
             }
             Row::AuctionPrice((auction, price)) => mix(&[*auction, *price]),
+            Row::HotItem((start, end, auction, num)) => {
+                mix(&[*start as u64, *end as u64, *auction, *num])
+            }
+            Row::HighestBid((auction, price, bidder, date_time, extra)) => {
+                mix(&[*auction, *price, *bidder, *date_time, extra.len() as u64])
+            }
+            Row::NewUser((id, name, start)) => mix(&[*id, name.len() as u64, *start as u64]),
         }
     }
 }
@@ -163,16 +193,51 @@ impl Row {
 pub fn header(query: u32) -> &'static str {
     match query {
         2 => "auction,price",
+        5 => "window_start,window_end,auction,num",
+        7 => "auction,price,bidder,date_time,extra",
+        8 => "id,name,window_start",
         _ => "auction,bidder,price,date_time,extra",
     }
 }
 
-/// What query `query` makes of one event: `None` for the events it drops.
+/// Query `query`'s rows of `events`.
 ///
 /// # Errors
 ///
 /// [`WeirError::Usage`] for a query that is not (yet) one of [`QUERIES`].
-pub fn query_fn(query: u32) -> Result<fn(Event) -> Option<Row>> {
+pub fn query(events: Stream<Event>, query: u32) -> Result<Stream<Row>> {
+    Ok(match query {
+        5 => windowed::q5(events),
+        7 => windowed::q7(events),
+        8 => windowed::q8(events),
+        _ => events.flat_map(query_fn(query)?),
+    })
+}
+
+/// Whether `weir run nexmark` runs `query`.
+///
+/// # Errors
+///
+/// [`WeirError::Usage`] naming the queries it runs.
+pub fn check_query(query: u32) -> Result<()> {
+    if QUERIES.contains(&query) {
+        return Ok(());
+    }
+    Err(WeirError::Usage {
+        message: format!(
+            "--query {query}: weir runs Nexmark q0, q1, q2, q5, q7 and q8 so far (q3 and \
+             q4 need keyed state outside windows, q6 a per-seller window of the last 10 \
+             auctions, which are not built yet)"
+        ),
+    })
+}
+
+/// What a stateless query (q0–q2) makes of one event: `None` for the events it drops.
+///
+/// # Errors
+///
+/// [`WeirError::Usage`] for a query that is not one of them.
+fn query_fn(query: u32) -> Result<fn(Event) -> Option<Row>> {
     Ok(match query {
         0 => |event| match event {
             Event::Bid(bid) => Some(Row::Bid(bid_row(bid, 1000))),
@@ -189,11 +254,9 @@ pub fn query_fn(query: u32) -> Result<fn(Event) -> Option<Row>> {
             _ => None,
         },
         _ => {
+            check_query(query)?;
             return Err(WeirError::Usage {
-                message: format!(
-                    "--query {query}: weir runs Nexmark q0, q1 and q2 so far (the windowed \
-                     and stateful queries need event time, which is not built yet)"
-                ),
+                message: format!("--query {query} is not a stateless query"),
             });
         }
     })
@@ -224,9 +287,22 @@ fn bid_row(bid: Bid, thousandths: u64) -> BidRow {
 ///
 /// As [`query_fn`].
 pub fn model(query: u32, count: u64) -> Result<(u64, u64)> {
+    let events = || generator().take(usize::try_from(count).unwrap_or(usize::MAX));
+    let windowed = match query {
+        5 => Some(windowed::q5_model(events())),
+        7 => Some(windowed::q7_model(events())),
+        8 => Some(windowed::q8_model(events())),
+        _ => None,
+    };
+    if let Some(rows) = windowed {
+        let digest = rows
+            .iter()
+            .fold(0u64, |d, row| d.wrapping_add(row.digest()));
+        return Ok((rows.len() as u64, digest));
+    }
     let make = query_fn(query)?;
     let (mut rows, mut digest) = (0u64, 0u64);
-    for event in generator().take(usize::try_from(count).unwrap_or(usize::MAX)) {
+    for event in events() {
         if let Some(row) = make(event) {
             rows += 1;
             digest = digest.wrapping_add(row.digest());
@@ -337,26 +413,34 @@ mod tests {
 
     #[test]
     fn each_query_equals_the_plain_loop() {
-        let count = 20_000;
+        // 150k events span 15 s of event time: windows of every query fire on the way.
+        let count = 150_000;
         for query in QUERIES {
             let (rows, digest) = model(query, count).unwrap();
             assert!(rows > 0, "q{query}");
             let flow = Dataflow::new();
-            let make = query_fn(query).unwrap();
-            let got = events(
+            let source = events(
                 &flow,
                 Events {
                     count: Some(count),
                     rate: None,
                 },
-            )
-            .flat_map(make)
-            .map(|row| (1u64, row.digest()))
-            .collect();
-            runtime::execute(&flow, &config(2), None).unwrap();
+            );
+            let got = super::query(source, query)
+                .unwrap()
+                .map(|row| (1u64, row.digest()))
+                .collect();
+            let report = runtime::execute(&flow, &config(2), None).unwrap();
             let got = got.take();
             let sum = got.iter().fold(0u64, |a, (_, d)| a.wrapping_add(*d));
             assert_eq!((got.len() as u64, sum), (rows, digest), "q{query}");
+            assert_eq!(report.late_records, 0, "q{query}");
+            if [5, 7, 8].contains(&query) {
+                assert!(
+                    report.windows_fired > 0,
+                    "q{query}: windows fired on the way"
+                );
+            }
         }
     }
 
@@ -404,9 +488,9 @@ mod tests {
     }
 
     #[test]
-    fn queries_beyond_q2_are_refused_with_the_reason() {
-        let error = query_fn(5).unwrap_err().to_string();
-        assert!(error.contains("q0, q1 and q2"), "{error}");
+    fn queries_not_built_are_refused_with_the_reason() {
+        let error = check_query(3).unwrap_err().to_string();
+        assert!(error.contains("q3 and q4 need keyed state"), "{error}");
     }
 
     #[test]

@@ -1,0 +1,412 @@
+//! Event-time windows on keyed streams: tumbling and sliding (hop), aggregated
+//! incrementally in kernel hash tables, fired by the watermark.
+//!
+//! ```text
+//!   key_by(k) ══hash exchange══▶ window operator (one per task)
+//!                                  record ─ts─▶ its windows [start, end) (1, or size/slide)
+//!                                    window late (end − 1 ≤ watermark)? skipped; all late:
+//!                                    the record is counted late and dropped
+//!                                    otherwise (key, lift(record)) merged into the
+//!                                    window's table: a kernel HashAggregate of its own
+//!                                  watermark w ─▶ every window with end − 1 ≤ w fires in
+//!                                    end order: its groups out as (window, key, acc), its
+//!                                    table dropped (memory home, spill files deleted);
+//!                                    then w goes on downstream
+//! ```
+//!
+//! The open windows' state is one kernel hash aggregation keyed by the window's end and
+//! the key (the end first, as 8 order-preserving bytes). A watermark that closes windows
+//! finishes that table: the closed windows' groups go out, the others go on into a fresh
+//! table (the operator's memory share is split between the two), so the fired state's
+//! memory comes home at once. Any number of windows may be open, however far records
+//! run ahead of the watermark; a table that outgrows its half spills partitions to disk
+//! like any aggregation, so state larger than memory stays correct. Re-inserting the open
+//! windows costs one push per group still open per firing: for tumbling windows a few
+//! groups of the next window, for sliding ones up to `size / slide` per group.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use weir_kernel::hash::HashAggregate;
+use weir_kernel::memory::Owner;
+use weir_kernel::spill::SpillStore;
+
+use super::event_time::{Timestamp, Watermark, unix_micros};
+use super::graph::MemoryOp;
+use super::metrics::Meter;
+use super::operators::{Merge, aggregate_table, append_key, append_record, decode, decode_key};
+use super::runtime::{Counters, OperatorSlot};
+use super::{Data, Key, Push, TaskContext};
+use crate::error::{Result, WeirError};
+
+/// A window of event time: `[start, end)` in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Window {
+    /// The first millisecond in it.
+    pub start: i64,
+    /// The first millisecond after it.
+    pub end: i64,
+}
+
+impl Window {
+    /// Its last millisecond: the watermark at which it fires.
+    pub fn max_timestamp(&self) -> i64 {
+        self.end - 1
+    }
+}
+
+/// How records are assigned to windows: tumbling (each record in one window of `size`)
+/// or sliding (in every window of `size` that starts each `slide`), aligned to time 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Windows {
+    size_ms: i64,
+    slide_ms: i64,
+}
+
+impl Windows {
+    /// Windows of `size` one after the other.
+    ///
+    /// # Panics
+    ///
+    /// When `size` is under a millisecond.
+    pub fn tumbling(size: Duration) -> Windows {
+        Windows::sliding(size, size)
+    }
+
+    /// Windows of `size`, one starting every `slide` (Flink's sliding, SQL's `HOP`): a
+    /// record is in `size / slide` of them (rounded up).
+    ///
+    /// # Panics
+    ///
+    /// When `size` or `slide` is under a millisecond, or `slide` is larger than `size`.
+    pub fn sliding(size: Duration, slide: Duration) -> Windows {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let (size_ms, slide_ms) = (ms(size), ms(slide));
+        assert!(slide_ms >= 1, "a window slide of at least a millisecond");
+        assert!(size_ms >= slide_ms, "a window no shorter than its slide");
+        Windows { size_ms, slide_ms }
+    }
+
+    /// The windows a record belongs to.
+    #[cfg(test)]
+    fn per_record(&self) -> usize {
+        usize::try_from((self.size_ms + self.slide_ms - 1) / self.slide_ms).unwrap_or(usize::MAX)
+    }
+
+    /// Calls `f` with each window of a record at `time`, the latest first.
+    ///
+    /// # Errors
+    ///
+    /// [`WeirError::Data`] when a window of `time` would end past `i64::MAX`.
+    pub(crate) fn assign(&self, time: i64, mut f: impl FnMut(Window) -> Result<()>) -> Result<()> {
+        let mut start = time - time.rem_euclid(self.slide_ms);
+        loop {
+            let end = start
+                .checked_add(self.size_ms)
+                .ok_or_else(|| WeirError::Data {
+                    message: format!(
+                        "a record's timestamp {time} ms has no window of {} ms: its end \
+                     overflows",
+                        self.size_ms
+                    ),
+                })?;
+            f(Window { start, end })?;
+            match start.checked_sub(self.slide_ms) {
+                Some(earlier) if earlier > time - self.size_ms => start = earlier,
+                _ => return Ok(()),
+            }
+        }
+    }
+}
+
+/// A keyed stream cut into event-time windows. See [`super::KeyedStream::window`].
+pub struct WindowedStream<K, T> {
+    pub(crate) keyed: super::KeyedStream<K, T>,
+    pub(crate) windows: Windows,
+    pub(crate) timestamp: Timestamp<T>,
+}
+
+impl<K, T> std::fmt::Debug for WindowedStream<K, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WindowedStream")
+            .field("windows", &self.windows)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: Key, T: Data> WindowedStream<K, T> {
+    /// One `(window, key, accumulator)` per key and window that had records, when the
+    /// watermark passes the window's end: `lift` makes a record's accumulator, `merge`
+    /// folds one into another (associative and commutative). Incremental: a window holds
+    /// one accumulator per key, in the kernel's hash table (updated in place when the
+    /// accumulator has a fixed encoded size), never the records. A window's results come
+    /// in the order of their keys' hashes, windows in the order of their ends; the output
+    /// carries the watermark on, so windows can follow windows (time the results by
+    /// `window.max_timestamp()`).
+    pub fn aggregate<A: Data>(
+        self,
+        lift: impl Fn(&T) -> A + Send + Sync + 'static,
+        merge: impl Fn(&mut A, A) + Send + Sync + 'static,
+    ) -> super::Stream<(Window, K, A)> {
+        let WindowedStream {
+            keyed,
+            windows,
+            timestamp,
+        } = self;
+        let key = Arc::clone(&keyed.key);
+        let lift: Arc<dyn Fn(&T) -> A + Send + Sync> = Arc::new(lift);
+        let merge: Merge<A> = Arc::new(merge);
+        let op = MemoryOp::Window;
+        keyed.partition().chain("window", &[op], move |ctx, down| {
+            Ok(Box::new(WindowAggregate::new(
+                ctx,
+                Functions {
+                    key: Arc::clone(&key),
+                    timestamp: Arc::clone(&timestamp),
+                    lift: Arc::clone(&lift),
+                    merge: Arc::clone(&merge),
+                },
+                windows,
+                down,
+            )?))
+        })
+    }
+}
+
+/// The user's functions of a window aggregation.
+struct Functions<K, T, A> {
+    key: Arc<dyn Fn(&T) -> K + Send + Sync>,
+    timestamp: Timestamp<T>,
+    lift: Arc<dyn Fn(&T) -> A + Send + Sync>,
+    merge: Merge<A>,
+}
+
+/// The window operator of one task. See the module documentation.
+struct WindowAggregate<K, T, A> {
+    functions: Functions<K, T, A>,
+    windows: Windows,
+    /// The open windows' groups, keyed by window end and key.
+    table: Option<HashAggregate>,
+    /// The ends of the windows with groups in the table.
+    open: BTreeSet<i64>,
+    owner: Owner,
+    store: Arc<dyn SpillStore>,
+    table_segments: usize,
+    watermark: i64,
+    late: u64,
+    spilled: u64,
+    meter: Meter,
+    counters: Arc<Counters>,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    down: Box<dyn Push<(Window, K, A)>>,
+}
+
+/// The bytes of a window end that sort like the end (sign bit flipped, big-endian).
+fn end_bytes(end: i64) -> [u8; 8] {
+    ((end as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn end_of(bytes: [u8; 8]) -> i64 {
+    (u64::from_be_bytes(bytes) ^ (1 << 63)) as i64
+}
+
+impl<K: Key, T: Data, A: Data> WindowAggregate<K, T, A> {
+    fn new(
+        ctx: &mut TaskContext,
+        functions: Functions<K, T, A>,
+        windows: Windows,
+        down: Box<dyn Push<(Window, K, A)>>,
+    ) -> Result<WindowAggregate<K, T, A>> {
+        let OperatorSlot {
+            owner,
+            segments,
+            meter,
+        } = ctx.operator(MemoryOp::Window);
+        let store = ctx.spill_store();
+        // Half the share: the other half takes the open windows when a watermark fires.
+        let table_segments = segments / 2;
+        let table = aggregate_table(&owner, table_segments, Arc::clone(&store), &functions.merge)?;
+        Ok(WindowAggregate {
+            functions,
+            windows,
+            table: Some(table),
+            open: BTreeSet::new(),
+            owner,
+            store,
+            table_segments,
+            watermark: i64::MIN,
+            late: 0,
+            spilled: 0,
+            meter,
+            counters: ctx.counters(),
+            key: Vec::new(),
+            value: Vec::new(),
+            down,
+        })
+    }
+
+    /// Fires every window whose last millisecond is at or below `time`: their groups
+    /// out, the other windows' into a fresh table.
+    fn fire(&mut self, time: i64, emitted_us: Option<u64>) -> Result<()> {
+        if self.open.first().is_none_or(|end| end - 1 > time) {
+            return Ok(());
+        }
+        let closed = self.open.iter().take_while(|end| *end - 1 <= time).count();
+        let old = self.table.take().expect("a table between records");
+        let mut groups = old.finish()?;
+        let mut fresh = None;
+        if closed < self.open.len() {
+            fresh = Some(aggregate_table(
+                &self.owner,
+                self.table_segments,
+                Arc::clone(&self.store),
+                &self.functions.merge,
+            )?);
+        }
+        while let Some((key, acc)) = groups.next()? {
+            let (end, group_key) = key.split_at(8);
+            let end = end_of(end.try_into().expect("8 bytes"));
+            if end - 1 > time {
+                fresh
+                    .as_mut()
+                    .expect("open windows remain")
+                    .push_partial(key, acc)?;
+                continue;
+            }
+            self.meter.emitted(key.len() + acc.len());
+            let window = Window {
+                start: end - self.windows.size_ms,
+                end,
+            };
+            self.down
+                .push((window, decode_key(group_key)?, decode(acc)?))?;
+            self.meter.gave(1);
+        }
+        self.spilled += groups.stats().spilled_bytes;
+        drop(groups);
+        self.open = self.open.split_off(&(time.saturating_add(2)));
+        self.table = Some(match fresh {
+            Some(table) => table,
+            None => aggregate_table(
+                &self.owner,
+                self.table_segments,
+                Arc::clone(&self.store),
+                &self.functions.merge,
+            )?,
+        });
+        if let Some(emitted) = emitted_us {
+            let latency = unix_micros().saturating_sub(emitted);
+            for _ in 0..closed {
+                self.counters.add_window_latency(latency);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<K: Key, T: Data, A: Data> Push<T> for WindowAggregate<K, T, A> {
+    fn push(&mut self, record: T) -> Result<()> {
+        self.meter.took(1);
+        let time = (self.functions.timestamp)(&record);
+        self.key.clear();
+        self.key.extend_from_slice(&[0; 8]);
+        append_key(&mut self.key, &(self.functions.key)(&record));
+        self.value.clear();
+        append_record(&mut self.value, &(self.functions.lift)(&record))?;
+        let (mut key, value) = (
+            std::mem::take(&mut self.key),
+            std::mem::take(&mut self.value),
+        );
+        let mut taken = false;
+        let watermark = self.watermark;
+        let table = self.table.as_mut().expect("a table between records");
+        let (open, meter) = (&mut self.open, &mut self.meter);
+        let result = self.windows.assign(time, |window| {
+            if window.max_timestamp() <= watermark {
+                return Ok(());
+            }
+            taken = true;
+            open.insert(window.end);
+            key[..8].copy_from_slice(&end_bytes(window.end));
+            meter.stored(key.len() + value.len());
+            Ok(table.push_partial(&key, &value)?)
+        });
+        (self.key, self.value) = (key, value);
+        result?;
+        if !taken {
+            self.late += 1;
+        }
+        Ok(())
+    }
+
+    fn watermark(&mut self, watermark: Watermark) -> Result<()> {
+        if watermark.time <= self.watermark {
+            return Ok(());
+        }
+        self.watermark = watermark.time;
+        let emitted = (watermark.time != Watermark::END).then_some(watermark.emitted_us);
+        self.fire(watermark.time, emitted)?;
+        self.down.watermark(watermark)
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.meter.finishing();
+        self.fire(Watermark::END - 1, None)?;
+        if let Some(table) = self.table.take() {
+            self.spilled += table.stats().spilled_bytes;
+        }
+        self.counters.add_late(self.late);
+        self.meter.done(self.spilled);
+        self.down.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn windows_of(windows: Windows, time: i64) -> Vec<(i64, i64)> {
+        let mut out = Vec::new();
+        windows
+            .assign(time, |w| {
+                out.push((w.start, w.end));
+                Ok(())
+            })
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn tumbling_windows_hold_each_time_once_including_negative_ones() {
+        let tumbling = Windows::tumbling(Duration::from_millis(10));
+        assert_eq!(windows_of(tumbling, 0), [(0, 10)]);
+        assert_eq!(windows_of(tumbling, 9), [(0, 10)]);
+        assert_eq!(windows_of(tumbling, 10), [(10, 20)]);
+        assert_eq!(windows_of(tumbling, -1), [(-10, 0)]);
+        assert_eq!(tumbling.per_record(), 1);
+    }
+
+    #[test]
+    fn sliding_windows_hold_each_time_size_over_slide_times() {
+        let hop = Windows::sliding(Duration::from_millis(10), Duration::from_millis(2));
+        assert_eq!(
+            windows_of(hop, 13),
+            [(12, 22), (10, 20), (8, 18), (6, 16), (4, 14)]
+        );
+        assert_eq!(hop.per_record(), 5);
+        let uneven = Windows::sliding(Duration::from_millis(5), Duration::from_millis(2));
+        assert_eq!(windows_of(uneven, 4), [(4, 9), (2, 7), (0, 5)]);
+        assert_eq!(windows_of(uneven, 5), [(4, 9), (2, 7)]);
+        assert_eq!(uneven.per_record(), 3);
+    }
+
+    #[test]
+    fn a_window_past_the_end_of_time_is_an_error() {
+        let tumbling = Windows::tumbling(Duration::from_millis(10));
+        let err = tumbling.assign(i64::MAX - 3, |_| Ok(())).unwrap_err();
+        assert!(err.to_string().contains("overflows"), "{err}");
+    }
+}
