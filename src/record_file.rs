@@ -5,8 +5,9 @@
 //! ```text
 //!   write_records(path, records) ── OutputFile (temporary, renamed when complete)
 //!     [header block][data block 0][data block 1] ... each 4096 bytes, CRC-32 each
-//!   Dataflow::read_records(path) ── task t of P reads blocks ⌊B·t/P⌋ .. ⌊B·(t+1)/P⌋
-//!     through its own I/O segments, checks every block, decodes its records
+//!   Dataflow::read_records(path) ── the blocks in stripes of one read (64 blocks, 256
+//!     KiB); task t of P reads stripes t, t + P, … through its own I/O segments, checks
+//!     every block, decodes its records
 //! ```
 //!
 //! A record never crosses a block, so any run of whole blocks can be read and checked on
@@ -325,10 +326,22 @@ fn get_varint(bytes: &[u8], mut at: usize) -> Option<(u64, usize)> {
     None
 }
 
-/// The blocks task `task` of `tasks` reads of `blocks`.
-fn block_share(blocks: u64, task: u64, tasks: u64) -> std::ops::Range<u64> {
-    let at = |t: u64| (u128::from(blocks) * u128::from(t) / u128::from(tasks)) as u64;
-    at(task)..at(task + 1)
+/// The runs of blocks task `task` of `tasks` reads of `blocks`: every `tasks`-th stripe
+/// of `stripe` blocks from the `task`-th on. Stripes (rather than one run per task) keep
+/// the tasks at about the same place in the file: a file written in time order (a log of
+/// events) is read in about that order by all of them together, so a downstream
+/// watermark — the minimum over the tasks — follows the records closely.
+fn block_stripes(
+    blocks: u64,
+    stripe: u64,
+    task: u64,
+    tasks: u64,
+) -> impl Iterator<Item = std::ops::Range<u64>> {
+    (task..)
+        .step_by(usize::try_from(tasks).unwrap_or(usize::MAX))
+        .map(move |k| k.saturating_mul(stripe))
+        .take_while(move |&start| start < blocks)
+        .map(move |start| start..(start + stripe).min(blocks))
 }
 
 /// Checks data block `index` of `path` and hands out its records' bytes.
@@ -381,8 +394,8 @@ fn block_records(
 
 impl Dataflow {
     /// The records of a record file ([`write_records`]) as a source: task `t` of P reads
-    /// the `t`-th of P runs of its blocks through its own I/O segments (in the worker's
-    /// budget), checking every block's checksum, place and record count, so P tasks read
+    /// every P-th stripe of 64 blocks from the `t`-th on, through its own I/O segments (in
+    /// the worker's budget), so the tasks move through the file together; checking every block's checksum, place and record count, so P tasks read
     /// every record once. A damaged or foreign block fails the job naming the file and
     /// the block's byte offset; a record that does not decode as `T` names it too.
     pub fn read_records<T: Data>(&self, path: impl Into<PathBuf>) -> Stream<T> {
@@ -399,20 +412,26 @@ impl Dataflow {
 fn read_share<T: Data>(path: &Path, ctx: &TaskContext, down: &mut dyn Push<T>) -> Result<()> {
     let mut file = std::fs::File::open(path).map_err(|e| WeirError::file("open", path, e))?;
     let header = RecordFileHeader::read(path, &mut file)?;
-    let share = block_share(header.blocks, ctx.task() as u64, ctx.parallelism() as u64);
     let mut buffers = ctx.io_owner().allocate(READ_SEGMENTS)?;
     let segment_blocks = (buffers[0].size() / RECORD_BLOCK_BYTES) as u64;
-    file.seek(SeekFrom::Start(
-        (share.start + 1) * RECORD_BLOCK_BYTES as u64,
-    ))
-    .map_err(|e| WeirError::file("read", path, e))?;
-    let (mut index, mut records) = (share.start, 0u64);
-    // Until the share is read, or a `limit` downstream is done (looked at per read).
-    while index < share.end && !down.is_done() {
-        // Fill the segments with the next blocks, then hand out their records.
-        let (mut filled, mut read_to) = (Vec::with_capacity(buffers.len()), index);
+    let stripe = segment_blocks * buffers.len() as u64;
+    let mut records = 0u64;
+    for run in block_stripes(
+        header.blocks,
+        stripe,
+        ctx.task() as u64,
+        ctx.parallelism() as u64,
+    ) {
+        // Until the share is read, or a `limit` downstream is done (looked at per read).
+        if down.is_done() {
+            break;
+        }
+        file.seek(SeekFrom::Start((run.start + 1) * RECORD_BLOCK_BYTES as u64))
+            .map_err(|e| WeirError::file("read", path, e))?;
+        // Fill the segments with the run's blocks, then hand out their records.
+        let (mut filled, mut read_to) = (Vec::with_capacity(buffers.len()), run.start);
         for segment in &mut buffers {
-            let blocks = segment_blocks.min(share.end - read_to);
+            let blocks = segment_blocks.min(run.end - read_to);
             if blocks == 0 {
                 break;
             }
@@ -422,6 +441,7 @@ fn read_share<T: Data>(path: &Path, ctx: &TaskContext, down: &mut dyn Push<T>) -
             filled.push(blocks);
             read_to += blocks;
         }
+        let mut index = run.start;
         for (segment, blocks) in buffers.iter().zip(&filled) {
             for b in 0..*blocks as usize {
                 let block = segment.bytes(b * RECORD_BLOCK_BYTES, RECORD_BLOCK_BYTES);

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::Serialize;
 use weir::config::Config;
-use weir::dataflow::{Collected, Dataflow, Stream};
+use weir::dataflow::{Collected, Dataflow, JobReport, Stream, WorkerReport};
 use weir::error::{Result, WeirError};
 use weir::output::OutputFile;
 use weir::record_file::{read_header, write_records};
@@ -66,6 +66,16 @@ struct NexmarkReport {
     events_per_s: f64,
     rows: u64,
     peak_rss_mib: f64,
+    /// Bytes the kernel operators (the window state) spilled, all workers.
+    spilled_bytes: u64,
+    /// Records that came after the watermark had closed their windows (dropped).
+    late_records: u64,
+    /// Windows fired by a watermark before the end of the input, all workers.
+    windows_fired: u64,
+    /// From a watermark's emit at the source to the end of the results of a window it
+    /// fired: the median and 99th percentile, in milliseconds (the worst worker's).
+    window_latency_p50_ms: f64,
+    window_latency_p99_ms: f64,
     /// The generator's own rate for as many tasks as the job had (`--ceiling`).
     #[serde(skip_serializing_if = "Option::is_none")]
     generator_events_per_s: Option<f64>,
@@ -123,6 +133,11 @@ pub(crate) fn run_nexmark(args: &NexmarkArgs) -> Result<()> {
         events_per_s: args.events as f64 / wall_s,
         rows,
         peak_rss_mib: peak_rss.unwrap_or(0) as f64 / (1 << 20) as f64,
+        spilled_bytes: outcome.report.total(|w| w.spilled_bytes),
+        late_records: outcome.report.total(|w| w.late_records),
+        windows_fired: outcome.report.total(|w| w.windows_fired),
+        window_latency_p50_ms: worst_ms(&outcome.report, |w| w.window_latency_p50_us),
+        window_latency_p99_ms: worst_ms(&outcome.report, |w| w.window_latency_p99_us),
         generator_events_per_s: ceiling,
         valid,
     };
@@ -162,6 +177,11 @@ fn job(flow: &Dataflow, args: &NexmarkArgs) -> Collected<((), (u64, u64))> {
         None => rows,
     };
     digest(rows)
+}
+
+/// The largest of a per-worker figure in microseconds, in milliseconds.
+fn worst_ms(report: &JobReport, figure: impl Fn(&WorkerReport) -> u64) -> f64 {
+    report.workers.iter().map(figure).max().unwrap_or(0) as f64 / 1e3
 }
 
 /// The job's one-line summary on stderr.

@@ -488,6 +488,26 @@ mod tests {
     }
 
     #[test]
+    fn an_event_whose_time_overflows_fails_the_job_naming_it() {
+        let mut bid = first_events(10)
+            .find_map(|event| match event {
+                Event::Bid(bid) => Some(bid),
+                _ => None,
+            })
+            .unwrap();
+        bid.date_time = u64::MAX;
+        let flow = Dataflow::new();
+        let bad = Event::Bid(bid);
+        let source = flow.source_fn("bad", move |_| Ok(std::iter::once(Ok(bad.clone()))));
+        let _rows = super::query(source, 7).unwrap().collect();
+        let error = runtime::execute(&flow, &config(1), None)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("overflows the event time"), "{error}");
+        assert!(error.contains(&u64::MAX.to_string()), "{error}");
+    }
+
+    #[test]
     fn queries_not_built_are_refused_with_the_reason() {
         let error = check_query(3).unwrap_err().to_string();
         assert!(error.contains("q3 and q4 need keyed state"), "{error}");

@@ -46,9 +46,21 @@ fn time(event: &Event) -> i64 {
     event.timestamp() as i64
 }
 
-/// The events in event time (the generator's order within each task is time order).
+/// The events in event time (the generator's order within each task is time order). An
+/// event whose time does not fit an `i64` of milliseconds fails the job naming it.
 fn in_event_time(events: Stream<Event>) -> Stream<Event> {
-    events.event_time(time, Watermarks::ascending())
+    events
+        .try_map(|event: Event| {
+            if i64::try_from(event.timestamp()).is_err() {
+                return Err(format!(
+                    "an event's date_time {} ms overflows the event time (i64 milliseconds): \
+                     {event:?}",
+                    event.timestamp()
+                ));
+            }
+            Ok(event)
+        })
+        .event_time(time, Watermarks::ascending())
 }
 
 fn bid(event: Event) -> Option<Bid> {
