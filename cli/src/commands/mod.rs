@@ -115,6 +115,9 @@ pub(crate) enum Gen {
         /// csv or records.
         #[arg(long, default_value = "csv")]
         format: String,
+        /// Events per second of event time (the generator's spacing of timestamps).
+        #[arg(long, default_value_t = crate::nexmark::EVENT_RATE_DEFAULT)]
+        event_rate: u64,
     },
 }
 
@@ -190,8 +193,9 @@ pub fn run(cli: Cli) -> Result<(), WeirError> {
                     events,
                     out,
                     format,
+                    event_rate,
                 },
-        }) => nexmark::gen_nexmark(events, &out, &format),
+        }) => nexmark::gen_nexmark(events, event_rate, &out, &format),
         Some(Command::Sort(args)) => sort::sort(args),
         Some(Command::Bench { what }) => bench(what),
         Some(Command::Worker {

@@ -16,8 +16,8 @@ use weir::spmd;
 
 use crate::args::ConfigArgs;
 use crate::nexmark::{
-    EVENTS_HEADER, Event, Events, Row, check_query, event_csv, events, first_events,
-    generator_rate, header, model,
+    EVENT_RATE_DEFAULT, EVENTS_HEADER, Event, Events, Row, check_query, event_csv, events,
+    first_events, generator_rate, header, model,
 };
 use crate::report::Report;
 
@@ -39,6 +39,11 @@ pub(crate) struct NexmarkArgs {
     /// Events per second in all (default: as fast as the generator goes).
     #[arg(long)]
     rate: Option<u64>,
+    /// Events per second of event time, how close together the generator puts the
+    /// events' timestamps: more means more keys per window (state). With --input, the
+    /// rate the file was generated with (for the check).
+    #[arg(long, default_value_t = EVENT_RATE_DEFAULT)]
+    event_rate: u64,
     /// Write the query's rows as CSV to DIR/part-T (one file per task), each through a
     /// temporary file renamed when its task ends.
     #[arg(long)]
@@ -112,7 +117,7 @@ pub(crate) fn run_nexmark(args: &NexmarkArgs) -> Result<()> {
     let valid = if args.no_verify {
         None
     } else {
-        Some(model(args.query, args.events)? == (rows, digest))
+        Some(model(args.query, args.events, args.event_rate)? == (rows, digest))
     };
     let ceiling = args.ceiling.then(|| ceiling(args.events, wall_s, &config));
     let peak_rss = outcome.report.workers.iter().map(|w| w.peak_rss).max();
@@ -163,6 +168,7 @@ fn job(flow: &Dataflow, args: &NexmarkArgs) -> Collected<((), (u64, u64))> {
             Events {
                 count: Some(args.events),
                 rate: args.rate,
+                event_rate: args.event_rate,
             },
         ),
     };
@@ -245,11 +251,16 @@ fn digest(rows: Stream<Row>) -> Collected<((), (u64, u64))> {
 ///
 /// [`WeirError::Usage`] for an output that may not be written or an unknown format; a
 /// write that fails.
-pub(crate) fn gen_nexmark(count: u64, out: &std::path::Path, format: &str) -> Result<()> {
+pub(crate) fn gen_nexmark(
+    count: u64,
+    event_rate: u64,
+    out: &std::path::Path,
+    format: &str,
+) -> Result<()> {
     match format {
         "csv" => {}
         "records" => {
-            let header = write_records(out, first_events(count))?;
+            let header = write_records(out, first_events(count, event_rate))?;
             eprintln!(
                 "weir: {} Nexmark events written to {} as a record file ({} blocks)",
                 header.records,
@@ -268,7 +279,7 @@ pub(crate) fn gen_nexmark(count: u64, out: &std::path::Path, format: &str) -> Re
     let write = |e| WeirError::file("write", file.temp_path(), e);
     let mut writer = BufWriter::with_capacity(1 << 20, file.try_clone()?);
     writeln!(writer, "{EVENTS_HEADER}").map_err(write)?;
-    for event in first_events(count) {
+    for event in first_events(count, event_rate) {
         writeln!(writer, "{}", event_csv(&event)).map_err(write)?;
     }
     writer.flush().map_err(write)?;

@@ -40,24 +40,45 @@ const PACE_EVENTS: u64 = 64;
 pub const QUERIES: [u32; 6] = [0, 1, 2, 5, 7, 8];
 
 /// How many events a source generates, and how fast.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Events {
     /// Events in all, across the source's tasks (`None`: until the job is cancelled).
     pub count: Option<u64>,
     /// Events per second in all, each task pacing its share (`None`: as fast as the
     /// generator goes).
     pub rate: Option<u64>,
+    /// Events per second of event time: how far apart the events' timestamps are (the
+    /// standard generator's `first_rate`, [`EVENT_RATE_DEFAULT`]). More events per
+    /// second of event time means more keys in each window.
+    pub event_rate: u64,
 }
+
+impl Default for Events {
+    fn default() -> Events {
+        Events {
+            count: None,
+            rate: None,
+            event_rate: EVENT_RATE_DEFAULT,
+        }
+    }
+}
+
+/// The standard generator's events per second of event time.
+pub const EVENT_RATE_DEFAULT: u64 = 10_000;
 
 /// The events' base time: 2026-01-01T00:00:00Z in milliseconds. The standard
 /// configuration starts at the moment it is made, which would make every run's events
 /// (and every task's) differ; a fixed start makes event `i` the same everywhere.
 pub const BASE_TIME_MS: u64 = 1_767_225_600_000;
 
-/// The generator of every task: the standard configuration from [`BASE_TIME_MS`].
-fn generator() -> EventGenerator {
+/// The generator of every task: the standard configuration from [`BASE_TIME_MS`], with
+/// `event_rate` events per second of event time.
+fn generator(event_rate: u64) -> EventGenerator {
+    let rate = usize::try_from(event_rate.max(1)).unwrap_or(usize::MAX);
     EventGenerator::new(NexmarkConfig {
         base_time: BASE_TIME_MS,
+        first_rate: rate,
+        next_rate: rate,
         ..NexmarkConfig::default()
     })
 }
@@ -79,7 +100,10 @@ pub fn events(flow: &Dataflow, events: Events) -> Stream<Event> {
         let per_task = events.rate.map(|rate| rate as f64 / tasks as f64);
         let started = Instant::now();
         let mut generated = 0u64;
-        for event in generator().with_offset(task).with_step(tasks) {
+        for event in generator(events.event_rate)
+            .with_offset(task)
+            .with_step(tasks)
+        {
             if mine == Some(generated) {
                 break;
             }
@@ -286,8 +310,8 @@ fn bid_row(bid: Bid, thousandths: u64) -> BidRow {
 /// # Errors
 ///
 /// As [`query_fn`].
-pub fn model(query: u32, count: u64) -> Result<(u64, u64)> {
-    let events = || generator().take(usize::try_from(count).unwrap_or(usize::MAX));
+pub fn model(query: u32, count: u64, event_rate: u64) -> Result<(u64, u64)> {
+    let events = || first_events(count, event_rate);
     let windowed = match query {
         5 => Some(windowed::q5_model(events())),
         7 => Some(windowed::q7_model(events())),
@@ -358,7 +382,7 @@ pub fn generator_rate(count: u64, tasks: usize) -> f64 {
     let mine = share(0, tasks, Some(count)).unwrap_or(0);
     let started = Instant::now();
     let mut sum = 0u64;
-    for event in generator()
+    for event in generator(EVENT_RATE_DEFAULT)
         .with_step(tasks)
         .take(usize::try_from(mine).unwrap_or(usize::MAX))
     {
@@ -368,9 +392,10 @@ pub fn generator_rate(count: u64, tasks: usize) -> f64 {
     mine as f64 * tasks as f64 / started.elapsed().as_secs_f64()
 }
 
-/// The first `count` events, in order, from one generator (for `weir gen nexmark`).
-pub fn first_events(count: u64) -> impl Iterator<Item = Event> {
-    generator().take(usize::try_from(count).unwrap_or(usize::MAX))
+/// The first `count` events, in order, from one generator with `event_rate` events per
+/// second of event time (for `weir gen nexmark`).
+pub fn first_events(count: u64, event_rate: u64) -> impl Iterator<Item = Event> {
+    generator(event_rate).take(usize::try_from(count).unwrap_or(usize::MAX))
 }
 
 #[cfg(test)]
@@ -391,7 +416,9 @@ mod tests {
     #[test]
     fn tasks_together_generate_exactly_the_events_of_one_generator() {
         let count = 5_003;
-        let mut expected: Vec<String> = first_events(count).map(|e| event_csv(&e)).collect();
+        let mut expected: Vec<String> = first_events(count, EVENT_RATE_DEFAULT)
+            .map(|e| event_csv(&e))
+            .collect();
         expected.sort_unstable();
         for slots in [1, 3] {
             let flow = Dataflow::new();
@@ -400,6 +427,7 @@ mod tests {
                 Events {
                     count: Some(count),
                     rate: None,
+                    ..Events::default()
                 },
             )
             .map(|e| event_csv(&e))
@@ -416,7 +444,7 @@ mod tests {
         // 150k events span 15 s of event time: windows of every query fire on the way.
         let count = 150_000;
         for query in QUERIES {
-            let (rows, digest) = model(query, count).unwrap();
+            let (rows, digest) = model(query, count, EVENT_RATE_DEFAULT).unwrap();
             assert!(rows > 0, "q{query}");
             let flow = Dataflow::new();
             let source = events(
@@ -424,6 +452,7 @@ mod tests {
                 Events {
                     count: Some(count),
                     rate: None,
+                    ..Events::default()
                 },
             );
             let got = super::query(source, query)
@@ -452,6 +481,7 @@ mod tests {
             Events {
                 count: Some(2_000),
                 rate: Some(20_000),
+                ..Events::default()
             },
         )
         .count();
@@ -478,7 +508,7 @@ mod tests {
     fn event_lines_have_every_column_and_no_quoting_to_do() {
         let columns = EVENTS_HEADER.split(',').count();
         let mut types = [0u32; 3];
-        for event in first_events(2_000) {
+        for event in first_events(2_000, EVENT_RATE_DEFAULT) {
             let line = event_csv(&event);
             assert_eq!(line.split(',').count(), columns, "{line}");
             assert!(!line.contains(['"', '\n', '\r']), "{line}");
@@ -489,7 +519,7 @@ mod tests {
 
     #[test]
     fn an_event_whose_time_overflows_fails_the_job_naming_it() {
-        let mut bid = first_events(10)
+        let mut bid = first_events(10, EVENT_RATE_DEFAULT)
             .find_map(|event| match event {
                 Event::Bid(bid) => Some(bid),
                 _ => None,
