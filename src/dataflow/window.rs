@@ -2,16 +2,18 @@
 //! incrementally in kernel hash tables, fired by the watermark.
 //!
 //! ```text
-//!   key_by(k) ══hash exchange══▶ window operator (one per task)
-//!                                  record ─ts─▶ its windows [start, end) (1, or size/slide)
-//!                                    window late (end − 1 ≤ watermark)? skipped; all late:
-//!                                    the record is counted late and dropped
-//!                                    otherwise (key, lift(record)) merged into the
-//!                                    window's table: a kernel HashAggregate of its own
-//!                                  watermark w ─▶ every window with end − 1 ≤ w fires in
-//!                                    end order: its groups out as (window, key, acc), its
-//!                                    table dropped (memory home, spill files deleted);
-//!                                    then w goes on downstream
+//!   key_by(k) ─▶ window combiner ══hash exchange by k══▶ window operator
+//!
+//!   both (the combiner in each upstream task, the final operator after the exchange):
+//!     record ─▶ its windows [start, end): by its timestamp, 1 (tumbling) or size/slide
+//!               (sliding); after the combiner, the one window of its partial
+//!       window late (end − 1 ≤ watermark)? skipped; all of them late: the record is
+//!       counted late and dropped; otherwise (end, key) ← merge(acc) in the state table
+//!     watermark w ─▶ every window with end − 1 ≤ w fires: its groups out as
+//!       (window, key, acc), its state freed; then w goes on downstream
+//!   the combiner's output is partial accumulators, one per window, key and task; a
+//!   combiner whose table does not reduce its input (after 64 Ki records, more than half
+//!   as many groups as accumulators) forwards each record as a partial instead
 //! ```
 //!
 //! The open windows' state is one kernel hash aggregation keyed by the window's end and
@@ -158,35 +160,85 @@ impl<K: Key, T: Data> WindowedStream<K, T> {
         let key = Arc::clone(&keyed.key);
         let lift: Arc<dyn Fn(&T) -> A + Send + Sync> = Arc::new(lift);
         let merge: Merge<A> = Arc::new(merge);
-        let op = MemoryOp::Window;
-        keyed.partition().chain("window", &[op], move |ctx, down| {
-            Ok(Box::new(WindowAggregate::new(
-                ctx,
-                Functions {
-                    key: Arc::clone(&key),
-                    timestamp: Arc::clone(&timestamp),
-                    lift: Arc::clone(&lift),
-                    merge: Arc::clone(&merge),
-                },
-                windows,
-                down,
-            )?))
-        })
+        let final_merge = Arc::clone(&merge);
+        let combined =
+            keyed
+                .stream
+                .chain("window combine", &[MemoryOp::Window], move |ctx, down| {
+                    let (key, lift) = (Arc::clone(&key), Arc::clone(&lift));
+                    let functions = Functions {
+                        key: Arc::new(move |record: &T, out: &mut Vec<u8>| {
+                            append_key(out, &key(record))
+                        }),
+                        assign: Assign::ByTime(Arc::clone(&timestamp)),
+                        value: Arc::new(move |record: &T, out: &mut Vec<u8>| {
+                            append_record(out, &lift(record))
+                        }),
+                        merge: Arc::clone(&merge),
+                    };
+                    Ok(Box::new(WindowAggregate::new(
+                        ctx, functions, windows, true, down,
+                    )?))
+                });
+        combined
+            .key_by(|(_, key, _): &(Window, K, A)| key.clone())
+            .partition()
+            .chain("window", &[MemoryOp::Window], move |ctx, down| {
+                let functions = Functions {
+                    key: Arc::new(|(_, key, _): &(Window, K, A), out: &mut Vec<u8>| {
+                        append_key(out, key);
+                    }),
+                    assign: Assign::Own(Arc::new(|(window, _, _): &(Window, K, A)| *window)),
+                    value: Arc::new(|(_, _, acc): &(Window, K, A), out: &mut Vec<u8>| {
+                        append_record(out, acc)
+                    }),
+                    merge: Arc::clone(&final_merge),
+                };
+                Ok(Box::new(WindowAggregate::new(
+                    ctx, functions, windows, false, down,
+                )?))
+            })
     }
 }
 
-/// The user's functions of a window aggregation.
-struct Functions<K, T, A> {
-    key: Arc<dyn Fn(&T) -> K + Send + Sync>,
-    timestamp: Timestamp<T>,
-    lift: Arc<dyn Fn(&T) -> A + Send + Sync>,
+/// Appends a record's key or accumulator bytes.
+type Bytes<T> = Arc<dyn Fn(&T, &mut Vec<u8>) + Send + Sync>;
+type FallibleBytes<T> = Arc<dyn Fn(&T, &mut Vec<u8>) -> Result<()> + Send + Sync>;
+
+/// How a window operator finds a record's windows.
+enum Assign<T> {
+    /// By its timestamp, through the operator's [`Windows`].
+    ByTime(Timestamp<T>),
+    /// Its own: a partial accumulator of one window, from the combiner.
+    Own(Arc<dyn Fn(&T) -> Window + Send + Sync>),
+}
+
+/// A window operator's functions: the key and accumulator bytes of a record, its
+/// windows, and the merge of accumulators.
+struct Functions<T, A> {
+    key: Bytes<T>,
+    assign: Assign<T>,
+    value: FallibleBytes<T>,
     merge: Merge<A>,
 }
 
+/// Records a window combiner takes before it judges whether its table reduces them.
+const COMBINE_PROBATION: u64 = 1 << 16;
+/// A window combiner whose table holds more groups than this percentage of what it was
+/// given (after [`COMBINE_PROBATION`] records) forwards from then on.
+const COMBINE_MAX_GROUP_PERCENT: u64 = 50;
+
 /// The window operator of one task. See the module documentation.
 struct WindowAggregate<K, T, A> {
-    functions: Functions<K, T, A>,
+    functions: Functions<T, A>,
     windows: Windows,
+    /// A combiner before the exchange (it may forward instead, see `forward`), or the
+    /// final operator.
+    combine: bool,
+    /// The combiner's table did not reduce its input: records go on as partials.
+    forward: bool,
+    /// Accumulators given to the table.
+    pushed: u64,
     /// The open windows' groups, keyed by window end and key.
     table: Option<HashAggregate>,
     /// The ends of the windows with groups in the table.
@@ -195,6 +247,8 @@ struct WindowAggregate<K, T, A> {
     store: Arc<dyn SpillStore>,
     table_segments: usize,
     watermark: i64,
+    /// Records taken.
+    taken: u64,
     late: u64,
     spilled: u64,
     meter: Meter,
@@ -216,8 +270,9 @@ fn end_of(bytes: [u8; 8]) -> i64 {
 impl<K: Key, T: Data, A: Data> WindowAggregate<K, T, A> {
     fn new(
         ctx: &mut TaskContext,
-        functions: Functions<K, T, A>,
+        functions: Functions<T, A>,
         windows: Windows,
+        combine: bool,
         down: Box<dyn Push<(Window, K, A)>>,
     ) -> Result<WindowAggregate<K, T, A>> {
         let OperatorSlot {
@@ -232,12 +287,16 @@ impl<K: Key, T: Data, A: Data> WindowAggregate<K, T, A> {
         Ok(WindowAggregate {
             functions,
             windows,
+            combine,
+            forward: false,
+            pushed: 0,
             table: Some(table),
             open: BTreeSet::new(),
             owner,
             store,
             table_segments,
             watermark: i64::MIN,
+            taken: 0,
             late: 0,
             spilled: 0,
             meter,
@@ -307,38 +366,80 @@ impl<K: Key, T: Data, A: Data> WindowAggregate<K, T, A> {
     }
 }
 
+impl<K: Key, T: Data, A: Data> WindowAggregate<K, T, A> {
+    /// Whether the combiner's table, after its probation, holds too many groups for what
+    /// it was given to be worth it.
+    fn judge(&mut self) {
+        if !self.combine || self.forward || self.taken != COMBINE_PROBATION {
+            return;
+        }
+        let groups = self.table.as_ref().map_or(0, |t| t.groups_in_memory()) as u64;
+        self.forward = groups * 100 > self.pushed * COMBINE_MAX_GROUP_PERCENT;
+    }
+
+    /// The accumulator `value` of the key `key` (its end bytes first) for `window`: into
+    /// the table, or on downstream as a partial.
+    fn put(&mut self, window: Window, key: &mut [u8], value: &[u8]) -> Result<()> {
+        if self.forward {
+            self.meter.gave(1);
+            return self
+                .down
+                .push((window, decode_key(&key[8..])?, decode(value)?));
+        }
+        self.open.insert(window.end);
+        key[..8].copy_from_slice(&end_bytes(window.end));
+        self.meter.stored(key.len() + value.len());
+        self.pushed += 1;
+        let table = self.table.as_mut().expect("a table between records");
+        Ok(table.push_partial(key, value)?)
+    }
+}
+
 impl<K: Key, T: Data, A: Data> Push<T> for WindowAggregate<K, T, A> {
     fn push(&mut self, record: T) -> Result<()> {
         self.meter.took(1);
-        let time = (self.functions.timestamp)(&record);
-        self.key.clear();
-        self.key.extend_from_slice(&[0; 8]);
-        append_key(&mut self.key, &(self.functions.key)(&record));
-        self.value.clear();
-        append_record(&mut self.value, &(self.functions.lift)(&record))?;
-        let (mut key, value) = (
+        self.taken += 1;
+        let (mut key, mut value) = (
             std::mem::take(&mut self.key),
             std::mem::take(&mut self.value),
         );
+        key.clear();
+        key.extend_from_slice(&[0; 8]);
+        (self.functions.key)(&record, &mut key);
+        value.clear();
+        let mut result = (self.functions.value)(&record, &mut value);
         let mut taken = false;
         let watermark = self.watermark;
-        let table = self.table.as_mut().expect("a table between records");
-        let (open, meter) = (&mut self.open, &mut self.meter);
-        let result = self.windows.assign(time, |window| {
-            if window.max_timestamp() <= watermark {
-                return Ok(());
-            }
-            taken = true;
-            open.insert(window.end);
-            key[..8].copy_from_slice(&end_bytes(window.end));
-            meter.stored(key.len() + value.len());
-            Ok(table.push_partial(&key, &value)?)
-        });
+        if result.is_ok() {
+            result = match &self.functions.assign {
+                Assign::Own(window) => {
+                    let window = window(&record);
+                    if window.max_timestamp() <= watermark {
+                        Ok(())
+                    } else {
+                        taken = true;
+                        self.put(window, &mut key, &value)
+                    }
+                }
+                Assign::ByTime(timestamp) => {
+                    let time = timestamp(&record);
+                    let windows = self.windows;
+                    windows.assign(time, |window| {
+                        if window.max_timestamp() <= watermark {
+                            return Ok(());
+                        }
+                        taken = true;
+                        self.put(window, &mut key, &value)
+                    })
+                }
+            };
+        }
         (self.key, self.value) = (key, value);
         result?;
         if !taken {
             self.late += 1;
         }
+        self.judge();
         Ok(())
     }
 
