@@ -149,3 +149,30 @@ fn a_record_file_of_events_is_read_by_every_query_with_the_same_rows() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_csv_of_events_is_read_and_a_bad_line_fails_the_job_or_is_counted() {
+    let dir = Dir::new("nexmark-csv-input");
+    let csv = dir.file("events.csv");
+    let output = weir(&["gen", "nexmark", "--events", "20000", "--out", path(&csv)]);
+    assert!(output.status.success(), "{output:?}");
+    for query in ["1", "7"] {
+        let source = ["--input", path(&csv), "--workers", "2"];
+        let _ = assert_valid_run(query, &source, "\"events\":20000");
+    }
+    // Line 101 loses its columns.
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines[100] = "2,1767225600000,oops";
+    let bad = dir.file("bad.csv");
+    std::fs::write(&bad, lines.join("\n") + "\n").unwrap();
+    let output = weir(&["run", "nexmark", "--query", "7", "--input", path(&bad)]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("bad.csv line 101") && stderr.contains("3 columns"),
+        "{stderr}"
+    );
+    let source = ["--input", path(&bad), "--skip-bad-lines", "--workers", "2"];
+    let _ = assert_valid_run("7", &source, "\"skipped_lines\":1");
+}

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //!   try_map(f)        f(record)? ─▶ down          an Err fails the job (WeirError::Task)
+//!   try_map_or_skip(f)                             an Err drops the record, counted
 //!   distinct()        key_by(record) ─▶ aggregate(()) ─▶ the keys
 //!   limit(n)          each task ≤ n ─▶ gather ─▶ the first n
 //!   top_k(n, key)     each task sort_by(key, n) ─▶ gather ─▶ sort_by(key, n)
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use weir_kernel::hash::JoinType;
 
 use super::graph::Parallelism;
+use super::runtime::Counters;
 use super::{Data, Key, KeyedStream, Push, Stream, TaskContext, Watermark};
 use crate::error::{Result, WeirError};
 
@@ -62,6 +64,9 @@ type FalliblePredicate<T, E> = Arc<dyn Fn(&T) -> Result<bool, E> + Send + Sync>;
 struct TryMap<T, U, E> {
     f: Fallible<T, U, E>,
     failing: Failing,
+    /// `Some` when errors are skipped: the records skipped so far, and where the task's
+    /// count goes at its end.
+    skipping: Option<(u64, Arc<Counters>)>,
     down: Box<dyn Push<U>>,
 }
 
@@ -70,7 +75,13 @@ impl<T: Data, U: Data, E: Display> Push<T> for TryMap<T, U, E> {
     fn push(&mut self, record: T) -> Result<()> {
         match (self.f)(record) {
             Ok(out) => self.down.push(out),
-            Err(error) => Err(self.failing.error(error)),
+            Err(error) => match &mut self.skipping {
+                Some((skipped, _)) => {
+                    *skipped += 1;
+                    Ok(())
+                }
+                None => Err(self.failing.error(error)),
+            },
         }
     }
 
@@ -79,6 +90,9 @@ impl<T: Data, U: Data, E: Display> Push<T> for TryMap<T, U, E> {
     }
 
     fn finish(&mut self) -> Result<()> {
+        if let Some((skipped, counters)) = &mut self.skipping {
+            counters.add_skipped(std::mem::take(skipped));
+        }
         self.down.finish()
     }
 
@@ -193,6 +207,26 @@ impl<T: Data> Stream<T> {
             Ok(Box::new(TryMap {
                 f: Arc::clone(&f),
                 failing: Failing::of("try_map", ctx),
+                skipping: None,
+                down,
+            }))
+        })
+    }
+
+    /// Each record through `f`, which may fail: a record whose `f` returns `Err` is
+    /// dropped and counted, in [`WorkerReport::skipped_records`](super::WorkerReport),
+    /// instead of failing the job (for input where a bad line is to be expected and
+    /// counted, not fatal).
+    pub fn try_map_or_skip<U: Data, E: Display + 'static>(
+        self,
+        f: impl Fn(T) -> Result<U, E> + Send + Sync + 'static,
+    ) -> Stream<U> {
+        let f: Fallible<T, U, E> = Arc::new(f);
+        self.chain("try_map_or_skip", &[], move |ctx, down| {
+            Ok(Box::new(TryMap {
+                f: Arc::clone(&f),
+                failing: Failing::of("try_map_or_skip", ctx),
+                skipping: Some((0, ctx.counters())),
                 down,
             }))
         })

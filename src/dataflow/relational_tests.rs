@@ -241,3 +241,24 @@ fn a_limit_stops_the_source_in_front_of_it() {
         assert!(got.iter().all(|i| i % 6 == 0), "{got:?}");
     }
 }
+
+#[test]
+fn try_map_or_skip_drops_and_counts_the_records_that_fail() {
+    let flow = Dataflow::new();
+    let out = flow
+        .generate(1_000, |i| i)
+        .try_map_or_skip(|i| {
+            if i % 10 == 0 {
+                Err(format!("{i} is bad"))
+            } else {
+                Ok(i * 2)
+            }
+        })
+        .collect();
+    let report = run(&flow, &config(2, 16 << 20));
+    assert_eq!(report.skipped_records, 100);
+    let mut got = out.take();
+    got.sort_unstable();
+    let expected: Vec<u64> = (0..1_000).filter(|i| i % 10 != 0).map(|i| i * 2).collect();
+    assert_eq!(got, expected);
+}

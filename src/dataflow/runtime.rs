@@ -70,6 +70,7 @@ pub(crate) struct Counters {
     rows_read: Arc<AtomicU64>,
     operators: OperatorTotals,
     late_records: AtomicU64,
+    skipped_records: AtomicU64,
     // For each fired window, microseconds from the emit of the watermark that fired it
     // to the end of its results.
     window_latency_us: Mutex<Vec<u64>>,
@@ -86,6 +87,10 @@ impl Counters {
 
     pub(crate) fn add_spilled(&self, bytes: u64) {
         self.spilled_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_skipped(&self, records: u64) {
+        self.skipped_records.fetch_add(records, Ordering::Relaxed);
     }
 
     pub(crate) fn add_late(&self, records: u64) {
@@ -367,6 +372,10 @@ pub struct WorkerReport {
     /// window they belong to: counted and dropped.
     #[serde(default)]
     pub late_records: u64,
+    /// Records a [`Stream::try_map_or_skip`](super::Stream::try_map_or_skip) dropped
+    /// because its function failed on them.
+    #[serde(default)]
+    pub skipped_records: u64,
     /// Windows its window operators fired before the end of their input.
     #[serde(default)]
     pub windows_fired: u64,
@@ -595,6 +604,7 @@ impl Counters {
             leak_free: ended.leak_free,
             operators: self.operators.reports(graph),
             late_records: load(&self.late_records),
+            skipped_records: load(&self.skipped_records),
             windows_fired: self.windows_fired(),
             window_latency_p50_us: self.window_latency(50),
             window_latency_p99_us: self.window_latency(99),

@@ -17,7 +17,7 @@ use weir::spmd;
 use crate::args::ConfigArgs;
 use crate::nexmark::{
     EVENT_RATE_DEFAULT, EVENTS_HEADER, Event, Events, Row, check_query, event_csv, events,
-    first_events, generator_rate, header, model,
+    first_events, generator_rate, header, model, model_of, parse_event_csv,
 };
 use crate::report::Report;
 
@@ -32,10 +32,16 @@ pub(crate) struct NexmarkArgs {
     /// Events to generate in all, across the source's tasks.
     #[arg(long, default_value_t = 10_000_000)]
     events: u64,
-    /// Read the events from a record file of `weir gen nexmark --format records` instead
-    /// of generating them (its events are the generator's first N; --events is ignored).
+    /// Read the events from a file of `weir gen nexmark` instead of generating them
+    /// (--events is ignored): a record file (`--format records`), or CSV when the name
+    /// ends in `.csv` (split across tasks by byte ranges; a malformed line fails the job
+    /// naming it, unless --skip-bad-lines).
     #[arg(long)]
     input: Option<PathBuf>,
+    /// With a CSV --input: drop malformed lines and count them (`skipped_lines` in the
+    /// JSON) instead of failing.
+    #[arg(long)]
+    skip_bad_lines: bool,
     /// Events per second in all (default: as fast as the generator goes).
     #[arg(long)]
     rate: Option<u64>,
@@ -75,6 +81,8 @@ struct NexmarkReport {
     spilled_bytes: u64,
     /// Records that came after the watermark had closed their windows (dropped).
     late_records: u64,
+    /// Malformed lines of a CSV input dropped (--skip-bad-lines).
+    skipped_lines: u64,
     /// Windows fired by a watermark before the end of the input, all workers.
     windows_fired: u64,
     /// From a watermark's emit at the source to the end of the results of a window it
@@ -96,10 +104,16 @@ struct NexmarkReport {
 /// A usage error (a query not built, an invalid configuration); the job's error.
 pub(crate) fn run_nexmark(args: &NexmarkArgs) -> Result<()> {
     check_query(args.query)?;
-    // The events a file holds are the generator's first N: the model checks them so.
+    // The events a record file holds are the generator's first N: the model checks them
+    // so. A CSV file's are counted (and checked) by reading it.
     let mut args = args.clone();
-    if let Some(input) = &args.input {
-        args.events = read_header(input)?.records;
+    match &args.input {
+        Some(input) if is_csv(input) => {
+            // Read once before the job: a malformed line is an error naming its number.
+            args.events = csv_events(input, args.skip_bad_lines)?.count() as u64;
+        }
+        Some(input) => args.events = read_header(input)?.records,
+        None => {}
     }
     let args = &args;
     let config = args.config.to_config()?;
@@ -117,7 +131,7 @@ pub(crate) fn run_nexmark(args: &NexmarkArgs) -> Result<()> {
     let valid = if args.no_verify {
         None
     } else {
-        Some(model(args.query, args.events, args.event_rate)? == (rows, digest))
+        Some(expected(args)? == (rows, digest))
     };
     let ceiling = args.ceiling.then(|| ceiling(args.events, wall_s, &config));
     let peak_rss = outcome.report.workers.iter().map(|w| w.peak_rss).max();
@@ -140,6 +154,7 @@ pub(crate) fn run_nexmark(args: &NexmarkArgs) -> Result<()> {
         peak_rss_mib: peak_rss.unwrap_or(0) as f64 / (1 << 20) as f64,
         spilled_bytes: outcome.report.total(|w| w.spilled_bytes),
         late_records: outcome.report.total(|w| w.late_records),
+        skipped_lines: outcome.report.total(|w| w.skipped_records),
         windows_fired: outcome.report.total(|w| w.windows_fired),
         window_latency_p50_ms: worst_ms(&outcome.report, |w| w.window_latency_p50_us),
         window_latency_p99_ms: worst_ms(&outcome.report, |w| w.window_latency_p99_us),
@@ -162,6 +177,22 @@ pub(crate) fn run_nexmark(args: &NexmarkArgs) -> Result<()> {
 /// query's rows (also written as CSV on `--output`), and their count and digest.
 fn job(flow: &Dataflow, args: &NexmarkArgs) -> Collected<((), (u64, u64))> {
     let events = match &args.input {
+        Some(path) if is_csv(path) => {
+            let lines = flow
+                .text_lines(path.clone())
+                .filter(|line| !line.starts_with("event_type,"));
+            let parse = |line: String| {
+                parse_event_csv(&line).map_err(|why| {
+                    let shown: String = line.chars().take(120).collect();
+                    format!("a malformed event line ({why}): {shown:?}")
+                })
+            };
+            if args.skip_bad_lines {
+                lines.try_map_or_skip(parse)
+            } else {
+                lines.try_map(parse)
+            }
+        }
         Some(path) => flow.read_records::<Event>(path.clone()),
         None => events(
             flow,
@@ -183,6 +214,48 @@ fn job(flow: &Dataflow, args: &NexmarkArgs) -> Collected<((), (u64, u64))> {
         None => rows,
     };
     digest(rows)
+}
+
+/// The rows' count and digest a plain loop makes of the job's events: the generator's
+/// (also for a record file, which holds its first N), or a CSV input's lines.
+fn expected(args: &NexmarkArgs) -> Result<(u64, u64)> {
+    match &args.input {
+        Some(input) if is_csv(input) => model_of(args.query, || {
+            csv_events(input, true).expect("read once already")
+        }),
+        _ => model(args.query, args.events, args.event_rate),
+    }
+}
+
+/// Whether `--input` names a CSV file.
+fn is_csv(path: &std::path::Path) -> bool {
+    path.extension()
+        .is_some_and(|ext| ext.eq_ignore_ascii_case("csv"))
+}
+
+/// The events of a CSV file of `weir gen nexmark`, in order, read by one plain loop (the
+/// model's input): the lines that parse (all of them unless `skip_bad`; a bad line is
+/// then an error naming its number).
+fn csv_events(path: &std::path::Path, skip_bad: bool) -> Result<impl Iterator<Item = Event>> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(path).map_err(|e| WeirError::file("open", path, e))?;
+    let mut events = Vec::new();
+    for (number, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| WeirError::file("read", path, e))?;
+        if number == 0 && line.starts_with("event_type,") {
+            continue;
+        }
+        match parse_event_csv(&line) {
+            Ok(event) => events.push(event),
+            Err(_) if skip_bad => {}
+            Err(why) => {
+                return Err(WeirError::Data {
+                    message: format!("{} line {}: {why}", path.display(), number + 1),
+                });
+            }
+        }
+    }
+    Ok(events.into_iter())
 }
 
 /// The largest of a per-worker figure in microseconds, in milliseconds.

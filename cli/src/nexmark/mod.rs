@@ -309,9 +309,21 @@ fn bid_row(bid: Bid, thousandths: u64) -> BidRow {
 ///
 /// # Errors
 ///
-/// As [`query_fn`].
+/// [`WeirError::Usage`] for a query that is not one of [`QUERIES`].
 pub fn model(query: u32, count: u64, event_rate: u64) -> Result<(u64, u64)> {
-    let events = || first_events(count, event_rate);
+    model_of(query, || first_events(count, event_rate))
+}
+
+/// The rows query `query` makes of the events `events()` gives, and their digest, by one
+/// plain loop (`events` is called once or twice).
+///
+/// # Errors
+///
+/// [`WeirError::Usage`] for a query that is not one of [`QUERIES`].
+pub fn model_of<I: Iterator<Item = Event>>(
+    query: u32,
+    events: impl Fn() -> I,
+) -> Result<(u64, u64)> {
     let windowed = match query {
         5 => Some(windowed::q5_model(events())),
         7 => Some(windowed::q7_model(events())),
@@ -370,6 +382,68 @@ pub fn event_csv(event: &Event) -> String {
             b.date_time, b.auction, b.bidder, b.price, b.channel, b.url, b.extra
         ),
     }
+}
+
+/// Columns of an [`EVENTS_HEADER`] line.
+const EVENT_COLUMNS: usize = 24;
+
+/// The event of one line of [`EVENTS_HEADER`]'s CSV ([`event_csv`] in reverse).
+///
+/// # Errors
+///
+/// What is wrong with the line: the number of columns, an unknown event type, a column
+/// that is not a number where one is due.
+pub fn parse_event_csv(line: &str) -> std::result::Result<Event, String> {
+    let columns: Vec<&str> = line.split(',').collect();
+    if columns.len() != EVENT_COLUMNS {
+        return Err(format!(
+            "{} columns where an event line has {EVENT_COLUMNS}",
+            columns.len()
+        ));
+    }
+    let header: Vec<&str> = EVENTS_HEADER.split(',').collect();
+    let number = |at: usize| -> std::result::Result<u64, String> {
+        columns[at]
+            .parse::<u64>()
+            .map_err(|_| format!("{} {:?} is not a number", header[at], columns[at]))
+    };
+    let id = |at: usize| number(at).map(|n| n as usize);
+    let text = |at: usize| columns[at].to_owned();
+    let date_time = number(1)?;
+    Ok(match columns[0] {
+        "0" => Event::Person(Person {
+            id: id(2)?,
+            name: text(3),
+            email_address: text(4),
+            credit_card: text(5),
+            city: text(6),
+            state: text(7),
+            date_time,
+            extra: text(8),
+        }),
+        "1" => Event::Auction(Auction {
+            id: id(9)?,
+            item_name: text(10),
+            description: text(11),
+            initial_bid: id(12)?,
+            reserve: id(13)?,
+            date_time,
+            expires: number(14)?,
+            seller: id(15)?,
+            category: id(16)?,
+            extra: text(17),
+        }),
+        "2" => Event::Bid(Bid {
+            auction: id(18)?,
+            bidder: id(19)?,
+            price: id(20)?,
+            channel: text(21),
+            url: text(22),
+            date_time,
+            extra: text(23),
+        }),
+        other => return Err(format!("event_type {other:?} is not 0, 1 or 2")),
+    })
 }
 
 /// The generator's own rate for `tasks` tasks sharing `count` events: one thread
@@ -541,6 +615,25 @@ mod tests {
     fn queries_not_built_are_refused_with_the_reason() {
         let error = check_query(3).unwrap_err().to_string();
         assert!(error.contains("q3 and q4 need keyed state"), "{error}");
+    }
+
+    #[test]
+    fn event_lines_parse_back_into_their_events_and_bad_ones_say_why() {
+        for event in first_events(3_000, EVENT_RATE_DEFAULT) {
+            let line = event_csv(&event);
+            assert_eq!(parse_event_csv(&line).unwrap(), event, "{line}");
+        }
+        let error = parse_event_csv("2,17,,,").unwrap_err();
+        assert!(error.contains("5 columns"), "{error}");
+        let bid = first_events(100, EVENT_RATE_DEFAULT)
+            .map(|event| event_csv(&event))
+            .find(|line| line.starts_with("2,"))
+            .unwrap();
+        let bad_time = bid.replacen(",", ",x", 1);
+        let error = parse_event_csv(&bad_time).unwrap_err();
+        assert!(error.contains("date_time"), "{error}");
+        let error = parse_event_csv(&bid.replacen('2', "7", 1)).unwrap_err();
+        assert!(error.contains("event_type"), "{error}");
     }
 
     #[test]
