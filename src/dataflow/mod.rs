@@ -38,6 +38,7 @@
 mod event_time;
 mod graph;
 mod group_cache;
+mod merge;
 mod metrics;
 mod operators;
 mod relational;
@@ -528,6 +529,19 @@ impl<T: Data> Stream<T> {
         });
     }
 
+    /// Both streams' records, read at once: each side goes through a round-robin
+    /// exchange, and the next stage's tasks poll the two gates in turn, so neither side
+    /// waits for the other to end (as [`union`](Self::union) makes the right one wait).
+    /// The merged stream's watermark is the smaller of the two sides'. For streams that do
+    /// not end; a batch job reads its inputs with `union` without the exchanges.
+    ///
+    /// # Panics
+    ///
+    /// When one stream runs on every task and the other on one (after `gather`).
+    pub fn merge(self, other: Stream<T>) -> Stream<T> {
+        merge_exchanged(self.rebalance(), other.rebalance())
+    }
+
     /// Both streams' records (the left's first in each task, then the right's).
     ///
     /// # Panics
@@ -585,6 +599,21 @@ fn merged<A, B, C>(
         branch,
         tees,
     }
+}
+
+/// Two streams that each start at an exchange (nothing chained after it yet), read at
+/// once by one stage (module `merge`).
+fn merge_exchanged<T: Data>(left: Stream<T>, right: Stream<T>) -> Stream<T> {
+    let gates = match (left.inputs.as_slice(), right.inputs.as_slice()) {
+        ([l], [r]) => [*l, *r],
+        _ => unreachable!("both sides were just exchanged"),
+    };
+    merged("merge", left, right, &[], move |_, _| {
+        Arc::new(move |ctx, down| {
+            let gates = [ctx.take_gate(gates[0])?, ctx.take_gate(gates[1])?];
+            Ok(Box::new(merge::MergeIn::new(gates, down)) as Box<dyn Driver>)
+        })
+    })
 }
 
 /// A stream with a key per record, ready for a keyed operator. See [`Stream::key_by`].

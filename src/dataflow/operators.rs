@@ -47,7 +47,10 @@ pub(crate) fn append_key<K: Key>(out: &mut Vec<u8>, key: &K) {
 }
 
 /// `record`'s serde-fmt encoding appended to `out`.
-pub(crate) fn append_record<T: Data>(out: &mut Vec<u8>, record: &T) -> Result<()> {
+pub(crate) fn append_record<T: serde::Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    record: &T,
+) -> Result<()> {
     weir_serde_fmt::append_to_vec(out, record).map_err(|e| WeirError::Data {
         message: format!("a record cannot be encoded: {e}"),
     })?;

@@ -201,6 +201,96 @@ impl<K: Key, T: Data> WindowedStream<K, T> {
     }
 }
 
+/// One side of a windowed join's input, in the merged stream.
+#[derive(Serialize, Deserialize)]
+enum Side<L, R> {
+    Left(L),
+    Right(R),
+}
+
+/// A record's key.
+type KeyOf<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
+
+/// The records of one key and window of a windowed join: the left side's and the right's.
+type Sides<L, R> = (Vec<L>, Vec<R>);
+
+impl<K: Key, L: Data> super::KeyedStream<K, L> {
+    /// The windowed join with `right` (Flink's window join): for each window of
+    /// `windows` and each key, one `join(key, left, right)` per pair of a left and a right
+    /// record of that key whose times (`left_time`, `right_time`, milliseconds) lie in
+    /// that window, when the watermark passes its end. Both sides are hash-partitioned by
+    /// key and read at once (as [`super::Stream::merge`] reads), so neither waits for the
+    /// other to end; the window's records are kept per key and window in the kernel's hash
+    /// table (spilling when the operator's share is full) and freed when it fires. The
+    /// watermark is the smaller of the two sides'.
+    pub fn window_join<R: Data, U: Data>(
+        self,
+        right: super::KeyedStream<K, R>,
+        windows: Windows,
+        left_time: impl Fn(&L) -> i64 + Send + Sync + 'static,
+        right_time: impl Fn(&R) -> i64 + Send + Sync + 'static,
+        join: impl Fn(&K, &L, &R) -> U + Send + Sync + 'static,
+    ) -> super::Stream<(Window, U)> {
+        let (left_key, right_key) = (self.key, right.key);
+        let key = Arc::new(move |side: &Side<L, R>| match side {
+            Side::Left(l) => left_key(l),
+            Side::Right(r) => right_key(r),
+        });
+        let by_key = |key: &KeyOf<Side<L, R>, K>| {
+            let key = Arc::clone(key);
+            move |side: &Side<L, R>| key(side)
+        };
+        let key: KeyOf<Side<L, R>, K> = key;
+        let left = self.stream.map(Side::Left).key_by(by_key(&key)).partition();
+        let right = right
+            .stream
+            .map(Side::Right)
+            .key_by(by_key(&key))
+            .partition();
+        let time: Timestamp<Side<L, R>> = Arc::new(move |side: &Side<L, R>| match side {
+            Side::Left(l) => left_time(l),
+            Side::Right(r) => right_time(r),
+        });
+        super::merge_exchanged(left, right)
+            .chain("window join", &[MemoryOp::Window], move |ctx, down| {
+                let key = Arc::clone(&key);
+                let functions = Functions {
+                    key: Arc::new(move |side: &Side<L, R>, out: &mut Vec<u8>| {
+                        append_key(out, &key(side));
+                    }),
+                    assign: Assign::ByTime(Arc::clone(&time)),
+                    // A one-record list of its side, encoded as the pair of lists.
+                    value: Arc::new(|side: &Side<L, R>, out: &mut Vec<u8>| match side {
+                        Side::Left(l) => {
+                            append_record(out, &(std::slice::from_ref(l), &[] as &[R]))
+                        }
+                        Side::Right(r) => {
+                            append_record(out, &(&[] as &[L], std::slice::from_ref(r)))
+                        }
+                    }),
+                    merge: Arc::new(|a: &mut Sides<L, R>, b: Sides<L, R>| {
+                        a.0.extend(b.0);
+                        a.1.extend(b.1);
+                    }),
+                };
+                Ok(Box::new(WindowAggregate::new(
+                    ctx, functions, windows, false, down,
+                )?))
+            })
+            .flat_map(
+                move |(window, key, (lefts, rights)): (Window, K, Sides<L, R>)| {
+                    let mut pairs = Vec::with_capacity(lefts.len() * rights.len());
+                    for l in &lefts {
+                        for r in &rights {
+                            pairs.push((window, join(&key, l, r)));
+                        }
+                    }
+                    pairs
+                },
+            )
+    }
+}
+
 /// Appends a record's key or accumulator bytes.
 type Bytes<T> = Arc<dyn Fn(&T, &mut Vec<u8>) + Send + Sync>;
 type FallibleBytes<T> = Arc<dyn Fn(&T, &mut Vec<u8>) -> Result<()> + Send + Sync>;

@@ -193,3 +193,95 @@ fn window_state_larger_than_its_memory_spills_and_stays_right() {
     assert_eq!(got.len(), 200_000);
     assert!(got.iter().all(|(w, key, sum)| key == sum && w.start == 0));
 }
+
+#[test]
+fn merge_reads_both_sides_at_once() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // The left side does not end until the merged stream has taken a right record: a
+    // union (which reads the left side to its end first) would wait forever.
+    let seen_right = Arc::new(AtomicBool::new(false));
+    let flow = Dataflow::new();
+    let waiting = Arc::clone(&seen_right);
+    let left = flow.source_push("left", 0, move |ctx, down| {
+        let (task, tasks) = (ctx.task() as u64, ctx.parallelism() as u64);
+        for i in (task..1_000u64).step_by(tasks as usize) {
+            down.push(i)?;
+        }
+        let started = Instant::now();
+        while !waiting.load(Ordering::Acquire) {
+            ctx.check_cancelled()?;
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the right side never came"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
+    });
+    let right = flow.generate(1_000, |i| 1_000_000 + i);
+    let seen = Arc::clone(&seen_right);
+    let out = left
+        .merge(right)
+        .map(move |x| {
+            if x >= 1_000_000 {
+                seen.store(true, Ordering::Release);
+            }
+            x
+        })
+        .collect();
+    run(&flow, &config(2, 16 << 20));
+    let mut got = out.take();
+    got.sort_unstable();
+    let expected: Vec<u64> = (0..1_000).chain(1_000_000..1_001_000).collect();
+    assert!(
+        got == expected,
+        "{} records, not the 2,000 of both sides",
+        got.len()
+    );
+}
+
+#[test]
+fn window_join_equals_the_pairs_of_each_key_and_window() {
+    let windows = Windows::tumbling(Duration::from_millis(50));
+    let left_at = |i: u64| (i % 13, (i / 4) as i64);
+    let right_at = |i: u64| (i % 7, (i / 3) as i64);
+    for slots in [1, 2] {
+        let flow = Dataflow::new();
+        let left = flow
+            .generate(2_000, left_at)
+            .event_time(|r| r.1, Watermarks::ascending().every(Duration::ZERO));
+        let right = flow
+            .generate(1_500, right_at)
+            .event_time(|r| r.1, Watermarks::ascending().every(Duration::ZERO));
+        let out = left
+            .key_by(|r| r.0)
+            .window_join(
+                right.key_by(|r| r.0),
+                windows,
+                |l| l.1,
+                |r| r.1,
+                |key, l, r| (*key, l.1, r.1),
+            )
+            .collect();
+        let report = run(&flow, &config(slots, 32 << 20));
+        let mut got: Vec<(i64, (u64, i64, i64))> = out
+            .take()
+            .into_iter()
+            .map(|(w, row)| (w.start, row))
+            .collect();
+        got.sort_unstable();
+        let mut expected = Vec::new();
+        for l in (0..2_000).map(left_at) {
+            for r in (0..1_500).map(right_at) {
+                let (wl, wr) = (l.1.div_euclid(50), r.1.div_euclid(50));
+                if l.0 == r.0 && wl == wr {
+                    expected.push((wl * 50, (l.0, l.1, r.1)));
+                }
+            }
+        }
+        expected.sort_unstable();
+        assert_eq!(got, expected, "slots {slots}");
+        assert!(report.windows_fired > 0, "slots {slots}");
+        assert_eq!(report.late_records, 0);
+    }
+}

@@ -1,0 +1,185 @@
+//! Two inputs read at once: the gates of two exchanges polled in turn by one task, so two
+//! streams that do not end can meet (a streaming union, a windowed join).
+//!
+//! ```text
+//!   left  ══exchange══▶ gate 0 ─┐
+//!                               ├─ poll each in turn: records (decoded) into the chain,
+//!   right ══exchange══▶ gate 1 ─┘  watermarks into each gate's minimum; the chain's
+//!                                  watermark is the smaller of the two gates' (a gate
+//!                                  that ended counts as END); nothing available on
+//!                                  either: flush when idle, listen on both, park
+//! ```
+//!
+//! A union ([`super::Stream::union`]) reads its inputs one after the other, which a
+//! batch job wants (no buffering of one side) and an unbounded left input never lets
+//! end; [`super::Stream::merge`] reads both at once.
+
+use std::time::Instant;
+
+use weir_netstack::constants::GATE_PARK_TIMEOUT_DEFAULT;
+use weir_netstack::input::current_thread_waker;
+use weir_netstack::{ChannelIndex, DataType, GatePoll, InputGate, NetworkBuffer, RecordReader};
+
+use super::event_time::{GateWatermark, Watermark};
+use super::operators::decode;
+use super::{Data, Driver, Push, TaskContext};
+use crate::error::Result;
+
+/// One of the two inputs: its gate, a record reader per channel, its event time.
+struct Input {
+    gate: InputGate,
+    readers: Vec<RecordReader>,
+    watermark: Option<GateWatermark>,
+    /// The gate's watermark so far (END once the gate ended).
+    level: Watermark,
+    ended: bool,
+}
+
+impl Input {
+    fn new(gate: InputGate) -> Input {
+        let readers = (0..gate.channel_count())
+            .map(|i| RecordReader::new(ChannelIndex(u32::try_from(i).expect("few channels"))))
+            .collect();
+        Input {
+            gate,
+            readers,
+            watermark: None,
+            level: Watermark {
+                time: i64::MIN,
+                emitted_us: 0,
+                idle_ms: 0,
+            },
+            ended: false,
+        }
+    }
+
+    /// Polls the gate once: whether it gave something. Records go to `down`; a watermark
+    /// that advances the gate's minimum raises `level`.
+    fn poll<T: Data>(&mut self, down: &mut dyn Push<T>) -> Result<bool> {
+        match self.gate.poll_next()? {
+            GatePoll::Buffer(channel, buffer) => {
+                self.take(channel, buffer, down)?;
+                Ok(true)
+            }
+            GatePoll::Pending => Ok(false),
+            GatePoll::EndOfPartitions => {
+                self.ended = true;
+                self.level.time = Watermark::END;
+                Ok(true)
+            }
+        }
+    }
+
+    fn take<T: Data>(
+        &mut self,
+        channel: ChannelIndex,
+        buffer: NetworkBuffer,
+        down: &mut dyn Push<T>,
+    ) -> Result<()> {
+        let reader = &mut self.readers[channel.as_usize()];
+        match buffer.data_type() {
+            DataType::Data => {
+                reader.push(buffer);
+                while let Some(record) = reader.next_record()? {
+                    if let Some(watermark) = &mut self.watermark {
+                        watermark.touch(channel);
+                    }
+                    down.push(decode(record)?)?;
+                }
+            }
+            DataType::EndOfPartition => reader.finish()?,
+            DataType::Event => {
+                if let Some(watermark) = Watermark::decode(buffer.as_bytes())? {
+                    let channels = self.gate.channel_count();
+                    let advanced = self
+                        .watermark
+                        .get_or_insert_with(|| GateWatermark::new(channels))
+                        .channel_watermark(channel, watermark);
+                    self.raise(advanced);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The clock moved: idle channels may let the gate's watermark advance.
+    fn tick(&mut self) {
+        let advanced = self.watermark.as_mut().and_then(GateWatermark::tick);
+        self.raise(advanced);
+    }
+
+    fn raise(&mut self, advanced: Option<Watermark>) {
+        if let Some(advanced) = advanced.filter(|w| w.time > self.level.time) {
+            self.level = advanced;
+        }
+    }
+}
+
+/// The start of a stage that reads two exchanges at once into one chain.
+pub(crate) struct MergeIn<T> {
+    gates: Option<[InputGate; 2]>,
+    down: Box<dyn Push<T>>,
+}
+
+impl<T> MergeIn<T> {
+    pub(crate) fn new(gates: [InputGate; 2], down: Box<dyn Push<T>>) -> MergeIn<T> {
+        MergeIn {
+            gates: Some(gates),
+            down,
+        }
+    }
+}
+
+impl<T: Data> Driver for MergeIn<T> {
+    fn run(&mut self, ctx: &mut TaskContext) -> Result<()> {
+        let [left, right] = self.gates.take().expect("the gates are read once");
+        let mut inputs = [Input::new(left), Input::new(right)];
+        let down = &mut *self.down;
+        let waker = current_thread_waker();
+        let (mut listening, mut emitted) = (false, i64::MIN);
+        loop {
+            let mut progressed = false;
+            for input in inputs.iter_mut().filter(|input| !input.ended) {
+                progressed |= input.poll(down)?;
+            }
+            if inputs.iter().all(|input| input.ended) {
+                break;
+            }
+            if !progressed {
+                for input in &mut inputs {
+                    input.tick();
+                }
+            }
+            let level = if inputs[0].level.time <= inputs[1].level.time {
+                inputs[0].level
+            } else {
+                inputs[1].level
+            };
+            if level.time > emitted {
+                emitted = level.time;
+                down.watermark(level)?;
+            }
+            if progressed {
+                listening = false;
+            } else if !listening {
+                // Register, then poll once more: data may have arrived in between.
+                ctx.input_idle();
+                for input in &inputs {
+                    input.gate.register_listener(&waker);
+                }
+                listening = true;
+            } else {
+                ctx.check_cancelled()?;
+                let parked = Instant::now();
+                std::thread::park_timeout(GATE_PARK_TIMEOUT_DEFAULT);
+                ctx.add_idle(parked.elapsed());
+                listening = false;
+            }
+        }
+        for input in &inputs {
+            ctx.record_gate(&input.gate);
+        }
+        down.finish()
+    }
+}
