@@ -29,9 +29,10 @@ pub struct ConfigArgs {
     /// Output flushing: every, full, idle, or a timeout like 100ms.
     #[arg(long, default_value = "100ms", value_parser = parse_flush)]
     pub flush: weir_netstack::FlushMode,
-    /// Buffer debloating of input gates: on or off.
-    #[arg(long, default_value = "off", value_parser = parse_on_off, action = clap::ArgAction::Set)]
-    pub debloat: bool,
+    /// Buffer debloating of input gates: on or off (default off; on for the streaming
+    /// jobs, `weir run nexmark`).
+    #[arg(long, value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    pub debloat: Option<bool>,
     /// The debloating target in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub debloat_target_ms: u64,
@@ -125,7 +126,7 @@ impl ConfigArgs {
             buffers_per_channel: config.buffers_per_channel,
             floating_buffers: config.floating_per_gate,
             flush: config.flush,
-            debloat: config.debloat,
+            debloat: Some(config.debloat),
             debloat_target_ms: u64::try_from(config.debloat_target.as_millis()).unwrap_or(u64::MAX),
             spill_dir: Some(config.spill_dir.clone()),
             io: IoChoice(config.io_backend),
@@ -148,7 +149,7 @@ impl ConfigArgs {
             buffers_per_channel: self.buffers_per_channel,
             floating_per_gate: self.floating_buffers,
             flush: self.flush,
-            debloat: self.debloat,
+            debloat: self.debloat.unwrap_or(false),
             debloat_target: Duration::from_millis(self.debloat_target_ms),
             spill_dir: self.spill_dir.clone().unwrap_or_else(std::env::temp_dir),
             io_backend: self.io.0,
@@ -170,7 +171,14 @@ impl ConfigArgs {
             format!("--buffers-per-channel={}", self.buffers_per_channel),
             format!("--floating-buffers={}", self.floating_buffers),
             format!("--flush={}", flush_name(self.flush)),
-            format!("--debloat={}", if self.debloat { "on" } else { "off" }),
+            format!(
+                "--debloat={}",
+                if self.debloat == Some(true) {
+                    "on"
+                } else {
+                    "off"
+                }
+            ),
             format!("--debloat-target-ms={}", self.debloat_target_ms),
             format!("--spill-dir={}", config.spill_dir.display()),
             format!("--workers={}", self.workers),

@@ -201,6 +201,49 @@ impl<K: Key, T: Data> WindowedStream<K, T> {
     }
 }
 
+impl<K: Key, T: Data> WindowedStream<K, T> {
+    /// Each key's records of each window, handed to `process` when the watermark passes
+    /// the window's end (Flink's `ProcessWindowFunction`): every record `process` returns
+    /// goes on. The window's records are kept, per key and window, in the kernel's hash
+    /// table as a list (spilling when the operator's share is full) and freed when the
+    /// window fires; use [`aggregate`](Self::aggregate) when an accumulator will do, as it
+    /// keeps one value per key instead of every record. The records come in no
+    /// particular order.
+    pub fn process<U: Data, I: IntoIterator<Item = U> + 'static>(
+        self,
+        process: impl Fn(&Window, &K, Vec<T>) -> I + Send + Sync + 'static,
+    ) -> super::Stream<U> {
+        let WindowedStream {
+            keyed,
+            windows,
+            timestamp,
+        } = self;
+        let key = Arc::clone(&keyed.key);
+        keyed
+            .partition()
+            .chain("window process", &[MemoryOp::Window], move |ctx, down| {
+                let key = Arc::clone(&key);
+                let functions = Functions {
+                    key: Arc::new(move |record: &T, out: &mut Vec<u8>| {
+                        append_key(out, &key(record));
+                    }),
+                    assign: Assign::ByTime(Arc::clone(&timestamp)),
+                    // A one-record list, encoded as the list type.
+                    value: Arc::new(|record: &T, out: &mut Vec<u8>| {
+                        append_record(out, std::slice::from_ref(record))
+                    }),
+                    merge: Arc::new(|a: &mut Vec<T>, b: Vec<T>| a.extend(b)),
+                };
+                Ok(Box::new(WindowAggregate::new(
+                    ctx, functions, windows, false, down,
+                )?))
+            })
+            .flat_map(move |(window, key, records): (Window, K, Vec<T>)| {
+                process(&window, &key, records)
+            })
+    }
+}
+
 /// One side of a windowed join's input, in the merged stream.
 #[derive(Serialize, Deserialize)]
 enum Side<L, R> {

@@ -285,3 +285,37 @@ fn window_join_equals_the_pairs_of_each_key_and_window() {
         assert_eq!(report.late_records, 0);
     }
 }
+
+#[test]
+fn a_window_process_function_sees_every_record_of_its_key_and_window() {
+    let windows = Windows::tumbling(Duration::from_millis(100));
+    let flow = Dataflow::new();
+    let out = flow
+        .generate(20_000, |i| record(i, 0))
+        .event_time(|r| r.1, Watermarks::ascending().every(Duration::ZERO))
+        .key_by(|r| r.0)
+        .window(windows, |r| r.1)
+        .process(|window, key, records| {
+            // The records' times, summed, and their count: checked against the model.
+            let sum: i64 = records.iter().map(|r| r.1).sum();
+            assert!(records.iter().all(|r| r.0 == *key && r.1 >= window.start));
+            [(window.start, *key, records.len() as u64, sum)]
+        })
+        .collect();
+    let report = run(&flow, &config(2, 32 << 20));
+    let mut expected: BTreeMap<(i64, u64), (u64, i64)> = BTreeMap::new();
+    for (key, time) in (0..20_000).map(|i| record(i, 0)) {
+        let e = expected
+            .entry((time.div_euclid(100) * 100, key))
+            .or_default();
+        e.0 += 1;
+        e.1 += time;
+    }
+    let got: BTreeMap<(i64, u64), (u64, i64)> = out
+        .take()
+        .into_iter()
+        .map(|(start, key, n, sum)| ((start, key), (n, sum)))
+        .collect();
+    assert_eq!(got, expected);
+    assert!(report.windows_fired > 0);
+}

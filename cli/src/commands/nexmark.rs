@@ -115,6 +115,8 @@ pub(crate) fn run_nexmark(args: &NexmarkArgs) -> Result<()> {
         Some(input) => args.events = read_header(input)?.records,
         None => {}
     }
+    // A streaming job: buffer debloating on unless the command line says otherwise.
+    args.config.debloat.get_or_insert(true);
     let args = &args;
     let config = args.config.to_config()?;
     let outcome = spmd::run(&config, |flow| job(flow, args))?;
