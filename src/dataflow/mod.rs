@@ -43,6 +43,7 @@ mod metrics;
 mod operators;
 mod relational;
 pub mod runtime;
+mod session;
 mod sources;
 mod tee;
 mod window;
@@ -61,6 +62,7 @@ pub use event_time::{WATERMARK_INTERVAL_DEFAULT, Watermark, Watermarks};
 use graph::{DatasetId, Ending, Exchange, Graph, MemoryOp, Parallelism, Stage};
 pub use metrics::OperatorReport;
 pub use runtime::{JobReport, TaskContext, WorkerReport, execute, execute_observed};
+pub use session::SessionStream;
 pub use window::{Window, WindowedStream, Windows};
 
 /// What flows through a stream: a record type serde-fmt can encode and decode.

@@ -319,3 +319,50 @@ fn a_window_process_function_sees_every_record_of_its_key_and_window() {
     assert_eq!(got, expected);
     assert!(report.windows_fired > 0);
 }
+
+#[test]
+fn session_windows_equal_the_model() {
+    // Five keys; each key's records 15 ms apart, with a 515 ms pause every 40 records:
+    // sessions of 40 records at a gap of 100 ms, fired as the stream goes.
+    let at = |i: u64| (i % 5, (i * 3 + 500 * (i / 200)) as i64);
+    let gap = 100i64;
+    for slots in [1, 2] {
+        let flow = Dataflow::new();
+        let out = flow
+            .generate(10_000, at)
+            .event_time(|r| r.1, Watermarks::ascending().every(Duration::ZERO))
+            .key_by(|r| r.0)
+            .session_windows(Duration::from_millis(100), |r| r.1)
+            .aggregate(|_| 1u64, |a, b| *a += b)
+            .collect();
+        let report = run(&flow, &config(slots, 32 << 20));
+        let mut times: BTreeMap<u64, Vec<i64>> = BTreeMap::new();
+        for (key, time) in (0..10_000).map(at) {
+            times.entry(key).or_default().push(time);
+        }
+        let mut expected = Vec::new();
+        for (key, mut times) in times {
+            times.sort_unstable();
+            let (mut start, mut last, mut count) = (times[0], times[0], 0u64);
+            for t in times {
+                if t > last + gap {
+                    expected.push((start, last + gap, key, count));
+                    (start, count) = (t, 0);
+                }
+                last = t;
+                count += 1;
+            }
+            expected.push((start, last + gap, key, count));
+        }
+        expected.sort_unstable();
+        let mut got: Vec<(i64, i64, u64, u64)> = out
+            .take()
+            .into_iter()
+            .map(|(w, key, n)| (w.start, w.end, key, n))
+            .collect();
+        got.sort_unstable();
+        assert_eq!(got, expected, "slots {slots}");
+        assert!(report.windows_fired > 0, "slots {slots}");
+        assert_eq!(report.late_records, 0);
+    }
+}
