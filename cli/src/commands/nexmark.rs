@@ -110,7 +110,7 @@ pub(crate) fn run_nexmark(args: &NexmarkArgs) -> Result<()> {
     match &args.input {
         Some(input) if is_csv(input) => {
             // Read once before the job: a malformed line is an error naming its number.
-            args.events = csv_events(input, args.skip_bad_lines)?.count() as u64;
+            args.events = csv_count(input, args.skip_bad_lines)?;
         }
         Some(input) => args.events = read_header(input)?.records,
         None => {}
@@ -223,7 +223,9 @@ fn job(flow: &Dataflow, args: &NexmarkArgs) -> Collected<((), (u64, u64))> {
 fn expected(args: &NexmarkArgs) -> Result<(u64, u64)> {
     match &args.input {
         Some(input) if is_csv(input) => model_of(args.query, || {
-            csv_events(input, true).expect("read once already")
+            csv_lines(input)
+                .expect("read once already")
+                .filter_map(std::result::Result::ok)
         }),
         _ => model(args.query, args.events, args.event_rate),
     }
@@ -235,29 +237,39 @@ fn is_csv(path: &std::path::Path) -> bool {
         .is_some_and(|ext| ext.eq_ignore_ascii_case("csv"))
 }
 
-/// The events of a CSV file of `weir gen nexmark`, in order, read by one plain loop (the
-/// model's input): the lines that parse (all of them unless `skip_bad`; a bad line is
-/// then an error naming its number).
-fn csv_events(path: &std::path::Path, skip_bad: bool) -> Result<impl Iterator<Item = Event>> {
+/// The events of a CSV file of `weir gen nexmark`, in order, read by one plain loop
+/// (streamed, never held): each line's event, or the error naming the line's number. The
+/// header line is skipped.
+fn csv_lines(path: &std::path::Path) -> Result<impl Iterator<Item = Result<Event>>> {
     use std::io::BufRead;
     let file = std::fs::File::open(path).map_err(|e| WeirError::file("open", path, e))?;
-    let mut events = Vec::new();
-    for (number, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| WeirError::file("read", path, e))?;
-        if number == 0 && line.starts_with("event_type,") {
-            continue;
-        }
-        match parse_event_csv(&line) {
-            Ok(event) => events.push(event),
-            Err(_) if skip_bad => {}
-            Err(why) => {
-                return Err(WeirError::Data {
-                    message: format!("{} line {}: {why}", path.display(), number + 1),
-                });
-            }
+    let path = path.to_path_buf();
+    Ok(std::io::BufReader::with_capacity(1 << 16, file)
+        .lines()
+        .enumerate()
+        .filter(|(number, line)| {
+            !(*number == 0 && line.as_ref().is_ok_and(|l| l.starts_with("event_type,")))
+        })
+        .map(move |(number, line)| {
+            let line = line.map_err(|e| WeirError::file("read", &path, e))?;
+            parse_event_csv(&line).map_err(|why| WeirError::Data {
+                message: format!("{} line {}: {why}", path.display(), number + 1),
+            })
+        }))
+}
+
+/// How many events a CSV file holds (malformed lines skipped when `skip_bad`, an error
+/// naming the first one otherwise).
+fn csv_count(path: &std::path::Path, skip_bad: bool) -> Result<u64> {
+    let mut count = 0;
+    for event in csv_lines(path)? {
+        match event {
+            Ok(_) => count += 1,
+            Err(WeirError::Data { .. }) if skip_bad => {}
+            Err(e) => return Err(e),
         }
     }
-    Ok(events.into_iter())
+    Ok(count)
 }
 
 /// The largest of a per-worker figure in microseconds, in milliseconds.
