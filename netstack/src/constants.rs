@@ -107,6 +107,14 @@ pub const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
 /// default.
 pub const DRAIN_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
 
+/// The longest a transport whose loop ended waits for each peer to close its side of the
+/// connection (reading and dropping what the peer still sends), so that closing never
+/// resets a connection whose last frames the peer has not read yet.
+pub const LINGER_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Between two reads of a connection that lingers before it closes.
+pub const LINGER_POLL: Duration = Duration::from_millis(2);
+
 /// Frames read and frames written per connection per pass of the transport's event loop:
 /// one busy connection cannot keep the loop from the others (or from its timers) for
 /// longer than this many frames take.

@@ -35,7 +35,9 @@ use super::schedule::{Drain, Schedule};
 use super::shared::{Command, CommandWaker, ServiceShared, io_error, lock};
 use super::strangers::Strangers;
 use crate::buffer::{DataType, NetworkBuffer};
-use crate::constants::{DISCARD_SCRATCH_BYTES, FRAMES_PER_PASS, POLL_EVENTS_CAPACITY};
+use crate::constants::{
+    DISCARD_SCRATCH_BYTES, FRAMES_PER_PASS, LINGER_POLL, LINGER_TIMEOUT, POLL_EVENTS_CAPACITY,
+};
 use crate::error::{NetError, Result};
 use crate::input::RemoteShared;
 
@@ -168,9 +170,12 @@ impl EventLoop {
             }
         }
         let peers: Vec<u32> = self.connections.keys().copied().collect();
-        for peer in peers {
-            self.close_connection(peer);
-        }
+        let closing: Vec<TcpStream> = peers
+            .into_iter()
+            .filter_map(|peer| self.remove_connection(peer))
+            .map(|connection| connection.stream)
+            .collect();
+        linger(closing, &mut self.scratch);
     }
 
     /// What a readiness event asks: the peer to serve, if it is a connection's.
@@ -691,15 +696,50 @@ impl EventLoop {
     }
 
     fn close_connection(&mut self, peer: u32) {
-        let Some(mut connection) = self.connections.remove(&peer) else {
-            return;
-        };
+        drop(self.remove_connection(peer));
+    }
+
+    /// The connection to `peer`, taken out of the loop: its views' subpartitions released,
+    /// its channels and requests forgotten, its socket no longer watched.
+    fn remove_connection(&mut self, peer: u32) -> Option<Connection> {
+        let mut connection = self.connections.remove(&peer)?;
         for view in connection.views.values() {
             view.subpartition.release();
         }
         self.channel_peer.retain(|_, p| *p != peer);
         self.requests.forget_peer(peer);
         let _ = self.poll.registry().deregister(&mut connection.stream);
+        Some(connection)
+    }
+}
+
+/// Closes the sockets of a loop that ended without a reset: each sends its FIN first
+/// (`shutdown(Write)`), then what its peer still sends (credits, buffer-size
+/// announcements of a consumer that has not finished) is read and dropped until the peer
+/// closes too, for at most [`LINGER_TIMEOUT`]. A socket closed with unread bytes in its
+/// receive queue, or that receives bytes after it closed, answers with a reset, and a
+/// reset makes the peer's kernel drop what the peer had not read yet: the last frames
+/// this worker sent, which its peer would then miss ("connection lost").
+fn linger(mut streams: Vec<TcpStream>, scratch: &mut [u8]) {
+    for stream in &streams {
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+    }
+    let started = Instant::now();
+    while !streams.is_empty() && started.elapsed() < LINGER_TIMEOUT {
+        streams.retain_mut(|stream| {
+            loop {
+                match stream.read(scratch) {
+                    Ok(0) => break false,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break true,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break false,
+                }
+            }
+        });
+        if !streams.is_empty() {
+            std::thread::sleep(LINGER_POLL);
+        }
     }
 }
 
