@@ -173,6 +173,11 @@ pub(crate) struct EventTime<T> {
     pub(crate) max_seen: i64,
     pub(crate) emitted: i64,
     pub(crate) since_clock: u32,
+    /// Records between two looks at the clock: [`CLOCK_EVERY_RECORDS`] while records
+    /// come faster than the interval, every record when they come slower (so a slow
+    /// source's watermark never waits for 64 records).
+    pub(crate) clock_every: u32,
+    pub(crate) last_clock: Option<Instant>,
     pub(crate) last_emit: Option<Instant>,
 }
 
@@ -189,13 +194,23 @@ impl<T> EventTime<T> {
             max_seen: i64::MIN,
             emitted: i64::MIN,
             since_clock: 0,
+            clock_every: 1,
+            last_clock: None,
             last_emit: None,
         }
     }
 
     /// Emits the watermark behind the largest timestamp when it advanced and the
     /// interval since the last one passed.
-    fn maybe_emit(&mut self) -> Result<()> {
+    /// `records` came since the last look at the clock.
+    fn maybe_emit(&mut self, records: u32) -> Result<()> {
+        let now = Instant::now();
+        // Records slower than 64 per interval: look at the clock at every record.
+        let slow = self.last_clock.is_some_and(|last| {
+            now.duration_since(last) * CLOCK_EVERY_RECORDS > self.strategy.interval * records
+        });
+        self.clock_every = if slow { 1 } else { CLOCK_EVERY_RECORDS };
+        self.last_clock = Some(now);
         let time = self
             .max_seen
             .saturating_sub(self.strategy.bound_ms)
@@ -203,7 +218,6 @@ impl<T> EventTime<T> {
         if time <= self.emitted {
             return Ok(());
         }
-        let now = Instant::now();
         if self
             .last_emit
             .is_some_and(|last| now.duration_since(last) < self.strategy.interval)
@@ -224,9 +238,9 @@ impl<T: Data> Push<T> for EventTime<T> {
         self.max_seen = self.max_seen.max(time);
         self.down.push(record)?;
         self.since_clock += 1;
-        if self.since_clock >= CLOCK_EVERY_RECORDS || self.last_emit.is_none() {
-            self.since_clock = 0;
-            self.maybe_emit()?;
+        if self.since_clock >= self.clock_every || self.last_emit.is_none() {
+            let records = std::mem::take(&mut self.since_clock);
+            self.maybe_emit(records)?;
         }
         Ok(())
     }
@@ -265,6 +279,8 @@ pub(crate) struct GateWatermark {
     /// The largest idle timeout any channel's source declared (0: none).
     idle: Option<Duration>,
     out: i64,
+    /// Every channel that has not finished was idle at the last look.
+    all_idle: bool,
 }
 
 impl GateWatermark {
@@ -282,7 +298,14 @@ impl GateWatermark {
             ],
             idle: None,
             out: i64::MIN,
+            all_idle: false,
         }
+    }
+
+    /// Whether every channel that has not finished was idle at the last look: a reader
+    /// of several gates leaves such a gate out of its minimum.
+    pub(crate) fn all_idle(&self) -> bool {
+        self.all_idle
     }
 
     /// A record of `channel` came.
@@ -324,18 +347,28 @@ impl GateWatermark {
 
     fn advance(&mut self, now: Instant) -> Option<Watermark> {
         let mut min: Option<&ChannelMark> = None;
+        let (mut unfinished, mut active) = (0, 0);
         for mark in &mut self.channels {
             if mark.touched {
                 mark.touched = false;
                 mark.last_active = now;
             }
-            let idle = mark.time != Watermark::END
+            let finished = mark.time == Watermark::END;
+            let idle = !finished
                 && self
                     .idle
                     .is_some_and(|idle| now.duration_since(mark.last_active) > idle);
+            unfinished += usize::from(!finished);
+            active += usize::from(!finished && !idle);
             if !idle && min.is_none_or(|m| mark.time < m.time) {
                 min = Some(mark);
             }
+        }
+        self.all_idle = unfinished > 0 && active == 0;
+        // Every channel that has not finished is idle: event time stays where it is (a
+        // finished channel's END must not close every window of the idle ones).
+        if self.all_idle {
+            return None;
         }
         let min = min?;
         if min.time <= self.out {
@@ -422,6 +455,28 @@ mod tests {
         // Channel 0 stays active; channel 1 sent nothing for longer than 5 ms.
         gate.touch(ChannelIndex(0));
         assert_eq!(gate.tick().map(|w| w.time), Some(50));
+    }
+
+    #[test]
+    fn a_finished_channel_beside_idle_ones_does_not_end_event_time() {
+        let mut gate = GateWatermark::new(2);
+        let idle = |time| Watermark {
+            idle_ms: 5,
+            ..mark(time)
+        };
+        gate.channel_watermark(ChannelIndex(1), idle(7));
+        gate.channel_watermark(ChannelIndex(0), idle(Watermark::END));
+        std::thread::sleep(Duration::from_millis(20));
+        // Channel 1 is idle and channel 0 finished: nothing may close channel 1's windows.
+        assert_eq!(gate.tick(), None);
+        assert!(gate.all_idle());
+        // Channel 1 sends again: its own watermark counts.
+        assert_eq!(
+            gate.channel_watermark(ChannelIndex(1), idle(9))
+                .map(|w| w.time),
+            Some(9)
+        );
+        assert!(!gate.all_idle());
     }
 
     #[test]

@@ -151,10 +151,19 @@ impl<T: Data> Driver for MergeIn<T> {
                     input.tick();
                 }
             }
-            let level = if inputs[0].level.time <= inputs[1].level.time {
-                inputs[0].level
-            } else {
-                inputs[1].level
+            // An input whose every live channel is idle does not hold the other back.
+            let idle = |input: &Input| {
+                !input.ended
+                    && input
+                        .watermark
+                        .as_ref()
+                        .is_some_and(GateWatermark::all_idle)
+            };
+            let level = match (idle(&inputs[0]), idle(&inputs[1])) {
+                (false, true) => inputs[0].level,
+                (true, false) => inputs[1].level,
+                _ if inputs[0].level.time <= inputs[1].level.time => inputs[0].level,
+                _ => inputs[1].level,
             };
             if level.time > emitted {
                 emitted = level.time;

@@ -103,7 +103,16 @@ impl Windows {
     ///
     /// [`WeirError::Data`] when a window of `time` would end past `i64::MAX`.
     pub(crate) fn assign(&self, time: i64, mut f: impl FnMut(Window) -> Result<()>) -> Result<()> {
-        let mut start = time - time.rem_euclid(self.slide_ms);
+        let overflow = || WeirError::Data {
+            message: format!(
+                "a record's timestamp {time} ms has no window of {} ms: its end \
+                 overflows",
+                self.size_ms
+            ),
+        };
+        let mut start = time
+            .checked_sub(time.rem_euclid(self.slide_ms))
+            .ok_or_else(overflow)?;
         loop {
             let end = start
                 .checked_add(self.size_ms)
@@ -116,7 +125,7 @@ impl Windows {
                 })?;
             f(Window { start, end })?;
             match start.checked_sub(self.slide_ms) {
-                Some(earlier) if earlier > time - self.size_ms => start = earlier,
+                Some(earlier) if earlier > time.saturating_sub(self.size_ms) => start = earlier,
                 _ => return Ok(()),
             }
         }
@@ -513,7 +522,10 @@ impl<K: Key, T: Data, A: Data> WindowAggregate<K, T, A> {
     /// The accumulator `value` of the key `key` (its end bytes first) for `window`: into
     /// the table, or on downstream as a partial.
     fn put(&mut self, window: Window, key: &mut [u8], value: &[u8]) -> Result<()> {
-        if self.forward {
+        // A combiner judges lateness by its own task's watermark, ahead of the final
+        // operator's (the minimum over all tasks): what is late here goes on as a partial,
+        // and the final operator decides.
+        if self.forward || (self.combine && window.max_timestamp() <= self.watermark) {
             self.meter.gave(1);
             return self
                 .down
@@ -547,7 +559,7 @@ impl<K: Key, T: Data, A: Data> Push<T> for WindowAggregate<K, T, A> {
             result = match &self.functions.assign {
                 Assign::Own(window) => {
                     let window = window(&record);
-                    if window.max_timestamp() <= watermark {
+                    if window.max_timestamp() <= watermark && !self.combine {
                         Ok(())
                     } else {
                         taken = true;
@@ -557,8 +569,9 @@ impl<K: Key, T: Data, A: Data> Push<T> for WindowAggregate<K, T, A> {
                 Assign::ByTime(timestamp) => {
                     let time = timestamp(&record);
                     let windows = self.windows;
+                    let combine = self.combine;
                     windows.assign(time, |window| {
-                        if window.max_timestamp() <= watermark {
+                        if window.max_timestamp() <= watermark && !combine {
                             return Ok(());
                         }
                         taken = true;
@@ -642,5 +655,10 @@ mod tests {
         let tumbling = Windows::tumbling(Duration::from_millis(10));
         let err = tumbling.assign(i64::MAX - 3, |_| Ok(())).unwrap_err();
         assert!(err.to_string().contains("overflows"), "{err}");
+        // The start of time's window starts before it: an error too, not a panic.
+        let hop = Windows::sliding(Duration::from_millis(1000), Duration::from_millis(300));
+        let err = hop.assign(i64::MIN, |_| Ok(())).unwrap_err();
+        assert!(err.to_string().contains("overflows"), "{err}");
+        assert!(!windows_of(hop, i64::MIN + 1000).is_empty());
     }
 }
