@@ -17,6 +17,12 @@
 //! operator is late. Timestamps are milliseconds (any epoch; the Nexmark queries use Unix
 //! milliseconds).
 //!
+//! Idleness is judged where the records arrive (a gate), not declared by the source: a
+//! channel counts as active while records or watermarks reach the gate, and an assigner
+//! emits watermarks only when records come (a source that stops sending holds its
+//! channel's watermark until its idle timeout leaves it out). A gate whose every
+//! unfinished channel is idle holds its watermark where it is.
+//!
 //! Operators that only forward (`map`, `filter`, `flat_map`, their fallible forms, `limit`,
 //! `tee`) pass watermarks on; the batch operators (sort, aggregate, join, union, fold) drop
 //! them and emit at the end of their input. On the wire a watermark is an event buffer

@@ -10,6 +10,11 @@
 //!       (window, key, acc), the others into a fresh table
 //! ```
 //!
+//! One difference from Flink: a record is judged late by its own session `[t, t + gap)`
+//! before it is merged, so a record at or behind the watermark that would have extended a
+//! session still open is counted late and dropped (Flink merges first and judges the
+//! merged session). Each watermark that may close a session reads the whole table once.
+//!
 //! The state is one kernel hash aggregation keyed by the key alone, whose accumulator is
 //! the key's open sessions, `Vec<(start, end, A)>` sorted by start and coalesced (the
 //! merge of two lists is associative and commutative when `A`'s merge is). Half of the
