@@ -26,16 +26,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use weir_kernel::hash::HashAggregate;
-use weir_kernel::memory::Owner;
-use weir_kernel::spill::SpillStore;
-
-use super::event_time::{Timestamp, Watermark, unix_micros};
+use super::event_time::{Timestamp, Watermark};
 use super::graph::MemoryOp;
-use super::metrics::Meter;
-use super::operators::{Merge, aggregate_table, append_key, append_record, decode, decode_key};
-use super::runtime::{Counters, OperatorSlot};
-use super::window::Window;
+use super::operators::{Merge, append_key, append_record, decode, decode_key};
+use super::window::{Window, WindowState};
 use super::{Data, Key, KeyedStream, Push, Stream, TaskContext};
 use crate::error::Result;
 
@@ -102,10 +96,8 @@ impl<K: Key, T: Data> SessionStream<K, T> {
         keyed
             .partition()
             .chain("session", &[MemoryOp::Window], move |ctx, down| {
-                let slot = ctx.operator(MemoryOp::Window);
                 Ok(Box::new(SessionAggregate::new(
                     ctx,
-                    slot,
                     SessionFunctions {
                         key: Arc::clone(&key),
                         timestamp: Arc::clone(&timestamp),
@@ -148,18 +140,11 @@ struct SessionFunctions<K, T, A> {
 struct SessionAggregate<K, T, A> {
     functions: SessionFunctions<K, T, A>,
     gap_ms: i64,
-    table: Option<HashAggregate>,
+    /// The open sessions (keyed by key), the watermark, the counts.
+    state: WindowState,
     /// The ends of sessions in the table (at most: a record's own end, or its merged
     /// session's), the smallest first: when a session may close.
     ends: BTreeSet<i64>,
-    owner: Owner,
-    store: Arc<dyn SpillStore>,
-    table_segments: usize,
-    watermark: i64,
-    late: u64,
-    spilled: u64,
-    meter: Meter,
-    counters: Arc<Counters>,
     key: Vec<u8>,
     value: Vec<u8>,
     down: Box<dyn Push<(Window, K, A)>>,
@@ -168,45 +153,19 @@ struct SessionAggregate<K, T, A> {
 impl<K: Key, T: Data, A: Data> SessionAggregate<K, T, A> {
     fn new(
         ctx: &mut TaskContext,
-        slot: OperatorSlot,
         functions: SessionFunctions<K, T, A>,
         gap_ms: i64,
         down: Box<dyn Push<(Window, K, A)>>,
     ) -> Result<SessionAggregate<K, T, A>> {
-        let OperatorSlot {
-            owner,
-            segments,
-            meter,
-        } = slot;
-        let store = ctx.spill_store();
-        let table_segments = segments / 2;
-        let table = aggregate_table(&owner, table_segments, Arc::clone(&store), &functions.merge)?;
         Ok(SessionAggregate {
+            state: WindowState::new(ctx, &functions.merge)?,
             functions,
             gap_ms,
-            table: Some(table),
             ends: BTreeSet::new(),
-            owner,
-            store,
-            table_segments,
-            watermark: i64::MIN,
-            late: 0,
-            spilled: 0,
-            meter,
-            counters: ctx.counters(),
             key: Vec::new(),
             value: Vec::new(),
             down,
         })
-    }
-
-    fn fresh_table(&self) -> Result<HashAggregate> {
-        aggregate_table(
-            &self.owner,
-            self.table_segments,
-            Arc::clone(&self.store),
-            &self.functions.merge,
-        )
     }
 
     /// Emits the sessions that end at or below `time` (their last millisecond), keeps the
@@ -215,9 +174,9 @@ impl<K: Key, T: Data, A: Data> SessionAggregate<K, T, A> {
         if self.ends.first().is_none_or(|end| end - 1 > time) {
             return Ok(());
         }
-        let old = self.table.take().expect("a table between records");
+        let old = self.state.table.take().expect("a table between records");
         let mut groups = old.finish()?;
-        let mut fresh = self.fresh_table()?;
+        let mut fresh = self.state.fresh_table(&self.functions.merge)?;
         let (mut ends, mut closed) = (BTreeSet::new(), 0u64);
         while let Some((key, acc)) = groups.next()? {
             let sessions: Sessions<A> = decode(acc)?;
@@ -229,7 +188,7 @@ impl<K: Key, T: Data, A: Data> SessionAggregate<K, T, A> {
                     continue;
                 }
                 closed += 1;
-                self.meter.gave(1);
+                self.state.meter.gave(1);
                 self.down
                     .push((Window { start, end }, decode_key(key)?, acc))?;
             }
@@ -239,27 +198,22 @@ impl<K: Key, T: Data, A: Data> SessionAggregate<K, T, A> {
                 fresh.push_partial(key, &self.value)?;
             }
         }
-        self.spilled += groups.stats().spilled_bytes;
+        self.state.spilled += groups.stats().spilled_bytes;
         drop(groups);
-        self.table = Some(fresh);
+        self.state.table = Some(fresh);
         self.ends = ends;
-        if let Some(emitted) = emitted_us {
-            let latency = unix_micros().saturating_sub(emitted);
-            for _ in 0..closed {
-                self.counters.add_window_latency(latency);
-            }
-        }
+        self.state.fired(closed, emitted_us);
         Ok(())
     }
 }
 
 impl<K: Key, T: Data, A: Data> Push<T> for SessionAggregate<K, T, A> {
     fn push(&mut self, record: T) -> Result<()> {
-        self.meter.took(1);
+        self.state.meter.took(1);
         let time = (self.functions.timestamp)(&record);
         let end = time.saturating_add(self.gap_ms);
-        if end - 1 <= self.watermark {
-            self.late += 1;
+        if end - 1 <= self.state.watermark {
+            self.state.late += 1;
             return Ok(());
         }
         self.key.clear();
@@ -268,29 +222,23 @@ impl<K: Key, T: Data, A: Data> Push<T> for SessionAggregate<K, T, A> {
         let session = (time, end, (self.functions.lift)(&record));
         append_record(&mut self.value, std::slice::from_ref(&session))?;
         self.ends.insert(end);
-        self.meter.stored(self.key.len() + self.value.len());
-        let table = self.table.as_mut().expect("a table between records");
+        self.state.meter.stored(self.key.len() + self.value.len());
+        let table = self.state.table.as_mut().expect("a table between records");
         Ok(table.push_partial(&self.key, &self.value)?)
     }
 
     fn watermark(&mut self, watermark: Watermark) -> Result<()> {
-        if watermark.time <= self.watermark {
+        let Some(emitted) = self.state.advance(&watermark) else {
             return Ok(());
-        }
-        self.watermark = watermark.time;
-        let emitted = (watermark.time != Watermark::END).then_some(watermark.emitted_us);
+        };
         self.fire(watermark.time, emitted)?;
         self.down.watermark(watermark)
     }
 
     fn finish(&mut self) -> Result<()> {
-        self.meter.finishing();
+        self.state.meter.finishing();
         self.fire(Watermark::END - 1, None)?;
-        if let Some(table) = self.table.take() {
-            self.spilled += table.stats().spilled_bytes;
-        }
-        self.counters.add_late(self.late);
-        self.meter.done(self.spilled);
+        self.state.end();
         self.down.finish()
     }
 }

@@ -381,20 +381,12 @@ struct WindowAggregate<K, T, A> {
     forward: bool,
     /// Accumulators given to the table.
     pushed: u64,
-    /// The open windows' groups, keyed by window end and key.
-    table: Option<HashAggregate>,
+    /// The open windows' groups (keyed by window end and key), the watermark, the counts.
+    state: WindowState,
     /// The ends of the windows with groups in the table.
     open: BTreeSet<i64>,
-    owner: Owner,
-    store: Arc<dyn SpillStore>,
-    table_segments: usize,
-    watermark: i64,
     /// Records taken.
     taken: u64,
-    late: u64,
-    spilled: u64,
-    meter: Meter,
-    counters: Arc<Counters>,
     key: Vec<u8>,
     value: Vec<u8>,
     down: Box<dyn Push<(Window, K, A)>>,
@@ -417,32 +409,15 @@ impl<K: Key, T: Data, A: Data> WindowAggregate<K, T, A> {
         combine: bool,
         down: Box<dyn Push<(Window, K, A)>>,
     ) -> Result<WindowAggregate<K, T, A>> {
-        let OperatorSlot {
-            owner,
-            segments,
-            meter,
-        } = ctx.operator(MemoryOp::Window);
-        let store = ctx.spill_store();
-        // Half the share: the other half takes the open windows when a watermark fires.
-        let table_segments = segments / 2;
-        let table = aggregate_table(&owner, table_segments, Arc::clone(&store), &functions.merge)?;
         Ok(WindowAggregate {
+            state: WindowState::new(ctx, &functions.merge)?,
             functions,
             windows,
             combine,
             forward: false,
             pushed: 0,
-            table: Some(table),
             open: BTreeSet::new(),
-            owner,
-            store,
-            table_segments,
-            watermark: i64::MIN,
             taken: 0,
-            late: 0,
-            spilled: 0,
-            meter,
-            counters: ctx.counters(),
             key: Vec::new(),
             value: Vec::new(),
             down,
@@ -456,16 +431,11 @@ impl<K: Key, T: Data, A: Data> WindowAggregate<K, T, A> {
             return Ok(());
         }
         let closed = self.open.iter().take_while(|end| *end - 1 <= time).count();
-        let old = self.table.take().expect("a table between records");
+        let old = self.state.table.take().expect("a table between records");
         let mut groups = old.finish()?;
         let mut fresh = None;
         if closed < self.open.len() {
-            fresh = Some(aggregate_table(
-                &self.owner,
-                self.table_segments,
-                Arc::clone(&self.store),
-                &self.functions.merge,
-            )?);
+            fresh = Some(self.state.fresh_table(&self.functions.merge)?);
         }
         while let Some((key, acc)) = groups.next()? {
             let (end, group_key) = key.split_at(8);
@@ -477,33 +447,23 @@ impl<K: Key, T: Data, A: Data> WindowAggregate<K, T, A> {
                     .push_partial(key, acc)?;
                 continue;
             }
-            self.meter.emitted(key.len() + acc.len());
+            self.state.meter.emitted(key.len() + acc.len());
             let window = Window {
                 start: end - self.windows.size_ms,
                 end,
             };
             self.down
                 .push((window, decode_key(group_key)?, decode(acc)?))?;
-            self.meter.gave(1);
+            self.state.meter.gave(1);
         }
-        self.spilled += groups.stats().spilled_bytes;
+        self.state.spilled += groups.stats().spilled_bytes;
         drop(groups);
         self.open = self.open.split_off(&(time.saturating_add(2)));
-        self.table = Some(match fresh {
+        self.state.table = Some(match fresh {
             Some(table) => table,
-            None => aggregate_table(
-                &self.owner,
-                self.table_segments,
-                Arc::clone(&self.store),
-                &self.functions.merge,
-            )?,
+            None => self.state.fresh_table(&self.functions.merge)?,
         });
-        if let Some(emitted) = emitted_us {
-            let latency = unix_micros().saturating_sub(emitted);
-            for _ in 0..closed {
-                self.counters.add_window_latency(latency);
-            }
-        }
+        self.state.fired(closed as u64, emitted_us);
         Ok(())
     }
 }
@@ -515,7 +475,11 @@ impl<K: Key, T: Data, A: Data> WindowAggregate<K, T, A> {
         if !self.combine || self.forward || self.taken != COMBINE_PROBATION {
             return;
         }
-        let groups = self.table.as_ref().map_or(0, |t| t.groups_in_memory()) as u64;
+        let groups = self
+            .state
+            .table
+            .as_ref()
+            .map_or(0, |t| t.groups_in_memory()) as u64;
         self.forward = groups * 100 > self.pushed * COMBINE_MAX_GROUP_PERCENT;
     }
 
@@ -525,24 +489,24 @@ impl<K: Key, T: Data, A: Data> WindowAggregate<K, T, A> {
         // A combiner judges lateness by its own task's watermark, ahead of the final
         // operator's (the minimum over all tasks): what is late here goes on as a partial,
         // and the final operator decides.
-        if self.forward || (self.combine && window.max_timestamp() <= self.watermark) {
-            self.meter.gave(1);
+        if self.forward || (self.combine && window.max_timestamp() <= self.state.watermark) {
+            self.state.meter.gave(1);
             return self
                 .down
                 .push((window, decode_key(&key[8..])?, decode(value)?));
         }
         self.open.insert(window.end);
         key[..8].copy_from_slice(&end_bytes(window.end));
-        self.meter.stored(key.len() + value.len());
+        self.state.meter.stored(key.len() + value.len());
         self.pushed += 1;
-        let table = self.table.as_mut().expect("a table between records");
+        let table = self.state.table.as_mut().expect("a table between records");
         Ok(table.push_partial(key, value)?)
     }
 }
 
 impl<K: Key, T: Data, A: Data> Push<T> for WindowAggregate<K, T, A> {
     fn push(&mut self, record: T) -> Result<()> {
-        self.meter.took(1);
+        self.state.meter.took(1);
         self.taken += 1;
         let (mut key, mut value) = (
             std::mem::take(&mut self.key),
@@ -554,7 +518,7 @@ impl<K: Key, T: Data, A: Data> Push<T> for WindowAggregate<K, T, A> {
         value.clear();
         let mut result = (self.functions.value)(&record, &mut value);
         let mut taken = false;
-        let watermark = self.watermark;
+        let watermark = self.state.watermark;
         if result.is_ok() {
             result = match &self.functions.assign {
                 Assign::Own(window) => {
@@ -583,31 +547,107 @@ impl<K: Key, T: Data, A: Data> Push<T> for WindowAggregate<K, T, A> {
         (self.key, self.value) = (key, value);
         result?;
         if !taken {
-            self.late += 1;
+            self.state.late += 1;
         }
         self.judge();
         Ok(())
     }
 
     fn watermark(&mut self, watermark: Watermark) -> Result<()> {
-        if watermark.time <= self.watermark {
+        let Some(emitted) = self.state.advance(&watermark) else {
             return Ok(());
-        }
-        self.watermark = watermark.time;
-        let emitted = (watermark.time != Watermark::END).then_some(watermark.emitted_us);
+        };
         self.fire(watermark.time, emitted)?;
         self.down.watermark(watermark)
     }
 
     fn finish(&mut self) -> Result<()> {
-        self.meter.finishing();
+        self.state.meter.finishing();
         self.fire(Watermark::END - 1, None)?;
+        self.state.end();
+        self.down.finish()
+    }
+}
+
+/// What the window operators (tumbling and sliding, session) keep alike: the state table
+/// and the memory it comes from, the watermark, and the counts for the report.
+pub(super) struct WindowState {
+    /// The state; `None` only while a firing rebuilds it.
+    pub(super) table: Option<HashAggregate>,
+    owner: Owner,
+    store: Arc<dyn SpillStore>,
+    /// Half the operator's share: the other half takes what stays open when a watermark
+    /// fires.
+    table_segments: usize,
+    pub(super) watermark: i64,
+    pub(super) late: u64,
+    pub(super) spilled: u64,
+    pub(super) meter: Meter,
+    counters: Arc<Counters>,
+}
+
+impl WindowState {
+    /// The state of a window operator of the task, its table made for `merge`.
+    pub(super) fn new<A: Data>(ctx: &mut TaskContext, merge: &Merge<A>) -> Result<WindowState> {
+        let OperatorSlot {
+            owner,
+            segments,
+            meter,
+        } = ctx.operator(MemoryOp::Window);
+        let store = ctx.spill_store();
+        let table_segments = segments / 2;
+        let table = aggregate_table(&owner, table_segments, Arc::clone(&store), merge)?;
+        Ok(WindowState {
+            table: Some(table),
+            owner,
+            store,
+            table_segments,
+            watermark: i64::MIN,
+            late: 0,
+            spilled: 0,
+            meter,
+            counters: ctx.counters(),
+        })
+    }
+
+    /// An empty table for `merge` in the other half of the share.
+    pub(super) fn fresh_table<A: Data>(&self, merge: &Merge<A>) -> Result<HashAggregate> {
+        aggregate_table(
+            &self.owner,
+            self.table_segments,
+            Arc::clone(&self.store),
+            merge,
+        )
+    }
+
+    /// `watermark` came: `None` when it does not advance the operator's, else the emit
+    /// time to measure the fired windows' latency from (`None` inside for END).
+    pub(super) fn advance(&mut self, watermark: &Watermark) -> Option<Option<u64>> {
+        if watermark.time <= self.watermark {
+            return None;
+        }
+        self.watermark = watermark.time;
+        Some((watermark.time != Watermark::END).then_some(watermark.emitted_us))
+    }
+
+    /// `windows` fired by a watermark emitted at `emitted_us`: their latency, counted.
+    pub(super) fn fired(&self, windows: u64, emitted_us: Option<u64>) {
+        if let Some(emitted) = emitted_us {
+            let latency = unix_micros().saturating_sub(emitted);
+            for _ in 0..windows {
+                self.counters.add_window_latency(latency);
+            }
+        }
+    }
+
+    /// The operator's input ended and every window fired: the table goes, its counts to
+    /// the report.
+    pub(super) fn end(&mut self) {
         if let Some(table) = self.table.take() {
             self.spilled += table.stats().spilled_bytes;
         }
         self.counters.add_late(self.late);
         self.meter.done(self.spilled);
-        self.down.finish()
     }
 }
 
