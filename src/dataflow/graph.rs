@@ -35,6 +35,9 @@ pub(crate) enum MemoryOp {
     Combine,
     /// A hybrid hash join: more memory, fewer spilled partitions.
     Join,
+    /// A window combiner before an exchange: like [`MemoryOp::Combine`], bounded; it
+    /// forwards what it is given once its table spills.
+    WindowCombine,
     /// An event-time window operator: two hash aggregations (the open windows, and the
     /// table they move to when a watermark fires some): more memory, fewer spilled
     /// partitions.
@@ -50,6 +53,7 @@ impl MemoryOp {
             MemoryOp::Combine => "combiner",
             MemoryOp::Join => "join",
             MemoryOp::Window => "window",
+            MemoryOp::WindowCombine => "window combiner",
         }
     }
 
@@ -61,7 +65,9 @@ impl MemoryOp {
                 AggregateConfig::default().memory_segments_min()
             }
             MemoryOp::Join => JoinConfig::default().memory_segments_min(),
-            MemoryOp::Window => 2 * AggregateConfig::default().memory_segments_min(),
+            MemoryOp::Window | MemoryOp::WindowCombine => {
+                2 * AggregateConfig::default().memory_segments_min()
+            }
         }
     }
 
@@ -69,7 +75,7 @@ impl MemoryOp {
     /// memory always means less spilling.
     pub(crate) fn segments_max(self, segment_size: usize) -> Option<usize> {
         match self {
-            MemoryOp::Combine => {
+            MemoryOp::Combine | MemoryOp::WindowCombine => {
                 Some((COMBINE_MEMORY_BYTES / segment_size).max(self.segments_min()))
             }
             MemoryOp::Sort | MemoryOp::Aggregate | MemoryOp::Join | MemoryOp::Window => None,

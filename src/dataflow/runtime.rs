@@ -788,6 +788,7 @@ fn too_small(
         MemoryOp::Sort,
         MemoryOp::Combine,
         MemoryOp::Window,
+        MemoryOp::WindowCombine,
     ]
     .into_iter()
     .filter_map(|kind| {

@@ -158,7 +158,7 @@ impl<K: Key, T: Data, A: Data> SessionAggregate<K, T, A> {
         down: Box<dyn Push<(Window, K, A)>>,
     ) -> Result<SessionAggregate<K, T, A>> {
         Ok(SessionAggregate {
-            state: WindowState::new(ctx, &functions.merge)?,
+            state: WindowState::new(ctx, MemoryOp::Window, &functions.merge)?,
             functions,
             gap_ms,
             ends: BTreeSet::new(),

@@ -170,25 +170,26 @@ impl<K: Key, T: Data> WindowedStream<K, T> {
         let lift: Arc<dyn Fn(&T) -> A + Send + Sync> = Arc::new(lift);
         let merge: Merge<A> = Arc::new(merge);
         let final_merge = Arc::clone(&merge);
-        let combined =
-            keyed
-                .stream
-                .chain("window combine", &[MemoryOp::Window], move |ctx, down| {
-                    let (key, lift) = (Arc::clone(&key), Arc::clone(&lift));
-                    let functions = Functions {
-                        key: Arc::new(move |record: &T, out: &mut Vec<u8>| {
-                            append_key(out, &key(record))
-                        }),
-                        assign: Assign::ByTime(Arc::clone(&timestamp)),
-                        value: Arc::new(move |record: &T, out: &mut Vec<u8>| {
-                            append_record(out, &lift(record))
-                        }),
-                        merge: Arc::clone(&merge),
-                    };
-                    Ok(Box::new(WindowAggregate::new(
-                        ctx, functions, windows, true, down,
-                    )?))
-                });
+        let combined = keyed.stream.chain(
+            "window combine",
+            &[MemoryOp::WindowCombine],
+            move |ctx, down| {
+                let (key, lift) = (Arc::clone(&key), Arc::clone(&lift));
+                let functions = Functions {
+                    key: Arc::new(move |record: &T, out: &mut Vec<u8>| {
+                        append_key(out, &key(record))
+                    }),
+                    assign: Assign::ByTime(Arc::clone(&timestamp)),
+                    value: Arc::new(move |record: &T, out: &mut Vec<u8>| {
+                        append_record(out, &lift(record))
+                    }),
+                    merge: Arc::clone(&merge),
+                };
+                Ok(Box::new(WindowAggregate::new(
+                    ctx, functions, windows, true, down,
+                )?))
+            },
+        );
         combined
             .key_by(|(_, key, _): &(Window, K, A)| key.clone())
             .partition()
@@ -410,7 +411,15 @@ impl<K: Key, T: Data, A: Data> WindowAggregate<K, T, A> {
         down: Box<dyn Push<(Window, K, A)>>,
     ) -> Result<WindowAggregate<K, T, A>> {
         Ok(WindowAggregate {
-            state: WindowState::new(ctx, &functions.merge)?,
+            state: WindowState::new(
+                ctx,
+                if combine {
+                    MemoryOp::WindowCombine
+                } else {
+                    MemoryOp::Window
+                },
+                &functions.merge,
+            )?,
             functions,
             windows,
             combine,
@@ -500,7 +509,13 @@ impl<K: Key, T: Data, A: Data> WindowAggregate<K, T, A> {
         self.state.meter.stored(key.len() + value.len());
         self.pushed += 1;
         let table = self.state.table.as_mut().expect("a table between records");
-        Ok(table.push_partial(key, value)?)
+        table.push_partial(key, value)?;
+        // A combiner whose table spilled forwards from now on: its share is small, and
+        // spilling partials the final operator merges anyway does not pay.
+        if self.combine && table.stats().spilled_bytes > 0 {
+            self.forward = true;
+        }
+        Ok(())
     }
 }
 
@@ -588,12 +603,16 @@ pub(super) struct WindowState {
 
 impl WindowState {
     /// The state of a window operator of the task, its table made for `merge`.
-    pub(super) fn new<A: Data>(ctx: &mut TaskContext, merge: &Merge<A>) -> Result<WindowState> {
+    pub(super) fn new<A: Data>(
+        ctx: &mut TaskContext,
+        op: MemoryOp,
+        merge: &Merge<A>,
+    ) -> Result<WindowState> {
         let OperatorSlot {
             owner,
             segments,
             meter,
-        } = ctx.operator(MemoryOp::Window);
+        } = ctx.operator(op);
         let store = ctx.spill_store();
         let table_segments = segments / 2;
         let table = aggregate_table(&owner, table_segments, Arc::clone(&store), merge)?;
