@@ -33,7 +33,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use weir_netstack::ChannelIndex;
+use weir_netstack::{ChannelIndex, DataType, NetworkBuffer};
 
 use super::{Data, Push};
 use crate::error::{Result, WeirError};
@@ -312,6 +312,30 @@ impl GateWatermark {
     /// of several gates leaves such a gate out of its minimum.
     pub(crate) fn all_idle(&self) -> bool {
         self.all_idle
+    }
+
+    /// The watermark event `buffer` of `channel` into `gate` (made for `channels` channels
+    /// at the first one): the gate's watermark when it advanced. Other buffers are no
+    /// watermark and change nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`Watermark::decode`].
+    pub(crate) fn on_event(
+        gate: &mut Option<GateWatermark>,
+        channels: usize,
+        channel: ChannelIndex,
+        buffer: &NetworkBuffer,
+    ) -> Result<Option<Watermark>> {
+        if buffer.data_type() != DataType::Event {
+            return Ok(None);
+        }
+        let Some(watermark) = Watermark::decode(buffer.as_bytes())? else {
+            return Ok(None);
+        };
+        Ok(gate
+            .get_or_insert_with(|| GateWatermark::new(channels))
+            .channel_watermark(channel, watermark))
     }
 
     /// A record of `channel` came.

@@ -88,17 +88,12 @@ impl Input {
                 }
             }
             DataType::EndOfPartition => reader.finish()?,
-            DataType::Event => {
-                if let Some(watermark) = Watermark::decode(buffer.as_bytes())? {
-                    let channels = self.gate.channel_count();
-                    let advanced = self
-                        .watermark
-                        .get_or_insert_with(|| GateWatermark::new(channels))
-                        .channel_watermark(channel, watermark);
-                    self.raise(advanced);
-                }
+            _ => {
+                let channels = self.gate.channel_count();
+                let advanced =
+                    GateWatermark::on_event(&mut self.watermark, channels, channel, &buffer)?;
+                self.raise(advanced);
             }
-            _ => {}
         }
         Ok(())
     }

@@ -529,17 +529,8 @@ impl<T: Data> GateHandler for ChainInput<'_, T> {
         buffer: &NetworkBuffer,
         gate: &InputGate,
     ) -> Result<()> {
-        if buffer.data_type() != DataType::Event {
-            return Ok(());
-        }
-        let Some(watermark) = Watermark::decode(buffer.as_bytes())? else {
-            return Ok(());
-        };
-        let advanced = self
-            .watermark
-            .get_or_insert_with(|| GateWatermark::new(gate.channel_count()))
-            .channel_watermark(channel, watermark);
-        match advanced {
+        let channels = gate.channel_count();
+        match GateWatermark::on_event(&mut self.watermark, channels, channel, buffer)? {
             Some(watermark) => self.down.watermark(watermark),
             None => Ok(()),
         }

@@ -22,7 +22,6 @@
 //! the other half, so a closed session's memory comes home at once; a table that outgrows
 //! its half spills like any aggregation.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -142,9 +141,9 @@ struct SessionAggregate<K, T, A> {
     gap_ms: i64,
     /// The open sessions (keyed by key), the watermark, the counts.
     state: WindowState,
-    /// The ends of sessions in the table (at most: a record's own end, or its merged
-    /// session's), the smallest first: when a session may close.
-    ends: BTreeSet<i64>,
+    /// A lower bound of the smallest session end in the table (a record's own end, or an
+    /// open session's after a firing): no session closes before the watermark reaches it.
+    first_end: Option<i64>,
     key: Vec<u8>,
     value: Vec<u8>,
     down: Box<dyn Push<(Window, K, A)>>,
@@ -161,7 +160,7 @@ impl<K: Key, T: Data, A: Data> SessionAggregate<K, T, A> {
             state: WindowState::new(ctx, MemoryOp::Window, &functions.merge)?,
             functions,
             gap_ms,
-            ends: BTreeSet::new(),
+            first_end: None,
             key: Vec::new(),
             value: Vec::new(),
             down,
@@ -171,19 +170,19 @@ impl<K: Key, T: Data, A: Data> SessionAggregate<K, T, A> {
     /// Emits the sessions that end at or below `time` (their last millisecond), keeps the
     /// others in a fresh table.
     fn fire(&mut self, time: i64, emitted_us: Option<u64>) -> Result<()> {
-        if self.ends.first().is_none_or(|end| end - 1 > time) {
+        if self.first_end.is_none_or(|end| end - 1 > time) {
             return Ok(());
         }
         let old = self.state.table.take().expect("a table between records");
         let mut groups = old.finish()?;
         let mut fresh = self.state.fresh_table(&self.functions.merge)?;
-        let (mut ends, mut closed) = (BTreeSet::new(), 0u64);
+        let (mut first_end, mut closed) = (None::<i64>, 0u64);
         while let Some((key, acc)) = groups.next()? {
             let sessions: Sessions<A> = decode(acc)?;
             let mut open: Sessions<A> = Vec::new();
             for (start, end, acc) in sessions {
                 if end - 1 > time {
-                    ends.insert(end);
+                    first_end = Some(first_end.map_or(end, |first| first.min(end)));
                     open.push((start, end, acc));
                     continue;
                 }
@@ -201,7 +200,7 @@ impl<K: Key, T: Data, A: Data> SessionAggregate<K, T, A> {
         self.state.spilled += groups.stats().spilled_bytes;
         drop(groups);
         self.state.table = Some(fresh);
-        self.ends = ends;
+        self.first_end = first_end;
         self.state.fired(closed, emitted_us);
         Ok(())
     }
@@ -221,7 +220,7 @@ impl<K: Key, T: Data, A: Data> Push<T> for SessionAggregate<K, T, A> {
         self.value.clear();
         let session = (time, end, (self.functions.lift)(&record));
         append_record(&mut self.value, std::slice::from_ref(&session))?;
-        self.ends.insert(end);
+        self.first_end = Some(self.first_end.map_or(end, |first| first.min(end)));
         self.state.meter.stored(self.key.len() + self.value.len());
         let table = self.state.table.as_mut().expect("a table between records");
         Ok(table.push_partial(&self.key, &self.value)?)
