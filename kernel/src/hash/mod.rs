@@ -125,6 +125,7 @@ mod join_stream;
 mod join_table;
 mod key_filter;
 mod merge_join;
+mod state;
 mod stream;
 mod table;
 
@@ -136,4 +137,5 @@ pub use join::{HashJoin, ProbeHash};
 pub use join_config::{JoinConfig, JoinStats, JoinType};
 pub use join_row::JoinRow;
 pub use join_stream::JoinStream;
+pub use state::{KeyedState, Lookup, StateConfig, StateStats};
 pub use stream::AggregateStream;

@@ -134,6 +134,21 @@ impl Table {
         self.garbage_bytes
     }
 
+    /// Bytes of live records (keys, accumulators and their headers).
+    pub(crate) fn live_bytes(&self) -> u64 {
+        self.partition_bytes.iter().sum()
+    }
+
+    /// Bytes of live records of `partition`.
+    pub(crate) fn partition_live_bytes(&self, partition: usize) -> u64 {
+        self.partition_bytes[partition]
+    }
+
+    /// Bytes of the whole budget the table holds (buckets and records).
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.segments_total * self.memory.owner().segment_size()
+    }
+
     /// The seed keys are hashed with.
     pub(crate) fn seed(&self) -> u64 {
         self.seed
@@ -346,6 +361,49 @@ impl Table {
         let partition = self.partition_of(hash);
         self.partition_bytes[partition] = self.partition_bytes[partition] + len - old_len;
         Ok(true)
+    }
+
+    /// Removes `key` (present, with hash `hash`): its record is marked dead and the
+    /// entries after its bucket shift back over the hole (backward-shift deletion, so
+    /// linear probing needs no tombstones; a shifted entry's home is found by hashing
+    /// its key again).
+    ///
+    /// # Panics
+    ///
+    /// When the table does not hold `key`, or is scattered.
+    pub(crate) fn remove(&mut self, hash: u64, key: &[u8]) {
+        let Slot::Found { index, address } = self.find(hash, key) else {
+            panic!("remove of a key the table lacks");
+        };
+        let len = self.area.header(address).total_len() as u64;
+        self.area.mark_dead(address);
+        self.garbage_bytes += len;
+        let partition = self.partition_of(hash);
+        self.partition_bytes[partition] -= len;
+        self.groups -= 1;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let (mut hole, mut next) = (index, index);
+        loop {
+            next = (next + 1) & self.bucket_mask;
+            let entry = self.bucket(next);
+            if entry == 0 {
+                break;
+            }
+            let (moved_key, _) = self.area.record((entry & ADDRESS_MASK) - 1, &mut scratch);
+            let home = hash_bytes(self.seed, moved_key) as usize & self.bucket_mask;
+            // The entry stays when its home lies cyclically in (hole, next].
+            let stays = if hole <= next {
+                hole < home && home <= next
+            } else {
+                hole < home || home <= next
+            };
+            if !stays {
+                self.set_bucket(hole, entry);
+                hole = next;
+            }
+        }
+        self.set_bucket(hole, 0);
+        self.scratch = scratch;
     }
 
     /// Groups the non-empty buckets by partition and returns each partition's range of
