@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::{Driver, TaskContext};
 use crate::constants::COMBINE_MEMORY_BYTES;
 use crate::error::Result;
-use crate::kernel::hash::{AggregateConfig, JoinConfig};
+use crate::kernel::hash::{AggregateConfig, JoinConfig, StateConfig};
 use crate::kernel::sort::SortConfig;
 
 /// A dataset's index in the graph: its exchange's identity on the wire.
@@ -42,6 +42,8 @@ pub(crate) enum MemoryOp {
     /// table they move to when a watermark fires some): more memory, fewer spilled
     /// partitions.
     Window,
+    /// A keyed process operator's state: more memory, fewer spilled partitions.
+    State,
 }
 
 impl MemoryOp {
@@ -54,6 +56,7 @@ impl MemoryOp {
             MemoryOp::Join => "join",
             MemoryOp::Window => "window",
             MemoryOp::WindowCombine => "window combiner",
+            MemoryOp::State => "keyed state",
         }
     }
 
@@ -68,6 +71,7 @@ impl MemoryOp {
             MemoryOp::Window | MemoryOp::WindowCombine => {
                 2 * AggregateConfig::default().memory_segments_min()
             }
+            MemoryOp::State => StateConfig::default().memory_segments_min(),
         }
     }
 
@@ -78,7 +82,11 @@ impl MemoryOp {
             MemoryOp::Combine | MemoryOp::WindowCombine => {
                 Some((COMBINE_MEMORY_BYTES / segment_size).max(self.segments_min()))
             }
-            MemoryOp::Sort | MemoryOp::Aggregate | MemoryOp::Join | MemoryOp::Window => None,
+            MemoryOp::Sort
+            | MemoryOp::Aggregate
+            | MemoryOp::Join
+            | MemoryOp::Window
+            | MemoryOp::State => None,
         }
     }
 }

@@ -38,6 +38,7 @@
 mod event_time;
 mod graph;
 mod group_cache;
+mod keyed;
 mod merge;
 mod metrics;
 mod operators;
@@ -60,6 +61,7 @@ use weir_kernel::hash::JoinType;
 use crate::error::Result;
 pub use event_time::{WATERMARK_INTERVAL_DEFAULT, Watermark, Watermarks};
 use graph::{DatasetId, Ending, Exchange, Graph, MemoryOp, Parallelism, Stage};
+pub use keyed::{Keyed, ProcessError};
 pub use metrics::OperatorReport;
 pub use runtime::{JobReport, TaskContext, WorkerReport, execute, execute_observed};
 pub use session::SessionStream;
@@ -890,6 +892,8 @@ impl<T> Collected<T> {
     }
 }
 
+#[cfg(test)]
+mod keyed_tests;
 #[cfg(test)]
 mod relational_tests;
 #[cfg(test)]

@@ -70,6 +70,7 @@ pub(crate) struct Counters {
     rows_read: Arc<AtomicU64>,
     operators: OperatorTotals,
     late_records: AtomicU64,
+    state_bytes: AtomicU64,
     skipped_records: AtomicU64,
     // For each fired window, microseconds from the emit of the watermark that fired it
     // to the end of its results.
@@ -91,6 +92,10 @@ impl Counters {
 
     pub(crate) fn add_skipped(&self, records: u64) {
         self.skipped_records.fetch_add(records, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_state_bytes(&self, bytes: u64) {
+        self.state_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
     pub(crate) fn add_late(&self, records: u64) {
@@ -372,6 +377,10 @@ pub struct WorkerReport {
     /// window they belong to: counted and dropped.
     #[serde(default)]
     pub late_records: u64,
+    /// Bytes of keyed state in memory (keys and values in the operators' tables), the
+    /// largest each keyed process operator held, summed over the worker's tasks.
+    #[serde(default)]
+    pub state_bytes: u64,
     /// Records a [`Stream::try_map_or_skip`](super::Stream::try_map_or_skip) dropped
     /// because its function failed on them.
     #[serde(default)]
@@ -604,6 +613,7 @@ impl Counters {
             leak_free: ended.leak_free,
             operators: self.operators.reports(graph),
             late_records: load(&self.late_records),
+            state_bytes: load(&self.state_bytes),
             skipped_records: load(&self.skipped_records),
             windows_fired: self.windows_fired(),
             window_latency_p50_us: self.window_latency(50),
@@ -789,6 +799,7 @@ fn too_small(
         MemoryOp::Combine,
         MemoryOp::Window,
         MemoryOp::WindowCombine,
+        MemoryOp::State,
     ]
     .into_iter()
     .filter_map(|kind| {

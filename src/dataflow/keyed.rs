@@ -1,0 +1,465 @@
+//! Keyed process functions: per-key state in managed memory and event-time timers
+//! (Flink's `KeyedProcessFunction`).
+//!
+//! ```text
+//!   key_by(k) ══hash exchange by k══▶ keyed process (one per task)
+//!
+//!   record ─▶ its key's partition resident? ─yes─▶ state ← decode(get(key))
+//!                 │                                 on_record(ctx, record): emit, set
+//!                 │                                 timers, change the state
+//!                 │                                 put(key, encode(state)) or remove
+//!                 └─spilled─▶ deferred: (watermark now, record) into the state's log
+//!   watermark w ─▶ timers ≤ w of resident partitions fire: on_timer(ctx, time)
+//!                  spilled partitions with due timers come back first (restore: their
+//!                  state read in, their log replayed, each record after the timers that
+//!                  were due when it came); the whole log is drained at most every
+//!                  DRAIN_INTERVAL, or when it fills
+//!                  then the watermark goes on, held below the oldest deferred record's
+//!   end ─▶ the log drained, every timer fired (the watermark reaches END)
+//! ```
+//!
+//! The state of each key is one value of the user's type `S` (a struct, a list, a map),
+//! stored encoded in a kernel [`KeyedState`]: the hash table of the aggregations, in
+//! segments of the operator's memory share, spilling whole partitions to disk when it is
+//! full (state larger than memory stays correct: a spilled partition's records wait in
+//! order and are replayed against its state when it comes back). Setting the state to
+//! `None` frees the key's memory. A value is decoded before each call and encoded after,
+//! so a large value (a long list) costs its size per record: keep per-key state small,
+//! or key finer.
+//!
+//! Timers are event-time timers, one per (key, time): `on_timer` runs when the
+//! operator's watermark reaches the time (a timer set at or below the watermark fires
+//! at the next watermark). Timers live on the heap (a sorted set per partition, the key's
+//! bytes and the time): their memory is not in the operator's share.
+
+use std::collections::BTreeSet;
+use std::fmt::Display;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use weir_kernel::hash::{KeyedState, Lookup, StateConfig};
+
+use super::event_time::Watermark;
+use super::graph::MemoryOp;
+use super::metrics::Meter;
+use super::operators::{append_key, append_record, decode, decode_key};
+use super::runtime::{Counters, OperatorSlot};
+use super::{Data, Key, Push, TaskContext};
+use crate::error::{Result, WeirError};
+
+/// The longest a spilled partition's deferred records wait before the log is drained
+/// (they also go when the log fills, and a partition whose timers are due comes back at
+/// once).
+const DRAIN_INTERVAL: Duration = Duration::from_millis(500);
+
+/// What a keyed process function's error is: any error, its message failing the job.
+pub type ProcessError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What a keyed process function sees of one key: the key, its state, the watermark,
+/// and the ways out (records and timers).
+pub struct Keyed<'a, K, S, O> {
+    key: &'a K,
+    state: &'a mut Option<S>,
+    watermark: i64,
+    out: &'a mut Vec<O>,
+    timers: &'a mut Vec<i64>,
+}
+
+impl<K, S, O> Keyed<'_, K, S, O> {
+    /// The key.
+    pub fn key(&self) -> &K {
+        self.key
+    }
+
+    /// The key's state: `None` until set, and after it is set to `None` (which frees its
+    /// memory).
+    pub fn state(&mut self) -> &mut Option<S> {
+        self.state
+    }
+
+    /// The operator's watermark when the record came (in `on_timer`, when the timer
+    /// fired): event time up to it is complete.
+    pub fn watermark(&self) -> i64 {
+        self.watermark
+    }
+
+    /// Sends `record` on.
+    pub fn emit(&mut self, record: O) {
+        self.out.push(record);
+    }
+
+    /// Asks for `on_timer(time)` for this key when the watermark reaches `time` (once per
+    /// key and time, however often it is asked).
+    pub fn set_timer(&mut self, time: i64) {
+        self.timers.push(time);
+    }
+}
+
+impl<K, S, O> std::fmt::Debug for Keyed<'_, K, S, O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyed")
+            .field("watermark", &self.watermark)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A keyed process function's record handler.
+type OnRecord<K, T, S, O> =
+    Arc<dyn Fn(&mut Keyed<'_, K, S, O>, T) -> std::result::Result<(), ProcessError> + Send + Sync>;
+/// A keyed process function's timer handler.
+type OnTimer<K, S, O> = Arc<
+    dyn Fn(&mut Keyed<'_, K, S, O>, i64) -> std::result::Result<(), ProcessError> + Send + Sync,
+>;
+
+impl<K: Key, T: Data> super::KeyedStream<K, T> {
+    /// Each record through `on_record` with its key's state, and `on_timer` when an
+    /// event-time timer of a key fires (Flink's `KeyedProcessFunction`): both may emit
+    /// records, set timers and change the key's state (see [`Keyed`]). The stream is
+    /// hash-partitioned by key first. The state lives in the operator's share of managed
+    /// memory and spills whole partitions to disk when it outgrows it; see the module
+    /// documentation for what that costs. An `Err` from either function fails the job
+    /// with its message. Each key's records come in the order they arrive; timers fire in
+    /// time order per key, before records that arrive after the watermark that fires
+    /// them.
+    pub fn process<S: Data, O: Data>(
+        self,
+        on_record: impl Fn(&mut Keyed<'_, K, S, O>, T) -> std::result::Result<(), ProcessError>
+        + Send
+        + Sync
+        + 'static,
+        on_timer: impl Fn(&mut Keyed<'_, K, S, O>, i64) -> std::result::Result<(), ProcessError>
+        + Send
+        + Sync
+        + 'static,
+    ) -> super::Stream<O> {
+        let key = Arc::clone(&self.key);
+        let on_record: OnRecord<K, T, S, O> = Arc::new(on_record);
+        let on_timer: OnTimer<K, S, O> = Arc::new(on_timer);
+        self.partition()
+            .chain("keyed process", &[MemoryOp::State], move |ctx, down| {
+                Ok(Box::new(KeyedProcess::new(
+                    ctx,
+                    Functions {
+                        key: Arc::clone(&key),
+                        on_record: Arc::clone(&on_record),
+                        on_timer: Arc::clone(&on_timer),
+                    },
+                    down,
+                )?))
+            })
+    }
+}
+
+struct Functions<K, T, S, O> {
+    key: Arc<dyn Fn(&T) -> K + Send + Sync>,
+    on_record: OnRecord<K, T, S, O>,
+    on_timer: OnTimer<K, S, O>,
+}
+
+/// The keyed process operator of one task: the state, and everything else (split so a
+/// restore can lend the state to the rest while it replays).
+struct KeyedProcess<K, T, S, O> {
+    state: KeyedState,
+    inner: Inner<K, T, S, O>,
+}
+
+struct Inner<K, T, S, O> {
+    functions: Functions<K, T, S, O>,
+    /// Each partition's timers: (time, key bytes).
+    timers: Vec<BTreeSet<(i64, Vec<u8>)>>,
+    /// The watermark in, and the one sent on (held below deferred records').
+    watermark: i64,
+    sent: i64,
+    /// The watermark at which each partition's oldest deferred record came.
+    deferred_since: Vec<Option<i64>>,
+    last_drain: Instant,
+    /// The latest watermark's fields other than its time, to send on.
+    template: Watermark,
+    /// Where an error names the operator.
+    stage: usize,
+    task: usize,
+    state_bytes_max: u64,
+    meter: Meter,
+    counters: Arc<Counters>,
+    key: Vec<u8>,
+    record: Vec<u8>,
+    value: Vec<u8>,
+    out: Vec<O>,
+    new_timers: Vec<i64>,
+    down: Box<dyn Push<O>>,
+}
+
+impl<K: Key, T: Data, S: Data, O: Data> KeyedProcess<K, T, S, O> {
+    fn new(
+        ctx: &mut TaskContext,
+        functions: Functions<K, T, S, O>,
+        down: Box<dyn Push<O>>,
+    ) -> Result<KeyedProcess<K, T, S, O>> {
+        let OperatorSlot {
+            owner,
+            segments,
+            meter,
+        } = ctx.operator(MemoryOp::State);
+        let config = StateConfig::default();
+        let state = KeyedState::new(&owner, segments, ctx.spill_store(), config)?;
+        Ok(KeyedProcess {
+            state,
+            inner: Inner {
+                functions,
+                timers: (0..config.partitions).map(|_| BTreeSet::new()).collect(),
+                watermark: i64::MIN,
+                sent: i64::MIN,
+                deferred_since: vec![None; config.partitions],
+                last_drain: Instant::now(),
+                template: Watermark {
+                    time: i64::MIN,
+                    emitted_us: 0,
+                    idle_ms: 0,
+                },
+                stage: ctx.stage(),
+                task: ctx.task(),
+                state_bytes_max: 0,
+                meter,
+                counters: ctx.counters(),
+                key: Vec::new(),
+                record: Vec::new(),
+                value: Vec::new(),
+                out: Vec::new(),
+                new_timers: Vec::new(),
+                down,
+            },
+        })
+    }
+
+    /// Brings `partition` back: its log replayed (each deferred record after the timers
+    /// due at its watermark), then its timers due now fired.
+    fn restore(&mut self, partition: usize) -> Result<()> {
+        let inner = &mut self.inner;
+        let mut failed = None;
+        let restored = self.state.restore(partition, |state, entry| {
+            match inner.replay(state, partition, entry) {
+                Ok(()) => Ok(()),
+                Err(error) => {
+                    failed = Some(error);
+                    Err(weir_kernel::KernelError::Malformed {
+                        position: 0,
+                        what: "a deferred record failed on replay",
+                    })
+                }
+            }
+        });
+        if let Some(error) = failed {
+            return Err(error);
+        }
+        restored?;
+        inner.deferred_since[partition] = None;
+        let watermark = inner.watermark;
+        inner.fire(&mut self.state, partition, watermark)
+    }
+
+    /// Brings back every spilled partition with deferred records.
+    fn drain(&mut self) -> Result<()> {
+        for partition in 0..self.inner.deferred_since.len() {
+            if self.inner.deferred_since[partition].is_some() {
+                self.restore(partition)?;
+            }
+        }
+        self.inner.last_drain = Instant::now();
+        Ok(())
+    }
+
+    /// Fires the due timers of every partition (bringing back spilled ones that have
+    /// some), drains the log when it is time, and sends the watermark on, held below the
+    /// oldest deferred record's.
+    fn advance(&mut self) -> Result<()> {
+        let watermark = self.inner.watermark;
+        for partition in 0..self.inner.timers.len() {
+            let due = self.inner.timers[partition]
+                .first()
+                .is_some_and(|(time, _)| *time <= watermark);
+            if !due {
+                continue;
+            }
+            if self.state.is_resident(partition) {
+                self.inner.fire(&mut self.state, partition, watermark)?;
+            } else {
+                self.restore(partition)?;
+            }
+        }
+        if self.inner.last_drain.elapsed() >= DRAIN_INTERVAL || watermark == Watermark::END {
+            self.drain()?;
+        }
+        self.inner.note_state(&self.state);
+        let held = self
+            .inner
+            .deferred_since
+            .iter()
+            .flatten()
+            .fold(watermark, |low, since| low.min(*since));
+        if held > self.inner.sent {
+            self.inner.sent = held;
+            self.inner.down.watermark(Watermark {
+                time: held,
+                ..self.inner.template
+            })?;
+        }
+        Ok(())
+    }
+}
+
+impl<K: Key, T: Data, S: Data, O: Data> Inner<K, T, S, O> {
+    /// The job's error for a user function's `error`.
+    fn failed(&self, error: impl Display) -> WeirError {
+        WeirError::Task {
+            stage: self.stage,
+            task: self.task,
+            cause: format!("keyed process: {error}"),
+        }
+    }
+
+    /// Runs `call` with the state of the key whose bytes are in `self.key` (its partition
+    /// resident), then stores the state back, files the new timers and sends the
+    /// records on.
+    fn with_state(
+        &mut self,
+        state: &mut KeyedState,
+        watermark: i64,
+        call: impl FnOnce(
+            &Functions<K, T, S, O>,
+            &mut Keyed<'_, K, S, O>,
+        ) -> std::result::Result<(), ProcessError>,
+    ) -> Result<()> {
+        let hash = state.hash(&self.key);
+        let mut value: Option<S> = match state.get(hash, &self.key) {
+            Lookup::Value(bytes) => Some(decode(bytes)?),
+            Lookup::Absent => None,
+            Lookup::Spilled => unreachable!("a call for a spilled key"),
+        };
+        let had = value.is_some();
+        let key: K = decode_key(&self.key)?;
+        let mut ctx = Keyed {
+            key: &key,
+            state: &mut value,
+            watermark,
+            out: &mut self.out,
+            timers: &mut self.new_timers,
+        };
+        let result = call(&self.functions, &mut ctx);
+        result.map_err(|e| self.failed(e))?;
+        match value {
+            Some(value) => {
+                self.value.clear();
+                append_record(&mut self.value, &value)?;
+                self.meter.stored(self.key.len() + self.value.len());
+                state.put(hash, &self.key, &self.value)?;
+            }
+            None if had => state.remove(hash, &self.key)?,
+            None => {}
+        }
+        let partition = state.partition_of(hash);
+        for time in self.new_timers.drain(..) {
+            self.timers[partition].insert((time, self.key.clone()));
+        }
+        self.meter.gave(self.out.len() as u64);
+        for record in self.out.drain(..) {
+            self.down.push(record)?;
+        }
+        Ok(())
+    }
+
+    /// `record` (its key's bytes in `self.key`, its partition resident) through
+    /// `on_record`.
+    fn apply(&mut self, state: &mut KeyedState, watermark: i64, record: T) -> Result<()> {
+        self.with_state(state, watermark, |functions, ctx| {
+            (functions.on_record)(ctx, record)
+        })
+    }
+
+    /// Fires `partition`'s timers at or below `watermark` (the partition resident),
+    /// including those the firing sets.
+    fn fire(&mut self, state: &mut KeyedState, partition: usize, watermark: i64) -> Result<()> {
+        while self.timers[partition]
+            .first()
+            .is_some_and(|(time, _)| *time <= watermark)
+        {
+            let (time, key) = self.timers[partition].pop_first().expect("a due timer");
+            self.key = key;
+            self.with_state(state, watermark, |functions, ctx| {
+                (functions.on_timer)(ctx, time)
+            })?;
+        }
+        Ok(())
+    }
+
+    /// A deferred entry of `partition` replayed: the timers due at its watermark, then
+    /// its record.
+    fn replay(&mut self, state: &mut KeyedState, partition: usize, entry: &[u8]) -> Result<()> {
+        let (watermark, bytes) = entry.split_at(8);
+        let watermark = i64::from_le_bytes(watermark.try_into().expect("8 bytes"));
+        self.fire(state, partition, watermark)?;
+        let record: T = decode(bytes)?;
+        self.key.clear();
+        append_key(&mut self.key, &(self.functions.key)(&record));
+        self.apply(state, watermark, record)
+    }
+
+    fn note_state(&mut self, state: &KeyedState) {
+        self.state_bytes_max = self.state_bytes_max.max(state.stats().bytes);
+    }
+}
+
+impl<K: Key, T: Data, S: Data, O: Data> Push<T> for KeyedProcess<K, T, S, O> {
+    fn push(&mut self, record: T) -> Result<()> {
+        let inner = &mut self.inner;
+        inner.meter.took(1);
+        inner.key.clear();
+        append_key(&mut inner.key, &(inner.functions.key)(&record));
+        let hash = self.state.hash(&inner.key);
+        let partition = self.state.partition_of(hash);
+        if self.state.is_resident(partition) {
+            return inner.apply(&mut self.state, inner.watermark, record);
+        }
+        inner.record.clear();
+        inner
+            .record
+            .extend_from_slice(&inner.watermark.to_le_bytes());
+        append_record(&mut inner.record, &record)?;
+        loop {
+            let inner = &mut self.inner;
+            if self.state.defer(hash, &inner.record)? {
+                inner.deferred_since[partition].get_or_insert(inner.watermark);
+                return Ok(());
+            }
+            self.drain()?;
+            if self.state.is_resident(partition) {
+                // The replays used the key buffer: the record's key goes back in.
+                let inner = &mut self.inner;
+                inner.key.clear();
+                append_key(&mut inner.key, &(inner.functions.key)(&record));
+                let watermark = inner.watermark;
+                return inner.apply(&mut self.state, watermark, record);
+            }
+        }
+    }
+
+    fn watermark(&mut self, watermark: Watermark) -> Result<()> {
+        if watermark.time <= self.inner.watermark {
+            return Ok(());
+        }
+        self.inner.watermark = watermark.time;
+        self.inner.template = watermark;
+        self.advance()
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.inner.meter.finishing();
+        self.inner.watermark = Watermark::END;
+        self.inner.template.time = Watermark::END;
+        self.advance()?;
+        let stats = self.state.stats();
+        let inner = &mut self.inner;
+        inner.counters.add_state_bytes(inner.state_bytes_max);
+        inner.meter.done(stats.spilled_bytes);
+        inner.down.finish()
+    }
+}

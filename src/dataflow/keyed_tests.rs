@@ -1,0 +1,190 @@
+//! Keyed process functions against plain models: per-key state and event-time timers,
+//! at one and two slots, with records out of order within the bound, with state many
+//! times the operator's memory (partitions spill, records wait and are replayed), and a
+//! user error.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::tests::{config, run};
+use super::*;
+use crate::config::Config;
+
+/// Buckets of event time the tests sum in, in milliseconds.
+const BUCKET: i64 = 100;
+
+/// How the test's state is shaped: its buckets' length, and ballast bytes per record.
+#[derive(Clone, Copy)]
+struct Shape {
+    bucket: i64,
+    ballast: usize,
+}
+
+/// A key's open buckets: each one's end, its sum and its ballast.
+type OpenBuckets = BTreeMap<i64, (u64, String)>;
+
+const SMALL: Shape = Shape {
+    bucket: BUCKET,
+    ballast: 0,
+};
+
+/// Record `i`: its key among `keys`, a time that grows with `i` but comes up to `jitter`
+/// ms early, and a value.
+fn record(i: u64, keys: u64, jitter: u64) -> (u64, i64, u64) {
+    let early = if jitter == 0 { 0 } else { i * 7919 % jitter };
+    (i * 31 % keys, (i / 10) as i64 - early as i64, i % 1000)
+}
+
+/// Per key and bucket of time: the sum of the values, emitted by a timer at the bucket's
+/// last millisecond. The state is a map of open buckets (its end → sum and ballast),
+/// removed when the last bucket closes.
+fn bucket_sums(
+    flow: &Dataflow,
+    n: u64,
+    keys: u64,
+    jitter: u64,
+    shape: Shape,
+) -> Collected<(u64, i64, u64)> {
+    flow.generate(n, move |i| record(i, keys, jitter))
+        .event_time(
+            |r| r.1,
+            Watermarks::bounded(Duration::from_millis(jitter)).every(Duration::ZERO),
+        )
+        .key_by(|r| r.0)
+        .process(
+            move |ctx: &mut Keyed<'_, u64, OpenBuckets, (u64, i64, u64)>,
+                  (_, time, value): (u64, i64, u64)| {
+                let end = time.div_euclid(shape.bucket) * shape.bucket + shape.bucket;
+                if end - 1 <= ctx.watermark() {
+                    return Err(format!("a record at {time} behind the watermark").into());
+                }
+                let open = ctx.state().get_or_insert_default().entry(end).or_default();
+                open.0 += value;
+                open.1.extend(std::iter::repeat_n('x', shape.ballast));
+                ctx.set_timer(end - 1);
+                Ok(())
+            },
+            |ctx, time| {
+                let key = *ctx.key();
+                let state = ctx.state();
+                let open = state.as_mut().ok_or("a timer without state")?;
+                let (sum, _) = open
+                    .remove(&(time + 1))
+                    .ok_or("a timer without its bucket")?;
+                if open.is_empty() {
+                    *state = None;
+                }
+                ctx.emit((key, time + 1, sum));
+                Ok(())
+            },
+        )
+        .collect()
+}
+
+fn model(records: impl Iterator<Item = (u64, i64, u64)>, bucket: i64) -> BTreeMap<(u64, i64), u64> {
+    let mut sums = BTreeMap::new();
+    for (key, time, value) in records {
+        let end = time.div_euclid(bucket) * bucket + bucket;
+        *sums.entry((key, end)).or_insert(0) += value;
+    }
+    sums
+}
+
+/// Asserts `got` equals `want`, naming the first few differences (not the whole maps).
+fn assert_same(got: &BTreeMap<(u64, i64), u64>, want: &BTreeMap<(u64, i64), u64>, what: &str) {
+    let mut differences: Vec<String> = want
+        .iter()
+        .filter(|(key, sum)| got.get(key) != Some(sum))
+        .map(|(key, sum)| format!("{key:?}: want {sum}, got {:?}", got.get(key)))
+        .chain(
+            got.keys()
+                .filter(|key| !want.contains_key(key))
+                .map(|key| format!("{key:?}: not wanted, got {}", got[key])),
+        )
+        .collect();
+    let count = differences.len();
+    differences.truncate(5);
+    assert!(
+        count == 0,
+        "{what}: {count} differences, first {differences:?}"
+    );
+}
+
+fn summed(out: Vec<(u64, i64, u64)>) -> BTreeMap<(u64, i64), u64> {
+    let mut got = BTreeMap::new();
+    for (key, end, sum) in out {
+        assert!(
+            got.insert((key, end), sum).is_none(),
+            "key {key} bucket {end} twice"
+        );
+    }
+    got
+}
+
+#[test]
+fn state_and_timers_equal_the_model_in_and_out_of_order() {
+    for (slots, jitter) in [(1, 0), (2, 0), (1, 50), (2, 50)] {
+        let flow = Dataflow::new();
+        let out = bucket_sums(&flow, 40_000, 97, jitter, SMALL);
+        let report = run(&flow, &config(slots, 32 << 20));
+        assert_same(
+            &summed(out.take()),
+            &model((0..40_000).map(|i| record(i, 97, jitter)), BUCKET),
+            &format!("slots {slots} jitter {jitter}"),
+        );
+        assert!(report.state_bytes > 0);
+        assert_eq!(report.spilled_bytes, 0);
+    }
+}
+
+#[test]
+fn state_many_times_the_memory_spills_and_stays_right() {
+    // 20 000 keys whose buckets stay open 20 s of event time, 40 bytes of ballast per
+    // record: about 16 MB of state at the peak, at 4 KiB segments and a 4 MiB budget.
+    let (keys, n) = (20_000, 400_000);
+    let shape = Shape {
+        bucket: 20_000,
+        ballast: 40,
+    };
+    let flow = Dataflow::new();
+    let out = bucket_sums(&flow, n, keys, 30, shape);
+    let report = run(
+        &flow,
+        &Config {
+            segment_size: 4096,
+            ..config(1, 4 << 20)
+        },
+    );
+    assert_same(
+        &summed(out.take()),
+        &model((0..n).map(|i| record(i, keys, 30)), shape.bucket),
+        "spilled",
+    );
+    assert!(report.spilled_bytes > 0, "{report:?}");
+    assert!(report.state_bytes < 4 << 20, "{report:?}");
+}
+
+#[test]
+fn an_error_of_the_function_fails_the_job_with_its_message() {
+    let flow = Dataflow::new();
+    let _ = flow
+        .generate(1000, |i| i)
+        .key_by(|i| i % 7)
+        .process(
+            |_: &mut Keyed<'_, u64, u64, u64>, i: u64| {
+                if i == 500 {
+                    return Err(format!("record {i} is bad").into());
+                }
+                Ok(())
+            },
+            |_, _| Ok(()),
+        )
+        .collect();
+    let err = runtime::execute(&flow, &config(1, 16 << 20), None).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("keyed process: record 500 is bad"),
+        "{message}"
+    );
+    assert!(!message.contains("panicked"), "{message}");
+}
