@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-events=1000000 queries="0 1 2 5 7 8" workers=2 dir=${TMPDIR:-/tmp}/weir-nexmark-compare python=""
+events=1000000 queries="0 1 2 3 4 5 7 8" workers=2 dir=${TMPDIR:-/tmp}/weir-nexmark-compare python=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --events) events=$2; shift 2 ;;

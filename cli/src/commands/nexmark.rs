@@ -17,16 +17,17 @@ use weir::spmd;
 use crate::args::ConfigArgs;
 use crate::nexmark::{
     EVENT_RATE_DEFAULT, EVENTS_HEADER, Event, Events, Row, check_query, event_csv, events,
-    first_events, generator_rate, header, model, model_of, parse_event_csv,
+    final_rows, first_events, generator_rate, header, model, model_of, parse_event_csv,
 };
 use crate::report::Report;
 
 /// `weir run nexmark`.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct NexmarkArgs {
-    /// The query: 0 (pass-through), 1 (currency conversion), 2 (selection), 5 (hot items:
-    /// sliding windows), 7 (highest bid: tumbling windows) or 8 (new users: a windowed
-    /// join).
+    /// The query: 0 (pass-through), 1 (currency conversion), 2 (selection), 3 (local
+    /// item suggestion: a stream join on keyed state), 4 (average price per category:
+    /// keyed state and timers, a changelog), 5 (hot items: sliding windows), 7 (highest
+    /// bid: tumbling windows) or 8 (new users: a windowed join).
     #[arg(long, default_value_t = 1)]
     query: u32,
     /// Events to generate in all, across the source's tasks.
@@ -215,7 +216,7 @@ fn job(flow: &Dataflow, args: &NexmarkArgs) -> Collected<((), (u64, u64))> {
         }
         None => rows,
     };
-    digest(rows)
+    digest(final_rows(rows, query))
 }
 
 /// The rows' count and digest a plain loop makes of the job's events: the generator's

@@ -1,6 +1,7 @@
 //! Nexmark, the streaming benchmark of an online auction (people register, open
-//! auctions, bid), as a dataflow source, its stateless queries q0–q2 and its windowed
-//! queries q5, q7 and q8 (module `windowed`).
+//! auctions, bid), as a dataflow source, its stateless queries q0–q2, its queries on
+//! keyed state and timers q3 and q4 (module `stateful`) and its windowed queries q5, q7
+//! and q8 (module `windowed`).
 //!
 //! ```text
 //!   events(flow, N, rate) ── task t of P: the generator at offset t, step P ──▶ Stream<Event>
@@ -18,6 +19,7 @@
 //! (written with three decimals), q2 keeps `auction % 123 == 0` (the original Nexmark
 //! listed five auction ids instead).
 
+mod stateful;
 mod windowed;
 
 use std::time::{Duration, Instant};
@@ -37,7 +39,7 @@ const CHECK_EVENTS: u64 = 1 << 14;
 const PACE_EVENTS: u64 = 64;
 
 /// The queries `weir run nexmark` runs.
-pub const QUERIES: [u32; 6] = [0, 1, 2, 5, 7, 8];
+pub const QUERIES: [u32; 8] = [0, 1, 2, 3, 4, 5, 7, 8];
 
 /// How many events a source generates, and how fast.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +149,8 @@ pub type AuctionPrice = (u64, u64);
 /// A row of q5: `(window start, window end, auction, bids)`.
 pub type HotItem = (i64, i64, u64, u64);
 
+pub use stateful::{CategoryPrice, LocalItem};
+
 /// A row of q7: `(auction, price, bidder, date_time, extra)`.
 pub type HighestBid = (u64, u64, u64, u64, String);
 
@@ -160,6 +164,10 @@ pub enum Row {
     Bid(BidRow),
     /// q2.
     AuctionPrice(AuctionPrice),
+    /// q3.
+    LocalItem(LocalItem),
+    /// q4 (a changelog: the last row of a category is its answer).
+    CategoryPrice(CategoryPrice),
     /// q5.
     HotItem(HotItem),
     /// q7.
@@ -181,6 +189,11 @@ impl Row {
                 format!("{auction},{bidder},{price},{date_time},{extra}")
             }
             Row::AuctionPrice((auction, price)) => format!("{auction},{price}"),
+            Row::LocalItem((name, city, state, id)) => format!("{name},{city},{state},{id}"),
+            Row::CategoryPrice((category, auctions, total)) => format!(
+                "{category},{auctions},{total},{:.3}",
+                *total as f64 / (*auctions).max(1) as f64
+            ),
             Row::HotItem((start, end, auction, num)) => format!("{start},{end},{auction},{num}"),
             Row::HighestBid((auction, price, bidder, date_time, extra)) => {
                 format!("{auction},{price},{bidder},{date_time},{extra}")
@@ -202,6 +215,13 @@ impl Row {
                 mix(&[*auction, *bidder, *price, *date_time, extra.len() as u64])
             }
             Row::AuctionPrice((auction, price)) => mix(&[*auction, *price]),
+            Row::LocalItem((name, city, state, id)) => mix(&[
+                name.len() as u64,
+                city.len() as u64,
+                state.len() as u64,
+                *id,
+            ]),
+            Row::CategoryPrice((category, auctions, total)) => mix(&[*category, *auctions, *total]),
             Row::HotItem((start, end, auction, num)) => {
                 mix(&[*start as u64, *end as u64, *auction, *num])
             }
@@ -217,6 +237,8 @@ impl Row {
 pub fn header(query: u32) -> &'static str {
     match query {
         2 => "auction,price",
+        3 => "name,city,state,id",
+        4 => "category,auctions,total,avg_price",
         5 => "window_start,window_end,auction,num",
         7 => "auction,price,bidder,date_time,extra",
         8 => "id,name,window_start",
@@ -231,11 +253,23 @@ pub fn header(query: u32) -> &'static str {
 /// [`WeirError::Usage`] for a query that is not (yet) one of [`QUERIES`].
 pub fn query(events: Stream<Event>, query: u32) -> Result<Stream<Row>> {
     Ok(match query {
+        3 => stateful::q3(events),
+        4 => stateful::q4(events),
         5 => windowed::q5(events),
         7 => windowed::q7(events),
         8 => windowed::q8(events),
         _ => events.flat_map(query_fn(query)?),
     })
+}
+
+/// The rows a query's answer is checked by: q4's changelog reduced to its last row per
+/// category, the other queries' rows as they are.
+pub fn final_rows(rows: Stream<Row>, query: u32) -> Stream<Row> {
+    if query == 4 {
+        stateful::q4_final(rows)
+    } else {
+        rows
+    }
 }
 
 /// Whether `weir run nexmark` runs `query`.
@@ -249,9 +283,9 @@ pub fn check_query(query: u32) -> Result<()> {
     }
     Err(WeirError::Usage {
         message: format!(
-            "--query {query}: weir runs Nexmark q0, q1, q2, q5, q7 and q8 so far (q3 and \
-             q4 need keyed state outside windows, q6 a per-seller window of the last 10 \
-             auctions, which are not built yet)"
+            "--query {query}: weir runs Nexmark q0, q1, q2, q3, q4, q5, q7 and q8 (q6, \
+             the average price of each seller's last 10 closed auctions, is not built \
+             yet)"
         ),
     })
 }
@@ -325,6 +359,8 @@ pub fn model_of<I: Iterator<Item = Event>>(
     events: impl Fn() -> I,
 ) -> Result<(u64, u64)> {
     let windowed = match query {
+        3 => Some(stateful::q3_model(events())),
+        4 => Some(stateful::q4_model(events())),
         5 => Some(windowed::q5_model(events())),
         7 => Some(windowed::q7_model(events())),
         8 => Some(windowed::q8_model(events())),
@@ -529,8 +565,7 @@ mod tests {
                     ..Events::default()
                 },
             );
-            let got = super::query(source, query)
-                .unwrap()
+            let got = final_rows(super::query(source, query).unwrap(), query)
                 .map(|row| (1u64, row.digest()))
                 .collect();
             let report = runtime::execute(&flow, &config(2), None).unwrap();
@@ -538,6 +573,9 @@ mod tests {
             let sum = got.iter().fold(0u64, |a, (_, d)| a.wrapping_add(*d));
             assert_eq!((got.len() as u64, sum), (rows, digest), "q{query}");
             assert_eq!(report.late_records, 0, "q{query}");
+            if query == 3 || query == 4 {
+                assert!(report.state_bytes > 0, "q{query} kept state");
+            }
             if [5, 7, 8].contains(&query) {
                 assert!(
                     report.windows_fired > 0,
@@ -613,8 +651,8 @@ mod tests {
 
     #[test]
     fn queries_not_built_are_refused_with_the_reason() {
-        let error = check_query(3).unwrap_err().to_string();
-        assert!(error.contains("q3 and q4 need keyed state"), "{error}");
+        let error = check_query(6).unwrap_err().to_string();
+        assert!(error.contains("q6, the average price"), "{error}");
     }
 
     #[test]

@@ -48,7 +48,7 @@ fn time(event: &Event) -> i64 {
 
 /// The events in event time (the generator's order within each task is time order). An
 /// event whose time does not fit an `i64` of milliseconds fails the job naming it.
-fn in_event_time(events: Stream<Event>) -> Stream<Event> {
+pub(super) fn in_event_time(events: Stream<Event>) -> Stream<Event> {
     events
         .try_map(|event: Event| {
             if i64::try_from(event.timestamp()).is_err() {
