@@ -4,7 +4,7 @@
 # nexmark_queries/qQ.sql over the CSV; the two row sets must be equal (nexmark_check.py).
 # Then each query's throughput, as `weir run nexmark` prints it, without --output.
 #
-#   benches/compare/nexmark.sh [--events 1000000] [--queries "0 1 2 5 7 8"] [--workers 2]
+#   benches/compare/nexmark.sh [--events 1000000] [--queries "0 1 2 3 4 5 7 8"] [--workers 2]
 #                              [--dir DIR] [--python PYTHON_WITH_DUCKDB]
 set -euo pipefail
 cd "$(dirname "$0")/../.."

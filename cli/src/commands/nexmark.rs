@@ -78,7 +78,12 @@ struct NexmarkReport {
     events_per_s: f64,
     rows: u64,
     peak_rss_mib: f64,
-    /// Bytes the kernel operators (the window state) spilled, all workers.
+    /// Peak RSS of each worker process, in MiB, by process index.
+    worker_rss_mib: Vec<f64>,
+    /// Bytes of keyed state in memory (q3, q4: the largest each keyed process operator
+    /// held), all workers.
+    state_bytes: u64,
+    /// Bytes the kernel operators (window and keyed state) spilled, all workers.
     spilled_bytes: u64,
     /// Records that came after the watermark had closed their windows (dropped).
     late_records: u64,
@@ -155,6 +160,13 @@ pub(crate) fn run_nexmark(args: &NexmarkArgs) -> Result<()> {
         events_per_s: args.events as f64 / wall_s,
         rows,
         peak_rss_mib: peak_rss.unwrap_or(0) as f64 / (1 << 20) as f64,
+        worker_rss_mib: outcome
+            .report
+            .workers
+            .iter()
+            .map(|w| w.peak_rss as f64 / (1 << 20) as f64)
+            .collect(),
+        state_bytes: outcome.report.total(|w| w.state_bytes),
         spilled_bytes: outcome.report.total(|w| w.spilled_bytes),
         late_records: outcome.report.total(|w| w.late_records),
         skipped_lines: outcome.report.total(|w| w.skipped_records),
