@@ -44,6 +44,7 @@ use super::graph::MemoryOp;
 use super::metrics::Meter;
 use super::operators::{append_key, append_record, decode, decode_key};
 use super::runtime::{Counters, OperatorSlot};
+use super::window::{KeyOf, Side};
 use super::{Data, Key, Push, TaskContext};
 use crate::error::{Result, WeirError};
 
@@ -63,6 +64,7 @@ pub struct Keyed<'a, K, S, O> {
     watermark: i64,
     out: &'a mut Vec<O>,
     timers: &'a mut Vec<i64>,
+    late: &'a mut u64,
 }
 
 impl<K, S, O> Keyed<'_, K, S, O> {
@@ -86,6 +88,12 @@ impl<K, S, O> Keyed<'_, K, S, O> {
     /// Sends `record` on.
     pub fn emit(&mut self, record: O) {
         self.out.push(record);
+    }
+
+    /// Counts a record the function drops because it came too late (after the watermark
+    /// passed what it needed): the job's report sums them in `late_records`.
+    pub fn count_late(&mut self) {
+        *self.late += 1;
     }
 
     /// Asks for `on_timer(time)` for this key when the watermark reaches `time` (once per
@@ -133,21 +141,135 @@ impl<K: Key, T: Data> super::KeyedStream<K, T> {
         + 'static,
     ) -> super::Stream<O> {
         let key = Arc::clone(&self.key);
-        let on_record: OnRecord<K, T, S, O> = Arc::new(on_record);
-        let on_timer: OnTimer<K, S, O> = Arc::new(on_timer);
-        self.partition()
-            .chain("keyed process", &[MemoryOp::State], move |ctx, down| {
-                Ok(Box::new(KeyedProcess::new(
-                    ctx,
-                    Functions {
-                        key: Arc::clone(&key),
-                        on_record: Arc::clone(&on_record),
-                        on_timer: Arc::clone(&on_timer),
-                    },
-                    down,
-                )?))
-            })
+        keyed_process(
+            self.partition(),
+            key,
+            Arc::new(on_record),
+            Arc::new(on_timer),
+        )
     }
+}
+
+impl<K: Key, L: Data> super::KeyedStream<K, L> {
+    /// The interval join with `right` (Flink's interval join): one `join(key, left,
+    /// right)` per pair of a left and a right record of the same key whose times
+    /// (`left_time`, `right_time`, milliseconds) satisfy `right − left ∈ between`
+    /// (inclusive, e.g. `-2000..=5000`). Both sides are hash-partitioned by key and read
+    /// at once; each record waits in its key's state until the watermark (the smaller of
+    /// the two sides') passes the last time a record of the other side could pair with
+    /// it, then goes. A record at or behind the watermark is counted late and dropped.
+    /// Each key's waiting records are one list per side in its state (decoded and
+    /// encoded per record): keys with many records in one interval cost their count
+    /// per record.
+    ///
+    /// # Panics
+    ///
+    /// When `between` is empty.
+    pub fn interval_join<R: Data, U: Data>(
+        self,
+        right: super::KeyedStream<K, R>,
+        between: std::ops::RangeInclusive<i64>,
+        left_time: impl Fn(&L) -> i64 + Send + Sync + 'static,
+        right_time: impl Fn(&R) -> i64 + Send + Sync + 'static,
+        join: impl Fn(&K, &L, &R) -> U + Send + Sync + 'static,
+    ) -> super::Stream<U> {
+        let (lower, upper) = (*between.start(), *between.end());
+        assert!(lower <= upper, "an empty interval {lower}..={upper}");
+        let (left_key, right_key) = (self.key, right.key);
+        let key: KeyOf<Side<L, R>, K> = Arc::new(move |side: &Side<L, R>| match side {
+            Side::Left(l) => left_key(l),
+            Side::Right(r) => right_key(r),
+        });
+        let by_key = |key: &KeyOf<Side<L, R>, K>| {
+            let key = Arc::clone(key);
+            move |side: &Side<L, R>| key(side)
+        };
+        let left = self.stream.map(Side::Left).key_by(by_key(&key)).partition();
+        let right = right
+            .stream
+            .map(Side::Right)
+            .key_by(by_key(&key))
+            .partition();
+        let on_record = move |ctx: &mut Keyed<'_, K, Waiting<L, R>, U>, side: Side<L, R>| {
+            let (time, horizon) = match &side {
+                Side::Left(l) => (left_time(l), left_time(l).saturating_add(upper)),
+                Side::Right(r) => (right_time(r), right_time(r).saturating_sub(lower)),
+            };
+            if time <= ctx.watermark() {
+                ctx.count_late();
+                return Ok(());
+            }
+            let key = ctx.key().clone();
+            let waiting = ctx.state().get_or_insert_with(|| (Vec::new(), Vec::new()));
+            let mut pairs = Vec::new();
+            match &side {
+                Side::Left(l) => {
+                    for (t, r) in &waiting.1 {
+                        if between.contains(&(t - time)) {
+                            pairs.push(join(&key, l, r));
+                        }
+                    }
+                }
+                Side::Right(r) => {
+                    for (t, l) in &waiting.0 {
+                        if between.contains(&(time - t)) {
+                            pairs.push(join(&key, l, r));
+                        }
+                    }
+                }
+            }
+            match side {
+                Side::Left(l) => waiting.0.push((time, l)),
+                Side::Right(r) => waiting.1.push((time, r)),
+            }
+            for pair in pairs {
+                ctx.emit(pair);
+            }
+            ctx.set_timer(horizon);
+            Ok(())
+        };
+        let on_timer = move |ctx: &mut Keyed<'_, K, Waiting<L, R>, U>, time: i64| {
+            let state = ctx.state();
+            if let Some((lefts, rights)) = state.as_mut() {
+                lefts.retain(|(t, _)| t.saturating_add(upper) > time);
+                rights.retain(|(t, _)| t.saturating_sub(lower) > time);
+                if lefts.is_empty() && rights.is_empty() {
+                    *state = None;
+                }
+            }
+            Ok(())
+        };
+        keyed_process(
+            super::merge_exchanged(left, right),
+            Arc::clone(&key),
+            Arc::new(on_record),
+            Arc::new(on_timer),
+        )
+    }
+}
+
+/// An interval join's waiting records of one key: the left side's and the right's, each
+/// with its time.
+type Waiting<L, R> = (Vec<(i64, L)>, Vec<(i64, R)>);
+
+/// The keyed process operator over `stream`, already partitioned by `key`.
+fn keyed_process<K: Key, T: Data, S: Data, O: Data>(
+    stream: super::Stream<T>,
+    key: Arc<dyn Fn(&T) -> K + Send + Sync>,
+    on_record: OnRecord<K, T, S, O>,
+    on_timer: OnTimer<K, S, O>,
+) -> super::Stream<O> {
+    stream.chain("keyed process", &[MemoryOp::State], move |ctx, down| {
+        Ok(Box::new(KeyedProcess::new(
+            ctx,
+            Functions {
+                key: Arc::clone(&key),
+                on_record: Arc::clone(&on_record),
+                on_timer: Arc::clone(&on_timer),
+            },
+            down,
+        )?))
+    })
 }
 
 struct Functions<K, T, S, O> {
@@ -179,6 +301,7 @@ struct Inner<K, T, S, O> {
     stage: usize,
     task: usize,
     state_bytes_max: u64,
+    late: u64,
     meter: Meter,
     counters: Arc<Counters>,
     key: Vec<u8>,
@@ -219,6 +342,7 @@ impl<K: Key, T: Data, S: Data, O: Data> KeyedProcess<K, T, S, O> {
                 stage: ctx.stage(),
                 task: ctx.task(),
                 state_bytes_max: 0,
+                late: 0,
                 meter,
                 counters: ctx.counters(),
                 key: Vec::new(),
@@ -343,6 +467,7 @@ impl<K: Key, T: Data, S: Data, O: Data> Inner<K, T, S, O> {
             watermark,
             out: &mut self.out,
             timers: &mut self.new_timers,
+            late: &mut self.late,
         };
         let result = call(&self.functions, &mut ctx);
         result.map_err(|e| self.failed(e))?;
@@ -459,6 +584,7 @@ impl<K: Key, T: Data, S: Data, O: Data> Push<T> for KeyedProcess<K, T, S, O> {
         let stats = self.state.stats();
         let inner = &mut self.inner;
         inner.counters.add_state_bytes(inner.state_bytes_max);
+        inner.counters.add_late(inner.late);
         inner.meter.done(stats.spilled_bytes);
         inner.down.finish()
     }

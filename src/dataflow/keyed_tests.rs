@@ -188,3 +188,56 @@ fn an_error_of_the_function_fails_the_job_with_its_message() {
     );
     assert!(!message.contains("panicked"), "{message}");
 }
+
+/// Left record `i` of the interval join: its key and time (growing, up to 20 ms early).
+fn left_record(i: u64) -> (u64, i64) {
+    (i * 13 % 41, (i / 4) as i64 - (i * 7919 % 20) as i64)
+}
+
+/// Right record `i`: another key pattern, times a little behind the left's.
+fn right_record(i: u64) -> (u64, i64) {
+    (i * 17 % 41, (i / 5) as i64 - (i * 104_729 % 20) as i64)
+}
+
+#[test]
+fn an_interval_join_pairs_exactly_the_records_within_the_interval() {
+    let (n_left, n_right) = (8_000, 10_000);
+    let between = -30..=50;
+    for slots in [1, 2] {
+        let flow = Dataflow::new();
+        let watermarks = Watermarks::bounded(Duration::from_millis(20)).every(Duration::ZERO);
+        let left = flow
+            .generate(n_left, left_record)
+            .event_time(|r| r.1, watermarks)
+            .key_by(|r| r.0);
+        let right = flow
+            .generate(n_right, right_record)
+            .event_time(|r| r.1, watermarks)
+            .key_by(|r| r.0);
+        let out = left
+            .interval_join(
+                right,
+                between.clone(),
+                |l| l.1,
+                |r| r.1,
+                |key, l, r| (*key, l.1, r.1),
+            )
+            .collect();
+        let report = run(&flow, &config(slots, 32 << 20));
+        let mut got = out.take();
+        got.sort_unstable();
+        let mut want = Vec::new();
+        for l in (0..n_left).map(left_record) {
+            for r in (0..n_right).map(right_record) {
+                if l.0 == r.0 && between.contains(&(r.1 - l.1)) {
+                    want.push((l.0, l.1, r.1));
+                }
+            }
+        }
+        want.sort_unstable();
+        assert!(!want.is_empty());
+        assert_eq!(got.len(), want.len(), "slots {slots}");
+        assert!(got == want, "slots {slots}: the pairs differ");
+        assert_eq!(report.late_records, 0, "slots {slots}");
+    }
+}

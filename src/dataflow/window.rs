@@ -256,13 +256,13 @@ impl<K: Key, T: Data> WindowedStream<K, T> {
 
 /// One side of a windowed join's input, in the merged stream.
 #[derive(Serialize, Deserialize)]
-enum Side<L, R> {
+pub(super) enum Side<L, R> {
     Left(L),
     Right(R),
 }
 
 /// A record's key.
-type KeyOf<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
+pub(super) type KeyOf<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
 
 /// The records of one key and window of a windowed join: the left side's and the right's.
 type Sides<L, R> = (Vec<L>, Vec<R>);
