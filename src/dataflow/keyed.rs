@@ -201,27 +201,7 @@ impl<K: Key, L: Data> super::KeyedStream<K, L> {
             }
             let key = ctx.key().clone();
             let waiting = ctx.state().get_or_insert_with(|| (Vec::new(), Vec::new()));
-            let mut pairs = Vec::new();
-            match &side {
-                Side::Left(l) => {
-                    for (t, r) in &waiting.1 {
-                        if between.contains(&(t - time)) {
-                            pairs.push(join(&key, l, r));
-                        }
-                    }
-                }
-                Side::Right(r) => {
-                    for (t, l) in &waiting.0 {
-                        if between.contains(&(time - t)) {
-                            pairs.push(join(&key, l, r));
-                        }
-                    }
-                }
-            }
-            match side {
-                Side::Left(l) => waiting.0.push((time, l)),
-                Side::Right(r) => waiting.1.push((time, r)),
-            }
+            let pairs = pair_up(waiting, side, time, &between, |l, r| join(&key, l, r));
             for pair in pairs {
                 ctx.emit(pair);
             }
@@ -245,6 +225,39 @@ impl<K: Key, L: Data> super::KeyedStream<K, L> {
             Arc::new(on_record),
             Arc::new(on_timer),
         )
+    }
+}
+
+/// `side`'s record at `time` joined with every waiting record of the other side whose
+/// time is within `between` of it, then added to the waiting records.
+fn pair_up<L, R, U>(
+    waiting: &mut Waiting<L, R>,
+    side: Side<L, R>,
+    time: i64,
+    between: &std::ops::RangeInclusive<i64>,
+    join: impl Fn(&L, &R) -> U,
+) -> Vec<U> {
+    match side {
+        Side::Left(l) => {
+            let pairs = waiting
+                .1
+                .iter()
+                .filter(|(t, _)| between.contains(&(t - time)))
+                .map(|(_, r)| join(&l, r))
+                .collect();
+            waiting.0.push((time, l));
+            pairs
+        }
+        Side::Right(r) => {
+            let pairs = waiting
+                .0
+                .iter()
+                .filter(|(t, _)| between.contains(&(time - t)))
+                .map(|(_, l)| join(l, &r))
+                .collect();
+            waiting.1.push((time, r));
+            pairs
+        }
     }
 }
 

@@ -142,7 +142,7 @@ pub(crate) fn run_nexmark(args: &NexmarkArgs) -> Result<()> {
         Some(expected(args)? == (rows, digest))
     };
     let ceiling = args.ceiling.then(|| ceiling(args.events, wall_s, &config));
-    let peak_rss = outcome.report.workers.iter().map(|w| w.peak_rss).max();
+    let worker_rss_mib = rss_mib(&outcome.report);
     eprintln!("{}", summary(args, &config, rows, wall_s, valid));
     if let Some(dir) = &args.output {
         eprintln!(
@@ -159,13 +159,8 @@ pub(crate) fn run_nexmark(args: &NexmarkArgs) -> Result<()> {
         wall_s,
         events_per_s: args.events as f64 / wall_s,
         rows,
-        peak_rss_mib: peak_rss.unwrap_or(0) as f64 / (1 << 20) as f64,
-        worker_rss_mib: outcome
-            .report
-            .workers
-            .iter()
-            .map(|w| w.peak_rss as f64 / (1 << 20) as f64)
-            .collect(),
+        peak_rss_mib: worker_rss_mib.iter().copied().fold(0.0, f64::max),
+        worker_rss_mib,
         state_bytes: outcome.report.total(|w| w.state_bytes),
         spilled_bytes: outcome.report.total(|w| w.spilled_bytes),
         late_records: outcome.report.total(|w| w.late_records),
@@ -186,6 +181,15 @@ pub(crate) fn run_nexmark(args: &NexmarkArgs) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Each worker's peak RSS in MiB, by process index.
+fn rss_mib(report: &JobReport) -> Vec<f64> {
+    report
+        .workers
+        .iter()
+        .map(|w| w.peak_rss as f64 / (1 << 20) as f64)
+        .collect()
 }
 
 /// The program every worker builds: the events (generated, or read from `--input`), the
