@@ -63,6 +63,10 @@ pub struct Config {
     /// before it fails the job naming the peer (`--peer-timeout`, default 10 s, 100 ms to
     /// 1 h): a stopped, hung or partitioned peer is caught as a dead one is.
     pub peer_timeout: Duration,
+    /// Every how long each source injects a barrier (`None`, the default: never; at
+    /// least 1 ms): see [`Barrier`](crate::dataflow::Barrier). Set by programs that
+    /// measure barriers (W6); checkpoints will set it from their interval.
+    pub barrier_interval: Option<Duration>,
 }
 
 impl Default for Config {
@@ -78,6 +82,7 @@ impl Default for Config {
             debloat_target: Duration::from_secs(1),
             spill_dir: std::env::temp_dir(),
             io_backend: None,
+            barrier_interval: None,
             workers: 1,
             slots: 1,
             peer_timeout: weir_netstack::constants::PEER_TIMEOUT_DEFAULT,
@@ -144,6 +149,15 @@ impl Config {
             })
         };
         let size = |bytes: u64| crate::size::format_size(bytes);
+        if let Some(interval) = self.barrier_interval
+            && interval < Duration::from_millis(1)
+        {
+            return invalid(
+                "barrier_interval",
+                format!("{interval:?}"),
+                "at least 1 ms".to_string(),
+            );
+        }
         if !(MEMORY_MIN..=MEMORY_MAX).contains(&self.memory) {
             return invalid(
                 "memory",

@@ -457,6 +457,7 @@ fn read_share<T: Data>(path: &Path, ctx: &TaskContext, down: &mut dyn Push<T>) -
                     records += 1;
                     if records.is_multiple_of(CHECK_RECORDS) {
                         ctx.check_cancelled()?;
+                        ctx.inject_barriers(down)?;
                         ctx.count_rows_read(CHECK_RECORDS);
                     }
                     Ok(())

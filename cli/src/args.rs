@@ -52,6 +52,10 @@ pub struct ConfigArgs {
     /// seconds or a duration like 10s or 500ms.
     #[arg(long, default_value = "10s", value_parser = parse_peer_timeout)]
     pub peer_timeout: Duration,
+    /// Every how many milliseconds each source injects a barrier, aligned at every gate
+    /// (the job report gives each one's delay); off by default.
+    #[arg(long)]
+    pub barrier_interval_ms: Option<u64>,
 }
 
 impl Default for ConfigArgs {
@@ -133,6 +137,9 @@ impl ConfigArgs {
             workers: config.workers,
             slots: config.slots,
             peer_timeout: config.peer_timeout,
+            barrier_interval_ms: config
+                .barrier_interval
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         }
     }
 
@@ -156,6 +163,7 @@ impl ConfigArgs {
             workers: self.workers,
             slots: self.slots,
             peer_timeout: self.peer_timeout,
+            barrier_interval: self.barrier_interval_ms.map(Duration::from_millis),
         };
         config.validate()?;
         Ok(config)
@@ -185,6 +193,9 @@ impl ConfigArgs {
             format!("--slots={}", self.slots),
             format!("--peer-timeout={}ms", self.peer_timeout.as_millis()),
         ];
+        if let Some(ms) = self.barrier_interval_ms {
+            args.push(format!("--barrier-interval-ms={ms}"));
+        }
         args.push(format!(
             "--io={}",
             self.io

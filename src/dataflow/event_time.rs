@@ -35,7 +35,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use weir_netstack::{ChannelIndex, DataType, NetworkBuffer};
 
-use super::{Data, Push};
+use super::{Barrier, Data, Push};
 use crate::error::{Result, WeirError};
 
 /// The first byte of a watermark event.
@@ -257,6 +257,10 @@ impl<T: Data> Push<T> for EventTime<T> {
             return self.down.watermark(watermark);
         }
         Ok(())
+    }
+
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        self.down.barrier(barrier)
     }
 
     fn finish(&mut self) -> Result<()> {

@@ -45,7 +45,7 @@ use super::metrics::Meter;
 use super::operators::{append_key, append_record, decode, decode_key};
 use super::runtime::{Counters, OperatorSlot};
 use super::window::{KeyOf, Side};
-use super::{Data, Key, Push, TaskContext};
+use super::{Barrier, Data, Key, Push, TaskContext};
 use crate::error::{Result, WeirError};
 
 /// The longest a spilled partition's deferred records wait before the log is drained
@@ -587,6 +587,10 @@ impl<K: Key, T: Data, S: Data, O: Data> Push<T> for KeyedProcess<K, T, S, O> {
         self.inner.watermark = watermark.time;
         self.inner.template = watermark;
         self.advance()
+    }
+
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        self.inner.down.barrier(barrier)
     }
 
     fn finish(&mut self) -> Result<()> {

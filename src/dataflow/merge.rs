@@ -20,6 +20,7 @@ use weir_netstack::constants::GATE_PARK_TIMEOUT_DEFAULT;
 use weir_netstack::input::current_thread_waker;
 use weir_netstack::{ChannelIndex, DataType, GatePoll, InputGate, NetworkBuffer, RecordReader};
 
+use super::barrier::Barrier;
 use super::event_time::{GateWatermark, Watermark};
 use super::operators::decode;
 use super::{Data, Driver, Push, TaskContext};
@@ -33,6 +34,8 @@ struct Input {
     /// The gate's watermark so far (END once the gate ended).
     level: Watermark,
     ended: bool,
+    /// The last barrier the gate aligned.
+    barrier: Option<Barrier>,
 }
 
 impl Input {
@@ -50,6 +53,7 @@ impl Input {
                 idle_ms: 0,
             },
             ended: false,
+            barrier: None,
         }
     }
 
@@ -88,6 +92,7 @@ impl Input {
                 }
             }
             DataType::EndOfPartition => reader.finish()?,
+            DataType::Barrier => self.barrier = Some(Barrier::decode(buffer.as_bytes())?),
             _ => {
                 let channels = self.gate.channel_count();
                 let advanced =
@@ -111,6 +116,38 @@ impl Input {
     }
 }
 
+/// Passes on each barrier id that both inputs (those not ended) have aligned, after
+/// `forwarded`: the last it passes. Both gates align their own channels, but neither
+/// waits for the other: an input whose barrier came first goes on being read (the merge
+/// does not block it, as a checkpoint would need; no input can then stall the other).
+fn pass_barriers<T: Data>(
+    ctx: &TaskContext,
+    inputs: &[Input; 2],
+    forwarded: u64,
+    down: &mut dyn Push<T>,
+) -> Result<u64> {
+    let live: Vec<&Input> = inputs.iter().filter(|input| !input.ended).collect();
+    let Some(ready) = live
+        .iter()
+        .map(|input| input.barrier.map_or(0, |b| b.id))
+        .min()
+    else {
+        return Ok(forwarded);
+    };
+    let latest = live
+        .iter()
+        .filter_map(|input| input.barrier)
+        .max_by_key(|b| b.id);
+    if let Some(latest) = latest {
+        for id in forwarded + 1..=ready {
+            let barrier = Barrier { id, ..latest };
+            ctx.barrier_aligned(&barrier);
+            down.barrier(barrier)?;
+        }
+    }
+    Ok(forwarded.max(ready))
+}
+
 /// The start of a stage that reads two exchanges at once into one chain.
 pub(crate) struct MergeIn<T> {
     gates: Option<[InputGate; 2]>,
@@ -132,7 +169,7 @@ impl<T: Data> Driver for MergeIn<T> {
         let mut inputs = [Input::new(left), Input::new(right)];
         let down = &mut *self.down;
         let waker = current_thread_waker();
-        let (mut listening, mut emitted) = (false, i64::MIN);
+        let (mut listening, mut emitted, mut forwarded) = (false, i64::MIN, 0);
         loop {
             let mut progressed = false;
             for input in inputs.iter_mut().filter(|input| !input.ended) {
@@ -164,6 +201,7 @@ impl<T: Data> Driver for MergeIn<T> {
                 emitted = level.time;
                 down.watermark(level)?;
             }
+            forwarded = pass_barriers(ctx, &inputs, forwarded, down)?;
             if progressed {
                 listening = false;
             } else if !listening {

@@ -35,6 +35,7 @@
 //! those bytes into key groups (Flink's scheme), the kernel operators compare them, and a
 //! sort orders by them (wrap a field in [`crate::serde_fmt::Descending`] to reverse it).
 
+mod barrier;
 mod event_time;
 mod graph;
 mod group_cache;
@@ -59,6 +60,7 @@ use serde::de::DeserializeOwned;
 use weir_kernel::hash::JoinType;
 
 use crate::error::Result;
+pub use barrier::Barrier;
 pub use event_time::{WATERMARK_INTERVAL_DEFAULT, Watermark, Watermarks};
 use graph::{DatasetId, Ending, Exchange, Graph, MemoryOp, Parallelism, Stage};
 pub use keyed::{Keyed, ProcessError};
@@ -117,6 +119,19 @@ pub trait Push<T>: Send {
     /// As [`push`](Self::push).
     fn watermark(&mut self, watermark: Watermark) -> Result<()> {
         let _ = watermark;
+        Ok(())
+    }
+
+    /// A barrier came (see [`Barrier`]): every operator with a downstream passes it on
+    /// in order with its records (an exchange sends it to every consumer task, whose gate
+    /// aligns it). Dropped by default: sinks end its way. An operator of one's own that
+    /// has a downstream must pass it on, or barriers stop at it.
+    ///
+    /// # Errors
+    ///
+    /// As [`push`](Self::push).
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        let _ = barrier;
         Ok(())
     }
 }
@@ -892,6 +907,8 @@ impl<T> Collected<T> {
     }
 }
 
+#[cfg(test)]
+mod barrier_tests;
 #[cfg(test)]
 mod keyed_tests;
 #[cfg(test)]

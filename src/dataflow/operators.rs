@@ -22,12 +22,13 @@ use weir_netstack::{
     ChannelIndex, DataType, GateHandler, GateReader, InputGate, NetworkBuffer, RecordWriter,
 };
 
+use super::barrier::OncePerId;
 use super::event_time::{GateWatermark, Watermark};
 use super::graph::{Exchange, MemoryOp};
 use super::group_cache::GroupCache;
 use super::metrics::Meter;
 use super::runtime::{Counters, OperatorSlot, Target};
-use super::{Data, Driver, Key, Push, TaskContext};
+use super::{Barrier, Data, Driver, Key, Push, TaskContext};
 use crate::error::{Result, WeirError};
 use crate::output::OutputFile;
 
@@ -116,6 +117,10 @@ impl<T: Data, U: Data> Push<T> for Map<T, U> {
         self.down.watermark(watermark)
     }
 
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        self.down.barrier(barrier)
+    }
+
     fn finish(&mut self) -> Result<()> {
         self.down.finish()
     }
@@ -143,6 +148,10 @@ impl<T: Data> Push<T> for Filter<T> {
         self.down.watermark(watermark)
     }
 
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        self.down.barrier(barrier)
+    }
+
     fn finish(&mut self) -> Result<()> {
         self.down.finish()
     }
@@ -168,6 +177,10 @@ impl<T: Data, U: Data, I: IntoIterator<Item = U>> Push<T> for FlatMap<T, U, I> {
 
     fn watermark(&mut self, watermark: Watermark) -> Result<()> {
         self.down.watermark(watermark)
+    }
+
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        self.down.barrier(barrier)
     }
 
     fn finish(&mut self) -> Result<()> {
@@ -313,12 +326,12 @@ pub(crate) struct Shared<T> {
     inner: Arc<Mutex<SharedDown<T>>>,
 }
 
-type SharedDown<T> = (Box<dyn Push<T>>, usize);
+type SharedDown<T> = (Box<dyn Push<T>>, usize, OncePerId);
 
 impl<T> Shared<T> {
     pub(crate) fn new(down: Box<dyn Push<T>>, upstreams: usize) -> Shared<T> {
         Shared {
-            inner: Arc::new(Mutex::new((down, upstreams))),
+            inner: Arc::new(Mutex::new((down, upstreams, OncePerId::default()))),
         }
     }
 }
@@ -338,6 +351,15 @@ impl<T: Data> Push<T> for Shared<T> {
 
     fn is_done(&self) -> bool {
         self.inner.lock().expect("union").0.is_done()
+    }
+
+    /// Passed on once per id, by the first upstream to bring it.
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        let mut inner = self.inner.lock().expect("union");
+        if inner.2.first(&barrier) {
+            inner.0.barrier(barrier)?;
+        }
+        Ok(())
     }
 
     fn finish(&mut self) -> Result<()> {
@@ -385,6 +407,8 @@ pub(crate) struct ExchangeOut<T> {
     key: Vec<u8>,
     /// The last watermark sent.
     watermark: i64,
+    /// The last barrier sent.
+    barrier: u64,
 }
 
 impl<T> ExchangeOut<T> {
@@ -406,6 +430,7 @@ impl<T> ExchangeOut<T> {
             record: Vec::new(),
             key: Vec::new(),
             watermark: i64::MIN,
+            barrier: 0,
         }
     }
 }
@@ -439,6 +464,18 @@ impl<T: Data> Push<T> for ExchangeOut<T> {
         self.writer
             .broadcast_event(DataType::Event, &watermark.encode())?;
         // A watermark is worth sending now: windows downstream wait for it.
+        self.writer.flush_all();
+        Ok(())
+    }
+
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        if barrier.id <= self.barrier {
+            return Ok(());
+        }
+        self.barrier = barrier.id;
+        self.writer
+            .broadcast_event(DataType::Barrier, &barrier.encode())?;
+        // Behind the data written so far, on every channel: its consumers align it.
         self.writer.flush_all();
         Ok(())
     }
@@ -529,6 +566,11 @@ impl<T: Data> GateHandler for ChainInput<'_, T> {
         buffer: &NetworkBuffer,
         gate: &InputGate,
     ) -> Result<()> {
+        if buffer.data_type() == DataType::Barrier {
+            let barrier = Barrier::decode(buffer.as_bytes())?;
+            self.ctx.barrier_aligned(&barrier);
+            return self.down.barrier(barrier);
+        }
         let channels = gate.channel_count();
         match GateWatermark::on_event(&mut self.watermark, channels, channel, buffer)? {
             Some(watermark) => self.down.watermark(watermark),
@@ -864,6 +906,11 @@ impl<K: Key, T: Data, A: Data> Push<T> for Combine<K, T, A> {
         out.put(key, value)
     }
 
+    /// Passed on at once: the operator emits at the end of its input.
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        self.out.down.barrier(barrier)
+    }
+
     fn finish(&mut self) -> Result<()> {
         let out = &mut self.out;
         out.meter.finishing();
@@ -930,6 +977,11 @@ impl<K: Key, A: Data> Push<(K, A)> for Aggregate<K, A> {
         Ok(table.push_partial(&self.pair.key, &self.pair.value)?)
     }
 
+    /// Passed on at once: the operator emits at the end of its input.
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        self.down.barrier(barrier)
+    }
+
     fn finish(&mut self) -> Result<()> {
         self.meter.finishing();
         let mut table = self.table.take().expect("finished once");
@@ -983,6 +1035,11 @@ impl<K: Key, T: Data> Push<T> for Sort<K, T> {
             .stored(self.pair.key.len() + self.pair.value.len());
         let sorter = self.sorter.as_mut().expect("pushed before finish");
         Ok(sorter.push(&self.pair.key, &self.pair.value)?)
+    }
+
+    /// Passed on at once: the operator emits at the end of its input.
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        self.down.barrier(barrier)
     }
 
     fn finish(&mut self) -> Result<()> {

@@ -24,7 +24,7 @@ use weir_kernel::hash::JoinType;
 
 use super::graph::Parallelism;
 use super::runtime::Counters;
-use super::{Data, Key, KeyedStream, Push, Stream, TaskContext, Watermark};
+use super::{Barrier, Data, Key, KeyedStream, Push, Stream, TaskContext, Watermark};
 use crate::error::{Result, WeirError};
 
 /// Where a user's function failed: what a fallible operator names in the job's error.
@@ -89,6 +89,10 @@ impl<T: Data, U: Data, E: Display> Push<T> for TryMap<T, U, E> {
         self.down.watermark(watermark)
     }
 
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        self.down.barrier(barrier)
+    }
+
     fn finish(&mut self) -> Result<()> {
         if let Some((skipped, counters)) = &mut self.skipping {
             counters.add_skipped(std::mem::take(skipped));
@@ -121,6 +125,10 @@ impl<T: Data, E: Display> Push<T> for TryFilter<T, E> {
         self.down.watermark(watermark)
     }
 
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        self.down.barrier(barrier)
+    }
+
     fn finish(&mut self) -> Result<()> {
         self.down.finish()
     }
@@ -150,6 +158,10 @@ impl<T: Data, U: Data, I: IntoIterator<Item = U>, E: Display> Push<T> for TryFla
         self.down.watermark(watermark)
     }
 
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        self.down.barrier(barrier)
+    }
+
     fn finish(&mut self) -> Result<()> {
         self.down.finish()
     }
@@ -177,6 +189,10 @@ impl<T: Data> Push<T> for Limit<T> {
 
     fn watermark(&mut self, watermark: Watermark) -> Result<()> {
         self.down.watermark(watermark)
+    }
+
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        self.down.barrier(barrier)
     }
 
     fn finish(&mut self) -> Result<()> {

@@ -33,6 +33,7 @@ use weir_netstack::{
     NetworkBufferPool, RecordWriter, ResultPartition, SubpartitionIndex,
 };
 
+use super::barrier::{Barrier, BarrierSchedule};
 use super::graph::{DatasetId, Graph, MemoryOp, Parallelism};
 use super::metrics::{Meter, OperatorReport, OperatorTotals};
 use super::tee::TeeId;
@@ -75,6 +76,8 @@ pub(crate) struct Counters {
     // For each fired window, microseconds from the emit of the watermark that fired it
     // to the end of its results.
     window_latency_us: Mutex<Vec<u64>>,
+    // Each barrier a gate aligned: its id and its delay from its schedule, microseconds.
+    barrier_delays_us: Mutex<Vec<(u64, u64)>>,
 }
 
 impl Counters {
@@ -107,6 +110,13 @@ impl Counters {
             .lock()
             .expect("window latencies")
             .push(micros);
+    }
+
+    pub(crate) fn add_barrier_delay(&self, id: u64, micros: u64) {
+        self.barrier_delays_us
+            .lock()
+            .expect("barrier delays")
+            .push((id, micros));
     }
 
     fn windows_fired(&self) -> u64 {
@@ -178,6 +188,8 @@ pub struct TaskContext {
     store: Arc<dyn SpillStore>,
     counters: Arc<Counters>,
     cancel: CancelFlag,
+    // A source task's barrier schedule (`Config::barrier_interval`).
+    barriers: Option<BarrierSchedule>,
     // The chains of tee branches built so far, by tee and branch, for the chain above the
     // tee (each a `Box<dyn Push<T>>`, its record type erased).
     branch_heads: HashMap<(TeeId, usize), Box<dyn Any + Send>>,
@@ -304,6 +316,27 @@ impl TaskContext {
         self.cancel.check()
     }
 
+    /// Pushes into `down` the barriers due by now (with
+    /// [`Config::barrier_interval`](crate::config::Config) set; a no-op otherwise). A
+    /// source calls it now and then (when it looks at the cancel flag): its first call
+    /// starts the schedule. The built-in sources do.
+    ///
+    /// # Errors
+    ///
+    /// As `down`'s [`Push::barrier`].
+    pub fn inject_barriers<T: Data>(&self, down: &mut dyn Push<T>) -> Result<()> {
+        match &self.barriers {
+            Some(schedule) => schedule.inject(down),
+            None => Ok(()),
+        }
+    }
+
+    /// A gate of the task aligned `barrier`: its delay counted.
+    pub(crate) fn barrier_aligned(&self, barrier: &Barrier) {
+        let delay = super::event_time::unix_micros().saturating_sub(barrier.scheduled_us);
+        self.counters.add_barrier_delay(barrier.id, delay);
+    }
+
     /// The task has no input available for now (a source waiting for its next record):
     /// with `--flush idle` ([`FlushMode::WhenIdle`](weir_netstack::FlushMode::WhenIdle))
     /// what its outputs hold goes out now; a no-op in the other modes. Tasks reading an
@@ -395,6 +428,11 @@ pub struct WorkerReport {
     /// The 99th percentile of that time, in microseconds.
     #[serde(default)]
     pub window_latency_p99_us: u64,
+    /// Each barrier a gate of the worker aligned (see
+    /// [`Config::barrier_interval`](crate::config::Config)): its id and its delay, from
+    /// when its sources' schedule called for it to its alignment, in microseconds.
+    #[serde(default)]
+    pub barrier_delays_us: Vec<(u64, u64)>,
 }
 
 /// What every worker of a job did.
@@ -618,6 +656,11 @@ impl Counters {
             windows_fired: self.windows_fired(),
             window_latency_p50_us: self.window_latency(50),
             window_latency_p99_us: self.window_latency(99),
+            barrier_delays_us: self
+                .barrier_delays_us
+                .lock()
+                .expect("barrier delays")
+                .clone(),
         }
     }
 }
@@ -918,6 +961,7 @@ fn wire(
                 store: Arc::clone(shared.store),
                 counters: Arc::clone(shared.counters),
                 cancel: shared.cancel.clone(),
+                barriers: config.barrier_interval.map(BarrierSchedule::new),
                 branch_heads: HashMap::new(),
             };
             for (dataset, meta) in graph.datasets.iter().enumerate() {

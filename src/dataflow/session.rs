@@ -29,7 +29,7 @@ use super::event_time::{Timestamp, Watermark};
 use super::graph::MemoryOp;
 use super::operators::{Merge, append_key, append_record, decode, decode_key};
 use super::window::{Window, WindowState};
-use super::{Data, Key, KeyedStream, Push, Stream, TaskContext};
+use super::{Barrier, Data, Key, KeyedStream, Push, Stream, TaskContext};
 use crate::error::Result;
 
 /// A key's open sessions: `(start, end, accumulator)`, sorted by start, none touching.
@@ -232,6 +232,10 @@ impl<K: Key, T: Data, A: Data> Push<T> for SessionAggregate<K, T, A> {
         };
         self.fire(watermark.time, emitted)?;
         self.down.watermark(watermark)
+    }
+
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        self.down.barrier(barrier)
     }
 
     fn finish(&mut self) -> Result<()> {

@@ -50,6 +50,7 @@ pub(crate) fn generate<T: Data>(
             while i < count {
                 if until_check == 0 {
                     ctx.check_cancelled()?;
+                    ctx.inject_barriers(down)?;
                     if down.is_done() {
                         break;
                     }
@@ -116,6 +117,7 @@ pub(crate) fn text_lines(path: PathBuf) -> Open<String> {
                 count += 1;
                 if count.is_multiple_of(CANCEL_CHECK_RECORDS) {
                     ctx.check_cancelled()?;
+                    ctx.inject_barriers(down)?;
                     if down.is_done() {
                         break;
                     }
@@ -166,6 +168,7 @@ pub(crate) fn fixed_width(path: PathBuf, width: usize) -> Open<Vec<u8>> {
                 down.push(record)?;
                 if index.is_multiple_of(CANCEL_CHECK_RECORDS) {
                     ctx.check_cancelled()?;
+                    ctx.inject_barriers(down)?;
                     if down.is_done() {
                         break;
                     }
@@ -190,6 +193,7 @@ where
                 down.push(record?)?;
                 if (index as u64).is_multiple_of(CANCEL_CHECK_RECORDS) {
                     ctx.check_cancelled()?;
+                    ctx.inject_barriers(down)?;
                     if down.is_done() {
                         break;
                     }

@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use super::graph::{Ending, Graph, Stage};
 use super::operators::Sequence;
-use super::{Data, Driver, Push, Stream, Watermark};
+use super::{Barrier, Data, Driver, Push, Stream, Watermark};
 use crate::error::Result;
 
 /// A tee's identity in its program.
@@ -220,6 +220,13 @@ impl<T: Data + Clone> Push<T> for TeePush<T> {
     fn watermark(&mut self, watermark: Watermark) -> Result<()> {
         for head in &mut self.heads {
             head.watermark(watermark)?;
+        }
+        Ok(())
+    }
+
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        for head in &mut self.heads {
+            head.barrier(barrier)?;
         }
         Ok(())
     }

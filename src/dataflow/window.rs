@@ -40,7 +40,7 @@ use super::graph::MemoryOp;
 use super::metrics::Meter;
 use super::operators::{Merge, aggregate_table, append_key, append_record, decode, decode_key};
 use super::runtime::{Counters, OperatorSlot};
-use super::{Data, Key, Push, TaskContext};
+use super::{Barrier, Data, Key, Push, TaskContext};
 use crate::error::{Result, WeirError};
 
 /// A window of event time: `[start, end)` in milliseconds.
@@ -574,6 +574,10 @@ impl<K: Key, T: Data, A: Data> Push<T> for WindowAggregate<K, T, A> {
         };
         self.fire(watermark.time, emitted)?;
         self.down.watermark(watermark)
+    }
+
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        self.down.barrier(barrier)
     }
 
     fn finish(&mut self) -> Result<()> {

@@ -113,6 +113,7 @@ pub fn events(flow: &Dataflow, events: Events) -> Stream<Event> {
             generated += 1;
             if generated.is_multiple_of(CHECK_EVENTS) {
                 ctx.check_cancelled()?;
+                ctx.inject_barriers(down)?;
                 ctx.count_rows_read(CHECK_EVENTS);
                 if down.is_done() {
                     break;

@@ -38,6 +38,7 @@ pub fn table<T: Data>(
                 index += 1;
                 if index.is_multiple_of(CANCEL_CHECK_ROWS) {
                     ctx.check_cancelled()?;
+                    ctx.inject_barriers(down)?;
                     ctx.count_rows_read(CANCEL_CHECK_ROWS);
                 }
                 if let Some(record) = project(row)? {
