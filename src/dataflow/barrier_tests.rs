@@ -52,19 +52,19 @@ fn barriers_cross_every_exchange_in_order_and_change_nothing() {
         );
         // Every gate (the key_by's; the aggregate's, behind the combiner that passes
         // barriers on; the collect's gather) aligns barriers 1, 2, 3, … with none missing.
-        let delays = &report.barrier_delays_us;
-        let ids: std::collections::BTreeSet<u64> = delays.iter().map(|(id, _)| *id).collect();
+        let delays = &report.barriers;
+        let ids: std::collections::BTreeSet<u64> = delays.iter().map(|b| b.id).collect();
         let last = *ids.last().expect("barriers were aligned");
         assert!(last >= 3, "slots {slots}: {delays:?}");
         assert_eq!(ids, (1..=last).collect(), "slots {slots}");
-        let first_count = delays.iter().filter(|(id, _)| *id == 1).count();
+        let first_count = delays.iter().filter(|b| b.id == 1).count();
         assert_eq!(
             first_count,
             2 * slots + 1,
             "slots {slots}: once per gate and task"
         );
         assert!(
-            delays.iter().all(|(_, us)| *us < 30_000_000),
+            delays.iter().all(|b| b.delay_us < 30_000_000 && b.alignment_us <= b.delay_us),
             "slots {slots}: {delays:?}"
         );
     }
@@ -75,7 +75,7 @@ fn without_an_interval_no_barrier_is_sent() {
     let flow = Dataflow::new();
     let _ = slow_job(&flow, 5_000, 0);
     let report = run(&flow, &config(2, 32 << 20));
-    assert!(report.barrier_delays_us.is_empty());
+    assert!(report.barriers.is_empty());
 }
 
 #[test]

@@ -14,7 +14,7 @@
 //! batch job wants (no buffering of one side) and an unbounded left input never lets
 //! end; [`super::Stream::merge`] reads both at once.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use weir_netstack::constants::GATE_PARK_TIMEOUT_DEFAULT;
 use weir_netstack::input::current_thread_waker;
@@ -141,7 +141,7 @@ fn pass_barriers<T: Data>(
     if let Some(latest) = latest {
         for id in forwarded + 1..=ready {
             let barrier = Barrier { id, ..latest };
-            ctx.barrier_aligned(&barrier);
+            ctx.barrier_aligned(&barrier, Duration::ZERO);
             down.barrier(barrier)?;
         }
     }

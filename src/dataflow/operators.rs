@@ -568,7 +568,8 @@ impl<T: Data> GateHandler for ChainInput<'_, T> {
     ) -> Result<()> {
         if buffer.data_type() == DataType::Barrier {
             let barrier = Barrier::decode(buffer.as_bytes())?;
-            self.ctx.barrier_aligned(&barrier);
+            self.ctx
+                .barrier_aligned(&barrier, gate.metrics().last_alignment);
             return self.down.barrier(barrier);
         }
         let channels = gate.channel_count();

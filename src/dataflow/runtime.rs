@@ -76,8 +76,8 @@ pub(crate) struct Counters {
     // For each fired window, microseconds from the emit of the watermark that fired it
     // to the end of its results.
     window_latency_us: Mutex<Vec<u64>>,
-    // Each barrier a gate aligned: its id and its delay from its schedule, microseconds.
-    barrier_delays_us: Mutex<Vec<(u64, u64)>>,
+    // Each barrier a gate aligned.
+    barriers: Mutex<Vec<BarrierSample>>,
 }
 
 impl Counters {
@@ -112,11 +112,8 @@ impl Counters {
             .push(micros);
     }
 
-    pub(crate) fn add_barrier_delay(&self, id: u64, micros: u64) {
-        self.barrier_delays_us
-            .lock()
-            .expect("barrier delays")
-            .push((id, micros));
+    pub(crate) fn add_barrier(&self, sample: BarrierSample) {
+        self.barriers.lock().expect("barrier samples").push(sample);
     }
 
     fn windows_fired(&self) -> u64 {
@@ -331,10 +328,15 @@ impl TaskContext {
         }
     }
 
-    /// A gate of the task aligned `barrier`: its delay counted.
-    pub(crate) fn barrier_aligned(&self, barrier: &Barrier) {
+    /// A gate of the task aligned `barrier` in `alignment`: its delay counted.
+    pub(crate) fn barrier_aligned(&self, barrier: &Barrier, alignment: Duration) {
         let delay = super::event_time::unix_micros().saturating_sub(barrier.scheduled_us);
-        self.counters.add_barrier_delay(barrier.id, delay);
+        self.counters.add_barrier(BarrierSample {
+            id: barrier.id,
+            stage: u32::try_from(self.stage).unwrap_or(u32::MAX),
+            delay_us: delay,
+            alignment_us: u64::try_from(alignment.as_micros()).unwrap_or(u64::MAX),
+        });
     }
 
     /// The task has no input available for now (a source waiting for its next record):
@@ -429,10 +431,22 @@ pub struct WorkerReport {
     #[serde(default)]
     pub window_latency_p99_us: u64,
     /// Each barrier a gate of the worker aligned (see
-    /// [`Config::barrier_interval`](crate::config::Config)): its id and its delay, from
-    /// when its sources' schedule called for it to its alignment, in microseconds.
+    /// [`Config::barrier_interval`](crate::config::Config)), in the order they were.
     #[serde(default)]
-    pub barrier_delays_us: Vec<(u64, u64)>,
+    pub barriers: Vec<BarrierSample>,
+}
+
+/// A barrier as one gate aligned it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct BarrierSample {
+    /// The barrier's id.
+    pub id: u64,
+    /// The stage of the task whose gate aligned it.
+    pub stage: u32,
+    /// From when its sources' schedule called for it to its alignment, in microseconds.
+    pub delay_us: u64,
+    /// From the first of the gate's channels bringing it to the last, in microseconds.
+    pub alignment_us: u64,
 }
 
 /// What every worker of a job did.
@@ -656,11 +670,7 @@ impl Counters {
             windows_fired: self.windows_fired(),
             window_latency_p50_us: self.window_latency(50),
             window_latency_p99_us: self.window_latency(99),
-            barrier_delays_us: self
-                .barrier_delays_us
-                .lock()
-                .expect("barrier delays")
-                .clone(),
+            barriers: self.barriers.lock().expect("barrier samples").clone(),
         }
     }
 }
