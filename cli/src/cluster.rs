@@ -51,25 +51,6 @@ pub fn run_job<T>(
     Ok((JobReport { workers }, value))
 }
 
-/// Starts `workers` worker processes of this executable with `job_args` (none runs in
-/// this process) and parses each one's last line.
-///
-/// # Errors
-///
-/// A worker that cannot start, fails, runs past `timeout`, or prints no valid report.
-pub fn run_worker_processes<R: serde::de::DeserializeOwned>(
-    workers: usize,
-    job_args: &[String],
-    timeout: Duration,
-) -> Result<Vec<R>> {
-    let cluster = LocalCluster::new(workers)?;
-    cluster
-        .run(&current_exe()?, job_args, timeout)?
-        .iter()
-        .map(|line| parse_worker_line(line))
-        .collect()
-}
-
 fn current_exe() -> Result<PathBuf> {
     std::env::current_exe().map_err(|e| WeirError::file("find", "weir", e))
 }

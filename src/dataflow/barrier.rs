@@ -97,8 +97,10 @@ impl BarrierSchedule {
                 return Ok(());
             }
         };
-        let due = (started.elapsed().as_micros() / self.interval.as_micros().max(1)) as u64;
-        while self.sent.get() < due {
+        // Due is read again after each barrier: sending one may block (backpressure)
+        // past the next one's time.
+        let due = || (started.elapsed().as_micros() / self.interval.as_micros().max(1)) as u64;
+        while self.sent.get() < due() {
             let id = self.sent.get() + 1;
             self.sent.set(id);
             let offset = u64::try_from(self.interval.as_micros()).unwrap_or(u64::MAX);

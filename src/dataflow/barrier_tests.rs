@@ -64,7 +64,9 @@ fn barriers_cross_every_exchange_in_order_and_change_nothing() {
             "slots {slots}: once per gate and task"
         );
         assert!(
-            delays.iter().all(|b| b.delay_us < 30_000_000 && b.alignment_us <= b.delay_us),
+            delays
+                .iter()
+                .all(|b| b.delay_us < 30_000_000 && b.alignment_us <= b.delay_us),
             "slots {slots}: {delays:?}"
         );
     }

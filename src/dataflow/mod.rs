@@ -65,9 +65,7 @@ pub use event_time::{WATERMARK_INTERVAL_DEFAULT, Watermark, Watermarks};
 use graph::{DatasetId, Ending, Exchange, Graph, MemoryOp, Parallelism, Stage};
 pub use keyed::{Keyed, ProcessError};
 pub use metrics::OperatorReport;
-pub use runtime::{
-    BarrierSample, JobReport, TaskContext, WorkerReport, execute, execute_observed,
-};
+pub use runtime::{BarrierSample, JobReport, TaskContext, WorkerReport, execute, execute_observed};
 pub use session::SessionStream;
 pub use window::{Window, WindowedStream, Windows};
 

@@ -7,13 +7,10 @@ use weir::error::WeirError;
 use weir::netstack::transport::NetworkConfig;
 
 use crate::args::{ConfigArgs, parse_on_off};
-use crate::cluster::run_worker_processes;
 use crate::report::print_worker_line;
 use crate::workloads::w4_shuffle::{Exchange, ShuffleJob, run_shuffle, run_shuffle_worker};
 use crate::workloads::w5_latency::{LatencyJob, run_latency, run_latency_worker};
-use crate::workloads::w6_barrier::{
-    BarrierJob, BarrierReport, BarrierWorkerReport, epoch_after, run_barrier_worker,
-};
+use crate::workloads::w6_barrier::{BarrierJob, run_barrier, run_barrier_worker};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct BarrierArgs {
@@ -44,9 +41,9 @@ pub(crate) struct BarrierJobArgs {
     /// Seconds of warm-up whose barriers are not counted.
     #[arg(long, default_value_t = 10.0)]
     pub(crate) warmup: f64,
-    /// Wall-clock epoch in nanoseconds (the launcher sets it; workers share it).
-    #[arg(long, default_value_t = 0, hide = true)]
-    pub(crate) epoch_ns: u64,
+    /// Worker processes (the launcher passes it on).
+    #[arg(long, default_value_t = 2, hide = true)]
+    pub(crate) job_workers: usize,
 }
 
 /// `weir bench latency` and its workers' part: W5's flags and the job configuration.
@@ -205,7 +202,7 @@ pub(super) fn latency_worker(
 }
 
 impl BarrierJobArgs {
-    fn job(&self) -> Result<BarrierJob, WeirError> {
+    fn job(&self, workers: usize) -> Result<BarrierJob, WeirError> {
         let seconds = |name: &str, value: f64| {
             if value > 0.0 && value <= 3600.0 {
                 Ok(Duration::from_secs_f64(value))
@@ -234,21 +231,24 @@ impl BarrierJobArgs {
             });
         }
         Ok(BarrierJob {
-            debloat: self.debloat,
-            target: Duration::from_millis(self.target_ms),
             busy: Duration::from_micros(self.busy_us),
             duration: seconds("seconds", self.seconds)?,
-            interval: seconds("barrier-interval", self.barrier_interval)?,
             warmup: if self.warmup == 0.0 {
                 Duration::ZERO
             } else {
                 seconds("warmup", self.warmup)?
             },
-            epoch_ns: self.epoch_ns,
+            config: weir::config::Config {
+                workers,
+                debloat: self.debloat,
+                debloat_target: Duration::from_millis(self.target_ms),
+                barrier_interval: Some(seconds("barrier-interval", self.barrier_interval)?),
+                ..weir::config::Config::default()
+            },
         })
     }
 
-    fn to_args(&self, epoch_ns: u64) -> Vec<String> {
+    fn to_args(&self, workers: usize) -> Vec<String> {
         vec![
             "barrier".to_owned(),
             "--debloat".to_owned(),
@@ -263,8 +263,8 @@ impl BarrierJobArgs {
             self.barrier_interval.to_string(),
             "--warmup".to_owned(),
             self.warmup.to_string(),
-            "--epoch-ns".to_owned(),
-            epoch_ns.to_string(),
+            "--job-workers".to_owned(),
+            workers.to_string(),
         ]
     }
 }
@@ -275,53 +275,9 @@ pub(super) fn barrier(args: BarrierArgs) -> Result<(), WeirError> {
             message: format!("--workers {}: 2 to 64", args.workers),
         });
     }
-    let job = args.job.job()?;
-    // Workers connect within a second or two; the sources start together at the epoch.
-    let epoch = epoch_after(Duration::from_secs(2));
-    let timeout = job.duration + Duration::from_secs(300);
-    let reports: Vec<BarrierWorkerReport> =
-        run_worker_processes(args.workers, &args.job.to_args(epoch), timeout)?;
-    let report = BarrierReport::combine(&reports);
-    eprintln!(
-        "weir bench barrier: debloat {}, warm-up {:.0} s of {:.0} s, {} barriers measured: \
-         delay p50 {:.1} ms, p99 {:.1} ms; alignment p99 {:.1} ms; in flight at most {} \
-         bytes; buffers {} bytes; {:.0} records/s",
-        if job.debloat { "on" } else { "off" },
-        job.warmup.as_secs_f64(),
-        job.duration.as_secs_f64(),
-        report.delays_ns.len(),
-        report.quantile_ms(0.5),
-        report.quantile_ms(0.99),
-        report.alignment_quantile_ms(0.99),
-        report.inflight_max,
-        report.buffer_size,
-        report.records_per_s,
-    );
-    for worker in &reports {
-        let delays: Vec<String> = worker
-            .delays_ns
-            .iter()
-            .map(|d| format!("{:.0}", *d as f64 / 1e6))
-            .collect();
-        eprintln!(
-            "weir bench barrier: worker {} barrier delays (ms, in order): {}; map busy/idle/\
-             back-pressured {}/{}/{} ms/s, source {}/{}/{} ms/s",
-            worker.process,
-            delays.join(" "),
-            worker.map.busy,
-            worker.map.idle,
-            worker.map.back_pressured,
-            worker.source.busy,
-            worker.source.idle,
-            worker.source.back_pressured,
-        );
-    }
-    println!("{}", report.to_json(&job));
-    if report.delays_ns.is_empty() {
-        return Err(WeirError::WrongAnswer {
-            detail: "no barrier was aligned: run longer than the barrier interval".to_owned(),
-        });
-    }
+    let job = args.job.job(args.workers)?;
+    let report = run_barrier(&job, &args.job.to_args(args.workers))?;
+    println!("{}", report.to_json());
     Ok(())
 }
 
@@ -330,10 +286,7 @@ pub(super) fn barrier_worker(
     peers: Vec<std::net::SocketAddr>,
     args: &BarrierJobArgs,
 ) -> Result<(), WeirError> {
-    let mut job = args.job()?;
-    if job.epoch_ns == 0 {
-        job.epoch_ns = epoch_after(Duration::from_secs(1));
-    }
+    let job = args.job(args.job_workers)?;
     let report = run_barrier_worker(&job, NetworkConfig::new(process, peers))?;
     print_worker_line(&report)
 }

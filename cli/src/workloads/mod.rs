@@ -9,4 +9,3 @@ pub mod w3_join;
 pub mod w4_shuffle;
 pub mod w5_latency;
 pub mod w6_barrier;
-pub mod w6_report;

@@ -6,8 +6,9 @@
 //!     shuffle  generate (k, v) ─▶ stall? ─▶ key_by k ─▶ aggregate (Σv, n) ─▶ collect ══ closed form
 //!     sort     generate (k, payload) ─▶ sort_by k ─▶ gather ─▶ sort_by k ─▶ collect ══ sorted input
 //!     join     generate (k, a) ⋈ generate (k, b) ─▶ stall? ─▶ aggregate ─▶ collect ══ closed form
-//!     barriers a back-pressured source ─▶ key_by ─▶ slow map, a barrier every 250 ms,
-//!              debloating on (W6's job on its own connections): every barrier aligned
+//!     barriers a back-pressured source ─▶ key_by ─▶ slow map for 2 s (W6's program)
+//!   and the runtime's barriers every 250 ms through all of them: every gate aligns
+//!   barriers 1, 2, 3, … none missing, the slow map's at least 7
 //!   between rounds: throughput, in-flight bytes, peak and current RSS of each worker;
 //!   a watchdog fails the soak when worker 0's sources read nothing for 10 s while the job
 //!   has not ended (a deadlock), and any leak or wrong result fails it at once.
@@ -39,44 +40,39 @@ pub struct SoakJob {
     pub config: Config,
 }
 
-/// The barrier pipeline of a round: its own two workers' addresses and start time.
-#[derive(Debug, Clone)]
-pub struct BarrierRound {
-    /// Both processes' addresses for the barrier exchange, by process.
-    pub peers: Vec<std::net::SocketAddr>,
-    /// When its sources start (wall-clock nanoseconds, the same on both).
-    pub epoch_ns: u64,
-}
-
-/// How long a round's barrier pipeline runs, and its barrier interval.
+/// How long a round's barrier pipeline runs, and the barrier interval of a round.
 const BARRIER_RUN: Duration = Duration::from_secs(2);
 const BARRIER_INTERVAL: Duration = Duration::from_millis(250);
+/// The stage of the barrier pipeline's slow map (its source is stage 0).
+const BARRIER_MAP_STAGE: u32 = 1;
 
-/// Runs this worker's part of a round's barrier pipeline and checks that its map saw
-/// every barrier aligned.
-fn barriers(process: u32, round: &BarrierRound, peer_timeout: Duration) -> Result<Vec<String>> {
-    let job = crate::workloads::w6_barrier::BarrierJob {
-        debloat: true,
-        target: Duration::from_millis(100),
-        busy: Duration::from_micros(50),
-        duration: BARRIER_RUN,
-        interval: BARRIER_INTERVAL,
-        warmup: Duration::ZERO,
-        epoch_ns: round.epoch_ns,
-    };
-    let report = crate::workloads::w6_barrier::run_barrier_worker(
-        &job,
-        NetworkConfig::new(process, round.peers.clone()).with_peer_timeout(peer_timeout),
-    )?;
+/// The problems of one worker's barriers: a gate whose barrier ids are not 1, 2, 3, …
+/// without a gap, or a slow map that aligned fewer than the run's intervals less one.
+fn barrier_problems(report: &WorkerReport) -> Vec<String> {
+    let mut by_stage: std::collections::BTreeMap<u32, Vec<u64>> = Default::default();
+    for sample in &report.barriers {
+        by_stage.entry(sample.stage).or_default().push(sample.id);
+    }
+    let mut problems = Vec::new();
+    for (stage, ids) in &mut by_stage {
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.iter().enumerate().any(|(i, id)| *id != i as u64 + 1) {
+            problems.push(format!(
+                "barriers: worker {}'s stage {stage} aligned ids {ids:?}, not 1, 2, 3, …",
+                report.process
+            ));
+        }
+    }
     let expected = (BARRIER_RUN.as_millis() / BARRIER_INTERVAL.as_millis()) as usize - 1;
-    Ok(if report.delays_ns.len() < expected {
-        vec![format!(
-            "barriers: worker {process}'s map aligned {} barriers, expected at least {expected}",
-            report.delays_ns.len()
-        )]
-    } else {
-        Vec::new()
-    })
+    let map = by_stage.get(&BARRIER_MAP_STAGE).map_or(0, Vec::len);
+    if map < expected {
+        problems.push(format!(
+            "barriers: worker {}'s slow map aligned {map} barriers, expected at least {expected}",
+            report.process
+        ));
+    }
+    problems
 }
 
 /// One round's outcome on one worker.
@@ -166,6 +162,14 @@ impl Push<(u64, u64)> for SortSink {
 fn program(seed: u64, records: u64) -> (Dataflow, Results) {
     let keys = (records / 8).max(1);
     let flow = Dataflow::new();
+    // First, so its slow map is stage 1 (BARRIER_MAP_STAGE).
+    crate::workloads::w6_barrier::barrier_pipeline(
+        &flow,
+        BARRIER_RUN,
+        Duration::ZERO,
+        Duration::from_micros(50),
+    )
+    .discard();
     let shuffle = flow
         .generate(records, move |i| (key_of(seed, i, keys), i))
         .key_by(|(k, _)| *k)
@@ -266,40 +270,22 @@ fn check(seed: u64, records: u64, results: &Results) -> Vec<String> {
     problems
 }
 
-/// Runs round `round` as worker `process` (`network` `None`: alone), with the round's
-/// barrier pipeline beside it when `barrier_round` is given; returns the problems found
-/// (worker 0 checks the results; each worker checks its barriers).
+/// Runs round `round` as worker `process` (`network` `None`: alone); returns the
+/// problems found (worker 0 checks the results; each worker checks its barriers).
 ///
 /// # Errors
 ///
-/// As [`runtime::execute`] and the barrier job.
-///
-/// # Panics
-///
-/// When the barrier pipeline's thread panicked (a bug).
+/// As [`runtime::execute`].
 pub fn run_round(
     job: &SoakJob,
     round: u64,
     network: Option<NetworkConfig>,
-    barrier_round: Option<&BarrierRound>,
     rows_read: &Arc<AtomicU64>,
 ) -> Result<(WorkerReport, Vec<String>)> {
     let seed = mix(job.seed.wrapping_add(round));
     let (flow, results) = program(seed, job.records);
-    let process = network.as_ref().map_or(0, |n| n.process);
-    let (report, barrier_problems) = std::thread::scope(|scope| {
-        let peer_timeout = job.config.peer_timeout;
-        let barrier =
-            barrier_round.map(|b| scope.spawn(move || barriers(process, b, peer_timeout)));
-        let report = runtime::execute_observed(&flow, &job.config, network, rows_read);
-        let barrier_problems = match barrier {
-            Some(thread) => thread.join().expect("the barrier pipeline does not panic"),
-            None => Ok(Vec::new()),
-        };
-        (report, barrier_problems)
-    });
-    let report = report?;
-    let mut problems = barrier_problems?;
+    let report = runtime::execute_observed(&flow, &job.config, network, rows_read)?;
+    let mut problems = barrier_problems(&report);
     if report.process == 0 {
         problems.extend(check(seed, job.records, &results));
     }
@@ -384,13 +370,6 @@ pub struct SoakWorkerArgs {
     /// The first round's seed.
     #[arg(long)]
     pub seed: u64,
-    /// The barrier pipeline's two addresses, comma-separated (none: no barrier pipeline).
-    #[arg(long, value_delimiter = ',')]
-    pub barrier_peers: Vec<std::net::SocketAddr>,
-    /// When the barrier pipeline's sources start (wall-clock nanoseconds; default: in
-    /// half a second).
-    #[arg(long)]
-    pub barrier_epoch_ns: Option<u64>,
     /// The workers' configuration.
     #[command(flatten)]
     pub config: crate::args::ConfigArgs,
@@ -398,7 +377,7 @@ pub struct SoakWorkerArgs {
 
 impl SoakArgs {
     fn job(&self) -> Result<SoakJob> {
-        let config = self.config.to_config()?;
+        let config = with_barriers(&self.config).to_config()?;
         if config.workers != 2 {
             return Err(WeirError::Usage {
                 message: format!(
@@ -438,25 +417,21 @@ pub fn soak_worker(
         config: args.config.to_config()?,
     };
     let network = NetworkConfig::new(process, peers);
-    let barrier_round = (!args.barrier_peers.is_empty()).then(|| BarrierRound {
-        peers: args.barrier_peers.clone(),
-        epoch_ns: args.barrier_epoch_ns.unwrap_or_else(|| {
-            crate::workloads::w6_barrier::epoch_after(Duration::from_millis(500))
-        }),
-    });
-    let (report, problems) = run_round(
-        &job,
-        args.round,
-        Some(network),
-        barrier_round.as_ref(),
-        &Arc::default(),
-    )?;
+    let (report, problems) = run_round(&job, args.round, Some(network), &Arc::default())?;
     if let Some(problem) = problems.first() {
         return Err(WeirError::WrongAnswer {
             detail: format!("soak round {}: {problem}", args.round),
         });
     }
     crate::report::print_worker_line(&report)
+}
+
+/// The soak's configuration flags with the runtime's barriers every
+/// [`BARRIER_INTERVAL`].
+fn with_barriers(config: &crate::args::ConfigArgs) -> crate::args::ConfigArgs {
+    let mut config = config.clone();
+    config.barrier_interval_ms = Some(BARRIER_INTERVAL.as_millis() as u64);
+    config
 }
 
 /// Runs the soak: rounds until the time is up, a line per round, then a summary and the
@@ -467,7 +442,7 @@ pub fn soak_worker(
 /// Invalid flags; a round that fails, leaks or computes a wrong result.
 #[allow(
     clippy::too_many_lines,
-    reason = "a soak round's steps in order; to split when the soak runs on the runtime's barriers"
+    reason = "a soak round's steps in order: launch, watch, check, print"
 )]
 pub fn soak(args: &SoakArgs) -> Result<()> {
     let job = args.job()?;
@@ -478,37 +453,20 @@ pub fn soak(args: &SoakArgs) -> Result<()> {
     while started.elapsed() < job.duration {
         let round = rounds.len() as u64;
         let cluster = weir::workers::LocalCluster::new(2)?;
-        let barrier_round = BarrierRound {
-            peers: weir::workers::free_loopback_addresses(2)?,
-            epoch_ns: crate::workloads::w6_barrier::epoch_after(Duration::from_millis(500)),
-        };
-        let barrier_peers: Vec<String> = barrier_round
-            .peers
-            .iter()
-            .map(ToString::to_string)
-            .collect();
         let mut job_args = vec![
             "soak".to_string(),
             format!("--round={round}"),
             format!("--records={}", job.records),
             format!("--seed={}", job.seed),
-            format!("--barrier-peers={}", barrier_peers.join(",")),
-            format!("--barrier-epoch-ns={}", barrier_round.epoch_ns),
         ];
-        job_args.extend(args.config.to_args());
+        job_args.extend(with_barriers(&args.config).to_args());
         let rows = Arc::new(AtomicU64::new(0));
         let running = Arc::new(AtomicBool::new(true));
         let dog = watchdog(Arc::clone(&rows), Arc::clone(&running), round);
         let peers = cluster.peers().to_vec();
         let round_started = Instant::now();
         let outcome = cluster.run_beside(&exe, &job_args, Duration::from_secs(300), || {
-            run_round(
-                &job,
-                round,
-                Some(NetworkConfig::new(0, peers)),
-                Some(&barrier_round),
-                &rows,
-            )
+            run_round(&job, round, Some(NetworkConfig::new(0, peers)), &rows)
         });
         running.store(false, Ordering::Release);
         dog.thread().unpark();

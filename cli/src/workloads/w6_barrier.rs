@@ -1,466 +1,348 @@
-//! W6: barriers under backpressure (docs/WORKLOADS.md). Each worker runs a source that emits as
-//! fast as it may (always back-pressured) and a slow map (a fixed busy time per record)
-//! with its sink chained to it; records go from every source to every map by key. Every
-//! interval the sources inject an aligned barrier; its delay is the time from its
-//! scheduled injection until the slow map's gate has it on every input channel — the time
-//! it queued behind the data in flight, plus alignment. Buffer debloating shrinks that
-//! data to about `target` worth of the map's throughput.
+//! W6: barriers under backpressure (docs/WORKLOADS.md), as a dataflow program. Each
+//! worker runs a source task that emits as fast as credit allows (always back-pressured)
+//! and a slow map (a fixed busy time per record); records go from every source to every
+//! map by key. The runtime injects a barrier at every source each interval
+//! (`Config::barrier_interval`); its delay is the time from its scheduled injection until
+//! the map's gate has aligned it on every input channel: the time it queued behind the
+//! data in flight, plus alignment. Buffer debloating shrinks that data to about `target`
+//! worth of the map's throughput.
 //!
 //! ```text
-//!   source (as fast as credit allows) ──hash──▶ map gate (debloating on/off) ──▶ busy
-//!     every 2 s: Barrier(k, scheduled, injected)  aligned barrier ──▶ delay = now − scheduled
+//!   source_push(flood for `duration`) ──key_by(key).partition()──▶ map(busy) ──▶ fold(count)
+//!     every interval: Barrier k (the runtime's)   the map's gate aligns it: delay, alignment
 //! ```
 //!
-//! The launcher passes a wall-clock epoch so both workers share the barrier schedule.
-//! Everything is measured in the window after the warm-up (default 10 s of 40): barriers
-//! scheduled before it are aligned but not counted, and throughput, gate samples and task
-//! times cover the window only, so on and off are compared on the same footing. The
-//! warm-up covers connection set-up, the sources filling every queue, and the debloater's
-//! first moving-average span (4 s); it is stated in the JSON line (`warmup_s`).
+//! Barriers scheduled within the warm-up (default 10 s of 40) are aligned but not
+//! counted; the throughput counts the records emitted after it. The warm-up covers
+//! connection set-up, the sources filling every queue, and the debloater's first
+//! moving-average span (4 s); it is stated in the JSON line (`warmup_s`).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use weir_kernel::constants::SEGMENT_SIZE_DEFAULT;
-use weir_kernel::memory::{MemoryConfig, MemoryManager};
-use weir_netstack::constants::EVENT_SEGMENTS;
-use weir_netstack::debloat::{DebloatConfig, SystemClock};
-use weir_netstack::partition::HashSelector;
-use weir_netstack::transport::{NetworkConfig, NetworkService, PartitionId};
-use weir_netstack::{
-    ChannelIndex, DataType, GateHandler, GateReader, InputGate, NetError, NetworkBuffer,
-    RecordWriter, TaskTimeMeter,
+use serde::{Deserialize, Serialize};
+use weir::config::Config;
+use weir::dataflow::{
+    BarrierSample, Collected, Dataflow, JobReport, Push, TaskContext, WorkerReport,
 };
-use weir_netstack::{
-    ChannelSource, ExchangeBuffers, ExchangeEnvironment, NetworkBufferPool, ResultPartition,
-    SubpartitionIndex,
-};
-
-use crate::workloads::w6_report::TaskMsPerSecond;
-pub use crate::workloads::w6_report::{BarrierJob, BarrierReport, BarrierWorkerReport};
 use weir::error::{Result, WeirError};
+use weir::netstack::transport::NetworkConfig;
 
-/// How often the map samples its gate's metrics.
-const GATE_SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
-/// The longest the map parks while its gate has nothing: how often it checks its window
-/// without input.
-const MAP_PARK_TIMEOUT: Duration = Duration::from_millis(20);
+use crate::report::{Report, round};
 
-fn now_ns() -> u64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+/// Records a source pushes between two looks at its clock, the cancel flag and its
+/// barrier schedule.
+const BATCH: u64 = 64;
+
+/// The stage of the slow map (the source's is 0).
+const MAP_STAGE: u32 = 1;
+
+/// What W6 runs.
+#[derive(Debug, Clone)]
+pub struct BarrierJob {
+    /// The map's busy time per record.
+    pub busy: Duration,
+    /// How long the sources emit.
+    pub duration: Duration,
+    /// Barriers scheduled before this much time has passed are aligned but not counted
+    /// (buffers start at full size; debloating needs a few seconds to settle).
+    pub warmup: Duration,
+    /// Workers, debloating and its target, and the barrier interval
+    /// (`barrier_interval` set).
+    pub config: Config,
 }
 
-fn key_hash(record: &[u8]) -> u32 {
-    u32::from_le_bytes(
-        record[..4]
-            .try_into()
-            .expect("a record starts with its key"),
-    )
-}
-
-/// Runs this worker's source and slow map.
-///
-/// # Errors
-///
-/// The transport's startup and failures (a peer lost mid-stream is an error naming the
-/// peer); memory the budget cannot grant; an invalid debloating configuration.
-///
-/// # Panics
-///
-/// When a task panicked (a bug).
-pub fn run_barrier_worker(job: &BarrierJob, config: NetworkConfig) -> Result<BarrierWorkerReport> {
-    let process = config.process;
-    let WorkerExchange {
-        manager,
-        grant,
-        service,
-        partition,
-        mut gate,
-    } = worker_exchange(config)?;
-    let segment_size = manager.segment_size();
-    if job.debloat {
-        let debloat = DebloatConfig {
-            target: job.target,
-            ..DebloatConfig::new(segment_size)
-        };
-        gate.enable_debloating(debloat, Arc::new(SystemClock::default()))?;
+impl BarrierJob {
+    fn interval(&self) -> Duration {
+        self.config
+            .barrier_interval
+            .unwrap_or(Duration::from_secs(2))
     }
-    let selector = HashSelector::new(key_hash as fn(&[u8]) -> u32);
-    let mut writer = RecordWriter::new(partition, selector, weir_netstack::FlushMode::default());
-    let cancel_source = writer.canceller();
-    let cancel_map = AtomicBool::new(false);
-    let (source, map) = std::thread::scope(|scope| {
-        let cancel_map = &cancel_map;
-        let map = scope.spawn(move || {
-            let result = slow_map(gate, job, segment_size, process, cancel_map);
-            if result.is_err() {
-                cancel_source.cancel();
-            }
-            result
-        });
-        let source = scope.spawn(move || {
-            let result = source(&mut writer, process, job);
-            if result.is_err() {
-                cancel_map.store(true, Ordering::Release);
-            }
-            result
-        });
-        (
-            source
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
-            map.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-        )
-    });
-    let mut report = map?;
-    report.source = source?;
-    service.stop()?;
-    drop(grant);
-    manager.leak_check()?;
-    Ok(report)
-}
 
-/// The measured window in wall-clock nanoseconds: from the end of the warm-up to the end
-/// of emission.
-fn window_ns(job: &BarrierJob) -> (u64, u64) {
-    let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-    (
-        job.epoch_ns.saturating_add(nanos(job.warmup)),
-        job.epoch_ns.saturating_add(nanos(job.duration)),
-    )
-}
-
-/// Emits records as fast as it may from the epoch for the job's duration, and a barrier
-/// (barrier number and scheduled time) at every interval; answers where its time went in
-/// the measured window.
-fn source<S: weir_netstack::ChannelSelector>(
-    writer: &mut RecordWriter<S>,
-    process: u32,
-    job: &BarrierJob,
-) -> Result<TaskMsPerSecond> {
-    if let Some(wait) = job.epoch_ns.checked_sub(now_ns()) {
-        std::thread::sleep(Duration::from_nanos(wait));
-    }
-    let (window_start, end) = window_ns(job);
-    let interval = u64::try_from(job.interval.as_nanos())
-        .unwrap_or(u64::MAX)
-        .max(1);
-    let mut meter = TaskTimeMeter::new(Arc::new(SystemClock::default()));
-    let mut waited = Duration::ZERO;
-    let mut in_window = false;
-    let mut next_barrier = 1u64;
-    let mut record = [0u8; 16];
-    let mut key = u64::from(process) << 48;
-    let mut result = Ok(());
-    while result.is_ok() {
-        let now = now_ns();
-        let back_pressured = writer.metrics().back_pressured;
-        meter.add_back_pressured(back_pressured.saturating_sub(waited));
-        waited = back_pressured;
-        if !in_window && now >= window_start {
-            meter.take();
-            in_window = true;
-        }
-        if now >= end {
-            break;
-        }
-        let scheduled = job.epoch_ns + next_barrier * interval;
-        if now >= scheduled {
-            // Barrier number, scheduled time, and the time it is really injected (later
-            // when the source was waiting for a buffer or for a CPU).
-            let mut payload = [0u8; 24];
-            payload[..8].copy_from_slice(&next_barrier.to_le_bytes());
-            payload[8..16].copy_from_slice(&scheduled.to_le_bytes());
-            payload[16..].copy_from_slice(&now_ns().to_le_bytes());
-            result = writer.broadcast_event(DataType::Barrier, &payload);
-            next_barrier += 1;
-            continue;
-        }
-        // A batch of records between clock reads.
-        for _ in 0..64 {
-            key = key.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(1);
-            record[..8].copy_from_slice(&key.to_le_bytes());
-            if let Err(error) = writer.emit(&record) {
-                result = Err(error);
-                break;
-            }
-        }
-    }
-    let times = meter.take();
-    match result {
-        Ok(()) => {
-            writer.finish()?;
-            Ok(times.into())
-        }
-        Err(error) => {
-            writer.release();
-            Err(error.into())
-        }
+    /// The first barrier id scheduled after the warm-up.
+    fn first_measured(&self) -> u64 {
+        let interval = self.interval().as_micros().max(1);
+        (self.warmup.as_micros().div_ceil(interval) as u64).max(1)
     }
 }
 
-/// What the slow map measures in the window.
-struct MapWindow {
-    start: u64,
-    end: u64,
-    started: bool,
-    ended: bool,
-    records: u64,
-    next_sample: Instant,
+/// A record of W6: its key, and whether its source emitted it after the warm-up.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct Item {
+    key: u64,
+    measured: bool,
 }
 
-/// Spins `busy` per record; records each aligned barrier's delay and alignment time, and
-/// samples its gate, in the measured window.
-fn slow_map(
-    gate: InputGate,
-    job: &BarrierJob,
-    segment_size: usize,
-    process: u32,
-    cancel: &AtomicBool,
-) -> Result<BarrierWorkerReport> {
-    let (start, end) = window_ns(job);
-    let mut map = SlowMap {
-        job,
-        segment_size,
-        cancel,
-        window: MapWindow {
-            start,
-            end,
-            started: false,
-            ended: false,
-            records: 0,
-            next_sample: Instant::now(),
-        },
-        report: BarrierWorkerReport {
-            process,
-            ..BarrierWorkerReport::default()
-        },
-        meter: TaskTimeMeter::new(Arc::new(SystemClock::default())),
-    };
-    let mut reader = GateReader::new(gate).with_park_timeout(MAP_PARK_TIMEOUT);
-    map.step(reader.gate());
-    reader.run(&mut map)?;
-    map.report.buffer_size = map.buffer_size(reader.gate());
-    Ok(map.report)
+/// The dataflow program every worker builds: each map task's count of measured records.
+fn program(job: &BarrierJob) -> (Dataflow, Collected<u64>) {
+    let flow = Dataflow::new();
+    let counts = barrier_pipeline(&flow, job.duration, job.warmup, job.busy).collect();
+    (flow, counts)
 }
 
-/// The slow map's handler: its records, barriers, window and gate samples.
-struct SlowMap<'a> {
-    job: &'a BarrierJob,
-    segment_size: usize,
-    cancel: &'a AtomicBool,
-    window: MapWindow,
-    report: BarrierWorkerReport,
-    meter: TaskTimeMeter,
-}
-
-impl SlowMap<'_> {
-    /// The buffer size its producers use: debloated, or whole segments.
-    fn buffer_size(&self, gate: &InputGate) -> usize {
-        buffer_size(self.job.debloat, self.segment_size, gate)
-    }
-
-    fn step(&mut self, gate: &InputGate) {
-        let (debloat, segment_size) = (self.job.debloat, self.segment_size);
-        window_step(
-            &mut self.window,
-            &mut self.meter,
-            gate,
-            &mut self.report,
-            |gate| buffer_size(debloat, segment_size, gate),
-        );
-    }
-}
-
-impl GateHandler for SlowMap<'_> {
-    type Error = WeirError;
-
-    fn record(&mut self, _channel: ChannelIndex, _record: &[u8]) -> Result<()> {
-        let until = Instant::now() + self.job.busy;
+/// W6's pipeline in `flow`: a source that floods for `duration`, a hash exchange and a
+/// map busy for `busy` per record; each map task's count of the records emitted after
+/// `warmup`. Its source is the flow's next stage, its map the one after.
+pub fn barrier_pipeline(
+    flow: &Dataflow,
+    duration: Duration,
+    warmup: Duration,
+    busy: Duration,
+) -> weir::dataflow::Stream<u64> {
+    flow.source_push("flood", 0, move |ctx, down| {
+        flood(ctx, down, duration, warmup)
+    })
+    .key_by(|item: &Item| item.key)
+    .partition()
+    .map(move |item: Item| {
+        let until = Instant::now() + busy;
         while Instant::now() < until {
             std::hint::spin_loop();
         }
-        self.window.records += 1;
-        Ok(())
-    }
+        item
+    })
+    .fold(
+        |_| 0u64,
+        |n, item: Item| *n += u64::from(item.measured),
+        |n| n,
+    )
+}
 
-    fn buffer(&mut self, gate: &InputGate) -> Result<()> {
-        self.step(gate);
-        self.meter.busy();
-        Ok(())
-    }
-
-    fn event(
-        &mut self,
-        _channel: ChannelIndex,
-        buffer: &NetworkBuffer,
-        gate: &InputGate,
-    ) -> Result<()> {
-        if buffer.data_type() != DataType::Barrier {
+/// Emits records as fast as the exchange takes them for `duration`, in batches between
+/// looks at the clock (and the runtime's barrier schedule).
+fn flood(
+    ctx: &TaskContext,
+    down: &mut dyn Push<Item>,
+    duration: Duration,
+    warmup: Duration,
+) -> Result<()> {
+    let start = Instant::now();
+    let mut key = (ctx.task() as u64) << 48;
+    loop {
+        ctx.check_cancelled()?;
+        ctx.inject_barriers(down)?;
+        let elapsed = start.elapsed();
+        if elapsed >= duration {
             return Ok(());
         }
-        let (scheduled, injected) = barrier_times(buffer.as_bytes())?;
-        if scheduled >= self.window.start && scheduled < self.window.end {
-            let report = &mut self.report;
-            report.delays_ns.push(now_ns().saturating_sub(scheduled));
-            report
-                .injection_lags_ns
-                .push(injected.saturating_sub(scheduled));
-            let alignment = gate.metrics().last_alignment;
-            report
-                .alignments_ns
-                .push(u64::try_from(alignment.as_nanos()).unwrap_or(u64::MAX));
+        let measured = elapsed >= warmup;
+        for _ in 0..BATCH {
+            key = key.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(1);
+            down.push(Item { key, measured })?;
         }
-        Ok(())
-    }
-
-    fn check_cancelled(&mut self) -> Result<()> {
-        if self.cancel.load(Ordering::Acquire) {
-            return Err(NetError::Cancelled.into());
-        }
-        self.meter.idle();
-        Ok(())
-    }
-
-    fn parked(&mut self, gate: &InputGate, _slept: Duration) {
-        self.step(gate);
     }
 }
 
-/// The buffer size a gate's producers use: debloated, or whole segments.
-fn buffer_size(debloat: bool, segment_size: usize, gate: &InputGate) -> usize {
-    if debloat {
-        gate.metrics().debloated_buffer_size
-    } else {
-        segment_size
+/// One worker's gate in W6's JSON line.
+#[derive(Debug, Clone, Serialize)]
+struct GateSummary {
+    process: u32,
+    barriers: usize,
+    barrier_delay_p50_ms: f64,
+    barrier_delay_p99_ms: f64,
+    alignment_p50_ms: f64,
+    alignment_p99_ms: f64,
+    /// The debloated buffer size at the end (0 without debloating).
+    buffer_size_bytes: u64,
+    inflight_bytes_max: u64,
+    /// Milliseconds per second of the job its tasks waited for buffers (the source) and
+    /// for input.
+    back_pressured_ms_per_s: f64,
+    idle_ms_per_s: f64,
+}
+
+/// W6's JSON line.
+#[derive(Debug, Clone, Serialize)]
+pub struct BarrierReport {
+    workers: usize,
+    debloat: bool,
+    target_ms: u128,
+    busy_us: u128,
+    seconds: f64,
+    warmup_s: f64,
+    barrier_interval_s: f64,
+    barriers: usize,
+    barrier_delay_p50_ms: f64,
+    barrier_delay_p99_ms: f64,
+    alignment_p50_ms: f64,
+    alignment_p99_ms: f64,
+    inflight_bytes_max: u64,
+    buffer_size_bytes: u64,
+    records_per_s: f64,
+    wall_s: f64,
+    valid: bool,
+    gates: Vec<GateSummary>,
+}
+
+impl BarrierReport {
+    /// The docs/WORKLOADS.md JSON line.
+    pub fn to_json(&self) -> String {
+        Report::new("W6", self).to_json()
     }
 }
 
-/// The scheduled and the injection time of a barrier's payload.
-fn barrier_times(payload: &[u8]) -> Result<(u64, u64)> {
-    let time = |at: usize| {
-        payload
-            .get(at..at + 8)
-            .and_then(|bytes| bytes.try_into().ok())
-            .map(u64::from_le_bytes)
-            .ok_or_else(|| WeirError::Data {
-                message: format!("a barrier of {} bytes, not 24", payload.len()),
-            })
-    };
-    Ok((time(8)?, time(16)?))
+/// The value at `quantile` (nearest rank) of microseconds, in milliseconds; 0 when empty.
+fn quantile_ms(values: &[u64], quantile: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((quantile * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    round(sorted[rank - 1] as f64 / 1e3, 1)
 }
 
-/// Starts and ends the measured window of the slow map, and samples its gate in it.
-fn window_step(
-    window: &mut MapWindow,
-    meter: &mut TaskTimeMeter,
-    gate: &InputGate,
-    report: &mut BarrierWorkerReport,
-    buffer_size: impl Fn(&InputGate) -> usize,
-) {
-    if window.ended {
-        return;
-    }
-    let now = now_ns();
-    if !window.started {
-        if now < window.start {
-            return;
-        }
-        window.started = true;
-        window.records = 0;
-        meter.take();
-    }
-    if now >= window.end {
-        window.ended = true;
-        let times = meter.take();
-        report.records = window.records;
-        report.window_us = u64::try_from(times.elapsed.as_micros()).unwrap_or(u64::MAX);
-        report.map = times.into();
-        return;
-    }
-    if Instant::now() >= window.next_sample {
-        window.next_sample = Instant::now() + GATE_SAMPLE_INTERVAL;
-        report.gate.add(&gate.metrics(), buffer_size(gate));
-    }
+/// The map gates' barriers after the warm-up.
+fn measured<'a>(job: &BarrierJob, worker: &'a WorkerReport) -> Vec<&'a BarrierSample> {
+    let first = job.first_measured();
+    worker
+        .barriers
+        .iter()
+        .filter(|b| b.stage == MAP_STAGE && b.id >= first)
+        .collect()
 }
 
-/// Wall-clock nanoseconds `delay` from now: the epoch a launcher hands its workers.
-pub fn epoch_after(delay: Duration) -> u64 {
-    now_ns() + u64::try_from(delay.as_nanos()).unwrap_or(0)
-}
-
-/// One worker's end of an all-to-all exchange: its memory, network grant and transport,
-/// its output partition (one subpartition per worker, registered as dataset 0) and its
-/// input gate (one channel per worker: local for its own partition, remote for the
-/// others').
-#[derive(Debug)]
-pub struct WorkerExchange {
-    /// The worker's memory manager (network grant and incoming events).
-    pub manager: MemoryManager,
-    /// The network grant.
-    pub grant: NetworkBufferPool,
-    /// The transport.
-    pub service: NetworkService,
-    /// The worker's output.
-    pub partition: ResultPartition,
-    /// The worker's input.
-    pub gate: InputGate,
-}
-
-/// Sets up one worker's end of an all-to-all exchange between `config.peers` workers,
-/// with the netstack's default buffers per channel and per gate.
-///
-/// # Errors
-///
-/// The transport's startup (peers that cannot be reached); memory the budget cannot
-/// grant.
-///
-/// # Panics
-///
-/// When there are more than `u32::MAX` workers.
-pub fn worker_exchange(config: NetworkConfig) -> Result<WorkerExchange> {
-    let workers = config.peers.len();
-    let process = config.process;
-    let buffers = ExchangeBuffers::default();
-    let segments =
-        ExchangeBuffers::partition_segments(workers) + buffers.gate_segments(workers - 1);
-    let manager = MemoryManager::new(MemoryConfig::with_budget(
-        (segments + EVENT_SEGMENTS) * SEGMENT_SIZE_DEFAULT,
-    ))?;
-    let owner = manager.owner("network");
-    let grant = NetworkBufferPool::new(&owner, segments)?;
-    let service = NetworkService::start(config, manager.owner("network events"))?;
-    let env = ExchangeEnvironment::new(&grant, Some(&service), buffers);
-    let id = |producer| PartitionId {
-        dataset: 0,
-        producer,
-    };
-    let partition = env.partition(id(process), workers)?;
-    let sources = (0..workers)
-        .map(|producer| {
-            let producer = u32::try_from(producer).expect("few workers");
-            match producer == process {
-                true => ChannelSource::Local(
-                    partition.subpartition(SubpartitionIndex::from_usize(process as usize)),
-                ),
-                false => ChannelSource::Remote {
-                    peer: producer,
-                    partition: id(producer),
-                    subpartition: process,
-                },
+fn summarize(job: &BarrierJob, report: &JobReport, counts: &[u64]) -> BarrierReport {
+    let wall_s = report.wall_s();
+    let per_s = |us: u64| round(us as f64 / 1e3 / wall_s.max(1e-9), 1);
+    let gates: Vec<GateSummary> = report
+        .workers
+        .iter()
+        .map(|w| {
+            let barriers = measured(job, w);
+            let delays: Vec<u64> = barriers.iter().map(|b| b.delay_us).collect();
+            let alignments: Vec<u64> = barriers.iter().map(|b| b.alignment_us).collect();
+            GateSummary {
+                process: w.process,
+                barriers: barriers.len(),
+                barrier_delay_p50_ms: quantile_ms(&delays, 0.5),
+                barrier_delay_p99_ms: quantile_ms(&delays, 0.99),
+                alignment_p50_ms: quantile_ms(&alignments, 0.5),
+                alignment_p99_ms: quantile_ms(&alignments, 0.99),
+                buffer_size_bytes: w.buffer_size,
+                inflight_bytes_max: w.in_flight_bytes,
+                back_pressured_ms_per_s: per_s(w.back_pressured_us),
+                idle_ms_per_s: per_s(w.idle_us),
             }
         })
         .collect();
-    let gate = env.gate(sources)?;
-    Ok(WorkerExchange {
-        manager,
-        grant,
-        service,
-        partition,
-        gate,
-    })
+    let all = |f: fn(&BarrierSample) -> u64| -> Vec<u64> {
+        report
+            .workers
+            .iter()
+            .flat_map(|w| measured(job, w).into_iter().map(f))
+            .collect()
+    };
+    let (delays, alignments) = (all(|b| b.delay_us), all(|b| b.alignment_us));
+    let measured_s = job.duration.saturating_sub(job.warmup).as_secs_f64();
+    BarrierReport {
+        workers: report.workers.len(),
+        debloat: job.config.debloat,
+        target_ms: job.config.debloat_target.as_millis(),
+        busy_us: job.busy.as_micros(),
+        seconds: job.duration.as_secs_f64(),
+        warmup_s: job.warmup.as_secs_f64(),
+        barrier_interval_s: job.interval().as_secs_f64(),
+        barriers: delays.len(),
+        barrier_delay_p50_ms: quantile_ms(&delays, 0.5),
+        barrier_delay_p99_ms: quantile_ms(&delays, 0.99),
+        alignment_p50_ms: quantile_ms(&alignments, 0.5),
+        alignment_p99_ms: quantile_ms(&alignments, 0.99),
+        inflight_bytes_max: report
+            .workers
+            .iter()
+            .map(|w| w.in_flight_bytes)
+            .max()
+            .unwrap_or(0),
+        buffer_size_bytes: report
+            .workers
+            .iter()
+            .map(|w| w.buffer_size)
+            .max()
+            .unwrap_or(0),
+        records_per_s: (counts.iter().sum::<u64>() as f64 / measured_s.max(1e-9)).round(),
+        wall_s: round(wall_s, 3),
+        valid: !delays.is_empty() && report.leak_free(),
+        gates,
+    }
+}
+
+/// Runs W6 with this process as worker 0 beside worker processes started with
+/// `worker_args`; prints each worker's barrier delays.
+///
+/// # Errors
+///
+/// An invalid job; the runtime's errors; no barrier aligned after the warm-up.
+pub fn run_barrier(job: &BarrierJob, worker_args: &[String]) -> Result<BarrierReport> {
+    job.config.validate()?;
+    let timeout = job.duration + Duration::from_secs(300);
+    let (report, counts) = crate::cluster::run_job(&job.config, worker_args, timeout, |network| {
+        let (flow, counts) = program(job);
+        let report = weir::dataflow::execute(&flow, &job.config, network)?;
+        Ok((report, counts.take()))
+    })?;
+    for worker in &report.workers {
+        let delays: Vec<String> = measured(job, worker)
+            .iter()
+            .map(|b| format!("{:.0}", b.delay_us as f64 / 1e3))
+            .collect();
+        eprintln!(
+            "weir bench barrier: worker {} barrier delays (ms, in order): {}",
+            worker.process,
+            delays.join(" ")
+        );
+    }
+    let summary = summarize(job, &report, &counts);
+    if summary.barriers == 0 {
+        return Err(WeirError::WrongAnswer {
+            detail: "no barrier was aligned after the warm-up: run longer than the warm-up \
+                     plus the barrier interval"
+                .to_owned(),
+        });
+    }
+    Ok(summary)
+}
+
+/// This worker's part of W6 (processes 1 to N − 1).
+///
+/// # Errors
+///
+/// As [`run_barrier`].
+pub fn run_barrier_worker(job: &BarrierJob, network: NetworkConfig) -> Result<WorkerReport> {
+    job.config.validate()?;
+    let (flow, _counts) = program(job);
+    weir::dataflow::execute(&flow, &job.config, Some(network))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn barriers_of_the_warm_up_are_not_measured() {
+        let job = BarrierJob {
+            busy: Duration::ZERO,
+            duration: Duration::from_secs(40),
+            warmup: Duration::from_secs(10),
+            config: Config {
+                barrier_interval: Some(Duration::from_secs(2)),
+                ..Config::default()
+            },
+        };
+        assert_eq!(job.first_measured(), 5);
+        let mut worker = WorkerReport::default();
+        for id in 1..=8 {
+            for stage in [MAP_STAGE, 2] {
+                worker.barriers.push(BarrierSample {
+                    id,
+                    stage,
+                    delay_us: id * 1000,
+                    alignment_us: 10,
+                });
+            }
+        }
+        let ids: Vec<u64> = measured(&job, &worker).iter().map(|b| b.id).collect();
+        assert_eq!(ids, [5, 6, 7, 8]);
+        assert!((quantile_ms(&[1000, 3000, 2000], 0.5) - 2.0).abs() < 1e-9);
+        assert!(quantile_ms(&[], 0.99).abs() < 1e-9);
+    }
 }
