@@ -27,9 +27,11 @@
 //! so a large value (a long list) costs its size per record: keep per-key state small,
 //! or key finer.
 //!
-//! Timers are event-time timers, one per (key, time): `on_timer` runs when the
-//! operator's watermark reaches the time (a timer set at or below the watermark fires
-//! at the next watermark). Timers live on the heap (a sorted set per partition, the key's
+//! Timers are per (key, time). Event-time timers: `on_timer` runs when the operator's
+//! watermark reaches the time (a timer set at or below the watermark fires at the next
+//! watermark). Processing-time timers: `on_timer` runs at the first record or watermark
+//! after the wall clock reaches the time (the operator is driven by its input; it has no
+//! clock thread), and pending ones are dropped when the input ends. Timers live on the heap (a sorted set per partition, the key's
 //! bytes and the time): their memory is not in the operator's share.
 
 use std::collections::BTreeSet;
@@ -39,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use weir_kernel::hash::{KeyedState, Lookup, StateConfig};
 
-use super::event_time::Watermark;
+use super::event_time::{Watermark, unix_micros};
 use super::graph::MemoryOp;
 use super::metrics::Meter;
 use super::operators::{append_key, append_record, decode, decode_key};
@@ -53,6 +55,14 @@ use crate::error::{Result, WeirError};
 /// once).
 const DRAIN_INTERVAL: Duration = Duration::from_millis(500);
 
+/// Records between two looks at the wall clock for processing-time timers.
+const CLOCK_RECORDS: u32 = 64;
+
+/// The wall clock in milliseconds since the Unix epoch.
+fn unix_millis() -> i64 {
+    i64::try_from(unix_micros() / 1000).unwrap_or(i64::MAX)
+}
+
 /// What a keyed process function's error is: any error, its message failing the job.
 pub type ProcessError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -64,6 +74,8 @@ pub struct Keyed<'a, K, S, O> {
     watermark: i64,
     out: &'a mut Vec<O>,
     timers: &'a mut Vec<i64>,
+    processing_timers: &'a mut Vec<i64>,
+    by_processing_time: bool,
     late: &'a mut u64,
 }
 
@@ -100,6 +112,24 @@ impl<K, S, O> Keyed<'_, K, S, O> {
     /// key and time, however often it is asked).
     pub fn set_timer(&mut self, time: i64) {
         self.timers.push(time);
+    }
+
+    /// Asks for `on_timer(time)` for this key once the wall clock reaches `time`
+    /// (milliseconds since the Unix epoch; see [`now_ms`](Self::now_ms)): it fires at the
+    /// operator's next record or watermark after that (the operator has no clock of its
+    /// own), and not at all if the input ends first. Once per key and time.
+    pub fn set_processing_timer(&mut self, time: i64) {
+        self.processing_timers.push(time);
+    }
+
+    /// The wall clock, in milliseconds since the Unix epoch: processing time.
+    pub fn now_ms(&self) -> i64 {
+        unix_millis()
+    }
+
+    /// In `on_timer`: whether a processing-time timer fired it (else an event-time one).
+    pub fn fired_by_processing_time(&self) -> bool {
+        self.by_processing_time
     }
 }
 
@@ -300,8 +330,12 @@ struct KeyedProcess<K, T, S, O> {
 
 struct Inner<K, T, S, O> {
     functions: Functions<K, T, S, O>,
-    /// Each partition's timers: (time, key bytes).
+    /// Each partition's event-time timers: (time, key bytes).
     timers: Vec<BTreeSet<(i64, Vec<u8>)>>,
+    /// Each partition's processing-time timers: (Unix milliseconds, key bytes).
+    processing: Vec<BTreeSet<(i64, Vec<u8>)>>,
+    /// Records since the clock was last read for processing-time timers.
+    since_clock: u32,
     /// The watermark in, and the one sent on (held below deferred records').
     watermark: i64,
     sent: i64,
@@ -322,6 +356,9 @@ struct Inner<K, T, S, O> {
     value: Vec<u8>,
     out: Vec<O>,
     new_timers: Vec<i64>,
+    new_processing: Vec<i64>,
+    /// Whether the timers firing now are processing-time ones.
+    firing_processing: bool,
     down: Box<dyn Push<O>>,
 }
 
@@ -343,6 +380,8 @@ impl<K: Key, T: Data, S: Data, O: Data> KeyedProcess<K, T, S, O> {
             inner: Inner {
                 functions,
                 timers: (0..config.partitions).map(|_| BTreeSet::new()).collect(),
+                processing: (0..config.partitions).map(|_| BTreeSet::new()).collect(),
+                since_clock: 0,
                 watermark: i64::MIN,
                 sent: i64::MIN,
                 deferred_since: vec![None; config.partitions],
@@ -363,6 +402,8 @@ impl<K: Key, T: Data, S: Data, O: Data> KeyedProcess<K, T, S, O> {
                 value: Vec::new(),
                 out: Vec::new(),
                 new_timers: Vec::new(),
+                new_processing: Vec::new(),
+                firing_processing: false,
                 down,
             },
         })
@@ -392,6 +433,27 @@ impl<K: Key, T: Data, S: Data, O: Data> KeyedProcess<K, T, S, O> {
         inner.deferred_since[partition] = None;
         let watermark = inner.watermark;
         inner.fire(&mut self.state, partition, watermark)
+    }
+
+    /// Fires the processing-time timers due by the wall clock (bringing back spilled
+    /// partitions that have some).
+    fn check_processing(&mut self) -> Result<()> {
+        self.inner.since_clock = 0;
+        let now = unix_millis();
+        for partition in 0..self.inner.processing.len() {
+            let due = self.inner.processing[partition]
+                .first()
+                .is_some_and(|(time, _)| *time <= now);
+            if !due {
+                continue;
+            }
+            if !self.state.is_resident(partition) {
+                self.restore(partition)?;
+            }
+            self.inner
+                .fire_processing(&mut self.state, partition, now)?;
+        }
+        Ok(())
     }
 
     /// Brings back every spilled partition with deferred records.
@@ -480,6 +542,8 @@ impl<K: Key, T: Data, S: Data, O: Data> Inner<K, T, S, O> {
             watermark,
             out: &mut self.out,
             timers: &mut self.new_timers,
+            processing_timers: &mut self.new_processing,
+            by_processing_time: self.firing_processing,
             late: &mut self.late,
         };
         let result = call(&self.functions, &mut ctx);
@@ -498,6 +562,9 @@ impl<K: Key, T: Data, S: Data, O: Data> Inner<K, T, S, O> {
         for time in self.new_timers.drain(..) {
             self.timers[partition].insert((time, self.key.clone()));
         }
+        for time in self.new_processing.drain(..) {
+            self.processing[partition].insert((time, self.key.clone()));
+        }
         self.meter.gave(self.out.len() as u64);
         for record in self.out.drain(..) {
             self.down.push(record)?;
@@ -513,8 +580,8 @@ impl<K: Key, T: Data, S: Data, O: Data> Inner<K, T, S, O> {
         })
     }
 
-    /// Fires `partition`'s timers at or below `watermark` (the partition resident),
-    /// including those the firing sets.
+    /// Fires `partition`'s event-time timers at or below `watermark` (the partition
+    /// resident), including those the firing sets.
     fn fire(&mut self, state: &mut KeyedState, partition: usize, watermark: i64) -> Result<()> {
         while self.timers[partition]
             .first()
@@ -527,6 +594,32 @@ impl<K: Key, T: Data, S: Data, O: Data> Inner<K, T, S, O> {
             })?;
         }
         Ok(())
+    }
+
+    /// Fires `partition`'s processing-time timers at or below `now` (the partition
+    /// resident), including those the firing sets.
+    fn fire_processing(
+        &mut self,
+        state: &mut KeyedState,
+        partition: usize,
+        now: i64,
+    ) -> Result<()> {
+        self.firing_processing = true;
+        let mut result = Ok(());
+        while result.is_ok()
+            && self.processing[partition]
+                .first()
+                .is_some_and(|(time, _)| *time <= now)
+        {
+            let (time, key) = self.processing[partition].pop_first().expect("a due timer");
+            self.key = key;
+            let watermark = self.watermark;
+            result = self.with_state(state, watermark, |functions, ctx| {
+                (functions.on_timer)(ctx, time)
+            });
+        }
+        self.firing_processing = false;
+        result
     }
 
     /// A deferred entry of `partition` replayed: the timers due at its watermark, then
@@ -548,6 +641,10 @@ impl<K: Key, T: Data, S: Data, O: Data> Inner<K, T, S, O> {
 
 impl<K: Key, T: Data, S: Data, O: Data> Push<T> for KeyedProcess<K, T, S, O> {
     fn push(&mut self, record: T) -> Result<()> {
+        self.inner.since_clock += 1;
+        if self.inner.since_clock >= CLOCK_RECORDS {
+            self.check_processing()?;
+        }
         let inner = &mut self.inner;
         inner.meter.took(1);
         inner.key.clear();
@@ -586,6 +683,7 @@ impl<K: Key, T: Data, S: Data, O: Data> Push<T> for KeyedProcess<K, T, S, O> {
         }
         self.inner.watermark = watermark.time;
         self.inner.template = watermark;
+        self.check_processing()?;
         self.advance()
     }
 

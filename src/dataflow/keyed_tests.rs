@@ -241,3 +241,48 @@ fn an_interval_join_pairs_exactly_the_records_within_the_interval() {
         assert_eq!(report.late_records, 0, "slots {slots}");
     }
 }
+
+#[test]
+fn processing_time_timers_fire_by_the_wall_clock_while_records_flow() {
+    // 4000 records over about 200 ms (50 µs each at the source); each key's first record
+    // sets a processing-time timer 40 ms ahead, which fires at a later record.
+    let flow = Dataflow::new();
+    let out = flow
+        .generate(4000, |i| i % 10)
+        .map(|i| {
+            std::thread::sleep(Duration::from_micros(50));
+            i
+        })
+        .key_by(|i| *i)
+        .process(
+            |ctx: &mut Keyed<'_, u64, (u64, bool), (u64, u64, bool)>, _: u64| {
+                let now = ctx.now_ms();
+                let (count, timed) = ctx.state().get_or_insert_default();
+                *count += 1;
+                if !*timed {
+                    *timed = true;
+                    ctx.set_processing_timer(now + 40);
+                }
+                Ok(())
+            },
+            |ctx, _| {
+                let key = *ctx.key();
+                let by_clock = ctx.fired_by_processing_time();
+                let count = ctx.state().map_or(0, |(count, _)| count);
+                ctx.emit((key, count, by_clock));
+                Ok(())
+            },
+        )
+        .collect();
+    run(&flow, &config(1, 16 << 20));
+    let mut fired = out.take();
+    fired.sort_unstable();
+    assert_eq!(fired.len(), 10, "one firing per key: {fired:?}");
+    for (key, count, by_clock) in fired {
+        assert!(by_clock, "key {key}");
+        assert!(
+            count > 0 && count < 400,
+            "key {key} fired mid-stream, after {count}"
+        );
+    }
+}
