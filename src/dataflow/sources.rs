@@ -27,7 +27,7 @@ impl<T: Data> Driver for FnDriver<T> {
     }
 }
 
-fn driver<T: Data>(
+pub(crate) fn driver<T: Data>(
     down: Box<dyn Push<T>>,
     run: impl FnOnce(&mut TaskContext, &mut dyn Push<T>) -> Result<()> + Send + 'static,
 ) -> Box<dyn Driver> {
@@ -41,27 +41,14 @@ pub(crate) fn generate<T: Data>(
     count: u64,
     f: impl Fn(u64) -> T + Send + Sync + 'static,
 ) -> Open<T> {
-    let f = Arc::new(f);
-    Arc::new(move |_, down| {
-        let f = Arc::clone(&f);
-        Ok(driver(down, move |ctx, down| {
-            let (task, tasks) = (ctx.task() as u64, ctx.parallelism() as u64);
-            let (mut i, mut until_check) = (task, 0);
-            while i < count {
-                if until_check == 0 {
-                    ctx.check_cancelled()?;
-                    ctx.inject_barriers(down)?;
-                    if down.is_done() {
-                        break;
-                    }
-                    until_check = CANCEL_CHECK_RECORDS;
-                }
-                until_check -= 1;
-                down.push(f(i))?;
-                i += tasks;
-            }
-            Ok(())
-        }))
+    let f: Arc<dyn Fn(u64) -> T + Send + Sync> = Arc::new(f);
+    super::replay::replayable(move |ctx| {
+        Ok(super::replay::Generate {
+            f: Arc::clone(&f),
+            next: ctx.task() as u64,
+            step: ctx.parallelism() as u64,
+            count,
+        })
     })
 }
 

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use nexmark::EventGenerator;
 use nexmark::config::NexmarkConfig;
 use serde::{Deserialize, Serialize};
-use weir::dataflow::{Dataflow, Stream, TaskContext};
+use weir::dataflow::{Dataflow, ReplayableSource, Stream, TaskContext};
 use weir::error::{Result, WeirError};
 
 pub use nexmark::event::{Auction, Bid, Event, Person};
@@ -94,40 +94,96 @@ fn share(task: u64, tasks: u64, count: Option<u64>) -> Option<u64> {
 /// The Nexmark events as a source: task `t` of P generates events `t`, `t + P`, … of the
 /// standard generator, so the stream holds each of the first `events.count` events once
 /// (every event, until the job is cancelled or a `limit` downstream is done, without a
-/// count), at most `events.rate` per second in all.
+/// count), at most `events.rate` per second in all. A replayable source: its position is
+/// the count of events its task generated.
 pub fn events(flow: &Dataflow, events: Events) -> Stream<Event> {
-    flow.source_push("nexmark", 0, move |ctx: &TaskContext, down| {
-        let (task, tasks) = (ctx.task() as u64, ctx.parallelism() as u64);
-        let mine = share(task, tasks, events.count);
-        let per_task = events.rate.map(|rate| rate as f64 / tasks as f64);
-        let started = Instant::now();
-        let mut generated = 0u64;
-        for event in generator(events.event_rate)
-            .with_offset(task)
-            .with_step(tasks)
-        {
-            if mine == Some(generated) {
-                break;
-            }
-            down.push(event)?;
-            generated += 1;
-            if generated.is_multiple_of(CHECK_EVENTS) {
-                ctx.check_cancelled()?;
-                ctx.inject_barriers(down)?;
-                ctx.count_rows_read(CHECK_EVENTS);
-                if down.is_done() {
-                    break;
-                }
-            }
-            if let Some(rate) = per_task
-                && generated.is_multiple_of(PACE_EVENTS)
-            {
-                pace(ctx, started, generated, rate);
-            }
-        }
-        ctx.count_rows_read(generated % CHECK_EVENTS);
-        Ok(())
+    flow.replayable_source("nexmark", move |ctx: &TaskContext| {
+        Ok(EventSource::new(
+            events,
+            ctx.task() as u64,
+            ctx.parallelism() as u64,
+        ))
     })
+}
+
+/// One task's share of the Nexmark events. See [`events`].
+#[derive(Debug)]
+pub struct EventSource {
+    events: Events,
+    task: u64,
+    tasks: u64,
+    generator: EventGenerator,
+    /// Events this task generated: its position.
+    generated: u64,
+    /// Its share of `events.count`.
+    mine: Option<u64>,
+    /// Its share of `events.rate`, and since when (and from which event) it paces.
+    per_task: Option<f64>,
+    paced_from: (Instant, u64),
+}
+
+impl EventSource {
+    /// Task `task` of `tasks`'s share of `events`, from its start.
+    pub fn new(events: Events, task: u64, tasks: u64) -> EventSource {
+        EventSource {
+            events,
+            task,
+            tasks,
+            generator: generator(events.event_rate)
+                .with_offset(task)
+                .with_step(tasks),
+            generated: 0,
+            mine: share(task, tasks, events.count),
+            per_task: events.rate.map(|rate| rate as f64 / tasks as f64),
+            paced_from: (Instant::now(), 0),
+        }
+    }
+}
+
+impl ReplayableSource for EventSource {
+    type Record = Event;
+    type Position = u64;
+
+    fn position(&self) -> u64 {
+        self.generated
+    }
+
+    fn seek(&mut self, position: &u64) -> Result<()> {
+        if self.mine.is_some_and(|mine| *position > mine) {
+            return Err(WeirError::Data {
+                message: format!(
+                    "nexmark: position {position} is past task {}'s {} events",
+                    self.task,
+                    self.mine.unwrap_or(0)
+                ),
+            });
+        }
+        self.generator = generator(self.events.event_rate)
+            .with_offset(self.task + position * self.tasks)
+            .with_step(self.tasks);
+        self.generated = *position;
+        self.paced_from = (Instant::now(), *position);
+        Ok(())
+    }
+
+    fn next(&mut self, ctx: &TaskContext) -> Result<Option<Event>> {
+        if self.mine == Some(self.generated) {
+            ctx.count_rows_read(self.generated % CHECK_EVENTS);
+            return Ok(None);
+        }
+        let event = self.generator.next().expect("the generator never ends");
+        self.generated += 1;
+        if self.generated.is_multiple_of(CHECK_EVENTS) {
+            ctx.count_rows_read(CHECK_EVENTS);
+        }
+        if let Some(rate) = self.per_task
+            && self.generated.is_multiple_of(PACE_EVENTS)
+        {
+            let (since, from) = self.paced_from;
+            pace(ctx, since, self.generated - from, rate);
+        }
+        Ok(Some(event))
+    }
 }
 
 /// Sleeps until `generated` events are due at `rate` per second since `started`, after
@@ -547,6 +603,51 @@ mod tests {
             let mut got = got.take();
             got.sort_unstable();
             assert_eq!(got, expected, "{slots} slots");
+        }
+    }
+
+    #[test]
+    fn a_source_that_seeks_to_a_position_gives_the_events_after_it() {
+        // Each task seeks to its 500th event before it starts: the stream holds the
+        // events of every task's share but their first 500.
+        let count = 5_003;
+        for slots in [1, 3u64] {
+            let mut expected: Vec<String> = first_events(count, EVENT_RATE_DEFAULT)
+                .enumerate()
+                .filter(|(i, _)| *i as u64 / slots >= 500)
+                .map(|(_, e)| event_csv(&e))
+                .collect();
+            expected.sort_unstable();
+            let flow = Dataflow::new();
+            let got = flow
+                .replayable_source("nexmark from 500", move |ctx| {
+                    let events = Events {
+                        count: Some(count),
+                        rate: None,
+                        ..Events::default()
+                    };
+                    let mut source =
+                        EventSource::new(events, ctx.task() as u64, ctx.parallelism() as u64);
+                    source.seek(&500)?;
+                    assert_eq!(source.position(), 500);
+                    Ok(source)
+                })
+                .map(|e| event_csv(&e))
+                .collect();
+            runtime::execute(&flow, &config(slots as usize), None).unwrap();
+            let mut got = got.take();
+            got.sort_unstable();
+            assert_eq!(got, expected, "{slots} slots");
+            let mut past_the_end = EventSource::new(
+                Events {
+                    count: Some(count),
+                    rate: None,
+                    ..Events::default()
+                },
+                0,
+                slots,
+            );
+            assert!(past_the_end.seek(&(count + 1)).is_err());
         }
     }
 
