@@ -1,7 +1,7 @@
 //! Replayable sources: a source that can say where it is and start again from there.
 //!
 //! ```text
-//!   make(ctx) ─▶ source (task t of P) ─▶ next(ctx)* ─▶ the task's chain
+//!   make(ctx) ─▶ source (task t of P) ─▶ pull(ctx, down, PULL_BATCH)* ─▶ the task's chain
 //!                  position() ◀── a checkpoint takes it at each barrier (to come)
 //!                  seek(position) ◀── a restore rewinds to it, and the same records come
 //! ```
@@ -9,9 +9,12 @@
 //! A position is whatever identifies the source's place in its input: an offset in a
 //! log, a block of a file, an index into a deterministic generator. It is a [`Data`]
 //! value, so it can be written to a checkpoint and read back in another process. The
-//! runtime pulls records, looks at the cancel flag, injects barriers and stops early for
-//! a `limit` downstream, every [`PULL_BATCH`] records; `Dataflow::generate` and the
-//! Nexmark generator of `weir-cli` are replayable sources.
+//! source pushes its records itself, a batch of at most [`PULL_BATCH`] per call (its
+//! own tight loop: records are not moved out through a return value, which costs a copy
+//! of each for large ones); between batches the runtime looks at the cancel flag,
+//! injects barriers and stops early for a `limit` downstream, so a barrier's position is
+//! always a batch boundary. `Dataflow::generate` and the Nexmark generator of `weir-cli`
+//! are replayable sources.
 
 use std::sync::Arc;
 
@@ -42,14 +45,19 @@ pub trait ReplayableSource: Send + 'static {
     /// A position this source cannot reach (past its end, of another input).
     fn seek(&mut self, position: &Self::Position) -> Result<()>;
 
-    /// Its next record, `None` once it has no more (an unbounded source never ends).
-    /// `ctx` is the task's: a paced source calls [`TaskContext::input_idle`] before it
-    /// waits.
+    /// Pushes its next records into `down`, at most `max`; answers how many: fewer than
+    /// `max` only once it has no more (an unbounded source never ends). `ctx` is the
+    /// task's: a paced source calls [`TaskContext::input_idle`] before it waits.
     ///
     /// # Errors
     ///
-    /// The input's: the job fails with it.
-    fn next(&mut self, ctx: &TaskContext) -> Result<Option<Self::Record>>;
+    /// The input's, and `down`'s: the job fails with it.
+    fn pull(
+        &mut self,
+        ctx: &TaskContext,
+        down: &mut dyn Push<Self::Record>,
+        max: u64,
+    ) -> Result<u64>;
 }
 
 impl Dataflow {
@@ -85,20 +93,12 @@ fn pull<S: ReplayableSource>(
     source: &mut S,
     down: &mut dyn Push<S::Record>,
 ) -> Result<()> {
-    let mut pulled = 0u64;
     loop {
-        if pulled.is_multiple_of(PULL_BATCH) {
-            ctx.check_cancelled()?;
-            ctx.inject_barriers(down)?;
-            if down.is_done() {
-                return Ok(());
-            }
+        ctx.check_cancelled()?;
+        ctx.inject_barriers(down)?;
+        if down.is_done() || source.pull(ctx, down, PULL_BATCH)? < PULL_BATCH {
+            return Ok(());
         }
-        match source.next(ctx)? {
-            Some(record) => down.push(record)?,
-            None => return Ok(()),
-        }
-        pulled += 1;
     }
 }
 
@@ -133,14 +133,14 @@ impl<T: Data> ReplayableSource for Generate<T> {
         Ok(())
     }
 
-    #[inline]
-    fn next(&mut self, _ctx: &TaskContext) -> Result<Option<T>> {
-        if self.next >= self.count {
-            return Ok(None);
+    fn pull(&mut self, _ctx: &TaskContext, down: &mut dyn Push<T>, max: u64) -> Result<u64> {
+        let mut pushed = 0;
+        while pushed < max && self.next < self.count {
+            down.push((self.f)(self.next))?;
+            self.next += self.step;
+            pushed += 1;
         }
-        let record = (self.f)(self.next);
-        self.next += self.step;
-        Ok(Some(record))
+        Ok(pushed)
     }
 }
 
@@ -172,17 +172,30 @@ mod tests {
             self.inner.seek(position)
         }
 
-        fn next(&mut self, ctx: &TaskContext) -> Result<Option<S::Record>> {
-            if self.pulled == self.at {
-                self.mark = Some(self.inner.position());
+        fn pull(
+            &mut self,
+            ctx: &TaskContext,
+            down: &mut dyn Push<S::Record>,
+            max: u64,
+        ) -> Result<u64> {
+            // One record at a time, to stop exactly at `at` and `at + ahead`.
+            let mut pushed = 0;
+            while pushed < max {
+                if self.pulled == self.at {
+                    self.mark = Some(self.inner.position());
+                }
+                if !self.rewound && self.pulled == self.at + self.ahead {
+                    self.rewound = true;
+                    let mark = self.mark.clone().expect("marked");
+                    self.inner.seek(&mark)?;
+                }
+                if self.inner.pull(ctx, down, 1)? == 0 {
+                    break;
+                }
+                self.pulled += 1;
+                pushed += 1;
             }
-            if !self.rewound && self.pulled == self.at + self.ahead {
-                self.rewound = true;
-                let mark = self.mark.clone().expect("marked");
-                self.inner.seek(&mark)?;
-            }
-            self.pulled += 1;
-            self.inner.next(ctx)
+            Ok(pushed)
         }
     }
 

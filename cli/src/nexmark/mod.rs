@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use nexmark::EventGenerator;
 use nexmark::config::NexmarkConfig;
 use serde::{Deserialize, Serialize};
-use weir::dataflow::{Dataflow, ReplayableSource, Stream, TaskContext};
+use weir::dataflow::{Dataflow, Push, ReplayableSource, Stream, TaskContext};
 use weir::error::{Result, WeirError};
 
 pub use nexmark::event::{Auction, Bid, Event, Person};
@@ -166,23 +166,27 @@ impl ReplayableSource for EventSource {
         Ok(())
     }
 
-    fn next(&mut self, ctx: &TaskContext) -> Result<Option<Event>> {
-        if self.mine == Some(self.generated) {
-            ctx.count_rows_read(self.generated % CHECK_EVENTS);
-            return Ok(None);
+    fn pull(&mut self, ctx: &TaskContext, down: &mut dyn Push<Event>, max: u64) -> Result<u64> {
+        let mut pushed = 0;
+        while pushed < max {
+            if self.mine == Some(self.generated) {
+                ctx.count_rows_read(self.generated % CHECK_EVENTS);
+                break;
+            }
+            down.push(self.generator.next().expect("the generator never ends"))?;
+            self.generated += 1;
+            pushed += 1;
+            if self.generated.is_multiple_of(CHECK_EVENTS) {
+                ctx.count_rows_read(CHECK_EVENTS);
+            }
+            if let Some(rate) = self.per_task
+                && self.generated.is_multiple_of(PACE_EVENTS)
+            {
+                let (since, from) = self.paced_from;
+                pace(ctx, since, self.generated - from, rate);
+            }
         }
-        let event = self.generator.next().expect("the generator never ends");
-        self.generated += 1;
-        if self.generated.is_multiple_of(CHECK_EVENTS) {
-            ctx.count_rows_read(CHECK_EVENTS);
-        }
-        if let Some(rate) = self.per_task
-            && self.generated.is_multiple_of(PACE_EVENTS)
-        {
-            let (since, from) = self.paced_from;
-            pace(ctx, since, self.generated - from, rate);
-        }
-        Ok(Some(event))
+        Ok(pushed)
     }
 }
 
