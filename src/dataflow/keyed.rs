@@ -46,7 +46,7 @@ use super::graph::MemoryOp;
 use super::metrics::Meter;
 use super::operators::{append_key, append_record, decode, decode_key};
 use super::runtime::{Counters, OperatorSlot};
-use super::window::{KeyOf, Side};
+use super::window::{Side, sides_by_key};
 use super::{Barrier, Data, Key, Push, TaskContext};
 use crate::error::{Result, WeirError};
 
@@ -205,21 +205,7 @@ impl<K: Key, L: Data> super::KeyedStream<K, L> {
     ) -> super::Stream<U> {
         let (lower, upper) = (*between.start(), *between.end());
         assert!(lower <= upper, "an empty interval {lower}..={upper}");
-        let (left_key, right_key) = (self.key, right.key);
-        let key: KeyOf<Side<L, R>, K> = Arc::new(move |side: &Side<L, R>| match side {
-            Side::Left(l) => left_key(l),
-            Side::Right(r) => right_key(r),
-        });
-        let by_key = |key: &KeyOf<Side<L, R>, K>| {
-            let key = Arc::clone(key);
-            move |side: &Side<L, R>| key(side)
-        };
-        let left = self.stream.map(Side::Left).key_by(by_key(&key)).partition();
-        let right = right
-            .stream
-            .map(Side::Right)
-            .key_by(by_key(&key))
-            .partition();
+        let (merged, key) = sides_by_key(self, right);
         let on_record = move |ctx: &mut Keyed<'_, K, Waiting<L, R>, U>, side: Side<L, R>| {
             let (time, horizon) = match &side {
                 Side::Left(l) => (left_time(l), left_time(l).saturating_add(upper)),
@@ -249,12 +235,7 @@ impl<K: Key, L: Data> super::KeyedStream<K, L> {
             }
             Ok(())
         };
-        keyed_process(
-            super::merge_exchanged(left, right),
-            Arc::clone(&key),
-            Arc::new(on_record),
-            Arc::new(on_timer),
-        )
+        keyed_process(merged, key, Arc::new(on_record), Arc::new(on_timer))
     }
 }
 

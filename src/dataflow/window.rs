@@ -284,27 +284,12 @@ impl<K: Key, L: Data> super::KeyedStream<K, L> {
         right_time: impl Fn(&R) -> i64 + Send + Sync + 'static,
         join: impl Fn(&K, &L, &R) -> U + Send + Sync + 'static,
     ) -> super::Stream<(Window, U)> {
-        let (left_key, right_key) = (self.key, right.key);
-        let key = Arc::new(move |side: &Side<L, R>| match side {
-            Side::Left(l) => left_key(l),
-            Side::Right(r) => right_key(r),
-        });
-        let by_key = |key: &KeyOf<Side<L, R>, K>| {
-            let key = Arc::clone(key);
-            move |side: &Side<L, R>| key(side)
-        };
-        let key: KeyOf<Side<L, R>, K> = key;
-        let left = self.stream.map(Side::Left).key_by(by_key(&key)).partition();
-        let right = right
-            .stream
-            .map(Side::Right)
-            .key_by(by_key(&key))
-            .partition();
+        let (merged, key) = sides_by_key(self, right);
         let time: Timestamp<Side<L, R>> = Arc::new(move |side: &Side<L, R>| match side {
             Side::Left(l) => left_time(l),
             Side::Right(r) => right_time(r),
         });
-        super::merge_exchanged(left, right)
+        merged
             .chain("window join", &[MemoryOp::Window], move |ctx, down| {
                 let key = Arc::clone(&key);
                 let functions = Functions {
@@ -342,6 +327,30 @@ impl<K: Key, L: Data> super::KeyedStream<K, L> {
                 },
             )
     }
+}
+
+/// Both sides of a two-stream join as one stream of [`Side`]s, each side hash-partitioned
+/// by its key and the two read at once, and the key of a side.
+pub(super) fn sides_by_key<K: Key, L: Data, R: Data>(
+    left: super::KeyedStream<K, L>,
+    right: super::KeyedStream<K, R>,
+) -> (super::Stream<Side<L, R>>, KeyOf<Side<L, R>, K>) {
+    let (left_key, right_key) = (left.key, right.key);
+    let key: KeyOf<Side<L, R>, K> = Arc::new(move |side: &Side<L, R>| match side {
+        Side::Left(l) => left_key(l),
+        Side::Right(r) => right_key(r),
+    });
+    let by_key = |key: &KeyOf<Side<L, R>, K>| {
+        let key = Arc::clone(key);
+        move |side: &Side<L, R>| key(side)
+    };
+    let left = left.stream.map(Side::Left).key_by(by_key(&key)).partition();
+    let right = right
+        .stream
+        .map(Side::Right)
+        .key_by(by_key(&key))
+        .partition();
+    (super::merge_exchanged(left, right), key)
 }
 
 /// Appends a record's key or accumulator bytes.

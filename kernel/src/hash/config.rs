@@ -79,35 +79,47 @@ impl AggregateConfig {
     }
 
     pub(super) fn validate(&self) -> Result<()> {
-        let invalid = |field, value: usize, expected| KernelError::InvalidConfig {
-            field,
-            value: value.to_string(),
-            expected,
-        };
-        if !self.partitions.is_power_of_two()
-            || !(HASH_PARTITIONS_MIN..=HASH_PARTITIONS_MAX).contains(&self.partitions)
-        {
-            return Err(invalid(
-                "partitions",
-                self.partitions,
-                "a power of two from 2 to 64",
-            ));
-        }
         if self.recursion_depth_max > HASH_RECURSION_DEPTH_MAX {
-            return Err(invalid(
-                "recursion_depth_max",
-                self.recursion_depth_max,
-                "0 to 16",
-            ));
+            return Err(KernelError::InvalidConfig {
+                field: "recursion_depth_max",
+                value: self.recursion_depth_max.to_string(),
+                expected: "0 to 16",
+            });
         }
-        if !(1..=64).contains(&self.write_behind) {
-            return Err(invalid("write_behind", self.write_behind, "1 to 64"));
-        }
-        if !(1..=64).contains(&self.read_ahead) {
-            return Err(invalid("read_ahead", self.read_ahead, "1 to 64"));
-        }
-        Ok(())
+        validate_spilling(self.partitions, self.read_ahead, self.write_behind)
     }
+}
+
+/// Checks a hash operator's partition count (a power of two from 2 to 64) and its run
+/// reader's and writer's depths (1 to 64 blocks).
+pub(super) fn validate_spilling(
+    partitions: usize,
+    read_ahead: usize,
+    write_behind: usize,
+) -> Result<()> {
+    if !partitions.is_power_of_two()
+        || !(HASH_PARTITIONS_MIN..=HASH_PARTITIONS_MAX).contains(&partitions)
+    {
+        return Err(KernelError::InvalidConfig {
+            field: "partitions",
+            value: partitions.to_string(),
+            expected: "a power of two from 2 to 64",
+        });
+    }
+    validate_io(read_ahead, write_behind)
+}
+
+fn validate_io(read_ahead: usize, write_behind: usize) -> Result<()> {
+    for (field, value) in [("write_behind", write_behind), ("read_ahead", read_ahead)] {
+        if !(1..=64).contains(&value) {
+            return Err(KernelError::InvalidConfig {
+                field,
+                value: value.to_string(),
+                expected: "1 to 64",
+            });
+        }
+    }
+    Ok(())
 }
 
 /// What an aggregation did.

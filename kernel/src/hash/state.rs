@@ -42,11 +42,10 @@
 
 use std::sync::Arc;
 
+use super::config::validate_spilling;
 use super::hasher::hash_bytes;
 use super::table::{Slot, Table};
-use crate::constants::{
-    HASH_PARTITIONS_MAX, HASH_PARTITIONS_MIN, SPILL_READ_AHEAD_DEFAULT, SPILL_WRITE_BEHIND_DEFAULT,
-};
+use crate::constants::{HASH_PARTITIONS_MAX, SPILL_READ_AHEAD_DEFAULT, SPILL_WRITE_BEHIND_DEFAULT};
 use crate::error::{KernelError, Result};
 use crate::memory::{MemorySegment, Owner, Reservation};
 use crate::spill::{RunInput, RunOptions, RunOutput, SpillRun, SpillStore};
@@ -105,34 +104,14 @@ impl StateConfig {
     }
 
     fn validate(&self) -> Result<()> {
-        let invalid = |field, value: usize, expected| KernelError::InvalidConfig {
-            field,
-            value: value.to_string(),
-            expected,
-        };
-        if !self.partitions.is_power_of_two()
-            || !(HASH_PARTITIONS_MIN..=HASH_PARTITIONS_MAX).contains(&self.partitions)
-        {
-            return Err(invalid(
-                "partitions",
-                self.partitions,
-                "a power of two from 2 to 64",
-            ));
-        }
         if !(1..=50).contains(&self.deferral_percent) {
-            return Err(invalid(
-                "deferral_percent",
-                self.deferral_percent,
-                "1 to 50",
-            ));
+            return Err(KernelError::InvalidConfig {
+                field: "deferral_percent",
+                value: self.deferral_percent.to_string(),
+                expected: "1 to 50",
+            });
         }
-        if !(1..=64).contains(&self.write_behind) {
-            return Err(invalid("write_behind", self.write_behind, "1 to 64"));
-        }
-        if !(1..=64).contains(&self.read_ahead) {
-            return Err(invalid("read_ahead", self.read_ahead, "1 to 64"));
-        }
-        Ok(())
+        validate_spilling(self.partitions, self.read_ahead, self.write_behind)
     }
 }
 
