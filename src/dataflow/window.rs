@@ -330,14 +330,14 @@ impl<K: Key, L: Data> super::KeyedStream<K, L> {
 }
 
 /// Both sides of a join read as one stream, and the key of a side.
-pub(super) type Sides2<K, L, R> = (super::Stream<Side<L, R>>, KeyOf<Side<L, R>, K>);
+pub(super) type MergedSides<K, L, R> = (super::Stream<Side<L, R>>, KeyOf<Side<L, R>, K>);
 
 /// Both sides of a two-stream join as one stream of [`Side`]s, each side hash-partitioned
 /// by its key and the two read at once, and the key of a side.
 pub(super) fn sides_by_key<K: Key, L: Data, R: Data>(
     left: super::KeyedStream<K, L>,
     right: super::KeyedStream<K, R>,
-) -> Sides2<K, L, R> {
+) -> MergedSides<K, L, R> {
     let (left_key, right_key) = (left.key, right.key);
     let key: KeyOf<Side<L, R>, K> = Arc::new(move |side: &Side<L, R>| match side {
         Side::Left(l) => left_key(l),
