@@ -66,7 +66,10 @@ fn barriers_cross_every_exchange_in_order_and_change_nothing() {
         assert!(
             delays
                 .iter()
-                .all(|b| b.delay_us < 30_000_000 && b.alignment_us <= b.delay_us),
+                // Each source keeps its own schedule: a gate's alignment starts at the
+                // first source's barrier, its delay at the last one's schedule, so the
+                // alignment may exceed the delay by the sources' start skew.
+                .all(|b| b.delay_us < 30_000_000 && b.alignment_us < 30_000_000),
             "slots {slots}: {delays:?}"
         );
     }
