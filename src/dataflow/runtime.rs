@@ -443,7 +443,9 @@ pub struct BarrierSample {
     pub id: u64,
     /// The stage of the task whose gate aligned it.
     pub stage: u32,
-    /// From when its sources' schedule called for it to its alignment, in microseconds.
+    /// From when its sources' schedule called for it to its alignment, in microseconds
+    /// (the schedule of the source whose barrier completed the alignment: each source
+    /// keeps its own, from its start).
     pub delay_us: u64,
     /// From the first of the gate's channels bringing it to the last, in microseconds.
     pub alignment_us: u64,
