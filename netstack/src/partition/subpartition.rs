@@ -591,15 +591,30 @@ mod tests {
                     builder.append_and_commit(&[round; 2]);
                     builder.finish();
                 }
-                subpartition.finish(event(&pool, DataType::EndOfPartition, b""));
+                // The consumer may still hold every segment: wait for one, as for data
+                // (`event` would panic on an empty pool and the consumer wait forever).
+                let end = loop {
+                    match pool.try_request() {
+                        Some(segment) => break segment,
+                        None => std::thread::sleep(std::time::Duration::from_micros(10)),
+                    }
+                };
+                subpartition.finish(end.into_buffer(0, DataType::EndOfPartition));
             })
         };
         let mut bytes = Vec::new();
+        // A producer that panicked sends no end: once it has ended, a poll that finds
+        // nothing (after one that saw it ended) stops, and `join` says why.
+        let mut ended = false;
         loop {
             match subpartition.poll_buffer() {
                 Some(p) if p.buffer.data_type() == DataType::EndOfPartition => break,
                 Some(p) => bytes.extend_from_slice(p.buffer.as_bytes()),
-                None => std::thread::sleep(std::time::Duration::from_micros(10)),
+                None if ended => break,
+                None => {
+                    ended = producer.is_finished();
+                    std::thread::sleep(std::time::Duration::from_micros(10));
+                }
             }
         }
         producer.join().unwrap();
