@@ -320,8 +320,12 @@ struct Inner<K, T, S, O> {
     /// The watermark in, and the one sent on (held below deferred records').
     watermark: i64,
     sent: i64,
-    /// The watermark at which each partition's oldest deferred record came.
-    deferred_since: Vec<Option<i64>>,
+    /// Whether each partition has deferred records waiting.
+    waiting: Vec<bool>,
+    /// The watermark up to which each partition's event-time timers fired: the
+    /// watermark in for resident partitions, behind it for spilled ones whose records
+    /// wait.
+    fired: Vec<i64>,
     last_drain: Instant,
     /// The latest watermark's fields other than its time, to send on.
     template: Watermark,
@@ -365,7 +369,8 @@ impl<K: Key, T: Data, S: Data, O: Data> KeyedProcess<K, T, S, O> {
                 since_clock: 0,
                 watermark: i64::MIN,
                 sent: i64::MIN,
-                deferred_since: vec![None; config.partitions],
+                waiting: vec![false; config.partitions],
+                fired: vec![i64::MIN; config.partitions],
                 last_drain: Instant::now(),
                 template: Watermark {
                     time: i64::MIN,
@@ -390,9 +395,9 @@ impl<K: Key, T: Data, S: Data, O: Data> KeyedProcess<K, T, S, O> {
         })
     }
 
-    /// Brings `partition` back: its log replayed (each deferred record after the timers
-    /// due at its watermark), then its timers due now fired.
-    fn restore(&mut self, partition: usize) -> Result<()> {
+    /// Brings spilled `partition` back: its state read in, its log replayed (each
+    /// deferred record after the timers that were due when it came).
+    fn bring_back(&mut self, partition: usize) -> Result<()> {
         let inner = &mut self.inner;
         let mut failed = None;
         let restored = self.state.restore(partition, |state, entry| {
@@ -411,14 +416,38 @@ impl<K: Key, T: Data, S: Data, O: Data> KeyedProcess<K, T, S, O> {
             return Err(error);
         }
         restored?;
-        inner.deferred_since[partition] = None;
-        let watermark = inner.watermark;
-        inner.fire(&mut self.state, partition, watermark)
+        inner.waiting[partition] = false;
+        Ok(())
+    }
+
+    /// Makes `partition` what it would be had it never spilled: resident, its log
+    /// replayed, its event-time timers fired up to the watermark.
+    fn catch_up(&mut self, partition: usize) -> Result<()> {
+        if !self.state.is_resident(partition) {
+            self.bring_back(partition)?;
+        }
+        let watermark = self.inner.watermark;
+        if watermark > self.inner.fired[partition] {
+            self.fire(partition, watermark)?;
+        }
+        Ok(())
+    }
+
+    /// Fires `partition`'s event-time timers at or below `watermark` (the partition
+    /// resident), bringing it back whenever a timer's state spills it.
+    fn fire(&mut self, partition: usize, watermark: i64) -> Result<()> {
+        loop {
+            self.inner.fire(&mut self.state, partition, watermark)?;
+            if self.state.is_resident(partition) {
+                return Ok(());
+            }
+            self.bring_back(partition)?;
+        }
     }
 
     /// Fires the processing-time timers due by the wall clock (bringing back spilled
-    /// partitions that have some).
-    fn check_processing(&mut self) -> Result<()> {
+    /// partitions that have some), and drains when it is time.
+    fn check_clock(&mut self) -> Result<()> {
         self.inner.since_clock = 0;
         let now = unix_millis();
         for partition in 0..self.inner.processing.len() {
@@ -428,59 +457,73 @@ impl<K: Key, T: Data, S: Data, O: Data> KeyedProcess<K, T, S, O> {
             if !due {
                 continue;
             }
-            if !self.state.is_resident(partition) {
-                self.restore(partition)?;
+            self.catch_up(partition)?;
+            loop {
+                self.inner
+                    .fire_processing(&mut self.state, partition, now)?;
+                if self.state.is_resident(partition) {
+                    break;
+                }
+                self.bring_back(partition)?;
             }
-            self.inner
-                .fire_processing(&mut self.state, partition, now)?;
+        }
+        let lagging = self.state.deferred_bytes() > 0 || self.inner.held() < self.inner.watermark;
+        if lagging && self.inner.last_drain.elapsed() >= DRAIN_INTERVAL {
+            self.drain()?;
+            self.send_watermark()?;
         }
         Ok(())
     }
 
-    /// Brings back every spilled partition with deferred records.
+    /// Brings back every spilled partition with deferred entries or timers due, caught
+    /// up to the watermark.
     fn drain(&mut self) -> Result<()> {
-        for partition in 0..self.inner.deferred_since.len() {
-            if self.inner.deferred_since[partition].is_some() {
-                self.restore(partition)?;
+        let watermark = self.inner.watermark;
+        for partition in 0..self.inner.fired.len() {
+            if self.state.deferred_bytes_of(partition) > 0
+                || (!self.state.is_resident(partition) && self.inner.fired[partition] < watermark)
+            {
+                self.catch_up(partition)?;
             }
         }
         self.inner.last_drain = Instant::now();
         Ok(())
     }
 
-    /// Fires the due timers of every partition (bringing back spilled ones that have
-    /// some), drains the log when it is time, and sends the watermark on, held below the
-    /// oldest deferred record's.
+    /// Fires the due timers of resident partitions (spilled ones lag until the next
+    /// drain), drains at the end, and sends the watermark on.
     fn advance(&mut self) -> Result<()> {
         let watermark = self.inner.watermark;
         for partition in 0..self.inner.timers.len() {
+            let resident = self.state.is_resident(partition);
             let due = self.inner.timers[partition]
                 .first()
                 .is_some_and(|(time, _)| *time <= watermark);
-            if !due {
-                continue;
-            }
-            if self.state.is_resident(partition) {
-                self.inner.fire(&mut self.state, partition, watermark)?;
-            } else {
-                self.restore(partition)?;
+            if resident && due {
+                // At the end, also the timers set after an end watermark.
+                self.fire(partition, watermark)?;
+            } else if resident || (!due && !self.inner.waiting[partition]) {
+                // Nothing to fire. A spilled partition with due timers, or with records
+                // waiting (they may set timers due now), lags behind.
+                self.inner.fired[partition] = watermark;
             }
         }
-        if self.inner.last_drain.elapsed() >= DRAIN_INTERVAL || watermark == Watermark::END {
+        if watermark == Watermark::END {
             self.drain()?;
         }
         self.inner.note_state(&self.state);
-        let held = self
-            .inner
-            .deferred_since
-            .iter()
-            .flatten()
-            .fold(watermark, |low, since| low.min(*since));
-        if held > self.inner.sent {
-            self.inner.sent = held;
-            self.inner.down.watermark(Watermark {
+        self.send_watermark()
+    }
+
+    /// Sends the watermark on, held at the lowest up to which a partition fired.
+    fn send_watermark(&mut self) -> Result<()> {
+        let held = self.inner.held();
+        let inner = &mut self.inner;
+        if held > inner.sent {
+            inner.sent = held;
+            inner.down.watermark(Watermark {
                 time: held,
-                ..self.inner.template
+                ..inner.template
             })?;
         }
         Ok(())
@@ -513,7 +556,9 @@ impl<K: Key, T: Data, S: Data, O: Data> Inner<K, T, S, O> {
         let mut value: Option<S> = match state.get(hash, &self.key) {
             Lookup::Value(bytes) => Some(decode(bytes)?),
             Lookup::Absent => None,
-            Lookup::Spilled => unreachable!("a call for a spilled key"),
+            Lookup::Spilled => {
+                return Err(self.failed("the state of a spilled partition was read (a bug)"));
+            }
         };
         let had = value.is_some();
         let key: K = decode_key(&self.key)?;
@@ -562,11 +607,14 @@ impl<K: Key, T: Data, S: Data, O: Data> Inner<K, T, S, O> {
     }
 
     /// Fires `partition`'s event-time timers at or below `watermark` (the partition
-    /// resident), including those the firing sets.
+    /// resident), including those the firing sets, until none is due or a timer's state
+    /// spills the partition.
     fn fire(&mut self, state: &mut KeyedState, partition: usize, watermark: i64) -> Result<()> {
-        while self.timers[partition]
-            .first()
-            .is_some_and(|(time, _)| *time <= watermark)
+        self.fired[partition] = self.fired[partition].max(watermark);
+        while state.is_resident(partition)
+            && self.timers[partition]
+                .first()
+                .is_some_and(|(time, _)| *time <= watermark)
         {
             let (time, key) = self.timers[partition].pop_first().expect("a due timer");
             self.key = key;
@@ -578,7 +626,8 @@ impl<K: Key, T: Data, S: Data, O: Data> Inner<K, T, S, O> {
     }
 
     /// Fires `partition`'s processing-time timers at or below `now` (the partition
-    /// resident), including those the firing sets.
+    /// resident), including those the firing sets, until none is due or a timer's state
+    /// spills the partition.
     fn fire_processing(
         &mut self,
         state: &mut KeyedState,
@@ -588,6 +637,7 @@ impl<K: Key, T: Data, S: Data, O: Data> Inner<K, T, S, O> {
         self.firing_processing = true;
         let mut result = Ok(());
         while result.is_ok()
+            && state.is_resident(partition)
             && self.processing[partition]
                 .first()
                 .is_some_and(|(time, _)| *time <= now)
@@ -603,16 +653,28 @@ impl<K: Key, T: Data, S: Data, O: Data> Inner<K, T, S, O> {
         result
     }
 
-    /// A deferred entry of `partition` replayed: the timers due at its watermark, then
-    /// its record.
+    /// A deferred entry of `partition` replayed: the timers due at its watermark (when
+    /// the partition has not fired them yet: the timers its records set at a watermark
+    /// wait for the next one, as without spilling), then its record. (A replay cannot
+    /// spill the partition: its filling the table alone is an error.)
     fn replay(&mut self, state: &mut KeyedState, partition: usize, entry: &[u8]) -> Result<()> {
         let (watermark, bytes) = entry.split_at(8);
         let watermark = i64::from_le_bytes(watermark.try_into().expect("8 bytes"));
-        self.fire(state, partition, watermark)?;
+        if watermark > self.fired[partition] {
+            self.fire(state, partition, watermark)?;
+        }
         let record: T = decode(bytes)?;
         self.key.clear();
         append_key(&mut self.key, &(self.functions.key)(&record));
         self.apply(state, watermark, record)
+    }
+
+    /// The watermark that may go on: the lowest up to which a partition fired (its
+    /// timers, and the records that wait, may still emit records above it).
+    fn held(&self) -> i64 {
+        self.fired
+            .iter()
+            .fold(self.watermark, |low, fired| low.min(*fired))
     }
 
     fn note_state(&mut self, state: &KeyedState) {
@@ -624,7 +686,7 @@ impl<K: Key, T: Data, S: Data, O: Data> Push<T> for KeyedProcess<K, T, S, O> {
     fn push(&mut self, record: T) -> Result<()> {
         self.inner.since_clock += 1;
         if self.inner.since_clock >= CLOCK_RECORDS {
-            self.check_processing()?;
+            self.check_clock()?;
         }
         let inner = &mut self.inner;
         inner.meter.took(1);
@@ -632,30 +694,29 @@ impl<K: Key, T: Data, S: Data, O: Data> Push<T> for KeyedProcess<K, T, S, O> {
         append_key(&mut inner.key, &(inner.functions.key)(&record));
         let hash = self.state.hash(&inner.key);
         let partition = self.state.partition_of(hash);
-        if self.state.is_resident(partition) {
-            return inner.apply(&mut self.state, inner.watermark, record);
-        }
-        inner.record.clear();
-        inner
-            .record
-            .extend_from_slice(&inner.watermark.to_le_bytes());
-        append_record(&mut inner.record, &record)?;
-        loop {
-            let inner = &mut self.inner;
+        if !self.state.is_resident(partition) {
+            inner.record.clear();
+            inner
+                .record
+                .extend_from_slice(&inner.watermark.to_le_bytes());
+            append_record(&mut inner.record, &record)?;
             if self.state.defer(hash, &inner.record)? {
-                inner.deferred_since[partition].get_or_insert(inner.watermark);
+                inner.waiting[partition] = true;
                 return Ok(());
             }
+            // The log is full: every partition with entries comes back, then this one
+            // (it may have none, or have spilled again to make room for the others).
             self.drain()?;
-            if self.state.is_resident(partition) {
-                // The replays used the key buffer: the record's key goes back in.
-                let inner = &mut self.inner;
-                inner.key.clear();
-                append_key(&mut inner.key, &(inner.functions.key)(&record));
-                let watermark = inner.watermark;
-                return inner.apply(&mut self.state, watermark, record);
-            }
+            self.catch_up(partition)?;
+            self.send_watermark()?;
+            // The replays used the key buffer: the record's key goes back in.
+            let inner = &mut self.inner;
+            inner.key.clear();
+            append_key(&mut inner.key, &(inner.functions.key)(&record));
         }
+        let inner = &mut self.inner;
+        let watermark = inner.watermark;
+        inner.apply(&mut self.state, watermark, record)
     }
 
     fn watermark(&mut self, watermark: Watermark) -> Result<()> {
@@ -664,8 +725,8 @@ impl<K: Key, T: Data, S: Data, O: Data> Push<T> for KeyedProcess<K, T, S, O> {
         }
         self.inner.watermark = watermark.time;
         self.inner.template = watermark;
-        self.check_processing()?;
-        self.advance()
+        self.advance()?;
+        self.check_clock()
     }
 
     fn barrier(&mut self, barrier: Barrier) -> Result<()> {

@@ -37,15 +37,16 @@ fn record(i: u64, keys: u64, jitter: u64) -> (u64, i64, u64) {
 
 /// Per key and bucket of time: the sum of the values, emitted by a timer at the bucket's
 /// last millisecond. The state is a map of open buckets (its end → sum and ballast),
-/// removed when the last bucket closes.
+/// removed when the last bucket closes. The records are `records(i)` for `i` below `n`,
+/// up to `jitter` ms out of order.
 fn bucket_sums(
     flow: &Dataflow,
     n: u64,
-    keys: u64,
+    records: impl Fn(u64) -> (u64, i64, u64) + Send + Sync + 'static,
     jitter: u64,
     shape: Shape,
 ) -> Collected<(u64, i64, u64)> {
-    flow.generate(n, move |i| record(i, keys, jitter))
+    flow.generate(n, records)
         .event_time(
             |r| r.1,
             Watermarks::bounded(Duration::from_millis(jitter)).every(Duration::ZERO),
@@ -125,7 +126,7 @@ fn summed(out: Vec<(u64, i64, u64)>) -> BTreeMap<(u64, i64), u64> {
 fn state_and_timers_equal_the_model_in_and_out_of_order() {
     for (slots, jitter) in [(1, 0), (2, 0), (1, 50), (2, 50)] {
         let flow = Dataflow::new();
-        let out = bucket_sums(&flow, 40_000, 97, jitter, SMALL);
+        let out = bucket_sums(&flow, 40_000, move |i| record(i, 97, jitter), jitter, SMALL);
         let report = run(&flow, &config(slots, 32 << 20));
         assert_same(
             &summed(out.take()),
@@ -147,7 +148,7 @@ fn state_many_times_the_memory_spills_and_stays_right() {
         ballast: 40,
     };
     let flow = Dataflow::new();
-    let out = bucket_sums(&flow, n, keys, 30, shape);
+    let out = bucket_sums(&flow, n, move |i| record(i, keys, 30), 30, shape);
     let report = run(
         &flow,
         &Config {
@@ -162,6 +163,155 @@ fn state_many_times_the_memory_spills_and_stays_right() {
     );
     assert!(report.spilled_bytes > 0, "{report:?}");
     assert!(report.state_bytes < 4 << 20, "{report:?}");
+}
+
+/// The first `count` keys (from 0 up) of keyed state partition 0 of the operator's 64.
+fn keys_of_one_partition(count: usize) -> Vec<u64> {
+    let seed = weir_kernel::hash::StateConfig::default().seed;
+    let mut bytes = Vec::new();
+    (0u64..)
+        .filter(|key| {
+            bytes.clear();
+            super::operators::append_key(&mut bytes, key);
+            weir_kernel::hash::hash_bytes(seed, &bytes) >> 58 == 0
+        })
+        .take(count)
+        .collect()
+}
+
+#[test]
+fn one_partition_filling_the_table_is_right_or_fails_naming_it() {
+    // Every key in one partition: when the table is full, no other partition can make
+    // room. The table compacts below its usual garbage threshold first; when that is not
+    // enough the partition spills itself (a record's or a timer's put goes to its log)
+    // and, coming back, fails naming itself. State from a sixth of the table, to 95% of
+    // it, to more than it: each run is right or fails so; never a hang or a panic.
+    let keys = Arc::new(keys_of_one_partition(1000));
+    let records = {
+        let keys = Arc::clone(&keys);
+        move |i: u64| {
+            let (key, time, value) = record(i, keys.len() as u64, 30);
+            (keys[key as usize], time, value)
+        }
+    };
+    let n = 100_000;
+    let want = model((0..n).map(&records), 1000);
+    let mut outcomes = Vec::new();
+    for ballast in [50, 290, 400] {
+        let shape = Shape {
+            bucket: 1000,
+            ballast,
+        };
+        let flow = Dataflow::new();
+        let out = bucket_sums(&flow, n, records.clone(), 30, shape);
+        let config = Config {
+            segment_size: 4096,
+            ..config(1, 4 << 20)
+        };
+        match runtime::execute(&flow, &config, None) {
+            Ok(report) => {
+                assert!(report.leak_free, "ballast {ballast}");
+                assert_same(&summed(out.take()), &want, &format!("ballast {ballast}"));
+                outcomes.push((ballast, Some(report.state_bytes)));
+            }
+            Err(error) => {
+                let message = error.to_string();
+                assert!(
+                    message.contains("keyed state partition 0") && message.contains("must fit"),
+                    "ballast {ballast}: {message}"
+                );
+                outcomes.push((ballast, None));
+            }
+        }
+    }
+    let fits = outcomes.iter().filter(|(_, state)| state.is_some()).count();
+    assert_eq!(
+        fits, 2,
+        "ballast → peak state (None: too large): {outcomes:?}"
+    );
+    assert!(
+        outcomes[1].1.is_some_and(|bytes| bytes > 2_500_000),
+        "the 290 bytes ballast filled less than planned: {outcomes:?}"
+    );
+}
+
+/// Record `i` of the interleaving test: each key gets four records in a row, at about
+/// the same time (so at the same watermark).
+fn burst_record(i: u64, keys: u64) -> (u64, i64, u64) {
+    let early = i * 7919 % 20;
+    ((i / 4) % keys, (i / 40) as i64 - early as i64, i % 1000)
+}
+
+/// Per key: the count and sum of its records (and fixed ballast); each record sets a
+/// timer at its own time and, every third, one at the watermark (due at the next one); a
+/// timer emits its key and time with the count and sum it finds. Any change in how
+/// timers and records interleave changes the output.
+fn interleaved(flow: &Dataflow, n: u64, keys: u64) -> Collected<(u64, i64, u64, u64)> {
+    flow.generate(n, move |i| burst_record(i, keys))
+        .event_time(
+            |r| r.1,
+            Watermarks::bounded(Duration::from_millis(20)).every(Duration::ZERO),
+        )
+        .key_by(|r| r.0)
+        .process(
+            |ctx: &mut Keyed<'_, u64, (u64, u64, String), (u64, i64, u64, u64)>,
+             (_, time, value): (u64, i64, u64)| {
+                let watermark = ctx.watermark();
+                let state = ctx.state().get_or_insert_default();
+                state.0 += 1;
+                state.1 += value;
+                if state.2.is_empty() {
+                    state.2 = "x".repeat(600);
+                }
+                ctx.set_timer(time);
+                if value % 3 == 0 {
+                    ctx.set_timer(watermark.max(0));
+                }
+                Ok(())
+            },
+            |ctx, time| {
+                let key = *ctx.key();
+                let (count, sum, _) = ctx.state().clone().ok_or("a timer without state")?;
+                ctx.emit((key, time, count, sum));
+                Ok(())
+            },
+        )
+        .collect()
+}
+
+#[test]
+fn timers_and_records_interleave_the_same_with_state_spilled() {
+    // 20 000 keys × ~650 bytes: about 13 MB of state at a 4 MiB budget against 64 MiB.
+    let (n, keys) = (160_000, 20_000);
+    let mut outputs = Vec::new();
+    for (memory, segment_size) in [(64 << 20, 32 << 10), (4 << 20, 4096)] {
+        let flow = Dataflow::new();
+        let out = interleaved(&flow, n, keys);
+        let report = run(
+            &flow,
+            &Config {
+                segment_size,
+                ..config(1, memory)
+            },
+        );
+        let mut got = out.take();
+        got.sort_unstable();
+        outputs.push((got, report.spilled_bytes));
+    }
+    assert_eq!(outputs[0].1, 0, "64 MiB spilled");
+    assert!(outputs[1].1 > 0, "4 MiB did not spill");
+    assert!(outputs[0].0.len() > n as usize / 2);
+    let first = outputs[0]
+        .0
+        .iter()
+        .zip(&outputs[1].0)
+        .position(|(a, b)| a != b);
+    assert!(
+        outputs[0].0 == outputs[1].0,
+        "the firings differ ({} vs {}), first at {first:?}",
+        outputs[0].0.len(),
+        outputs[1].0.len()
+    );
 }
 
 #[test]

@@ -236,6 +236,8 @@ pub struct KeyedState {
     log_live: Vec<u64>,
     stats: StateStats,
     value: Vec<u8>,
+    /// The partition whose log is being replayed (never chosen to spill meanwhile).
+    replaying: Option<usize>,
 }
 
 impl KeyedState {
@@ -282,6 +284,7 @@ impl KeyedState {
             log_live: vec![0; config.partitions],
             stats: StateStats::default(),
             value: Vec::new(),
+            replaying: None,
         })
     }
 
@@ -351,11 +354,20 @@ impl KeyedState {
     /// # Errors
     ///
     /// A memory or spill error; [`KernelError::BudgetExceeded`] when the value does not fit
-    /// the table nor the deferral share.
+    /// the table nor the deferral share, or when the key's partition fills the table
+    /// while its log is being replayed.
+    ///
+    /// # Panics
+    ///
+    /// During a replay ([`restore`](Self::restore)), for a key of another spilled
+    /// partition.
     pub fn put(&mut self, hash: u64, key: &[u8], value: &[u8]) -> Result<()> {
         let partition = self.partition_of(hash);
         if self.is_resident(partition) && self.put_resident(hash, key, value)? {
             return Ok(());
+        }
+        if self.replaying == Some(partition) {
+            return Err(self.too_large(partition));
         }
         if self.is_resident(partition) {
             self.spill(&[partition])?;
@@ -368,6 +380,10 @@ impl KeyedState {
     /// # Errors
     ///
     /// As [`put`](Self::put), when the key's partition is spilled.
+    ///
+    /// # Panics
+    ///
+    /// As [`put`](Self::put).
     pub fn remove(&mut self, hash: u64, key: &[u8]) -> Result<()> {
         let partition = self.partition_of(hash);
         if !self.is_resident(partition) {
@@ -389,12 +405,12 @@ impl KeyedState {
     ///
     /// # Panics
     ///
-    /// When the partition is resident.
+    /// When the partition is resident, or during a replay.
     pub fn defer(&mut self, hash: u64, record: &[u8]) -> Result<bool> {
         let partition = self.partition_of(hash);
         assert!(
-            !self.is_resident(partition),
-            "a record deferred for resident partition {partition}"
+            !self.is_resident(partition) && self.replaying.is_none(),
+            "a record deferred for resident partition {partition}, or during a replay"
         );
         let head = [partition as u8, KIND_RECORD];
         let len = len_bytes(record.len())?;
@@ -464,9 +480,11 @@ impl KeyedState {
         partition: usize,
         replay: &mut impl FnMut(&mut KeyedState, &[u8]) -> Result<()>,
     ) -> Result<()> {
-        // The log is out of `self` while `replay` runs; nothing is appended meanwhile,
-        // as the partition is resident (and one that spills again is an error).
+        // The log is out of `self` while `replay` runs; nothing is appended meanwhile:
+        // the partition is resident and is never chosen to spill (its filling the table
+        // alone is an error), and a write to another spilled partition panics in `log`.
         let mut log = std::mem::take(&mut self.log);
+        self.replaying = Some(partition);
         let (mut key, mut value) = (Vec::new(), Vec::new());
         let mut position = 0;
         let mut result = Ok(());
@@ -514,6 +532,7 @@ impl KeyedState {
                 break;
             }
         }
+        self.replaying = None;
         if self.deferred_bytes() == 0 {
             for segment in log.segments.drain(..) {
                 self.deferral.give_back(segment);
@@ -556,7 +575,13 @@ impl KeyedState {
             }
             let victims = self.victims(own);
             if victims.is_empty() {
-                return Ok(false);
+                if self.table.garbage_bytes() * 64 < self.table.record_bytes() {
+                    return Ok(false);
+                }
+                // Below the table's own threshold for compacting, but cheaper than
+                // spilling the key's partition (at least 1/64 of the area comes back).
+                self.table.rebuild();
+                continue;
             }
             self.spill(&victims)?;
         }
@@ -566,7 +591,7 @@ impl KeyedState {
     /// they hold at least half of the table's live bytes.
     fn victims(&self, own: usize) -> Vec<usize> {
         let mut order: Vec<(usize, u64)> = (0..self.partitions.len())
-            .filter(|&p| p != own && self.is_resident(p))
+            .filter(|&p| p != own && Some(p) != self.replaying && self.is_resident(p))
             .map(|p| (p, self.table.partition_live_bytes(p)))
             .filter(|&(_, bytes)| bytes > 0)
             .collect();
@@ -659,6 +684,11 @@ impl KeyedState {
 
     /// Appends a put or remove of `key` to the log, for spilled `partition`.
     fn log(&mut self, partition: usize, kind: u8, key: &[u8], value: &[u8]) -> Result<()> {
+        assert!(
+            self.replaying.is_none(),
+            "a write to spilled keyed state partition {partition} while partition {} replays",
+            self.replaying.unwrap_or_default()
+        );
         let head = [partition as u8, kind];
         let key_len = len_bytes(key.len())?;
         let value_len = len_bytes(value.len())?;

@@ -123,13 +123,11 @@ impl Table {
     }
 
     /// Bytes of the record area in use, garbage included.
-    #[cfg(test)]
     pub(crate) fn record_bytes(&self) -> u64 {
         self.area.end()
     }
 
     /// Bytes of dead records in the record area.
-    #[cfg(test)]
     pub(crate) fn garbage_bytes(&self) -> u64 {
         self.garbage_bytes
     }
