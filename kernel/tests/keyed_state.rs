@@ -245,6 +245,42 @@ fn a_partition_larger_than_the_table_is_a_clear_error() {
 }
 
 #[test]
+#[should_panic(expected = "while partition")]
+fn a_replay_writing_another_spilled_partition_panics_rather_than_lose_the_write() {
+    let manager = manager(64);
+    let dir = SpillDir::new("state-replay-other");
+    let owner = manager.owner("keyed-state");
+    let config = StateConfig {
+        partitions: 4,
+        ..StateConfig::default()
+    };
+    let mut state =
+        KeyedState::new(&owner, 32, store(dir.path(), IoBackend::Sync), config).unwrap();
+    let mut key = 0u32;
+    while state.spilled().len() < 2 {
+        let bytes = key.to_le_bytes();
+        let hash = state.hash(&bytes);
+        if state.is_resident(state.partition_of(hash)) {
+            state.put(hash, &bytes, &[7; 64]).unwrap();
+        }
+        key += 1;
+    }
+    let spilled = state.spilled();
+    let key_of = |state: &KeyedState, partition: usize| {
+        (0u32..)
+            .map(u32::to_le_bytes)
+            .find(|bytes| state.partition_of(state.hash(bytes)) == partition)
+            .unwrap()
+    };
+    let (first, second) = (key_of(&state, spilled[0]), key_of(&state, spilled[1]));
+    assert!(state.defer(state.hash(&first), b"a record").unwrap());
+    let _ = state.restore(spilled[0], |state, _| {
+        let hash = state.hash(&second);
+        state.put(hash, &second, b"lost?")
+    });
+}
+
+#[test]
 fn too_little_memory_is_refused_naming_the_minimum() {
     let manager = manager(64);
     let dir = SpillDir::new("state-min");

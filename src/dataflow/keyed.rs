@@ -9,12 +9,15 @@
 //!                 │                                 timers, change the state
 //!                 │                                 put(key, encode(state)) or remove
 //!                 └─spilled─▶ deferred: (watermark now, record) into the state's log
-//!   watermark w ─▶ timers ≤ w of resident partitions fire: on_timer(ctx, time)
-//!                  spilled partitions with due timers come back first (restore: their
-//!                  state read in, their log replayed, each record after the timers that
-//!                  were due when it came); the whole log is drained at most every
-//!                  DRAIN_INTERVAL, or when it fills
-//!                  then the watermark goes on, held below the oldest deferred record's
+//!   watermark w ─▶ timers ≤ w of resident partitions fire: on_timer(ctx, time);
+//!                  a spilled partition with due timers or waiting records lags behind
+//!                  (its timers fired up to an earlier watermark), and the watermark
+//!                  goes on held at the lowest a partition fired up to
+//!   drain (every DRAIN_INTERVAL while a partition lags, with or without watermarks;
+//!          when the log fills; at the end) ─▶ each lagging partition comes back:
+//!                  its state read in, its log replayed (each record after the timers
+//!                  due when it came, as they would have fired without spilling), then
+//!                  its timers due now fired
 //!   end ─▶ the log drained, every timer fired (the watermark reaches END)
 //! ```
 //!
@@ -31,8 +34,12 @@
 //! watermark reaches the time (a timer set at or below the watermark fires at the next
 //! watermark). Processing-time timers: `on_timer` runs at the first record or watermark
 //! after the wall clock reaches the time (the operator is driven by its input; it has no
-//! clock thread), and pending ones are dropped when the input ends. Timers live on the heap (a sorted set per partition, the key's
-//! bytes and the time): their memory is not in the operator's share.
+//! clock thread), and pending ones are dropped when the input ends. A timer's
+//! `ctx.watermark()` is the operator's when it fires: for a partition catching up, the
+//! watermark its next waiting record came at (or the current one), which may be above
+//! the timer's time by more than without spilling. Timers live on the heap (a sorted
+//! set per partition, the key's bytes and the time): their memory is not in the
+//! operator's share.
 
 use std::collections::BTreeSet;
 use std::fmt::Display;
@@ -50,9 +57,10 @@ use super::window::{Side, sides_by_key};
 use super::{Barrier, Data, Key, Push, TaskContext};
 use crate::error::{Result, WeirError};
 
-/// The longest a spilled partition's deferred records wait before the log is drained
-/// (they also go when the log fills, and a partition whose timers are due comes back at
-/// once).
+/// The longest a spilled partition lags behind (its records waiting, its timers not
+/// fired) before the log is drained; it also goes when the log fills. Spilled partitions
+/// come back in one batch rather than at every watermark that has one of their timers
+/// due: with timers on most keys, that would bring every partition back each time.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Records between two looks at the wall clock for processing-time timers.

@@ -242,11 +242,15 @@ fn burst_record(i: u64, keys: u64) -> (u64, i64, u64) {
     ((i / 4) % keys, (i / 40) as i64 - early as i64, i % 1000)
 }
 
+/// The interleaving test's state (count, sum, ballast) and output (key, timer, count, sum).
+type Tally = (u64, u64, String);
+type Firing = (u64, i64, u64, u64);
+
 /// Per key: the count and sum of its records (and fixed ballast); each record sets a
 /// timer at its own time and, every third, one at the watermark (due at the next one); a
 /// timer emits its key and time with the count and sum it finds. Any change in how
 /// timers and records interleave changes the output.
-fn interleaved(flow: &Dataflow, n: u64, keys: u64) -> Collected<(u64, i64, u64, u64)> {
+fn interleaved(flow: &Dataflow, n: u64, keys: u64) -> Collected<Firing> {
     flow.generate(n, move |i| burst_record(i, keys))
         .event_time(
             |r| r.1,
@@ -254,8 +258,7 @@ fn interleaved(flow: &Dataflow, n: u64, keys: u64) -> Collected<(u64, i64, u64, 
         )
         .key_by(|r| r.0)
         .process(
-            |ctx: &mut Keyed<'_, u64, (u64, u64, String), (u64, i64, u64, u64)>,
-             (_, time, value): (u64, i64, u64)| {
+            |ctx: &mut Keyed<'_, u64, Tally, Firing>, (_, time, value): (u64, i64, u64)| {
                 let watermark = ctx.watermark();
                 let state = ctx.state().get_or_insert_default();
                 state.0 += 1;

@@ -129,6 +129,15 @@ impl<T: Data> ReplayableSource for Generate<T> {
                 ),
             });
         }
+        // A task's last position is its first index at or past `count`.
+        if *position >= self.count + self.step {
+            return Err(crate::error::WeirError::Data {
+                message: format!(
+                    "generate: position {position} is past the end ({} records)",
+                    self.count
+                ),
+            });
+        }
         self.next = *position;
         Ok(())
     }
@@ -233,6 +242,20 @@ mod tests {
             want.sort_unstable();
             assert_eq!(got, want, "slots {slots}");
         }
+    }
+
+    #[test]
+    fn a_position_past_the_end_is_refused() {
+        let mut source = Generate {
+            f: Arc::new(|i| i),
+            next: 1,
+            step: 4,
+            count: 100,
+        };
+        // The task's records are 1, 5, …, 97; at the end its position is 101.
+        assert!(source.seek(&101).is_ok());
+        let err = source.seek(&105).unwrap_err().to_string();
+        assert!(err.contains("past the end"), "{err}");
     }
 
     #[test]
