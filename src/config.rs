@@ -67,6 +67,10 @@ pub struct Config {
     /// least 1 ms): see [`Barrier`](crate::dataflow::Barrier). Set by programs that
     /// measure barriers (W6); checkpoints will set it from their interval.
     pub barrier_interval: Option<Duration>,
+    /// Where checkpoints go, and the one to restore (`None`, the default: no
+    /// checkpoints). Needs `barrier_interval`, the checkpoint interval; see
+    /// [`crate::checkpoint`].
+    pub checkpoint: Option<crate::checkpoint::CheckpointConfig>,
 }
 
 impl Default for Config {
@@ -83,6 +87,7 @@ impl Default for Config {
             spill_dir: std::env::temp_dir(),
             io_backend: None,
             barrier_interval: None,
+            checkpoint: None,
             workers: 1,
             slots: 1,
             peer_timeout: weir_netstack::constants::PEER_TIMEOUT_DEFAULT,

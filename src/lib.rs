@@ -49,6 +49,7 @@
 // A library reports through its caller (errors, metrics), never on the process's streams.
 #![deny(clippy::print_stderr, clippy::print_stdout)]
 
+pub mod checkpoint;
 pub mod config;
 pub mod constants;
 pub mod dataflow;

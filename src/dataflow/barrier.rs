@@ -20,7 +20,6 @@ use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use super::event_time::unix_micros;
-use super::{Data, Push};
 use crate::error::{Result, WeirError};
 
 /// The first byte of a barrier's wire form.
@@ -75,20 +74,26 @@ pub(crate) struct BarrierSchedule {
     interval: Duration,
     started: Cell<Option<(Instant, u64)>>,
     sent: Cell<u64>,
+    /// The id before the first this schedule sends.
+    first: u64,
 }
 
 impl BarrierSchedule {
-    pub(crate) fn new(interval: Duration) -> BarrierSchedule {
+    /// A schedule whose first barrier is `after + 1` (a job restored from checkpoint
+    /// `after` goes on numbering from it).
+    pub(crate) fn new(interval: Duration, after: u64) -> BarrierSchedule {
         BarrierSchedule {
             interval,
             started: Cell::new(None),
-            sent: Cell::new(0),
+            sent: Cell::new(after),
+            first: after,
         }
     }
 
     /// Pushes into `down` every barrier due by now that was not sent yet (the first call
-    /// starts the schedule).
-    pub(crate) fn inject<T: Data>(&self, down: &mut dyn Push<T>) -> Result<()> {
+    /// starts the schedule), each through `send` (which pushes it down, and may take a
+    /// snapshot around it).
+    pub(crate) fn inject(&self, mut send: impl FnMut(Barrier) -> Result<()>) -> Result<()> {
         let (started, started_us) = match self.started.get() {
             Some(start) => start,
             None => {
@@ -99,14 +104,17 @@ impl BarrierSchedule {
         };
         // Due is read again after each barrier: sending one may block (backpressure)
         // past the next one's time.
-        let due = || (started.elapsed().as_micros() / self.interval.as_micros().max(1)) as u64;
+        let due = || {
+            self.first + (started.elapsed().as_micros() / self.interval.as_micros().max(1)) as u64
+        };
         while self.sent.get() < due() {
             let id = self.sent.get() + 1;
             self.sent.set(id);
             let offset = u64::try_from(self.interval.as_micros()).unwrap_or(u64::MAX);
-            down.barrier(Barrier {
+            let nth = id - self.first;
+            send(Barrier {
                 id,
-                scheduled_us: started_us.saturating_add(offset.saturating_mul(id)),
+                scheduled_us: started_us.saturating_add(offset.saturating_mul(nth)),
             })?;
         }
         Ok(())

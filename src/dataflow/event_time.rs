@@ -35,7 +35,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use weir_netstack::{ChannelIndex, DataType, NetworkBuffer};
 
+use super::operators::{append_record, decode};
 use super::{Barrier, Data, Push};
+use crate::checkpoint::SnapshotSlot;
 use crate::error::{Result, WeirError};
 
 /// The first byte of a watermark event.
@@ -185,6 +187,9 @@ pub(crate) struct EventTime<T> {
     pub(crate) clock_every: u32,
     pub(crate) last_clock: Option<Instant>,
     pub(crate) last_emit: Option<Instant>,
+    /// Its place in the task's checkpoints: the largest timestamp and the watermark
+    /// emitted are its state.
+    pub(crate) slot: Option<SnapshotSlot>,
 }
 
 impl<T> EventTime<T> {
@@ -203,7 +208,28 @@ impl<T> EventTime<T> {
             clock_every: 1,
             last_clock: None,
             last_emit: None,
+            slot: None,
         }
+    }
+
+    /// Takes part in the task's checkpoints through `slot`, restoring what the checkpoint
+    /// the job started from holds.
+    pub(crate) fn snapshots(&mut self, slot: Option<SnapshotSlot>) -> Result<()> {
+        if let Some(mut piece) = slot
+            .as_ref()
+            .map(SnapshotSlot::restored)
+            .transpose()?
+            .flatten()
+        {
+            let mut bytes = Vec::new();
+            if piece.next_frame(&mut bytes)? {
+                let (max_seen, emitted): (i64, i64) = decode(&bytes)?;
+                self.max_seen = max_seen;
+                self.emitted = emitted;
+            }
+        }
+        self.slot = slot;
+        Ok(())
     }
 
     /// Emits the watermark behind the largest timestamp when it advanced and the
@@ -260,6 +286,11 @@ impl<T: Data> Push<T> for EventTime<T> {
     }
 
     fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        if let Some(slot) = &self.slot {
+            let mut bytes = Vec::new();
+            append_record(&mut bytes, &(self.max_seen, self.emitted))?;
+            slot.write(barrier.id, |piece| piece.frame(&bytes))?;
+        }
         self.down.barrier(barrier)
     }
 

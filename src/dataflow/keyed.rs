@@ -361,6 +361,7 @@ impl<K: Key, T: Data, S: Data, O: Data> KeyedProcess<K, T, S, O> {
         functions: Functions<K, T, S, O>,
         down: Box<dyn Push<O>>,
     ) -> Result<KeyedProcess<K, T, S, O>> {
+        ctx.refuse_checkpoints("a keyed process function")?;
         let OperatorSlot {
             owner,
             segments,

@@ -117,9 +117,10 @@ impl Input {
 }
 
 /// Passes on each barrier id that both inputs (those not ended) have aligned, after
-/// `forwarded`: the last it passes. Both gates align their own channels, but neither
-/// waits for the other: an input whose barrier came first goes on being read (the merge
-/// does not block it, as a checkpoint would need; no input can then stall the other).
+/// `forwarded`: the last it passes. Both gates align their own channels. Without
+/// checkpoints neither waits for the other: an input whose barrier came first goes on
+/// being read (no input can then stall the other); with checkpoints it waits (see
+/// `MergeIn::run`).
 fn pass_barriers<T: Data>(
     ctx: &TaskContext,
     inputs: &[Input; 2],
@@ -143,6 +144,7 @@ fn pass_barriers<T: Data>(
             let barrier = Barrier { id, ..latest };
             ctx.barrier_aligned(&barrier, Duration::ZERO);
             down.barrier(barrier)?;
+            ctx.barrier_passed(id)?;
         }
     }
     Ok(forwarded.max(ready))
@@ -172,7 +174,14 @@ impl<T: Data> Driver for MergeIn<T> {
         let (mut listening, mut emitted, mut forwarded) = (false, i64::MIN, 0);
         loop {
             let mut progressed = false;
-            for input in inputs.iter_mut().filter(|input| !input.ended) {
+            // With checkpoints, an input whose barrier came first waits for the other's
+            // (aligned: nothing after a barrier is read before the snapshot).
+            let blocking = ctx.checkpointing();
+            let live = |input: &&mut Input| {
+                let waiting = blocking && input.barrier.map_or(0, |b| b.id) > forwarded;
+                !input.ended && !waiting
+            };
+            for input in inputs.iter_mut().filter(live) {
                 progressed |= input.poll(down)?;
             }
             if inputs.iter().all(|input| input.ended) {

@@ -36,6 +36,7 @@
 //! sort orders by them (wrap a field in [`crate::serde_fmt::Descending`] to reverse it).
 
 mod barrier;
+mod committed;
 mod event_time;
 mod graph;
 mod group_cache;
@@ -62,6 +63,7 @@ use weir_kernel::hash::JoinType;
 
 use crate::error::Result;
 pub use barrier::Barrier;
+pub use committed::read_committed;
 pub use event_time::{WATERMARK_INTERVAL_DEFAULT, Watermark, Watermarks};
 use graph::{DatasetId, Ending, Exchange, Graph, MemoryOp, Parallelism, Stage};
 pub use keyed::{Keyed, ProcessError};
@@ -347,12 +349,10 @@ impl<T: Data> Stream<T> {
         watermarks: Watermarks,
     ) -> Stream<T> {
         let timestamp: event_time::Timestamp<T> = Arc::new(timestamp);
-        self.chain("event_time", &[], move |_, down| {
-            Ok(Box::new(event_time::EventTime::new(
-                Arc::clone(&timestamp),
-                watermarks,
-                down,
-            )))
+        self.chain("event_time", &[], move |ctx, down| {
+            let mut assigner = event_time::EventTime::new(Arc::clone(&timestamp), watermarks, down);
+            assigner.snapshots(ctx.snapshot_slot())?;
+            Ok(Box::new(assigner))
         })
     }
 
@@ -472,7 +472,8 @@ impl<T: Data> Stream<T> {
         };
         let records = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&records);
-        stream.into_stage(Vec::new(), move |_| {
+        stream.into_stage(Vec::new(), move |ctx| {
+            ctx.refuse_checkpoints("collect (not a transactional sink)")?;
             Ok(Box::new(operators::CollectSink {
                 records: Arc::clone(&sink),
                 local: Vec::new(),
@@ -542,6 +543,7 @@ impl<T: Data> Stream<T> {
         let dir = dir.into();
         let line: Arc<dyn Fn(&T) -> String + Send + Sync> = Arc::new(line);
         self.into_stage(Vec::new(), move |ctx| {
+            ctx.refuse_checkpoints("write_lines (use write_committed)")?;
             Ok(Box::new(operators::LinesSink::create(
                 &dir,
                 ctx.task(),
@@ -911,6 +913,8 @@ impl<T> Collected<T> {
 
 #[cfg(test)]
 mod barrier_tests;
+#[cfg(test)]
+mod checkpoint_tests;
 #[cfg(test)]
 mod keyed_tests;
 #[cfg(test)]

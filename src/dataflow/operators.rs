@@ -570,7 +570,9 @@ impl<T: Data> GateHandler for ChainInput<'_, T> {
             let barrier = Barrier::decode(buffer.as_bytes())?;
             self.ctx
                 .barrier_aligned(&barrier, gate.metrics().last_alignment);
-            return self.down.barrier(barrier);
+            let id = barrier.id;
+            self.down.barrier(barrier)?;
+            return self.ctx.barrier_passed(id);
         }
         let channels = gate.channel_count();
         match GateWatermark::on_event(&mut self.watermark, channels, channel, buffer)? {
@@ -858,6 +860,7 @@ impl<K: Key, T: Data, A: Data> Combine<K, T, A> {
         merge: Merge<A>,
         down: Box<dyn Push<(K, A)>>,
     ) -> Result<Combine<K, T, A>> {
+        ctx.refuse_checkpoints("an aggregation's combiner")?;
         let OperatorSlot {
             owner,
             segments,
@@ -939,6 +942,7 @@ impl<K: Key, A: Data> Aggregate<K, A> {
         merge: Merge<A>,
         down: Box<dyn Push<(K, A)>>,
     ) -> Result<Aggregate<K, A>> {
+        ctx.refuse_checkpoints("an aggregation")?;
         let slot = ctx.operator(MemoryOp::Aggregate);
         Ok(Aggregate {
             table: Some(aggregate_table(
@@ -1011,6 +1015,7 @@ impl<K: Key, T: Data> Sort<K, T> {
         limit: Option<u64>,
         down: Box<dyn Push<T>>,
     ) -> Result<Sort<K, T>> {
+        ctx.refuse_checkpoints("a sort")?;
         let slot = ctx.operator(MemoryOp::Sort);
         Ok(Sort {
             sorter: Some(ExternalSorter::new(
@@ -1090,6 +1095,7 @@ impl<L: Data, R: Data> Join<L, R> {
         join_type: JoinType,
         down: Box<dyn Push<(Option<L>, Option<R>)>>,
     ) -> Result<Join<L, R>> {
+        ctx.refuse_checkpoints("a hash join")?;
         let slot = ctx.operator(MemoryOp::Join);
         let join = HashJoin::new(
             &slot.owner,

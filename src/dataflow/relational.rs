@@ -290,7 +290,8 @@ impl<T: Data> Stream<T> {
     /// unbounded source in front of it; upstream of an exchange, the other stages run to
     /// their end.
     pub fn limit(self, n: u64) -> Stream<T> {
-        let limit = move |_: &mut TaskContext, down: Box<dyn Push<T>>| {
+        let limit = move |ctx: &mut TaskContext, down: Box<dyn Push<T>>| {
+            ctx.refuse_checkpoints("a limit")?;
             Ok(Box::new(Limit { left: n, down }) as Box<dyn Push<T>>)
         };
         let local = self.chain("limit", &[], limit);

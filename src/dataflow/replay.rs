@@ -2,8 +2,9 @@
 //!
 //! ```text
 //!   make(ctx) ─▶ source (task t of P) ─▶ pull(ctx, down, PULL_BATCH)* ─▶ the task's chain
-//!                  position() ◀── a checkpoint takes it at each barrier (to come)
-//!                  seek(position) ◀── a restore rewinds to it, and the same records come
+//!                  position() ◀── a checkpoint takes it at each barrier
+//!                  seek(position) ◀── a restore rewinds to it (before the first pull),
+//!                                     and the same records come
 //! ```
 //!
 //! A position is whatever identifies the source's place in its input: an offset in a
@@ -18,8 +19,10 @@
 
 use std::sync::Arc;
 
+use super::operators::{append_record, decode};
 use super::sources::driver;
 use super::{Data, Dataflow, Open, Push, Stream, TaskContext};
+use crate::checkpoint::SnapshotSlot;
 use crate::error::Result;
 
 /// Records a replayable source's driver pulls between two looks at the cancel flag, the
@@ -93,9 +96,25 @@ fn pull<S: ReplayableSource>(
     source: &mut S,
     down: &mut dyn Push<S::Record>,
 ) -> Result<()> {
+    let slot = ctx.snapshot_slot();
+    if let Some(mut piece) = slot
+        .as_ref()
+        .map(SnapshotSlot::restored)
+        .transpose()?
+        .flatten()
+    {
+        let mut bytes = Vec::new();
+        if piece.next_frame(&mut bytes)? {
+            source.seek(&decode::<S::Position>(&bytes)?)?;
+        }
+    }
     loop {
         ctx.check_cancelled()?;
-        ctx.inject_barriers(down)?;
+        ctx.inject_barriers_at(down, slot.as_ref(), || {
+            let mut bytes = Vec::new();
+            append_record(&mut bytes, &source.position())?;
+            Ok(bytes)
+        })?;
         if down.is_done() || source.pull(ctx, down, PULL_BATCH)? < PULL_BATCH {
             return Ok(());
         }

@@ -38,6 +38,7 @@ use super::graph::{DatasetId, Graph, MemoryOp, Parallelism};
 use super::metrics::{Meter, OperatorReport, OperatorTotals};
 use super::tee::TeeId;
 use super::{Data, Dataflow, Driver, Push};
+use crate::checkpoint::{self, SnapshotSlot, Store, TaskCheckpoint};
 use crate::config::Config;
 use crate::error::{Result, WeirError};
 
@@ -187,6 +188,8 @@ pub struct TaskContext {
     cancel: CancelFlag,
     // A source task's barrier schedule (`Config::barrier_interval`).
     barriers: Option<BarrierSchedule>,
+    // The task's checkpoints (`Config::checkpoint`).
+    checkpoint: Option<Arc<TaskCheckpoint>>,
     // The chains of tee branches built so far, by tee and branch, for the chain above the
     // tee (each a `Box<dyn Push<T>>`, its record type erased).
     branch_heads: HashMap<(TeeId, usize), Box<dyn Any + Send>>,
@@ -322,10 +325,80 @@ impl TaskContext {
     ///
     /// As `down`'s [`Push::barrier`].
     pub fn inject_barriers<T: Data>(&self, down: &mut dyn Push<T>) -> Result<()> {
-        match &self.barriers {
-            Some(schedule) => schedule.inject(down),
+        let Some(schedule) = &self.barriers else {
+            return Ok(());
+        };
+        if self.checkpoint.is_some() {
+            return Err(WeirError::Usage {
+                message: format!(
+                    "stage {} task {}: this source is not replayable, so a job reading it \
+                     cannot take checkpoints (make it a Dataflow::replayable_source)",
+                    self.stage, self.task
+                ),
+            });
+        }
+        schedule.inject(|barrier| down.barrier(barrier))
+    }
+
+    /// As [`inject_barriers`](Self::inject_barriers), for a replayable source whose
+    /// encoded position `position` gives: with checkpoints, each barrier's piece of
+    /// `slot` is the position, and the task acknowledges the barrier once it passed.
+    pub(crate) fn inject_barriers_at<T: Data>(
+        &self,
+        down: &mut dyn Push<T>,
+        slot: Option<&SnapshotSlot>,
+        position: impl Fn() -> Result<Vec<u8>>,
+    ) -> Result<()> {
+        let Some(schedule) = &self.barriers else {
+            return Ok(());
+        };
+        schedule.inject(|barrier| {
+            if let Some(slot) = slot {
+                let bytes = position()?;
+                slot.write(barrier.id, |piece| piece.frame(&bytes))?;
+            }
+            let id = barrier.id;
+            down.barrier(barrier)?;
+            self.barrier_passed(id)
+        })
+    }
+
+    /// The task's chain has passed barrier `id` (every operator snapshotted): with
+    /// checkpoints, the task's snapshot of `id` is finished, its acknowledgement.
+    pub(crate) fn barrier_passed(&self, id: u64) -> Result<()> {
+        match &self.checkpoint {
+            Some(checkpoint) => checkpoint.complete(id),
             None => Ok(()),
         }
+    }
+
+    /// The task's checkpoints (`None` without).
+    pub(crate) fn task_checkpoint(&self) -> Option<Arc<TaskCheckpoint>> {
+        self.checkpoint.clone()
+    }
+
+    /// Whether the job takes checkpoints.
+    pub(crate) fn checkpointing(&self) -> bool {
+        self.checkpoint.is_some()
+    }
+
+    /// The next operator's place in the task's checkpoints (`None` without).
+    pub(crate) fn snapshot_slot(&self) -> Option<SnapshotSlot> {
+        self.checkpoint.as_ref().map(TaskCheckpoint::operator)
+    }
+
+    /// Fails when the job takes checkpoints: `what` keeps state it cannot snapshot yet.
+    pub(crate) fn refuse_checkpoints(&self, what: &str) -> Result<()> {
+        if self.checkpoint.is_none() {
+            return Ok(());
+        }
+        Err(WeirError::Usage {
+            message: format!(
+                "stage {} task {}: {what} cannot take part in checkpoints yet (its state is \
+                 not snapshotted); run the job without a checkpoint directory",
+                self.stage, self.task
+            ),
+        })
     }
 
     /// A gate of the task aligned `barrier` in `alignment`: its delay counted.
@@ -405,6 +478,9 @@ pub struct WorkerReport {
     pub in_flight_bytes: u64,
     /// Whether every segment came home.
     pub leak_free: bool,
+    /// Times the job restarted from a checkpoint after a failure.
+    #[serde(default)]
+    pub restarts: u32,
     /// What each kernel operator did, in stage order.
     #[serde(default)]
     pub operators: Vec<OperatorReport>,
@@ -545,6 +621,47 @@ pub fn execute_observed(
     network: Option<NetworkConfig>,
     rows_read: &Arc<AtomicU64>,
 ) -> Result<WorkerReport> {
+    let mut config = config.clone();
+    if let Some(checkpoint) = &config.checkpoint
+        && let Some(id) = checkpoint.restore
+    {
+        // The checkpoint asked for is restored or named as bad, never replaced by another.
+        checkpoint::verify(&checkpoint.dir, id)?;
+    }
+    let mut restarts = 0;
+    loop {
+        let result = execute_once(program, &config, network.clone(), rows_read);
+        let Some(checkpoint) = config.checkpoint.as_mut() else {
+            return result;
+        };
+        let error = match result {
+            Ok(mut report) => {
+                report.restarts = restarts;
+                return Ok(report);
+            }
+            Err(error) => error,
+        };
+        let fatal = matches!(
+            error,
+            WeirError::Usage { .. } | WeirError::Config { .. } | WeirError::Leak { .. }
+        );
+        if fatal || config.workers > 1 || restarts >= checkpoint.restarts {
+            return Err(error);
+        }
+        restarts += 1;
+        std::thread::sleep(checkpoint.restart_delay);
+        let (latest, _skipped) = checkpoint::latest_valid(&checkpoint.dir)?;
+        checkpoint.restore = latest;
+    }
+}
+
+/// One run of the job: [`execute_observed`] without its restarts.
+fn execute_once(
+    program: &Dataflow,
+    config: &Config,
+    network: Option<NetworkConfig>,
+    rows_read: &Arc<AtomicU64>,
+) -> Result<WorkerReport> {
     let graph = program.graph();
     let graph = graph.borrow();
     validate(config, &graph)?;
@@ -555,14 +672,9 @@ pub fn execute_observed(
     let net = budget(config, config.network_memory)?;
     let needed = network_share(&graph, &place, config)?;
     let grant = NetworkBufferPool::new(&net.owner("network"), needed)?;
-    let service = match network {
-        Some(network) if workers > 1 => Some(NetworkService::start(
-            network.with_peer_timeout(config.peer_timeout),
-            net.owner("network events"),
-        )?),
-        _ => None,
-    };
+    let service = network_service(network, workers, config, &net)?;
     let store = spill_store(config)?;
+    let checkpoints = checkpoint_store(config, &graph, &place)?;
     let counters = Arc::new(Counters {
         rows_read: Arc::clone(rows_read),
         ..Counters::default()
@@ -576,6 +688,7 @@ pub fn execute_observed(
         &grant,
         service.as_ref(),
         TaskShared {
+            checkpoints: checkpoints.as_ref(),
             managed: &managed,
             operator_shares,
             store: &store,
@@ -585,7 +698,14 @@ pub fn execute_observed(
     )?;
     let tasks = contexts.len();
     let started = Instant::now();
-    let result = run_tasks(&graph, contexts, &cancel, &cancellers);
+    let coordinator = checkpoints.as_ref().filter(|_| process == 0);
+    let result = with_coordinator(coordinator, || {
+        run_tasks(&graph, contexts, &cancel, &cancellers)
+    });
+    let result = match (&result, &checkpoints) {
+        (Ok(()), Some(store)) => store.commit_finals(),
+        _ => result,
+    };
     let wall = started.elapsed();
     drop(cancellers);
     let transport = service.as_ref().map(NetworkService::metrics);
@@ -614,6 +734,64 @@ pub fn execute_observed(
             leak_free: true,
         },
     ))
+}
+
+/// The worker's network service, for a job of several workers.
+fn network_service(
+    network: Option<NetworkConfig>,
+    workers: usize,
+    config: &Config,
+    net: &MemoryManager,
+) -> Result<Option<NetworkService>> {
+    Ok(match network {
+        Some(network) if workers > 1 => Some(NetworkService::start(
+            network.with_peer_timeout(config.peer_timeout),
+            net.owner("network events"),
+        )?),
+        _ => None,
+    })
+}
+
+/// The job's checkpoint store (`None` without checkpoints): every task of every worker
+/// acknowledges each checkpoint.
+fn checkpoint_store(
+    config: &Config,
+    graph: &Graph,
+    place: &Placement,
+) -> Result<Option<Arc<Store>>> {
+    let Some(checkpoint) = &config.checkpoint else {
+        return Ok(None);
+    };
+    if config.barrier_interval.is_none() {
+        return Err(WeirError::Config {
+            field: "checkpoint",
+            value: checkpoint.dir.display().to_string(),
+            allowed: "a job with a barrier interval (the checkpoint interval)".to_owned(),
+        });
+    }
+    let tasks = graph
+        .stages
+        .iter()
+        .map(|s| place.tasks(s.parallelism))
+        .sum();
+    Ok(Some(Arc::new(Store::new(checkpoint, tasks)?)))
+}
+
+/// Runs `job` beside the checkpoint coordinator of `store` (when given), which stops
+/// after one last pass once the job ended.
+fn with_coordinator(store: Option<&Arc<Store>>, job: impl FnOnce() -> Result<()>) -> Result<()> {
+    let stop = AtomicBool::new(false);
+    let declined = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        let coordinator =
+            store.map(|store| scope.spawn(|| checkpoint::coordinate(store, &stop, &declined)));
+        let result = job();
+        stop.store(true, Ordering::Release);
+        if let Some(coordinator) = coordinator {
+            coordinator.join().expect("the coordinator does not panic");
+        }
+        result
+    })
 }
 
 /// The job's outcome given the leak checks of its budgets: the job's error (a leak after
@@ -665,6 +843,7 @@ impl Counters {
             buffer_size: load(&self.buffer_size_max),
             in_flight_bytes: load(&self.in_flight_bytes_max),
             leak_free: ended.leak_free,
+            restarts: 0,
             operators: self.operators.reports(graph),
             late_records: load(&self.late_records),
             state_bytes: load(&self.state_bytes),
@@ -910,6 +1089,7 @@ fn exchange_buffers(config: &Config) -> ExchangeBuffers {
 
 /// What every task of a worker shares.
 struct TaskShared<'a> {
+    checkpoints: Option<&'a Arc<Store>>,
     managed: &'a MemoryManager,
     operator_shares: OperatorShares,
     store: &'a Arc<dyn SpillStore>,
@@ -946,14 +1126,8 @@ fn wire(
             gates.insert((dataset, task), gate);
         }
     }
-    let mut cancellers = Vec::new();
-    let mut writers: HashMap<(DatasetId, usize), (RecordWriter<Target>, Target)> = HashMap::new();
-    for (key, partition) in partitions {
-        let target = Target::default();
-        let writer = RecordWriter::new(partition, target.clone(), config.flush);
-        cancellers.push(writer.canceller());
-        writers.insert(key, (writer, target));
-    }
+    let (mut writers, cancellers) = writers(partitions, config);
+    let restored = shared.checkpoints.and_then(|c| c.restored()).unwrap_or(0);
     let mut contexts = Vec::new();
     for (index, stage) in graph.stages.iter().enumerate() {
         for task in place.local_tasks(stage.parallelism) {
@@ -973,7 +1147,13 @@ fn wire(
                 store: Arc::clone(shared.store),
                 counters: Arc::clone(shared.counters),
                 cancel: shared.cancel.clone(),
-                barriers: config.barrier_interval.map(BarrierSchedule::new),
+                barriers: config
+                    .barrier_interval
+                    .map(|interval| BarrierSchedule::new(interval, restored)),
+                checkpoint: shared
+                    .checkpoints
+                    .map(|store| TaskCheckpoint::new(store, index, task).map(Arc::new))
+                    .transpose()?,
                 branch_heads: HashMap::new(),
             };
             for (dataset, meta) in graph.datasets.iter().enumerate() {
@@ -994,6 +1174,25 @@ fn wire(
     }
     Ok((contexts, cancellers))
 }
+
+/// A record writer per local partition, and their cancellers.
+fn writers(
+    partitions: HashMap<(DatasetId, usize), ResultPartition>,
+    config: &Config,
+) -> (Writers, Vec<WriterCanceller>) {
+    let mut cancellers = Vec::new();
+    let mut writers = HashMap::new();
+    for (key, partition) in partitions {
+        let target = Target::default();
+        let writer = RecordWriter::new(partition, target.clone(), config.flush);
+        cancellers.push(writer.canceller());
+        writers.insert(key, (writer, target));
+    }
+    (writers, cancellers)
+}
+
+/// The record writers of a worker's partitions, by exchange and producer task.
+type Writers = HashMap<(DatasetId, usize), (RecordWriter<Target>, Target)>;
 
 fn partition_id(dataset: DatasetId, task: usize) -> PartitionId {
     PartitionId {

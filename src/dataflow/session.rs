@@ -95,6 +95,7 @@ impl<K: Key, T: Data> SessionStream<K, T> {
         keyed
             .partition()
             .chain("session", &[MemoryOp::Window], move |ctx, down| {
+                ctx.refuse_checkpoints("a session window")?;
                 Ok(Box::new(SessionAggregate::new(
                     ctx,
                     SessionFunctions {

@@ -41,6 +41,7 @@ use super::metrics::Meter;
 use super::operators::{Merge, aggregate_table, append_key, append_record, decode, decode_key};
 use super::runtime::{Counters, OperatorSlot};
 use super::{Barrier, Data, Key, Push, TaskContext};
+use crate::checkpoint::SnapshotSlot;
 use crate::error::{Result, WeirError};
 
 /// A window of event time: `[start, end)` in milliseconds.
@@ -402,7 +403,25 @@ struct WindowAggregate<K, T, A> {
     taken: u64,
     key: Vec<u8>,
     value: Vec<u8>,
+    /// Its place in the task's checkpoints.
+    slot: Option<SnapshotSlot>,
     down: Box<dyn Push<(Window, K, A)>>,
+}
+
+/// A checkpoint frame's group: `[u32 key length][key (window end first)][accumulator]`.
+fn split_group(frame: &[u8]) -> Result<(&[u8], &[u8])> {
+    let bad = || WeirError::Data {
+        message: "a window group in a checkpoint is malformed".to_owned(),
+    };
+    let len = frame
+        .get(..4)
+        .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
+        .ok_or_else(bad)?;
+    let rest = &frame[4..];
+    if len < 8 || len > rest.len() {
+        return Err(bad());
+    }
+    Ok(rest.split_at(len))
 }
 
 /// The bytes of a window end that sort like the end (sign bit flipped, big-endian).
@@ -422,7 +441,7 @@ impl<K: Key, T: Data, A: Data> WindowAggregate<K, T, A> {
         combine: bool,
         down: Box<dyn Push<(Window, K, A)>>,
     ) -> Result<WindowAggregate<K, T, A>> {
-        Ok(WindowAggregate {
+        let mut operator = WindowAggregate {
             state: WindowState::new(
                 ctx,
                 if combine {
@@ -441,8 +460,75 @@ impl<K: Key, T: Data, A: Data> WindowAggregate<K, T, A> {
             taken: 0,
             key: Vec::new(),
             value: Vec::new(),
+            slot: ctx.snapshot_slot(),
             down,
-        })
+        };
+        operator.restore()?;
+        Ok(operator)
+    }
+
+    /// Loads the open windows' groups and the watermark from the checkpoint the job
+    /// started from (a combiner keeps nothing across a barrier: it has none).
+    fn restore(&mut self) -> Result<()> {
+        let Some(mut piece) = self
+            .slot
+            .as_ref()
+            .map(SnapshotSlot::restored)
+            .transpose()?
+            .flatten()
+        else {
+            return Ok(());
+        };
+        let mut frame = Vec::new();
+        if !piece.next_frame(&mut frame)? {
+            return Ok(());
+        }
+        let watermark: i64 = decode(&frame)?;
+        self.state.watermark = watermark;
+        let table = self.state.table.as_mut().expect("a table between records");
+        while piece.next_frame(&mut frame)? {
+            let (key, acc) = split_group(&frame)?;
+            self.open
+                .insert(end_of(key[..8].try_into().expect("8 bytes")));
+            table.push_partial(key, acc)?;
+        }
+        Ok(())
+    }
+
+    /// Checkpoint `id`: a combiner sends its partial groups on (the final operator keeps
+    /// them); the final operator writes the watermark and every open group (the table
+    /// finished and its groups put back into a fresh one, as a firing does).
+    fn snapshot(&mut self, id: u64) -> Result<()> {
+        let Some(slot) = self.slot.clone() else {
+            return Ok(());
+        };
+        if self.combine {
+            return self.fire(Watermark::END - 1, None);
+        }
+        let old = self.state.table.take().expect("a table between records");
+        let mut groups = old.finish()?;
+        let mut fresh = self.state.fresh_table(&self.functions.merge)?;
+        let watermark = self.state.watermark;
+        let mut frame = Vec::new();
+        let written = slot.write(id, |piece| {
+            append_record(&mut frame, &watermark)?;
+            piece.frame(&frame)?;
+            while let Some((key, acc)) = groups.next()? {
+                frame.clear();
+                frame.extend_from_slice(
+                    &u32::try_from(key.len()).expect("a short key").to_le_bytes(),
+                );
+                frame.extend_from_slice(key);
+                frame.extend_from_slice(acc);
+                piece.frame(&frame)?;
+                fresh.push_partial(key, acc)?;
+            }
+            Ok(())
+        });
+        self.state.spilled += groups.stats().spilled_bytes;
+        drop(groups);
+        self.state.table = Some(fresh);
+        written
     }
 
     /// Fires every window whose last millisecond is at or below `time`: their groups
@@ -589,6 +675,7 @@ impl<K: Key, T: Data, A: Data> Push<T> for WindowAggregate<K, T, A> {
     }
 
     fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        self.snapshot(barrier.id)?;
         self.down.barrier(barrier)
     }
 

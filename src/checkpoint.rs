@@ -1,0 +1,732 @@
+//! Checkpoints: consistent snapshots of a running job at its barriers, and the files
+//! they live in (docs/FORMAT.md §13).
+//!
+//! ```text
+//!   source task, barrier k due ─▶ its position → piece of s{S}-t{T}.snap ─▶ barrier k
+//!        down the chain (each stateful operator writes its piece as it passes) ─▶
+//!        the chain returned: the task's file of k complete (checksum, fsync, rename)
+//!   other tasks: barrier k aligned on every input ─▶ the same
+//!   coordinator (a thread of worker 0): every task's file of k present ─▶ the
+//!        manifest of k written (temp, fsync, rename, fsync dir): k is complete;
+//!        the sinks' pending files of k renamed into place (the commit lists); checkpoints
+//!        older than the last `retain` complete ones deleted
+//!   restore from k ─▶ every file of k read back and its checksum verified first; the
+//!        commits of k done again (idempotent); sources seek, operators reload, sinks
+//!        delete their pending files after k
+//! ```
+//!
+//! A checkpoint is complete only once its manifest is in place: a crash at any point
+//! before leaves a directory without one, which restores ignore and the coordinator
+//! deletes. Everything here writes new files under the checkpoint directory (and a sink's
+//! pending directory); it renames only files it wrote.
+//!
+//! Task file: `"WEIRSNP1"`, the checkpoint id (u64), stage and task (u32 each); then
+//! pieces, each the operator's index (u32) and frames (u32 length > 0, the bytes), ended
+//! by a zero length; `u32::MAX` ends the pieces; a CRC-32 of everything before ends the
+//! file. All integers little-endian.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::error::{Result, WeirError};
+
+/// The first bytes of a task's snapshot file.
+const MAGIC: &[u8; 8] = b"WEIRSNP1";
+/// The marker after the last piece.
+const END_OF_PIECES: u32 = u32::MAX;
+/// The name of a complete checkpoint's manifest.
+const MANIFEST: &str = "MANIFEST";
+/// How often the coordinator looks for checkpoints every task acknowledged.
+const COORDINATOR_POLL: Duration = Duration::from_millis(10);
+
+/// Where a job's checkpoints go (`Config::checkpoint`): snapshots are taken at every
+/// barrier (`Config::barrier_interval` is the checkpoint interval).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointConfig {
+    /// The directory of the checkpoints (created if missing): `chk-NNNNNNNN` directories.
+    pub dir: PathBuf,
+    /// Complete checkpoints kept (at least 1; older ones are deleted).
+    pub retain: usize,
+    /// The checkpoint to start from (its state restored, its sources' positions sought);
+    /// `None` starts afresh.
+    pub restore: Option<u64>,
+    /// Times a failed job restarts from its latest complete checkpoint (a job of one
+    /// worker; a launcher restarts every worker of a job of several).
+    pub restarts: u32,
+    /// The wait before each restart.
+    pub restart_delay: Duration,
+}
+
+impl CheckpointConfig {
+    /// Checkpoints into `dir`, keeping the last 3, starting afresh.
+    pub fn new(dir: impl Into<PathBuf>) -> CheckpointConfig {
+        CheckpointConfig {
+            dir: dir.into(),
+            retain: 3,
+            restore: None,
+            restarts: 3,
+            restart_delay: Duration::from_millis(100),
+        }
+    }
+}
+
+/// The directory of checkpoint `id` under `root`.
+fn checkpoint_dir(root: &Path, id: u64) -> PathBuf {
+    root.join(format!("chk-{id:08}"))
+}
+
+/// The id of a checkpoint directory's name.
+fn checkpoint_id(name: &str) -> Option<u64> {
+    name.strip_prefix("chk-")?.parse().ok()
+}
+
+fn task_file_name(stage: usize, task: usize) -> String {
+    format!("s{stage}-t{task}.snap")
+}
+
+fn io_error(operation: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> WeirError {
+    let path = path.to_path_buf();
+    move |e| WeirError::file(operation, path, e)
+}
+
+/// Whether checkpoint `id` of `root` is complete (its manifest in place).
+pub(crate) fn is_complete(root: &Path, id: u64) -> bool {
+    checkpoint_dir(root, id).join(MANIFEST).is_file()
+}
+
+/// The checkpoints of `root`, sorted by id, and whether each is complete (has its
+/// manifest).
+fn list(root: &Path) -> Result<Vec<(u64, bool)>> {
+    let entries = match std::fs::read_dir(root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(WeirError::file("list checkpoints", root, e)),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_error("list checkpoints", root))?;
+        if let Some(id) = entry.file_name().to_str().and_then(checkpoint_id) {
+            found.push((id, entry.path().join(MANIFEST).is_file()));
+        }
+    }
+    found.sort_unstable();
+    Ok(found)
+}
+
+/// The latest complete checkpoint of `root` whose every file reads back with a right
+/// checksum, with the files that failed in later ones (each skipped checkpoint named
+/// with its first bad file). `None` when there is none.
+///
+/// # Errors
+///
+/// The directory cannot be listed.
+pub fn latest_valid(root: &Path) -> Result<(Option<u64>, Vec<String>)> {
+    let mut skipped = Vec::new();
+    for (id, complete) in list(root)?.into_iter().rev() {
+        if !complete {
+            continue;
+        }
+        match verify(root, id) {
+            Ok(()) => return Ok((Some(id), skipped)),
+            Err(error) => skipped.push(format!("checkpoint {id}: {error}")),
+        }
+    }
+    Ok((None, skipped))
+}
+
+/// Checks every file of complete checkpoint `id`: the manifest's list, each task file's
+/// checksum and framing.
+pub(crate) fn verify(root: &Path, id: u64) -> Result<()> {
+    let dir = checkpoint_dir(root, id);
+    let manifest = dir.join(MANIFEST);
+    let text = std::fs::read_to_string(&manifest).map_err(io_error("read", &manifest))?;
+    let mut lines = text.lines();
+    if lines.next() != Some("weir checkpoint 1") {
+        return Err(corrupt(&manifest, "not a weir checkpoint manifest"));
+    }
+    for line in lines {
+        let Some((name, len)) = line.split_once(' ') else {
+            return Err(corrupt(&manifest, "a line is not `NAME LENGTH`"));
+        };
+        let path = dir.join(name);
+        let actual = std::fs::metadata(&path)
+            .map_err(io_error("read", &path))?
+            .len();
+        if len.parse::<u64>().ok() != Some(actual) {
+            return Err(corrupt(&path, "its length is not the manifest's"));
+        }
+        if name.ends_with(".snap") {
+            TaskFile::open(&path)?;
+        }
+    }
+    Ok(())
+}
+
+fn corrupt(path: &Path, what: &str) -> WeirError {
+    WeirError::Data {
+        message: format!("checkpoint file {}: {what}", path.display()),
+    }
+}
+
+/// The checkpoints of one job: where they go, how many tasks acknowledge each, which
+/// one the job started from.
+#[derive(Debug)]
+pub(crate) struct Store {
+    root: PathBuf,
+    retain: usize,
+    /// Tasks of the whole job (every worker's).
+    tasks: usize,
+    restored: Option<u64>,
+    /// Sinks' files pending until the job ends well: (pending, target).
+    finals: Mutex<Vec<(PathBuf, PathBuf)>>,
+}
+
+impl Store {
+    pub(crate) fn new(config: &CheckpointConfig, tasks: usize) -> Result<Store> {
+        if config.retain == 0 {
+            return Err(WeirError::Config {
+                field: "checkpoint retain",
+                value: "0".to_owned(),
+                allowed: "at least 1".to_owned(),
+            });
+        }
+        std::fs::create_dir_all(&config.dir)
+            .map_err(io_error("create checkpoint directory", &config.dir))?;
+        if let Some(id) = config.restore {
+            verify(&config.dir, id)?;
+        }
+        let store = Store {
+            root: config.dir.clone(),
+            retain: config.retain,
+            tasks,
+            restored: config.restore,
+            finals: Mutex::new(Vec::new()),
+        };
+        // The coordinator may have stopped between the manifest and the renames.
+        if let Some(id) = config.restore {
+            store.commit(id)?;
+        }
+        Ok(store)
+    }
+
+    /// Renames the sinks' files written after their last checkpoint into place: the job
+    /// ended well on this worker.
+    pub(crate) fn commit_finals(&self) -> Result<()> {
+        let finals = std::mem::take(&mut *self.finals.lock().expect("final files"));
+        for (pending, target) in finals {
+            commit_file(&pending, &target)?;
+        }
+        Ok(())
+    }
+
+    /// The checkpoint the job started from.
+    pub(crate) fn restored(&self) -> Option<u64> {
+        self.restored
+    }
+
+    /// Completes every checkpoint all tasks acknowledged (in id order), commits its
+    /// sinks' files, and deletes what is no longer kept. Answers the completed ids.
+    pub(crate) fn complete_ready(&self) -> Result<Vec<u64>> {
+        let mut completed = Vec::new();
+        for (id, complete) in list(&self.root)? {
+            if complete || Some(id) <= self.restored {
+                continue;
+            }
+            let dir = checkpoint_dir(&self.root, id);
+            let mut names = Vec::new();
+            for entry in std::fs::read_dir(&dir).map_err(io_error("list", &dir))? {
+                let entry = entry.map_err(io_error("list", &dir))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let ours = name.ends_with(".snap") || name.starts_with("commit-");
+                if ours && !name.starts_with('.') {
+                    let len = entry.metadata().map_err(io_error("read", &dir))?.len();
+                    names.push((name, len));
+                }
+            }
+            if names.iter().filter(|(n, _)| n.ends_with(".snap")).count() < self.tasks {
+                continue;
+            }
+            names.sort();
+            let mut manifest = String::from("weir checkpoint 1\n");
+            for (name, len) in &names {
+                manifest.push_str(&format!("{name} {len}\n"));
+            }
+            write_durably(&dir, MANIFEST, manifest.as_bytes())?;
+            self.commit(id)?;
+            completed.push(id);
+        }
+        if !completed.is_empty() {
+            self.prune()?;
+        }
+        Ok(completed)
+    }
+
+    /// Renames the pending files of complete checkpoint `id`'s commit lists into place
+    /// (those already renamed are skipped).
+    pub(crate) fn commit(&self, id: u64) -> Result<()> {
+        let dir = checkpoint_dir(&self.root, id);
+        for entry in std::fs::read_dir(&dir).map_err(io_error("list", &dir))? {
+            let entry = entry.map_err(io_error("list", &dir))?;
+            if !entry.file_name().to_string_lossy().starts_with("commit-") {
+                continue;
+            }
+            let path = entry.path();
+            let text = std::fs::read_to_string(&path).map_err(io_error("read", &path))?;
+            for line in text.lines() {
+                let Some((pending, target)) = line.split_once('\t') else {
+                    return Err(corrupt(&path, "a line is not `PENDING<TAB>TARGET`"));
+                };
+                commit_file(Path::new(pending), Path::new(target))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the checkpoints older than the last `retain` complete ones (complete or
+    /// not), and incomplete ones older than the latest complete.
+    fn prune(&self) -> Result<()> {
+        let all = list(&self.root)?;
+        let complete: Vec<u64> = all.iter().filter(|c| c.1).map(|c| c.0).collect();
+        let Some(&latest) = complete.last() else {
+            return Ok(());
+        };
+        let oldest_kept = complete[complete.len().saturating_sub(self.retain)];
+        for (id, is_complete) in all {
+            let keep = if is_complete {
+                id >= oldest_kept
+            } else {
+                id > latest
+            };
+            if !keep && Some(id) != self.restored {
+                remove_checkpoint(&checkpoint_dir(&self.root, id))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Renames `pending` to `target` (fsyncing the directory); a `pending` already gone
+/// whose `target` exists was committed before.
+pub(crate) fn commit_file(pending: &Path, target: &Path) -> Result<()> {
+    if !pending.exists() && target.exists() {
+        return Ok(());
+    }
+    if let Err(error) = std::fs::rename(pending, target) {
+        // Another worker committed it meanwhile.
+        if error.kind() == std::io::ErrorKind::NotFound && target.exists() {
+            return Ok(());
+        }
+        return Err(WeirError::file("commit", pending, error));
+    }
+    if let Some(dir) = target.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Deletes a checkpoint directory: only the files a checkpoint holds, then the directory
+/// (which fails, leaving it, if anything else is in it).
+fn remove_checkpoint(dir: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(WeirError::file("list", dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(io_error("list", dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let ours = name == MANIFEST
+            || name.ends_with(".snap")
+            || name.starts_with("commit-")
+            || name.starts_with(".tmp-");
+        if ours {
+            std::fs::remove_file(entry.path()).map_err(io_error("delete", &entry.path()))?;
+        }
+    }
+    std::fs::remove_dir(dir).map_err(io_error("delete", dir))
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_error("fsync", dir))
+}
+
+/// Writes `bytes` to `dir/name` through a temporary file: fsync, rename, fsync `dir`.
+fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let temp = dir.join(format!(".tmp-{name}"));
+    let mut file = File::create(&temp).map_err(io_error("create", &temp))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(io_error("write", &temp))?;
+    let path = dir.join(name);
+    std::fs::rename(&temp, &path).map_err(io_error("rename", &temp))?;
+    sync_dir(dir)
+}
+
+/// Runs the coordinator until `stop` is set (then one last pass): completes checkpoints
+/// as their tasks acknowledge them. Its errors decline checkpoints; they are kept in
+/// `declined` for the report, not fatal.
+pub(crate) fn coordinate(store: &Store, stop: &AtomicBool, declined: &Mutex<Vec<String>>) {
+    loop {
+        let stopping = stop.load(Ordering::Acquire);
+        if let Err(error) = store.complete_ready() {
+            declined
+                .lock()
+                .expect("declined checkpoints")
+                .push(error.to_string());
+        }
+        if stopping {
+            return;
+        }
+        std::thread::sleep(COORDINATOR_POLL);
+    }
+}
+
+/// One task's side of the checkpoints: the file it writes at each barrier, and what it
+/// restored from.
+#[derive(Debug)]
+pub(crate) struct TaskCheckpoint {
+    store: Arc<Store>,
+    root: PathBuf,
+    stage: usize,
+    task: usize,
+    writing: Mutex<Option<Writing>>,
+    /// Commit lines (`pending<TAB>target`) of the checkpoint being written.
+    commits: Mutex<Vec<String>>,
+    restored: Option<TaskFile>,
+    restored_id: Option<u64>,
+    next_operator: AtomicU32,
+}
+
+#[derive(Debug)]
+struct Writing {
+    id: u64,
+    temp: PathBuf,
+    out: BufWriter<File>,
+    crc: crc32fast::Hasher,
+}
+
+impl Writing {
+    fn put(&mut self, bytes: &[u8]) -> Result<()> {
+        self.crc.update(bytes);
+        self.out
+            .write_all(bytes)
+            .map_err(io_error("write checkpoint", &self.temp))
+    }
+}
+
+impl TaskCheckpoint {
+    pub(crate) fn new(store: &Arc<Store>, stage: usize, task: usize) -> Result<TaskCheckpoint> {
+        let restored = match store.restored {
+            Some(id) => Some(TaskFile::open(
+                &checkpoint_dir(&store.root, id).join(task_file_name(stage, task)),
+            )?),
+            None => None,
+        };
+        Ok(TaskCheckpoint {
+            store: Arc::clone(store),
+            root: store.root.clone(),
+            stage,
+            task,
+            writing: Mutex::new(None),
+            commits: Mutex::new(Vec::new()),
+            restored,
+            restored_id: store.restored,
+            next_operator: AtomicU32::new(0),
+        })
+    }
+
+    /// The checkpoint directory.
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The checkpoint the job started from.
+    pub(crate) fn restored_id(&self) -> Option<u64> {
+        self.restored_id
+    }
+
+    /// The next operator's index (in the order operators are built, the same in every
+    /// run of the same program).
+    pub(crate) fn operator(self: &Arc<Self>) -> SnapshotSlot {
+        SnapshotSlot {
+            operator: self.next_operator.fetch_add(1, Ordering::Relaxed),
+            task: Arc::clone(self),
+        }
+    }
+
+    fn with_writing<R>(&self, id: u64, f: impl FnOnce(&mut Writing) -> Result<R>) -> Result<R> {
+        let mut writing = self.writing.lock().expect("checkpoint writer");
+        if writing.as_ref().is_some_and(|w| w.id != id) {
+            return Err(WeirError::Data {
+                message: format!(
+                    "checkpoint {id} began while {} was being written (stage {} task {})",
+                    writing.as_ref().map_or(0, |w| w.id),
+                    self.stage,
+                    self.task
+                ),
+            });
+        }
+        if writing.is_none() {
+            let dir = checkpoint_dir(&self.root, id);
+            std::fs::create_dir_all(&dir).map_err(io_error("create", &dir))?;
+            let temp = dir.join(format!(".tmp-{}", task_file_name(self.stage, self.task)));
+            let file = File::create(&temp).map_err(io_error("create", &temp))?;
+            let mut new = Writing {
+                id,
+                temp,
+                out: BufWriter::new(file),
+                crc: crc32fast::Hasher::new(),
+            };
+            new.put(MAGIC)?;
+            new.put(&id.to_le_bytes())?;
+            new.put(&u32::try_from(self.stage).unwrap_or(u32::MAX).to_le_bytes())?;
+            new.put(&u32::try_from(self.task).unwrap_or(u32::MAX).to_le_bytes())?;
+            *writing = Some(new);
+        }
+        f(writing.as_mut().expect("just opened"))
+    }
+
+    /// Adds a line to checkpoint `id`'s commit list: `pending` is renamed to `target`
+    /// once the checkpoint completes.
+    pub(crate) fn commit_on_complete(&self, pending: &Path, target: &Path) {
+        self.commits.lock().expect("commit list").push(format!(
+            "{}\t{}",
+            pending.display(),
+            target.display()
+        ));
+    }
+
+    /// `pending` is renamed to `target` when the job ends well (a sink's output after its
+    /// last checkpoint).
+    pub(crate) fn commit_at_end(&self, pending: PathBuf, target: PathBuf) {
+        self.store
+            .finals
+            .lock()
+            .expect("final files")
+            .push((pending, target));
+    }
+
+    /// The task has passed barrier `id` through its whole chain: its file of `id` is
+    /// finished (with no pieces when no operator wrote one) and renamed into place, the
+    /// task's acknowledgement.
+    pub(crate) fn complete(&self, id: u64) -> Result<()> {
+        let commits = std::mem::take(&mut *self.commits.lock().expect("commit list"));
+        if !commits.is_empty() {
+            let dir = checkpoint_dir(&self.root, id);
+            std::fs::create_dir_all(&dir).map_err(io_error("create", &dir))?;
+            let mut text = commits.join("\n");
+            text.push('\n');
+            write_durably(
+                &dir,
+                &format!("commit-s{}-t{}", self.stage, self.task),
+                text.as_bytes(),
+            )?;
+        }
+        self.with_writing(id, |_| Ok(()))?;
+        let mut writing = self
+            .writing
+            .lock()
+            .expect("checkpoint writer")
+            .take()
+            .expect("opened above");
+        writing.put(&END_OF_PIECES.to_le_bytes())?;
+        let crc = writing.crc.clone().finalize();
+        writing
+            .out
+            .write_all(&crc.to_le_bytes())
+            .map_err(io_error("write checkpoint", &writing.temp))?;
+        let file = writing
+            .out
+            .into_inner()
+            .map_err(|e| WeirError::file("write checkpoint", &writing.temp, e.into_error()))?;
+        file.sync_all()
+            .map_err(io_error("fsync checkpoint", &writing.temp))?;
+        let dir = checkpoint_dir(&self.root, id);
+        let path = dir.join(task_file_name(self.stage, self.task));
+        std::fs::rename(&writing.temp, &path).map_err(io_error("rename", &writing.temp))?;
+        sync_dir(&dir)
+    }
+}
+
+/// An operator's place in its task's checkpoints.
+#[derive(Debug, Clone)]
+pub(crate) struct SnapshotSlot {
+    operator: u32,
+    task: Arc<TaskCheckpoint>,
+}
+
+impl SnapshotSlot {
+    /// Writes the operator's piece of checkpoint `id`: `write` adds its frames.
+    pub(crate) fn write(
+        &self,
+        id: u64,
+        write: impl FnOnce(&mut PieceWriter<'_>) -> Result<()>,
+    ) -> Result<()> {
+        self.task.with_writing(id, |writing| {
+            writing.put(&self.operator.to_le_bytes())?;
+            write(&mut PieceWriter { writing })?;
+            writing.put(&0u32.to_le_bytes())
+        })
+    }
+
+    /// The operator's piece of the checkpoint the job started from, if it wrote one.
+    pub(crate) fn restored(&self) -> Result<Option<PieceReader>> {
+        match &self.task.restored {
+            Some(file) => file.piece(self.operator),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Adds frames to an operator's piece.
+pub(crate) struct PieceWriter<'a> {
+    writing: &'a mut Writing,
+}
+
+impl PieceWriter<'_> {
+    /// One frame: `bytes` (not empty).
+    pub(crate) fn frame(&mut self, bytes: &[u8]) -> Result<()> {
+        assert!(!bytes.is_empty(), "an empty checkpoint frame");
+        let len = u32::try_from(bytes.len()).map_err(|_| WeirError::Data {
+            message: format!(
+                "a checkpoint frame of {} bytes (4 GiB at most)",
+                bytes.len()
+            ),
+        })?;
+        self.writing.put(&len.to_le_bytes())?;
+        self.writing.put(bytes)
+    }
+}
+
+/// A task file read back: checksum verified, each piece's offset.
+#[derive(Debug)]
+struct TaskFile {
+    path: PathBuf,
+    pieces: HashMap<u32, u64>,
+}
+
+impl TaskFile {
+    /// Reads `path` through once: its checksum and framing checked, its pieces found.
+    fn open(path: &Path) -> Result<TaskFile> {
+        let file = File::open(path).map_err(io_error("read checkpoint", path))?;
+        let len = file
+            .metadata()
+            .map_err(io_error("read checkpoint", path))?
+            .len();
+        let body = len
+            .checked_sub(4)
+            .ok_or_else(|| corrupt(path, "truncated or damaged (shorter than its checksum)"))?;
+        let mut input = BufReader::new(file);
+        let mut crc = crc32fast::Hasher::new();
+        let mut position = 0u64;
+        let mut read = |buf: &mut [u8], crc: &mut crc32fast::Hasher| -> Result<()> {
+            if position + buf.len() as u64 > body {
+                return Err(corrupt(
+                    path,
+                    "truncated or damaged (a length runs past the end)",
+                ));
+            }
+            input
+                .read_exact(buf)
+                .map_err(io_error("read checkpoint", path))?;
+            crc.update(buf);
+            position += buf.len() as u64;
+            Ok(())
+        };
+        let mut head = [0u8; 24];
+        read(&mut head, &mut crc)?;
+        if &head[..8] != MAGIC {
+            return Err(corrupt(path, "not a weir checkpoint file"));
+        }
+        let mut pieces = HashMap::new();
+        let mut word = [0u8; 4];
+        let mut scratch = Vec::new();
+        let mut offset = 24u64;
+        loop {
+            read(&mut word, &mut crc)?;
+            offset += 4;
+            let operator = u32::from_le_bytes(word);
+            if operator == END_OF_PIECES {
+                break;
+            }
+            pieces.insert(operator, offset);
+            loop {
+                read(&mut word, &mut crc)?;
+                offset += 4;
+                let frame = u32::from_le_bytes(word) as usize;
+                if frame == 0 {
+                    break;
+                }
+                scratch.resize(frame, 0);
+                read(&mut scratch, &mut crc)?;
+                offset += frame as u64;
+            }
+        }
+        if offset != body {
+            return Err(corrupt(path, "bytes after the last piece"));
+        }
+        let mut stored = [0u8; 4];
+        input
+            .read_exact(&mut stored)
+            .map_err(io_error("read checkpoint", path))?;
+        if u32::from_le_bytes(stored) != crc.finalize() {
+            return Err(corrupt(path, "checksum mismatch"));
+        }
+        Ok(TaskFile {
+            path: path.to_path_buf(),
+            pieces,
+        })
+    }
+
+    fn piece(&self, operator: u32) -> Result<Option<PieceReader>> {
+        let Some(&offset) = self.pieces.get(&operator) else {
+            return Ok(None);
+        };
+        let mut file = File::open(&self.path).map_err(io_error("read checkpoint", &self.path))?;
+        file.seek(SeekFrom::Start(offset))
+            .map_err(io_error("read checkpoint", &self.path))?;
+        Ok(Some(PieceReader {
+            input: BufReader::new(file),
+            path: self.path.clone(),
+            done: false,
+        }))
+    }
+}
+
+/// Reads an operator's piece back, frame by frame (the file's checksum was verified
+/// when the job started).
+pub(crate) struct PieceReader {
+    input: BufReader<File>,
+    path: PathBuf,
+    done: bool,
+}
+
+impl PieceReader {
+    /// The next frame into `buf`; `false` after the last.
+    pub(crate) fn next_frame(&mut self, buf: &mut Vec<u8>) -> Result<bool> {
+        if self.done {
+            return Ok(false);
+        }
+        let mut word = [0u8; 4];
+        self.input
+            .read_exact(&mut word)
+            .map_err(io_error("read checkpoint", &self.path))?;
+        let len = u32::from_le_bytes(word) as usize;
+        if len == 0 {
+            self.done = true;
+            return Ok(false);
+        }
+        buf.resize(len, 0);
+        self.input
+            .read_exact(buf)
+            .map_err(io_error("read checkpoint", &self.path))?;
+        Ok(true)
+    }
+}

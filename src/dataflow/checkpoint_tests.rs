@@ -1,0 +1,247 @@
+//! Checkpoints against failure-free runs: a windowed job that fails once mid-stream
+//! restarts from its latest checkpoint and commits exactly the failure-free output; a
+//! corrupt checkpoint is skipped (or named, when asked for); operators that cannot
+//! snapshot refuse.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use super::tests::config;
+use super::*;
+use crate::checkpoint::{CheckpointConfig, latest_valid};
+use crate::config::Config;
+
+/// A fresh directory for one test, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("weir-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Per key (of 7) and 1 s tumbling window of event time: the count and sum of values
+/// `i` at time `i` ms, written exactly once to `out`. Record `fail_at` (once, while
+/// `armed`) fails its task; every 2000 records wait 1 ms, so checkpoints come between.
+fn windowed(flow: &Dataflow, n: u64, out: &Path, fail_at: u64, armed: Arc<AtomicBool>) {
+    flow.generate(n, |i| i)
+        .map(move |i| {
+            if i % 2000 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            i
+        })
+        .try_map(move |i| {
+            if i == fail_at && armed.swap(false, Ordering::SeqCst) {
+                return Err(format!("induced failure at record {i}"));
+            }
+            Ok(i)
+        })
+        .event_time(
+            |i| *i as i64,
+            Watermarks::bounded(Duration::ZERO).every(Duration::ZERO),
+        )
+        .key_by(|i| i % 7)
+        .window(Windows::tumbling(Duration::from_secs(1)), |i| *i as i64)
+        .aggregate(
+            |i| (1u64, *i),
+            |a, b| {
+                a.0 += b.0;
+                a.1 += b.1;
+            },
+        )
+        .write_committed(out, |(window, key, (count, sum))| {
+            format!("{} {key} {count} {sum}", window.start)
+        });
+}
+
+fn checkpointed(slots: usize, dir: &Path) -> Config {
+    Config {
+        barrier_interval: Some(Duration::from_millis(10)),
+        checkpoint: Some(CheckpointConfig::new(dir)),
+        ..config(slots, 16 << 20)
+    }
+}
+
+fn sorted(mut lines: Vec<String>) -> Vec<String> {
+    lines.sort_unstable();
+    lines
+}
+
+/// Asserts `got` (sorted) equals `want`, naming a few differences.
+fn assert_same(got: Vec<String>, want: &[String], what: &str) {
+    let got = sorted(got);
+    let missing: Vec<&String> = want.iter().filter(|l| !got.contains(l)).take(5).collect();
+    let extra: Vec<&String> = got.iter().filter(|l| !want.contains(l)).take(5).collect();
+    assert!(
+        got == want,
+        "{what}: {} lines, want {}; missing {missing:?}, extra {extra:?}",
+        got.len(),
+        want.len()
+    );
+}
+
+/// No file of the sink's is left pending, and no temporary file of the checkpoints.
+fn assert_clean(out: &Path, checkpoints: &Path) {
+    let pending: Vec<_> = std::fs::read_dir(out.join(".pending")).unwrap().collect();
+    assert!(pending.is_empty(), "pending files left: {pending:?}");
+    for entry in std::fs::read_dir(checkpoints).unwrap() {
+        let dir = entry.unwrap().path();
+        for file in std::fs::read_dir(&dir).unwrap() {
+            let name = file.unwrap().file_name().to_string_lossy().into_owned();
+            assert!(!name.starts_with(".tmp-"), "{} holds {name}", dir.display());
+        }
+    }
+}
+
+#[test]
+fn a_failure_restarts_from_the_latest_checkpoint_and_commits_exactly_once() {
+    let n = 120_000;
+    for slots in [1, 2] {
+        let root = TempDir::new(&format!("chk-exactly-once-{slots}"));
+        let (plain, out, checkpoints) = (
+            root.path().join("plain"),
+            root.path().join("out"),
+            root.path().join("checkpoints"),
+        );
+        let flow = Dataflow::new();
+        windowed(&flow, n, &plain, u64::MAX, Arc::default());
+        runtime::execute(&flow, &config(slots, 16 << 20), None).unwrap();
+        let want = sorted(read_committed(&plain).unwrap());
+        assert_eq!(want.len(), 7 * 120, "slots {slots}");
+
+        let flow = Dataflow::new();
+        windowed(&flow, n, &out, 90_000, Arc::new(AtomicBool::new(true)));
+        let report = runtime::execute(&flow, &checkpointed(slots, &checkpoints), None).unwrap();
+        assert!(report.leak_free);
+        assert_eq!(report.restarts, 1, "slots {slots}");
+        assert_same(
+            read_committed(&out).unwrap(),
+            &want,
+            &format!("slots {slots}"),
+        );
+        let (latest, skipped) = latest_valid(&checkpoints).unwrap();
+        assert!(latest.is_some_and(|id| id > 3), "slots {slots}: {latest:?}");
+        assert!(skipped.is_empty(), "{skipped:?}");
+        assert_clean(&out, &checkpoints);
+    }
+}
+
+#[test]
+fn a_restore_from_a_retained_checkpoint_finishes_the_job_exactly_once() {
+    // A run that fails with no restarts left keeps its checkpoints; a second run started
+    // from the latest commits the rest.
+    let n = 120_000;
+    let root = TempDir::new("chk-restore-from");
+    let (plain, out, checkpoints) = (
+        root.path().join("plain"),
+        root.path().join("out"),
+        root.path().join("checkpoints"),
+    );
+    let flow = Dataflow::new();
+    windowed(&flow, n, &plain, u64::MAX, Arc::default());
+    runtime::execute(&flow, &config(2, 16 << 20), None).unwrap();
+    let want = sorted(read_committed(&plain).unwrap());
+
+    let flow = Dataflow::new();
+    windowed(&flow, n, &out, 90_000, Arc::new(AtomicBool::new(true)));
+    let mut first = checkpointed(2, &checkpoints);
+    first.checkpoint.as_mut().unwrap().restarts = 0;
+    let err = runtime::execute(&flow, &first, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("induced failure"), "{err}");
+    let (latest, _) = latest_valid(&checkpoints).unwrap();
+    assert!(latest.is_some(), "no checkpoint before the failure");
+
+    let flow = Dataflow::new();
+    windowed(&flow, n, &out, u64::MAX, Arc::default());
+    let mut second = checkpointed(2, &checkpoints);
+    second.checkpoint.as_mut().unwrap().restore = latest;
+    runtime::execute(&flow, &second, None).unwrap();
+    assert_same(read_committed(&out).unwrap(), &want, "restored");
+    assert_clean(&out, &checkpoints);
+}
+
+#[test]
+fn a_corrupt_checkpoint_is_skipped_or_named_never_restored() {
+    let root = TempDir::new("chk-corrupt");
+    let (out, checkpoints) = (root.path().join("out"), root.path().join("checkpoints"));
+    let flow = Dataflow::new();
+    windowed(&flow, 60_000, &out, u64::MAX, Arc::default());
+    runtime::execute(&flow, &checkpointed(2, &checkpoints), None).unwrap();
+    let mut complete: Vec<u64> = std::fs::read_dir(&checkpoints)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("MANIFEST").is_file())
+        .map(|p| {
+            p.file_name().unwrap().to_str().unwrap()[4..]
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    complete.sort_unstable();
+    assert!(complete.len() >= 2, "{complete:?}");
+    let latest = *complete.last().unwrap();
+    let victim = checkpoints
+        .join(format!("chk-{latest:08}"))
+        .join("s0-t1.snap");
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&victim, &bytes).unwrap();
+
+    let (found, skipped) = latest_valid(&checkpoints).unwrap();
+    assert_eq!(found, Some(complete[complete.len() - 2]));
+    assert!(skipped[0].contains("s0-t1.snap"), "{skipped:?}");
+
+    // Asked for by id, the corrupt one is an error naming the file.
+    let flow = Dataflow::new();
+    windowed(&flow, 60_000, &out, u64::MAX, Arc::default());
+    let mut config = checkpointed(2, &checkpoints);
+    config.checkpoint.as_mut().unwrap().restore = Some(latest);
+    let err = runtime::execute(&flow, &config, None)
+        .unwrap_err()
+        .to_string();
+    let damaged = err.contains("checksum") || err.contains("damaged");
+    assert!(err.contains("s0-t1.snap") && damaged, "{err}");
+}
+
+#[test]
+fn an_operator_without_snapshots_refuses_a_checkpointed_job() {
+    let root = TempDir::new("chk-refuse");
+    let flow = Dataflow::new();
+    let _ = flow
+        .generate(1000, |i| i)
+        .key_by(|i| i % 3)
+        .process(
+            |ctx: &mut Keyed<'_, u64, u64, u64>, i: u64| {
+                *ctx.state().get_or_insert(0) += i;
+                Ok(())
+            },
+            |_, _| Ok(()),
+        )
+        .collect();
+    let err = runtime::execute(&flow, &checkpointed(1, root.path()), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("keyed process") && err.contains("checkpoints"),
+        "{err}"
+    );
+}
