@@ -16,6 +16,11 @@
 //!   returns None: main returns, the process exits 0.
 //! ```
 //!
+//! With checkpoints (`Config::checkpoint`), a launch that fails (a worker process lost
+//! or killed, a task failed) starts again on fresh ports, every worker restoring the
+//! latest complete checkpoint ([`RESTORE_ENV`]), up to the configured restarts; so
+//! `build` runs once per launch.
+//!
 //! Every process must build the same program: `build` may read the command line and
 //! files, but not choose operators at random. The worker processes end with the launcher
 //! (see [`crate::lifecycle`]); a worker that fails makes `run` fail in the launcher,
@@ -37,6 +42,9 @@ pub const PROCESS_ENV: &str = "WEIR_SPMD_PROCESS";
 
 /// The environment variable naming the peers file of an SPMD launch.
 pub const PEERS_ENV: &str = "WEIR_SPMD_PEERS";
+
+/// The environment variable naming the checkpoint a restarted SPMD launch restores.
+pub const RESTORE_ENV: &str = "WEIR_SPMD_RESTORE";
 
 /// How long a launch may run before its worker processes are killed.
 const TIMEOUT: Duration = Duration::from_secs(24 * 3600);
@@ -65,28 +73,70 @@ pub struct Outcome<T> {
 /// error went to stderr) or returned no result file.
 pub fn run<T: Data>(
     config: &Config,
-    build: impl FnOnce(&Dataflow) -> Collected<T>,
+    build: impl Fn(&Dataflow) -> Collected<T>,
 ) -> Result<Option<Outcome<T>>> {
     if let Some(process) = worker_process()? {
         run_worker(process, config, build)?;
         return Ok(None);
     }
+    if config.workers == 1 {
+        return launch(config, &build).map(Some);
+    }
+    // With checkpoints, a failed launch (a worker lost, a task failed) starts again, every
+    // worker restoring the latest complete checkpoint.
+    let mut config = config.clone();
+    let mut restarts = 0;
+    loop {
+        let error = match launch(&config, &build) {
+            Ok(mut outcome) => {
+                if let Some(first) = outcome.report.workers.first_mut() {
+                    first.restarts = restarts;
+                }
+                return Ok(Some(outcome));
+            }
+            Err(error) => error,
+        };
+        let Some(checkpoint) = config.checkpoint.as_mut() else {
+            return Err(error);
+        };
+        let fatal = matches!(error, WeirError::Usage { .. } | WeirError::Config { .. });
+        if fatal || restarts >= checkpoint.restarts {
+            return Err(error);
+        }
+        restarts += 1;
+        std::thread::sleep(checkpoint.restart_delay);
+        let (latest, _skipped) = crate::checkpoint::latest_valid(&checkpoint.dir)?;
+        checkpoint.restore = latest;
+        crate::lifecycle::print_line(&format!(
+            "weir: the job failed ({error}); restart {restarts} of {} from {}",
+            checkpoint.restarts,
+            latest.map_or_else(|| "the start".to_owned(), |id| format!("checkpoint {id}"))
+        ))?;
+    }
+}
+
+/// One launch of the job on every worker: this process worker 0.
+fn launch<T: Data>(
+    config: &Config,
+    build: &impl Fn(&Dataflow) -> Collected<T>,
+) -> Result<Outcome<T>> {
     let flow = Dataflow::new();
     let collected = build(&flow);
     if config.workers == 1 {
         let report = runtime::execute(&flow, config, None)?;
-        return Ok(Some(Outcome {
+        return Ok(Outcome {
             report: JobReport {
                 workers: vec![report],
             },
             records: collected.take(),
-        }));
+        });
     }
     let cluster = LocalCluster::new(config.workers)?;
     let exe = std::env::current_exe().map_err(|e| WeirError::file("find", "this program", e))?;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let network = NetworkConfig::new(0, cluster.peers().to_vec());
-    let (report, _lines) = cluster.run_beside_spmd(&exe, &args, TIMEOUT, || {
+    let restore = config.checkpoint.as_ref().and_then(|c| c.restore);
+    let (report, _lines) = cluster.run_beside_spmd(&exe, &args, restore, TIMEOUT, || {
         runtime::execute(&flow, config, Some(network))
     })?;
     let mut workers = vec![report];
@@ -97,10 +147,10 @@ pub fn run<T: Data>(
         workers.push(report);
         records.extend(theirs);
     }
-    Ok(Some(Outcome {
+    Ok(Outcome {
         report: JobReport { workers },
         records,
-    }))
+    })
 }
 
 /// Whether this process was started as an SPMD worker, and which.
@@ -117,7 +167,7 @@ fn worker_process() -> Result<Option<usize>> {
 fn run_worker<T: Data>(
     process: usize,
     config: &Config,
-    build: impl FnOnce(&Dataflow) -> Collected<T>,
+    build: impl Fn(&Dataflow) -> Collected<T>,
 ) -> Result<()> {
     crate::lifecycle::watch_launcher("weir worker");
     let peers_file = std::env::var_os(PEERS_ENV)
@@ -140,9 +190,15 @@ fn run_worker<T: Data>(
                 peers.len()
             ),
         })?;
+    let mut config = config.clone();
+    if let (Some(checkpoint), Ok(id)) = (config.checkpoint.as_mut(), std::env::var(RESTORE_ENV)) {
+        checkpoint.restore = Some(id.parse().map_err(|_| WeirError::Usage {
+            message: format!("{RESTORE_ENV}={id}: expected a checkpoint id"),
+        })?);
+    }
     let flow = Dataflow::new();
     let collected = build(&flow);
-    let report = runtime::execute(&flow, config, Some(NetworkConfig::new(index, peers)))?;
+    let report = runtime::execute(&flow, &config, Some(NetworkConfig::new(index, peers)))?;
     let bytes =
         crate::serde_fmt::to_vec(&(report, collected.take())).map_err(|e| WeirError::Data {
             message: format!("worker {process}'s results cannot be encoded: {e}"),

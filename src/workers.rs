@@ -183,7 +183,8 @@ impl LocalCluster {
     /// [`run_beside`](Self::run_beside) for a program that is its own worker
     /// ([`crate::spmd`]): processes 1 to N − 1 run `exe args` with
     /// [`PROCESS_ENV`](crate::spmd::PROCESS_ENV) and
-    /// [`PEERS_ENV`](crate::spmd::PEERS_ENV) naming their index and the peers file.
+    /// [`PEERS_ENV`](crate::spmd::PEERS_ENV) naming their index and the peers file, and
+    /// [`RESTORE_ENV`](crate::spmd::RESTORE_ENV) the checkpoint `restore` when given.
     ///
     /// # Errors
     ///
@@ -192,10 +193,11 @@ impl LocalCluster {
         &self,
         exe: &Path,
         args: &[String],
+        restore: Option<u64>,
         timeout: Duration,
         local: impl FnOnce() -> Result<T>,
     ) -> Result<(T, Vec<String>)> {
-        self.beside(exe, &Launch::Spmd(args), timeout, local)
+        self.beside(exe, &Launch::Spmd(args, restore), timeout, local)
     }
 
     fn beside<T>(
@@ -233,10 +235,16 @@ impl LocalCluster {
                     .arg("--peers")
                     .arg(self.peers_file())
                     .args(*job_args),
-                Launch::Spmd(args) => command
-                    .args(*args)
-                    .env(crate::spmd::PROCESS_ENV, process.to_string())
-                    .env(crate::spmd::PEERS_ENV, self.peers_file()),
+                Launch::Spmd(args, restore) => {
+                    command
+                        .args(*args)
+                        .env(crate::spmd::PROCESS_ENV, process.to_string())
+                        .env(crate::spmd::PEERS_ENV, self.peers_file());
+                    match restore {
+                        Some(id) => command.env(crate::spmd::RESTORE_ENV, id.to_string()),
+                        None => command.env_remove(crate::spmd::RESTORE_ENV),
+                    }
+                }
             };
             let child = command
                 .env(LAUNCHER_PID_ENV, std::process::id().to_string())
@@ -268,8 +276,9 @@ impl LocalCluster {
 enum Launch<'a> {
     /// `exe worker --process I --peers FILE <job args>`: the `weir` command line.
     Worker(&'a [String]),
-    /// `exe <args>` with the SPMD environment: a program that is its own worker.
-    Spmd(&'a [String]),
+    /// `exe <args>` with the SPMD environment: a program that is its own worker (and
+    /// the checkpoint a restarted launch restores).
+    Spmd(&'a [String], Option<u64>),
 }
 
 /// A started worker process.

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use weir::checkpoint::CheckpointConfig;
 use weir::config::Config;
 use weir::error::{Result, WeirError};
 use weir::size::{format_size, parse_size};
@@ -56,6 +57,20 @@ pub struct ConfigArgs {
     /// (the job report gives each one's delay); off by default.
     #[arg(long)]
     pub barrier_interval_ms: Option<u64>,
+    /// Take checkpoints into DIR (exactly-once: sources rewound, state restored and
+    /// output committed per checkpoint; a failed job restarts from the latest one).
+    #[arg(long)]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Every how many milliseconds a checkpoint is taken (with --checkpoint-dir).
+    #[arg(long, default_value_t = 2000)]
+    pub checkpoint_interval_ms: u64,
+    /// Start from a retained checkpoint of --checkpoint-dir: its id, or `latest` (the
+    /// latest complete one whose files check out).
+    #[arg(long)]
+    pub restore_from: Option<String>,
+    /// Times a failed job restarts from its latest checkpoint (with --checkpoint-dir).
+    #[arg(long, default_value_t = 3)]
+    pub restarts: u32,
 }
 
 impl Default for ConfigArgs {
@@ -140,7 +155,54 @@ impl ConfigArgs {
             barrier_interval_ms: config
                 .barrier_interval
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            checkpoint_dir: config.checkpoint.as_ref().map(|c| c.dir.clone()),
+            checkpoint_interval_ms: 2000,
+            restore_from: None,
+            restarts: config.checkpoint.as_ref().map_or(3, |c| c.restarts),
         }
+    }
+
+    /// The checkpoints of `--checkpoint-dir`, and the checkpoint interval.
+    fn checkpoint(&self) -> Result<Option<(CheckpointConfig, Duration)>> {
+        let Some(dir) = &self.checkpoint_dir else {
+            if self.restore_from.is_some() {
+                return Err(WeirError::Usage {
+                    message: "--restore-from needs --checkpoint-dir".to_owned(),
+                });
+            }
+            return Ok(None);
+        };
+        let restore = match self.restore_from.as_deref() {
+            None => None,
+            Some("latest") => {
+                let (latest, skipped) = weir::checkpoint::latest_valid(dir)?;
+                for why in skipped {
+                    eprintln!("weir: skipping {why}");
+                }
+                Some(latest.ok_or_else(|| WeirError::Usage {
+                    message: format!(
+                        "--restore-from latest: {} holds no complete checkpoint",
+                        dir.display()
+                    ),
+                })?)
+            }
+            Some(id) => Some(id.parse().map_err(|_| WeirError::Usage {
+                message: format!("--restore-from {id}: expected a checkpoint id or `latest`"),
+            })?),
+        };
+        if self.checkpoint_interval_ms == 0 {
+            return Err(WeirError::Usage {
+                message: "--checkpoint-interval-ms must be at least 1".to_owned(),
+            });
+        }
+        Ok(Some((
+            CheckpointConfig {
+                restore,
+                restarts: self.restarts,
+                ..CheckpointConfig::new(dir)
+            },
+            Duration::from_millis(self.checkpoint_interval_ms),
+        )))
     }
 
     /// The configuration, validated.
@@ -149,6 +211,7 @@ impl ConfigArgs {
     ///
     /// As [`Config::validate`].
     pub fn to_config(&self) -> Result<Config> {
+        let checkpoint = self.checkpoint()?;
         let config = Config {
             memory: self.memory,
             network_memory: self.network_memory,
@@ -163,7 +226,11 @@ impl ConfigArgs {
             workers: self.workers,
             slots: self.slots,
             peer_timeout: self.peer_timeout,
-            barrier_interval: self.barrier_interval_ms.map(Duration::from_millis),
+            barrier_interval: checkpoint
+                .as_ref()
+                .map(|(_, interval)| *interval)
+                .or(self.barrier_interval_ms.map(Duration::from_millis)),
+            checkpoint: checkpoint.map(|(checkpoint, _)| checkpoint),
         };
         config.validate()?;
         Ok(config)
@@ -195,6 +262,14 @@ impl ConfigArgs {
         ];
         if let Some(ms) = self.barrier_interval_ms {
             args.push(format!("--barrier-interval-ms={ms}"));
+        }
+        if let Some(dir) = &self.checkpoint_dir {
+            args.push(format!("--checkpoint-dir={}", dir.display()));
+            args.push(format!(
+                "--checkpoint-interval-ms={}",
+                self.checkpoint_interval_ms
+            ));
+            args.push(format!("--restarts={}", self.restarts));
         }
         args.push(format!(
             "--io={}",

@@ -901,6 +901,14 @@ pub struct Collected<T> {
 }
 
 impl<T> Collected<T> {
+    /// Nothing to collect: what a program whose results go to a sink gives
+    /// [`crate::spmd::run`].
+    pub fn none() -> Collected<T> {
+        Collected {
+            records: Arc::default(),
+        }
+    }
+
     /// Takes the records (empty before the job ran, and on workers other than 0).
     ///
     /// # Panics

@@ -17,7 +17,8 @@ use weir::spmd;
 use crate::args::ConfigArgs;
 use crate::nexmark::{
     EVENT_RATE_DEFAULT, EVENTS_HEADER, Event, Events, Row, check_query, event_csv, events,
-    final_rows, first_events, generator_rate, header, model, model_of, parse_event_csv,
+    final_rows, first_events, generator_rate, header, line_digest, model, model_lines, model_of,
+    parse_event_csv,
 };
 use crate::report::Report;
 
@@ -125,19 +126,37 @@ pub(crate) fn run_nexmark(args: &NexmarkArgs) -> Result<()> {
     args.config.debloat.get_or_insert(true);
     let args = &args;
     let config = args.config.to_config()?;
-    let outcome = spmd::run(&config, |flow| job(flow, args))?;
+    let committed = config.checkpoint.is_some();
+    if committed && args.output.is_none() {
+        return Err(WeirError::Usage {
+            message: "--checkpoint-dir needs --output: the rows are committed there with each \
+                      checkpoint (exactly once)"
+                .to_owned(),
+        });
+    }
+    let outcome = spmd::run(&config, |flow| job(flow, args, committed))?;
     let Some(outcome) = outcome else {
         return Ok(()); // a worker process: its part is done
     };
-    let (rows, digest) = outcome
-        .records
-        .iter()
-        .fold((0u64, 0u64), |(n, d), ((), (rows, digest))| {
-            (n + rows, d.wrapping_add(*digest))
-        });
+    let (rows, digest) = match (&args.output, committed) {
+        // The committed lines, read back: what a failure and restore must not change.
+        (Some(dir), true) => weir::dataflow::read_committed(dir)?
+            .iter()
+            .fold((0u64, 0u64), |(n, d), line| {
+                (n + 1, d.wrapping_add(line_digest(line)))
+            }),
+        _ => outcome
+            .records
+            .iter()
+            .fold((0u64, 0u64), |(n, d), ((), (rows, digest))| {
+                (n + rows, d.wrapping_add(*digest))
+            }),
+    };
     let wall_s = outcome.report.wall_s();
     let valid = if args.no_verify {
         None
+    } else if committed {
+        Some(model_lines(args.query, args.events, args.event_rate)? == (rows, digest))
     } else {
         Some(expected(args)? == (rows, digest))
     };
@@ -194,7 +213,7 @@ fn rss_mib(report: &JobReport) -> Vec<f64> {
 
 /// The program every worker builds: the events (generated, or read from `--input`), the
 /// query's rows (also written as CSV on `--output`), and their count and digest.
-fn job(flow: &Dataflow, args: &NexmarkArgs) -> Collected<((), (u64, u64))> {
+fn job(flow: &Dataflow, args: &NexmarkArgs, committed: bool) -> Collected<((), (u64, u64))> {
     let events = match &args.input {
         Some(path) if is_csv(path) => {
             let lines = flow
@@ -225,6 +244,10 @@ fn job(flow: &Dataflow, args: &NexmarkArgs) -> Collected<((), (u64, u64))> {
     let query = args.query;
     let rows = crate::nexmark::query(events, query).expect("checked before the job");
     let rows = match &args.output {
+        Some(dir) if committed => {
+            rows.write_committed(dir.clone(), move |row| row.csv(query));
+            return Collected::none();
+        }
         Some(dir) => {
             let (out, rest) = rows.tee();
             out.write_lines(dir.clone(), move |row| row.csv(query));

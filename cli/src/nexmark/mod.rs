@@ -419,6 +419,37 @@ pub fn model_of<I: Iterator<Item = Event>>(
     query: u32,
     events: impl Fn() -> I,
 ) -> Result<(u64, u64)> {
+    model_digest(query, events, Row::digest)
+}
+
+/// The rows query `query` makes of the first `count` events, and the wrapping sum of a
+/// hash of each one's CSV line: what the lines a job committed are checked against.
+///
+/// # Errors
+///
+/// As [`model`].
+pub fn model_lines(query: u32, count: u64, event_rate: u64) -> Result<(u64, u64)> {
+    model_digest(
+        query,
+        || first_events(count, event_rate),
+        |row| line_digest(&row.csv(query)),
+    )
+}
+
+/// A hash of one CSV line (FNV-1a), summed over a query's lines.
+pub fn line_digest(line: &str) -> u64 {
+    line.bytes().fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The rows of query `query` over `events()` by one plain loop: their count and the
+/// wrapping sum of `digest` over them.
+fn model_digest<I: Iterator<Item = Event>>(
+    query: u32,
+    events: impl Fn() -> I,
+    digest: impl Fn(&Row) -> u64,
+) -> Result<(u64, u64)> {
     let windowed = match query {
         3 => Some(stateful::q3_model(events())),
         4 => Some(stateful::q4_model(events())),
@@ -428,20 +459,18 @@ pub fn model_of<I: Iterator<Item = Event>>(
         _ => None,
     };
     if let Some(rows) = windowed {
-        let digest = rows
-            .iter()
-            .fold(0u64, |d, row| d.wrapping_add(row.digest()));
+        let digest = rows.iter().fold(0u64, |d, row| d.wrapping_add(digest(row)));
         return Ok((rows.len() as u64, digest));
     }
     let make = query_fn(query)?;
-    let (mut rows, mut digest) = (0u64, 0u64);
+    let (mut rows, mut sum) = (0u64, 0u64);
     for event in events() {
         if let Some(row) = make(event) {
             rows += 1;
-            digest = digest.wrapping_add(row.digest());
+            sum = sum.wrapping_add(digest(&row));
         }
     }
-    Ok((rows, digest))
+    Ok((rows, sum))
 }
 
 /// The CSV header of `weir gen nexmark`: every event's type (0 person, 1 auction, 2 bid,
