@@ -99,6 +99,8 @@ struct NexmarkReport {
     /// The generator's own rate for as many tasks as the job had (`--ceiling`).
     #[serde(skip_serializing_if = "Option::is_none")]
     generator_events_per_s: Option<f64>,
+    /// Times the job restarted from a checkpoint after a failure.
+    restarts: u32,
     /// The rows' count and digest equal a plain loop's over the same events (`null`
     /// with `--no-verify`).
     valid: Option<bool>,
@@ -138,28 +140,8 @@ pub(crate) fn run_nexmark(args: &NexmarkArgs) -> Result<()> {
     let Some(outcome) = outcome else {
         return Ok(()); // a worker process: its part is done
     };
-    let (rows, digest) = match (&args.output, committed) {
-        // The committed lines, read back: what a failure and restore must not change.
-        (Some(dir), true) => weir::dataflow::read_committed(dir)?
-            .iter()
-            .fold((0u64, 0u64), |(n, d), line| {
-                (n + 1, d.wrapping_add(line_digest(line)))
-            }),
-        _ => outcome
-            .records
-            .iter()
-            .fold((0u64, 0u64), |(n, d), ((), (rows, digest))| {
-                (n + rows, d.wrapping_add(*digest))
-            }),
-    };
+    let (rows, valid) = checked_rows(args, &outcome.records, committed)?;
     let wall_s = outcome.report.wall_s();
-    let valid = if args.no_verify {
-        None
-    } else if committed {
-        Some(model_lines(args.query, args.events, args.event_rate)? == (rows, digest))
-    } else {
-        Some(expected(args)? == (rows, digest))
-    };
     let ceiling = args.ceiling.then(|| ceiling(args.events, wall_s, &config));
     let worker_rss_mib = rss_mib(&outcome.report);
     eprintln!("{}", summary(args, &config, rows, wall_s, valid));
@@ -188,6 +170,7 @@ pub(crate) fn run_nexmark(args: &NexmarkArgs) -> Result<()> {
         window_latency_p50_ms: worst_ms(&outcome.report, |w| w.window_latency_p50_us),
         window_latency_p99_ms: worst_ms(&outcome.report, |w| w.window_latency_p99_us),
         generator_events_per_s: ceiling,
+        restarts: outcome.report.workers.first().map_or(0, |w| w.restarts),
         valid,
     };
     println!("{}", Report::new("nexmark", report).to_json());
@@ -200,6 +183,35 @@ pub(crate) fn run_nexmark(args: &NexmarkArgs) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// The job's rows and whether they equal a plain loop's: the committed lines read back
+/// (what a failure and a restore must not change), or the collected count and digest.
+fn checked_rows(
+    args: &NexmarkArgs,
+    collected: &[((), (u64, u64))],
+    committed: bool,
+) -> Result<(u64, Option<bool>)> {
+    let (rows, digest) = match (&args.output, committed) {
+        (Some(dir), true) => weir::dataflow::read_committed(dir)?
+            .iter()
+            .fold((0u64, 0u64), |(n, d), line| {
+                (n + 1, d.wrapping_add(line_digest(line)))
+            }),
+        _ => collected
+            .iter()
+            .fold((0u64, 0u64), |(n, d), ((), (rows, digest))| {
+                (n + rows, d.wrapping_add(*digest))
+            }),
+    };
+    let valid = if args.no_verify {
+        None
+    } else if committed {
+        Some(model_lines(args.query, args.events, args.event_rate)? == (rows, digest))
+    } else {
+        Some(expected(args)? == (rows, digest))
+    };
+    Ok((rows, valid))
 }
 
 /// Each worker's peak RSS in MiB, by process index.
