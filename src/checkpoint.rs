@@ -22,7 +22,8 @@
 //!
 //! Task file: `"WEIRSNP1"`, the checkpoint id (u64), stage and task (u32 each); then
 //! pieces, each the operator's index (u32) and frames (u32 length > 0, the bytes), ended
-//! by a zero length; `u32::MAX` ends the pieces; a CRC-32 of everything before ends the
+//! by a zero length; `u32::MAX` ends the pieces, followed by the time the barrier was
+//! scheduled (µs since the Unix epoch, u64); a CRC-32 of everything before ends the
 //! file. All integers little-endian.
 
 use std::collections::HashMap;
@@ -149,7 +150,7 @@ pub(crate) fn verify(root: &Path, id: u64) -> Result<()> {
     if lines.next() != Some("weir checkpoint 1") {
         return Err(corrupt(&manifest, "not a weir checkpoint manifest"));
     }
-    for line in lines {
+    for line in lines.filter(|line| !line.starts_with('#')) {
         let Some((name, len)) = line.split_once(' ') else {
             return Err(corrupt(&manifest, "a line is not `NAME LENGTH`"));
         };
@@ -184,6 +185,8 @@ pub(crate) struct Store {
     restored: Option<u64>,
     /// Sinks' files pending until the job ends well: (pending, target).
     finals: Mutex<Vec<(PathBuf, PathBuf)>>,
+    /// The checkpoints the coordinator completed.
+    completed: Mutex<Vec<CheckpointSample>>,
 }
 
 impl Store {
@@ -206,12 +209,21 @@ impl Store {
             tasks,
             restored: config.restore,
             finals: Mutex::new(Vec::new()),
+            completed: Mutex::new(Vec::new()),
         };
         // The coordinator may have stopped between the manifest and the renames.
         if let Some(id) = config.restore {
             store.commit(id)?;
         }
         Ok(store)
+    }
+
+    /// The checkpoints the coordinator completed so far.
+    pub(crate) fn completed(&self) -> Vec<CheckpointSample> {
+        self.completed
+            .lock()
+            .expect("completed checkpoints")
+            .clone()
     }
 
     /// Renames the sinks' files written after their last checkpoint into place: the job
@@ -253,11 +265,25 @@ impl Store {
             }
             names.sort();
             let mut manifest = String::from("weir checkpoint 1\n");
+            let mut scheduled = u64::MAX;
             for (name, len) in &names {
                 manifest.push_str(&format!("{name} {len}\n"));
+                if name.ends_with(".snap") {
+                    scheduled = scheduled.min(scheduled_us(&dir.join(name))?);
+                }
             }
+            let bytes = names.iter().map(|(_, len)| len).sum();
             write_durably(&dir, MANIFEST, manifest.as_bytes())?;
             self.commit(id)?;
+            let duration_us = crate::dataflow::event_time_micros().saturating_sub(scheduled);
+            self.completed
+                .lock()
+                .expect("completed checkpoints")
+                .push(CheckpointSample {
+                    id,
+                    duration_us,
+                    bytes,
+                });
             completed.push(id);
         }
         if !completed.is_empty() {
@@ -308,6 +334,29 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// A checkpoint the coordinator completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct CheckpointSample {
+    /// Its id.
+    pub id: u64,
+    /// From its barrier's scheduled time (the earliest of its sources') to its manifest
+    /// in place, in microseconds.
+    pub duration_us: u64,
+    /// Bytes of its files (snapshots and commit lists).
+    pub bytes: u64,
+}
+
+/// The time the barrier of a task snapshot file was scheduled (its last 12 bytes hold
+/// it and the checksum; the file is verified only on a restore).
+fn scheduled_us(path: &Path) -> Result<u64> {
+    let mut file = File::open(path).map_err(io_error("read checkpoint", path))?;
+    let mut tail = [0u8; 12];
+    file.seek(SeekFrom::End(-12))
+        .and_then(|_| file.read_exact(&mut tail))
+        .map_err(io_error("read checkpoint", path))?;
+    Ok(u64::from_le_bytes(tail[..8].try_into().expect("8 bytes")))
 }
 
 /// Renames `pending` to `target` (fsyncing the directory); a `pending` already gone
@@ -516,7 +565,7 @@ impl TaskCheckpoint {
     /// The task has passed barrier `id` through its whole chain: its file of `id` is
     /// finished (with no pieces when no operator wrote one) and renamed into place, the
     /// task's acknowledgement.
-    pub(crate) fn complete(&self, id: u64) -> Result<()> {
+    pub(crate) fn complete(&self, id: u64, scheduled_us: u64) -> Result<()> {
         let commits = std::mem::take(&mut *self.commits.lock().expect("commit list"));
         if !commits.is_empty() {
             let dir = checkpoint_dir(&self.root, id);
@@ -537,6 +586,7 @@ impl TaskCheckpoint {
             .take()
             .expect("opened above");
         writing.put(&END_OF_PIECES.to_le_bytes())?;
+        writing.put(&scheduled_us.to_le_bytes())?;
         let crc = writing.crc.clone().finalize();
         writing
             .out
@@ -654,6 +704,9 @@ impl TaskFile {
             offset += 4;
             let operator = u32::from_le_bytes(word);
             if operator == END_OF_PIECES {
+                let mut scheduled = [0u8; 8];
+                read(&mut scheduled, &mut crc)?;
+                offset += 8;
                 break;
             }
             pieces.insert(operator, offset);

@@ -86,16 +86,23 @@ pub fn run<T: Data>(
     // worker restoring the latest complete checkpoint.
     let mut config = config.clone();
     let mut restarts = 0;
+    let mut failed_at = None;
     loop {
         let error = match launch(&config, &build) {
             Ok(mut outcome) => {
                 if let Some(first) = outcome.report.workers.first_mut() {
                     first.restarts = restarts;
+                    // From the last failure to the restarted job's tasks running.
+                    first.recovery_us = failed_at.map_or(0, |at: std::time::Instant| {
+                        let since = at.elapsed().as_micros() as u64;
+                        since.saturating_sub(first.wall_us)
+                    });
                 }
                 return Ok(Some(outcome));
             }
             Err(error) => error,
         };
+        failed_at = Some(std::time::Instant::now());
         let Some(checkpoint) = config.checkpoint.as_mut() else {
             return Err(error);
         };

@@ -31,7 +31,10 @@ fn kill_points(seed: u64) -> Vec<Duration> {
 /// Runs `weir run nexmark --query QUERY` with checkpoints into `dir`, killing worker 1
 /// at `kill` after the launch; returns the committed lines (sorted) and the JSON line.
 fn run(query: &str, dir: &Dir, name: &str, kill: Option<Duration>) -> (Vec<String>, String) {
-    let (out, checkpoints) = (dir.file(&format!("{name}-out")), dir.file(&format!("{name}-chk")));
+    let (out, checkpoints) = (
+        dir.file(&format!("{name}-out")),
+        dir.file(&format!("{name}-chk")),
+    );
     let started = Instant::now();
     let child = weir_command()
         .args([
@@ -76,7 +79,10 @@ fn run(query: &str, dir: &Dir, name: &str, kill: Option<Duration>) -> (Vec<Strin
     assert!(output.status.success(), "q{query} {name}: {stderr}");
     let stdout = String::from_utf8(output.stdout).unwrap();
     let json = stdout.lines().last().unwrap_or_default().to_owned();
-    assert!(json.contains("\"valid\":true"), "q{query} {name}: {json}\n{stderr}");
+    assert!(
+        json.contains("\"valid\":true"),
+        "q{query} {name}: {json}\n{stderr}"
+    );
     let mut lines = Vec::new();
     for entry in std::fs::read_dir(&out).unwrap() {
         let entry = entry.unwrap();

@@ -144,7 +144,7 @@ fn pass_barriers<T: Data>(
             let barrier = Barrier { id, ..latest };
             ctx.barrier_aligned(&barrier, Duration::ZERO);
             down.barrier(barrier)?;
-            ctx.barrier_passed(id)?;
+            ctx.barrier_passed(&barrier)?;
         }
     }
     Ok(forwarded.max(ready))

@@ -64,6 +64,7 @@ use weir_kernel::hash::JoinType;
 use crate::error::Result;
 pub use barrier::Barrier;
 pub use committed::read_committed;
+pub(crate) use event_time::unix_micros as event_time_micros;
 pub use event_time::{WATERMARK_INTERVAL_DEFAULT, Watermark, Watermarks};
 use graph::{DatasetId, Ending, Exchange, Graph, MemoryOp, Parallelism, Stage};
 pub use keyed::{Keyed, ProcessError};

@@ -570,9 +570,8 @@ impl<T: Data> GateHandler for ChainInput<'_, T> {
             let barrier = Barrier::decode(buffer.as_bytes())?;
             self.ctx
                 .barrier_aligned(&barrier, gate.metrics().last_alignment);
-            let id = barrier.id;
             self.down.barrier(barrier)?;
-            return self.ctx.barrier_passed(id);
+            return self.ctx.barrier_passed(&barrier);
         }
         let channels = gate.channel_count();
         match GateWatermark::on_event(&mut self.watermark, channels, channel, buffer)? {

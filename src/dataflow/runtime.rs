@@ -357,17 +357,16 @@ impl TaskContext {
                 let bytes = position()?;
                 slot.write(barrier.id, |piece| piece.frame(&bytes))?;
             }
-            let id = barrier.id;
             down.barrier(barrier)?;
-            self.barrier_passed(id)
+            self.barrier_passed(&barrier)
         })
     }
 
     /// The task's chain has passed barrier `id` (every operator snapshotted): with
     /// checkpoints, the task's snapshot of `id` is finished, its acknowledgement.
-    pub(crate) fn barrier_passed(&self, id: u64) -> Result<()> {
+    pub(crate) fn barrier_passed(&self, barrier: &Barrier) -> Result<()> {
         match &self.checkpoint {
-            Some(checkpoint) => checkpoint.complete(id),
+            Some(checkpoint) => checkpoint.complete(barrier.id, barrier.scheduled_us),
             None => Ok(()),
         }
     }
@@ -481,6 +480,14 @@ pub struct WorkerReport {
     /// Times the job restarted from a checkpoint after a failure.
     #[serde(default)]
     pub restarts: u32,
+    /// The checkpoints completed (worker 0's coordinator completes them; empty on the
+    /// others), of the last run when the job restarted.
+    #[serde(default)]
+    pub checkpoints: Vec<crate::checkpoint::CheckpointSample>,
+    /// From the last failure's detection to the restarted job's tasks running, in
+    /// microseconds (worker 0 of a restarted SPMD launch; 0 otherwise).
+    #[serde(default)]
+    pub recovery_us: u64,
     /// What each kernel operator did, in stage order.
     #[serde(default)]
     pub operators: Vec<OperatorReport>,
@@ -721,7 +728,7 @@ fn execute_once(
     drop(grant);
     // A failed job must still have freed everything: its error says so when it did not.
     leak_verdict(result, [managed.leak_check(), net.leak_check()])?;
-    Ok(counters.report(
+    let mut report = counters.report(
         &graph,
         config,
         Ended {
@@ -733,7 +740,11 @@ fn execute_once(
             network_granted,
             leak_free: true,
         },
-    ))
+    );
+    if let Some(store) = checkpoints.filter(|_| process == 0) {
+        report.checkpoints = store.completed();
+    }
+    Ok(report)
 }
 
 /// The worker's network service, for a job of several workers.
@@ -844,6 +855,8 @@ impl Counters {
             in_flight_bytes: load(&self.in_flight_bytes_max),
             leak_free: ended.leak_free,
             restarts: 0,
+            checkpoints: Vec::new(),
+            recovery_us: 0,
             operators: self.operators.reports(graph),
             late_records: load(&self.late_records),
             state_bytes: load(&self.state_bytes),

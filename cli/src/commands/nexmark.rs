@@ -101,6 +101,17 @@ struct NexmarkReport {
     generator_events_per_s: Option<f64>,
     /// Times the job restarted from a checkpoint after a failure.
     restarts: u32,
+    /// From the last failure's detection to the restarted job's tasks running, in
+    /// milliseconds.
+    recovery_ms: f64,
+    /// Checkpoints completed (of the last run when the job restarted).
+    checkpoints: usize,
+    /// Their duration, from the barrier's scheduled time to the manifest in place: the
+    /// median and 99th percentile, in milliseconds.
+    checkpoint_p50_ms: f64,
+    checkpoint_p99_ms: f64,
+    /// The largest checkpoint's bytes.
+    checkpoint_bytes_max: u64,
     /// The rows' count and digest equal a plain loop's over the same events (`null`
     /// with `--no-verify`).
     valid: Option<bool>,
@@ -171,6 +182,22 @@ pub(crate) fn run_nexmark(args: &NexmarkArgs) -> Result<()> {
         window_latency_p99_ms: worst_ms(&outcome.report, |w| w.window_latency_p99_us),
         generator_events_per_s: ceiling,
         restarts: outcome.report.workers.first().map_or(0, |w| w.restarts),
+        recovery_ms: outcome
+            .report
+            .workers
+            .first()
+            .map_or(0.0, |w| w.recovery_us as f64 / 1e3),
+        checkpoints: checkpoint_count(&outcome.report),
+        checkpoint_p50_ms: checkpoint_ms(&outcome.report, 50),
+        checkpoint_p99_ms: checkpoint_ms(&outcome.report, 99),
+        checkpoint_bytes_max: outcome
+            .report
+            .workers
+            .iter()
+            .flat_map(|w| &w.checkpoints)
+            .map(|c| c.bytes)
+            .max()
+            .unwrap_or(0),
         valid,
     };
     println!("{}", Report::new("nexmark", report).to_json());
@@ -212,6 +239,27 @@ fn checked_rows(
         Some(expected(args)? == (rows, digest))
     };
     Ok((rows, valid))
+}
+
+fn checkpoint_count(report: &JobReport) -> usize {
+    report.workers.iter().map(|w| w.checkpoints.len()).sum()
+}
+
+/// The `percent`-th percentile of the checkpoints' durations, in milliseconds (nearest
+/// rank; 0 without checkpoints).
+fn checkpoint_ms(report: &JobReport, percent: usize) -> f64 {
+    let mut durations: Vec<u64> = report
+        .workers
+        .iter()
+        .flat_map(|w| &w.checkpoints)
+        .map(|c| c.duration_us)
+        .collect();
+    if durations.is_empty() {
+        return 0.0;
+    }
+    durations.sort_unstable();
+    let rank = (durations.len() * percent).div_ceil(100).max(1);
+    durations[rank - 1] as f64 / 1e3
 }
 
 /// Each worker's peak RSS in MiB, by process index.
