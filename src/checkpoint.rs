@@ -673,63 +673,46 @@ impl TaskFile {
         let body = len
             .checked_sub(4)
             .ok_or_else(|| corrupt(path, "truncated or damaged (shorter than its checksum)"))?;
-        let mut input = BufReader::new(file);
-        let mut crc = crc32fast::Hasher::new();
-        let mut position = 0u64;
-        let mut read = |buf: &mut [u8], crc: &mut crc32fast::Hasher| -> Result<()> {
-            if position + buf.len() as u64 > body {
-                return Err(corrupt(
-                    path,
-                    "truncated or damaged (a length runs past the end)",
-                ));
-            }
-            input
-                .read_exact(buf)
-                .map_err(io_error("read checkpoint", path))?;
-            crc.update(buf);
-            position += buf.len() as u64;
-            Ok(())
+        let mut input = Checked {
+            input: BufReader::new(file),
+            crc: crc32fast::Hasher::new(),
+            position: 0,
+            body,
+            path,
         };
         let mut head = [0u8; 24];
-        read(&mut head, &mut crc)?;
+        input.read(&mut head)?;
         if &head[..8] != MAGIC {
             return Err(corrupt(path, "not a weir checkpoint file"));
         }
         let mut pieces = HashMap::new();
-        let mut word = [0u8; 4];
         let mut scratch = Vec::new();
-        let mut offset = 24u64;
         loop {
-            read(&mut word, &mut crc)?;
-            offset += 4;
-            let operator = u32::from_le_bytes(word);
+            let operator = input.word()?;
             if operator == END_OF_PIECES {
-                let mut scheduled = [0u8; 8];
-                read(&mut scheduled, &mut crc)?;
-                offset += 8;
+                input.read(&mut [0u8; 8])?;
                 break;
             }
-            pieces.insert(operator, offset);
+            pieces.insert(operator, input.position);
             loop {
-                read(&mut word, &mut crc)?;
-                offset += 4;
-                let frame = u32::from_le_bytes(word) as usize;
+                let frame = input.word()? as usize;
                 if frame == 0 {
                     break;
                 }
                 scratch.resize(frame, 0);
-                read(&mut scratch, &mut crc)?;
-                offset += frame as u64;
+                input.read(&mut scratch)?;
             }
         }
-        if offset != body {
+        if input.position != body {
             return Err(corrupt(path, "bytes after the last piece"));
         }
+        let crc = input.crc.clone().finalize();
         let mut stored = [0u8; 4];
         input
+            .input
             .read_exact(&mut stored)
             .map_err(io_error("read checkpoint", path))?;
-        if u32::from_le_bytes(stored) != crc.finalize() {
+        if u32::from_le_bytes(stored) != crc {
             return Err(corrupt(path, "checksum mismatch"));
         }
         Ok(TaskFile {
@@ -750,6 +733,39 @@ impl TaskFile {
             path: self.path.clone(),
             done: false,
         }))
+    }
+}
+
+/// A task file read through once, its bytes summed into the checksum.
+struct Checked<'a> {
+    input: BufReader<File>,
+    crc: crc32fast::Hasher,
+    position: u64,
+    /// The bytes before the checksum.
+    body: u64,
+    path: &'a Path,
+}
+
+impl Checked<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<()> {
+        if self.position + buf.len() as u64 > self.body {
+            return Err(corrupt(
+                self.path,
+                "truncated or damaged (a length runs past the end)",
+            ));
+        }
+        self.input
+            .read_exact(buf)
+            .map_err(io_error("read checkpoint", self.path))?;
+        self.crc.update(buf);
+        self.position += buf.len() as u64;
+        Ok(())
+    }
+
+    fn word(&mut self) -> Result<u32> {
+        let mut word = [0u8; 4];
+        self.read(&mut word)?;
+        Ok(u32::from_le_bytes(word))
     }
 }
 

@@ -705,14 +705,9 @@ fn execute_once(
     )?;
     let tasks = contexts.len();
     let started = Instant::now();
-    let coordinator = checkpoints.as_ref().filter(|_| process == 0);
-    let result = with_coordinator(coordinator, || {
+    let result = with_coordinator(checkpoints.as_ref(), process, || {
         run_tasks(&graph, contexts, &cancel, &cancellers)
     });
-    let result = match (&result, &checkpoints) {
-        (Ok(()), Some(store)) => store.commit_finals(),
-        _ => result,
-    };
     let wall = started.elapsed();
     drop(cancellers);
     let transport = service.as_ref().map(NetworkService::metrics);
@@ -741,9 +736,7 @@ fn execute_once(
             leak_free: true,
         },
     );
-    if let Some(store) = checkpoints.filter(|_| process == 0) {
-        report.checkpoints = store.completed();
-    }
+    report.checkpoints = checkpoints.map(|s| s.completed()).unwrap_or_default();
     Ok(report)
 }
 
@@ -788,21 +781,31 @@ fn checkpoint_store(
     Ok(Some(Arc::new(Store::new(checkpoint, tasks)?)))
 }
 
-/// Runs `job` beside the checkpoint coordinator of `store` (when given), which stops
-/// after one last pass once the job ended.
-fn with_coordinator(store: Option<&Arc<Store>>, job: impl FnOnce() -> Result<()>) -> Result<()> {
+/// Runs `job` beside the checkpoint coordinator of `store` (on worker 0), which stops
+/// after one last pass once the job ended; when the job ended well, commits the sinks'
+/// last files.
+fn with_coordinator(
+    store: Option<&Arc<Store>>,
+    process: usize,
+    job: impl FnOnce() -> Result<()>,
+) -> Result<()> {
     let stop = AtomicBool::new(false);
     let declined = Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        let coordinator =
-            store.map(|store| scope.spawn(|| checkpoint::coordinate(store, &stop, &declined)));
+    let result = std::thread::scope(|scope| {
+        let coordinator = store
+            .filter(|_| process == 0)
+            .map(|store| scope.spawn(|| checkpoint::coordinate(store, &stop, &declined)));
         let result = job();
         stop.store(true, Ordering::Release);
         if let Some(coordinator) = coordinator {
             coordinator.join().expect("the coordinator does not panic");
         }
         result
-    })
+    });
+    match (result, store) {
+        (Ok(()), Some(store)) => store.commit_finals(),
+        (result, _) => result,
+    }
 }
 
 /// The job's outcome given the leak checks of its budgets: the job's error (a leak after

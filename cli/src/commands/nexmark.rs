@@ -99,19 +99,8 @@ struct NexmarkReport {
     /// The generator's own rate for as many tasks as the job had (`--ceiling`).
     #[serde(skip_serializing_if = "Option::is_none")]
     generator_events_per_s: Option<f64>,
-    /// Times the job restarted from a checkpoint after a failure.
-    restarts: u32,
-    /// From the last failure's detection to the restarted job's tasks running, in
-    /// milliseconds.
-    recovery_ms: f64,
-    /// Checkpoints completed (of the last run when the job restarted).
-    checkpoints: usize,
-    /// Their duration, from the barrier's scheduled time to the manifest in place: the
-    /// median and 99th percentile, in milliseconds.
-    checkpoint_p50_ms: f64,
-    checkpoint_p99_ms: f64,
-    /// The largest checkpoint's bytes.
-    checkpoint_bytes_max: u64,
+    #[serde(flatten)]
+    recovery: Recovery,
     /// The rows' count and digest equal a plain loop's over the same events (`null`
     /// with `--no-verify`).
     valid: Option<bool>,
@@ -181,23 +170,7 @@ pub(crate) fn run_nexmark(args: &NexmarkArgs) -> Result<()> {
         window_latency_p50_ms: worst_ms(&outcome.report, |w| w.window_latency_p50_us),
         window_latency_p99_ms: worst_ms(&outcome.report, |w| w.window_latency_p99_us),
         generator_events_per_s: ceiling,
-        restarts: outcome.report.workers.first().map_or(0, |w| w.restarts),
-        recovery_ms: outcome
-            .report
-            .workers
-            .first()
-            .map_or(0.0, |w| w.recovery_us as f64 / 1e3),
-        checkpoints: checkpoint_count(&outcome.report),
-        checkpoint_p50_ms: checkpoint_ms(&outcome.report, 50),
-        checkpoint_p99_ms: checkpoint_ms(&outcome.report, 99),
-        checkpoint_bytes_max: outcome
-            .report
-            .workers
-            .iter()
-            .flat_map(|w| &w.checkpoints)
-            .map(|c| c.bytes)
-            .max()
-            .unwrap_or(0),
+        recovery: Recovery::of(&outcome.report),
         valid,
     };
     println!("{}", Report::new("nexmark", report).to_json());
@@ -241,8 +214,37 @@ fn checked_rows(
     Ok((rows, valid))
 }
 
-fn checkpoint_count(report: &JobReport) -> usize {
-    report.workers.iter().map(|w| w.checkpoints.len()).sum()
+/// The checkpoints and restarts of a job, in its JSON line.
+#[derive(Debug, Serialize)]
+struct Recovery {
+    /// Times the job restarted from a checkpoint after a failure.
+    restarts: u32,
+    /// From the last failure's detection to the restarted job's tasks running, in
+    /// milliseconds.
+    recovery_ms: f64,
+    /// Checkpoints completed (of the last run when the job restarted).
+    checkpoints: usize,
+    /// Their duration, from the barrier's scheduled time to the manifest in place: the
+    /// median and 99th percentile, in milliseconds.
+    checkpoint_p50_ms: f64,
+    checkpoint_p99_ms: f64,
+    /// The largest checkpoint's bytes.
+    checkpoint_bytes_max: u64,
+}
+
+impl Recovery {
+    fn of(report: &JobReport) -> Recovery {
+        let first = report.workers.first();
+        let checkpoints = || report.workers.iter().flat_map(|w| &w.checkpoints);
+        Recovery {
+            restarts: first.map_or(0, |w| w.restarts),
+            recovery_ms: first.map_or(0.0, |w| w.recovery_us as f64 / 1e3),
+            checkpoints: checkpoints().count(),
+            checkpoint_p50_ms: checkpoint_ms(report, 50),
+            checkpoint_p99_ms: checkpoint_ms(report, 99),
+            checkpoint_bytes_max: checkpoints().map(|c| c.bytes).max().unwrap_or(0),
+        }
+    }
 }
 
 /// The `percent`-th percentile of the checkpoints' durations, in milliseconds (nearest
