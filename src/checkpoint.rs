@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -111,7 +111,13 @@ fn list(root: &Path) -> Result<Vec<(u64, bool)>> {
     let mut found = Vec::new();
     for entry in entries {
         let entry = entry.map_err(io_error("list checkpoints", root))?;
-        if let Some(id) = entry.file_name().to_str().and_then(checkpoint_id) {
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if let Some(id) = entry
+            .file_name()
+            .to_str()
+            .and_then(checkpoint_id)
+            .filter(|_| is_dir)
+        {
             found.push((id, entry.path().join(MANIFEST).is_file()));
         }
     }
@@ -187,6 +193,10 @@ pub(crate) struct Store {
     finals: Mutex<Vec<(PathBuf, PathBuf)>>,
     /// The checkpoints the coordinator completed.
     completed: Mutex<Vec<CheckpointSample>>,
+    /// Why this worker's tasks declined checkpoints.
+    declined: Mutex<Vec<String>>,
+    /// The highest id a task of this worker declined (0: none).
+    last_declined: AtomicU64,
 }
 
 impl Store {
@@ -210,12 +220,25 @@ impl Store {
             restored: config.restore,
             finals: Mutex::new(Vec::new()),
             completed: Mutex::new(Vec::new()),
+            declined: Mutex::new(Vec::new()),
+            last_declined: AtomicU64::new(0),
         };
         // The coordinator may have stopped between the manifest and the renames.
         if let Some(id) = config.restore {
             store.commit(id)?;
         }
         Ok(store)
+    }
+
+    /// Why this worker's tasks declined checkpoints, and the coordinator's errors.
+    pub(crate) fn declined(&self) -> Vec<String> {
+        self.declined.lock().expect("declined").clone()
+    }
+
+    /// Whether checkpoint `id` is settled: complete, or declined by a task of this worker
+    /// (it will never complete).
+    pub(crate) fn settled(&self, id: u64) -> bool {
+        self.last_declined.load(Ordering::Acquire) >= id || is_complete(&self.root, id)
     }
 
     /// The checkpoints the coordinator completed so far.
@@ -419,16 +442,17 @@ fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
 }
 
 /// Runs the coordinator until `stop` is set (then one last pass): completes checkpoints
-/// as their tasks acknowledge them. Its errors decline checkpoints; they are kept in
-/// `declined` for the report, not fatal.
-pub(crate) fn coordinate(store: &Store, stop: &AtomicBool, declined: &Mutex<Vec<String>>) {
+/// as their tasks acknowledge them. Its errors decline checkpoints (counted in the
+/// report), they do not fail the job.
+pub(crate) fn coordinate(store: &Store, stop: &AtomicBool) {
     loop {
         let stopping = stop.load(Ordering::Acquire);
         if let Err(error) = store.complete_ready() {
-            declined
+            store
+                .declined
                 .lock()
-                .expect("declined checkpoints")
-                .push(error.to_string());
+                .expect("declined")
+                .push(format!("the coordinator: {error}"));
         }
         if stopping {
             return;
@@ -457,16 +481,71 @@ pub(crate) struct TaskCheckpoint {
 struct Writing {
     id: u64,
     temp: PathBuf,
-    out: BufWriter<File>,
+    /// `None` once a write failed: the checkpoint is declined by this task.
+    out: Option<BufWriter<File>>,
     crc: crc32fast::Hasher,
+    /// Why the task declines the checkpoint.
+    failed: Option<String>,
 }
 
 impl Writing {
-    fn put(&mut self, bytes: &[u8]) -> Result<()> {
+    /// A file for checkpoint `id` at `temp`, or a declined one when it cannot be made.
+    fn create(id: u64, dir: &Path, temp: PathBuf) -> Writing {
+        let file = std::fs::create_dir_all(dir).and_then(|()| File::create(&temp));
+        let (out, failed) = match file {
+            Ok(file) => (Some(BufWriter::new(file)), None),
+            Err(e) => (None, Some(format!("create {}: {e}", temp.display()))),
+        };
+        Writing {
+            id,
+            temp,
+            out,
+            crc: crc32fast::Hasher::new(),
+            failed,
+        }
+    }
+
+    /// Appends `bytes`; a failed write declines the checkpoint (the state it snapshots
+    /// stays untouched, the job goes on).
+    fn put(&mut self, bytes: &[u8]) {
+        let Some(out) = &mut self.out else {
+            return;
+        };
         self.crc.update(bytes);
-        self.out
-            .write_all(bytes)
-            .map_err(io_error("write checkpoint", &self.temp))
+        if let Err(e) = out.write_all(bytes) {
+            self.fail(format!("write {}: {e}", self.temp.display()));
+        }
+    }
+
+    fn fail(&mut self, why: String) {
+        self.failed.get_or_insert(why);
+        self.out = None;
+        let _ = std::fs::remove_file(&self.temp);
+    }
+
+    /// Ends the file (the pieces' end, the barrier's time, the checksum), fsyncs it and
+    /// renames it to `path`: the task's acknowledgement.
+    fn finish(mut self, scheduled_us: u64, path: &Path) -> std::result::Result<(), String> {
+        self.put(&END_OF_PIECES.to_le_bytes());
+        self.put(&scheduled_us.to_le_bytes());
+        let crc = self.crc.clone().finalize();
+        let temp = self.temp.clone();
+        let done = match self.out.take() {
+            Some(mut out) => out
+                .write_all(&crc.to_le_bytes())
+                .and_then(|()| {
+                    out.into_inner()
+                        .map_err(std::io::IntoInnerError::into_error)
+                })
+                .and_then(|file| file.sync_all())
+                .and_then(|()| std::fs::rename(&temp, path))
+                .map_err(|e| format!("write {}: {e}", temp.display())),
+            None => Err(self.failed.take().unwrap_or_default()),
+        };
+        if done.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        done
     }
 }
 
@@ -524,19 +603,12 @@ impl TaskCheckpoint {
         }
         if writing.is_none() {
             let dir = checkpoint_dir(&self.root, id);
-            std::fs::create_dir_all(&dir).map_err(io_error("create", &dir))?;
             let temp = dir.join(format!(".tmp-{}", task_file_name(self.stage, self.task)));
-            let file = File::create(&temp).map_err(io_error("create", &temp))?;
-            let mut new = Writing {
-                id,
-                temp,
-                out: BufWriter::new(file),
-                crc: crc32fast::Hasher::new(),
-            };
-            new.put(MAGIC)?;
-            new.put(&id.to_le_bytes())?;
-            new.put(&u32::try_from(self.stage).unwrap_or(u32::MAX).to_le_bytes())?;
-            new.put(&u32::try_from(self.task).unwrap_or(u32::MAX).to_le_bytes())?;
+            let mut new = Writing::create(id, &dir, temp);
+            new.put(MAGIC);
+            new.put(&id.to_le_bytes());
+            new.put(&u32::try_from(self.stage).unwrap_or(u32::MAX).to_le_bytes());
+            new.put(&u32::try_from(self.task).unwrap_or(u32::MAX).to_le_bytes());
             *writing = Some(new);
         }
         f(writing.as_mut().expect("just opened"))
@@ -565,19 +637,11 @@ impl TaskCheckpoint {
     /// The task has passed barrier `id` through its whole chain: its file of `id` is
     /// finished (with no pieces when no operator wrote one) and renamed into place, the
     /// task's acknowledgement.
+    ///
+    /// A task that cannot write its file (a full disk, an I/O error) declines the
+    /// checkpoint instead: nothing half-written is left, the checkpoint never completes
+    /// (a later one does), and the job goes on; the reason is counted in the report.
     pub(crate) fn complete(&self, id: u64, scheduled_us: u64) -> Result<()> {
-        let commits = std::mem::take(&mut *self.commits.lock().expect("commit list"));
-        if !commits.is_empty() {
-            let dir = checkpoint_dir(&self.root, id);
-            std::fs::create_dir_all(&dir).map_err(io_error("create", &dir))?;
-            let mut text = commits.join("\n");
-            text.push('\n');
-            write_durably(
-                &dir,
-                &format!("commit-s{}-t{}", self.stage, self.task),
-                text.as_bytes(),
-            )?;
-        }
         self.with_writing(id, |_| Ok(()))?;
         let mut writing = self
             .writing
@@ -585,23 +649,29 @@ impl TaskCheckpoint {
             .expect("checkpoint writer")
             .take()
             .expect("opened above");
-        writing.put(&END_OF_PIECES.to_le_bytes())?;
-        writing.put(&scheduled_us.to_le_bytes())?;
-        let crc = writing.crc.clone().finalize();
-        writing
-            .out
-            .write_all(&crc.to_le_bytes())
-            .map_err(io_error("write checkpoint", &writing.temp))?;
-        let file = writing
-            .out
-            .into_inner()
-            .map_err(|e| WeirError::file("write checkpoint", &writing.temp, e.into_error()))?;
-        file.sync_all()
-            .map_err(io_error("fsync checkpoint", &writing.temp))?;
         let dir = checkpoint_dir(&self.root, id);
+        let commits = std::mem::take(&mut *self.commits.lock().expect("commit list"));
+        if !commits.is_empty() && writing.failed.is_none() {
+            let mut text = commits.join("\n");
+            text.push('\n');
+            let name = format!("commit-s{}-t{}", self.stage, self.task);
+            if let Err(error) = write_durably(&dir, &name, text.as_bytes()) {
+                writing.fail(error.to_string());
+            }
+        }
         let path = dir.join(task_file_name(self.stage, self.task));
-        std::fs::rename(&writing.temp, &path).map_err(io_error("rename", &writing.temp))?;
-        sync_dir(&dir)
+        let done = writing.finish(scheduled_us, &path);
+        match done.and_then(|()| sync_dir(&dir).map_err(|e| e.to_string())) {
+            Ok(()) => Ok(()),
+            Err(why) => {
+                self.store.declined.lock().expect("declined").push(format!(
+                    "checkpoint {id}, stage {} task {}: {why}",
+                    self.stage, self.task
+                ));
+                self.store.last_declined.fetch_max(id, Ordering::AcqRel);
+                Ok(())
+            }
+        }
     }
 }
 
@@ -620,9 +690,10 @@ impl SnapshotSlot {
         write: impl FnOnce(&mut PieceWriter<'_>) -> Result<()>,
     ) -> Result<()> {
         self.task.with_writing(id, |writing| {
-            writing.put(&self.operator.to_le_bytes())?;
+            writing.put(&self.operator.to_le_bytes());
             write(&mut PieceWriter { writing })?;
-            writing.put(&0u32.to_le_bytes())
+            writing.put(&0u32.to_le_bytes());
+            Ok(())
         })
     }
 
@@ -650,8 +721,9 @@ impl PieceWriter<'_> {
                 bytes.len()
             ),
         })?;
-        self.writing.put(&len.to_le_bytes())?;
-        self.writing.put(bytes)
+        self.writing.put(&len.to_le_bytes());
+        self.writing.put(bytes);
+        Ok(())
     }
 }
 

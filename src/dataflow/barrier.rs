@@ -17,9 +17,11 @@
 //! and the scheduled time in microseconds since the Unix epoch, little-endian.
 
 use std::cell::Cell;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::event_time::unix_micros;
+use crate::checkpoint::Store;
 use crate::error::{Result, WeirError};
 
 /// The first byte of a barrier's wire form.
@@ -68,7 +70,10 @@ impl Barrier {
 }
 
 /// A source task's barrier schedule: barrier k is due `k × interval` after the source
-/// started.
+/// started. With checkpoints it is paced instead: the next barrier is due an interval
+/// after the last was sent, and not before the last one's checkpoint completed or was
+/// declined on this worker (or a timeout of ten intervals, at least a second, passed):
+/// one checkpoint at a time, so snapshots slower than the interval never pile up.
 #[derive(Debug)]
 pub(crate) struct BarrierSchedule {
     interval: Duration,
@@ -76,7 +81,12 @@ pub(crate) struct BarrierSchedule {
     sent: Cell<u64>,
     /// The id before the first this schedule sends.
     first: u64,
+    /// With checkpoints: their store, and when the last barrier was sent.
+    paced: Option<(Arc<Store>, Cell<Option<Instant>>)>,
 }
+
+/// The least a paced schedule waits for the last checkpoint to complete.
+const CHECKPOINT_TIMEOUT_MIN: Duration = Duration::from_secs(1);
 
 impl BarrierSchedule {
     /// A schedule whose first barrier is `after + 1` (a job restored from checkpoint
@@ -87,13 +97,55 @@ impl BarrierSchedule {
             started: Cell::new(None),
             sent: Cell::new(after),
             first: after,
+            paced: None,
         }
+    }
+
+    /// A paced schedule for the checkpoints of `store` (see the type's documentation).
+    pub(crate) fn paced(interval: Duration, after: u64, store: Arc<Store>) -> BarrierSchedule {
+        BarrierSchedule {
+            paced: Some((store, Cell::new(None))),
+            ..BarrierSchedule::new(interval, after)
+        }
+    }
+
+    /// The next barrier of a paced schedule, when due.
+    fn next_paced(&self, store: &Store, last: &Cell<Option<Instant>>) -> Option<Barrier> {
+        let now = Instant::now();
+        let since = last
+            .get()
+            .map_or(Duration::MAX, |at| now.duration_since(at));
+        if since < self.interval {
+            return None;
+        }
+        let previous = self.sent.get();
+        let timeout = (self.interval * 10).max(CHECKPOINT_TIMEOUT_MIN);
+        let waiting = previous > self.first && !store.settled(previous);
+        if waiting && since < timeout {
+            return None;
+        }
+        last.set(Some(now));
+        self.sent.set(previous + 1);
+        Some(Barrier {
+            id: previous + 1,
+            scheduled_us: unix_micros(),
+        })
     }
 
     /// Pushes into `down` every barrier due by now that was not sent yet (the first call
     /// starts the schedule), each through `send` (which pushes it down, and may take a
     /// snapshot around it).
     pub(crate) fn inject(&self, mut send: impl FnMut(Barrier) -> Result<()>) -> Result<()> {
+        if let Some((store, last)) = &self.paced {
+            if last.get().is_none() {
+                // The first interval counts from the source's start.
+                last.set(Some(Instant::now()));
+            }
+            return match self.next_paced(store, last) {
+                Some(barrier) => send(barrier),
+                None => Ok(()),
+            };
+        }
         let (started, started_us) = match self.started.get() {
             Some(start) => start,
             None => {

@@ -39,9 +39,25 @@ impl Drop for TempDir {
 /// `i` at time `i` ms, written exactly once to `out`. Record `fail_at` (once, while
 /// `armed`) fails its task; every 2000 records wait 1 ms, so checkpoints come between.
 fn windowed(flow: &Dataflow, n: u64, out: &Path, fail_at: u64, armed: Arc<AtomicBool>) {
+    windowed_by(flow, (n, 1), 7, out, (fail_at, armed), None);
+}
+
+/// [`windowed`] with `keys` keys and `per_ms` records per millisecond of event time.
+fn windowed_by(
+    flow: &Dataflow,
+    (n, per_ms): (u64, u64),
+    keys: u64,
+    out: &Path,
+    (fail_at, armed): (u64, Arc<AtomicBool>),
+    slow_until: Option<(PathBuf, u64)>,
+) {
     flow.generate(n, |i| i)
         .map(move |i| {
-            if i % 2000 == 0 {
+            // Until checkpoint `slow_until` completes, every 100th record waits 1 ms.
+            let slow = slow_until
+                .as_ref()
+                .is_some_and(|(dir, id)| i % 100 == 0 && !crate::checkpoint::is_complete(dir, *id));
+            if slow || i % 2000 == 0 {
                 std::thread::sleep(Duration::from_millis(1));
             }
             i
@@ -53,11 +69,13 @@ fn windowed(flow: &Dataflow, n: u64, out: &Path, fail_at: u64, armed: Arc<Atomic
             Ok(i)
         })
         .event_time(
-            |i| *i as i64,
+            move |i| (i / per_ms) as i64,
             Watermarks::bounded(Duration::ZERO).every(Duration::ZERO),
         )
-        .key_by(|i| i % 7)
-        .window(Windows::tumbling(Duration::from_secs(1)), |i| *i as i64)
+        .key_by(move |i| i * 7919 % keys)
+        .window(Windows::tumbling(Duration::from_secs(1)), move |i| {
+            (i / per_ms) as i64
+        })
         .aggregate(
             |i| (1u64, *i),
             |a, b| {
@@ -244,4 +262,95 @@ fn an_operator_without_snapshots_refuses_a_checkpointed_job() {
         err.contains("keyed process") && err.contains("checkpoints"),
         "{err}"
     );
+}
+
+#[test]
+fn a_checkpoint_a_task_cannot_write_is_declined_and_the_job_goes_on() {
+    // Checkpoint 4's directory cannot be made (a file has its name): every task declines
+    // it, it never completes, the later ones do (the source runs slowly until checkpoint
+    // 6 completed), and the output is whole.
+    let root = TempDir::new("chk-declined");
+    let (plain, out, checkpoints) = (
+        root.path().join("plain"),
+        root.path().join("out"),
+        root.path().join("checkpoints"),
+    );
+    let flow = Dataflow::new();
+    windowed(&flow, 60_000, &plain, u64::MAX, Arc::default());
+    runtime::execute(&flow, &config(2, 16 << 20), None).unwrap();
+    let want = sorted(read_committed(&plain).unwrap());
+
+    std::fs::create_dir_all(&checkpoints).unwrap();
+    std::fs::write(checkpoints.join("chk-00000004"), b"not weir's").unwrap();
+    let flow = Dataflow::new();
+    let slow_until = Some((checkpoints.clone(), 6));
+    windowed_by(
+        &flow,
+        (60_000, 1),
+        7,
+        &out,
+        (u64::MAX, Arc::default()),
+        slow_until,
+    );
+    let report = runtime::execute(&flow, &checkpointed(2, &checkpoints), None).unwrap();
+    assert_eq!(report.restarts, 0);
+    assert!(
+        report
+            .checkpoints_declined
+            .iter()
+            .any(|why| why.starts_with("checkpoint 4,")),
+        "{:?}",
+        report.checkpoints_declined
+    );
+    assert!(report.checkpoints.iter().all(|c| c.id != 4));
+    assert!(
+        report.checkpoints.iter().any(|c| c.id > 4),
+        "{:?}",
+        report.checkpoints
+    );
+    assert_same(read_committed(&out).unwrap(), &want, "declined");
+    // The file in its way is not weir's: left as it was.
+    assert_eq!(
+        std::fs::read(checkpoints.join("chk-00000004")).unwrap(),
+        b"not weir's"
+    );
+}
+
+#[test]
+fn window_state_larger_than_memory_checkpoints_and_restores_right() {
+    // 100 000 records and about 63 000 groups per 1 s window at a 4 MiB budget of 4 KiB
+    // segments: the window table spills; a failure mid-stream restores it from the
+    // checkpoint.
+    let n = 300_000;
+    let root = TempDir::new("chk-spilled");
+    let (plain, out, checkpoints) = (
+        root.path().join("plain"),
+        root.path().join("out"),
+        root.path().join("checkpoints"),
+    );
+    let small = |config: Config| Config {
+        segment_size: 4096,
+        memory: 4 << 20,
+        ..config
+    };
+    let flow = Dataflow::new();
+    windowed_by(
+        &flow,
+        (n, 100),
+        100_000,
+        &plain,
+        (u64::MAX, Arc::default()),
+        None,
+    );
+    runtime::execute(&flow, &small(config(1, 4 << 20)), None).unwrap();
+    let want = sorted(read_committed(&plain).unwrap());
+
+    let flow = Dataflow::new();
+    let armed = Arc::new(AtomicBool::new(true));
+    windowed_by(&flow, (n, 100), 100_000, &out, (250_000, armed), None);
+    let report = runtime::execute(&flow, &small(checkpointed(1, &checkpoints)), None).unwrap();
+    assert_eq!(report.restarts, 1);
+    assert!(report.spilled_bytes > 0, "the window state did not spill");
+    assert_same(read_committed(&out).unwrap(), &want, "spilled");
+    assert_clean(&out, &checkpoints);
 }

@@ -519,9 +519,26 @@ impl<K: Key, T: Data, S: Data, O: Data> KeyedProcess<K, T, S, O> {
         }
         if watermark == Watermark::END {
             self.drain()?;
+            self.fire_all_at_end()?;
         }
         self.inner.note_state(&self.state);
         self.send_watermark()
+    }
+
+    /// At the end, the timers left anywhere: those set by records replayed at the end
+    /// watermark (or deferred after an end watermark came), which a catch-up does not
+    /// fire (they wait for a next watermark that never comes). Until none is left.
+    fn fire_all_at_end(&mut self) -> Result<()> {
+        loop {
+            let due = (0..self.inner.timers.len()).find(|&p| !self.inner.timers[p].is_empty());
+            let Some(partition) = due else {
+                return Ok(());
+            };
+            if !self.state.is_resident(partition) {
+                self.bring_back(partition)?;
+            }
+            self.fire(partition, Watermark::END)?;
+        }
     }
 
     /// Sends the watermark on, held at the lowest up to which a partition fired.

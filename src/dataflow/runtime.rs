@@ -484,6 +484,10 @@ pub struct WorkerReport {
     /// others), of the last run when the job restarted.
     #[serde(default)]
     pub checkpoints: Vec<crate::checkpoint::CheckpointSample>,
+    /// Why checkpoints were declined on this worker (a task that could not write its
+    /// snapshot; the coordinator's errors): each such checkpoint never completed.
+    #[serde(default)]
+    pub checkpoints_declined: Vec<String>,
     /// From the last failure's detection to the restarted job's tasks running, in
     /// microseconds (worker 0 of a restarted SPMD launch; 0 otherwise).
     #[serde(default)]
@@ -736,7 +740,9 @@ fn execute_once(
             leak_free: true,
         },
     );
-    report.checkpoints = checkpoints.map(|s| s.completed()).unwrap_or_default();
+    if let Some(store) = &checkpoints {
+        (report.checkpoints, report.checkpoints_declined) = (store.completed(), store.declined());
+    }
     Ok(report)
 }
 
@@ -790,11 +796,10 @@ fn with_coordinator(
     job: impl FnOnce() -> Result<()>,
 ) -> Result<()> {
     let stop = AtomicBool::new(false);
-    let declined = Mutex::new(Vec::new());
     let result = std::thread::scope(|scope| {
         let coordinator = store
             .filter(|_| process == 0)
-            .map(|store| scope.spawn(|| checkpoint::coordinate(store, &stop, &declined)));
+            .map(|store| scope.spawn(|| checkpoint::coordinate(store, &stop)));
         let result = job();
         stop.store(true, Ordering::Release);
         if let Some(coordinator) = coordinator {
@@ -859,6 +864,7 @@ impl Counters {
             leak_free: ended.leak_free,
             restarts: 0,
             checkpoints: Vec::new(),
+            checkpoints_declined: Vec::new(),
             recovery_us: 0,
             operators: self.operators.reports(graph),
             late_records: load(&self.late_records),
@@ -1165,7 +1171,12 @@ fn wire(
                 cancel: shared.cancel.clone(),
                 barriers: config
                     .barrier_interval
-                    .map(|interval| BarrierSchedule::new(interval, restored)),
+                    .map(|interval| match shared.checkpoints {
+                        Some(store) => {
+                            BarrierSchedule::paced(interval, restored, Arc::clone(store))
+                        }
+                        None => BarrierSchedule::new(interval, restored),
+                    }),
                 checkpoint: shared
                     .checkpoints
                     .map(|store| TaskCheckpoint::new(store, index, task).map(Arc::new))

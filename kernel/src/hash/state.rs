@@ -565,6 +565,7 @@ impl KeyedState {
     /// `false` when there are no others left.
     fn put_resident(&mut self, hash: u64, key: &[u8], value: &[u8]) -> Result<bool> {
         let own = self.partition_of(hash);
+        let mut compacted = false;
         loop {
             let stored = match self.table.find(hash, key) {
                 Slot::Found { .. } => self.table.replace(hash, key, value)?,
@@ -575,12 +576,17 @@ impl KeyedState {
             }
             let victims = self.victims(own);
             if victims.is_empty() {
-                if self.table.garbage_bytes() * 64 < self.table.record_bytes() {
+                // Below the table's own threshold for compacting, but cheaper than
+                // spilling the key's partition: once per put, when the garbage would hold
+                // the record and is at least 1/64 of the area (so a compaction's cost is
+                // paid back by 1/64 of the area each time).
+                let garbage = self.table.garbage_bytes();
+                let needed = (key.len() + value.len()) as u64;
+                if compacted || garbage < needed || garbage * 64 < self.table.record_bytes() {
                     return Ok(false);
                 }
-                // Below the table's own threshold for compacting, but cheaper than
-                // spilling the key's partition (at least 1/64 of the area comes back).
                 self.table.rebuild();
+                compacted = true;
                 continue;
             }
             self.spill(&victims)?;
