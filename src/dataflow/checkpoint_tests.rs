@@ -3,6 +3,7 @@
 //! corrupt checkpoint is skipped (or named, when asked for); operators that cannot
 //! snapshot refuse.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -104,8 +105,13 @@ fn sorted(mut lines: Vec<String>) -> Vec<String> {
 /// Asserts `got` (sorted) equals `want`, naming a few differences.
 fn assert_same(got: Vec<String>, want: &[String], what: &str) {
     let got = sorted(got);
-    let missing: Vec<&String> = want.iter().filter(|l| !got.contains(l)).take(5).collect();
-    let extra: Vec<&String> = got.iter().filter(|l| !want.contains(l)).take(5).collect();
+    if got == want {
+        return;
+    }
+    let (got_set, want_set): (HashSet<&String>, HashSet<&String>) =
+        (got.iter().collect(), want.iter().collect());
+    let missing: Vec<&&String> = want_set.difference(&got_set).take(5).collect();
+    let extra: Vec<&&String> = got_set.difference(&want_set).take(5).collect();
     assert!(
         got == want,
         "{what}: {} lines, want {}; missing {missing:?}, extra {extra:?}",

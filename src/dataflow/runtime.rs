@@ -1119,6 +1119,19 @@ struct TaskShared<'a> {
     cancel: &'a CancelFlag,
 }
 
+/// A source task's barrier schedule (`None` without barriers): paced with checkpoints.
+fn barrier_schedule(
+    config: &Config,
+    checkpoints: Option<&Arc<Store>>,
+    restored: u64,
+) -> Option<BarrierSchedule> {
+    let interval = config.barrier_interval?;
+    Some(match checkpoints {
+        Some(store) => BarrierSchedule::paced(interval, restored, Arc::clone(store)),
+        None => BarrierSchedule::new(interval, restored),
+    })
+}
+
 /// Creates the local tasks' partitions, gates and writers; returns their contexts and the
 /// writers' cancellers.
 fn wire(
@@ -1169,14 +1182,7 @@ fn wire(
                 store: Arc::clone(shared.store),
                 counters: Arc::clone(shared.counters),
                 cancel: shared.cancel.clone(),
-                barriers: config
-                    .barrier_interval
-                    .map(|interval| match shared.checkpoints {
-                        Some(store) => {
-                            BarrierSchedule::paced(interval, restored, Arc::clone(store))
-                        }
-                        None => BarrierSchedule::new(interval, restored),
-                    }),
+                barriers: barrier_schedule(config, shared.checkpoints, restored),
                 checkpoint: shared
                     .checkpoints
                     .map(|store| TaskCheckpoint::new(store, index, task).map(Arc::new))
