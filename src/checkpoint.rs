@@ -146,6 +146,23 @@ pub fn latest_valid(root: &Path) -> Result<(Option<u64>, Vec<String>)> {
     Ok((None, skipped))
 }
 
+/// The checkpoint a failed job restarts from: the latest valid one, or none (afresh)
+/// when no checkpoint completed.
+///
+/// # Errors
+///
+/// Checkpoints completed but none reads back right (each named with its bad file): the
+/// job does not start afresh over the output they committed.
+pub(crate) fn restart_point(root: &Path) -> Result<Option<u64>> {
+    let (latest, skipped) = latest_valid(root)?;
+    if latest.is_none() && !skipped.is_empty() {
+        return Err(WeirError::Data {
+            message: format!("no checkpoint to restart from: {}", skipped.join("; ")),
+        });
+    }
+    Ok(latest)
+}
+
 /// Checks every file of complete checkpoint `id`: the manifest's list, each task file's
 /// checksum and framing.
 pub(crate) fn verify(root: &Path, id: u64) -> Result<()> {
@@ -189,6 +206,9 @@ pub(crate) struct Store {
     /// Tasks of the whole job (every worker's).
     tasks: usize,
     restored: Option<u64>,
+    /// This run's first checkpoint id: above every checkpoint directory present, so a
+    /// run never adds to the files of a failed run's checkpoint (ids only grow).
+    first: u64,
     /// Sinks' files pending until the job ends well: (pending, target).
     finals: Mutex<Vec<(PathBuf, PathBuf)>>,
     /// The checkpoints the coordinator completed.
@@ -213,11 +233,27 @@ impl Store {
         if let Some(id) = config.restore {
             verify(&config.dir, id)?;
         }
+        let present = list(&config.dir)?;
+        if config.restore.is_none()
+            && let Some(&(id, _)) = present.iter().rev().find(|c| c.1)
+        {
+            return Err(WeirError::Config {
+                field: "checkpoint directory",
+                value: config.dir.display().to_string(),
+                allowed: format!(
+                    "a directory without complete checkpoints for a job that starts afresh \
+                     (it holds checkpoint {id} of an earlier run: restore it, or give an \
+                     empty directory)"
+                ),
+            });
+        }
+        let last = present.last().map_or(0, |c| c.0);
         let store = Store {
             root: config.dir.clone(),
             retain: config.retain,
             tasks,
             restored: config.restore,
+            first: last.max(config.restore.unwrap_or(0)) + 1,
             finals: Mutex::new(Vec::new()),
             completed: Mutex::new(Vec::new()),
             declined: Mutex::new(Vec::new()),
@@ -259,9 +295,9 @@ impl Store {
         Ok(())
     }
 
-    /// The checkpoint the job started from.
-    pub(crate) fn restored(&self) -> Option<u64> {
-        self.restored
+    /// This run's first checkpoint id.
+    pub(crate) fn first(&self) -> u64 {
+        self.first
     }
 
     /// Completes every checkpoint all tasks acknowledged (in id order), commits its
@@ -269,7 +305,8 @@ impl Store {
     pub(crate) fn complete_ready(&self) -> Result<Vec<u64>> {
         let mut completed = Vec::new();
         for (id, complete) in list(&self.root)? {
-            if complete || Some(id) <= self.restored {
+            // Those below `first` are a failed run's: they never complete.
+            if complete || id < self.first {
                 continue;
             }
             let dir = checkpoint_dir(&self.root, id);
@@ -578,6 +615,11 @@ impl TaskCheckpoint {
     /// The checkpoint the job started from.
     pub(crate) fn restored_id(&self) -> Option<u64> {
         self.restored_id
+    }
+
+    /// This run's first checkpoint id.
+    pub(crate) fn first_id(&self) -> u64 {
+        self.store.first
     }
 
     /// The next operator's index (in the order operators are built, the same in every

@@ -112,7 +112,7 @@ pub fn run<T: Data>(
         }
         restarts += 1;
         std::thread::sleep(checkpoint.restart_delay);
-        let (latest, _skipped) = crate::checkpoint::latest_valid(&checkpoint.dir)?;
+        let latest = crate::checkpoint::restart_point(&checkpoint.dir)?;
         checkpoint.restore = latest;
         crate::lifecycle::print_line(&format!(
             "weir: the job failed ({error}); restart {restarts} of {} from {}",

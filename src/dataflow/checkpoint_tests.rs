@@ -360,3 +360,64 @@ fn window_state_larger_than_memory_checkpoints_and_restores_right() {
     assert_same(read_committed(&out).unwrap(), &want, "spilled");
     assert_clean(&out, &checkpoints);
 }
+
+#[test]
+fn a_failed_runs_unfinished_checkpoint_is_never_completed_by_the_restarted_run() {
+    // A run fails with the next checkpoint acknowledged by some of its tasks but not all:
+    // its directory holds their snapshot files. The restarted run numbers its checkpoints
+    // above it, so that checkpoint never completes with the old files beside new ones.
+    let n = 120_000;
+    let root = TempDir::new("chk-stale-run");
+    let (plain, out, checkpoints) = (
+        root.path().join("plain"),
+        root.path().join("out"),
+        root.path().join("checkpoints"),
+    );
+    let flow = Dataflow::new();
+    windowed(&flow, n, &plain, u64::MAX, Arc::default());
+    runtime::execute(&flow, &config(2, 16 << 20), None).unwrap();
+    let want = sorted(read_committed(&plain).unwrap());
+
+    let flow = Dataflow::new();
+    windowed(&flow, n, &out, 90_000, Arc::new(AtomicBool::new(true)));
+    let mut first = checkpointed(2, &checkpoints);
+    first.checkpoint.as_mut().unwrap().restarts = 0;
+    runtime::execute(&flow, &first, None).unwrap_err();
+    let (latest, _) = latest_valid(&checkpoints).unwrap();
+    let latest = latest.expect("a checkpoint before the failure");
+    // Every file of the latest checkpoint but one source task's, as the failed run's
+    // acknowledgements of the next one (its window state older than that checkpoint's).
+    let (done, stale) = (
+        checkpoints.join(format!("chk-{latest:08}")),
+        checkpoints.join(format!("chk-{:08}", latest + 1)),
+    );
+    std::fs::create_dir_all(&stale).unwrap();
+    for entry in std::fs::read_dir(&done).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if name != "MANIFEST" && name != "s0-t0.snap" && !stale.join(&name).exists() {
+            std::fs::copy(done.join(&name), stale.join(&name)).unwrap();
+        }
+    }
+
+    let flow = Dataflow::new();
+    windowed(&flow, n, &out, u64::MAX, Arc::default());
+    let mut second = checkpointed(2, &checkpoints);
+    second.checkpoint.as_mut().unwrap().restore = Some(latest);
+    let report = runtime::execute(&flow, &second, None).unwrap();
+    assert!(
+        report.checkpoints.iter().all(|c| c.id > latest + 1),
+        "{:?}",
+        report.checkpoints
+    );
+    assert_same(read_committed(&out).unwrap(), &want, "after a stale checkpoint");
+    assert!(!stale.exists(), "the failed run's checkpoint was not deleted");
+    assert_clean(&out, &checkpoints);
+
+    // A job that starts afresh refuses a directory holding an earlier run's checkpoints.
+    let flow = Dataflow::new();
+    windowed(&flow, 1000, &root.path().join("again"), u64::MAX, Arc::default());
+    let err = runtime::execute(&flow, &checkpointed(2, &checkpoints), None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("earlier run"), "{err}");
+}

@@ -661,8 +661,7 @@ pub fn execute_observed(
         }
         restarts += 1;
         std::thread::sleep(checkpoint.restart_delay);
-        let (latest, _skipped) = checkpoint::latest_valid(&checkpoint.dir)?;
-        checkpoint.restore = latest;
+        checkpoint.restore = checkpoint::restart_point(&checkpoint.dir)?;
     }
 }
 
@@ -683,9 +682,11 @@ fn execute_once(
     let net = budget(config, config.network_memory)?;
     let needed = network_share(&graph, &place, config)?;
     let grant = NetworkBufferPool::new(&net.owner("network"), needed)?;
+    // Before the network: every worker lists the checkpoint directory (for this run's
+    // first id) before any worker's tasks start, as the peers connect only once all are up.
+    let checkpoints = checkpoint_store(config, &graph, &place)?;
     let service = network_service(network, workers, config, &net)?;
     let store = spill_store(config)?;
-    let checkpoints = checkpoint_store(config, &graph, &place)?;
     let counters = Arc::new(Counters {
         rows_read: Arc::clone(rows_read),
         ..Counters::default()
@@ -1123,12 +1124,12 @@ struct TaskShared<'a> {
 fn barrier_schedule(
     config: &Config,
     checkpoints: Option<&Arc<Store>>,
-    restored: u64,
+    after: u64,
 ) -> Option<BarrierSchedule> {
     let interval = config.barrier_interval?;
     Some(match checkpoints {
-        Some(store) => BarrierSchedule::paced(interval, restored, Arc::clone(store)),
-        None => BarrierSchedule::new(interval, restored),
+        Some(store) => BarrierSchedule::paced(interval, after, Arc::clone(store)),
+        None => BarrierSchedule::new(interval, after),
     })
 }
 
@@ -1162,7 +1163,8 @@ fn wire(
         }
     }
     let (mut writers, cancellers) = writers(partitions, config);
-    let restored = shared.checkpoints.and_then(|c| c.restored()).unwrap_or(0);
+    // The barrier before this run's first checkpoint.
+    let after = shared.checkpoints.map_or(0, |c| c.first() - 1);
     let mut contexts = Vec::new();
     for (index, stage) in graph.stages.iter().enumerate() {
         for task in place.local_tasks(stage.parallelism) {
@@ -1182,7 +1184,7 @@ fn wire(
                 store: Arc::clone(shared.store),
                 counters: Arc::clone(shared.counters),
                 cancel: shared.cancel.clone(),
-                barriers: barrier_schedule(config, shared.checkpoints, restored),
+                barriers: barrier_schedule(config, shared.checkpoints, after),
                 checkpoint: shared
                     .checkpoints
                     .map(|store| TaskCheckpoint::new(store, index, task).map(Arc::new))
