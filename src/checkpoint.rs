@@ -334,8 +334,9 @@ impl Store {
             }
             let bytes = names.iter().map(|(_, len)| len).sum();
             write_durably(&dir, MANIFEST, manifest.as_bytes())?;
-            self.commit(id)?;
+            // Complete now; its sinks' renames come after.
             let duration_us = crate::dataflow::event_time_micros().saturating_sub(scheduled);
+            self.commit(id)?;
             self.completed
                 .lock()
                 .expect("completed checkpoints")
@@ -745,6 +746,28 @@ impl SnapshotSlot {
             Some(file) => file.piece(self.operator),
             None => Ok(None),
         }
+    }
+
+    /// The piece of `slot`'s operator in the checkpoint the job started from (`None`
+    /// without checkpoints, a restore, or a piece).
+    pub(crate) fn restored_piece(slot: Option<&SnapshotSlot>) -> Result<Option<PieceReader>> {
+        slot.map(SnapshotSlot::restored)
+            .transpose()
+            .map(Option::flatten)
+    }
+
+    /// The first frame of that piece as a record: an operator whose state is one value.
+    pub(crate) fn restored_value<T: crate::dataflow::Data>(
+        slot: Option<&SnapshotSlot>,
+    ) -> Result<Option<T>> {
+        let Some(mut piece) = SnapshotSlot::restored_piece(slot)? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::new();
+        if !piece.next_frame(&mut bytes)? {
+            return Ok(None);
+        }
+        crate::dataflow::decode_record(&bytes).map(Some)
     }
 }
 

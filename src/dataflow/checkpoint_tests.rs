@@ -409,13 +409,26 @@ fn a_failed_runs_unfinished_checkpoint_is_never_completed_by_the_restarted_run()
         "{:?}",
         report.checkpoints
     );
-    assert_same(read_committed(&out).unwrap(), &want, "after a stale checkpoint");
-    assert!(!stale.exists(), "the failed run's checkpoint was not deleted");
+    assert_same(
+        read_committed(&out).unwrap(),
+        &want,
+        "after a stale checkpoint",
+    );
+    assert!(
+        !stale.exists(),
+        "the failed run's checkpoint was not deleted"
+    );
     assert_clean(&out, &checkpoints);
 
     // A job that starts afresh refuses a directory holding an earlier run's checkpoints.
     let flow = Dataflow::new();
-    windowed(&flow, 1000, &root.path().join("again"), u64::MAX, Arc::default());
+    windowed(
+        &flow,
+        1000,
+        &root.path().join("again"),
+        u64::MAX,
+        Arc::default(),
+    );
     let err = runtime::execute(&flow, &checkpointed(2, &checkpoints), None)
         .unwrap_err()
         .to_string();

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use weir_netstack::{ChannelIndex, DataType, NetworkBuffer};
 
-use super::operators::{append_record, decode};
+use super::operators::append_record;
 use super::{Barrier, Data, Push};
 use crate::checkpoint::SnapshotSlot;
 use crate::error::{Result, WeirError};
@@ -215,18 +215,9 @@ impl<T> EventTime<T> {
     /// Takes part in the task's checkpoints through `slot`, restoring what the checkpoint
     /// the job started from holds.
     pub(crate) fn snapshots(&mut self, slot: Option<SnapshotSlot>) -> Result<()> {
-        if let Some(mut piece) = slot
-            .as_ref()
-            .map(SnapshotSlot::restored)
-            .transpose()?
-            .flatten()
-        {
-            let mut bytes = Vec::new();
-            if piece.next_frame(&mut bytes)? {
-                let (max_seen, emitted): (i64, i64) = decode(&bytes)?;
-                self.max_seen = max_seen;
-                self.emitted = emitted;
-            }
+        if let Some((max_seen, emitted)) = SnapshotSlot::restored_value(slot.as_ref())? {
+            self.max_seen = max_seen;
+            self.emitted = emitted;
         }
         self.slot = slot;
         Ok(())

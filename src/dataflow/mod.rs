@@ -69,6 +69,7 @@ pub use event_time::{WATERMARK_INTERVAL_DEFAULT, Watermark, Watermarks};
 use graph::{DatasetId, Ending, Exchange, Graph, MemoryOp, Parallelism, Stage};
 pub use keyed::{Keyed, ProcessError};
 pub use metrics::OperatorReport;
+pub(crate) use operators::decode as decode_record;
 pub use replay::{PULL_BATCH, ReplayableSource};
 pub use runtime::{BarrierSample, JobReport, TaskContext, WorkerReport, execute, execute_observed};
 pub use session::SessionStream;

@@ -19,7 +19,7 @@
 
 use std::sync::Arc;
 
-use super::operators::{append_record, decode};
+use super::operators::append_record;
 use super::sources::driver;
 use super::{Data, Dataflow, Open, Push, Stream, TaskContext};
 use crate::checkpoint::SnapshotSlot;
@@ -97,16 +97,8 @@ fn pull<S: ReplayableSource>(
     down: &mut dyn Push<S::Record>,
 ) -> Result<()> {
     let slot = ctx.snapshot_slot();
-    if let Some(mut piece) = slot
-        .as_ref()
-        .map(SnapshotSlot::restored)
-        .transpose()?
-        .flatten()
-    {
-        let mut bytes = Vec::new();
-        if piece.next_frame(&mut bytes)? {
-            source.seek(&decode::<S::Position>(&bytes)?)?;
-        }
+    if let Some(position) = SnapshotSlot::restored_value::<S::Position>(slot.as_ref())? {
+        source.seek(&position)?;
     }
     loop {
         ctx.check_cancelled()?;

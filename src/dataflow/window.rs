@@ -470,13 +470,7 @@ impl<K: Key, T: Data, A: Data> WindowAggregate<K, T, A> {
     /// Loads the open windows' groups and the watermark from the checkpoint the job
     /// started from (a combiner keeps nothing across a barrier: it has none).
     fn restore(&mut self) -> Result<()> {
-        let Some(mut piece) = self
-            .slot
-            .as_ref()
-            .map(SnapshotSlot::restored)
-            .transpose()?
-            .flatten()
-        else {
+        let Some(mut piece) = SnapshotSlot::restored_piece(self.slot.as_ref())? else {
             return Ok(());
         };
         let mut frame = Vec::new();

@@ -1,8 +1,10 @@
 //! `weir bench shuffle|latency|barrier` and their `weir worker` parts: W4, W5 and W6
 //! across worker processes on loopback.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
+use weir::checkpoint::CheckpointConfig;
 use weir::error::WeirError;
 use weir::netstack::transport::NetworkConfig;
 
@@ -41,6 +43,14 @@ pub(crate) struct BarrierJobArgs {
     /// Seconds of warm-up whose barriers are not counted.
     #[arg(long, default_value_t = 10.0)]
     pub(crate) warmup: f64,
+    /// Run W6's checkpointable form: a replayable source of what the maps take in
+    /// --seconds, and a committed file sink (exactly once) into DIR
+    #[arg(long, value_name = "DIR")]
+    pub(crate) output: Option<PathBuf>,
+    /// With --output: take a checkpoint at every barrier into DIR (an empty or new
+    /// directory); the JSON line reports their durations
+    #[arg(long, value_name = "DIR")]
+    pub(crate) checkpoint_dir: Option<PathBuf>,
     /// Worker processes (the launcher passes it on).
     #[arg(long, default_value_t = 2, hide = true)]
     pub(crate) job_workers: usize,
@@ -230,7 +240,20 @@ impl BarrierJobArgs {
                 ),
             });
         }
+        if self.checkpoint_dir.is_some() && self.output.is_none() {
+            return Err(WeirError::Usage {
+                message: "--checkpoint-dir needs --output (W6's checkpointable form)".to_owned(),
+            });
+        }
+        if self.output.is_some() && self.busy_us == 0 {
+            return Err(WeirError::Usage {
+                message: "--output needs --busy-us of at least 1 (the records are what the \
+                          maps take in --seconds)"
+                    .to_owned(),
+            });
+        }
         Ok(BarrierJob {
+            committed: self.output.clone(),
             busy: Duration::from_micros(self.busy_us),
             duration: seconds("seconds", self.seconds)?,
             warmup: if self.warmup == 0.0 {
@@ -243,13 +266,14 @@ impl BarrierJobArgs {
                 debloat: self.debloat,
                 debloat_target: Duration::from_millis(self.target_ms),
                 barrier_interval: Some(seconds("barrier-interval", self.barrier_interval)?),
+                checkpoint: self.checkpoint_dir.as_ref().map(CheckpointConfig::new),
                 ..weir::config::Config::default()
             },
         })
     }
 
     fn to_args(&self, workers: usize) -> Vec<String> {
-        vec![
+        let mut args = vec![
             "barrier".to_owned(),
             "--debloat".to_owned(),
             if self.debloat { "on" } else { "off" }.to_owned(),
@@ -265,7 +289,17 @@ impl BarrierJobArgs {
             self.warmup.to_string(),
             "--job-workers".to_owned(),
             workers.to_string(),
-        ]
+        ];
+        for (flag, dir) in [
+            ("--output", &self.output),
+            ("--checkpoint-dir", &self.checkpoint_dir),
+        ] {
+            if let Some(dir) = dir {
+                args.push(flag.to_owned());
+                args.push(dir.display().to_string());
+            }
+        }
+        args
     }
 }
 

@@ -230,38 +230,40 @@ struct Recovery {
     checkpoint_p99_ms: f64,
     /// The largest checkpoint's bytes.
     checkpoint_bytes_max: u64,
+    /// Every gate's barriers: from the barrier's scheduled time to its alignment, and
+    /// from its first channel's barrier to its last's; 99th percentiles, in milliseconds.
+    barrier_delay_p99_ms: f64,
+    alignment_p99_ms: f64,
 }
 
 impl Recovery {
     fn of(report: &JobReport) -> Recovery {
         let first = report.workers.first();
         let checkpoints = || report.workers.iter().flat_map(|w| &w.checkpoints);
+        let barriers = || report.workers.iter().flat_map(|w| &w.barriers);
         Recovery {
             restarts: first.map_or(0, |w| w.restarts),
             recovery_ms: first.map_or(0.0, |w| w.recovery_us as f64 / 1e3),
             checkpoints: checkpoints().count(),
-            checkpoint_p50_ms: checkpoint_ms(report, 50),
-            checkpoint_p99_ms: checkpoint_ms(report, 99),
+            checkpoint_p50_ms: percentile_ms(checkpoints().map(|c| c.duration_us), 50),
+            checkpoint_p99_ms: percentile_ms(checkpoints().map(|c| c.duration_us), 99),
             checkpoint_bytes_max: checkpoints().map(|c| c.bytes).max().unwrap_or(0),
+            barrier_delay_p99_ms: percentile_ms(barriers().map(|b| b.delay_us), 99),
+            alignment_p99_ms: percentile_ms(barriers().map(|b| b.alignment_us), 99),
         }
     }
 }
 
-/// The `percent`-th percentile of the checkpoints' durations, in milliseconds (nearest
-/// rank; 0 without checkpoints).
-fn checkpoint_ms(report: &JobReport, percent: usize) -> f64 {
-    let mut durations: Vec<u64> = report
-        .workers
-        .iter()
-        .flat_map(|w| &w.checkpoints)
-        .map(|c| c.duration_us)
-        .collect();
-    if durations.is_empty() {
+/// The `percent`-th percentile of microseconds, in milliseconds (nearest rank; 0 when
+/// there are none).
+fn percentile_ms(values: impl Iterator<Item = u64>, percent: usize) -> f64 {
+    let mut values: Vec<u64> = values.collect();
+    if values.is_empty() {
         return 0.0;
     }
-    durations.sort_unstable();
-    let rank = (durations.len() * percent).div_ceil(100).max(1);
-    durations[rank - 1] as f64 / 1e3
+    values.sort_unstable();
+    let rank = (values.len() * percent).div_ceil(100).max(1);
+    values[rank - 1] as f64 / 1e3
 }
 
 /// Each worker's peak RSS in MiB, by process index.

@@ -12,11 +12,23 @@
 //!     every interval: Barrier k (the runtime's)   the map's gate aligns it: delay, alignment
 //! ```
 //!
+//! With `committed` set (`--output DIR`), W6 runs in its checkpointable form: a replayable
+//! source of as many records as the maps take in `duration` (the workers × `duration` /
+//! `busy`), the same exchange and slow map, and a committed file sink (exactly once,
+//! `Stream::write_committed`) into `DIR`; with `Config::checkpoint` too, every barrier is a
+//! checkpoint and the JSON line gains their durations (`checkpoint_p50_ms`, …), the cost of
+//! a checkpoint behind back-pressured data. Throughput is then the records over the wall.
+//!
+//! ```text
+//!   generate(n) ──key_by(key).partition()──▶ map(busy) ──▶ write_committed(DIR)
+//! ```
+//!
 //! Barriers scheduled within the warm-up (default 10 s of 40) are aligned but not
 //! counted; the throughput counts the records emitted after it. The warm-up covers
 //! connection set-up, the sources filling every queue, and the debloater's first
 //! moving-average span (4 s); it is stated in the JSON line (`warmup_s`).
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -46,8 +58,11 @@ pub struct BarrierJob {
     /// Barriers scheduled before this much time has passed are aligned but not counted
     /// (buffers start at full size; debloating needs a few seconds to settle).
     pub warmup: Duration,
-    /// Workers, debloating and its target, and the barrier interval
-    /// (`barrier_interval` set).
+    /// The checkpointable form's output directory (`None`: the flooding source and a
+    /// count per map task).
+    pub committed: Option<PathBuf>,
+    /// Workers, debloating and its target, the barrier interval (`barrier_interval` set),
+    /// and checkpoints (only with `committed`).
     pub config: Config,
 }
 
@@ -63,6 +78,12 @@ impl BarrierJob {
         let interval = self.interval().as_micros().max(1);
         (self.warmup.as_micros().div_ceil(interval) as u64).max(1)
     }
+
+    /// The records of the checkpointable form: what the maps take in `duration`.
+    fn records(&self) -> u64 {
+        let per_map = self.duration.as_micros() / self.busy.as_micros().max(1);
+        (per_map as u64).saturating_mul(self.config.workers.max(1) as u64)
+    }
 }
 
 /// A record of W6: its key, and whether its source emitted it after the warm-up.
@@ -73,10 +94,33 @@ struct Item {
 }
 
 /// The dataflow program every worker builds: each map task's count of measured records.
-fn program(job: &BarrierJob) -> (Dataflow, Collected<u64>) {
+/// In the checkpointable form, nothing is collected.
+fn program(job: &BarrierJob) -> (Dataflow, Option<Collected<u64>>) {
     let flow = Dataflow::new();
+    if let Some(out) = &job.committed {
+        let busy = job.busy;
+        flow.generate(job.records(), |i| {
+            i.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17)
+        })
+        .key_by(|key: &u64| *key)
+        .partition()
+        .map(move |key: u64| {
+            spin(busy);
+            key
+        })
+        .write_committed(out, |key| format!("{key:016x}"));
+        return (flow, None);
+    }
     let counts = barrier_pipeline(&flow, job.duration, job.warmup, job.busy).collect();
-    (flow, counts)
+    (flow, Some(counts))
+}
+
+/// Busy for `busy`: the slow map's work.
+fn spin(busy: Duration) {
+    let until = Instant::now() + busy;
+    while Instant::now() < until {
+        std::hint::spin_loop();
+    }
 }
 
 /// W6's pipeline in `flow`: a source that floods for `duration`, a hash exchange and a
@@ -94,10 +138,7 @@ pub fn barrier_pipeline(
     .key_by(|item: &Item| item.key)
     .partition()
     .map(move |item: Item| {
-        let until = Instant::now() + busy;
-        while Instant::now() < until {
-            std::hint::spin_loop();
-        }
+        spin(busy);
         item
     })
     .fold(
@@ -168,6 +209,14 @@ pub struct BarrierReport {
     inflight_bytes_max: u64,
     buffer_size_bytes: u64,
     records_per_s: f64,
+    /// The checkpointable form: whether it took checkpoints; those completed after the
+    /// warm-up, their duration (barrier scheduled to manifest in place) and largest size.
+    committed: bool,
+    checkpointed: bool,
+    checkpoints: usize,
+    checkpoint_p50_ms: f64,
+    checkpoint_p99_ms: f64,
+    checkpoint_bytes_max: u64,
     wall_s: f64,
     valid: bool,
     gates: Vec<GateSummary>,
@@ -234,6 +283,17 @@ fn summarize(job: &BarrierJob, report: &JobReport, counts: &[u64]) -> BarrierRep
     };
     let (delays, alignments) = (all(|b| b.delay_us), all(|b| b.alignment_us));
     let measured_s = job.duration.saturating_sub(job.warmup).as_secs_f64();
+    let records_per_s = match job.committed {
+        Some(_) => (job.records() as f64 / wall_s.max(1e-9)).round(),
+        None => (counts.iter().sum::<u64>() as f64 / measured_s.max(1e-9)).round(),
+    };
+    let checkpoints: Vec<_> = report
+        .workers
+        .iter()
+        .flat_map(|w| &w.checkpoints)
+        .filter(|c| c.id >= job.first_measured())
+        .collect();
+    let durations: Vec<u64> = checkpoints.iter().map(|c| c.duration_us).collect();
     BarrierReport {
         workers: report.workers.len(),
         debloat: job.config.debloat,
@@ -259,7 +319,13 @@ fn summarize(job: &BarrierJob, report: &JobReport, counts: &[u64]) -> BarrierRep
             .map(|w| w.buffer_size)
             .max()
             .unwrap_or(0),
-        records_per_s: (counts.iter().sum::<u64>() as f64 / measured_s.max(1e-9)).round(),
+        records_per_s,
+        committed: job.committed.is_some(),
+        checkpointed: job.config.checkpoint.is_some(),
+        checkpoints: checkpoints.len(),
+        checkpoint_p50_ms: quantile_ms(&durations, 0.5),
+        checkpoint_p99_ms: quantile_ms(&durations, 0.99),
+        checkpoint_bytes_max: checkpoints.iter().map(|c| c.bytes).max().unwrap_or(0),
         wall_s: round(wall_s, 3),
         valid: !delays.is_empty() && report.leak_free(),
         gates,
@@ -278,7 +344,7 @@ pub fn run_barrier(job: &BarrierJob, worker_args: &[String]) -> Result<BarrierRe
     let (report, counts) = crate::cluster::run_job(&job.config, worker_args, timeout, |network| {
         let (flow, counts) = program(job);
         let report = weir::dataflow::execute(&flow, &job.config, network)?;
-        Ok((report, counts.take()))
+        Ok((report, counts.map(|c| c.take()).unwrap_or_default()))
     })?;
     for worker in &report.workers {
         let delays: Vec<String> = measured(job, worker)
@@ -323,6 +389,7 @@ mod tests {
             busy: Duration::ZERO,
             duration: Duration::from_secs(40),
             warmup: Duration::from_secs(10),
+            committed: None,
             config: Config {
                 barrier_interval: Some(Duration::from_secs(2)),
                 ..Config::default()

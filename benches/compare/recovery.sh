@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Exactly-once recovery at full size (issue: checkpoints): Nexmark q5 and q8 on 2 worker
+# processes with a checkpoint every 2 s; worker 1 killed with SIGKILL at three seeded
+# points; the committed rows of each killed run must equal a failure-free run's, line for
+# line. Prints, per run, the restarts, the recovery time (failure detected to the restarted
+# job's tasks running), the checkpoints and their p50/p99 duration, from the JSON line.
+# (`cargo test` runs the same at a small size: cli/tests/recovery_cli.rs.)
+#
+#   benches/compare/recovery.sh [--events 4000000] [--rate 500000] [--interval-ms 2000]
+#                               [--queries "5 8"] [--seed 42] [--dir DIR]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+events=4000000 rate=500000 interval=2000 queries="5 8" seed=42
+dir=${TMPDIR:-/tmp}/weir-recovery
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --events) events=$2; shift 2 ;;
+    --rate) rate=$2; shift 2 ;;
+    --interval-ms) interval=$2; shift 2 ;;
+    --queries) queries=$2; shift 2 ;;
+    --seed) seed=$2; shift 2 ;;
+    --dir) dir=$2; shift 2 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+cargo build --release -p weir-cli -q
+weir=$PWD/target/release/weir
+rm -rf "$dir"
+mkdir -p "$dir"
+# The job runs events / rate seconds; kills fall between 35% and 80% of it (several
+# checkpoints in, well before the end), from a linear congruential sequence of the seed.
+run_ms=$((events * 1000 / rate))
+state=$seed
+next_kill() {
+  state=$(( (state * 6364136223846793005 + 1442695040888963407) & 0x7fffffffffffffff ))
+  echo $(( run_ms * 35 / 100 + (state >> 20) % (run_ms * 45 / 100) ))
+}
+
+# run NAME QUERY [KILL_MS]: the committed rows sorted into $dir/NAME.rows, JSON printed.
+run() {
+  local name=$1 q=$2 kill=${3:-}
+  "$weir" run nexmark --query "$q" --events "$events" --rate "$rate" --workers 2 \
+    --checkpoint-interval-ms "$interval" --checkpoint-dir "$dir/$name-chk" \
+    --output "$dir/$name-out" > "$dir/$name.json" 2> "$dir/$name.err" &
+  local launcher=$!
+  if [ -n "$kill" ]; then
+    sleep "$(awk "BEGIN { print $kill / 1000 }")"
+    local worker
+    worker=$(pgrep -P "$launcher" | head -1 || true)
+    if [ -n "$worker" ]; then kill -9 "$worker"; else echo "no worker 1 to kill" >&2; fi
+  fi
+  wait "$launcher" || { echo "$name failed:"; cat "$dir/$name.err"; return 1; }
+  cat "$dir/$name-out"/part-* | LC_ALL=C sort > "$dir/$name.rows"
+  tail -1 "$dir/$name.json"
+}
+
+field() { grep -o "\"$1\":[^,}]*" | cut -d: -f2; }
+
+status=0
+for q in $queries; do
+  json=$(run "q$q-plain" "$q")
+  echo "q$q failure-free: $(wc -l < "$dir/q$q-plain.rows") rows, valid $(echo "$json" | field valid)"
+  for round in 1 2 3; do
+    at=$(next_kill)
+    json=$(run "q$q-kill$round" "$q" "$at") || { status=1; continue; }
+    if cmp -s "$dir/q$q-plain.rows" "$dir/q$q-kill$round.rows"; then same=yes; else same=NO; status=1; fi
+    printf 'q%s killed at %5d ms: restarts %s, recovery %s ms, checkpoints %s (p50 %s ms, p99 %s ms), rows equal: %s\n' \
+      "$q" "$at" "$(echo "$json" | field restarts)" "$(echo "$json" | field recovery_ms)" \
+      "$(echo "$json" | field checkpoints)" "$(echo "$json" | field checkpoint_p50_ms)" \
+      "$(echo "$json" | field checkpoint_p99_ms)" "$same"
+  done
+done
+rm -rf "$dir"
+exit $status
