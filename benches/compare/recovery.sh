@@ -29,14 +29,15 @@ cargo build --release -p weir-cli -q
 weir=$PWD/target/release/weir
 rm -rf "$dir"
 mkdir -p "$dir"
-# The job runs events / rate seconds; kills fall between 35% and 80% of it (several
-# checkpoints in, well before the end), from a linear congruential sequence of the seed.
+# The job runs events / rate seconds; kills fall between 25% and 60% of it (several
+# checkpoints in, several after), from a linear congruential sequence of the seed.
 run_ms=$((events * 1000 / rate))
+kills=()
 state=$seed
-next_kill() {
+for _ in 1 2 3 4 5 6; do
   state=$(( (state * 6364136223846793005 + 1442695040888963407) & 0x7fffffffffffffff ))
-  echo $(( run_ms * 35 / 100 + (state >> 20) % (run_ms * 45 / 100) ))
-}
+  kills+=($(( run_ms * 25 / 100 + (state >> 20) % (run_ms * 35 / 100) )))
+done
 
 # run NAME QUERY [KILL_MS]: the committed rows sorted into $dir/NAME.rows, JSON printed.
 run() {
@@ -59,15 +60,18 @@ run() {
 field() { grep -o "\"$1\":[^,}]*" | cut -d: -f2; }
 
 status=0
+k=0
 for q in $queries; do
   json=$(run "q$q-plain" "$q")
   echo "q$q failure-free: $(wc -l < "$dir/q$q-plain.rows") rows, valid $(echo "$json" | field valid)"
   for round in 1 2 3; do
-    at=$(next_kill)
+    at=${kills[$((k % 6))]}
+    k=$((k + 1))
     json=$(run "q$q-kill$round" "$q" "$at") || { status=1; continue; }
     if cmp -s "$dir/q$q-plain.rows" "$dir/q$q-kill$round.rows"; then same=yes; else same=NO; status=1; fi
-    printf 'q%s killed at %5d ms: restarts %s, recovery %s ms, checkpoints %s (p50 %s ms, p99 %s ms), rows equal: %s\n' \
-      "$q" "$at" "$(echo "$json" | field restarts)" "$(echo "$json" | field recovery_ms)" \
+    from=$(cat "$dir/q$q-kill$round.err" "$dir/q$q-kill$round.json" | grep -o "from [a-z ]*[0-9]*" | tail -1 || true)
+    printf 'q%s killed at %5d ms: restarts %s (%s), recovery %s ms, checkpoints after %s (p50 %s ms, p99 %s ms), rows equal: %s\n' \
+      "$q" "$at" "$(echo "$json" | field restarts)" "$from" "$(echo "$json" | field recovery_ms)" \
       "$(echo "$json" | field checkpoints)" "$(echo "$json" | field checkpoint_p50_ms)" \
       "$(echo "$json" | field checkpoint_p99_ms)" "$same"
   done
