@@ -285,14 +285,10 @@ impl Store {
             .clone()
     }
 
-    /// Renames the sinks' files written after their last checkpoint into place: the job
-    /// ended well on this worker.
-    pub(crate) fn commit_finals(&self) -> Result<()> {
-        let finals = std::mem::take(&mut *self.finals.lock().expect("final files"));
-        for (pending, target) in finals {
-            commit_file(&pending, &target)?;
-        }
-        Ok(())
+    /// The sinks' files written after their last checkpoint, (pending, target), to
+    /// rename into place once the job ended well.
+    pub(crate) fn take_finals(&self) -> Vec<(PathBuf, PathBuf)> {
+        std::mem::take(&mut *self.finals.lock().expect("final files"))
     }
 
     /// This run's first checkpoint id.

@@ -154,10 +154,9 @@ fn launch<T: Data>(
         workers.push(report);
         records.extend(theirs);
     }
-    Ok(Outcome {
-        report: JobReport { workers },
-        records,
-    })
+    let report = JobReport { workers };
+    report.commit_final_files()?;
+    Ok(Outcome { report, records })
 }
 
 /// Whether this process was started as an SPMD worker, and which.

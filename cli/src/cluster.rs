@@ -48,7 +48,9 @@ pub fn run_job<T>(
     for line in lines {
         workers.push(parse_worker_line(&line)?);
     }
-    Ok((JobReport { workers }, value))
+    let report = JobReport { workers };
+    report.commit_final_files()?;
+    Ok((report, value))
 }
 
 fn current_exe() -> Result<PathBuf> {

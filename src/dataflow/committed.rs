@@ -8,7 +8,9 @@
 //!                known committed goes in checkpoint k's commit list
 //!   checkpoint k complete (the coordinator) ─▶ each listed file renamed to
 //!                DIR/part-sS-tT-NNNNNNNN (phase two)
-//!   end of input ─▶ the last file pending until the job ends well on this worker
+//!   end of input ─▶ the last file pending until the job ended well: renamed by the worker
+//!                in a job of one, by the launcher once every worker ended well in a job
+//!                of several (`JobReport::commit_final_files`)
 //!   restore from k ─▶ k's commits done again; this task's pending files after k deleted
 //! ```
 //!
@@ -33,6 +35,11 @@ impl<T: Data> Stream<T> {
     /// only with the checkpoint covering them (exactly once across failures and
     /// restores; see [`crate::checkpoint`]), or when the job ends well. Each task writes
     /// its own `part-sS-tT-N` files; a reader takes every `part-*` file of `dir`.
+    ///
+    /// With checkpoints, the files after the last one are renamed once every worker
+    /// ended well: by [`crate::spmd::run`]; a launcher of its own that runs
+    /// [`execute`](super::execute) on several workers calls
+    /// [`JobReport::commit_final_files`](super::JobReport::commit_final_files) then.
     pub fn write_committed(
         self,
         dir: impl Into<PathBuf>,

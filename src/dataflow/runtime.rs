@@ -18,6 +18,7 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -492,6 +493,12 @@ pub struct WorkerReport {
     /// microseconds (worker 0 of a restarted SPMD launch; 0 otherwise).
     #[serde(default)]
     pub recovery_us: u64,
+    /// The committed sinks' last files (written after their last checkpoint) of a job
+    /// of several workers, as (pending, target): renamed into place by
+    /// [`JobReport::commit_final_files`] once every worker ended well, which the launchers
+    /// ([`crate::spmd::run`], `weir`'s) do. A job of one worker commits them itself.
+    #[serde(default)]
+    pub final_files: Vec<(PathBuf, PathBuf)>,
     /// What each kernel operator did, in stage order.
     #[serde(default)]
     pub operators: Vec<OperatorReport>,
@@ -549,6 +556,20 @@ impl JobReport {
     /// The slowest worker's wall time, in seconds.
     pub fn wall_s(&self) -> f64 {
         self.workers.iter().map(|w| w.wall_us).max().unwrap_or(0) as f64 / 1e6
+    }
+
+    /// Renames every worker's committed sinks' last files into place
+    /// ([`WorkerReport::final_files`]): call once every worker of the job ended well.
+    /// Idempotent (a file already renamed is skipped).
+    ///
+    /// # Errors
+    ///
+    /// A rename or directory sync fails.
+    pub fn commit_final_files(&self) -> Result<()> {
+        for (pending, target) in self.workers.iter().flat_map(|w| &w.final_files) {
+            checkpoint::commit_file(pending, target)?;
+        }
+        Ok(())
     }
 
     /// Sum of a counter over the workers.
@@ -681,7 +702,8 @@ fn execute_once(
     let operator_shares = operator_share(&graph, &place, config)?;
     let net = budget(config, config.network_memory)?;
     let needed = network_share(&graph, &place, config)?;
-    let grant = NetworkBufferPool::new(&net.owner("network"), needed)?;
+    // A job without exchanges still gets a pool (it needs at least one segment).
+    let grant = NetworkBufferPool::new(&net.owner("network"), needed.max(1))?;
     // Before the network: every worker lists the checkpoint directory (for this run's
     // first id) before any worker's tasks start, as the peers connect only once all are up.
     let checkpoints = checkpoint_store(config, &graph, &place)?;
@@ -742,9 +764,26 @@ fn execute_once(
         },
     );
     if let Some(store) = &checkpoints {
-        (report.checkpoints, report.checkpoints_declined) = (store.completed(), store.declined());
+        finish_checkpoints(store, workers, &mut report)?;
     }
     Ok(report)
+}
+
+/// The job's checkpoints into `report`; the sinks' last files committed when this worker
+/// is the whole job, else left to the launcher (in the report), which commits them once
+/// every worker ended well: a worker that ended while another fails later would otherwise
+/// have committed rows the restarted job writes again.
+fn finish_checkpoints(store: &Store, workers: usize, report: &mut WorkerReport) -> Result<()> {
+    (report.checkpoints, report.checkpoints_declined) = (store.completed(), store.declined());
+    let finals = store.take_finals();
+    if workers == 1 {
+        for (pending, target) in &finals {
+            checkpoint::commit_file(pending, target)?;
+        }
+    } else {
+        report.final_files = finals;
+    }
+    Ok(())
 }
 
 /// The worker's network service, for a job of several workers.
@@ -789,15 +828,14 @@ fn checkpoint_store(
 }
 
 /// Runs `job` beside the checkpoint coordinator of `store` (on worker 0), which stops
-/// after one last pass once the job ended; when the job ended well, commits the sinks'
-/// last files.
+/// after one last pass once the job ended.
 fn with_coordinator(
     store: Option<&Arc<Store>>,
     process: usize,
     job: impl FnOnce() -> Result<()>,
 ) -> Result<()> {
     let stop = AtomicBool::new(false);
-    let result = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         let coordinator = store
             .filter(|_| process == 0)
             .map(|store| scope.spawn(|| checkpoint::coordinate(store, &stop)));
@@ -807,11 +845,7 @@ fn with_coordinator(
             coordinator.join().expect("the coordinator does not panic");
         }
         result
-    });
-    match (result, store) {
-        (Ok(()), Some(store)) => store.commit_finals(),
-        (result, _) => result,
-    }
+    })
 }
 
 /// The job's outcome given the leak checks of its budgets: the job's error (a leak after
@@ -867,6 +901,7 @@ impl Counters {
             checkpoints: Vec::new(),
             checkpoints_declined: Vec::new(),
             recovery_us: 0,
+            final_files: Vec::new(),
             operators: self.operators.reports(graph),
             late_records: load(&self.late_records),
             state_bytes: load(&self.state_bytes),

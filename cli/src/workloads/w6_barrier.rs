@@ -250,29 +250,32 @@ fn measured<'a>(job: &BarrierJob, worker: &'a WorkerReport) -> Vec<&'a BarrierSa
         .collect()
 }
 
+/// One worker's map gate in W6's JSON line.
+fn gate_summary(job: &BarrierJob, w: &WorkerReport, wall_s: f64) -> GateSummary {
+    let per_s = |us: u64| round(us as f64 / 1e3 / wall_s.max(1e-9), 1);
+    let barriers = measured(job, w);
+    let delays: Vec<u64> = barriers.iter().map(|b| b.delay_us).collect();
+    let alignments: Vec<u64> = barriers.iter().map(|b| b.alignment_us).collect();
+    GateSummary {
+        process: w.process,
+        barriers: barriers.len(),
+        barrier_delay_p50_ms: quantile_ms(&delays, 0.5),
+        barrier_delay_p99_ms: quantile_ms(&delays, 0.99),
+        alignment_p50_ms: quantile_ms(&alignments, 0.5),
+        alignment_p99_ms: quantile_ms(&alignments, 0.99),
+        buffer_size_bytes: w.buffer_size,
+        inflight_bytes_max: w.in_flight_bytes,
+        back_pressured_ms_per_s: per_s(w.back_pressured_us),
+        idle_ms_per_s: per_s(w.idle_us),
+    }
+}
+
 fn summarize(job: &BarrierJob, report: &JobReport, counts: &[u64]) -> BarrierReport {
     let wall_s = report.wall_s();
-    let per_s = |us: u64| round(us as f64 / 1e3 / wall_s.max(1e-9), 1);
     let gates: Vec<GateSummary> = report
         .workers
         .iter()
-        .map(|w| {
-            let barriers = measured(job, w);
-            let delays: Vec<u64> = barriers.iter().map(|b| b.delay_us).collect();
-            let alignments: Vec<u64> = barriers.iter().map(|b| b.alignment_us).collect();
-            GateSummary {
-                process: w.process,
-                barriers: barriers.len(),
-                barrier_delay_p50_ms: quantile_ms(&delays, 0.5),
-                barrier_delay_p99_ms: quantile_ms(&delays, 0.99),
-                alignment_p50_ms: quantile_ms(&alignments, 0.5),
-                alignment_p99_ms: quantile_ms(&alignments, 0.99),
-                buffer_size_bytes: w.buffer_size,
-                inflight_bytes_max: w.in_flight_bytes,
-                back_pressured_ms_per_s: per_s(w.back_pressured_us),
-                idle_ms_per_s: per_s(w.idle_us),
-            }
-        })
+        .map(|w| gate_summary(job, w, wall_s))
         .collect();
     let all = |f: fn(&BarrierSample) -> u64| -> Vec<u64> {
         report
