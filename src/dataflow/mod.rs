@@ -361,6 +361,10 @@ impl<T: Data> Stream<T> {
     /// Partitions the stream by `key` for a keyed operator (aggregate, join): records with
     /// equal keys meet in one task. The exchange happens in the operator that follows, so
     /// an aggregation can pre-aggregate before it.
+    ///
+    /// `key` must be a pure function of the record: it runs again on the same record
+    /// when a keyed process operator replays records it deferred while their state was
+    /// spilled, and when a job restored from a checkpoint reprocesses its sources' records.
     pub fn key_by<K: Key>(
         self,
         key: impl Fn(&T) -> K + Send + Sync + 'static,
