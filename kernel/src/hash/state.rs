@@ -205,6 +205,28 @@ impl Log {
     }
 }
 
+/// Reads a run's next entry into `record` (key, then value): the key's length, or
+/// `None` at the run's end.
+fn next_entry(input: &mut RunInput, run: &SpillRun, record: &mut Vec<u8>) -> Result<Option<usize>> {
+    if input.is_at_end()? {
+        return Ok(None);
+    }
+    let key_word = input.read_varint()?;
+    let value_len = input.read_varint()?;
+    let key_len = key_word >> 1;
+    let left = run.payload_bytes() - input.bytes_read();
+    if key_word & 1 == 1 || key_len.saturating_add(value_len) > left {
+        return Err(KernelError::Malformed {
+            position: input.bytes_read(),
+            what: "a keyed state record marked dead, or its lengths do not fit the run",
+        });
+    }
+    record.clear();
+    record.resize((key_len + value_len) as usize, 0);
+    input.read_exact(record)?;
+    Ok(Some(key_len as usize))
+}
+
 /// A log entry's length field.
 fn len_bytes(len: usize) -> Result<[u8; 4]> {
     u32::try_from(len)
@@ -543,6 +565,55 @@ impl KeyedState {
         result
     }
 
+    /// Hands every key's value to `out`, the state unchanged: the resident partitions'
+    /// from the table, then each spilled partition's from its run (all of one partition
+    /// together). Putting them in that order into a fresh state of the same memory
+    /// rebuilds this one: the resident ones fit together, and each spilled partition
+    /// comes in whole, as a [`restore`](Self::restore) brings it.
+    ///
+    /// # Errors
+    ///
+    /// [`KernelError::InvalidConfig`] while records wait in the log (bring them back
+    /// first: [`drain`](Self::drain)); a spill or memory error;
+    /// [`KernelError::Malformed`] for a corrupt run; the first error of `out`.
+    pub fn snapshot(&mut self, mut out: impl FnMut(&[u8], &[u8]) -> Result<()>) -> Result<()> {
+        if self.deferred_bytes() > 0 {
+            return Err(KernelError::InvalidConfig {
+                field: "keyed state snapshot",
+                value: format!("{} bytes deferred", self.deferred_bytes()),
+                expected: "no deferred entry (drain first)",
+            });
+        }
+        let mut scratch = Vec::new();
+        let mut address = 0;
+        while let Some((live, next)) = self.table.live_record(address) {
+            let (key, value) = self.table.record(live, &mut scratch);
+            out(key, value)?;
+            address = next;
+        }
+        for partition in 0..self.partitions.len() {
+            let Partition::Spilled { run: Some(run) } = &self.partitions[partition] else {
+                continue;
+            };
+            let buffers = self.io.allocate(self.config.read_ahead + 1)?;
+            let mut input = RunInput::new(self.store.open_run(run, buffers)?);
+            let mut record = Vec::new();
+            let mut result = Ok(());
+            while result.is_ok() {
+                let Some(key_len) = next_entry(&mut input, run, &mut record)? else {
+                    break;
+                };
+                let (key, value) = record.split_at(key_len);
+                result = out(key, value);
+            }
+            for segment in input.into_segments() {
+                self.io.give_back(segment);
+            }
+            result?;
+        }
+        Ok(())
+    }
+
     /// Gives every segment back to the budget and deletes every run.
     pub fn into_memory(self) -> Reservation {
         let KeyedState {
@@ -656,21 +727,8 @@ impl KeyedState {
         let buffers = self.io.allocate(self.config.read_ahead + 1)?;
         let mut input = RunInput::new(self.store.open_run(run, buffers)?);
         let mut record = Vec::new();
-        while !input.is_at_end()? {
-            let key_word = input.read_varint()?;
-            let value_len = input.read_varint()?;
-            let key_len = key_word >> 1;
-            let left = run.payload_bytes() - input.bytes_read();
-            if key_word & 1 == 1 || key_len.saturating_add(value_len) > left {
-                return Err(KernelError::Malformed {
-                    position: input.bytes_read(),
-                    what: "a keyed state record marked dead, or its lengths do not fit the run",
-                });
-            }
-            record.clear();
-            record.resize((key_len + value_len) as usize, 0);
-            input.read_exact(&mut record)?;
-            let (key, value) = record.split_at(key_len as usize);
+        while let Some(key_len) = next_entry(&mut input, run, &mut record)? {
+            let (key, value) = record.split_at(key_len);
             let hash = self.hash(key);
             if self.partition_of(hash) != partition {
                 return Err(KernelError::Malformed {
