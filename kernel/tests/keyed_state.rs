@@ -395,7 +395,9 @@ fn a_snapshot_with_records_waiting_is_refused() {
         key += 1;
     }
     let spilled = state.spilled()[0];
-    let key = (0..).map(u32::to_le_bytes).find(|k| state.partition_of(state.hash(k)) == spilled);
+    let key = (0..)
+        .map(u32::to_le_bytes)
+        .find(|k| state.partition_of(state.hash(k)) == spilled);
     let key = key.unwrap();
     assert!(state.defer(state.hash(&key), b"a record").unwrap());
     let err = state.snapshot(|_, _| Ok(())).unwrap_err().to_string();

@@ -250,24 +250,11 @@ fn a_corrupt_checkpoint_is_skipped_or_named_never_restored() {
 fn an_operator_without_snapshots_refuses_a_checkpointed_job() {
     let root = TempDir::new("chk-refuse");
     let flow = Dataflow::new();
-    let _ = flow
-        .generate(1000, |i| i)
-        .key_by(|i| i % 3)
-        .process(
-            |ctx: &mut Keyed<'_, u64, u64, u64>, i: u64| {
-                *ctx.state().get_or_insert(0) += i;
-                Ok(())
-            },
-            |_, _| Ok(()),
-        )
-        .collect();
+    let _ = flow.generate(1000, |i| i).sort_by(|i| *i, None).collect();
     let err = runtime::execute(&flow, &checkpointed(1, root.path()), None)
         .unwrap_err()
         .to_string();
-    assert!(
-        err.contains("keyed process") && err.contains("checkpoints"),
-        "{err}"
-    );
+    assert!(err.contains("sort") && err.contains("checkpoints"), "{err}");
 }
 
 #[test]
@@ -433,4 +420,88 @@ fn a_failed_runs_unfinished_checkpoint_is_never_completed_by_the_restarted_run()
         .unwrap_err()
         .to_string();
     assert!(err.contains("earlier run"), "{err}");
+}
+
+/// Per key of `keys` (records `i`, key `i * 7919 % keys`, time `i / 20` ms): a tally with
+/// 600 bytes of padding and an event-time timer at each record's time, whose firing
+/// writes `key time count sum`, exactly once to `out`. Record `fail_at` fails once.
+fn keyed_tallies(flow: &Dataflow, (n, keys): (u64, u64), out: &Path, fail: (u64, Arc<AtomicBool>)) {
+    let (fail_at, armed) = fail;
+    flow.generate(n, |i| i)
+        .map(|i| {
+            if i % 2000 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            i
+        })
+        .try_map(move |i| {
+            if i == fail_at && armed.swap(false, Ordering::SeqCst) {
+                return Err(format!("induced failure at record {i}"));
+            }
+            Ok(i)
+        })
+        .event_time(
+            |i| (i / 20) as i64,
+            Watermarks::bounded(Duration::from_millis(20)).every(Duration::ZERO),
+        )
+        .key_by(move |i| i * 7919 % keys)
+        .process(
+            |ctx: &mut Keyed<'_, u64, (u64, u64, String), (u64, i64, u64, u64)>, i: u64| {
+                let state = ctx.state().get_or_insert_default();
+                state.0 += 1;
+                state.1 += i % 1000;
+                if state.2.is_empty() {
+                    state.2 = "x".repeat(600);
+                }
+                ctx.set_timer((i / 20) as i64);
+                Ok(())
+            },
+            |ctx, time| {
+                let key = *ctx.key();
+                let (count, sum, _) = ctx.state().clone().ok_or("a timer without state")?;
+                ctx.emit((key, time, count, sum));
+                Ok(())
+            },
+        )
+        .write_committed(out, |(key, time, count, sum)| {
+            format!("{key} {time} {count} {sum}")
+        });
+}
+
+#[test]
+fn keyed_process_state_larger_than_memory_checkpoints_and_restores_right() {
+    // 20 000 keys × ~650 bytes: about 13 MB of keyed state at a 4 MiB budget of 4 KiB
+    // segments, with timers; a failure three quarters in restores state and timers.
+    let (n, keys) = (160_000, 20_000);
+    let root = TempDir::new("chk-keyed");
+    let (plain, out, checkpoints) = (
+        root.path().join("plain"),
+        root.path().join("out"),
+        root.path().join("checkpoints"),
+    );
+    let small = |config: Config| Config {
+        segment_size: 4096,
+        memory: 4 << 20,
+        ..config
+    };
+    let flow = Dataflow::new();
+    keyed_tallies(&flow, (n, keys), &plain, (u64::MAX, Arc::default()));
+    runtime::execute(&flow, &small(config(1, 4 << 20)), None).unwrap();
+    let want = sorted(read_committed(&plain).unwrap());
+    assert!(want.len() > n as usize / 2, "{} firings", want.len());
+
+    let flow = Dataflow::new();
+    let armed = Arc::new(AtomicBool::new(true));
+    keyed_tallies(&flow, (n, keys), &out, (n * 3 / 4, armed));
+    let report = runtime::execute(&flow, &small(checkpointed(1, &checkpoints)), None).unwrap();
+    assert_eq!(report.restarts, 1);
+    assert!(report.spilled_bytes > 0, "the keyed state did not spill");
+    let restored = report.checkpoints.first().map_or(0, |c| c.id);
+    assert!(
+        restored > 1,
+        "no checkpoint before the failure: {:?}",
+        report.checkpoints
+    );
+    assert_same(read_committed(&out).unwrap(), &want, "keyed process");
+    assert_clean(&out, &checkpoints);
 }

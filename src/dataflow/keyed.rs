@@ -55,6 +55,7 @@ use super::operators::{append_key, append_record, decode, decode_key};
 use super::runtime::{Counters, OperatorSlot};
 use super::window::{Side, sides_by_key};
 use super::{Barrier, Data, Key, Push, TaskContext};
+use crate::checkpoint::SnapshotSlot;
 use crate::error::{Result, WeirError};
 
 /// The longest a spilled partition lags behind (its records waiting, its timers not
@@ -315,7 +316,19 @@ struct Functions<K, T, S, O> {
 struct KeyedProcess<K, T, S, O> {
     state: KeyedState,
     inner: Inner<K, T, S, O>,
+    /// Where its checkpoints go (`None` without checkpoints).
+    slot: Option<SnapshotSlot>,
 }
+
+/// A snapshot frame's first byte: an event-time timer, a processing-time timer, a key's
+/// state (after the header frame).
+const FRAME_TIMER: u8 = 0;
+const FRAME_PROCESSING_TIMER: u8 = 1;
+const FRAME_STATE: u8 = 2;
+
+/// A snapshot's header frame: the watermark in and the one sent on, the latest
+/// watermark's other fields, and each partition's fired watermark.
+type Header = (i64, i64, u64, u32, Vec<i64>);
 
 struct Inner<K, T, S, O> {
     functions: Functions<K, T, S, O>,
@@ -361,7 +374,6 @@ impl<K: Key, T: Data, S: Data, O: Data> KeyedProcess<K, T, S, O> {
         functions: Functions<K, T, S, O>,
         down: Box<dyn Push<O>>,
     ) -> Result<KeyedProcess<K, T, S, O>> {
-        ctx.refuse_checkpoints("a keyed process function")?;
         let OperatorSlot {
             owner,
             segments,
@@ -369,7 +381,8 @@ impl<K: Key, T: Data, S: Data, O: Data> KeyedProcess<K, T, S, O> {
         } = ctx.operator(MemoryOp::State);
         let config = StateConfig::default();
         let state = KeyedState::new(&owner, segments, ctx.spill_store(), config)?;
-        Ok(KeyedProcess {
+        let mut operator = KeyedProcess {
+            slot: ctx.snapshot_slot(),
             state,
             inner: Inner {
                 functions,
@@ -401,7 +414,114 @@ impl<K: Key, T: Data, S: Data, O: Data> KeyedProcess<K, T, S, O> {
                 firing_processing: false,
                 down,
             },
+        };
+        operator.restore()?;
+        Ok(operator)
+    }
+
+    /// Checkpoint `id`: the records waiting for spilled partitions brought back first
+    /// (a snapshot holds state, not a log), then the header, every timer and every key's
+    /// state, resident or spilled (docs/FORMAT.md §13).
+    fn snapshot(&mut self, id: u64) -> Result<()> {
+        let Some(slot) = self.slot.clone() else {
+            return Ok(());
+        };
+        self.drain()?;
+        self.send_watermark()?;
+        let (state, inner) = (&mut self.state, &self.inner);
+        let mut frame = Vec::new();
+        slot.write(id, |piece| {
+            let header: Header = (
+                inner.watermark,
+                inner.sent,
+                inner.template.emitted_us,
+                inner.template.idle_ms,
+                inner.fired.clone(),
+            );
+            append_record(&mut frame, &header)?;
+            piece.frame(&frame)?;
+            for (tag, timers) in [
+                (FRAME_TIMER, &inner.timers),
+                (FRAME_PROCESSING_TIMER, &inner.processing),
+            ] {
+                for (time, key) in timers.iter().flatten() {
+                    frame.clear();
+                    frame.push(tag);
+                    frame.extend_from_slice(&time.to_le_bytes());
+                    frame.extend_from_slice(key);
+                    piece.frame(&frame)?;
+                }
+            }
+            state.snapshot(|key, value| {
+                frame.clear();
+                frame.push(FRAME_STATE);
+                let len = u32::try_from(key.len()).expect("keys are under 4 GiB");
+                frame.extend_from_slice(&len.to_le_bytes());
+                frame.extend_from_slice(key);
+                frame.extend_from_slice(value);
+                piece.frame(&frame)
+            })?;
+            Ok(())
         })
+    }
+
+    /// Loads the checkpoint the job started from: the watermarks, the timers and every
+    /// key's state (put in the order the snapshot gave them: a state larger than the
+    /// memory spills as it comes back).
+    fn restore(&mut self) -> Result<()> {
+        let Some(mut piece) = SnapshotSlot::restored_piece(self.slot.as_ref())? else {
+            return Ok(());
+        };
+        let mut frame = Vec::new();
+        if !piece.next_frame(&mut frame)? {
+            return Ok(());
+        }
+        let (watermark, sent, emitted_us, idle_ms, fired): Header = decode(&frame)?;
+        let inner = &mut self.inner;
+        if fired.len() != inner.fired.len() {
+            return Err(WeirError::Data {
+                message: format!(
+                    "a keyed process checkpoint of {} partitions, this operator has {}",
+                    fired.len(),
+                    inner.fired.len()
+                ),
+            });
+        }
+        (inner.watermark, inner.sent, inner.fired) = (watermark, sent, fired);
+        inner.template = Watermark {
+            time: watermark,
+            emitted_us,
+            idle_ms,
+        };
+        let malformed = || WeirError::Data {
+            message: "a keyed process checkpoint frame is malformed".to_owned(),
+        };
+        while piece.next_frame(&mut frame)? {
+            let (&tag, rest) = frame.split_first().ok_or_else(malformed)?;
+            match tag {
+                FRAME_TIMER | FRAME_PROCESSING_TIMER => {
+                    let (time, key) = rest.split_at_checked(8).ok_or_else(malformed)?;
+                    let time = i64::from_le_bytes(time.try_into().expect("8 bytes"));
+                    let partition = self.state.partition_of(self.state.hash(key));
+                    let timers = if tag == FRAME_TIMER {
+                        &mut inner.timers
+                    } else {
+                        &mut inner.processing
+                    };
+                    timers[partition].insert((time, key.to_vec()));
+                }
+                FRAME_STATE => {
+                    let (len, rest) = rest.split_at_checked(4).ok_or_else(malformed)?;
+                    let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
+                    let (key, value) = rest.split_at_checked(len).ok_or_else(malformed)?;
+                    let hash = self.state.hash(key);
+                    self.state.put(hash, key, value)?;
+                }
+                _ => return Err(malformed()),
+            }
+        }
+        inner.note_state(&self.state);
+        Ok(())
     }
 
     /// Brings spilled `partition` back: its state read in, its log replayed (each
@@ -756,6 +876,7 @@ impl<K: Key, T: Data, S: Data, O: Data> Push<T> for KeyedProcess<K, T, S, O> {
     }
 
     fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        self.snapshot(barrier.id)?;
         self.inner.down.barrier(barrier)
     }
 

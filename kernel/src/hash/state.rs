@@ -575,14 +575,18 @@ impl KeyedState {
     ///
     /// [`KernelError::InvalidConfig`] while records wait in the log (bring them back
     /// first: [`drain`](Self::drain)); a spill or memory error;
-    /// [`KernelError::Malformed`] for a corrupt run; the first error of `out`.
-    pub fn snapshot(&mut self, mut out: impl FnMut(&[u8], &[u8]) -> Result<()>) -> Result<()> {
+    /// [`KernelError::Malformed`] for a corrupt run (each as `E`); the first error of
+    /// `out`.
+    pub fn snapshot<E: From<KernelError>>(
+        &mut self,
+        mut out: impl FnMut(&[u8], &[u8]) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
         if self.deferred_bytes() > 0 {
-            return Err(KernelError::InvalidConfig {
+            return Err(E::from(KernelError::InvalidConfig {
                 field: "keyed state snapshot",
                 value: format!("{} bytes deferred", self.deferred_bytes()),
                 expected: "no deferred entry (drain first)",
-            });
+            }));
         }
         let mut scratch = Vec::new();
         let mut address = 0;
