@@ -422,6 +422,11 @@ fn a_failed_runs_unfinished_checkpoint_is_never_completed_by_the_restarted_run()
     assert!(err.contains("earlier run"), "{err}");
 }
 
+/// A key's tally: records, their sum, padding.
+type Tally = (u64, u64, String);
+/// A timer's firing: key, time, count, sum.
+type Firing = (u64, i64, u64, u64);
+
 /// Per key of `keys` (records `i`, key `i * 7919 % keys`, time `i / 20` ms): a tally with
 /// 600 bytes of padding and an event-time timer at each record's time, whose firing
 /// writes `key time count sum`, exactly once to `out`. Record `fail_at` fails once.
@@ -446,7 +451,7 @@ fn keyed_tallies(flow: &Dataflow, (n, keys): (u64, u64), out: &Path, fail: (u64,
         )
         .key_by(move |i| i * 7919 % keys)
         .process(
-            |ctx: &mut Keyed<'_, u64, (u64, u64, String), (u64, i64, u64, u64)>, i: u64| {
+            |ctx: &mut Keyed<'_, u64, Tally, Firing>, i: u64| {
                 let state = ctx.state().get_or_insert_default();
                 state.0 += 1;
                 state.1 += i % 1000;

@@ -9,6 +9,10 @@
 //!     barriers a back-pressured source ─▶ key_by ─▶ slow map for 2 s (W6's program)
 //!   and the runtime's barriers every 250 ms through all of them: every gate aligns
 //!   barriers 1, 2, 3, … none missing, the slow map's at least 7
+//!   then a streaming job with checkpoints (this process, 2 slots): records at 1 per ms of
+//!     event time ─▶ 1 s tumbling windows per key ─▶ committed files (exactly once); one
+//!     record at a seeded point fails once, the job restarts from its latest checkpoint,
+//!     and the committed rows must equal the closed form, no row lost nor doubled
 //!   between rounds: throughput, in-flight bytes, peak and current RSS of each worker;
 //!   a watchdog fails the soak when worker 0's sources read nothing for 10 s while the job
 //!   has not ended (a deadlock), and any leak or wrong result fails it at once.
@@ -20,8 +24,11 @@ use std::time::{Duration, Instant};
 
 use weir_netstack::transport::NetworkConfig;
 
+use weir::checkpoint::CheckpointConfig;
 use weir::config::Config;
-use weir::dataflow::{Collected, Dataflow, Push, WorkerReport, runtime};
+use weir::dataflow::{
+    Collected, Dataflow, Push, Watermarks, Windows, WorkerReport, read_committed, runtime,
+};
 use weir::error::{Result, WeirError};
 
 /// How long without progress counts as a deadlock.
@@ -292,6 +299,102 @@ pub fn run_round(
     Ok((report, problems))
 }
 
+/// Records and keys of a round's streaming job.
+const STREAM_RECORDS: u64 = 40_000;
+const STREAM_KEYS: u64 = 50;
+
+/// The closed form of a round's streaming job: its rows, sorted.
+fn stream_rows(seed: u64) -> Vec<String> {
+    let mut expected: std::collections::BTreeMap<(u64, u64), (u64, u64)> = Default::default();
+    for i in 0..STREAM_RECORDS {
+        let sums = expected
+            .entry((i / 1000 * 1000, key_of(seed, i, STREAM_KEYS)))
+            .or_default();
+        sums.0 += 1;
+        sums.1 += i;
+    }
+    let mut rows: Vec<String> = expected
+        .into_iter()
+        .map(|((start, key), (count, sum))| format!("{start} {key} {count} {sum}"))
+        .collect();
+    rows.sort_unstable();
+    rows
+}
+
+/// A round's streaming job with checkpoints and one induced failure (see the module
+/// documentation), in `dir` (created, then deleted): its restarts, and what was wrong.
+///
+/// # Errors
+///
+/// The job's errors (it failed beyond its restarts); the directory cannot be made.
+fn streaming_round(seed: u64, dir: &std::path::Path) -> Result<(u32, Vec<String>)> {
+    let (out, checkpoints) = (dir.join("out"), dir.join("checkpoints"));
+    let fail_at = STREAM_RECORDS / 4 + mix(seed) % (STREAM_RECORDS / 2);
+    let armed = Arc::new(AtomicBool::new(true));
+    let flow = Dataflow::new();
+    flow.generate(STREAM_RECORDS, |i| i)
+        .map(|i| {
+            // Slow enough for a few checkpoints before the failure.
+            if i % 200 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            i
+        })
+        .try_map(move |i| {
+            if i == fail_at && armed.swap(false, Ordering::SeqCst) {
+                return Err(format!("the soak's induced failure at record {i}"));
+            }
+            Ok(i)
+        })
+        .event_time(
+            |i| *i as i64,
+            Watermarks::bounded(Duration::ZERO).every(Duration::ZERO),
+        )
+        .key_by(move |i| key_of(seed, *i, STREAM_KEYS))
+        .window(Windows::tumbling(Duration::from_secs(1)), |i| *i as i64)
+        .aggregate(
+            |i| (1u64, *i),
+            |a, b| {
+                a.0 += b.0;
+                a.1 += b.1;
+            },
+        )
+        .write_committed(&out, |(window, key, (count, sum))| {
+            format!("{} {key} {count} {sum}", window.start)
+        });
+    let config = Config {
+        slots: 2,
+        memory: 16 << 20,
+        barrier_interval: Some(Duration::from_millis(20)),
+        checkpoint: Some(CheckpointConfig::new(&checkpoints)),
+        ..Config::default()
+    };
+    let report = runtime::execute(&flow, &config, None)?;
+    let mut problems = Vec::new();
+    if report.restarts != 1 {
+        problems.push(format!(
+            "stream: {} restarts after one induced failure",
+            report.restarts
+        ));
+    }
+    if !report.leak_free {
+        problems.push("stream: segments leaked".to_owned());
+    }
+    let want = stream_rows(seed);
+    let mut got = read_committed(&out)?;
+    got.sort_unstable();
+    if got != want {
+        problems.push(format!(
+            "stream: {} rows committed after a restart from a checkpoint, want {} (the \
+             failure at record {fail_at})",
+            got.len(),
+            want.len()
+        ));
+    }
+    std::fs::remove_dir_all(dir).map_err(|e| WeirError::file("delete", dir, e))?;
+    Ok((report.restarts, problems))
+}
+
 /// Watches `rows_read` while `running`: when it does not move for [`STALL_LIMIT`], reports
 /// a deadlock and ends the process (its peers then fail on the lost connection).
 pub fn watchdog(
@@ -477,11 +580,15 @@ pub fn soak(args: &SoakArgs) -> Result<()> {
         for line in lines {
             workers.push(crate::report::parse_worker_line(&line)?);
         }
+        let stream_dir =
+            std::env::temp_dir().join(format!("weir-soak-{}-round-{round}", std::process::id()));
+        let (stream_restarts, stream_problems) =
+            streaming_round(mix(job.seed.wrapping_add(round)), &stream_dir)?;
         let report = RoundReport {
             round,
             workers,
             rss_after: weir_kernel::sys::resident_memory().map_or(0, |r| r.current_bytes),
-            problems,
+            problems: problems.into_iter().chain(stream_problems).collect(),
         };
         // Five pipelines' worth of generated records: shuffle, sort, and both join sides.
         let round_records = 3 * job.records + (job.records / 8).max(1);
@@ -490,7 +597,7 @@ pub fn soak(args: &SoakArgs) -> Result<()> {
         println!(
             "round {round:>4} at {:>6.1} s: {:.2} M records/s, shuffled {:.1} MiB, spilled {:.1} MiB, \
              in flight max {:.1} KiB, worker 0 RSS {:.1} MiB (peak {:.1}), worker 1 peak {:.1} MiB, \
-             back-pressured {:.2} s — {}",
+             back-pressured {:.2} s, stream restarts {stream_restarts} — {}",
             started.elapsed().as_secs_f64(),
             round_records as f64 / wall / 1e6,
             mib(report.workers.iter().map(|w| w.bytes_exchanged).sum()),
