@@ -319,7 +319,7 @@ fn snapshot_lists(state: &mut KeyedState) -> Vec<(Vec<u8>, Vec<u8>)> {
     state
         .snapshot(|key, value| {
             entries.push((key.to_vec(), value.to_vec()));
-            Ok(())
+            Ok::<(), KernelError>(())
         })
         .unwrap();
     entries
@@ -400,7 +400,10 @@ fn a_snapshot_with_records_waiting_is_refused() {
         .find(|k| state.partition_of(state.hash(k)) == spilled);
     let key = key.unwrap();
     assert!(state.defer(state.hash(&key), b"a record").unwrap());
-    let err = state.snapshot(|_, _| Ok(())).unwrap_err().to_string();
+    let err = state
+        .snapshot(|_, _| Ok::<(), KernelError>(()))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("drain first"), "{err}");
     state.drain(|_, _| Ok(())).unwrap();
     drop(state.into_memory());
