@@ -4,7 +4,8 @@
 //! ```text
 //!   source task, barrier k due ─▶ its position → piece of s{S}-t{T}.snap ─▶ barrier k
 //!        down the chain (each stateful operator writes its piece as it passes) ─▶
-//!        the chain returned: the task's file of k complete (checksum, fsync, rename)
+//!        the chain returned: the task's file of k finished on a thread of its own
+//!        (checksum, fsync, rename) while the task goes on: the asynchronous part
 //!   other tasks: barrier k aligned on every input ─▶ the same
 //!   coordinator (a thread of worker 0): every task's file of k present ─▶ the
 //!        manifest of k written (temp, fsync, rename, fsync dir): k is complete;
@@ -217,6 +218,10 @@ pub(crate) struct Store {
     declined: Mutex<Vec<String>>,
     /// The highest id a task of this worker declined (0: none).
     last_declined: AtomicU64,
+    /// The threads finishing tasks' files in the background.
+    finishers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// The longest a task's file took to finish in the background, in microseconds.
+    async_us_max: AtomicU64,
 }
 
 impl Store {
@@ -258,12 +263,36 @@ impl Store {
             completed: Mutex::new(Vec::new()),
             declined: Mutex::new(Vec::new()),
             last_declined: AtomicU64::new(0),
+            finishers: Mutex::new(Vec::new()),
+            async_us_max: AtomicU64::new(0),
         };
         // The coordinator may have stopped between the manifest and the renames.
         if let Some(id) = config.restore {
             store.commit(id)?;
         }
         Ok(store)
+    }
+
+    /// Checkpoint `id` declined by a task of this worker, for `why`.
+    fn decline(&self, id: u64, why: String) {
+        self.declined.lock().expect("declined").push(why);
+        self.last_declined.fetch_max(id, Ordering::AcqRel);
+    }
+
+    /// Waits until every task's file is finished: before the coordinator's last pass and
+    /// before the job returns (no thread of the job outlives it).
+    pub(crate) fn join_finishers(&self) {
+        let finishers = std::mem::take(&mut *self.finishers.lock().expect("finishers"));
+        for finisher in finishers {
+            finisher
+                .join()
+                .expect("a checkpoint file's finisher does not panic");
+        }
+    }
+
+    /// The longest a task's file took to finish in the background, in microseconds.
+    pub(crate) fn async_us_max(&self) -> u64 {
+        self.async_us_max.load(Ordering::Acquire)
     }
 
     /// Why this worker's tasks declined checkpoints, and the coordinator's errors.
@@ -682,35 +711,73 @@ impl TaskCheckpoint {
     /// (a later one does), and the job goes on; the reason is counted in the report.
     pub(crate) fn complete(&self, id: u64, scheduled_us: u64) -> Result<()> {
         self.with_writing(id, |_| Ok(()))?;
-        let mut writing = self
+        let writing = self
             .writing
             .lock()
             .expect("checkpoint writer")
             .take()
             .expect("opened above");
-        let dir = checkpoint_dir(&self.root, id);
         let commits = std::mem::take(&mut *self.commits.lock().expect("commit list"));
+        // The task goes on while its file is finished (fsynced, renamed) in the background:
+        // the asynchronous part of its checkpoint.
+        let file = FinishedFile {
+            store: Arc::clone(&self.store),
+            dir: checkpoint_dir(&self.root, id),
+            id,
+            stage: self.stage,
+            task: self.task,
+        };
+        let spawned = std::thread::Builder::new()
+            .name(format!("weir-checkpoint-{id}"))
+            .spawn(move || file.finish(writing, &commits, scheduled_us));
+        match spawned {
+            Ok(handle) => self.store.finishers.lock().expect("finishers").push(handle),
+            Err(error) => self.store.decline(
+                id,
+                format!(
+                    "checkpoint {id}, stage {} task {}: no thread to finish its file: {error}",
+                    self.stage, self.task
+                ),
+            ),
+        }
+        Ok(())
+    }
+}
+
+/// A task's file of one checkpoint, finished in the background.
+struct FinishedFile {
+    store: Arc<Store>,
+    dir: PathBuf,
+    id: u64,
+    stage: usize,
+    task: usize,
+}
+
+impl FinishedFile {
+    /// Writes the task's commit list, ends, fsyncs and renames its snapshot file into
+    /// place (the acknowledgement), or declines the checkpoint: nothing half-written is
+    /// left, the checkpoint never completes (a later one does), the job goes on.
+    fn finish(self, mut writing: Writing, commits: &[String], scheduled_us: u64) {
+        let started = std::time::Instant::now();
         if !commits.is_empty() && writing.failed.is_none() {
             let mut text = commits.join("\n");
             text.push('\n');
             let name = format!("commit-s{}-t{}", self.stage, self.task);
-            if let Err(error) = write_durably(&dir, &name, text.as_bytes()) {
+            if let Err(error) = write_durably(&self.dir, &name, text.as_bytes()) {
                 writing.fail(error.to_string());
             }
         }
-        let path = dir.join(task_file_name(self.stage, self.task));
+        let path = self.dir.join(task_file_name(self.stage, self.task));
         let done = writing.finish(scheduled_us, &path);
-        match done.and_then(|()| sync_dir(&dir).map_err(|e| e.to_string())) {
-            Ok(()) => Ok(()),
-            Err(why) => {
-                self.store.declined.lock().expect("declined").push(format!(
-                    "checkpoint {id}, stage {} task {}: {why}",
-                    self.stage, self.task
-                ));
-                self.store.last_declined.fetch_max(id, Ordering::AcqRel);
-                Ok(())
-            }
+        if let Err(why) = done.and_then(|()| sync_dir(&self.dir).map_err(|e| e.to_string())) {
+            let why = format!(
+                "checkpoint {}, stage {} task {}: {why}",
+                self.id, self.stage, self.task
+            );
+            self.store.decline(self.id, why);
         }
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.store.async_us_max.fetch_max(micros, Ordering::AcqRel);
     }
 }
 

@@ -489,6 +489,10 @@ pub struct WorkerReport {
     /// snapshot; the coordinator's errors): each such checkpoint never completed.
     #[serde(default)]
     pub checkpoints_declined: Vec<String>,
+    /// The longest a task's checkpoint file took to finish (fsync, rename) in the
+    /// background while the task went on, in microseconds: the asynchronous part.
+    #[serde(default)]
+    pub checkpoint_async_us_max: u64,
     /// From the last failure's detection to the restarted job's tasks running, in
     /// microseconds (worker 0 of a restarted SPMD launch; 0 otherwise).
     #[serde(default)]
@@ -775,6 +779,7 @@ fn execute_once(
 /// have committed rows the restarted job writes again.
 fn finish_checkpoints(store: &Store, workers: usize, report: &mut WorkerReport) -> Result<()> {
     (report.checkpoints, report.checkpoints_declined) = (store.completed(), store.declined());
+    report.checkpoint_async_us_max = store.async_us_max();
     let finals = store.take_finals();
     if workers == 1 {
         for (pending, target) in &finals {
@@ -840,6 +845,9 @@ fn with_coordinator(
             .filter(|_| process == 0)
             .map(|store| scope.spawn(|| checkpoint::coordinate(store, &stop)));
         let result = job();
+        if let Some(store) = store {
+            store.join_finishers();
+        }
         stop.store(true, Ordering::Release);
         if let Some(coordinator) = coordinator {
             coordinator.join().expect("the coordinator does not panic");
@@ -901,6 +909,7 @@ impl Counters {
             checkpoints: Vec::new(),
             checkpoints_declined: Vec::new(),
             recovery_us: 0,
+            checkpoint_async_us_max: 0,
             final_files: Vec::new(),
             operators: self.operators.reports(graph),
             late_records: load(&self.late_records),

@@ -252,6 +252,9 @@ struct Recovery {
     checkpoint_p99_ms: f64,
     /// The largest checkpoint's bytes.
     checkpoint_bytes_max: u64,
+    /// The longest a task's checkpoint file took to finish in the background (fsync,
+    /// rename) while the task went on, in milliseconds: the asynchronous part.
+    checkpoint_async_ms_max: f64,
     /// Every gate's barriers: from the barrier's scheduled time to its alignment, and
     /// from its first channel's barrier to its last's; 99th percentiles, in milliseconds.
     barrier_delay_p99_ms: f64,
@@ -270,6 +273,13 @@ impl Recovery {
             checkpoint_p50_ms: percentile_ms(checkpoints().map(|c| c.duration_us), 50),
             checkpoint_p99_ms: percentile_ms(checkpoints().map(|c| c.duration_us), 99),
             checkpoint_bytes_max: checkpoints().map(|c| c.bytes).max().unwrap_or(0),
+            checkpoint_async_ms_max: report
+                .workers
+                .iter()
+                .map(|w| w.checkpoint_async_us_max)
+                .max()
+                .unwrap_or(0) as f64
+                / 1e3,
             barrier_delay_p99_ms: percentile_ms(barriers().map(|b| b.delay_us), 99),
             alignment_p99_ms: percentile_ms(barriers().map(|b| b.alignment_us), 99),
         }
