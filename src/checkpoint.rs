@@ -819,15 +819,24 @@ impl SnapshotSlot {
             .map(Option::flatten)
     }
 
+    /// That piece with its first frame read into `first` (`None` without a piece or a
+    /// frame): an operator's header, then its other frames.
+    pub(crate) fn restored_header(
+        slot: Option<&SnapshotSlot>,
+        first: &mut Vec<u8>,
+    ) -> Result<Option<PieceReader>> {
+        let Some(mut piece) = SnapshotSlot::restored_piece(slot)? else {
+            return Ok(None);
+        };
+        Ok(piece.next_frame(first)?.then_some(piece))
+    }
+
     /// The first frame of that piece as a record: an operator whose state is one value.
     pub(crate) fn restored_value<T: crate::dataflow::Data>(
         slot: Option<&SnapshotSlot>,
     ) -> Result<Option<T>> {
-        let Some(mut piece) = SnapshotSlot::restored_piece(slot)? else {
-            return Ok(None);
-        };
         let mut bytes = Vec::new();
-        if !piece.next_frame(&mut bytes)? {
+        if SnapshotSlot::restored_header(slot, &mut bytes)?.is_none() {
             return Ok(None);
         }
         crate::dataflow::decode_record(&bytes).map(Some)

@@ -89,6 +89,29 @@ fn windowed_by(
         });
 }
 
+/// The failure-free rows of [`windowed`] over `n` records (2 slots), written to `out`.
+fn windowed_rows(n: u64, out: &Path) -> Vec<String> {
+    let flow = Dataflow::new();
+    windowed(&flow, n, out, u64::MAX, Arc::default());
+    runtime::execute(&flow, &config(2, 16 << 20), None).unwrap();
+    sorted(read_committed(out).unwrap())
+}
+
+/// Runs [`windowed`] into `out` with checkpoints, failing at record 90 000 with no
+/// restart left: the job fails and its checkpoints stay. Answers the latest valid one.
+fn fail_without_restarts(n: u64, out: &Path, checkpoints: &Path) -> u64 {
+    let flow = Dataflow::new();
+    windowed(&flow, n, out, 90_000, Arc::new(AtomicBool::new(true)));
+    let mut first = checkpointed(2, checkpoints);
+    first.checkpoint.as_mut().unwrap().restarts = 0;
+    let err = runtime::execute(&flow, &first, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("induced failure"), "{err}");
+    let (latest, _) = latest_valid(checkpoints).unwrap();
+    latest.expect("a checkpoint before the failure")
+}
+
 fn checkpointed(slots: usize, dir: &Path) -> Config {
     Config {
         barrier_interval: Some(Duration::from_millis(10)),
@@ -177,21 +200,8 @@ fn a_restore_from_a_retained_checkpoint_finishes_the_job_exactly_once() {
         root.path().join("out"),
         root.path().join("checkpoints"),
     );
-    let flow = Dataflow::new();
-    windowed(&flow, n, &plain, u64::MAX, Arc::default());
-    runtime::execute(&flow, &config(2, 16 << 20), None).unwrap();
-    let want = sorted(read_committed(&plain).unwrap());
-
-    let flow = Dataflow::new();
-    windowed(&flow, n, &out, 90_000, Arc::new(AtomicBool::new(true)));
-    let mut first = checkpointed(2, &checkpoints);
-    first.checkpoint.as_mut().unwrap().restarts = 0;
-    let err = runtime::execute(&flow, &first, None)
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("induced failure"), "{err}");
-    let (latest, _) = latest_valid(&checkpoints).unwrap();
-    assert!(latest.is_some(), "no checkpoint before the failure");
+    let want = windowed_rows(n, &plain);
+    let latest = Some(fail_without_restarts(n, &out, &checkpoints));
 
     let flow = Dataflow::new();
     windowed(&flow, n, &out, u64::MAX, Arc::default());
@@ -360,18 +370,8 @@ fn a_failed_runs_unfinished_checkpoint_is_never_completed_by_the_restarted_run()
         root.path().join("out"),
         root.path().join("checkpoints"),
     );
-    let flow = Dataflow::new();
-    windowed(&flow, n, &plain, u64::MAX, Arc::default());
-    runtime::execute(&flow, &config(2, 16 << 20), None).unwrap();
-    let want = sorted(read_committed(&plain).unwrap());
-
-    let flow = Dataflow::new();
-    windowed(&flow, n, &out, 90_000, Arc::new(AtomicBool::new(true)));
-    let mut first = checkpointed(2, &checkpoints);
-    first.checkpoint.as_mut().unwrap().restarts = 0;
-    runtime::execute(&flow, &first, None).unwrap_err();
-    let (latest, _) = latest_valid(&checkpoints).unwrap();
-    let latest = latest.expect("a checkpoint before the failure");
+    let want = windowed_rows(n, &plain);
+    let latest = fail_without_restarts(n, &out, &checkpoints);
     // Every file of the latest checkpoint but one source task's, as the failed run's
     // acknowledgements of the next one (its window state older than that checkpoint's).
     let (done, stale) = (

@@ -469,13 +469,10 @@ impl<K: Key, T: Data, S: Data, O: Data> KeyedProcess<K, T, S, O> {
     /// key's state (put in the order the snapshot gave them: a state larger than the
     /// memory spills as it comes back).
     fn restore(&mut self) -> Result<()> {
-        let Some(mut piece) = SnapshotSlot::restored_piece(self.slot.as_ref())? else {
+        let mut frame = Vec::new();
+        let Some(mut piece) = SnapshotSlot::restored_header(self.slot.as_ref(), &mut frame)? else {
             return Ok(());
         };
-        let mut frame = Vec::new();
-        if !piece.next_frame(&mut frame)? {
-            return Ok(());
-        }
         let (watermark, sent, emitted_us, idle_ms, fired): Header = decode(&frame)?;
         let inner = &mut self.inner;
         if fired.len() != inner.fired.len() {

@@ -470,13 +470,10 @@ impl<K: Key, T: Data, A: Data> WindowAggregate<K, T, A> {
     /// Loads the open windows' groups and the watermark from the checkpoint the job
     /// started from (a combiner keeps nothing across a barrier: it has none).
     fn restore(&mut self) -> Result<()> {
-        let Some(mut piece) = SnapshotSlot::restored_piece(self.slot.as_ref())? else {
+        let mut frame = Vec::new();
+        let Some(mut piece) = SnapshotSlot::restored_header(self.slot.as_ref(), &mut frame)? else {
             return Ok(());
         };
-        let mut frame = Vec::new();
-        if !piece.next_frame(&mut frame)? {
-            return Ok(());
-        }
         let watermark: i64 = decode(&frame)?;
         self.state.watermark = watermark;
         let table = self.state.table.as_mut().expect("a table between records");
