@@ -43,6 +43,17 @@ const MAGIC: &[u8; 8] = b"WEIRSNP1";
 const END_OF_PIECES: u32 = u32::MAX;
 /// The name of a complete checkpoint's manifest.
 const MANIFEST: &str = "MANIFEST";
+/// The name of the file the coordinator writes into a checkpoint it declined (it timed
+/// out): it never completes, even if its last acknowledgements come after.
+const DECLINED: &str = "DECLINED";
+/// The least time a checkpoint may take before it is declined.
+const CHECKPOINT_TIMEOUT_MIN: Duration = Duration::from_secs(1);
+
+/// How long a checkpoint may take, at `interval` between barriers, before the coordinator
+/// declines it and the next barrier goes: ten intervals, at least a second.
+pub(crate) fn checkpoint_timeout(interval: Duration) -> Duration {
+    (interval * 10).max(CHECKPOINT_TIMEOUT_MIN)
+}
 /// How often the coordinator looks for checkpoints every task acknowledged.
 const COORDINATOR_POLL: Duration = Duration::from_millis(10);
 
@@ -218,6 +229,8 @@ pub(crate) struct Store {
     declined: Mutex<Vec<String>>,
     /// The highest id a task of this worker declined (0: none).
     last_declined: AtomicU64,
+    /// How long a checkpoint may take before the coordinator declines it.
+    timeout: Duration,
     /// The threads finishing tasks' files in the background.
     finishers: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// The longest a task's file took to finish in the background, in microseconds.
@@ -225,7 +238,7 @@ pub(crate) struct Store {
 }
 
 impl Store {
-    pub(crate) fn new(config: &CheckpointConfig, tasks: usize) -> Result<Store> {
+    pub(crate) fn new(config: &CheckpointConfig, tasks: usize, timeout: Duration) -> Result<Store> {
         if config.retain == 0 {
             return Err(WeirError::Config {
                 field: "checkpoint retain",
@@ -263,6 +276,7 @@ impl Store {
             completed: Mutex::new(Vec::new()),
             declined: Mutex::new(Vec::new()),
             last_declined: AtomicU64::new(0),
+            timeout,
             finishers: Mutex::new(Vec::new()),
             async_us_max: AtomicU64::new(0),
         };
@@ -303,7 +317,9 @@ impl Store {
     /// Whether checkpoint `id` is settled: complete, or declined by a task of this worker
     /// (it will never complete).
     pub(crate) fn settled(&self, id: u64) -> bool {
-        self.last_declined.load(Ordering::Acquire) >= id || is_complete(&self.root, id)
+        self.last_declined.load(Ordering::Acquire) >= id
+            || is_complete(&self.root, id)
+            || checkpoint_dir(&self.root, id).join(DECLINED).is_file()
     }
 
     /// The checkpoints the coordinator completed so far.
@@ -345,7 +361,12 @@ impl Store {
                     names.push((name, len));
                 }
             }
-            if names.iter().filter(|(n, _)| n.ends_with(".snap")).count() < self.tasks {
+            let acknowledged = names.iter().filter(|(n, _)| n.ends_with(".snap")).count();
+            if dir.join(DECLINED).is_file() {
+                continue;
+            }
+            if acknowledged < self.tasks {
+                self.decline_if_overdue(id, &dir, &names, acknowledged)?;
                 continue;
             }
             names.sort();
@@ -376,6 +397,35 @@ impl Store {
             self.prune()?;
         }
         Ok(completed)
+    }
+
+    /// Declines checkpoint `id` (writes its [`DECLINED`] file) when its barrier was
+    /// scheduled longer than the timeout ago and not every task acknowledged it.
+    fn decline_if_overdue(
+        &self,
+        id: u64,
+        dir: &Path,
+        names: &[(String, u64)],
+        acknowledged: usize,
+    ) -> Result<()> {
+        let mut scheduled = u64::MAX;
+        for (name, _) in names.iter().filter(|(n, _)| n.ends_with(".snap")) {
+            scheduled = scheduled.min(scheduled_us(&dir.join(name))?);
+        }
+        let age = crate::dataflow::event_time_micros().saturating_sub(scheduled);
+        let timeout = u64::try_from(self.timeout.as_micros()).unwrap_or(u64::MAX);
+        if scheduled == u64::MAX || age < timeout {
+            return Ok(());
+        }
+        let why = format!(
+            "checkpoint {id}: timed out after {} ms with {acknowledged} of {} tasks' \
+             acknowledgements",
+            age / 1000,
+            self.tasks
+        );
+        write_durably(dir, DECLINED, why.as_bytes())?;
+        self.declined.lock().expect("declined").push(why);
+        Ok(())
     }
 
     /// Renames the pending files of complete checkpoint `id`'s commit lists into place
@@ -476,6 +526,7 @@ fn remove_checkpoint(dir: &Path) -> Result<()> {
         let entry = entry.map_err(io_error("list", dir))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let ours = name == MANIFEST
+            || name == DECLINED
             || name.ends_with(".snap")
             || name.starts_with("commit-")
             || name.starts_with(".tmp-");

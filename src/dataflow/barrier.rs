@@ -72,7 +72,8 @@ impl Barrier {
 /// A source task's barrier schedule: barrier k is due `k × interval` after the source
 /// started. With checkpoints it is paced instead: the next barrier is due an interval
 /// after the last was sent, and not before the last one's checkpoint completed or was
-/// declined on this worker (or a timeout of ten intervals, at least a second, passed):
+/// declined (by a task of this worker, or by the coordinator when it timed out after ten
+/// intervals, at least a second; the schedule moves on after that time regardless):
 /// one checkpoint at a time, so snapshots slower than the interval never pile up.
 #[derive(Debug)]
 pub(crate) struct BarrierSchedule {
@@ -84,9 +85,6 @@ pub(crate) struct BarrierSchedule {
     /// With checkpoints: their store, and when the last barrier was sent.
     paced: Option<(Arc<Store>, Cell<Option<Instant>>)>,
 }
-
-/// The least a paced schedule waits for the last checkpoint to complete.
-const CHECKPOINT_TIMEOUT_MIN: Duration = Duration::from_secs(1);
 
 impl BarrierSchedule {
     /// A schedule whose first barrier is `after + 1` (a job restored from checkpoint
@@ -119,7 +117,7 @@ impl BarrierSchedule {
             return None;
         }
         let previous = self.sent.get();
-        let timeout = (self.interval * 10).max(CHECKPOINT_TIMEOUT_MIN);
+        let timeout = crate::checkpoint::checkpoint_timeout(self.interval);
         let waiting = previous > self.first && !store.settled(previous);
         if waiting && since < timeout {
             return None;

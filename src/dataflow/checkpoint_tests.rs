@@ -40,7 +40,14 @@ impl Drop for TempDir {
 /// `i` at time `i` ms, written exactly once to `out`. Record `fail_at` (once, while
 /// `armed`) fails its task; every 2000 records wait 1 ms, so checkpoints come between.
 fn windowed(flow: &Dataflow, n: u64, out: &Path, fail_at: u64, armed: Arc<AtomicBool>) {
-    windowed_by(flow, (n, 1), 7, out, (fail_at, armed), None);
+    windowed_by(flow, (n, 1), 7, out, (fail_at, armed), Slow::No);
+}
+
+/// How [`windowed_by`] is slowed down.
+enum Slow {
+    No,
+    /// Until this checkpoint (of this directory) completes, every 100th record waits 1 ms.
+    UntilComplete(PathBuf, u64),
 }
 
 /// [`windowed`] with `keys` keys and `per_ms` records per millisecond of event time.
@@ -50,8 +57,12 @@ fn windowed_by(
     keys: u64,
     out: &Path,
     (fail_at, armed): (u64, Arc<AtomicBool>),
-    slow_until: Option<(PathBuf, u64)>,
+    slow: Slow,
 ) {
+    let slow_until = match slow {
+        Slow::No => None,
+        Slow::UntilComplete(dir, id) => Some((dir, id)),
+    };
     flow.generate(n, |i| i)
         .map(move |i| {
             // Until checkpoint `slow_until` completes, every 100th record waits 1 ms.
@@ -286,14 +297,13 @@ fn a_checkpoint_a_task_cannot_write_is_declined_and_the_job_goes_on() {
     std::fs::create_dir_all(&checkpoints).unwrap();
     std::fs::write(checkpoints.join("chk-00000004"), b"not weir's").unwrap();
     let flow = Dataflow::new();
-    let slow_until = Some((checkpoints.clone(), 6));
     windowed_by(
         &flow,
         (60_000, 1),
         7,
         &out,
         (u64::MAX, Arc::default()),
-        slow_until,
+        Slow::UntilComplete(checkpoints.clone(), 6),
     );
     let report = runtime::execute(&flow, &checkpointed(2, &checkpoints), None).unwrap();
     assert_eq!(report.restarts, 0);
@@ -343,14 +353,14 @@ fn window_state_larger_than_memory_checkpoints_and_restores_right() {
         100_000,
         &plain,
         (u64::MAX, Arc::default()),
-        None,
+        Slow::No,
     );
     runtime::execute(&flow, &small(config(1, 4 << 20)), None).unwrap();
     let want = sorted(read_committed(&plain).unwrap());
 
     let flow = Dataflow::new();
     let armed = Arc::new(AtomicBool::new(true));
-    windowed_by(&flow, (n, 100), 100_000, &out, (250_000, armed), None);
+    windowed_by(&flow, (n, 100), 100_000, &out, (250_000, armed), Slow::No);
     let report = runtime::execute(&flow, &small(checkpointed(1, &checkpoints)), None).unwrap();
     assert_eq!(report.restarts, 1);
     assert!(report.spilled_bytes > 0, "the window state did not spill");
@@ -509,4 +519,41 @@ fn keyed_process_state_larger_than_memory_checkpoints_and_restores_right() {
     );
     assert_same(read_committed(&out).unwrap(), &want, "keyed process");
     assert_clean(&out, &checkpoints);
+}
+
+#[test]
+fn a_checkpoint_not_acknowledged_in_time_is_declined_never_completed() {
+    // Checkpoint 1 of a job of two tasks: one acknowledges, the other does not within the
+    // timeout; the coordinator declines it (its DECLINED file), the schedule counts it
+    // settled, and the late acknowledgement does not complete it.
+    let root = TempDir::new("chk-timeout");
+    let config = CheckpointConfig::new(root.path());
+    let store = crate::checkpoint::Store::new(&config, 2, Duration::from_millis(20)).unwrap();
+    let dir = root.path().join("chk-00000001");
+    std::fs::create_dir_all(&dir).unwrap();
+    // A task file's last 12 bytes: the barrier's scheduled time, then the checksum.
+    let snap = |scheduled_us: u64| {
+        let mut bytes = b"WEIRSNP1 any pieces".to_vec();
+        bytes.extend_from_slice(&scheduled_us.to_le_bytes());
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        bytes
+    };
+    let now = super::event_time_micros();
+    std::fs::write(dir.join("s0-t0.snap"), snap(now)).unwrap();
+    assert!(store.complete_ready().unwrap().is_empty());
+    assert!(!store.settled(1), "declined before its time");
+    std::thread::sleep(Duration::from_millis(30));
+    assert!(store.complete_ready().unwrap().is_empty());
+    assert!(store.settled(1), "not declined after its time");
+    assert!(dir.join("DECLINED").is_file());
+    let declined = store.declined();
+    assert!(
+        declined
+            .iter()
+            .any(|why| why.starts_with("checkpoint 1: timed out") && why.contains("1 of 2")),
+        "{declined:?}"
+    );
+    std::fs::write(dir.join("s1-t0.snap"), snap(now)).unwrap();
+    assert!(store.complete_ready().unwrap().is_empty());
+    assert!(!crate::checkpoint::is_complete(root.path(), 1));
 }

@@ -581,6 +581,11 @@ impl JobReport {
         self.workers.iter().map(counter).sum()
     }
 
+    /// The largest value of a counter over the workers (0 without workers).
+    pub fn max_of(&self, counter: impl Fn(&WorkerReport) -> u64) -> u64 {
+        self.workers.iter().map(counter).max().unwrap_or(0)
+    }
+
     /// Whether every worker's segments all came home.
     pub fn leak_free(&self) -> bool {
         self.workers.iter().all(|w| w.leak_free)
@@ -829,7 +834,8 @@ fn checkpoint_store(
         .iter()
         .map(|s| place.tasks(s.parallelism))
         .sum();
-    Ok(Some(Arc::new(Store::new(checkpoint, tasks)?)))
+    let timeout = checkpoint::checkpoint_timeout(config.barrier_interval.unwrap_or_default());
+    Ok(Some(Arc::new(Store::new(checkpoint, tasks, timeout)?)))
 }
 
 /// Runs `job` beside the checkpoint coordinator of `store` (on worker 0), which stops

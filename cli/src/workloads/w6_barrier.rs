@@ -217,6 +217,8 @@ pub struct BarrierReport {
     checkpoint_p50_ms: f64,
     checkpoint_p99_ms: f64,
     checkpoint_bytes_max: u64,
+    /// The longest a task's file took to finish in the background (the asynchronous part).
+    checkpoint_async_ms_max: f64,
     wall_s: f64,
     valid: bool,
     gates: Vec<GateSummary>,
@@ -310,18 +312,8 @@ fn summarize(job: &BarrierJob, report: &JobReport, counts: &[u64]) -> BarrierRep
         barrier_delay_p99_ms: quantile_ms(&delays, 0.99),
         alignment_p50_ms: quantile_ms(&alignments, 0.5),
         alignment_p99_ms: quantile_ms(&alignments, 0.99),
-        inflight_bytes_max: report
-            .workers
-            .iter()
-            .map(|w| w.in_flight_bytes)
-            .max()
-            .unwrap_or(0),
-        buffer_size_bytes: report
-            .workers
-            .iter()
-            .map(|w| w.buffer_size)
-            .max()
-            .unwrap_or(0),
+        inflight_bytes_max: report.max_of(|w| w.in_flight_bytes),
+        buffer_size_bytes: report.max_of(|w| w.buffer_size),
         records_per_s,
         committed: job.committed.is_some(),
         checkpointed: job.config.checkpoint.is_some(),
@@ -329,6 +321,10 @@ fn summarize(job: &BarrierJob, report: &JobReport, counts: &[u64]) -> BarrierRep
         checkpoint_p50_ms: quantile_ms(&durations, 0.5),
         checkpoint_p99_ms: quantile_ms(&durations, 0.99),
         checkpoint_bytes_max: checkpoints.iter().map(|c| c.bytes).max().unwrap_or(0),
+        checkpoint_async_ms_max: round(
+            report.max_of(|w| w.checkpoint_async_us_max) as f64 / 1e3,
+            1,
+        ),
         wall_s: round(wall_s, 3),
         valid: !delays.is_empty() && report.leak_free(),
         gates,
