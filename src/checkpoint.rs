@@ -496,10 +496,22 @@ fn scheduled_us(path: &Path) -> Result<u64> {
 }
 
 /// Renames `pending` to `target` (fsyncing the directory); a `pending` already gone
-/// whose `target` exists was committed before.
+/// whose `target` exists was committed before; a `target` already there beside its
+/// `pending` is an error (never replaced).
 pub(crate) fn commit_file(pending: &Path, target: &Path) -> Result<()> {
-    if !pending.exists() && target.exists() {
-        return Ok(());
+    match (pending.exists(), target.exists()) {
+        (false, true) => return Ok(()),
+        // A file weir did not put there, or an earlier run's output: never replaced.
+        (true, true) => {
+            return Err(WeirError::Data {
+                message: format!(
+                    "committing {} would replace {}, which this job did not write",
+                    pending.display(),
+                    target.display()
+                ),
+            });
+        }
+        _ => {}
     }
     if let Err(error) = std::fs::rename(pending, target) {
         // Another worker committed it meanwhile.

@@ -557,3 +557,24 @@ fn a_checkpoint_not_acknowledged_in_time_is_declined_never_completed() {
     assert!(store.complete_ready().unwrap().is_empty());
     assert!(!crate::checkpoint::is_complete(root.path(), 1));
 }
+
+#[test]
+fn a_job_that_starts_afresh_never_replaces_an_earlier_runs_output() {
+    let root = TempDir::new("chk-earlier-output");
+    let out = root.path().join("out");
+    let first = windowed_rows(20_000, &out);
+    let flow = Dataflow::new();
+    windowed(&flow, 20_000, &out, u64::MAX, Arc::default());
+    let err = runtime::execute(&flow, &config(2, 16 << 20), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("earlier run") && err.contains("part-s"),
+        "{err}"
+    );
+    assert_eq!(
+        sorted(read_committed(&out).unwrap()),
+        first,
+        "the output changed"
+    );
+}

@@ -100,6 +100,28 @@ struct CommittedSink<T> {
     buffer: String,
 }
 
+/// A job that starts afresh never replaces an earlier run's output: `dir` must hold no
+/// committed file of this task (`prefix…`).
+fn refuse_earlier_output(dir: &Path, prefix: &str) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| WeirError::file("list", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| WeirError::file("list", dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(prefix) {
+            return Err(WeirError::Config {
+                field: "output directory",
+                value: dir.display().to_string(),
+                allowed: format!(
+                    "a directory without an earlier run's output for a job that starts \
+                     afresh (it holds {name}: restore that run's checkpoint, or give an \
+                     empty directory)"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 impl<T> CommittedSink<T> {
     fn open(
         ctx: &TaskContext,
@@ -114,6 +136,9 @@ impl<T> CommittedSink<T> {
             .and_then(|c| c.restored_id())
             .unwrap_or(0);
         let prefix = format!("part-s{}-t{}-", ctx.stage(), ctx.task());
+        if restored == 0 {
+            refuse_earlier_output(dir, &prefix)?;
+        }
         // Abort what a failed run left after the checkpoint restored (or any, afresh).
         for entry in
             std::fs::read_dir(&pending).map_err(|e| WeirError::file("list", &pending, e))?

@@ -273,13 +273,7 @@ impl Recovery {
             checkpoint_p50_ms: percentile_ms(checkpoints().map(|c| c.duration_us), 50),
             checkpoint_p99_ms: percentile_ms(checkpoints().map(|c| c.duration_us), 99),
             checkpoint_bytes_max: checkpoints().map(|c| c.bytes).max().unwrap_or(0),
-            checkpoint_async_ms_max: report
-                .workers
-                .iter()
-                .map(|w| w.checkpoint_async_us_max)
-                .max()
-                .unwrap_or(0) as f64
-                / 1e3,
+            checkpoint_async_ms_max: report.max_of(|w| w.checkpoint_async_us_max) as f64 / 1e3,
             barrier_delay_p99_ms: percentile_ms(barriers().map(|b| b.delay_us), 99),
             alignment_p99_ms: percentile_ms(barriers().map(|b| b.alignment_us), 99),
         }

@@ -328,6 +328,15 @@ fn stream_rows(seed: u64) -> Vec<String> {
 ///
 /// The job's errors (it failed beyond its restarts); the directory cannot be made.
 fn streaming_round(seed: u64, dir: &std::path::Path) -> Result<(u32, Vec<String>)> {
+    // A directory of its own (made here, so deleting it deletes only the job's files).
+    std::fs::create_dir(dir).map_err(|e| WeirError::file("create", dir, e))?;
+    let outcome = run_stream(seed, dir);
+    std::fs::remove_dir_all(dir).map_err(|e| WeirError::file("delete", dir, e))?;
+    outcome
+}
+
+/// [`streaming_round`]'s job and its check, in `dir`.
+fn run_stream(seed: u64, dir: &std::path::Path) -> Result<(u32, Vec<String>)> {
     let (out, checkpoints) = (dir.join("out"), dir.join("checkpoints"));
     let fail_at = STREAM_RECORDS / 4 + mix(seed) % (STREAM_RECORDS / 2);
     let armed = Arc::new(AtomicBool::new(true));
@@ -391,7 +400,6 @@ fn streaming_round(seed: u64, dir: &std::path::Path) -> Result<(u32, Vec<String>
             want.len()
         ));
     }
-    std::fs::remove_dir_all(dir).map_err(|e| WeirError::file("delete", dir, e))?;
     Ok((report.restarts, problems))
 }
 
