@@ -8,12 +8,14 @@
 //!        (checksum, fsync, rename) while the task goes on: the asynchronous part
 //!   other tasks: barrier k aligned on every input ─▶ the same
 //!   coordinator (a thread of worker 0): every task's file of k present ─▶ the
-//!        manifest of k written (temp, fsync, rename, fsync dir): k is complete;
-//!        the sinks' pending files of k renamed into place (the commit lists); checkpoints
-//!        older than the last `retain` complete ones deleted
-//!   restore from k ─▶ every file of k read back and its checksum verified first; the
-//!        commits of k done again (idempotent); sources seek, operators reload, sinks
-//!        delete their pending files after k
+//!        manifest of k written (temp, fsync, rename, fsync dir): k is complete
+//!        (the sinks' tasks commit their transactions of k when they next look);
+//!        checkpoints older than the last `retain` complete ones deleted
+//!   every task ended ─▶ each wrote its piece of the final checkpoint; the coordinator
+//!        numbers and completes it; each worker's sinks commit their last transactions
+//!   restore from k ─▶ every file of k read back and its checksum verified first;
+//!        sources seek, operators reload, sinks commit k's transactions again
+//!        (idempotent) and abort what a failed run began after k
 //! ```
 //!
 //! A checkpoint is complete only once its manifest is in place: a crash at any point
@@ -43,6 +45,12 @@ const MAGIC: &[u8; 8] = b"WEIRSNP1";
 const END_OF_PIECES: u32 = u32::MAX;
 /// The name of a complete checkpoint's manifest.
 const MANIFEST: &str = "MANIFEST";
+/// The file beside the manifest of a job's final checkpoint (taken once every task
+/// ended): a restore from it only commits the sinks' last transactions.
+const FINAL_MARK: &str = "FINAL";
+/// The id under which tasks write their pieces of the final checkpoint, into
+/// `final-NNNNNNNN` (N: the run's first id) until the coordinator numbers it.
+pub(crate) const FINAL: u64 = u64::MAX;
 /// The name of the file the coordinator writes into a checkpoint it declined (it timed
 /// out): it never completes, even if its last acknowledgements come after.
 const DECLINED: &str = "DECLINED";
@@ -96,6 +104,38 @@ fn checkpoint_dir(root: &Path, id: u64) -> PathBuf {
 /// The id of a checkpoint directory's name.
 fn checkpoint_id(name: &str) -> Option<u64> {
     name.strip_prefix("chk-")?.parse().ok()
+}
+
+/// The directory tasks write their pieces of the final checkpoint of the run whose first
+/// id is `first` into, until the coordinator numbers it.
+fn final_dir(root: &Path, first: u64) -> PathBuf {
+    root.join(format!("final-{first:08}"))
+}
+
+/// The run ids of `root`'s unnumbered final checkpoints (`final-N`).
+fn final_runs(root: &Path) -> Result<Vec<u64>> {
+    let entries = match std::fs::read_dir(root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(WeirError::file("list checkpoints", root, e)),
+    };
+    let mut runs = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_error("list checkpoints", root))?;
+        if let Some(run) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.strip_prefix("final-")?.parse().ok())
+        {
+            runs.push(run);
+        }
+    }
+    Ok(runs)
+}
+
+/// Whether complete checkpoint `id` of `root` is a final one.
+pub(crate) fn is_final(root: &Path, id: u64) -> bool {
+    checkpoint_dir(root, id).join(FINAL_MARK).is_file()
 }
 
 fn task_file_name(stage: usize, task: usize) -> String {
@@ -218,11 +258,14 @@ pub(crate) struct Store {
     /// Tasks of the whole job (every worker's).
     tasks: usize,
     restored: Option<u64>,
+    /// Whether the checkpoint restored is a final one: the job had ended, only its sinks'
+    /// last transactions may remain to commit.
+    restored_final: bool,
     /// This run's first checkpoint id: above every checkpoint directory present, so a
     /// run never adds to the files of a failed run's checkpoint (ids only grow).
     first: u64,
-    /// Sinks' files pending until the job ends well: (pending, target).
-    finals: Mutex<Vec<(PathBuf, PathBuf)>>,
+    /// What the sinks commit once the final checkpoint completed.
+    final_commits: Mutex<Vec<FinalCommit>>,
     /// The checkpoints the coordinator completed.
     completed: Mutex<Vec<CheckpointSample>>,
     /// Why this worker's tasks declined checkpoints.
@@ -265,26 +308,25 @@ impl Store {
                 ),
             });
         }
-        let last = present.last().map_or(0, |c| c.0);
-        let store = Store {
+        let last = present
+            .last()
+            .map_or(0, |c| c.0)
+            .max(final_runs(&config.dir)?.into_iter().max().unwrap_or(0));
+        Ok(Store {
             root: config.dir.clone(),
             retain: config.retain,
             tasks,
             restored: config.restore,
+            restored_final: config.restore.is_some_and(|id| is_final(&config.dir, id)),
             first: last.max(config.restore.unwrap_or(0)) + 1,
-            finals: Mutex::new(Vec::new()),
+            final_commits: Mutex::new(Vec::new()),
             completed: Mutex::new(Vec::new()),
             declined: Mutex::new(Vec::new()),
             last_declined: AtomicU64::new(0),
             timeout,
             finishers: Mutex::new(Vec::new()),
             async_us_max: AtomicU64::new(0),
-        };
-        // The coordinator may have stopped between the manifest and the renames.
-        if let Some(id) = config.restore {
-            store.commit(id)?;
-        }
-        Ok(store)
+        })
     }
 
     /// Checkpoint `id` declined by a task of this worker, for `why`.
@@ -330,10 +372,43 @@ impl Store {
             .clone()
     }
 
-    /// The sinks' files written after their last checkpoint, (pending, target), to
-    /// rename into place once the job ended well.
-    pub(crate) fn take_finals(&self) -> Vec<(PathBuf, PathBuf)> {
-        std::mem::take(&mut *self.finals.lock().expect("final files"))
+    /// Adds what a sink commits once the job's final checkpoint completed.
+    pub(crate) fn on_final(&self, commit: FinalCommit) {
+        self.final_commits.lock().expect("final commits").push(commit);
+    }
+
+    /// Once every task of this worker ended well: waits until the job's final checkpoint
+    /// completed (every task of every worker ended well; worker 0's coordinator numbers
+    /// and completes it), then runs the sinks' final commits. A task of another worker
+    /// that fails stops this wait through the launcher, which stops every worker.
+    ///
+    /// # Errors
+    ///
+    /// The coordinator declined the final checkpoint (it could not write it), or a
+    /// sink's commit failed.
+    pub(crate) fn await_final(&self) -> Result<()> {
+        let dir = final_dir(&self.root, self.first);
+        loop {
+            let finished = list(&self.root)?
+                .into_iter()
+                .any(|(id, complete)| complete && id >= self.first && is_final(&self.root, id));
+            if finished {
+                break;
+            }
+            let declined = dir.join(DECLINED);
+            if declined.is_file() {
+                let why = std::fs::read_to_string(&declined).unwrap_or_default();
+                return Err(WeirError::Data {
+                    message: format!("the job's final checkpoint was declined: {why}"),
+                });
+            }
+            std::thread::sleep(COORDINATOR_POLL);
+        }
+        let commits = std::mem::take(&mut *self.final_commits.lock().expect("final commits"));
+        for commit in commits {
+            (commit.0)()?;
+        }
+        Ok(())
     }
 
     /// This run's first checkpoint id.
@@ -341,8 +416,9 @@ impl Store {
         self.first
     }
 
-    /// Completes every checkpoint all tasks acknowledged (in id order), commits its
-    /// sinks' files, and deletes what is no longer kept. Answers the completed ids.
+    /// Completes every checkpoint all tasks acknowledged (in id order), then the final
+    /// one once every task ended, and deletes what is no longer kept. Answers the
+    /// completed ids.
     pub(crate) fn complete_ready(&self) -> Result<Vec<u64>> {
         let mut completed = Vec::new();
         for (id, complete) in list(&self.root)? {
@@ -355,13 +431,12 @@ impl Store {
             for entry in std::fs::read_dir(&dir).map_err(io_error("list", &dir))? {
                 let entry = entry.map_err(io_error("list", &dir))?;
                 let name = entry.file_name().to_string_lossy().into_owned();
-                let ours = name.ends_with(".snap") || name.starts_with("commit-");
-                if ours && !name.starts_with('.') {
+                if name.ends_with(".snap") && !name.starts_with('.') {
                     let len = entry.metadata().map_err(io_error("read", &dir))?.len();
                     names.push((name, len));
                 }
             }
-            let acknowledged = names.iter().filter(|(n, _)| n.ends_with(".snap")).count();
+            let acknowledged = names.len();
             if dir.join(DECLINED).is_file() {
                 continue;
             }
@@ -369,20 +444,7 @@ impl Store {
                 self.decline_if_overdue(id, &dir, &names, acknowledged)?;
                 continue;
             }
-            names.sort();
-            let mut manifest = String::from("weir checkpoint 1\n");
-            let mut scheduled = u64::MAX;
-            for (name, len) in &names {
-                manifest.push_str(&format!("{name} {len}\n"));
-                if name.ends_with(".snap") {
-                    scheduled = scheduled.min(scheduled_us(&dir.join(name))?);
-                }
-            }
-            let bytes = names.iter().map(|(_, len)| len).sum();
-            write_durably(&dir, MANIFEST, manifest.as_bytes())?;
-            // Complete now; its sinks' renames come after.
-            let duration_us = crate::dataflow::event_time_micros().saturating_sub(scheduled);
-            self.commit(id)?;
+            let (duration_us, bytes) = write_manifest(&dir, &mut names)?;
             self.completed
                 .lock()
                 .expect("completed checkpoints")
@@ -393,10 +455,64 @@ impl Store {
                 });
             completed.push(id);
         }
+        if let Some(id) = self.complete_final()? {
+            completed.push(id);
+        }
         if !completed.is_empty() {
             self.prune()?;
         }
         Ok(completed)
+    }
+
+    /// Once every task wrote its piece of the final checkpoint: numbers it above every
+    /// checkpoint (its directory renamed to that id's) and completes it. Answers its id.
+    fn complete_final(&self) -> Result<Option<u64>> {
+        let dir = final_dir(&self.root, self.first);
+        if !dir.is_dir() || dir.join(DECLINED).is_file() {
+            return Ok(None);
+        }
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(io_error("list", &dir))? {
+            let entry = entry.map_err(io_error("list", &dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".snap") && !name.starts_with('.') {
+                let len = entry.metadata().map_err(io_error("read", &dir))?.len();
+                names.push((name, len));
+            }
+        }
+        if names.len() < self.tasks {
+            return Ok(None);
+        }
+        let id = list(&self.root)?.last().map_or(0, |c| c.0).max(self.first) + 1;
+        let result = (|| {
+            write_durably(&dir, FINAL_MARK, b"every task ended\n")?;
+            let numbered = checkpoint_dir(&self.root, id);
+            std::fs::rename(&dir, &numbered).map_err(io_error("rename", &dir))?;
+            sync_dir(&self.root)?;
+            write_manifest(&numbered, &mut names)
+        })();
+        let (duration_us, bytes) = match result {
+            Ok(done) => done,
+            Err(error) => {
+                let why = error.to_string();
+                // The tasks waiting for it learn it failed (wherever the directory is).
+                for place in [dir, checkpoint_dir(&self.root, id)] {
+                    if place.is_dir() {
+                        let _ = write_durably(&place, DECLINED, why.as_bytes());
+                    }
+                }
+                return Err(error);
+            }
+        };
+        self.completed
+            .lock()
+            .expect("completed checkpoints")
+            .push(CheckpointSample {
+                id,
+                duration_us,
+                bytes,
+            });
+        Ok(Some(id))
     }
 
     /// Declines checkpoint `id` (writes its [`DECLINED`] file) when its barrier was
@@ -428,27 +544,6 @@ impl Store {
         Ok(())
     }
 
-    /// Renames the pending files of complete checkpoint `id`'s commit lists into place
-    /// (those already renamed are skipped).
-    pub(crate) fn commit(&self, id: u64) -> Result<()> {
-        let dir = checkpoint_dir(&self.root, id);
-        for entry in std::fs::read_dir(&dir).map_err(io_error("list", &dir))? {
-            let entry = entry.map_err(io_error("list", &dir))?;
-            if !entry.file_name().to_string_lossy().starts_with("commit-") {
-                continue;
-            }
-            let path = entry.path();
-            let text = std::fs::read_to_string(&path).map_err(io_error("read", &path))?;
-            for line in text.lines() {
-                let Some((pending, target)) = line.split_once('\t') else {
-                    return Err(corrupt(&path, "a line is not `PENDING<TAB>TARGET`"));
-                };
-                commit_file(Path::new(pending), Path::new(target))?;
-            }
-        }
-        Ok(())
-    }
-
     /// Deletes the checkpoints older than the last `retain` complete ones (complete or
     /// not), and incomplete ones older than the latest complete.
     fn prune(&self) -> Result<()> {
@@ -468,8 +563,41 @@ impl Store {
                 remove_checkpoint(&checkpoint_dir(&self.root, id))?;
             }
         }
+        // Earlier runs' final checkpoints that never completed.
+        for run in final_runs(&self.root)? {
+            if run < self.first {
+                remove_checkpoint(&final_dir(&self.root, run))?;
+            }
+        }
         Ok(())
     }
+}
+
+/// A sink's commit of its last transactions, run once the job's final checkpoint
+/// completed.
+pub(crate) struct FinalCommit(pub(crate) Box<dyn FnOnce() -> Result<()> + Send>);
+
+impl std::fmt::Debug for FinalCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FinalCommit")
+    }
+}
+
+/// Writes the manifest of checkpoint directory `dir` listing its task files `names`
+/// (name, length): the checkpoint is complete. Answers its duration (from its barrier's
+/// scheduled time) and bytes.
+fn write_manifest(dir: &Path, names: &mut [(String, u64)]) -> Result<(u64, u64)> {
+    names.sort();
+    let mut manifest = String::from("weir checkpoint 1\n");
+    let mut scheduled = u64::MAX;
+    for (name, len) in names.iter() {
+        manifest.push_str(&format!("{name} {len}\n"));
+        scheduled = scheduled.min(scheduled_us(&dir.join(name))?);
+    }
+    let bytes = names.iter().map(|(_, len)| len).sum();
+    write_durably(dir, MANIFEST, manifest.as_bytes())?;
+    let duration_us = crate::dataflow::event_time_micros().saturating_sub(scheduled);
+    Ok((duration_us, bytes))
 }
 
 /// A checkpoint the coordinator completed.
@@ -480,7 +608,7 @@ pub struct CheckpointSample {
     /// From its barrier's scheduled time (the earliest of its sources') to its manifest
     /// in place, in microseconds.
     pub duration_us: u64,
-    /// Bytes of its files (snapshots and commit lists).
+    /// Bytes of its task files.
     pub bytes: u64,
 }
 
@@ -539,8 +667,8 @@ fn remove_checkpoint(dir: &Path) -> Result<()> {
         let name = entry.file_name().to_string_lossy().into_owned();
         let ours = name == MANIFEST
             || name == DECLINED
+            || name == FINAL_MARK
             || name.ends_with(".snap")
-            || name.starts_with("commit-")
             || name.starts_with(".tmp-");
         if ours {
             std::fs::remove_file(entry.path()).map_err(io_error("delete", &entry.path()))?;
@@ -596,8 +724,6 @@ pub(crate) struct TaskCheckpoint {
     stage: usize,
     task: usize,
     writing: Mutex<Option<Writing>>,
-    /// Commit lines (`pending<TAB>target`) of the checkpoint being written.
-    commits: Mutex<Vec<String>>,
     restored: Option<TaskFile>,
     restored_id: Option<u64>,
     next_operator: AtomicU32,
@@ -689,7 +815,6 @@ impl TaskCheckpoint {
             stage,
             task,
             writing: Mutex::new(None),
-            commits: Mutex::new(Vec::new()),
             restored,
             restored_id: store.restored,
             next_operator: AtomicU32::new(0),
@@ -709,6 +834,26 @@ impl TaskCheckpoint {
     /// This run's first checkpoint id.
     pub(crate) fn first_id(&self) -> u64 {
         self.store.first
+    }
+
+    /// Whether the checkpoint the job started from is a final one: every task had
+    /// ended; sources produce nothing, sinks commit what remained.
+    pub(crate) fn restored_final(&self) -> bool {
+        self.store.restored_final
+    }
+
+    /// Adds what a sink commits once the job's final checkpoint completed.
+    pub(crate) fn on_final(&self, commit: FinalCommit) {
+        self.store.on_final(commit);
+    }
+
+    /// The directory of checkpoint `id`'s files ([`FINAL`]: this run's final one).
+    fn dir_of(&self, id: u64) -> PathBuf {
+        if id == FINAL {
+            final_dir(&self.root, self.store.first)
+        } else {
+            checkpoint_dir(&self.root, id)
+        }
     }
 
     /// The next operator's index (in the order operators are built, the same in every
@@ -733,7 +878,7 @@ impl TaskCheckpoint {
             });
         }
         if writing.is_none() {
-            let dir = checkpoint_dir(&self.root, id);
+            let dir = self.dir_of(id);
             let temp = dir.join(format!(".tmp-{}", task_file_name(self.stage, self.task)));
             let mut new = Writing::create(id, &dir, temp);
             new.put(MAGIC);
@@ -743,26 +888,6 @@ impl TaskCheckpoint {
             *writing = Some(new);
         }
         f(writing.as_mut().expect("just opened"))
-    }
-
-    /// Adds a line to checkpoint `id`'s commit list: `pending` is renamed to `target`
-    /// once the checkpoint completes.
-    pub(crate) fn commit_on_complete(&self, pending: &Path, target: &Path) {
-        self.commits.lock().expect("commit list").push(format!(
-            "{}\t{}",
-            pending.display(),
-            target.display()
-        ));
-    }
-
-    /// `pending` is renamed to `target` when the job ends well (a sink's output after its
-    /// last checkpoint).
-    pub(crate) fn commit_at_end(&self, pending: PathBuf, target: PathBuf) {
-        self.store
-            .finals
-            .lock()
-            .expect("final files")
-            .push((pending, target));
     }
 
     /// The task has passed barrier `id` through its whole chain: its file of `id` is
@@ -780,19 +905,18 @@ impl TaskCheckpoint {
             .expect("checkpoint writer")
             .take()
             .expect("opened above");
-        let commits = std::mem::take(&mut *self.commits.lock().expect("commit list"));
         // The task goes on while its file is finished (fsynced, renamed) in the background:
         // the asynchronous part of its checkpoint.
         let file = FinishedFile {
             store: Arc::clone(&self.store),
-            dir: checkpoint_dir(&self.root, id),
+            dir: self.dir_of(id),
             id,
             stage: self.stage,
             task: self.task,
         };
         let spawned = std::thread::Builder::new()
             .name(format!("weir-checkpoint-{id}"))
-            .spawn(move || file.finish(writing, &commits, scheduled_us));
+            .spawn(move || file.finish(writing, scheduled_us));
         match spawned {
             Ok(handle) => self.store.finishers.lock().expect("finishers").push(handle),
             Err(error) => self.store.decline(
@@ -807,6 +931,39 @@ impl TaskCheckpoint {
     }
 }
 
+impl TaskCheckpoint {
+    /// The task ended well (every operator finished): its piece of the job's final
+    /// checkpoint is written (the sinks' last transactions), in this thread.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be written: the job fails (its final checkpoint would never
+    /// complete), and restarts from its latest checkpoint.
+    pub(crate) fn complete_final(&self) -> Result<()> {
+        self.with_writing(FINAL, |_| Ok(()))?;
+        let writing = self
+            .writing
+            .lock()
+            .expect("checkpoint writer")
+            .take()
+            .expect("opened above");
+        let file = FinishedFile {
+            store: Arc::clone(&self.store),
+            dir: self.dir_of(FINAL),
+            id: FINAL,
+            stage: self.stage,
+            task: self.task,
+        };
+        file.write(writing, crate::dataflow::event_time_micros())
+            .map_err(|why| WeirError::Data {
+                message: format!(
+                    "the final checkpoint's file of stage {} task {}: {why}",
+                    self.stage, self.task
+                ),
+            })
+    }
+}
+
 /// A task's file of one checkpoint, finished in the background.
 struct FinishedFile {
     store: Arc<Store>,
@@ -817,22 +974,12 @@ struct FinishedFile {
 }
 
 impl FinishedFile {
-    /// Writes the task's commit list, ends, fsyncs and renames its snapshot file into
-    /// place (the acknowledgement), or declines the checkpoint: nothing half-written is
-    /// left, the checkpoint never completes (a later one does), the job goes on.
-    fn finish(self, mut writing: Writing, commits: &[String], scheduled_us: u64) {
+    /// Ends, fsyncs and renames the task's snapshot file into place (the
+    /// acknowledgement), or declines the checkpoint: nothing half-written is left, the
+    /// checkpoint never completes (a later one does), the job goes on.
+    fn finish(self, writing: Writing, scheduled_us: u64) {
         let started = std::time::Instant::now();
-        if !commits.is_empty() && writing.failed.is_none() {
-            let mut text = commits.join("\n");
-            text.push('\n');
-            let name = format!("commit-s{}-t{}", self.stage, self.task);
-            if let Err(error) = write_durably(&self.dir, &name, text.as_bytes()) {
-                writing.fail(error.to_string());
-            }
-        }
-        let path = self.dir.join(task_file_name(self.stage, self.task));
-        let done = writing.finish(scheduled_us, &path);
-        if let Err(why) = done.and_then(|()| sync_dir(&self.dir).map_err(|e| e.to_string())) {
+        if let Err(why) = self.write(writing, scheduled_us) {
             let why = format!(
                 "checkpoint {}, stage {} task {}: {why}",
                 self.id, self.stage, self.task
@@ -841,6 +988,18 @@ impl FinishedFile {
         }
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.store.async_us_max.fetch_max(micros, Ordering::AcqRel);
+    }
+
+    fn write(&self, writing: Writing, scheduled_us: u64) -> std::result::Result<(), String> {
+        let path = self.dir.join(task_file_name(self.stage, self.task));
+        writing.finish(scheduled_us, &path).and_then(|()| {
+            match File::open(&self.dir).and_then(|d| d.sync_all()) {
+                // The final checkpoint's directory, numbered by the coordinator as soon
+                // as the last task's file was in place (it synced it before).
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.id == FINAL => Ok(()),
+                done => done.map_err(|e| format!("fsync {}: {e}", self.dir.display())),
+            }
+        })
     }
 }
 

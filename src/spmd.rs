@@ -155,7 +155,6 @@ fn launch<T: Data>(
         records.extend(theirs);
     }
     let report = JobReport { workers };
-    report.commit_final_files()?;
     Ok(Outcome { report, records })
 }
 

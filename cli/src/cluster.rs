@@ -49,7 +49,6 @@ pub fn run_job<T>(
         workers.push(parse_worker_line(&line)?);
     }
     let report = JobReport { workers };
-    report.commit_final_files()?;
     Ok((report, value))
 }
 

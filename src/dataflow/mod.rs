@@ -63,7 +63,7 @@ use weir_kernel::hash::JoinType;
 
 use crate::error::Result;
 pub use barrier::Barrier;
-pub use committed::read_committed;
+pub use committed::{TransactionalSink, read_committed};
 pub(crate) use event_time::unix_micros as event_time_micros;
 pub use event_time::{WATERMARK_INTERVAL_DEFAULT, Watermark, Watermarks};
 use graph::{DatasetId, Ending, Exchange, Graph, MemoryOp, Parallelism, Stage};
@@ -929,6 +929,8 @@ impl<T> Collected<T> {
 mod barrier_tests;
 #[cfg(test)]
 mod checkpoint_tests;
+#[cfg(test)]
+mod transactional_tests;
 #[cfg(test)]
 mod keyed_tests;
 #[cfg(test)]

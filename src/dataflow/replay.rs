@@ -97,6 +97,10 @@ fn pull<S: ReplayableSource>(
     down: &mut dyn Push<S::Record>,
 ) -> Result<()> {
     let slot = ctx.snapshot_slot();
+    // Restored from the final checkpoint: it read its whole input in the run that took it.
+    if ctx.task_checkpoint().is_some_and(|c| c.restored_final()) {
+        return Ok(());
+    }
     if let Some(position) = SnapshotSlot::restored_value::<S::Position>(slot.as_ref())? {
         source.seek(&position)?;
     }

@@ -18,7 +18,6 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -497,12 +496,6 @@ pub struct WorkerReport {
     /// microseconds (worker 0 of a restarted SPMD launch; 0 otherwise).
     #[serde(default)]
     pub recovery_us: u64,
-    /// The committed sinks' last files (written after their last checkpoint) of a job
-    /// of several workers, as (pending, target): renamed into place by
-    /// [`JobReport::commit_final_files`] once every worker ended well, which the launchers
-    /// ([`crate::spmd::run`], `weir`'s) do. A job of one worker commits them itself.
-    #[serde(default)]
-    pub final_files: Vec<(PathBuf, PathBuf)>,
     /// What each kernel operator did, in stage order.
     #[serde(default)]
     pub operators: Vec<OperatorReport>,
@@ -560,20 +553,6 @@ impl JobReport {
     /// The slowest worker's wall time, in seconds.
     pub fn wall_s(&self) -> f64 {
         self.workers.iter().map(|w| w.wall_us).max().unwrap_or(0) as f64 / 1e6
-    }
-
-    /// Renames every worker's committed sinks' last files into place
-    /// ([`WorkerReport::final_files`]): call once every worker of the job ended well.
-    /// Idempotent (a file already renamed is skipped).
-    ///
-    /// # Errors
-    ///
-    /// A rename or directory sync fails.
-    pub fn commit_final_files(&self) -> Result<()> {
-        for (pending, target) in self.workers.iter().flat_map(|w| &w.final_files) {
-            checkpoint::commit_file(pending, target)?;
-        }
-        Ok(())
     }
 
     /// Sum of a counter over the workers.
@@ -773,27 +752,10 @@ fn execute_once(
         },
     );
     if let Some(store) = &checkpoints {
-        finish_checkpoints(store, workers, &mut report)?;
+        (report.checkpoints, report.checkpoints_declined) = (store.completed(), store.declined());
+        report.checkpoint_async_us_max = store.async_us_max();
     }
     Ok(report)
-}
-
-/// The job's checkpoints into `report`; the sinks' last files committed when this worker
-/// is the whole job, else left to the launcher (in the report), which commits them once
-/// every worker ended well: a worker that ended while another fails later would otherwise
-/// have committed rows the restarted job writes again.
-fn finish_checkpoints(store: &Store, workers: usize, report: &mut WorkerReport) -> Result<()> {
-    (report.checkpoints, report.checkpoints_declined) = (store.completed(), store.declined());
-    report.checkpoint_async_us_max = store.async_us_max();
-    let finals = store.take_finals();
-    if workers == 1 {
-        for (pending, target) in &finals {
-            checkpoint::commit_file(pending, target)?;
-        }
-    } else {
-        report.final_files = finals;
-    }
-    Ok(())
 }
 
 /// The worker's network service, for a job of several workers.
@@ -839,7 +801,8 @@ fn checkpoint_store(
 }
 
 /// Runs `job` beside the checkpoint coordinator of `store` (on worker 0), which stops
-/// after one last pass once the job ended.
+/// after one last pass once the job ended; a job that ended well waits for its final
+/// checkpoint (every task of every worker ended) and runs its sinks' final commits.
 fn with_coordinator(
     store: Option<&Arc<Store>>,
     process: usize,
@@ -850,9 +813,12 @@ fn with_coordinator(
         let coordinator = store
             .filter(|_| process == 0)
             .map(|store| scope.spawn(|| checkpoint::coordinate(store, &stop)));
-        let result = job();
+        let mut result = job();
         if let Some(store) = store {
             store.join_finishers();
+            if result.is_ok() {
+                result = store.await_final();
+            }
         }
         stop.store(true, Ordering::Release);
         if let Some(coordinator) = coordinator {
@@ -916,7 +882,6 @@ impl Counters {
             checkpoints_declined: Vec::new(),
             recovery_us: 0,
             checkpoint_async_us_max: 0,
-            final_files: Vec::new(),
             operators: self.operators.reports(graph),
             late_records: load(&self.late_records),
             state_bytes: load(&self.state_bytes),
@@ -1339,6 +1304,10 @@ fn run_tasks(
                         let run = std::panic::AssertUnwindSafe(|| {
                             open(&mut ctx)
                                 .and_then(|mut driver: Box<dyn Driver>| driver.run(&mut ctx))
+                                .and_then(|()| match &ctx.checkpoint {
+                                    Some(checkpoint) => checkpoint.complete_final(),
+                                    None => Ok(()),
+                                })
                         });
                         let result = std::panic::catch_unwind(run).unwrap_or_else(|_| {
                             Err(WeirError::Task {
