@@ -11,8 +11,11 @@
 //!        manifest of k written (temp, fsync, rename, fsync dir): k is complete
 //!        (the sinks' tasks commit their transactions of k when they next look);
 //!        checkpoints older than the last `retain` complete ones deleted
-//!   every task ended ─▶ each wrote its piece of the final checkpoint; the coordinator
-//!        numbers and completes it; each worker's sinks commit their last transactions
+//!   a task ended well ─▶ its piece of the final checkpoint written (sources at their
+//!        end, sinks' last transactions): it stands for the task in every later
+//!        checkpoint (linked in by the coordinator), so checkpoints go on
+//!   every task ended ─▶ the coordinator numbers and completes the final checkpoint;
+//!        each worker's sinks commit their last transactions
 //!   restore from k ─▶ every file of k read back and its checksum verified first;
 //!        sources seek, operators reload, sinks commit k's transactions again
 //!        (idempotent) and abort what a failed run began after k
@@ -258,9 +261,6 @@ pub(crate) struct Store {
     /// Tasks of the whole job (every worker's).
     tasks: usize,
     restored: Option<u64>,
-    /// Whether the checkpoint restored is a final one: the job had ended, only its sinks'
-    /// last transactions may remain to commit.
-    restored_final: bool,
     /// This run's first checkpoint id: above every checkpoint directory present, so a
     /// run never adds to the files of a failed run's checkpoint (ids only grow).
     first: u64,
@@ -317,7 +317,6 @@ impl Store {
             retain: config.retain,
             tasks,
             restored: config.restore,
-            restored_final: config.restore.is_some_and(|id| is_final(&config.dir, id)),
             first: last.max(config.restore.unwrap_or(0)) + 1,
             final_commits: Mutex::new(Vec::new()),
             completed: Mutex::new(Vec::new()),
@@ -374,7 +373,10 @@ impl Store {
 
     /// Adds what a sink commits once the job's final checkpoint completed.
     pub(crate) fn on_final(&self, commit: FinalCommit) {
-        self.final_commits.lock().expect("final commits").push(commit);
+        self.final_commits
+            .lock()
+            .expect("final commits")
+            .push(commit);
     }
 
     /// Once every task of this worker ended well: waits until the job's final checkpoint
@@ -427,24 +429,35 @@ impl Store {
                 continue;
             }
             let dir = checkpoint_dir(&self.root, id);
-            let mut names = Vec::new();
-            for entry in std::fs::read_dir(&dir).map_err(io_error("list", &dir))? {
-                let entry = entry.map_err(io_error("list", &dir))?;
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if name.ends_with(".snap") && !name.starts_with('.') {
-                    let len = entry.metadata().map_err(io_error("read", &dir))?.len();
-                    names.push((name, len));
-                }
-            }
-            let acknowledged = names.len();
             if dir.join(DECLINED).is_file() {
                 continue;
             }
+            let mut names = task_files(&dir)?;
+            // A task that ended well acknowledges every later checkpoint with its piece of
+            // the final one: its sources at their end, its sinks' last transactions.
+            let ended: Vec<(String, u64)> = task_files(&final_dir(&self.root, self.first))?
+                .into_iter()
+                .filter(|(name, _)| !names.iter().any(|(n, _)| n == name))
+                .collect();
+            let acknowledged = names.len() + ended.len();
             if acknowledged < self.tasks {
                 self.decline_if_overdue(id, &dir, &names, acknowledged)?;
                 continue;
             }
-            let (duration_us, bytes) = write_manifest(&dir, &mut names)?;
+            if names.is_empty() {
+                // Every task ended before it: the final checkpoint follows.
+                continue;
+            }
+            let scheduled = scheduled_of(&dir, &names, u64::min)?;
+            let from = final_dir(&self.root, self.first);
+            for (name, _) in &ended {
+                let (source, target) = (from.join(name), dir.join(name));
+                if std::fs::hard_link(&source, &target).is_err() {
+                    std::fs::copy(&source, &target).map_err(io_error("copy", &source))?;
+                }
+            }
+            names.extend(ended);
+            let (duration_us, bytes) = write_manifest(&dir, &mut names, scheduled)?;
             self.completed
                 .lock()
                 .expect("completed checkpoints")
@@ -471,25 +484,23 @@ impl Store {
         if !dir.is_dir() || dir.join(DECLINED).is_file() {
             return Ok(None);
         }
-        let mut names = Vec::new();
-        for entry in std::fs::read_dir(&dir).map_err(io_error("list", &dir))? {
-            let entry = entry.map_err(io_error("list", &dir))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".snap") && !name.starts_with('.') {
-                let len = entry.metadata().map_err(io_error("read", &dir))?.len();
-                names.push((name, len));
-            }
-        }
+        let mut names = task_files(&dir)?;
         if names.len() < self.tasks {
             return Ok(None);
         }
-        let id = list(&self.root)?.last().map_or(0, |c| c.0).max(self.first) + 1;
+        let id = list(&self.root)?
+            .last()
+            .map_or(0, |c| c.0)
+            .max(self.first - 1)
+            + 1;
         let result = (|| {
+            // Its duration runs from the last task's end.
+            let scheduled = scheduled_of(&dir, &names, u64::max)?;
             write_durably(&dir, FINAL_MARK, b"every task ended\n")?;
             let numbered = checkpoint_dir(&self.root, id);
             std::fs::rename(&dir, &numbered).map_err(io_error("rename", &dir))?;
             sync_dir(&self.root)?;
-            write_manifest(&numbered, &mut names)
+            write_manifest(&numbered, &mut names, scheduled)
         })();
         let (duration_us, bytes) = match result {
             Ok(done) => done,
@@ -583,16 +594,42 @@ impl std::fmt::Debug for FinalCommit {
     }
 }
 
+/// The task files (name, length) of checkpoint directory `dir` (none when it is
+/// missing).
+fn task_files(dir: &Path) -> Result<Vec<(String, u64)>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(WeirError::file("list", dir, e)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_error("list", dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".snap") && !name.starts_with('.') {
+            let len = entry.metadata().map_err(io_error("read", dir))?.len();
+            names.push((name, len));
+        }
+    }
+    Ok(names)
+}
+
+/// The barriers' scheduled times of task files `names` of `dir`, folded by `pick`
+/// (`u64::min`: the earliest).
+fn scheduled_of(dir: &Path, names: &[(String, u64)], pick: fn(u64, u64) -> u64) -> Result<u64> {
+    let mut times = names.iter().map(|(name, _)| scheduled_us(&dir.join(name)));
+    let first = times.next().transpose()?.unwrap_or(0);
+    times.try_fold(first, |acc, time| Ok(pick(acc, time?)))
+}
+
 /// Writes the manifest of checkpoint directory `dir` listing its task files `names`
-/// (name, length): the checkpoint is complete. Answers its duration (from its barrier's
-/// scheduled time) and bytes.
-fn write_manifest(dir: &Path, names: &mut [(String, u64)]) -> Result<(u64, u64)> {
+/// (name, length): the checkpoint is complete. Answers its duration (from `scheduled`,
+/// in µs since the Unix epoch) and bytes.
+fn write_manifest(dir: &Path, names: &mut [(String, u64)], scheduled: u64) -> Result<(u64, u64)> {
     names.sort();
     let mut manifest = String::from("weir checkpoint 1\n");
-    let mut scheduled = u64::MAX;
     for (name, len) in names.iter() {
         manifest.push_str(&format!("{name} {len}\n"));
-        scheduled = scheduled.min(scheduled_us(&dir.join(name))?);
     }
     let bytes = names.iter().map(|(_, len)| len).sum();
     write_durably(dir, MANIFEST, manifest.as_bytes())?;
@@ -834,12 +871,6 @@ impl TaskCheckpoint {
     /// This run's first checkpoint id.
     pub(crate) fn first_id(&self) -> u64 {
         self.store.first
-    }
-
-    /// Whether the checkpoint the job started from is a final one: every task had
-    /// ended; sources produce nothing, sinks commit what remained.
-    pub(crate) fn restored_final(&self) -> bool {
-        self.store.restored_final
     }
 
     /// Adds what a sink commits once the job's final checkpoint completed.

@@ -212,7 +212,9 @@ impl<T, S: TransactionalSink<T>> Transactional<T, S> {
     }
 
     fn sink(&mut self) -> &mut S {
-        self.sink.as_mut().expect("the sink is handed over only at the end")
+        self.sink
+            .as_mut()
+            .expect("the sink is handed over only at the end")
     }
 
     /// Pre-commits the open transaction (closed by barrier `id`) into `pending`.
@@ -238,7 +240,11 @@ impl<T, S: TransactionalSink<T>> Transactional<T, S> {
         else {
             return Ok(());
         };
-        let ready = self.pending.iter().take_while(|(id, _)| *id <= done).count();
+        let ready = self
+            .pending
+            .iter()
+            .take_while(|(id, _)| *id <= done)
+            .count();
         for (_, transaction) in self.pending.drain(..ready).collect::<Vec<_>>() {
             self.sink().commit(transaction)?;
         }

@@ -930,8 +930,6 @@ mod barrier_tests;
 #[cfg(test)]
 mod checkpoint_tests;
 #[cfg(test)]
-mod transactional_tests;
-#[cfg(test)]
 mod keyed_tests;
 #[cfg(test)]
 mod relational_tests;
@@ -939,5 +937,7 @@ mod relational_tests;
 mod tee_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod transactional_tests;
 #[cfg(test)]
 mod window_tests;

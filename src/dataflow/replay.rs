@@ -97,10 +97,6 @@ fn pull<S: ReplayableSource>(
     down: &mut dyn Push<S::Record>,
 ) -> Result<()> {
     let slot = ctx.snapshot_slot();
-    // Restored from the final checkpoint: it read its whole input in the run that took it.
-    if ctx.task_checkpoint().is_some_and(|c| c.restored_final()) {
-        return Ok(());
-    }
     if let Some(position) = SnapshotSlot::restored_value::<S::Position>(slot.as_ref())? {
         source.seek(&position)?;
     }
@@ -112,6 +108,13 @@ fn pull<S: ReplayableSource>(
             Ok(bytes)
         })?;
         if down.is_done() || source.pull(ctx, down, PULL_BATCH)? < PULL_BATCH {
+            // Its position at the end, for the final checkpoint and every later one (a
+            // restore from them reads nothing more).
+            if let Some(slot) = &slot {
+                let mut bytes = Vec::new();
+                append_record(&mut bytes, &source.position())?;
+                slot.write(crate::checkpoint::FINAL, |piece| piece.frame(&bytes))?;
+            }
             return Ok(());
         }
     }

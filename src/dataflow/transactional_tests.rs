@@ -59,7 +59,10 @@ impl TransactionalSink<u64> for LedgerSink {
 
     fn write(&mut self, txn: &Txn, record: u64) -> Result<()> {
         let mut ledger = self.ledger.lock().unwrap();
-        assert!(!ledger.prepared.contains(txn), "a write after the pre-commit");
+        assert!(
+            !ledger.prepared.contains(txn),
+            "a write after the pre-commit"
+        );
         ledger.staged.get_mut(txn).expect("begun").push(record);
         Ok(())
     }
@@ -74,7 +77,10 @@ impl TransactionalSink<u64> for LedgerSink {
         if ledger.committed.contains(&txn) {
             return Ok(());
         }
-        assert!(ledger.prepared.contains(&txn), "{txn:?} committed unprepared");
+        assert!(
+            ledger.prepared.contains(&txn),
+            "{txn:?} committed unprepared"
+        );
         if let Some((record, armed)) = &ledger.fail_commit_of
             && ledger.staged[&txn].contains(record)
             && armed.swap(false, Ordering::SeqCst)
@@ -91,22 +97,34 @@ impl TransactionalSink<u64> for LedgerSink {
     }
 }
 
+/// The records a source produced, even and odd ones apart (with 2 slots: each task's).
+type Generated = Arc<[AtomicU64; 2]>;
+
+fn total(generated: &Generated) -> u64 {
+    generated.iter().map(|g| g.load(Ordering::Relaxed)).sum()
+}
+
+/// Two of every 200 records wait 1 ms (each task's share alike).
+fn evenly(i: u64) -> bool {
+    i % 200 < 2
+}
+
 /// Records `0..n` through a fallible map (record `fail_at` fails once while `armed`)
-/// into the ledger; `generated` counts the records the source produced, two of every 200
-/// waits 1 ms so checkpoints come between.
+/// into the ledger; `generated` counts the records the source produced; the records
+/// `slow` picks wait 1 ms each, so checkpoints come between.
 fn into_ledger(
     flow: &Dataflow,
     n: u64,
     ledger: &Arc<Mutex<Ledger>>,
     (fail_at, armed): (u64, Arc<AtomicBool>),
-    generated: &Arc<AtomicU64>,
+    (generated, slow): (&Generated, fn(u64) -> bool),
 ) {
     let ledger = Arc::clone(ledger);
     let generated = Arc::clone(generated);
     flow.generate(n, |i| i)
         .map(move |i| {
-            generated.fetch_add(1, Ordering::Relaxed);
-            if i % 200 < 2 {
+            generated[(i % 2) as usize].fetch_add(1, Ordering::Relaxed);
+            if slow(i) {
                 std::thread::sleep(Duration::from_millis(1));
             }
             i
@@ -156,7 +174,11 @@ fn assert_exactly_once(ledger: &Ledger, n: u64, what: &str) {
     visible.sort_unstable();
     let want: Vec<u64> = (0..n).collect();
     assert!(visible == want, "{what}: {} visible of {n}", visible.len());
-    assert!(ledger.staged.is_empty(), "{what}: {:?} staged", ledger.staged.keys());
+    assert!(
+        ledger.staged.is_empty(),
+        "{what}: {:?} staged",
+        ledger.staged.keys()
+    );
     assert!(
         ledger.prepared.iter().all(|t| ledger.committed.contains(t)),
         "{what}: prepared, never committed"
@@ -182,10 +204,10 @@ fn an_engines_transactional_sink_sees_every_record_exactly_once_across_a_failure
     for slots in [1, 2] {
         let root = TempDir::new(&format!("txn-sink-{slots}"));
         let ledger = Arc::new(Mutex::new(Ledger::default()));
-        let generated = Arc::new(AtomicU64::new(0));
+        let generated = Generated::default();
         let flow = Dataflow::new();
         let fail = (45_000, Arc::new(AtomicBool::new(true)));
-        into_ledger(&flow, n, &ledger, fail, &generated);
+        into_ledger(&flow, n, &ledger, fail, (&generated, evenly));
         let report = runtime::execute(&flow, &checkpointed(slots, &root.0), None).unwrap();
         assert_eq!(report.restarts, 1, "slots {slots}");
         let ledger = ledger.lock().unwrap();
@@ -193,7 +215,7 @@ fn an_engines_transactional_sink_sees_every_record_exactly_once_across_a_failure
         // Commits came with the checkpoints, not all at the end.
         assert!(ledger.commits > slots as u64, "{} commits", ledger.commits);
         // The restart replayed from a checkpoint, not from the start.
-        let replayed = generated.load(Ordering::Relaxed) - n;
+        let replayed = total(&generated) - n;
         assert!(replayed < 45_000, "slots {slots}: {replayed} replayed");
         assert_no_leftovers(&root.0);
     }
@@ -211,13 +233,18 @@ fn a_failure_after_the_final_checkpoint_restarts_only_to_commit() {
         fail_commit_of: Some((n - 1, Arc::new(AtomicBool::new(true)))),
         ..Ledger::default()
     }));
-    let generated = Arc::new(AtomicU64::new(0));
+    let generated = Generated::default();
     let flow = Dataflow::new();
-    into_ledger(&flow, n, &ledger, (u64::MAX, Arc::default()), &generated);
+    let unarmed = (u64::MAX, Arc::default());
+    into_ledger(&flow, n, &ledger, unarmed, (&generated, evenly));
     let report = runtime::execute(&flow, &checkpointed(1, &root.0), None).unwrap();
     assert_eq!(report.restarts, 1);
-    assert_exactly_once(&ledger.lock().unwrap(), n, "restored from the final checkpoint");
-    assert_eq!(generated.load(Ordering::Relaxed), n, "the restart produced records");
+    assert_exactly_once(
+        &ledger.lock().unwrap(),
+        n,
+        "restored from the final checkpoint",
+    );
+    assert_eq!(total(&generated), n, "the restart produced records");
     let (latest, _) = latest_valid(&root.0).unwrap();
     let latest = latest.expect("the final checkpoints");
     assert!(crate::checkpoint::is_final(&root.0, latest));
@@ -227,11 +254,39 @@ fn a_failure_after_the_final_checkpoint_restarts_only_to_commit() {
 #[test]
 fn a_job_of_one_task_without_checkpoints_commits_when_it_ends() {
     let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let generated = Arc::new(AtomicU64::new(0));
+    let generated = Generated::default();
     let flow = Dataflow::new();
-    into_ledger(&flow, 5000, &ledger, (u64::MAX, Arc::default()), &generated);
+    let unarmed = (u64::MAX, Arc::default());
+    into_ledger(&flow, 5000, &ledger, unarmed, (&generated, evenly));
     runtime::execute(&flow, &config(2, 16 << 20), None).unwrap();
     let ledger = ledger.lock().unwrap();
     assert_exactly_once(&ledger, 5000, "without checkpoints");
     assert_eq!(ledger.commits, 2, "one transaction per task");
+}
+
+#[test]
+fn checkpoints_go_on_after_a_task_ended_and_restore_it_as_ended() {
+    // Two slots: task 1 (odd records) never waits and ends at once; task 0 waits and
+    // fails at record 50 000, three quarters in. Checkpoints after task 1 ended still
+    // complete (its piece of the final checkpoint stands for it), and the restore from
+    // one leaves task 1 ended: it produces nothing more.
+    let n = 60_000;
+    let root = TempDir::new("txn-ended-task");
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let generated = Generated::default();
+    let flow = Dataflow::new();
+    let fail = (50_000, Arc::new(AtomicBool::new(true)));
+    into_ledger(&flow, n, &ledger, fail, (&generated, |i| i % 200 == 0));
+    let report = runtime::execute(&flow, &checkpointed(2, &root.0), None).unwrap();
+    assert_eq!(report.restarts, 1);
+    assert_exactly_once(
+        &ledger.lock().unwrap(),
+        n,
+        "a task ended before the failure",
+    );
+    let odd = generated[1].load(Ordering::Relaxed);
+    assert_eq!(odd, n / 2, "the ended task produced records again");
+    let even = generated[0].load(Ordering::Relaxed) - n / 2;
+    assert!(even < 25_000, "{even} replayed by task 0");
+    assert_no_leftovers(&root.0);
 }
