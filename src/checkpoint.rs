@@ -465,6 +465,7 @@ impl Store {
                     id,
                     duration_us,
                     bytes,
+                    is_final: false,
                 });
             completed.push(id);
         }
@@ -522,6 +523,7 @@ impl Store {
                 id,
                 duration_us,
                 bytes,
+                is_final: true,
             });
         Ok(Some(id))
     }
@@ -647,6 +649,9 @@ pub struct CheckpointSample {
     pub duration_us: u64,
     /// Bytes of its task files.
     pub bytes: u64,
+    /// Whether it is the job's final checkpoint (taken once every task ended).
+    #[serde(default)]
+    pub is_final: bool,
 }
 
 /// The time the barrier of a task snapshot file was scheduled (its last 12 bytes hold
@@ -963,6 +968,19 @@ impl TaskCheckpoint {
 }
 
 impl TaskCheckpoint {
+    /// Gives up the file of checkpoint `id` being written: the task declines it.
+    pub(crate) fn abandon(&self, id: u64, why: String) {
+        let mut writing = self.writing.lock().expect("checkpoint writer");
+        if let Some(mut abandoned) = writing.take_if(|w| w.id == id) {
+            abandoned.fail(why.clone());
+        }
+        drop(writing);
+        self.store.decline(
+            id,
+            format!("stage {} task {}: {why}", self.stage, self.task),
+        );
+    }
+
     /// The task ended well (every operator finished): its piece of the job's final
     /// checkpoint is written (the sinks' last transactions), in this thread.
     ///
@@ -1062,6 +1080,30 @@ impl SnapshotSlot {
             Some(file) => file.piece(self.operator),
             None => Ok(None),
         }
+    }
+
+    /// Opens the operator's piece of checkpoint `id`, for frames that come over time
+    /// ([`append`](Self::append)) until [`end`](Self::end); no other piece of the task
+    /// may be written in between.
+    pub(crate) fn begin(&self, id: u64) -> Result<()> {
+        self.task.with_writing(id, |writing| {
+            writing.put(&self.operator.to_le_bytes());
+            Ok(())
+        })
+    }
+
+    /// One frame of the piece [`begin`](Self::begin) opened.
+    pub(crate) fn append(&self, id: u64, bytes: &[u8]) -> Result<()> {
+        self.task
+            .with_writing(id, |writing| PieceWriter { writing }.frame(bytes))
+    }
+
+    /// Ends the piece [`begin`](Self::begin) opened.
+    pub(crate) fn end(&self, id: u64) -> Result<()> {
+        self.task.with_writing(id, |writing| {
+            writing.put(&0u32.to_le_bytes());
+            Ok(())
+        })
     }
 
     /// The piece of `slot`'s operator in the checkpoint the job started from (`None`

@@ -71,6 +71,12 @@ pub struct Config {
     /// checkpoints). Needs `barrier_interval`, the checkpoint interval; see
     /// [`crate::checkpoint`].
     pub checkpoint: Option<crate::checkpoint::CheckpointConfig>,
+    /// How long a gate holds a barrier aligned before it releases it unaligned
+    /// (`--alignment-timeout-ms`; `None`, the default: always aligned; zero: unaligned
+    /// from its first arrival). The records of the channels whose barrier had not come
+    /// then become part of the checkpoint (its channel state), replayed on restore. Gates
+    /// of single-input stages only: two-input operators stay aligned.
+    pub alignment_timeout: Option<Duration>,
 }
 
 impl Default for Config {
@@ -88,6 +94,7 @@ impl Default for Config {
             io_backend: None,
             barrier_interval: None,
             checkpoint: None,
+            alignment_timeout: None,
             workers: 1,
             slots: 1,
             peer_timeout: weir_netstack::constants::PEER_TIMEOUT_DEFAULT,

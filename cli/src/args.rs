@@ -71,6 +71,11 @@ pub struct ConfigArgs {
     /// Times a failed job restarts from its latest checkpoint (with --checkpoint-dir).
     #[arg(long, default_value_t = 3)]
     pub restarts: u32,
+    /// Release a barrier unaligned once it waited this many milliseconds at a gate for
+    /// the other channels (0: unaligned at once): the records still in flight on those
+    /// channels become part of the checkpoint. Off (always aligned) by default.
+    #[arg(long)]
+    pub alignment_timeout_ms: Option<u64>,
 }
 
 impl Default for ConfigArgs {
@@ -159,6 +164,9 @@ impl ConfigArgs {
             checkpoint_interval_ms: 2000,
             restore_from: None,
             restarts: config.checkpoint.as_ref().map_or(3, |c| c.restarts),
+            alignment_timeout_ms: config
+                .alignment_timeout
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         }
     }
 
@@ -231,6 +239,7 @@ impl ConfigArgs {
                 .map(|(_, interval)| *interval)
                 .or(self.barrier_interval_ms.map(Duration::from_millis)),
             checkpoint: checkpoint.map(|(checkpoint, _)| checkpoint),
+            alignment_timeout: self.alignment_timeout_ms.map(Duration::from_millis),
         };
         config.validate()?;
         Ok(config)
@@ -270,6 +279,9 @@ impl ConfigArgs {
                 self.checkpoint_interval_ms
             ));
             args.push(format!("--restarts={}", self.restarts));
+        }
+        if let Some(ms) = self.alignment_timeout_ms {
+            args.push(format!("--alignment-timeout-ms={ms}"));
         }
         args.push(format!(
             "--io={}",

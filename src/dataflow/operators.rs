@@ -29,6 +29,7 @@ use super::group_cache::GroupCache;
 use super::metrics::Meter;
 use super::runtime::{Counters, OperatorSlot, Target};
 use super::{Barrier, Data, Driver, Key, Push, TaskContext};
+use crate::checkpoint::SnapshotSlot;
 use crate::error::{Result, WeirError};
 use crate::output::OutputFile;
 
@@ -512,19 +513,37 @@ const GATE_SAMPLE_BUFFERS: u64 = 64;
 pub(crate) struct ExchangeIn<T> {
     gate: Option<InputGate>,
     down: Box<dyn Push<T>>,
+    /// Its channel state in checkpoints (`None` without).
+    slot: Option<SnapshotSlot>,
 }
 
 impl<T> ExchangeIn<T> {
-    pub(crate) fn new(gate: InputGate, down: Box<dyn Push<T>>) -> ExchangeIn<T> {
+    pub(crate) fn new(
+        gate: InputGate,
+        down: Box<dyn Push<T>>,
+        slot: Option<SnapshotSlot>,
+    ) -> ExchangeIn<T> {
         ExchangeIn {
             gate: Some(gate),
             down,
+            slot,
         }
     }
 }
 
 impl<T: Data> Driver for ExchangeIn<T> {
     fn run(&mut self, ctx: &mut TaskContext) -> Result<()> {
+        // The channel state of the checkpoint restored: records that were in flight on
+        // its late channels, in no operator's state; they go first.
+        if let Some(mut piece) = SnapshotSlot::restored_piece(self.slot.as_ref())? {
+            let mut frame = Vec::new();
+            while piece.next_frame(&mut frame)? {
+                let record = frame.get(4..).ok_or_else(|| WeirError::Data {
+                    message: "a channel state frame shorter than its channel index".to_owned(),
+                })?;
+                self.down.push(decode(record)?)?;
+            }
+        }
         let gate = self.gate.take().expect("a gate is read once");
         let mut reader = GateReader::new(gate);
         let mut handler = ChainInput {
@@ -532,6 +551,10 @@ impl<T: Data> Driver for ExchangeIn<T> {
             down: &mut *self.down,
             buffers: 0,
             watermark: None,
+            slot: self.slot.as_ref(),
+            last_barrier: 0,
+            recording: None,
+            frame: Vec::new(),
         };
         reader.run(&mut handler)?;
         ctx.record_gate(reader.gate());
@@ -547,6 +570,62 @@ struct ChainInput<'a, T> {
     buffers: u64,
     /// The gate's event time, from its first watermark on.
     watermark: Option<GateWatermark>,
+    /// The gate's place in checkpoints (its channel state).
+    slot: Option<&'a SnapshotSlot>,
+    /// The id of the last barrier handed down the chain.
+    last_barrier: u64,
+    /// A barrier the gate released unaligned, snapshotted already: the records of its
+    /// late channels go into its checkpoint until their barrier comes.
+    recording: Option<Recording>,
+    /// A channel state frame being built.
+    frame: Vec<u8>,
+}
+
+/// The channel state of one checkpoint being recorded.
+struct Recording {
+    barrier: Barrier,
+    /// By channel: whether its records are recorded (its barrier has not come).
+    late: Vec<bool>,
+    bytes: u64,
+}
+
+impl<T> ChainInput<'_, T> {
+    /// Adds `record` of a late channel to the channel state: a frame
+    /// `[channel: u32][record]`.
+    fn record_state(&mut self, channel: ChannelIndex, record: &[u8]) -> Result<()> {
+        let (Some(recording), Some(slot)) = (&mut self.recording, self.slot) else {
+            return Ok(());
+        };
+        self.frame.clear();
+        self.frame.extend_from_slice(
+            &u32::try_from(channel.as_usize())
+                .unwrap_or(u32::MAX)
+                .to_le_bytes(),
+        );
+        self.frame.extend_from_slice(record);
+        recording.bytes += self.frame.len() as u64;
+        slot.append(recording.barrier.id, &self.frame)
+    }
+
+    /// Every late channel's barrier has come (or the channel ended): the channel state
+    /// is whole, the task acknowledges the checkpoint.
+    fn end_recording(&mut self, gate: &InputGate) -> Result<()> {
+        let Some(recording) = &mut self.recording else {
+            return Ok(());
+        };
+        if gate.late_channels() > 0 {
+            for (i, late) in recording.late.iter_mut().enumerate() {
+                *late = gate.is_late(ChannelIndex(u32::try_from(i).unwrap_or(u32::MAX)));
+            }
+            return Ok(());
+        }
+        let recording = self.recording.take().expect("checked above");
+        if let Some(slot) = self.slot {
+            slot.end(recording.barrier.id)?;
+        }
+        self.ctx.counters().add_unaligned(recording.bytes);
+        self.ctx.barrier_passed(&recording.barrier)
+    }
 }
 
 impl<T: Data> GateHandler for ChainInput<'_, T> {
@@ -556,6 +635,11 @@ impl<T: Data> GateHandler for ChainInput<'_, T> {
     fn record(&mut self, channel: ChannelIndex, record: &[u8]) -> Result<()> {
         if let Some(watermark) = &mut self.watermark {
             watermark.touch(channel);
+        }
+        if let Some(recording) = &self.recording
+            && recording.late[channel.as_usize()]
+        {
+            self.record_state(channel, record)?;
         }
         self.down.push(decode(record)?)
     }
@@ -568,10 +652,41 @@ impl<T: Data> GateHandler for ChainInput<'_, T> {
     ) -> Result<()> {
         if buffer.data_type() == DataType::Barrier {
             let barrier = Barrier::decode(buffer.as_bytes())?;
+            if barrier.id <= self.last_barrier {
+                // A late channel's copy of a barrier released unaligned.
+                return Ok(());
+            }
+            self.last_barrier = barrier.id;
+            if let Some(old) = self.recording.take() {
+                // Its checkpoint was declined (timed out) while a late channel still owed
+                // its barrier: the next one goes on without it.
+                self.ctx.abandon_checkpoint(
+                    old.barrier.id,
+                    format!(
+                        "checkpoint {}: barrier {} came before the channel state was whole",
+                        old.barrier.id, barrier.id
+                    ),
+                );
+            }
             self.ctx
                 .barrier_aligned(&barrier, gate.metrics().last_alignment);
             self.down.barrier(barrier)?;
-            return self.ctx.barrier_passed(&barrier);
+            if gate.late_channels() == 0 {
+                return self.ctx.barrier_passed(&barrier);
+            }
+            // Released unaligned: the snapshot is taken; the late channels' records
+            // until their barrier complete it.
+            if let Some(slot) = self.slot {
+                slot.begin(barrier.id)?;
+            }
+            self.recording = Some(Recording {
+                barrier,
+                late: (0..gate.channel_count())
+                    .map(|i| gate.is_late(ChannelIndex(u32::try_from(i).unwrap_or(u32::MAX))))
+                    .collect(),
+                bytes: 0,
+            });
+            return Ok(());
         }
         let channels = gate.channel_count();
         match GateWatermark::on_event(&mut self.watermark, channels, channel, buffer)? {
@@ -581,6 +696,9 @@ impl<T: Data> GateHandler for ChainInput<'_, T> {
     }
 
     fn buffer(&mut self, gate: &InputGate) -> Result<()> {
+        if self.recording.is_some() {
+            self.end_recording(gate)?;
+        }
         self.buffers += 1;
         if self.buffers.is_multiple_of(GATE_SAMPLE_BUFFERS) {
             self.ctx.record_gate(gate);

@@ -74,6 +74,8 @@ pub(crate) struct Counters {
     late_records: AtomicU64,
     state_bytes: AtomicU64,
     skipped_records: AtomicU64,
+    barriers_unaligned: AtomicU64,
+    channel_state_bytes: AtomicU64,
     // For each fired window, microseconds from the emit of the watermark that fired it
     // to the end of its results.
     window_latency_us: Mutex<Vec<u64>>,
@@ -100,6 +102,13 @@ impl Counters {
 
     pub(crate) fn add_state_bytes(&self, bytes: u64) {
         self.state_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// A gate released a barrier unaligned; its late channels' records took `bytes` in
+    /// the checkpoint.
+    pub(crate) fn add_unaligned(&self, bytes: u64) {
+        self.barriers_unaligned.fetch_add(1, Ordering::Relaxed);
+        self.channel_state_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
     pub(crate) fn add_late(&self, records: u64) {
@@ -371,6 +380,14 @@ impl TaskContext {
         }
     }
 
+    /// Gives up the task's file of checkpoint `id` (it declines it, for `why`): nothing
+    /// half-written is left.
+    pub(crate) fn abandon_checkpoint(&self, id: u64, why: String) {
+        if let Some(checkpoint) = &self.checkpoint {
+            checkpoint.abandon(id, why);
+        }
+    }
+
     /// The task's checkpoints (`None` without).
     pub(crate) fn task_checkpoint(&self) -> Option<Arc<TaskCheckpoint>> {
         self.checkpoint.clone()
@@ -507,6 +524,14 @@ pub struct WorkerReport {
     /// largest each keyed process operator held, summed over the worker's tasks.
     #[serde(default)]
     pub state_bytes: u64,
+    /// Barriers its gates released unaligned (`Config::alignment_timeout`), by the task
+    /// that took the checkpoint's snapshot at each.
+    #[serde(default)]
+    pub barriers_unaligned: u64,
+    /// Bytes of channel state those checkpoints recorded: the records of the channels
+    /// whose barrier had not come when the snapshot was taken.
+    #[serde(default)]
+    pub channel_state_bytes: u64,
     /// Records a [`Stream::try_map_or_skip`](super::Stream::try_map_or_skip) dropped
     /// because its function failed on them.
     #[serde(default)]
@@ -885,6 +910,8 @@ impl Counters {
             operators: self.operators.reports(graph),
             late_records: load(&self.late_records),
             state_bytes: load(&self.state_bytes),
+            barriers_unaligned: load(&self.barriers_unaligned),
+            channel_state_bytes: load(&self.channel_state_bytes),
             skipped_records: load(&self.skipped_records),
             windows_fired: self.windows_fired(),
             window_latency_p50_us: self.window_latency(50),
@@ -1274,6 +1301,7 @@ fn gate(
         })
         .collect();
     let mut gate = env.gate(sources)?;
+    gate.set_alignment_timeout(config.alignment_timeout);
     if config.debloat {
         let debloat = DebloatConfig {
             enabled: true,

@@ -51,6 +51,10 @@ pub(crate) struct BarrierJobArgs {
     /// directory); the JSON line reports their durations
     #[arg(long, value_name = "DIR")]
     pub(crate) checkpoint_dir: Option<PathBuf>,
+    /// Release a barrier unaligned once it waited this many milliseconds at a gate (0: at
+    /// once); aligned by default
+    #[arg(long)]
+    pub(crate) alignment_timeout_ms: Option<u64>,
     /// Worker processes (the launcher passes it on).
     #[arg(long, default_value_t = 2, hide = true)]
     pub(crate) job_workers: usize,
@@ -267,6 +271,7 @@ impl BarrierJobArgs {
                 debloat_target: Duration::from_millis(self.target_ms),
                 barrier_interval: Some(seconds("barrier-interval", self.barrier_interval)?),
                 checkpoint: self.checkpoint_dir.as_ref().map(CheckpointConfig::new),
+                alignment_timeout: self.alignment_timeout_ms.map(Duration::from_millis),
                 ..weir::config::Config::default()
             },
         })
@@ -290,6 +295,9 @@ impl BarrierJobArgs {
             "--job-workers".to_owned(),
             workers.to_string(),
         ];
+        if let Some(ms) = self.alignment_timeout_ms {
+            args.push(format!("--alignment-timeout-ms={ms}"));
+        }
         for (flag, dir) in [
             ("--output", &self.output),
             ("--checkpoint-dir", &self.checkpoint_dir),

@@ -264,7 +264,14 @@ struct Recovery {
 impl Recovery {
     fn of(report: &JobReport) -> Recovery {
         let first = report.workers.first();
-        let checkpoints = || report.workers.iter().flat_map(|w| &w.checkpoints);
+        // The final checkpoint (taken once every task ended) is not one of the interval's.
+        let checkpoints = || {
+            report
+                .workers
+                .iter()
+                .flat_map(|w| &w.checkpoints)
+                .filter(|c| !c.is_final)
+        };
         let barriers = || report.workers.iter().flat_map(|w| &w.barriers);
         Recovery {
             restarts: first.map_or(0, |w| w.restarts),

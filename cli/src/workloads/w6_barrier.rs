@@ -219,6 +219,11 @@ pub struct BarrierReport {
     checkpoint_bytes_max: u64,
     /// The longest a task's file took to finish in the background (the asynchronous part).
     checkpoint_async_ms_max: f64,
+    /// `--alignment-timeout-ms` (absent: aligned), the barriers the gates released
+    /// unaligned and the bytes of channel state they recorded (summed over the workers).
+    alignment_timeout_ms: Option<u128>,
+    barriers_unaligned: u64,
+    channel_state_bytes: u64,
     wall_s: f64,
     valid: bool,
     gates: Vec<GateSummary>,
@@ -296,7 +301,7 @@ fn summarize(job: &BarrierJob, report: &JobReport, counts: &[u64]) -> BarrierRep
         .workers
         .iter()
         .flat_map(|w| &w.checkpoints)
-        .filter(|c| c.id >= job.first_measured())
+        .filter(|c| c.id >= job.first_measured() && !c.is_final)
         .collect();
     let durations: Vec<u64> = checkpoints.iter().map(|c| c.duration_us).collect();
     BarrierReport {
@@ -325,6 +330,9 @@ fn summarize(job: &BarrierJob, report: &JobReport, counts: &[u64]) -> BarrierRep
             report.max_of(|w| w.checkpoint_async_us_max) as f64 / 1e3,
             1,
         ),
+        alignment_timeout_ms: job.config.alignment_timeout.map(|t| t.as_millis()),
+        barriers_unaligned: report.total(|w| w.barriers_unaligned),
+        channel_state_bytes: report.total(|w| w.channel_state_bytes),
         wall_s: round(wall_s, 3),
         valid: !delays.is_empty() && report.leak_free(),
         gates,

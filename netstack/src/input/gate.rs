@@ -34,6 +34,16 @@
 //! barrier has arrived on every channel that has not ended; then it hands out one barrier
 //! (the last to arrive) and unblocks them all. The time from the first barrier to the last
 //! is the alignment time ([`GateMetrics::last_alignment`]).
+//!
+//! **Unaligned after a timeout.** With [`InputGate::set_alignment_timeout`], a barrier
+//! still waiting for some channels when the timeout has passed since its first arrival
+//! is handed out then: every channel is unblocked, and the channels whose barrier had not
+//! arrived are *late* ([`InputGate::is_late`]). Their data until their own barrier is
+//! what a snapshot taken at the released barrier has not seen: the channel state the
+//! caller records (Chandy–Lamport). A late channel's barrier is handed out too, when it
+//! comes (its channel is no longer late then), as is its EndOfPartition. A timeout of
+//! zero releases every barrier at its first arrival. Barriers do not overtake the data
+//! queued before them.
 
 use std::sync::Arc;
 use std::task::Waker;
@@ -88,8 +98,12 @@ pub struct GateMetrics {
     pub time_to_consume_ms: u64,
     /// Barriers aligned (handed out once arrived on every channel).
     pub barriers_aligned: u64,
-    /// The alignment time of the last aligned barrier: first arrival to last.
+    /// The alignment time of the last aligned barrier: first arrival to last (to its
+    /// release, for one released unaligned).
     pub last_alignment: Duration,
+    /// Barriers released unaligned (the alignment timeout passed): counted in
+    /// `barriers_aligned` too.
+    pub barriers_unaligned: u64,
 }
 
 /// Merges the buffers of N local input channels: priority events first, then round robin
@@ -111,6 +125,12 @@ pub struct InputGate {
     ready_barrier: Option<(ChannelIndex, NetworkBuffer)>,
     barriers_aligned: u64,
     last_alignment: Duration,
+    // How long a barrier may wait for the others before it is released unaligned.
+    alignment_timeout: Option<Duration>,
+    // By channel: the barriers released unaligned that have not come on it yet (a
+    // channel can owe more than one when a later barrier is released before it caught up).
+    late: Vec<u32>,
+    barriers_unaligned: u64,
 }
 
 /// A gate's buffer debloating: its throughput meter and debloater, run every period.
@@ -144,6 +164,7 @@ impl InputGate {
         }
         let lookahead = channels.iter().map(|_| None).collect();
         let blocked = vec![false; channels.len()];
+        let late = vec![0; channels.len()];
         InputGate {
             channels,
             lookahead,
@@ -155,7 +176,32 @@ impl InputGate {
             ready_barrier: None,
             barriers_aligned: 0,
             last_alignment: Duration::ZERO,
+            alignment_timeout: None,
+            late,
+            barriers_unaligned: 0,
         }
+    }
+
+    /// Releases a barrier unaligned once it waited `timeout` for the other channels
+    /// (`None`, the default: always aligned); see the module documentation.
+    pub fn set_alignment_timeout(&mut self, timeout: Option<Duration>) {
+        self.alignment_timeout = timeout;
+    }
+
+    /// Whether `channel` is late: a barrier released unaligned has not come on it yet
+    /// (nor has the channel ended). It may owe several, when a later barrier was
+    /// released before it caught up with the first: late until the last came.
+    ///
+    /// # Panics
+    ///
+    /// When `channel` is out of range.
+    pub fn is_late(&self, channel: ChannelIndex) -> bool {
+        self.late[channel.as_usize()] > 0
+    }
+
+    /// The channels that are late now (see [`is_late`](Self::is_late)).
+    pub fn late_channels(&self) -> usize {
+        self.late.iter().filter(|&&owed| owed > 0).count()
     }
 
     /// Sizes the producers' buffers by this gate's throughput from now on (see
@@ -220,12 +266,20 @@ impl InputGate {
         if let Some((channel, barrier)) = self.ready_barrier.take() {
             return Ok(GatePoll::Buffer(channel, barrier));
         }
+        if let Some((channel, barrier)) = self.release_overdue() {
+            return Ok(GatePoll::Buffer(channel, barrier));
+        }
         loop {
             let polled = self.poll_one()?;
             let GatePoll::Buffer(channel, buffer) = polled else {
                 return Ok(polled);
             };
             match buffer.data_type() {
+                DataType::Barrier if self.late[channel.as_usize()] > 0 => {
+                    // A released barrier, on a late channel: it caught up with that one.
+                    self.late[channel.as_usize()] -= 1;
+                    return Ok(GatePoll::Buffer(channel, buffer));
+                }
                 DataType::Barrier => {
                     // Block its channel until every live channel has one.
                     self.alignment_started.get_or_insert_with(Instant::now);
@@ -234,8 +288,12 @@ impl InputGate {
                     if let Some((channel, barrier)) = self.complete_alignment() {
                         return Ok(GatePoll::Buffer(channel, barrier));
                     }
+                    if let Some((channel, barrier)) = self.release_overdue() {
+                        return Ok(GatePoll::Buffer(channel, barrier));
+                    }
                 }
                 DataType::EndOfPartition => {
+                    self.late[channel.as_usize()] = 0;
                     // The last live channel ending completes a pending alignment too.
                     self.ready_barrier = self.complete_alignment();
                     return Ok(GatePoll::Buffer(channel, buffer));
@@ -261,6 +319,33 @@ impl InputGate {
             self.last_alignment = started.elapsed();
         }
         self.barriers_aligned += 1;
+        self.pending_barrier.take()
+    }
+
+    /// The pending barrier once it waited the alignment timeout: every channel unblocked,
+    /// those whose barrier has not come (and that have not ended) late.
+    fn release_overdue(&mut self) -> Option<(ChannelIndex, NetworkBuffer)> {
+        let timeout = self.alignment_timeout?;
+        let started = self.alignment_started?;
+        self.pending_barrier.as_ref()?;
+        if started.elapsed() < timeout {
+            return None;
+        }
+        for ((owed, blocked), channel) in self
+            .late
+            .iter_mut()
+            .zip(&mut self.blocked)
+            .zip(&self.channels)
+        {
+            if !*blocked && !channel.is_ended() {
+                *owed += 1;
+            }
+            *blocked = false;
+        }
+        self.alignment_started = None;
+        self.last_alignment = started.elapsed();
+        self.barriers_aligned += 1;
+        self.barriers_unaligned += 1;
         self.pending_barrier.take()
     }
 
@@ -374,6 +459,7 @@ impl InputGate {
             ended_channels: self.channels.iter().filter(|c| c.is_ended()).count(),
             barriers_aligned: self.barriers_aligned,
             last_alignment: self.last_alignment,
+            barriers_unaligned: self.barriers_unaligned,
             ..self.debloat_metrics()
         }
     }
@@ -478,6 +564,135 @@ mod barrier_tests {
         );
         let metrics = gate.metrics();
         assert_eq!(metrics.barriers_aligned, 1);
+        drop((gate, subpartitions, pool, global));
+        manager.leak_check().unwrap();
+    }
+
+    /// Two local channels over fresh subpartitions, and the pool their buffers come from.
+    fn two_channels(
+        pool_segments: usize,
+    ) -> (
+        weir_kernel::memory::MemoryManager,
+        NetworkBufferPool,
+        Vec<Arc<ResultSubpartition>>,
+        InputGate,
+    ) {
+        let manager = manager(pool_segments);
+        let owner = manager.owner("network");
+        let global = NetworkBufferPool::new(&owner, pool_segments).unwrap();
+        let subpartitions: Vec<Arc<ResultSubpartition>> = (0..2)
+            .map(|i| Arc::new(ResultSubpartition::new(SubpartitionIndex(i))))
+            .collect();
+        let gate = InputGate::new(
+            subpartitions
+                .iter()
+                .enumerate()
+                .map(|(i, s)| LocalInputChannel::new(channel_index(i), Arc::clone(s)))
+                .collect(),
+        );
+        (manager, global, subpartitions, gate)
+    }
+
+    /// With a zero timeout a barrier comes out at its first arrival; the other channel is
+    /// late (its data flows, marked late) until its barrier, which comes out too.
+    #[test]
+    fn a_zero_timeout_releases_a_barrier_at_once_and_marks_the_others_late() {
+        let (manager, global, subpartitions, mut gate) = two_channels(16);
+        let pool = global.create_local_pool(16, 16).unwrap();
+        gate.set_alignment_timeout(Some(Duration::ZERO));
+        subpartitions[0].add_event(buffer(&pool, DataType::Barrier, 0xB0));
+        subpartitions[0].add_event(buffer(&pool, DataType::Event, 10));
+        assert_eq!(
+            drain(&mut gate),
+            [(0, DataType::Barrier, 0xB0), (0, DataType::Event, 10)],
+            "released at once, channel 0 not blocked"
+        );
+        assert!(gate.is_late(channel_index(1)) && !gate.is_late(channel_index(0)));
+        assert_eq!(gate.late_channels(), 1);
+        subpartitions[1].add_event(buffer(&pool, DataType::Event, 1));
+        assert_eq!(drain(&mut gate), [(1, DataType::Event, 1)]);
+        assert!(gate.is_late(channel_index(1)), "late until its barrier");
+        subpartitions[1].add_event(buffer(&pool, DataType::Barrier, 0xB1));
+        subpartitions[1].add_event(buffer(&pool, DataType::Event, 2));
+        assert_eq!(
+            drain(&mut gate),
+            [(1, DataType::Barrier, 0xB1), (1, DataType::Event, 2)]
+        );
+        assert_eq!(gate.late_channels(), 0);
+        let metrics = gate.metrics();
+        assert_eq!(
+            (metrics.barriers_aligned, metrics.barriers_unaligned),
+            (1, 1)
+        );
+        drop((gate, subpartitions, pool, global));
+        manager.leak_check().unwrap();
+    }
+
+    /// A barrier waits aligned until the timeout, then comes out; a late channel's
+    /// EndOfPartition ends its lateness; the next barrier aligns as usual.
+    #[test]
+    fn a_barrier_is_released_after_the_timeout_and_the_next_one_aligns() {
+        let (manager, global, subpartitions, mut gate) = two_channels(16);
+        let pool = global.create_local_pool(16, 16).unwrap();
+        gate.set_alignment_timeout(Some(Duration::from_millis(30)));
+        subpartitions[0].add_event(buffer(&pool, DataType::Barrier, 0xB0));
+        subpartitions[0].add_event(buffer(&pool, DataType::Event, 10));
+        assert!(drain(&mut gate).is_empty(), "aligned before the timeout");
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(
+            drain(&mut gate),
+            [(0, DataType::Barrier, 0xB0), (0, DataType::Event, 10)]
+        );
+        assert!(gate.is_late(channel_index(1)));
+        // The next barrier on channel 0 blocks it: channel 1 still owes the first.
+        subpartitions[0].add_event(buffer(&pool, DataType::Barrier, 0xC0));
+        subpartitions[1].add_event(buffer(&pool, DataType::Barrier, 0xB1));
+        subpartitions[1].add_event(buffer(&pool, DataType::Barrier, 0xC1));
+        assert_eq!(
+            drain(&mut gate),
+            [(1, DataType::Barrier, 0xB1), (1, DataType::Barrier, 0xC1)],
+            "the late barrier, then the next one aligned"
+        );
+        // Released again; channel 1 ends while late.
+        subpartitions[0].add_event(buffer(&pool, DataType::Barrier, 0xD0));
+        assert!(
+            drain(&mut gate).is_empty(),
+            "the timeout runs from its arrival"
+        );
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(drain(&mut gate), [(0, DataType::Barrier, 0xD0)]);
+        assert_eq!(gate.late_channels(), 1);
+        subpartitions[1].finish(buffer(&pool, DataType::EndOfPartition, 0));
+        assert_eq!(drain(&mut gate), [(1, DataType::EndOfPartition, 0)]);
+        assert_eq!(gate.late_channels(), 0);
+        assert_eq!(gate.metrics().barriers_unaligned, 2);
+        drop((gate, subpartitions, pool, global));
+        manager.leak_check().unwrap();
+    }
+
+    /// A channel that owes a released barrier when the next one is released owes both:
+    /// late until both came.
+    #[test]
+    fn a_channel_owing_two_released_barriers_is_late_until_both_came() {
+        let (manager, global, subpartitions, mut gate) = two_channels(16);
+        let pool = global.create_local_pool(16, 16).unwrap();
+        gate.set_alignment_timeout(Some(Duration::ZERO));
+        subpartitions[0].add_event(buffer(&pool, DataType::Barrier, 0xB0));
+        subpartitions[0].add_event(buffer(&pool, DataType::Barrier, 0xC0));
+        assert_eq!(
+            drain(&mut gate),
+            [(0, DataType::Barrier, 0xB0), (0, DataType::Barrier, 0xC0)]
+        );
+        subpartitions[1].add_event(buffer(&pool, DataType::Barrier, 0xB1));
+        subpartitions[1].add_event(buffer(&pool, DataType::Event, 1));
+        assert_eq!(
+            drain(&mut gate),
+            [(1, DataType::Barrier, 0xB1), (1, DataType::Event, 1)]
+        );
+        assert!(gate.is_late(channel_index(1)), "it still owes the second");
+        subpartitions[1].add_event(buffer(&pool, DataType::Barrier, 0xC1));
+        assert_eq!(drain(&mut gate), [(1, DataType::Barrier, 0xC1)]);
+        assert_eq!(gate.late_channels(), 0);
         drop((gate, subpartitions, pool, global));
         manager.leak_check().unwrap();
     }
