@@ -9,10 +9,11 @@
 #
 #   benches/compare/recovery.sh [--events 4000000] [--rate 500000] [--interval-ms 2000]
 #                               [--queries "5 8"] [--seed 42] [--dir DIR]
+#                               [--alignment-timeout-ms MS]   (unaligned barriers)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-events=4000000 rate=500000 interval=2000 queries="5 8" seed=42
+events=4000000 rate=500000 interval=2000 queries="5 8" seed=42 unaligned=()
 dir=${TMPDIR:-/tmp}/weir-recovery
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -22,6 +23,7 @@ while [ $# -gt 0 ]; do
     --queries) queries=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
     --dir) dir=$2; shift 2 ;;
+    --alignment-timeout-ms) unaligned=(--alignment-timeout-ms "$2"); shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -45,7 +47,7 @@ run() {
   local name=$1 q=$2 kill=${3:-}
   "$weir" run nexmark --query "$q" --events "$events" --rate "$rate" --workers 2 \
     --checkpoint-interval-ms "$interval" --checkpoint-dir "$dir/$name-chk" \
-    --output "$dir/$name-out" > "$dir/$name.json" 2> "$dir/$name.err" &
+    --output "$dir/$name-out" "${unaligned[@]}" > "$dir/$name.json" 2> "$dir/$name.err" &
   local launcher=$!
   if [ -n "$kill" ]; then
     sleep "$(awk "BEGIN { print $kill / 1000 }")"

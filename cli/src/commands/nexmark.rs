@@ -259,6 +259,10 @@ struct Recovery {
     /// from its first channel's barrier to its last's; 99th percentiles, in milliseconds.
     barrier_delay_p99_ms: f64,
     alignment_p99_ms: f64,
+    /// Barriers the gates released unaligned (`--alignment-timeout-ms`), and the bytes of
+    /// channel state they recorded.
+    barriers_unaligned: u64,
+    channel_state_bytes: u64,
 }
 
 impl Recovery {
@@ -283,6 +287,8 @@ impl Recovery {
             checkpoint_async_ms_max: report.max_of(|w| w.checkpoint_async_us_max) as f64 / 1e3,
             barrier_delay_p99_ms: percentile_ms(barriers().map(|b| b.delay_us), 99),
             alignment_p99_ms: percentile_ms(barriers().map(|b| b.alignment_us), 99),
+            barriers_unaligned: report.total(|w| w.barriers_unaligned),
+            channel_state_bytes: report.total(|w| w.channel_state_bytes),
         }
     }
 }
