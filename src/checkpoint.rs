@@ -117,14 +117,8 @@ fn final_dir(root: &Path, first: u64) -> PathBuf {
 
 /// The run ids of `root`'s unnumbered final checkpoints (`final-N`).
 fn final_runs(root: &Path) -> Result<Vec<u64>> {
-    let entries = match std::fs::read_dir(root) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(WeirError::file("list checkpoints", root, e)),
-    };
     let mut runs = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(io_error("list checkpoints", root))?;
+    for entry in entries(root)? {
         if let Some(run) = entry
             .file_name()
             .to_str()
@@ -155,17 +149,22 @@ pub(crate) fn is_complete(root: &Path, id: u64) -> bool {
     checkpoint_dir(root, id).join(MANIFEST).is_file()
 }
 
+/// The entries of directory `dir` (none when it is missing).
+fn entries(dir: &Path) -> Result<Vec<std::fs::DirEntry>> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(io_error("list", dir)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(WeirError::file("list", dir, e)),
+    }
+}
+
 /// The checkpoints of `root`, sorted by id, and whether each is complete (has its
 /// manifest).
 fn list(root: &Path) -> Result<Vec<(u64, bool)>> {
-    let entries = match std::fs::read_dir(root) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(WeirError::file("list checkpoints", root, e)),
-    };
     let mut found = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(io_error("list checkpoints", root))?;
+    for entry in entries(root)? {
         let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
         if let Some(id) = entry
             .file_name()
@@ -457,16 +456,11 @@ impl Store {
                 }
             }
             names.extend(ended);
-            let (duration_us, bytes) = write_manifest(&dir, &mut names, scheduled)?;
+            let sample = write_manifest(&dir, (id, false), &mut names, scheduled)?;
             self.completed
                 .lock()
                 .expect("completed checkpoints")
-                .push(CheckpointSample {
-                    id,
-                    duration_us,
-                    bytes,
-                    is_final: false,
-                });
+                .push(sample);
             completed.push(id);
         }
         if let Some(id) = self.complete_final()? {
@@ -501,9 +495,9 @@ impl Store {
             let numbered = checkpoint_dir(&self.root, id);
             std::fs::rename(&dir, &numbered).map_err(io_error("rename", &dir))?;
             sync_dir(&self.root)?;
-            write_manifest(&numbered, &mut names, scheduled)
+            write_manifest(&numbered, (id, true), &mut names, scheduled)
         })();
-        let (duration_us, bytes) = match result {
+        let sample = match result {
             Ok(done) => done,
             Err(error) => {
                 let why = error.to_string();
@@ -519,12 +513,7 @@ impl Store {
         self.completed
             .lock()
             .expect("completed checkpoints")
-            .push(CheckpointSample {
-                id,
-                duration_us,
-                bytes,
-                is_final: true,
-            });
+            .push(sample);
         Ok(Some(id))
     }
 
@@ -599,14 +588,8 @@ impl std::fmt::Debug for FinalCommit {
 /// The task files (name, length) of checkpoint directory `dir` (none when it is
 /// missing).
 fn task_files(dir: &Path) -> Result<Vec<(String, u64)>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(WeirError::file("list", dir, e)),
-    };
     let mut names = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(io_error("list", dir))?;
+    for entry in entries(dir)? {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.ends_with(".snap") && !name.starts_with('.') {
             let len = entry.metadata().map_err(io_error("read", dir))?.len();
@@ -625,9 +608,14 @@ fn scheduled_of(dir: &Path, names: &[(String, u64)], pick: fn(u64, u64) -> u64) 
 }
 
 /// Writes the manifest of checkpoint directory `dir` listing its task files `names`
-/// (name, length): the checkpoint is complete. Answers its duration (from `scheduled`,
-/// in µs since the Unix epoch) and bytes.
-fn write_manifest(dir: &Path, names: &mut [(String, u64)], scheduled: u64) -> Result<(u64, u64)> {
+/// (name, length): checkpoint `id` (final or not) is complete. Answers its sample, its
+/// duration from `scheduled` (µs since the Unix epoch).
+fn write_manifest(
+    dir: &Path,
+    (id, is_final): (u64, bool),
+    names: &mut [(String, u64)],
+    scheduled: u64,
+) -> Result<CheckpointSample> {
     names.sort();
     let mut manifest = String::from("weir checkpoint 1\n");
     for (name, len) in names.iter() {
@@ -635,8 +623,12 @@ fn write_manifest(dir: &Path, names: &mut [(String, u64)], scheduled: u64) -> Re
     }
     let bytes = names.iter().map(|(_, len)| len).sum();
     write_durably(dir, MANIFEST, manifest.as_bytes())?;
-    let duration_us = crate::dataflow::event_time_micros().saturating_sub(scheduled);
-    Ok((duration_us, bytes))
+    Ok(CheckpointSample {
+        id,
+        duration_us: crate::dataflow::event_time_micros().saturating_sub(scheduled),
+        bytes,
+        is_final,
+    })
 }
 
 /// A checkpoint the coordinator completed.
@@ -934,22 +926,9 @@ impl TaskCheckpoint {
     /// checkpoint instead: nothing half-written is left, the checkpoint never completes
     /// (a later one does), and the job goes on; the reason is counted in the report.
     pub(crate) fn complete(&self, id: u64, scheduled_us: u64) -> Result<()> {
-        self.with_writing(id, |_| Ok(()))?;
-        let writing = self
-            .writing
-            .lock()
-            .expect("checkpoint writer")
-            .take()
-            .expect("opened above");
+        let (writing, file) = self.take_writing(id)?;
         // The task goes on while its file is finished (fsynced, renamed) in the background:
         // the asynchronous part of its checkpoint.
-        let file = FinishedFile {
-            store: Arc::clone(&self.store),
-            dir: self.dir_of(id),
-            id,
-            stage: self.stage,
-            task: self.task,
-        };
         let spawned = std::thread::Builder::new()
             .name(format!("weir-checkpoint-{id}"))
             .spawn(move || file.finish(writing, scheduled_us));
@@ -965,9 +944,27 @@ impl TaskCheckpoint {
         }
         Ok(())
     }
-}
 
-impl TaskCheckpoint {
+    /// The file of checkpoint `id` (opened if no operator wrote a piece) taken from the
+    /// task, and where it goes.
+    fn take_writing(&self, id: u64) -> Result<(Writing, FinishedFile)> {
+        self.with_writing(id, |_| Ok(()))?;
+        let writing = self
+            .writing
+            .lock()
+            .expect("checkpoint writer")
+            .take()
+            .expect("opened above");
+        let file = FinishedFile {
+            store: Arc::clone(&self.store),
+            dir: self.dir_of(id),
+            id,
+            stage: self.stage,
+            task: self.task,
+        };
+        Ok((writing, file))
+    }
+
     /// Gives up the file of checkpoint `id` being written: the task declines it.
     pub(crate) fn abandon(&self, id: u64, why: String) {
         let mut writing = self.writing.lock().expect("checkpoint writer");
@@ -981,28 +978,16 @@ impl TaskCheckpoint {
         );
     }
 
-    /// The task ended well (every operator finished): its piece of the job's final
-    /// checkpoint is written (the sinks' last transactions), in this thread.
+    /// The task ended well (every operator finished): its file of the job's final
+    /// checkpoint is written (its sources' positions at their end, its sinks' last
+    /// transactions), in this thread.
     ///
     /// # Errors
     ///
     /// The file cannot be written: the job fails (its final checkpoint would never
     /// complete), and restarts from its latest checkpoint.
     pub(crate) fn complete_final(&self) -> Result<()> {
-        self.with_writing(FINAL, |_| Ok(()))?;
-        let writing = self
-            .writing
-            .lock()
-            .expect("checkpoint writer")
-            .take()
-            .expect("opened above");
-        let file = FinishedFile {
-            store: Arc::clone(&self.store),
-            dir: self.dir_of(FINAL),
-            id: FINAL,
-            stage: self.stage,
-            task: self.task,
-        };
+        let (writing, file) = self.take_writing(FINAL)?;
         file.write(writing, crate::dataflow::event_time_micros())
             .map_err(|why| WeirError::Data {
                 message: format!(
