@@ -13,7 +13,7 @@
 //!        checkpoints older than the last `retain` complete ones deleted
 //!   a task ended well ─▶ its piece of the final checkpoint written (sources at their
 //!        end, sinks' last transactions): it stands for the task in every later
-//!        checkpoint (linked in by the coordinator), so checkpoints go on
+//!        checkpoint (copied in by the coordinator), so checkpoints go on
 //!   every task ended ─▶ the coordinator numbers and completes the final checkpoint;
 //!        each worker's sinks commit their last transactions
 //!   restore from k ─▶ every file of k read back and its checksum verified first;
@@ -448,12 +448,13 @@ impl Store {
                 continue;
             }
             let scheduled = scheduled_of(&dir, &names, u64::min)?;
+            // Copies (small: positions and transactions), not links: a damaged file
+            // must not damage every checkpoint that holds it.
             let from = final_dir(&self.root, self.first);
             for (name, _) in &ended {
-                let (source, target) = (from.join(name), dir.join(name));
-                if std::fs::hard_link(&source, &target).is_err() {
-                    std::fs::copy(&source, &target).map_err(io_error("copy", &source))?;
-                }
+                let source = from.join(name);
+                let bytes = std::fs::read(&source).map_err(io_error("read", &source))?;
+                write_durably(&dir, name, &bytes)?;
             }
             names.extend(ended);
             let sample = write_manifest(&dir, (id, false), &mut names, scheduled)?;
@@ -761,6 +762,9 @@ pub(crate) struct TaskCheckpoint {
     restored: Option<TaskFile>,
     restored_id: Option<u64>,
     next_operator: AtomicU32,
+    /// The highest checkpoint id whose file the task finished or gave up: a file is never
+    /// opened twice for one id (the second would write into the first's temporary file).
+    taken: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -852,6 +856,7 @@ impl TaskCheckpoint {
             restored,
             restored_id: store.restored,
             next_operator: AtomicU32::new(0),
+            taken: AtomicU64::new(0),
         })
     }
 
@@ -905,6 +910,16 @@ impl TaskCheckpoint {
                 ),
             });
         }
+        let taken = self.taken.load(Ordering::Acquire);
+        if writing.is_none() && id != FINAL && (id <= taken || id < self.store.first) {
+            return Err(WeirError::Data {
+                message: format!(
+                    "stage {} task {}: checkpoint {id} written twice, or below this run's \
+                     first ({}): a bug",
+                    self.stage, self.task, self.store.first
+                ),
+            });
+        }
         if writing.is_none() {
             let dir = self.dir_of(id);
             let temp = dir.join(format!(".tmp-{}", task_file_name(self.stage, self.task)));
@@ -955,6 +970,9 @@ impl TaskCheckpoint {
             .expect("checkpoint writer")
             .take()
             .expect("opened above");
+        if id != FINAL {
+            self.taken.fetch_max(id, Ordering::AcqRel);
+        }
         let file = FinishedFile {
             store: Arc::clone(&self.store),
             dir: self.dir_of(id),
@@ -971,6 +989,7 @@ impl TaskCheckpoint {
         if let Some(mut abandoned) = writing.take_if(|w| w.id == id) {
             abandoned.fail(why.clone());
         }
+        self.taken.fetch_max(id, Ordering::AcqRel);
         drop(writing);
         self.store.decline(
             id,

@@ -74,8 +74,8 @@ pub struct Config {
     /// How long a gate holds a barrier aligned before it releases it unaligned
     /// (`--alignment-timeout-ms`; `None`, the default: always aligned; zero: unaligned
     /// from its first arrival). The records of the channels whose barrier had not come
-    /// then become part of the checkpoint (its channel state), replayed on restore. Gates
-    /// of single-input stages only: two-input operators stay aligned.
+    /// then become part of the checkpoint (its channel state), replayed on restore; a
+    /// task that reads two exchanges at once does the same across its two inputs.
     pub alignment_timeout: Option<Duration>,
 }
 

@@ -607,3 +607,82 @@ fn unaligned_checkpoints_record_channel_state_and_restore_exactly_once() {
     assert_same(read_committed(&out).unwrap(), &want, "unaligned");
     assert_clean(&out, &checkpoints);
 }
+
+/// Per key (of 7) and 1 s tumbling window: the count and sum of `0..n`, the even values
+/// from one source and the odd from another, merged (two gates in one task), exactly once
+/// into `out`. Value `fail_at` (even) fails once while armed.
+fn merged_windows(flow: &Dataflow, n: u64, out: &Path, (fail_at, armed): (u64, Arc<AtomicBool>)) {
+    let side = |parity: u64| {
+        flow.generate(n / 2, move |i| i)
+            .map(move |i| {
+                if i % 1000 == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                2 * i + parity
+            })
+            .event_time(
+                |i| *i as i64,
+                Watermarks::bounded(Duration::ZERO).every(Duration::from_millis(1)),
+            )
+    };
+    let left = side(0).try_map(move |i| {
+        if i == fail_at && armed.swap(false, Ordering::SeqCst) {
+            return Err(format!("induced failure at value {i}"));
+        }
+        Ok(i)
+    });
+    left.merge(side(1))
+        .key_by(|i| i * 7919 % 7)
+        .window(Windows::tumbling(Duration::from_secs(1)), |i| *i as i64)
+        .aggregate(
+            |i| (1u64, *i),
+            |a, b| {
+                a.0 += b.0;
+                a.1 += b.1;
+            },
+        )
+        .write_committed(out, |(window, key, (count, sum))| {
+            format!("{} {key} {count} {sum}", window.start)
+        });
+}
+
+#[test]
+fn a_merge_checkpoints_unaligned_and_restores_exactly_once() {
+    // Both inputs of the merge task and the window task's gate release barriers at their
+    // first arrival; the merge records what the input behind sends until its barrier.
+    let n = 120_000;
+    let root = TempDir::new("chk-merge-unaligned");
+    let (plain, out, checkpoints) = (
+        root.path().join("plain"),
+        root.path().join("out"),
+        root.path().join("checkpoints"),
+    );
+    let flow = Dataflow::new();
+    merged_windows(&flow, n, &plain, (u64::MAX, Arc::default()));
+    runtime::execute(&flow, &config(2, 16 << 20), None).unwrap();
+    let want = sorted(read_committed(&plain).unwrap());
+    assert_eq!(want.len(), 7 * 120);
+    for timeout in [None, Some(Duration::ZERO)] {
+        let out = out.join(format!("{timeout:?}"));
+        let checkpoints = checkpoints.join(format!("{timeout:?}"));
+        let flow = Dataflow::new();
+        merged_windows(&flow, n, &out, (90_000, Arc::new(AtomicBool::new(true))));
+        let config = Config {
+            alignment_timeout: timeout,
+            ..checkpointed(2, &checkpoints)
+        };
+        let report = runtime::execute(&flow, &config, None).unwrap();
+        assert_eq!(report.restarts, 1, "{timeout:?}");
+        assert_eq!(
+            report.barriers_unaligned > 0,
+            timeout.is_some(),
+            "{timeout:?}"
+        );
+        assert_same(
+            read_committed(&out).unwrap(),
+            &want,
+            &format!("{timeout:?}"),
+        );
+        assert_clean(&out, &checkpoints);
+    }
+}

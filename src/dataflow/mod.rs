@@ -642,12 +642,10 @@ fn merge_exchanged<T: Data>(left: Stream<T>, right: Stream<T>) -> Stream<T> {
     };
     merged("merge", left, right, &[], move |_, _| {
         Arc::new(move |ctx, down| {
-            let mut gates = [ctx.take_gate(gates[0])?, ctx.take_gate(gates[1])?];
-            // A two-input operator aligns its barriers (no channel state of its own yet).
-            for gate in &mut gates {
-                gate.set_alignment_timeout(None);
-            }
-            Ok(Box::new(merge::MergeIn::new(gates, down)) as Box<dyn Driver>)
+            let gates = [ctx.take_gate(gates[0])?, ctx.take_gate(gates[1])?];
+            // Its channel state (after the chain's operators: the same place in every run).
+            let slot = ctx.snapshot_slot();
+            Ok(Box::new(merge::MergeIn::new(gates, down, slot)) as Box<dyn Driver>)
         })
     })
 }

@@ -533,17 +533,7 @@ impl<T> ExchangeIn<T> {
 
 impl<T: Data> Driver for ExchangeIn<T> {
     fn run(&mut self, ctx: &mut TaskContext) -> Result<()> {
-        // The channel state of the checkpoint restored: records that were in flight on
-        // its late channels, in no operator's state; they go first.
-        if let Some(mut piece) = SnapshotSlot::restored_piece(self.slot.as_ref())? {
-            let mut frame = Vec::new();
-            while piece.next_frame(&mut frame)? {
-                let record = frame.get(4..).ok_or_else(|| WeirError::Data {
-                    message: "a channel state frame shorter than its channel index".to_owned(),
-                })?;
-                self.down.push(decode(record)?)?;
-            }
-        }
+        replay_channel_state(self.slot.as_ref(), &mut *self.down)?;
         let gate = self.gate.take().expect("a gate is read once");
         let mut reader = GateReader::new(gate);
         let mut handler = ChainInput {
@@ -560,6 +550,41 @@ impl<T: Data> Driver for ExchangeIn<T> {
         ctx.record_gate(reader.gate());
         self.down.finish()
     }
+}
+
+/// Pushes the channel state of the checkpoint restored into `down`: records that were in
+/// flight on the late channels of a barrier released unaligned, in no operator's state.
+/// They go before anything the gates bring.
+pub(crate) fn replay_channel_state<T: Data>(
+    slot: Option<&SnapshotSlot>,
+    down: &mut dyn Push<T>,
+) -> Result<()> {
+    let Some(mut piece) = SnapshotSlot::restored_piece(slot)? else {
+        return Ok(());
+    };
+    let mut frame = Vec::new();
+    while piece.next_frame(&mut frame)? {
+        let record = frame.get(4..).ok_or_else(|| WeirError::Data {
+            message: "a channel state frame shorter than its channel index".to_owned(),
+        })?;
+        down.push(decode(record)?)?;
+    }
+    Ok(())
+}
+
+/// Appends `record` of `channel` to checkpoint `id`'s channel state in `slot`: a frame
+/// `[channel: u32][record]` built in `frame`. Answers its bytes.
+pub(crate) fn append_channel_state(
+    slot: &SnapshotSlot,
+    id: u64,
+    frame: &mut Vec<u8>,
+    (channel, record): (usize, &[u8]),
+) -> Result<u64> {
+    frame.clear();
+    frame.extend_from_slice(&u32::try_from(channel).unwrap_or(u32::MAX).to_le_bytes());
+    frame.extend_from_slice(record);
+    slot.append(id, frame)?;
+    Ok(frame.len() as u64)
 }
 
 /// A task's chain as the handler of its gate reader: records decoded into the chain, the
@@ -596,15 +621,10 @@ impl<T> ChainInput<'_, T> {
         let (Some(recording), Some(slot)) = (&mut self.recording, self.slot) else {
             return Ok(());
         };
-        self.frame.clear();
-        self.frame.extend_from_slice(
-            &u32::try_from(channel.as_usize())
-                .unwrap_or(u32::MAX)
-                .to_le_bytes(),
-        );
-        self.frame.extend_from_slice(record);
-        recording.bytes += self.frame.len() as u64;
-        slot.append(recording.barrier.id, &self.frame)
+        let id = recording.barrier.id;
+        recording.bytes +=
+            append_channel_state(slot, id, &mut self.frame, (channel.as_usize(), record))?;
+        Ok(())
     }
 
     /// Every late channel's barrier has come (or the channel ended): the channel state

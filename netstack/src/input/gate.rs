@@ -188,6 +188,11 @@ impl InputGate {
         self.alignment_timeout = timeout;
     }
 
+    /// The alignment timeout ([`set_alignment_timeout`](Self::set_alignment_timeout)).
+    pub fn alignment_timeout(&self) -> Option<Duration> {
+        self.alignment_timeout
+    }
+
     /// Whether `channel` is late: a barrier released unaligned has not come on it yet
     /// (nor has the channel ended). It may owe several, when a later barrier was
     /// released before it caught up with the first: late until the last came.
