@@ -74,12 +74,7 @@ fn windowed_by(
             }
             i
         })
-        .try_map(move |i| {
-            if i == fail_at && armed.swap(false, Ordering::SeqCst) {
-                return Err(format!("induced failure at record {i}"));
-            }
-            Ok(i)
-        })
+        .try_map(fails_once(fail_at, armed))
         .event_time(
             move |i| (i / per_ms) as i64,
             Watermarks::bounded(Duration::ZERO).every(Duration::ZERO),
@@ -88,13 +83,7 @@ fn windowed_by(
         .window(Windows::tumbling(Duration::from_secs(1)), move |i| {
             (i / per_ms) as i64
         })
-        .aggregate(
-            |i| (1u64, *i),
-            |a, b| {
-                a.0 += b.0;
-                a.1 += b.1;
-            },
-        )
+        .aggregate(|i| (1u64, *i), add_count_sum)
         .write_committed(out, |(window, key, (count, sum))| {
             format!("{} {key} {count} {sum}", window.start)
         });
@@ -165,6 +154,25 @@ fn assert_clean(out: &Path, checkpoints: &Path) {
             assert!(!name.starts_with(".tmp-"), "{} holds {name}", dir.display());
         }
     }
+}
+
+/// A transform that fails once, at record `fail_at`, while `armed`.
+fn fails_once(
+    fail_at: u64,
+    armed: Arc<AtomicBool>,
+) -> impl Fn(u64) -> std::result::Result<u64, String> + Send + Sync + 'static {
+    move |i| {
+        if i == fail_at && armed.swap(false, Ordering::SeqCst) {
+            return Err(format!("induced failure at record {i}"));
+        }
+        Ok(i)
+    }
+}
+
+/// Merges `(count, sum)` accumulators.
+fn add_count_sum(a: &mut (u64, u64), b: (u64, u64)) {
+    a.0 += b.0;
+    a.1 += b.1;
 }
 
 #[test]
@@ -449,12 +457,7 @@ fn keyed_tallies(flow: &Dataflow, (n, keys): (u64, u64), out: &Path, fail: (u64,
             }
             i
         })
-        .try_map(move |i| {
-            if i == fail_at && armed.swap(false, Ordering::SeqCst) {
-                return Err(format!("induced failure at record {i}"));
-            }
-            Ok(i)
-        })
+        .try_map(fails_once(fail_at, armed))
         .event_time(
             |i| (i / 20) as i64,
             Watermarks::bounded(Duration::from_millis(20)).every(Duration::ZERO),
@@ -625,22 +628,11 @@ fn merged_windows(flow: &Dataflow, n: u64, out: &Path, (fail_at, armed): (u64, A
                 Watermarks::bounded(Duration::ZERO).every(Duration::from_millis(1)),
             )
     };
-    let left = side(0).try_map(move |i| {
-        if i == fail_at && armed.swap(false, Ordering::SeqCst) {
-            return Err(format!("induced failure at value {i}"));
-        }
-        Ok(i)
-    });
+    let left = side(0).try_map(fails_once(fail_at, armed));
     left.merge(side(1))
         .key_by(|i| i * 7919 % 7)
         .window(Windows::tumbling(Duration::from_secs(1)), |i| *i as i64)
-        .aggregate(
-            |i| (1u64, *i),
-            |a, b| {
-                a.0 += b.0;
-                a.1 += b.1;
-            },
-        )
+        .aggregate(|i| (1u64, *i), add_count_sum)
         .write_committed(out, |(window, key, (count, sum))| {
             format!("{} {key} {count} {sum}", window.start)
         });
@@ -685,4 +677,53 @@ fn a_merge_checkpoints_unaligned_and_restores_exactly_once() {
         );
         assert_clean(&out, &checkpoints);
     }
+}
+
+/// Per key (of 5): sessions of 20 ms gap over records `i` at time `i / 10 + i / 4000 * 40`
+/// ms (ten records a millisecond in runs of 4000, each run ending in a 40 ms pause, which
+/// cuts the sessions), their count and sum, exactly once to `out`. Record `fail_at` fails
+/// once while armed. (The session operator reads its table at each watermark that may
+/// close a session, about once a gap: kept to a few hundred here.)
+fn sessions(flow: &Dataflow, n: u64, out: &Path, (fail_at, armed): (u64, Arc<AtomicBool>)) {
+    let time = |i: u64| (i / 10 + i / 4000 * 40) as i64;
+    flow.generate(n, |i| i)
+        .map(|i| {
+            if i % 500 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            i
+        })
+        .try_map(fails_once(fail_at, armed))
+        .event_time(
+            move |i| time(*i),
+            Watermarks::bounded(Duration::ZERO).every(Duration::from_millis(1)),
+        )
+        .key_by(|i| i % 5)
+        .session_windows(Duration::from_millis(20), move |i| time(*i))
+        .aggregate(|i| (1u64, *i), add_count_sum)
+        .write_committed(out, |(window, key, (count, sum))| {
+            format!("{} {} {key} {count} {sum}", window.start, window.end)
+        });
+}
+
+#[test]
+fn session_windows_checkpoint_and_restore_exactly_once() {
+    let n = 20_000;
+    let root = TempDir::new("chk-sessions");
+    let (plain, out, checkpoints) = (
+        root.path().join("plain"),
+        root.path().join("out"),
+        root.path().join("checkpoints"),
+    );
+    let flow = Dataflow::new();
+    sessions(&flow, n, &plain, (u64::MAX, Arc::default()));
+    runtime::execute(&flow, &config(2, 16 << 20), None).unwrap();
+    let want = sorted(read_committed(&plain).unwrap());
+    assert_eq!(want.len(), 5 * 5, "one session per key and run");
+    let flow = Dataflow::new();
+    sessions(&flow, n, &out, (15_000, Arc::new(AtomicBool::new(true))));
+    let report = runtime::execute(&flow, &checkpointed(2, &checkpoints), None).unwrap();
+    assert_eq!(report.restarts, 1);
+    assert_same(read_committed(&out).unwrap(), &want, "sessions");
+    assert_clean(&out, &checkpoints);
 }

@@ -30,6 +30,7 @@ use super::graph::MemoryOp;
 use super::operators::{Merge, append_key, append_record, decode, decode_key};
 use super::window::{Window, WindowState};
 use super::{Barrier, Data, Key, KeyedStream, Push, Stream, TaskContext};
+use crate::checkpoint::SnapshotSlot;
 use crate::error::Result;
 
 /// A key's open sessions: `(start, end, accumulator)`, sorted by start, none touching.
@@ -95,7 +96,6 @@ impl<K: Key, T: Data> SessionStream<K, T> {
         keyed
             .partition()
             .chain("session", &[MemoryOp::Window], move |ctx, down| {
-                ctx.refuse_checkpoints("a session window")?;
                 Ok(Box::new(SessionAggregate::new(
                     ctx,
                     SessionFunctions {
@@ -147,6 +147,8 @@ struct SessionAggregate<K, T, A> {
     first_end: Option<i64>,
     key: Vec<u8>,
     value: Vec<u8>,
+    /// Its place in the task's checkpoints.
+    slot: Option<SnapshotSlot>,
     down: Box<dyn Push<(Window, K, A)>>,
 }
 
@@ -157,15 +159,25 @@ impl<K: Key, T: Data, A: Data> SessionAggregate<K, T, A> {
         gap_ms: i64,
         down: Box<dyn Push<(Window, K, A)>>,
     ) -> Result<SessionAggregate<K, T, A>> {
-        Ok(SessionAggregate {
+        let mut operator = SessionAggregate {
             state: WindowState::new(ctx, MemoryOp::Window, &functions.merge)?,
             functions,
             gap_ms,
             first_end: None,
             key: Vec::new(),
             value: Vec::new(),
+            slot: ctx.snapshot_slot(),
             down,
-        })
+        };
+        // The checkpoint the job started from: the watermark, the first end, every
+        // key's open sessions.
+        if let Some(header) = operator
+            .state
+            .restore_groups(operator.slot.as_ref(), |_| Ok(()))?
+        {
+            (operator.state.watermark, operator.first_end) = decode(&header)?;
+        }
+        Ok(operator)
     }
 
     /// Emits the sessions that end at or below `time` (their last millisecond), keeps the
@@ -236,6 +248,12 @@ impl<K: Key, T: Data, A: Data> Push<T> for SessionAggregate<K, T, A> {
     }
 
     fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        if let Some(slot) = self.slot.clone() {
+            let mut header = Vec::new();
+            append_record(&mut header, &(self.state.watermark, self.first_end))?;
+            self.state
+                .snapshot_groups(&self.functions.merge, (&slot, barrier.id), &header)?;
+        }
         self.down.barrier(barrier)
     }
 

@@ -408,7 +408,7 @@ struct WindowAggregate<K, T, A> {
     down: Box<dyn Push<(Window, K, A)>>,
 }
 
-/// A checkpoint frame's group: `[u32 key length][key (window end first)][accumulator]`.
+/// A checkpoint frame's group: `[u32 key length][key][accumulator]`.
 fn split_group(frame: &[u8]) -> Result<(&[u8], &[u8])> {
     let bad = || WeirError::Data {
         message: "a window group in a checkpoint is malformed".to_owned(),
@@ -418,7 +418,7 @@ fn split_group(frame: &[u8]) -> Result<(&[u8], &[u8])> {
         .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
         .ok_or_else(bad)?;
     let rest = &frame[4..];
-    if len < 8 || len > rest.len() {
+    if len > rest.len() {
         return Err(bad());
     }
     Ok(rest.split_at(len))
@@ -470,19 +470,19 @@ impl<K: Key, T: Data, A: Data> WindowAggregate<K, T, A> {
     /// Loads the open windows' groups and the watermark from the checkpoint the job
     /// started from (a combiner keeps nothing across a barrier: it has none).
     fn restore(&mut self) -> Result<()> {
-        let mut frame = Vec::new();
-        let Some(mut piece) = SnapshotSlot::restored_header(self.slot.as_ref(), &mut frame)? else {
+        let open = &mut self.open;
+        let Some(header) = self.state.restore_groups(self.slot.as_ref(), |key| {
+            // The key starts with the window's end.
+            let end = key.get(..8).ok_or_else(|| WeirError::Data {
+                message: "a window group in a checkpoint is malformed".to_owned(),
+            })?;
+            open.insert(end_of(end.try_into().expect("8 bytes")));
+            Ok(())
+        })?
+        else {
             return Ok(());
         };
-        let watermark: i64 = decode(&frame)?;
-        self.state.watermark = watermark;
-        let table = self.state.table.as_mut().expect("a table between records");
-        while piece.next_frame(&mut frame)? {
-            let (key, acc) = split_group(&frame)?;
-            self.open
-                .insert(end_of(key[..8].try_into().expect("8 bytes")));
-            table.push_partial(key, acc)?;
-        }
+        self.state.watermark = decode(&header)?;
         Ok(())
     }
 
@@ -496,30 +496,10 @@ impl<K: Key, T: Data, A: Data> WindowAggregate<K, T, A> {
         if self.combine {
             return self.fire(Watermark::END - 1, None);
         }
-        let old = self.state.table.take().expect("a table between records");
-        let mut groups = old.finish()?;
-        let mut fresh = self.state.fresh_table(&self.functions.merge)?;
-        let watermark = self.state.watermark;
-        let mut frame = Vec::new();
-        let written = slot.write(id, |piece| {
-            append_record(&mut frame, &watermark)?;
-            piece.frame(&frame)?;
-            while let Some((key, acc)) = groups.next()? {
-                frame.clear();
-                frame.extend_from_slice(
-                    &u32::try_from(key.len()).expect("a short key").to_le_bytes(),
-                );
-                frame.extend_from_slice(key);
-                frame.extend_from_slice(acc);
-                piece.frame(&frame)?;
-                fresh.push_partial(key, acc)?;
-            }
-            Ok(())
-        });
-        self.state.spilled += groups.stats().spilled_bytes;
-        drop(groups);
-        self.state.table = Some(fresh);
-        written
+        let mut header = Vec::new();
+        append_record(&mut header, &self.state.watermark)?;
+        self.state
+            .snapshot_groups(&self.functions.merge, (&slot, id), &header)
     }
 
     /// Fires every window whose last millisecond is at or below `time`: their groups
@@ -721,6 +701,61 @@ impl WindowState {
             meter,
             counters: ctx.counters(),
         })
+    }
+
+    /// Writes `header`, then every group of the table, as `slot`'s piece of checkpoint
+    /// `id` (`[u32 key length][key][accumulator]` each): the table finished and its groups
+    /// put back into a fresh one made for `merge`, as a firing does.
+    pub(super) fn snapshot_groups<A: Data>(
+        &mut self,
+        merge: &Merge<A>,
+        (slot, id): (&SnapshotSlot, u64),
+        header: &[u8],
+    ) -> Result<()> {
+        let old = self.table.take().expect("a table between records");
+        let mut groups = old.finish()?;
+        let mut fresh = self.fresh_table(merge)?;
+        let mut frame = Vec::new();
+        let written = slot.write(id, |piece| {
+            piece.frame(header)?;
+            while let Some((key, acc)) = groups.next()? {
+                frame.clear();
+                frame.extend_from_slice(
+                    &u32::try_from(key.len()).expect("a short key").to_le_bytes(),
+                );
+                frame.extend_from_slice(key);
+                frame.extend_from_slice(acc);
+                piece.frame(&frame)?;
+                fresh.push_partial(key, acc)?;
+            }
+            Ok(())
+        });
+        self.spilled += groups.stats().spilled_bytes;
+        drop(groups);
+        self.table = Some(fresh);
+        written
+    }
+
+    /// Puts the groups of `slot`'s piece of the checkpoint the job started from back
+    /// into the table, each key also to `each`; answers the piece's header (`None`
+    /// without a piece).
+    pub(super) fn restore_groups(
+        &mut self,
+        slot: Option<&SnapshotSlot>,
+        mut each: impl FnMut(&[u8]) -> Result<()>,
+    ) -> Result<Option<Vec<u8>>> {
+        let mut header = Vec::new();
+        let Some(mut piece) = SnapshotSlot::restored_header(slot, &mut header)? else {
+            return Ok(None);
+        };
+        let table = self.table.as_mut().expect("a table between records");
+        let mut frame = Vec::new();
+        while piece.next_frame(&mut frame)? {
+            let (key, acc) = split_group(&frame)?;
+            each(key)?;
+            table.push_partial(key, acc)?;
+        }
+        Ok(Some(header))
     }
 
     /// An empty table for `merge` in the other half of the share.
